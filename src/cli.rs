@@ -1,0 +1,194 @@
+//! Command-line interface (clap). Errors from the library are reported through `anyhow` with their context
+//! and a non-zero exit status.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use rayon::prelude::*;
+
+use alnrisk::radiomics::{self, Extraction, Settings};
+
+#[derive(Parser)]
+#[command(name = "alnrisk", version, about = "Axillary lymph node metastasis risk from breast DCE-MRI (Wang et al. 2022)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute PyRadiomics-compatible radiomics features of an image inside a label-map ROI.
+    Extract {
+        /// Image (NRRD or NIfTI).
+        #[arg(long, required_unless_present = "batch")]
+        image: Option<PathBuf>,
+        /// Label map (NRRD or NIfTI) on the image grid.
+        #[arg(long, required_unless_present = "batch")]
+        mask: Option<PathBuf>,
+        /// Label value of the ROI (overrides the parameter file).
+        #[arg(long)]
+        label: Option<i64>,
+        /// PyRadiomics parameter file (YAML: setting / imageType / featureClass).
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// Output format for a single case.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+        /// Cohort CSV with columns id,image,mask; cases run in parallel.
+        #[arg(long, conflicts_with_all = ["image", "mask"])]
+        batch: Option<PathBuf>,
+        /// Output file (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Entry point.
+pub fn run() -> ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+    ).init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Extract { image, mask, label, params, format, batch, output } => {
+            let mut settings = match &params {
+                Some(p) => Settings::from_yaml_file(p)?,
+                None => Settings::default(),
+            };
+            if let Some(l) = label {
+                settings.label = l;
+            }
+            if let Some(b) = batch {
+                let out = output.context("--batch needs -o/--output for the feature table")?;
+                return run_batch(&b, &out, &settings);
+            }
+            let (image, mask) = (image.context("--image is required")?, mask.context("--mask is required")?);
+            let ex = extract_files(&image, &mask, &settings)?;
+            let text = match format {
+                Format::Csv => {
+                    let mut s = String::from("feature,value\n");
+                    for (k, v) in &ex.diagnostics {
+                        s.push_str(&format!("{},{}\n", k, csv_field(v)));
+                    }
+                    for (k, v) in &ex.features.entries {
+                        s.push_str(&format!("{k},{v:?}\n"));
+                    }
+                    s
+                }
+                Format::Json => {
+                    let mut m = serde_json::Map::new();
+                    for (k, v) in &ex.diagnostics {
+                        m.insert(k.clone(), serde_json::Value::String(v.clone()));
+                    }
+                    for (k, v) in &ex.features.entries {
+                        m.insert(k.clone(), serde_json::json!(v));
+                    }
+                    serde_json::to_string_pretty(&m)? + "\n"
+                }
+            };
+            write_out(output.as_deref(), &text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains(',') || s.contains('"') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// Read an image and a mask and extract.
+pub fn extract_files(image: &Path, mask: &Path, settings: &Settings) -> anyhow::Result<Extraction> {
+    let img = alnrisk::io::read_volume(image)?;
+    let msk = alnrisk::io::read_volume(mask)?;
+    Ok(radiomics::extract(image, &img, mask, &msk, settings)?)
+}
+
+fn run_batch(cohort: &Path, out: &Path, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let base = cohort.parent().unwrap_or(Path::new("."));
+    let mut rdr = csv::Reader::from_path(cohort).with_context(|| format!("reading {}", cohort.display()))?;
+    let headers = rdr.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let (Some(ci), Some(cimg), Some(cmask)) = (col("id"), col("image"), col("mask")) else {
+        bail!("{}: the cohort CSV needs the columns id,image,mask", cohort.display());
+    };
+    let mut cases = Vec::new();
+    for (row, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: row {}", cohort.display(), row + 2))?;
+        let resolve = |s: &str| {
+            let p = PathBuf::from(s.trim());
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        cases.push((rec[ci].trim().to_string(), resolve(&rec[cimg]), resolve(&rec[cmask])));
+    }
+    let results: Vec<(String, anyhow::Result<Extraction>)> = cases
+        .par_iter()
+        .map(|(id, img, msk)| (id.clone(), extract_files(img, msk, settings)))
+        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for (_, r) in &results {
+        if let Ok(ex) = r {
+            names = ex.features.entries.iter().map(|(k, _)| k.clone()).collect();
+            break;
+        }
+    }
+    let mut text = String::from("id,status,error");
+    for n in &names {
+        text.push(',');
+        text.push_str(n);
+    }
+    text.push('\n');
+    let mut failed = 0;
+    for (id, r) in &results {
+        match r {
+            Ok(ex) => {
+                text.push_str(&format!("{},ok,", csv_field(id)));
+                for n in &names {
+                    text.push_str(&format!(",{:?}", ex.features.get(n).unwrap_or(f64::NAN)));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("case {id}: {e:#}");
+                text.push_str(&format!("{},failed,{}", csv_field(id), csv_field(&format!("{e:#}"))));
+                for _ in &names {
+                    text.push(',');
+                }
+            }
+        }
+        text.push('\n');
+    }
+    write_out(Some(out), &text)?;
+    eprintln!("{} case(s) extracted, {failed} failed", results.len() - failed);
+    Ok(if failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}

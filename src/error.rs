@@ -1,0 +1,103 @@
+//! The project's error type.
+//!
+//! One enum for the library, built with `thiserror`. Every variant that concerns an input names the file (or
+//! the logical input) and the reason, so that an operator reading a log line or a quarantine note knows what
+//! to fix. The binary wraps these in `anyhow` at its edge; the library never panics on input-derived data.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O failure while reading or writing a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file could be opened but its content is not what its format requires.
+    #[error("{path}: malformed {format}: {reason}")]
+    Format {
+        /// The file concerned.
+        path: PathBuf,
+        /// The format we expected, e.g. `NRRD` or `NIfTI-1`.
+        format: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A header declares a size we refuse to allocate (checked before any allocation).
+    #[error("{path}: declared size {declared_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    TooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// Bytes the header asks for.
+        declared_bytes: u128,
+        /// Our ceiling.
+        limit_bytes: u128,
+    },
+
+    /// The image contains values that cannot be used (NaN or infinite voxels).
+    #[error("{path}: image contains {count} non-finite voxel(s) (NaN or infinity) inside the ROI")]
+    NonFinite {
+        /// The file concerned.
+        path: PathBuf,
+        /// How many voxels are non-finite.
+        count: usize,
+    },
+
+    /// Image and mask do not share a grid (PyRadiomics' `geometryTolerance` check).
+    #[error("{mask}: mask geometry does not match image {image}: {reason}")]
+    GeometryMismatch {
+        /// The image file.
+        image: PathBuf,
+        /// The mask file.
+        mask: PathBuf,
+        /// Which property differs and by how much.
+        reason: String,
+    },
+
+    /// The mask does not define a usable region of interest.
+    #[error("{path}: invalid ROI: {reason}")]
+    InvalidRoi {
+        /// The mask file.
+        path: PathBuf,
+        /// Why the ROI cannot be used (empty, label missing, too small, too flat...).
+        reason: String,
+    },
+
+    /// A setting or parameter file is invalid.
+    #[error("{origin}: invalid setting: {reason}")]
+    Settings {
+        /// Where the setting came from (a file, or `command line`).
+        origin: String,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+
+    /// An input that the pipeline does not support (yet).
+    #[error("{path}: unsupported: {reason}")]
+    Unsupported {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is not supported.
+        reason: String,
+    },
+}
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wrap an `std::io::Error` with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! NRRD reader (<http://teem.sourceforge.net/nrrd/format.html>).
+//!
+//! Supports the subset that medical volumes use: 3D (or 2D, read as one slice) scalar data, `raw` and
+//! `gzip` encodings, `little`/`big` endian, `space directions` + `space origin` (or `spacings`), and
+//! `space` values `left-posterior-superior` (LPS, used as is) and `right-anterior-superior` (RAS, x and y
+//! negated). Detached headers (`data file`) are refused with a clear error.
+//!
+//! Like ITK, the spacing along an axis is the norm of its space-direction vector, and the direction is the
+//! normalised vector.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::image::{Geometry, PixelType, Volume};
+
+const FORMAT: &str = "NRRD";
+
+fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        format: FORMAT,
+        reason: reason.into(),
+    }
+}
+
+fn parse_type(path: &Path, t: &str) -> Result<PixelType> {
+    Ok(match t.trim() {
+        "signed char" | "int8" | "int8_t" => PixelType::I8,
+        "uchar" | "unsigned char" | "uint8" | "uint8_t" => PixelType::U8,
+        "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => PixelType::I16,
+        "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => PixelType::U16,
+        "int" | "signed int" | "int32" | "int32_t" => PixelType::I32,
+        "uint" | "unsigned int" | "uint32" | "uint32_t" => PixelType::U32,
+        "longlong" | "long long" | "long long int" | "signed long long" | "signed long long int" | "int64"
+        | "int64_t" => PixelType::I64,
+        "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => PixelType::U64,
+        "float" => PixelType::F32,
+        "double" => PixelType::F64,
+        other => return Err(fmt_err(path, format!("unsupported type '{other}'"))),
+    })
+}
+
+fn parse_vector(path: &Path, s: &str) -> Result<Option<Vec<f64>>> {
+    let s = s.trim();
+    if s == "none" {
+        return Ok(None);
+    }
+    let inner = s
+        .strip_prefix('(')
+        .and_then(|x| x.strip_suffix(')'))
+        .ok_or_else(|| fmt_err(path, format!("bad vector '{s}'")))?;
+    let v: std::result::Result<Vec<f64>, _> = inner.split(',').map(|c| c.trim().parse::<f64>()).collect();
+    let v = v.map_err(|_| fmt_err(path, format!("bad number in vector '{s}'")))?;
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(fmt_err(path, format!("non-finite number in vector '{s}'")));
+    }
+    Ok(Some(v))
+}
+
+/// Split a whitespace-separated list of vectors like `(1,0,0) (0,1,0) none`.
+fn split_vectors(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0;
+    for ch in s.chars() {
+        match ch {
+            '(' => {
+                depth += 1;
+                cur.push(ch);
+            }
+            ')' => {
+                depth -= 1;
+                cur.push(ch);
+                if depth == 0 {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c if c.is_whitespace() && depth == 0 => {
+                if !cur.trim().is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                cur.clear();
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Read a NRRD file.
+pub fn read(path: &Path) -> Result<Volume<f64>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse(path, &bytes)
+}
+
+/// Parse NRRD bytes (`path` is used in error messages only).
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
+    if !bytes.starts_with(b"NRRD000") {
+        return Err(fmt_err(path, "missing NRRD magic"));
+    }
+    // The header ends at the first empty line.
+    let mut header_end = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            if bytes.get(i + 1) == Some(&b'\n') {
+                header_end = Some((i + 1, i + 2));
+                break;
+            }
+            if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
+                header_end = Some((i + 1, i + 3));
+                break;
+            }
+        }
+        i += 1;
+    }
+    let (hend, data_start) = header_end.ok_or_else(|| fmt_err(path, "header is not terminated by an empty line"))?;
+    let header = std::str::from_utf8(&bytes[..hend]).map_err(|_| fmt_err(path, "header is not text"))?;
+
+    let mut pixel = None;
+    let mut dimension = None;
+    let mut sizes: Option<Vec<usize>> = None;
+    let mut encoding = String::from("raw");
+    let mut big_endian = false;
+    let mut space = String::new();
+    let mut directions: Option<Vec<Option<Vec<f64>>>> = None;
+    let mut spacings: Option<Vec<f64>> = None;
+    let mut origin: Option<Vec<f64>> = None;
+
+    for line in header.lines().skip(1) {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if line.contains(":=") {
+            continue; // key/value pairs carry no geometry
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            return Err(fmt_err(path, format!("bad header line '{line}'")));
+        };
+        let value = value.trim();
+        match key.trim() {
+            "type" => pixel = Some(parse_type(path, value)?),
+            "dimension" => {
+                dimension = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| fmt_err(path, format!("bad dimension '{value}'")))?,
+                )
+            }
+            "sizes" => {
+                let s: std::result::Result<Vec<usize>, _> = value.split_whitespace().map(|x| x.parse()).collect();
+                sizes = Some(s.map_err(|_| fmt_err(path, format!("bad sizes '{value}'")))?);
+            }
+            "encoding" => encoding = value.to_ascii_lowercase(),
+            "endian" => big_endian = value == "big",
+            "space" => space = value.to_ascii_lowercase(),
+            "space dimension" => {}
+            "space directions" => {
+                let mut v = Vec::new();
+                for tok in split_vectors(value) {
+                    v.push(parse_vector(path, &tok)?);
+                }
+                directions = Some(v);
+            }
+            "spacings" => {
+                let s: std::result::Result<Vec<f64>, _> = value.split_whitespace().map(|x| x.parse()).collect();
+                spacings = Some(s.map_err(|_| fmt_err(path, format!("bad spacings '{value}'")))?);
+            }
+            "space origin" => origin = parse_vector(path, value)?,
+            "data file" | "datafile" => {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    reason: "detached NRRD data files are not supported; save as a single .nrrd".into(),
+                })
+            }
+            _ => {}
+        }
+    }
+
+    let pixel = pixel.ok_or_else(|| fmt_err(path, "missing 'type'"))?;
+    let dimension = dimension.ok_or_else(|| fmt_err(path, "missing 'dimension'"))?;
+    let sizes = sizes.ok_or_else(|| fmt_err(path, "missing 'sizes'"))?;
+    if !(2..=3).contains(&dimension) || sizes.len() != dimension {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("only 2D or 3D scalar NRRD is supported (dimension {dimension}, sizes {sizes:?})"),
+        });
+    }
+    let mut size = [1usize; 3];
+    size[..dimension].copy_from_slice(&sizes);
+
+    // Geometry.
+    let mut spacing = [1.0; 3];
+    let mut direction = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    if let Some(dirs) = &directions {
+        if dirs.len() != dimension {
+            return Err(fmt_err(path, "'space directions' does not have one entry per axis"));
+        }
+        for (c, d) in dirs.iter().enumerate() {
+            let Some(d) = d else {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    reason: "non-spatial axes ('none' direction) are not supported".into(),
+                });
+            };
+            if d.len() < dimension || d.len() > 3 {
+                return Err(fmt_err(path, "space direction has the wrong length"));
+            }
+            let norm = d.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                return Err(fmt_err(path, "zero-length space direction"));
+            }
+            spacing[c] = norm;
+            for r in 0..3 {
+                direction[r][c] = d.get(r).copied().unwrap_or(0.0) / norm;
+            }
+        }
+    } else if let Some(s) = &spacings {
+        for (c, v) in s.iter().enumerate().take(3) {
+            if v.is_finite() && *v > 0.0 {
+                spacing[c] = *v;
+            }
+        }
+    }
+    let mut org = [0.0; 3];
+    if let Some(o) = &origin {
+        for (d, v) in o.iter().enumerate().take(3) {
+            org[d] = *v;
+        }
+    }
+    match space.as_str() {
+        "" | "left-posterior-superior" | "lps" | "3d-left-handed" => {}
+        "right-anterior-superior" | "ras" | "3d-right-handed" => {
+            for c in 0..3 {
+                direction[0][c] = -direction[0][c];
+                direction[1][c] = -direction[1][c];
+            }
+            org[0] = -org[0];
+            org[1] = -org[1];
+        }
+        other => {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!("NRRD space '{other}' is not supported"),
+            })
+        }
+    }
+    if crate::image::geometry::det3(&direction).abs() < 1e-6 {
+        return Err(fmt_err(path, "space directions are degenerate"));
+    }
+
+    let n = super::check_declared_size(path, size, pixel)?;
+    let need = n * pixel.size();
+    let payload = &bytes[data_start..];
+    let raw = match encoding.as_str() {
+        "raw" => {
+            if payload.len() < need {
+                return Err(fmt_err(
+                    path,
+                    format!("truncated data: {} bytes present, {need} declared", payload.len()),
+                ));
+            }
+            // Raw data may be preceded by padding; NRRD puts it at the end of the file.
+            payload[payload.len() - need..].to_vec()
+        }
+        "gzip" | "gz" => {
+            let out = super::gunzip_bounded(path, payload, need, FORMAT)?;
+            if out.len() < need {
+                return Err(fmt_err(
+                    path,
+                    format!("truncated data: {} bytes decompressed, {need} declared", out.len()),
+                ));
+            }
+            out
+        }
+        other => {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!("NRRD encoding '{other}' is not supported (use raw or gzip)"),
+            })
+        }
+    };
+    let data = super::decode_samples(&raw, n, pixel, big_endian);
+    Ok(Volume {
+        geometry: Geometry {
+            size,
+            spacing,
+            origin: org,
+            direction,
+        },
+        data,
+        pixel_type: pixel,
+    })
+}
+
+/// Write a volume as gzip NRRD with LPS geometry (used by tests and by `synth`).
+pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
+    use std::io::Write;
+    let t = match vol.pixel_type {
+        PixelType::U8 => "uchar",
+        PixelType::I8 => "signed char",
+        PixelType::U16 => "ushort",
+        PixelType::I16 => "short",
+        PixelType::U32 => "uint",
+        PixelType::I32 => "int",
+        PixelType::U64 => "ulonglong",
+        PixelType::I64 => "longlong",
+        PixelType::F32 => "float",
+        PixelType::F64 => "double",
+    };
+    let g = &vol.geometry;
+    let dir = |c: usize| {
+        format!(
+            "({:?},{:?},{:?})",
+            g.direction[0][c] * g.spacing[c],
+            g.direction[1][c] * g.spacing[c],
+            g.direction[2][c] * g.spacing[c]
+        )
+    };
+    let mut out = format!(
+        "NRRD0004\ntype: {t}\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: little\nencoding: gzip\nspace origin: ({:?},{:?},{:?})\n\n",
+        g.size[0], g.size[1], g.size[2], dir(0), dir(1), dir(2), g.origin[0], g.origin[1], g.origin[2]
+    )
+    .into_bytes();
+    let mut raw = Vec::with_capacity(vol.data.len() * vol.pixel_type.size());
+    for &v in &vol.data {
+        match vol.pixel_type {
+            PixelType::U8 => raw.push(v as u8),
+            PixelType::I8 => raw.push(v as i8 as u8),
+            PixelType::U16 => raw.extend_from_slice(&(v as u16).to_le_bytes()),
+            PixelType::I16 => raw.extend_from_slice(&(v as i16).to_le_bytes()),
+            PixelType::U32 => raw.extend_from_slice(&(v as u32).to_le_bytes()),
+            PixelType::I32 => raw.extend_from_slice(&(v as i32).to_le_bytes()),
+            PixelType::U64 => raw.extend_from_slice(&(v as u64).to_le_bytes()),
+            PixelType::I64 => raw.extend_from_slice(&(v as i64).to_le_bytes()),
+            PixelType::F32 => raw.extend_from_slice(&(v as f32).to_le_bytes()),
+            PixelType::F64 => raw.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&raw).map_err(|e| Error::io(path, e))?;
+    out.extend(enc.finish().map_err(|e| Error::io(path, e))?);
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,247 @@
+//! The extraction pipeline: from an image and a label map to a named feature set plus diagnostics.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::discretize::{bin_edges, digitize};
+use super::preprocess::{check_finite, check_roi, normalize, resample_pair, resampling_grid, resegment};
+use super::settings::{Interpolator, Settings};
+use super::texture::DiscreteRoi;
+use super::{class_features, FeatureSet, FeatureValues, TextureOptions};
+use crate::error::{Error, Result};
+use crate::image::{BoundingBox, Volume};
+
+/// The result of one extraction.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Extraction {
+    /// Feature values, PyRadiomics names (`original_<class>_<Feature>`).
+    pub features: FeatureSet,
+    /// `diagnostics_*` entries (text values, as PyRadiomics prints them).
+    pub diagnostics: Vec<(String, String)>,
+}
+
+fn tuple3(v: [f64; 3]) -> String {
+    format!("({:?}, {:?}, {:?})", v[0], v[1], v[2])
+}
+
+fn tuple3u(v: [usize; 3]) -> String {
+    format!("({}, {}, {})", v[0], v[1], v[2])
+}
+
+fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>) {
+    let n = img.data.len() as f64;
+    let mean = img.data.iter().sum::<f64>() / n;
+    let min = img.data.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = img.data.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    diag.push((format!("diagnostics_Image-{prefix}_Spacing"), tuple3(img.geometry.spacing)));
+    diag.push((format!("diagnostics_Image-{prefix}_Size"), tuple3u(img.geometry.size)));
+    diag.push((format!("diagnostics_Image-{prefix}_Mean"), format!("{mean:?}")));
+    diag.push((format!("diagnostics_Image-{prefix}_Minimum"), format!("{min:?}")));
+    diag.push((format!("diagnostics_Image-{prefix}_Maximum"), format!("{max:?}")));
+}
+
+fn mask_stats(prefix: &str, mask: &Volume<f64>, bb: &BoundingBox, count: usize, diag: &mut Vec<(String, String)>) {
+    diag.push((format!("diagnostics_Mask-{prefix}_Spacing"), tuple3(mask.geometry.spacing)));
+    diag.push((format!("diagnostics_Mask-{prefix}_Size"), tuple3u(mask.geometry.size)));
+    diag.push((format!("diagnostics_Mask-{prefix}_BoundingBox"), bb.to_pyradiomics_string()));
+    diag.push((format!("diagnostics_Mask-{prefix}_VoxelNum"), count.to_string()));
+}
+
+/// Which features of `class` to report; errors on unknown names.
+fn selected(class: &str, settings: &Settings) -> Result<Option<Vec<&'static str>>> {
+    let Some(choice) = settings.enabled.get(class) else {
+        return Ok(None);
+    };
+    let all = class_features(class);
+    match choice {
+        None => Ok(Some(all.iter().filter(|(_, dep)| !dep).map(|(n, _)| *n).collect())),
+        Some(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                match all.iter().find(|(f, _)| f == n) {
+                    Some((f, _)) => out.push(*f),
+                    None => {
+                        return Err(Error::Settings {
+                            origin: "featureClass".into(),
+                            reason: format!("class '{class}' has no feature '{n}'"),
+                        })
+                    }
+                }
+            }
+            Ok(Some(out))
+        }
+    }
+}
+
+/// Extract features. The paths are used in error messages and diagnostics only.
+pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<Extraction> {
+    let mut diag = Vec::new();
+    let mut mask = mask.clone();
+    if let Some(reason) = image.geometry.mismatch(&mask.geometry, settings.geometry_tolerance) {
+        if settings.correct_mask {
+            mask = super::resample::resample(&mask, &image.geometry, Interpolator::NearestNeighbor, mask.pixel_type);
+            diag.push(("diagnostics_Mask-corrected".into(), format!("resampled onto the image grid ({reason})")));
+        } else {
+            return Err(Error::GeometryMismatch {
+                image: image_path.to_path_buf(),
+                mask: mask_path.to_path_buf(),
+                reason,
+            });
+        }
+    }
+    // Validate the classes first, so a typo fails fast.
+    let classes: Vec<(&str, Vec<&'static str>)> = super::settings::CLASSES
+        .iter()
+        .filter_map(|c| selected(c, settings).transpose().map(|r| r.map(|v| (*c, v))))
+        .collect::<Result<_>>()?;
+
+    image_stats("original", image, &mut diag);
+    let (bb, inside) = check_roi(mask_path, &mask, settings)?;
+    mask_stats("original", &mask, &bb, inside.iter().filter(|&&b| b).count(), &mut diag);
+    check_finite(image_path, image, &inside)?;
+
+    let mut image = if settings.normalize {
+        normalize(image, settings.normalize_scale, settings.remove_outliers)
+    } else {
+        image.clone()
+    };
+    let (mut bb, mut inside) = (bb, inside);
+    if let Some(grid) = resampling_grid(&mask.geometry, &image.geometry, &bb, settings) {
+        let (img, msk) = resample_pair(&image, &mask, &grid, settings);
+        image = img;
+        mask = msk;
+        let (b, i) = check_roi(mask_path, &mask, settings)?;
+        bb = b;
+        inside = i;
+        image_stats("interpolated", &image, &mut diag);
+        mask_stats("interpolated", &mask, &bb, inside.iter().filter(|&&b| b).count(), &mut diag);
+    }
+
+    // Crop to the ROI bounding box: memory stays proportional to the ROI, not the image.
+    let image_size = image.geometry.size;
+    let spacing = image.geometry.spacing;
+    let crop = image.crop(&bb);
+    let mut crop_inside = Vec::with_capacity(crop.data.len());
+    for k in bb.start[2]..bb.start[2] + bb.size[2] {
+        for j in bb.start[1]..bb.start[1] + bb.size[1] {
+            let o = image.geometry.offset(bb.start[0], j, k);
+            crop_inside.extend_from_slice(&inside[o..o + bb.size[0]]);
+        }
+    }
+    drop(image);
+    let shape_inside = crop_inside.clone();
+    let roi_inside = if settings.resegment_range.is_some() {
+        let r = resegment(mask_path, &crop.data, &crop_inside, settings)?;
+        let count = r.iter().filter(|&&b| b).count();
+        diag.push(("diagnostics_Mask-resegmented_VoxelNum".into(), count.to_string()));
+        r
+    } else {
+        crop_inside
+    };
+    let shape_inside = if settings.resegment_shape { roi_inside.clone() } else { shape_inside };
+
+    // Discretise.
+    let values: Vec<f64> = crop.data.iter().zip(&roi_inside).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
+    let edges = bin_edges(&values, settings.binning());
+    let levels: Vec<u32> = crop
+        .data
+        .iter()
+        .zip(&roi_inside)
+        .map(|(&v, &m)| if m { digitize(v, &edges) } else { 0 })
+        .collect();
+    let roi = DiscreteRoi::new(bb.size, levels, spacing);
+    let roi_levels: Vec<u32> = roi.levels.iter().copied().filter(|&l| l > 0).collect();
+    let opts = TextureOptions {
+        image_size,
+        distances: settings.distances.clone(),
+        out_of_plane: settings.force2d.then_some(2 - settings.force2d_dimension),
+        weighting_norm: settings.weighting_norm.clone(),
+        symmetrical_glcm: settings.symmetrical_glcm,
+        gldm_a: settings.gldm_a,
+    };
+
+    // shape2D slice: along the force2D axis (numpy axis 0 = k by default), largest ROI area, lowest index on ties.
+    let axis = 2 - settings.force2d_dimension;
+    let slice_info = largest_slice(bb.size, &shape_inside, axis);
+    diag.push((
+        "diagnostics_shape2D_Slice".into(),
+        format!(
+            "index {} along ITK axis {} (bounding-box start {}), the slice with the largest ROI area ({} voxels){}",
+            bb.start[axis] + slice_info.0,
+            axis,
+            bb.start[axis],
+            slice_info.1,
+            if bb.size[axis] > 1 { "; PyRadiomics would refuse shape2D on this multi-slice mask" } else { "" }
+        ),
+    ));
+
+    let voxel_volume = spacing[0] * spacing[1] * spacing[2];
+    let results: Vec<(&str, FeatureValues)> = classes
+        .par_iter()
+        .map(|(class, _)| {
+            let fv = match *class {
+                "firstorder" => super::firstorder::compute(&values, &roi_levels, voxel_volume, settings.voxel_array_shift),
+                "shape" => super::shape::compute(bb.size, spacing, |o| shape_inside[o]),
+                "shape2D" => shape2d_of_slice(bb.size, spacing, &shape_inside, axis, slice_info.0),
+                "glcm" => super::glcm::compute(&roi, &opts),
+                "glrlm" => super::glrlm::compute(&roi, &opts),
+                "glszm" => super::glszm::compute(&roi, &opts),
+                "gldm" => super::gldm::compute(&roi, &opts),
+                "ngtdm" => super::ngtdm::compute(&roi, &opts),
+                _ => FeatureValues::new(),
+            };
+            (*class, fv)
+        })
+        .collect();
+
+    let order = ["shape", "shape2D", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"];
+    let mut features = FeatureSet::default();
+    for class in order {
+        let Some((_, names)) = classes.iter().find(|(c, _)| *c == class) else { continue };
+        let Some((_, fv)) = results.iter().find(|(c, _)| *c == class) else { continue };
+        for n in names {
+            if let Some(v) = fv.get(n) {
+                features.entries.push((format!("original_{class}_{n}"), v));
+            }
+        }
+    }
+    Ok(Extraction {
+        features,
+        diagnostics: diag,
+    })
+}
+
+/// `(index within the box, voxel count)` of the slice along `axis` with the most ROI voxels.
+fn largest_slice(size: [usize; 3], inside: &[bool], axis: usize) -> (usize, usize) {
+    let mut counts = vec![0usize; size[axis]];
+    for k in 0..size[2] {
+        for j in 0..size[1] {
+            for i in 0..size[0] {
+                if inside[i + size[0] * (j + size[1] * k)] {
+                    counts[[i, j, k][axis]] += 1;
+                }
+            }
+        }
+    }
+    let mut best = (0, 0);
+    for (s, &c) in counts.iter().enumerate() {
+        if c > best.1 {
+            best = (s, c);
+        }
+    }
+    best
+}
+
+fn shape2d_of_slice(size: [usize; 3], spacing: [f64; 3], inside: &[bool], axis: usize, slice: usize) -> FeatureValues {
+    // remaining ITK axes in numpy order (slowest first): rows = the higher ITK axis, cols = the lower
+    let rest: Vec<usize> = (0..3).rev().filter(|&a| a != axis).collect();
+    let (ra, ca) = (rest[0], rest[1]);
+    super::shape2d::compute(size[ra], size[ca], [spacing[ra], spacing[ca]], |r, c| {
+        let mut p = [0usize; 3];
+        p[axis] = slice;
+        p[ra] = r;
+        p[ca] = c;
+        inside[p[0] + size[0] * (p[1] + size[1] * p[2])]
+    })
+}

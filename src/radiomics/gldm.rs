@@ -1,0 +1,138 @@
+//! Gray Level Dependence Matrix (GLDM) features.
+//!
+//! A neighbour (26-connected in 3D, 8 in-plane with `force2D`) inside the ROI is *dependent* on the centre
+//! voxel when `|i − level(neighbour)| ≤ α` (`gldm_a`, default 0). `P(i,j)` counts ROI voxels of level `i` with
+//! `j − 1` dependent neighbours (PyRadiomics indexes dependence from 1). `N_z = Σ P = N_p`,
+//! `p(i,j) = P/N_z`. Sun & Wee, Computer Graphics and Image Processing 1983; PyRadiomics documentation "Gray
+//! Level Dependence Matrix (GLDM) Features".
+//!
+//! | feature | formula |
+//! |---|---|
+//! | SmallDependenceEmphasis | `Σ P/j² / N_z` |
+//! | LargeDependenceEmphasis | `Σ P j² / N_z` |
+//! | GrayLevelNonUniformity | `Σᵢ (Σⱼ P)² / N_z` |
+//! | GrayLevelNonUniformityNormalized (deprecated) | `Σᵢ (Σⱼ P)² / N_z²` |
+//! | DependenceNonUniformity | `Σⱼ (Σᵢ P)² / N_z` |
+//! | DependenceNonUniformityNormalized | `Σⱼ (Σᵢ P)² / N_z²` |
+//! | GrayLevelVariance | `Σ p (i − μ)²`, `μ = Σ p i` |
+//! | DependenceVariance | `Σ p (j − μ)²`, `μ = Σ p j` |
+//! | DependenceEntropy | `−Σ p log₂(p + ε)` |
+//! | LowGrayLevelEmphasis | `Σ P/i² / N_z` |
+//! | HighGrayLevelEmphasis | `Σ P i² / N_z` |
+//! | SmallDependenceLowGrayLevelEmphasis | `Σ P/(i² j²) / N_z` |
+//! | SmallDependenceHighGrayLevelEmphasis | `Σ P i²/j² / N_z` |
+//! | LargeDependenceLowGrayLevelEmphasis | `Σ P j²/i² / N_z` |
+//! | LargeDependenceHighGrayLevelEmphasis | `Σ P i² j² / N_z` |
+
+use std::collections::BTreeMap;
+
+use super::texture::{angles, DiscreteRoi, EPS};
+use super::{FeatureValues, TextureOptions};
+
+/// Feature names and deprecated flags.
+pub const FEATURES: &[(&str, bool)] = &[
+    ("DependenceEntropy", false),
+    ("DependenceNonUniformity", false),
+    ("DependenceNonUniformityNormalized", false),
+    ("DependenceVariance", false),
+    ("GrayLevelNonUniformity", false),
+    ("GrayLevelNonUniformityNormalized", true),
+    ("GrayLevelVariance", false),
+    ("HighGrayLevelEmphasis", false),
+    ("LargeDependenceEmphasis", false),
+    ("LargeDependenceHighGrayLevelEmphasis", false),
+    ("LargeDependenceLowGrayLevelEmphasis", false),
+    ("LowGrayLevelEmphasis", false),
+    ("SmallDependenceEmphasis", false),
+    ("SmallDependenceHighGrayLevelEmphasis", false),
+    ("SmallDependenceLowGrayLevelEmphasis", false),
+];
+
+/// The dependence matrix, sparse: `(gray level, dependence j ≥ 1) → count`.
+pub struct GldmMatrix {
+    /// Counts.
+    pub cells: BTreeMap<(u32, usize), f64>,
+}
+
+/// Count dependences.
+pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GldmMatrix {
+    let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
+    let mut cells = BTreeMap::new();
+    let [sx, sy, sz] = roi.size;
+    for z in 0..sz {
+        for y in 0..sy {
+            for x in 0..sx {
+                let l = roi.levels[roi.offset(x, y, z)];
+                if l == 0 {
+                    continue;
+                }
+                let mut dep = 0usize;
+                for off in &offsets {
+                    if let Some(q) = roi.step([x, y, z], *off) {
+                        let lq = roi.levels[roi.offset(q[0], q[1], q[2])];
+                        if lq > 0 && (l as f64 - lq as f64).abs() <= opts.gldm_a {
+                            dep += 1;
+                        }
+                    }
+                }
+                *cells.entry((l, dep + 1)).or_insert(0.0) += 1.0;
+            }
+        }
+    }
+    GldmMatrix { cells }
+}
+
+/// Compute all GLDM features.
+pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
+    let g = matrix(roi, opts);
+    let nz: f64 = g.cells.values().sum::<f64>().max(1.0);
+    let mut pg: BTreeMap<u32, f64> = BTreeMap::new();
+    let mut pd: BTreeMap<usize, f64> = BTreeMap::new();
+    for (&(l, j), &c) in &g.cells {
+        *pg.entry(l).or_insert(0.0) += c;
+        *pd.entry(j).or_insert(0.0) += c;
+    }
+    let ui: f64 = pg.iter().map(|(&l, &v)| v / nz * l as f64).sum();
+    let uj: f64 = pd.iter().map(|(&j, &v)| v / nz * j as f64).sum();
+    let (mut sde, mut lde, mut lgle, mut hgle, mut sdlgle, mut sdhgle, mut ldlgle, mut ldhgle, mut de) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (&(l, j), &c) in &g.cells {
+        let (i2, j2) = ((l as f64).powi(2), (j as f64).powi(2));
+        sde += c / j2;
+        lde += c * j2;
+        lgle += c / i2;
+        hgle += c * i2;
+        sdlgle += c / (i2 * j2);
+        sdhgle += c * i2 / j2;
+        ldlgle += c * j2 / i2;
+        ldhgle += c * i2 * j2;
+        let p = c / nz;
+        de -= p * (p + EPS).log2();
+    }
+    let gln: f64 = pg.values().map(|v| v * v).sum();
+    let dn: f64 = pd.values().map(|v| v * v).sum();
+    let glv: f64 = pg.iter().map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2)).sum();
+    let dv: f64 = pd.iter().map(|(&j, &v)| v / nz * (j as f64 - uj).powi(2)).sum();
+    let vals = [
+        de,
+        dn / nz,
+        dn / (nz * nz),
+        dv,
+        gln / nz,
+        gln / (nz * nz),
+        glv,
+        hgle / nz,
+        lde / nz,
+        ldhgle / nz,
+        ldlgle / nz,
+        lgle / nz,
+        sde / nz,
+        sdhgle / nz,
+        sdlgle / nz,
+    ];
+    let mut out = FeatureValues::new();
+    for ((name, _), v) in FEATURES.iter().zip(vals) {
+        out.push(name, v);
+    }
+    out
+}

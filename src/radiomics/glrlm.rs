@@ -1,0 +1,214 @@
+//! Gray Level Run Length Matrix (GLRLM) features.
+//!
+//! `P(i,j|θ)` counts runs — maximal sequences of consecutive ROI voxels with gray level `i` along direction
+//! `θ` — of length `j`. Per angle, `N_r(θ)` is the number of runs and `N_p(θ) = Σ j P(i,j|θ)` the voxel count;
+//! `p(i,j|θ) = P/N_r`. An angle along which no line meets more than one ROI voxel is dropped (PyRadiomics'
+//! handling of flat ROIs), as are empty angles; with `weightingNorm` the angles are merged with weights `‖d‖`.
+//! Features are averaged over angles. Galloway, Computer Graphics and Image Processing 1975; Chu et al. 1990;
+//! Dasarathy & Holder 1991; PyRadiomics documentation "Gray Level Run Length Matrix (GLRLM) Features".
+//!
+//! | feature | formula |
+//! |---|---|
+//! | ShortRunEmphasis | `Σ P(i,j)/j² / N_r` |
+//! | LongRunEmphasis | `Σ P(i,j) j² / N_r` |
+//! | GrayLevelNonUniformity | `Σᵢ (Σⱼ P(i,j))² / N_r` |
+//! | GrayLevelNonUniformityNormalized | `Σᵢ (Σⱼ P(i,j))² / N_r²` |
+//! | RunLengthNonUniformity | `Σⱼ (Σᵢ P(i,j))² / N_r` |
+//! | RunLengthNonUniformityNormalized | `Σⱼ (Σᵢ P(i,j))² / N_r²` |
+//! | RunPercentage | `N_r / N_p` |
+//! | GrayLevelVariance | `Σ p(i,j)(i − μ)²`, `μ = Σ p(i,j) i` |
+//! | RunVariance | `Σ p(i,j)(j − μ)²`, `μ = Σ p(i,j) j` |
+//! | RunEntropy | `−Σ p(i,j) log₂(p(i,j) + ε)` |
+//! | LowGrayLevelRunEmphasis | `Σ P(i,j)/i² / N_r` |
+//! | HighGrayLevelRunEmphasis | `Σ P(i,j) i² / N_r` |
+//! | ShortRunLowGrayLevelEmphasis | `Σ P(i,j)/(i² j²) / N_r` |
+//! | ShortRunHighGrayLevelEmphasis | `Σ P(i,j) i²/j² / N_r` |
+//! | LongRunLowGrayLevelEmphasis | `Σ P(i,j) j²/i² / N_r` |
+//! | LongRunHighGrayLevelEmphasis | `Σ P(i,j) i² j² / N_r` |
+
+use super::texture::{angle_weight, angles, nanmean, DiscreteRoi, EPS};
+use super::{FeatureValues, TextureOptions};
+
+/// Feature names and deprecated flags.
+pub const FEATURES: &[(&str, bool)] = &[
+    ("GrayLevelNonUniformity", false),
+    ("GrayLevelNonUniformityNormalized", false),
+    ("GrayLevelVariance", false),
+    ("HighGrayLevelRunEmphasis", false),
+    ("LongRunEmphasis", false),
+    ("LongRunHighGrayLevelEmphasis", false),
+    ("LongRunLowGrayLevelEmphasis", false),
+    ("LowGrayLevelRunEmphasis", false),
+    ("RunEntropy", false),
+    ("RunLengthNonUniformity", false),
+    ("RunLengthNonUniformityNormalized", false),
+    ("RunPercentage", false),
+    ("RunVariance", false),
+    ("ShortRunEmphasis", false),
+    ("ShortRunHighGrayLevelEmphasis", false),
+    ("ShortRunLowGrayLevelEmphasis", false),
+];
+
+/// Run-length matrices, one per kept angle, rows = gray levels present, columns = run length − 1.
+pub struct GlrlmMatrix {
+    /// Gray levels present.
+    pub levels: Vec<f64>,
+    /// Longest possible run (columns).
+    pub max_run: usize,
+    /// Row-major `levels × max_run` count matrices.
+    pub angles: Vec<Vec<f64>>,
+}
+
+/// Count runs.
+pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlrlmMatrix {
+    let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, false);
+    let idx = roi.level_index();
+    let n = roi.gray_levels.len();
+    let max_run = *roi.size.iter().max().unwrap_or(&1);
+    let mut mats = Vec::with_capacity(offsets.len());
+    let [sx, sy, sz] = roi.size;
+    for off in &offsets {
+        let back = [-off[0], -off[1], -off[2]];
+        let mut m = vec![0.0; n * max_run];
+        let mut multi = false;
+        for z in 0..sz {
+            for y in 0..sy {
+                for x in 0..sx {
+                    let l = roi.levels[roi.offset(x, y, z)];
+                    if l == 0 {
+                        continue;
+                    }
+                    // A run starts where the previous voxel along the line is not part of it.
+                    if let Some(q) = roi.step([x, y, z], back) {
+                        if roi.levels[roi.offset(q[0], q[1], q[2])] == l {
+                            continue;
+                        }
+                    }
+                    let mut len = 1;
+                    let mut p = [x, y, z];
+                    while let Some(q) = roi.step(p, *off) {
+                        if roi.levels[roi.offset(q[0], q[1], q[2])] != l {
+                            break;
+                        }
+                        len += 1;
+                        p = q;
+                    }
+                    if len > 1 {
+                        multi = true;
+                    }
+                    m[idx[l as usize] * max_run + len - 1] += 1.0;
+                    if !multi {
+                        // Does this line hold another ROI voxel further on (not necessarily adjacent)?
+                        let mut p = [x, y, z];
+                        while let Some(q) = roi.step(p, *off) {
+                            if roi.levels[roi.offset(q[0], q[1], q[2])] > 0 {
+                                multi = true;
+                                break;
+                            }
+                            p = q;
+                        }
+                    }
+                }
+            }
+        }
+        if !multi {
+            m.iter_mut().for_each(|v| *v = 0.0);
+        }
+        mats.push(m);
+    }
+    if let Some(norm) = &opts.weighting_norm {
+        let mut merged = vec![0.0; n * max_run];
+        for (m, off) in mats.iter().zip(&offsets) {
+            let w = angle_weight(norm, *off, roi.spacing, false);
+            for (t, v) in merged.iter_mut().zip(m) {
+                *t += v * w;
+            }
+        }
+        mats = vec![merged];
+    }
+    if mats.len() > 1 {
+        mats.retain(|m| m.iter().sum::<f64>() != 0.0);
+    }
+    GlrlmMatrix {
+        levels: roi.gray_levels.iter().map(|&g| g as f64).collect(),
+        max_run,
+        angles: mats,
+    }
+}
+
+/// Compute all GLRLM features.
+pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
+    let g = matrix(roi, opts);
+    let n = g.levels.len();
+    let nr_cols = g.max_run;
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); FEATURES.len()];
+    for m in &g.angles {
+        let nr: f64 = m.iter().sum();
+        let nr = if nr == 0.0 { f64::NAN } else { nr };
+        let mut pg = vec![0.0; n];
+        let mut pr = vec![0.0; nr_cols];
+        for i in 0..n {
+            for j in 0..nr_cols {
+                pg[i] += m[i * nr_cols + j];
+                pr[j] += m[i * nr_cols + j];
+            }
+        }
+        let jv = |j: usize| (j + 1) as f64;
+        let iv = |i: usize| g.levels[i];
+        let sre: f64 = pr.iter().enumerate().map(|(j, &v)| v / (jv(j) * jv(j))).sum::<f64>() / nr;
+        let lre: f64 = pr.iter().enumerate().map(|(j, &v)| v * jv(j) * jv(j)).sum::<f64>() / nr;
+        let gln: f64 = pg.iter().map(|v| v * v).sum::<f64>();
+        let rln: f64 = pr.iter().map(|v| v * v).sum::<f64>();
+        let np: f64 = pr.iter().enumerate().map(|(j, &v)| v * jv(j)).sum();
+        let ui: f64 = pg.iter().enumerate().map(|(i, &v)| v / nr * iv(i)).sum();
+        let glv: f64 = pg.iter().enumerate().map(|(i, &v)| v / nr * (iv(i) - ui).powi(2)).sum();
+        let uj: f64 = pr.iter().enumerate().map(|(j, &v)| v / nr * jv(j)).sum();
+        let rv: f64 = pr.iter().enumerate().map(|(j, &v)| v / nr * (jv(j) - uj).powi(2)).sum();
+        let mut re = 0.0;
+        let (mut srlgle, mut srhgle, mut lrlgle, mut lrhgle) = (0.0, 0.0, 0.0, 0.0);
+        for i in 0..n {
+            let i2 = iv(i) * iv(i);
+            for j in 0..nr_cols {
+                let v = m[i * nr_cols + j];
+                if v == 0.0 {
+                    continue;
+                }
+                let p = v / nr;
+                re -= p * (p + EPS).log2();
+                let j2 = jv(j) * jv(j);
+                srlgle += v / (i2 * j2);
+                srhgle += v * i2 / j2;
+                lrlgle += v * j2 / i2;
+                lrhgle += v * i2 * j2;
+            }
+        }
+        let lglre: f64 = pg.iter().enumerate().map(|(i, &v)| v / (iv(i) * iv(i))).sum::<f64>() / nr;
+        let hglre: f64 = pg.iter().enumerate().map(|(i, &v)| v * iv(i) * iv(i)).sum::<f64>() / nr;
+        let vals = [
+            gln / nr,
+            gln / (nr * nr),
+            glv,
+            hglre,
+            lre,
+            lrhgle / nr,
+            lrlgle / nr,
+            lglre,
+            re,
+            rln / nr,
+            rln / (nr * nr),
+            nr / np,
+            rv,
+            sre,
+            srhgle / nr,
+            srlgle / nr,
+        ];
+        for (slot, v) in per.iter_mut().zip(vals) {
+            slot.push(v);
+        }
+    }
+    let mut out = FeatureValues::new();
+    for ((name, _), vals) in FEATURES.iter().zip(&per) {
+        out.push(name, nanmean(vals));
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! Gray Level Size Zone Matrix (GLSZM) features.
+//!
+//! `P(i,j)` counts zones — connected components (26-connected in 3D, 8-connected in-plane with `force2D`) of
+//! ROI voxels sharing gray level `i` — of size `j` voxels. `N_z` is the number of zones, `N_p` the number of
+//! ROI voxels and `p(i,j) = P/N_z`. Thibault et al., Pattern Recognition and Image Analysis 2013; PyRadiomics
+//! documentation "Gray Level Size Zone Matrix (GLSZM) Features".
+//!
+//! | feature | formula |
+//! |---|---|
+//! | SmallAreaEmphasis | `Σ P(i,j)/j² / N_z` |
+//! | LargeAreaEmphasis | `Σ P(i,j) j² / N_z` |
+//! | GrayLevelNonUniformity | `Σᵢ (Σⱼ P)² / N_z` |
+//! | GrayLevelNonUniformityNormalized | `Σᵢ (Σⱼ P)² / N_z²` |
+//! | SizeZoneNonUniformity | `Σⱼ (Σᵢ P)² / N_z` |
+//! | SizeZoneNonUniformityNormalized | `Σⱼ (Σᵢ P)² / N_z²` |
+//! | ZonePercentage | `N_z / N_p` |
+//! | GrayLevelVariance | `Σ p(i,j)(i − μ)²`, `μ = Σ p i` |
+//! | ZoneVariance | `Σ p(i,j)(j − μ)²`, `μ = Σ p j` |
+//! | ZoneEntropy | `−Σ p log₂(p + ε)` |
+//! | LowGrayLevelZoneEmphasis | `Σ P/i² / N_z` |
+//! | HighGrayLevelZoneEmphasis | `Σ P i² / N_z` |
+//! | SmallAreaLowGrayLevelEmphasis | `Σ P/(i² j²) / N_z` |
+//! | SmallAreaHighGrayLevelEmphasis | `Σ P i²/j² / N_z` |
+//! | LargeAreaLowGrayLevelEmphasis | `Σ P j²/i² / N_z` |
+//! | LargeAreaHighGrayLevelEmphasis | `Σ P i² j² / N_z` |
+
+use std::collections::BTreeMap;
+
+use super::texture::{angles, DiscreteRoi, EPS};
+use super::{FeatureValues, TextureOptions};
+
+/// Feature names and deprecated flags.
+pub const FEATURES: &[(&str, bool)] = &[
+    ("GrayLevelNonUniformity", false),
+    ("GrayLevelNonUniformityNormalized", false),
+    ("GrayLevelVariance", false),
+    ("HighGrayLevelZoneEmphasis", false),
+    ("LargeAreaEmphasis", false),
+    ("LargeAreaHighGrayLevelEmphasis", false),
+    ("LargeAreaLowGrayLevelEmphasis", false),
+    ("LowGrayLevelZoneEmphasis", false),
+    ("SizeZoneNonUniformity", false),
+    ("SizeZoneNonUniformityNormalized", false),
+    ("SmallAreaEmphasis", false),
+    ("SmallAreaHighGrayLevelEmphasis", false),
+    ("SmallAreaLowGrayLevelEmphasis", false),
+    ("ZoneEntropy", false),
+    ("ZonePercentage", false),
+    ("ZoneVariance", false),
+];
+
+/// The zones as a sparse matrix: `(gray level, zone size) → count`.
+pub struct GlszmMatrix {
+    /// Zone counts.
+    pub zones: BTreeMap<(u32, usize), f64>,
+}
+
+/// Find the zones by flood fill.
+pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlszmMatrix {
+    let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
+    let mut seen = vec![false; roi.levels.len()];
+    let mut zones = BTreeMap::new();
+    let mut stack = Vec::new();
+    let [sx, sy, sz] = roi.size;
+    for z in 0..sz {
+        for y in 0..sy {
+            for x in 0..sx {
+                let o = roi.offset(x, y, z);
+                let l = roi.levels[o];
+                if l == 0 || seen[o] {
+                    continue;
+                }
+                seen[o] = true;
+                stack.push([x, y, z]);
+                let mut size = 0usize;
+                while let Some(p) = stack.pop() {
+                    size += 1;
+                    for off in &offsets {
+                        if let Some(q) = roi.step(p, *off) {
+                            let qo = roi.offset(q[0], q[1], q[2]);
+                            if !seen[qo] && roi.levels[qo] == l {
+                                seen[qo] = true;
+                                stack.push(q);
+                            }
+                        }
+                    }
+                }
+                *zones.entry((l, size)).or_insert(0.0) += 1.0;
+            }
+        }
+    }
+    GlszmMatrix { zones }
+}
+
+/// Compute all GLSZM features.
+pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
+    let g = matrix(roi, opts);
+    let nz: f64 = g.zones.values().sum::<f64>().max(1.0);
+    let np = roi.n_voxels as f64;
+    let mut pg: BTreeMap<u32, f64> = BTreeMap::new();
+    let mut ps: BTreeMap<usize, f64> = BTreeMap::new();
+    for (&(l, s), &c) in &g.zones {
+        *pg.entry(l).or_insert(0.0) += c;
+        *ps.entry(s).or_insert(0.0) += c;
+    }
+    let ui: f64 = pg.iter().map(|(&l, &v)| v / nz * l as f64).sum();
+    let uj: f64 = ps.iter().map(|(&s, &v)| v / nz * s as f64).sum();
+    let (mut sae, mut lae, mut lglze, mut hglze, mut salgle, mut sahgle, mut lalgle, mut lahgle, mut ze) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (&(l, s), &c) in &g.zones {
+        let (i2, j2) = ((l as f64).powi(2), (s as f64).powi(2));
+        sae += c / j2;
+        lae += c * j2;
+        lglze += c / i2;
+        hglze += c * i2;
+        salgle += c / (i2 * j2);
+        sahgle += c * i2 / j2;
+        lalgle += c * j2 / i2;
+        lahgle += c * i2 * j2;
+        let p = c / nz;
+        ze -= p * (p + EPS).log2();
+    }
+    let gln: f64 = pg.values().map(|v| v * v).sum();
+    let szn: f64 = ps.values().map(|v| v * v).sum();
+    let glv: f64 = pg.iter().map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2)).sum();
+    let zv: f64 = ps.iter().map(|(&s, &v)| v / nz * (s as f64 - uj).powi(2)).sum();
+    let vals = [
+        gln / nz,
+        gln / (nz * nz),
+        glv,
+        hglze / nz,
+        lae / nz,
+        lahgle / nz,
+        lalgle / nz,
+        lglze / nz,
+        szn / nz,
+        szn / (nz * nz),
+        sae / nz,
+        sahgle / nz,
+        salgle / nz,
+        ze,
+        g.zones.values().sum::<f64>() / np,
+        zv,
+    ];
+    let mut out = FeatureValues::new();
+    for ((name, _), v) in FEATURES.iter().zip(vals) {
+        out.push(name, v);
+    }
+    out
+}

@@ -1,0 +1,111 @@
+//! The radiomics engine: PyRadiomics-compatible features of an image inside a label-map ROI.
+//!
+//! Data flow ([`extractor::extract`]): geometry and label checks → optional normalisation → optional
+//! resampling (or pre-crop) → ROI checks and bounding box → crop → optional resegmentation → shape (3D and
+//! 2D on the largest slice) → discretisation → first order and the texture classes (GLCM, GLRLM, GLSZM,
+//! GLDM, NGTDM). Each feature class is one module documenting its formulas; they are pure functions of the
+//! prepared ROI, so the CLI, `fit` and the daemon call exactly the same code.
+
+pub mod diameter;
+pub mod discretize;
+pub mod extractor;
+pub mod firstorder;
+pub mod glcm;
+pub mod gldm;
+pub mod glrlm;
+pub mod glszm;
+pub mod mc_table;
+pub mod ngtdm;
+pub mod preprocess;
+pub mod resample;
+pub mod settings;
+pub mod shape;
+pub mod shape2d;
+pub mod texture;
+
+pub use extractor::{extract, Extraction};
+pub use settings::Settings;
+
+/// The values one feature class produced, in the class's order (bare names, e.g. `Contrast`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureValues {
+    entries: Vec<(&'static str, f64)>,
+}
+
+impl FeatureValues {
+    /// Empty set.
+    pub fn new() -> Self {
+        FeatureValues::default()
+    }
+
+    /// Append a value.
+    pub fn push(&mut self, name: &'static str, value: f64) {
+        self.entries.push((name, value));
+    }
+
+    /// Look a value up by bare name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.entries.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// Iterate over `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.entries.iter().copied()
+    }
+}
+
+/// An ordered map from full PyRadiomics feature name (`original_glcm_Contrast`) to value.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FeatureSet {
+    /// `(name, value)` in output order.
+    pub entries: Vec<(String, f64)>,
+}
+
+impl FeatureSet {
+    /// Look a value up by full name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// Number of features.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Settings the texture classes need, resolved once per extraction.
+#[derive(Debug, Clone)]
+pub struct TextureOptions {
+    /// Size `(x, y, z)` of the image the ROI was cropped from (limits neighbour offsets).
+    pub image_size: [usize; 3],
+    /// Neighbour distances (`distances`).
+    pub distances: Vec<usize>,
+    /// ITK axis excluded by `force2D`.
+    pub out_of_plane: Option<usize>,
+    /// `weightingNorm`.
+    pub weighting_norm: Option<String>,
+    /// `symmetricalGLCM`.
+    pub symmetrical_glcm: bool,
+    /// `gldm_a`.
+    pub gldm_a: f64,
+}
+
+/// Feature names and deprecated flags of a class.
+pub fn class_features(class: &str) -> &'static [(&'static str, bool)] {
+    match class {
+        "firstorder" => firstorder::FEATURES,
+        "shape" => shape::FEATURES,
+        "shape2D" => shape2d::FEATURES,
+        "glcm" => glcm::FEATURES,
+        "glrlm" => glrlm::FEATURES,
+        "glszm" => glszm::FEATURES,
+        "gldm" => gldm::FEATURES,
+        "ngtdm" => ngtdm::FEATURES,
+        _ => &[],
+    }
+}

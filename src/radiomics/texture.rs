@@ -1,0 +1,180 @@
+//! What the texture classes share: the discretised ROI and the neighbour offsets ("angles").
+//!
+//! Offsets follow PyRadiomics' `generate_angles`: every offset whose infinity norm is one of `distances`,
+//! skipping axes where the image is too small (size ≤ distance limits the offset to size − 1) and, with
+//! `force2D`, the out-of-plane axis. GLCM and GLRLM use one of each ± pair (13 in 3D at distance 1);
+//! GLSZM, GLDM and NGTDM use both (26-connectivity).
+
+use crate::image::BoundingBox;
+
+/// A discretised ROI, cropped to its bounding box. `levels[o]` is the gray level (≥ 1) of voxel `o`, or 0
+/// when the voxel is outside the mask. Layout and index order as [`crate::image::Volume`].
+#[derive(Debug, Clone)]
+pub struct DiscreteRoi {
+    /// Size `(x, y, z)`.
+    pub size: [usize; 3],
+    /// Gray level per voxel, 0 outside the ROI.
+    pub levels: Vec<u32>,
+    /// The gray levels present in the ROI, ascending.
+    pub gray_levels: Vec<u32>,
+    /// Voxel spacing `(x, y, z)`.
+    pub spacing: [f64; 3],
+    /// Number of ROI voxels.
+    pub n_voxels: usize,
+}
+
+impl DiscreteRoi {
+    /// Build from per-voxel levels (0 = outside).
+    pub fn new(size: [usize; 3], levels: Vec<u32>, spacing: [f64; 3]) -> Self {
+        let mut present = std::collections::BTreeSet::new();
+        let mut n = 0;
+        for &l in &levels {
+            if l > 0 {
+                present.insert(l);
+                n += 1;
+            }
+        }
+        DiscreteRoi {
+            size,
+            levels,
+            gray_levels: present.into_iter().collect(),
+            spacing,
+            n_voxels: n,
+        }
+    }
+
+    /// The largest gray level present (PyRadiomics' `Ng` coefficient).
+    pub fn ng_max(&self) -> u32 {
+        self.gray_levels.last().copied().unwrap_or(0)
+    }
+
+    /// Map from gray level to its row in a matrix that keeps only the levels present.
+    pub fn level_index(&self) -> Vec<usize> {
+        let mut idx = vec![usize::MAX; self.ng_max() as usize + 1];
+        for (r, &g) in self.gray_levels.iter().enumerate() {
+            idx[g as usize] = r;
+        }
+        idx
+    }
+
+    /// Linear offset of `(x, y, z)`.
+    #[inline]
+    pub fn offset(&self, x: usize, y: usize, z: usize) -> usize {
+        x + self.size[0] * (y + self.size[1] * z)
+    }
+
+    /// The neighbour of `(x, y, z)` at `a`, if it lies inside the box.
+    #[inline]
+    pub fn step(&self, p: [usize; 3], a: [isize; 3]) -> Option<[usize; 3]> {
+        let mut q = [0usize; 3];
+        for d in 0..3 {
+            let v = p[d] as isize + a[d];
+            if v < 0 || v >= self.size[d] as isize {
+                return None;
+            }
+            q[d] = v as usize;
+        }
+        Some(q)
+    }
+
+    /// The bounding box of the whole grid.
+    pub fn full_box(&self) -> BoundingBox {
+        BoundingBox {
+            start: [0, 0, 0],
+            size: self.size,
+        }
+    }
+}
+
+/// Neighbour offsets `(dx, dy, dz)`.
+///
+/// `image_size` is the size of the image the ROI was cropped from (offsets along an axis are limited by it),
+/// `out_of_plane` the ITK axis excluded by `force2D`, `bidirectional` whether both members of each ± pair
+/// are returned. Unidirectional offsets are those whose first non-zero component in numpy order `(z, y, x)`
+/// is positive.
+pub fn angles(image_size: [usize; 3], distances: &[usize], out_of_plane: Option<usize>, bidirectional: bool) -> Vec<[isize; 3]> {
+    let dmax = distances.iter().copied().max().unwrap_or(1) as isize;
+    let mut out = Vec::new();
+    for dz in -dmax..=dmax {
+        for dy in -dmax..=dmax {
+            for dx in -dmax..=dmax {
+                let a = [dx, dy, dz];
+                if a == [0, 0, 0] {
+                    continue;
+                }
+                let norm = dx.abs().max(dy.abs()).max(dz.abs()) as usize;
+                if !distances.contains(&norm) {
+                    continue;
+                }
+                let mut ok = true;
+                for d in 0..3 {
+                    if Some(d) == out_of_plane && a[d] != 0 {
+                        ok = false;
+                    }
+                    if a[d].unsigned_abs() >= image_size[d] {
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    continue;
+                }
+                if !bidirectional {
+                    let first = [dz, dy, dx].into_iter().find(|&v| v != 0).unwrap_or(0);
+                    if first < 0 {
+                        continue;
+                    }
+                }
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// Distance weights for merging per-angle matrices (PyRadiomics `weightingNorm`). `exponential` selects the
+/// GLCM form `exp(−‖d‖²)`; GLRLM uses the plain norm `‖d‖`.
+pub fn angle_weight(norm: &str, a: [isize; 3], spacing: [f64; 3], exponential: bool) -> f64 {
+    let v: Vec<f64> = (0..3).map(|d| a[d].unsigned_abs() as f64 * spacing[d]).collect();
+    let n = match norm {
+        "infinity" => v.iter().copied().fold(0.0, f64::max),
+        "euclidean" => {
+            let s: f64 = v.iter().map(|x| x * x).sum();
+            if exponential {
+                return (-s).exp();
+            }
+            s.sqrt()
+        }
+        "manhattan" => v.iter().sum(),
+        _ => return 1.0,
+    };
+    if exponential { (-(n * n)).exp() } else { n }
+}
+
+/// Mean of the finite values (numpy `nanmean`); NaN when there are none.
+pub fn nanmean(values: &[f64]) -> f64 {
+    let (mut s, mut n) = (0.0, 0usize);
+    for &v in values {
+        if !v.is_nan() {
+            s += v;
+            n += 1;
+        }
+    }
+    if n == 0 { f64::NAN } else { s / n as f64 }
+}
+
+/// Machine epsilon as PyRadiomics uses it (`numpy.spacing(1)`).
+pub const EPS: f64 = f64::EPSILON;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thirteen_and_twenty_six_neighbours_in_3d() {
+        assert_eq!(angles([10, 10, 10], &[1], None, false).len(), 13);
+        assert_eq!(angles([10, 10, 10], &[1], None, true).len(), 26);
+        assert_eq!(angles([10, 10, 10], &[1], Some(2), false).len(), 4);
+        assert_eq!(angles([10, 10, 1], &[1], None, true).len(), 8);
+        assert_eq!(angles([10, 10, 10], &[1, 2], None, false).len(), 62);
+    }
+}
