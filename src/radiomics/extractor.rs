@@ -1,5 +1,6 @@
 //! The extraction pipeline: from an image and a label map to a named feature set plus diagnostics.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -31,9 +32,13 @@ fn tuple3u(v: [usize; 3]) -> String {
 
 fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>) {
     let n = img.data.len() as f64;
-    let mean = img.data.iter().sum::<f64>() / n;
-    let min = img.data.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = img.data.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
+    for &v in &img.data {
+        sum += v;
+        min = min.min(v);
+        max = max.max(v);
+    }
+    let mean = sum / n;
     diag.push((format!("diagnostics_Image-{prefix}_Spacing"), tuple3(img.geometry.spacing)));
     diag.push((format!("diagnostics_Image-{prefix}_Size"), tuple3u(img.geometry.size)));
     diag.push((format!("diagnostics_Image-{prefix}_Mean"), format!("{mean:?}")));
@@ -77,10 +82,10 @@ fn selected(class: &str, settings: &Settings) -> Result<Option<Vec<&'static str>
 /// Extract features. The paths are used in error messages and diagnostics only.
 pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<Extraction> {
     let mut diag = Vec::new();
-    let mut mask = mask.clone();
+    let mut mask = Cow::Borrowed(mask);
     if let Some(reason) = image.geometry.mismatch(&mask.geometry, settings.geometry_tolerance) {
         if settings.correct_mask {
-            mask = super::resample::resample(&mask, &image.geometry, Interpolator::NearestNeighbor, mask.pixel_type);
+            mask = Cow::Owned(super::resample::resample(&mask, &image.geometry, Interpolator::NearestNeighbor, mask.pixel_type));
             diag.push(("diagnostics_Mask-corrected".into(), format!("resampled onto the image grid ({reason})")));
         } else {
             return Err(Error::GeometryMismatch {
@@ -97,39 +102,32 @@ pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &
         .collect::<Result<_>>()?;
 
     image_stats("original", image, &mut diag);
-    let (bb, inside) = check_roi(mask_path, &mask, settings)?;
-    mask_stats("original", &mask, &bb, inside.iter().filter(|&&b| b).count(), &mut diag);
-    check_finite(image_path, image, &inside)?;
+    let (mut bb, count) = check_roi(mask_path, &mask, settings)?;
+    mask_stats("original", &mask, &bb, count, &mut diag);
 
-    let mut image = if settings.normalize {
-        normalize(image, settings.normalize_scale, settings.remove_outliers)
-    } else {
-        image.clone()
-    };
-    let (mut bb, mut inside) = (bb, inside);
+    let mut image = Cow::Borrowed(image);
+    if settings.normalize {
+        image = Cow::Owned(normalize(&image, settings.normalize_scale, settings.remove_outliers));
+    }
     if let Some(grid) = resampling_grid(&mask.geometry, &image.geometry, &bb, settings) {
         let (img, msk) = resample_pair(&image, &mask, &grid, settings);
-        image = img;
-        mask = msk;
-        let (b, i) = check_roi(mask_path, &mask, settings)?;
+        image = Cow::Owned(img);
+        mask = Cow::Owned(msk);
+        let (b, n) = check_roi(mask_path, &mask, settings)?;
         bb = b;
-        inside = i;
         image_stats("interpolated", &image, &mut diag);
-        mask_stats("interpolated", &mask, &bb, inside.iter().filter(|&&b| b).count(), &mut diag);
+        mask_stats("interpolated", &mask, &bb, n, &mut diag);
     }
 
-    // Crop to the ROI bounding box: memory stays proportional to the ROI, not the image.
+    // Crop to the ROI bounding box: from here on, memory is proportional to the ROI, not the image.
     let image_size = image.geometry.size;
     let spacing = image.geometry.spacing;
     let crop = image.crop(&bb);
-    let mut crop_inside = Vec::with_capacity(crop.data.len());
-    for k in bb.start[2]..bb.start[2] + bb.size[2] {
-        for j in bb.start[1]..bb.start[1] + bb.size[1] {
-            let o = image.geometry.offset(bb.start[0], j, k);
-            crop_inside.extend_from_slice(&inside[o..o + bb.size[0]]);
-        }
-    }
+    let label = settings.label as f64;
+    let crop_inside: Vec<bool> = mask.crop(&bb).data.iter().map(|&v| v == label).collect();
     drop(image);
+    drop(mask);
+    check_finite(image_path, &crop.data, &crop_inside)?;
     let shape_inside = crop_inside.clone();
     let roi_inside = if settings.resegment_range.is_some() {
         let r = resegment(mask_path, &crop.data, &crop_inside, settings)?;

@@ -9,12 +9,6 @@ use super::settings::{ResegmentMode, Settings};
 use crate::error::{Error, Result};
 use crate::image::{BoundingBox, Geometry, PixelType, Volume};
 
-/// Selects the ROI voxels of a label map.
-pub fn label_mask(mask: &Volume<f64>, label: i64) -> Vec<bool> {
-    let l = label as f64;
-    mask.data.iter().map(|&v| v == l).collect()
-}
-
 /// Bounding box of the `true` voxels; `None` when there are none.
 pub fn bounding_box(size: [usize; 3], inside: &[bool]) -> Option<BoundingBox> {
     let mut lo = [usize::MAX; 3];
@@ -41,24 +35,49 @@ pub fn bounding_box(size: [usize; 3], inside: &[bool]) -> Option<BoundingBox> {
     })
 }
 
-/// Check that the mask defines a usable ROI and return its bounding box (PyRadiomics `checkMask`).
-pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<(BoundingBox, Vec<bool>)> {
+/// Check that the mask defines a usable ROI and return its bounding box and voxel count (PyRadiomics
+/// `checkMask`). One pass over the mask, no allocation proportional to the image.
+pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<(BoundingBox, usize)> {
     let invalid = |reason: String| Error::InvalidRoi {
         path: mask_path.to_path_buf(),
         reason,
     };
-    if mask.data.iter().all(|&v| v == 0.0) {
+    let l = settings.label as f64;
+    let size = mask.geometry.size;
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    let (mut count, mut any_label) = (0usize, false);
+    for k in 0..size[2] {
+        for j in 0..size[1] {
+            let row = size[0] * (j + size[1] * k);
+            for (i, &v) in mask.data[row..row + size[0]].iter().enumerate() {
+                if v != 0.0 {
+                    any_label = true;
+                }
+                if v == l {
+                    count += 1;
+                    let p = [i, j, k];
+                    for d in 0..3 {
+                        lo[d] = lo[d].min(p[d]);
+                        hi[d] = hi[d].max(p[d]);
+                    }
+                }
+            }
+        }
+    }
+    if !any_label {
         return Err(invalid("the mask is empty (no labelled voxels)".into()));
     }
-    let inside = label_mask(mask, settings.label);
-    let Some(bb) = bounding_box(mask.geometry.size, &inside) else {
+    if count == 0 {
         let mut labels: Vec<i64> = mask.data.iter().filter(|&&v| v != 0.0).map(|&v| v as i64).collect();
         labels.sort_unstable();
         labels.dedup();
         labels.truncate(20);
         return Err(invalid(format!("label {} is not present; labels found: {labels:?}", settings.label)));
+    }
+    let bb = BoundingBox {
+        start: lo,
+        size: [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1],
     };
-    let count = inside.iter().filter(|&&b| b).count();
     let dims = bb.size.iter().filter(|&&s| s > 1).count();
     if count == 1 {
         return Err(invalid("the ROI is a single voxel".into()));
@@ -74,12 +93,12 @@ pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> R
             return Err(invalid(format!("the ROI has {count} voxels; minimumROISize is {min}")));
         }
     }
-    Ok((bb, inside))
+    Ok((bb, count))
 }
 
 /// Reject NaN or infinite intensities inside the ROI.
-pub fn check_finite(image_path: &Path, image: &Volume<f64>, inside: &[bool]) -> Result<()> {
-    let count = image.data.iter().zip(inside).filter(|(v, m)| **m && !v.is_finite()).count();
+pub fn check_finite(image_path: &Path, values: &[f64], inside: &[bool]) -> Result<()> {
+    let count = values.iter().zip(inside).filter(|(v, m)| **m && !v.is_finite()).count();
     if count > 0 {
         return Err(Error::NonFinite {
             path: image_path.to_path_buf(),
