@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use alnrisk::radiomics::{extract, Settings};
+use alnrisk::radiomics::{Settings, extract};
 
 fn cpu_seconds() -> f64 {
     // user + system time of this process, from /proc/self/stat (clock ticks)
@@ -29,7 +29,14 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn time_class(image_path: &Path, image: &alnrisk::image::Volume<f64>, mask_path: &Path, mask: &alnrisk::image::Volume<f64>, class: Option<&str>, reps: usize) -> (f64, usize) {
+fn time_class(
+    image_path: &Path,
+    image: &alnrisk::image::Volume<f64>,
+    mask_path: &Path,
+    mask: &alnrisk::image::Volume<f64>,
+    class: Option<&str>,
+    reps: usize,
+) -> (f64, usize) {
     let mut s = Settings::default();
     if let Some(c) = class {
         s.enabled.clear();
@@ -38,27 +45,55 @@ fn time_class(image_path: &Path, image: &alnrisk::image::Volume<f64>, mask_path:
     let mut n = 0;
     let t = Instant::now();
     for _ in 0..reps {
-        n = extract(image_path, image, mask_path, mask, &s).expect("extraction").features.len();
+        n = extract(image_path, image, mask_path, mask, &s)
+            .expect("extraction")
+            .features
+            .len();
     }
     (t.elapsed().as_secs_f64() / reps as f64, n)
 }
 
 fn main() {
     // single-threaded: the targets are per core
-    rayon::ThreadPoolBuilder::new().num_threads(1).build_global().ok();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .ok();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics");
     let mut cases: Vec<(String, PathBuf, PathBuf)> = vec![
-        ("brain1".into(), root.join("brain1_image.nrrd"), root.join("brain1_label.nrrd")),
-        ("breast1".into(), root.join("breast1_image.nrrd"), root.join("breast1_label.nrrd")),
+        (
+            "brain1".into(),
+            root.join("brain1_image.nrrd"),
+            root.join("brain1_label.nrrd"),
+        ),
+        (
+            "breast1".into(),
+            root.join("breast1_image.nrrd"),
+            root.join("breast1_label.nrrd"),
+        ),
     ];
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     for c in args.chunks(3) {
         if c.len() == 3 {
             cases.push((c[0].clone(), PathBuf::from(&c[1]), PathBuf::from(&c[2])));
         }
     }
-    let classes = ["shape", "shape2D", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"];
-    println!("single thread; median-free mean of repeated runs; times in milliseconds of wall time (CPU-bound, 1 thread)");
+    let classes = [
+        "shape",
+        "shape2D",
+        "firstorder",
+        "glcm",
+        "glrlm",
+        "glszm",
+        "gldm",
+        "ngtdm",
+    ];
+    println!(
+        "single thread; median-free mean of repeated runs; times in milliseconds of wall time (CPU-bound, 1 thread)"
+    );
     print!("| case | ROI voxels |");
     for c in classes {
         print!(" {c} |");
@@ -82,7 +117,14 @@ fn main() {
         let c0 = cpu_seconds();
         let (t, n) = time_class(img, &image, msk, &mask, None, reps);
         let cpu = (cpu_seconds() - c0) / reps as f64;
-        println!(" {:.1} (CPU {:.1}) | {n} | {:.0} |", t * 1e3, cpu * 1e3, peak_rss_mb());
+        println!(
+            " {:.1} (CPU {:.1}) | {n} | {:.0} |",
+            t * 1e3,
+            cpu * 1e3,
+            peak_rss_mb()
+        );
     }
-    println!("\nPer-class columns include the shared preparation (checks, crop, discretisation) of each run.");
+    println!(
+        "\nPer-class columns include the shared preparation (checks, crop, discretisation) of each run."
+    );
 }

@@ -5,14 +5,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
 use alnrisk::radiomics::{self, Extraction, Settings};
 
 #[derive(Parser)]
-#[command(name = "alnrisk", version, about = "Axillary lymph node metastasis risk from breast DCE-MRI (Wang et al. 2022)")]
+#[command(
+    name = "alnrisk",
+    version,
+    about = "Axillary lymph node metastasis risk from breast DCE-MRI (Wang et al. 2022)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,9 +58,12 @@ enum Command {
 
 /// Entry point.
 pub fn run() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-    ).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -69,7 +76,15 @@ pub fn run() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Extract { image, mask, label, params, format, batch, output } => {
+        Command::Extract {
+            image,
+            mask,
+            label,
+            params,
+            format,
+            batch,
+            output,
+        } => {
             let mut settings = match &params {
                 Some(p) => Settings::from_yaml_file(p)?,
                 None => Settings::default(),
@@ -81,7 +96,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 let out = output.context("--batch needs -o/--output for the feature table")?;
                 return run_batch(&b, &out, &settings);
             }
-            let (image, mask) = (image.context("--image is required")?, mask.context("--mask is required")?);
+            let (image, mask) = (
+                image.context("--image is required")?,
+                mask.context("--mask is required")?,
+            );
             let ex = extract_files(&image, &mask, &settings)?;
             let text = match format {
                 Format::Csv => {
@@ -136,11 +154,15 @@ pub fn extract_files(image: &Path, mask: &Path, settings: &Settings) -> anyhow::
 
 fn run_batch(cohort: &Path, out: &Path, settings: &Settings) -> anyhow::Result<ExitCode> {
     let base = cohort.parent().unwrap_or(Path::new("."));
-    let mut rdr = csv::Reader::from_path(cohort).with_context(|| format!("reading {}", cohort.display()))?;
+    let mut rdr =
+        csv::Reader::from_path(cohort).with_context(|| format!("reading {}", cohort.display()))?;
     let headers = rdr.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h.trim() == name);
     let (Some(ci), Some(cimg), Some(cmask)) = (col("id"), col("image"), col("mask")) else {
-        bail!("{}: the cohort CSV needs the columns id,image,mask", cohort.display());
+        bail!(
+            "{}: the cohort CSV needs the columns id,image,mask",
+            cohort.display()
+        );
     };
     let mut cases = Vec::new();
     for (row, rec) in rdr.records().enumerate() {
@@ -149,7 +171,11 @@ fn run_batch(cohort: &Path, out: &Path, settings: &Settings) -> anyhow::Result<E
             let p = PathBuf::from(s.trim());
             if p.is_absolute() { p } else { base.join(p) }
         };
-        cases.push((rec[ci].trim().to_string(), resolve(&rec[cimg]), resolve(&rec[cmask])));
+        cases.push((
+            rec[ci].trim().to_string(),
+            resolve(&rec[cimg]),
+            resolve(&rec[cmask]),
+        ));
     }
     let results: Vec<(String, anyhow::Result<Extraction>)> = cases
         .par_iter()
@@ -180,7 +206,11 @@ fn run_batch(cohort: &Path, out: &Path, settings: &Settings) -> anyhow::Result<E
             Err(e) => {
                 failed += 1;
                 eprintln!("case {id}: {e:#}");
-                text.push_str(&format!("{},failed,{}", csv_field(id), csv_field(&format!("{e:#}"))));
+                text.push_str(&format!(
+                    "{},failed,{}",
+                    csv_field(id),
+                    csv_field(&format!("{e:#}"))
+                ));
                 for _ in &names {
                     text.push(',');
                 }
@@ -189,6 +219,13 @@ fn run_batch(cohort: &Path, out: &Path, settings: &Settings) -> anyhow::Result<E
         text.push('\n');
     }
     write_out(Some(out), &text)?;
-    eprintln!("{} case(s) extracted, {failed} failed", results.len() - failed);
-    Ok(if failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    eprintln!(
+        "{} case(s) extracted, {failed} failed",
+        results.len() - failed
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

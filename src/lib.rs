@@ -10,6 +10,9 @@
 //! Later stages (DICOM ingest, ROI objects, deep features, model, daemon) build on these; see
 //! `README.md` for what exists today.
 
+// Numeric kernels index several arrays with one loop variable, mirroring the formulas they implement.
+#![allow(clippy::needless_range_loop)]
+
 pub mod error;
 pub mod image;
 pub mod io;

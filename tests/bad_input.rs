@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use alnrisk::image::{Geometry, PixelType, Volume};
-use alnrisk::radiomics::{extract, Settings};
 use alnrisk::Error;
+use alnrisk::image::{Geometry, PixelType, Volume};
+use alnrisk::radiomics::{Settings, extract};
 
 fn data(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics").join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/pyradiomics")
+        .join(p)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -50,9 +52,15 @@ fn empty_mask() {
 #[test]
 fn label_not_present() {
     let (img, msk) = breast();
-    let s = Settings { label: 7, ..Settings::default() };
+    let s = Settings {
+        label: 7,
+        ..Settings::default()
+    };
     let m = roi_error(&img, &msk, &s);
-    assert!(m.contains("label 7 is not present") && m.contains("[1]"), "{m}");
+    assert!(
+        m.contains("label 7 is not present") && m.contains("[1]"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -70,9 +78,15 @@ fn single_voxel_and_flat_masks() {
     let o = msk.offset(21, 61, 10);
     msk.data[o] = 1.0;
     assert!(run(&img, &msk, &Settings::default()).is_ok());
-    let s = Settings { minimum_roi_dimensions: 3, ..Settings::default() };
+    let s = Settings {
+        minimum_roi_dimensions: 3,
+        ..Settings::default()
+    };
     assert!(roi_error(&img, &msk, &s).contains("minimumROIDimensions is 3"));
-    let s = Settings { minimum_roi_size: Some(10), ..Settings::default() };
+    let s = Settings {
+        minimum_roi_size: Some(10),
+        ..Settings::default()
+    };
     assert!(roi_error(&img, &msk, &s).contains("minimumROISize"));
 }
 
@@ -87,7 +101,10 @@ fn mismatched_geometry() {
     let (img, mut msk) = breast();
     msk.geometry.size[0] -= 1;
     msk.data.truncate(msk.geometry.len());
-    assert!(matches!(run(&img, &msk, &Settings::default()), Err(Error::GeometryMismatch { .. })));
+    assert!(matches!(
+        run(&img, &msk, &Settings::default()),
+        Err(Error::GeometryMismatch { .. })
+    ));
 }
 
 #[test]
@@ -111,19 +128,30 @@ fn truncated_and_garbage_nrrd() {
     let p = tmp("truncated.nrrd");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     let e = read_err(&p);
-    assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("truncated.nrrd"), "{e}");
+    assert!(
+        matches!(e, Error::Format { .. }) && e.to_string().contains("truncated.nrrd"),
+        "{e}"
+    );
     let p = tmp("garbage.nrrd");
     std::fs::write(&p, b"\x00\x01garbage that is not a header").unwrap();
     assert!(matches!(read_err(&p), Error::Format { .. }));
     let p = tmp("header-only.nrrd");
-    std::fs::write(&p, b"NRRD0004\ntype: short\ndimension: 3\nsizes: 10 10 10\nencoding: raw\n\n\x00\x00").unwrap();
+    std::fs::write(
+        &p,
+        b"NRRD0004\ntype: short\ndimension: 3\nsizes: 10 10 10\nencoding: raw\n\n\x00\x00",
+    )
+    .unwrap();
     assert!(read_err(&p).to_string().contains("truncated data"));
 }
 
 #[test]
 fn huge_declared_size_is_refused_before_allocation() {
     let p = tmp("huge.nrrd");
-    std::fs::write(&p, b"NRRD0004\ntype: double\ndimension: 3\nsizes: 100000 100000 100000\nencoding: gzip\n\n").unwrap();
+    std::fs::write(
+        &p,
+        b"NRRD0004\ntype: double\ndimension: 3\nsizes: 100000 100000 100000\nencoding: gzip\n\n",
+    )
+    .unwrap();
     assert!(matches!(read_err(&p), Error::TooLarge { .. }));
     // NIfTI with dims 32767³
     let mut h = nifti_header([32767, 32767, 32767], 64);
@@ -203,12 +231,20 @@ fn nifti_and_nrrd_give_the_same_features() {
     let img2 = alnrisk::io::read_volume(&pi).unwrap();
     let msk2 = alnrisk::io::read_volume(&pm).unwrap();
     assert_eq!(img2.data, img.data);
-    assert!(img2.geometry.mismatch(&img.geometry, 1e-5).is_none(), "{:?} vs {:?}", img2.geometry, img.geometry);
+    assert!(
+        img2.geometry.mismatch(&img.geometry, 1e-5).is_none(),
+        "{:?} vs {:?}",
+        img2.geometry,
+        img.geometry
+    );
     let a = extract(&pi, &img, &pm, &msk, &Settings::default()).unwrap();
     let b = extract(&pi, &img2, &pm, &msk2, &Settings::default()).unwrap();
     // NIfTI stores spacing and orientation in single precision, so spacing-dependent features move by ~1e-7.
     for ((n, x), (_, y)) in a.features.entries.iter().zip(&b.features.entries) {
-        assert!((x - y).abs() <= 1e-6 * x.abs().max(1e-12), "{n}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= 1e-6 * x.abs().max(1e-12),
+            "{n}: {x} vs {y}"
+        );
     }
     let _ = Geometry::new([1, 1, 1], [1.0; 3], [0.0; 3]);
     let _ = PixelType::F64;
@@ -228,7 +264,10 @@ fn cli_reports_errors_and_exits_non_zero() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cli-garbage.nrrd") && err.contains("NRRD"), "{err}");
+    assert!(
+        err.contains("cli-garbage.nrrd") && err.contains("NRRD"),
+        "{err}"
+    );
 
     let out = Command::new(bin)
         .args(["extract", "--label", "3", "--image"])
@@ -251,9 +290,16 @@ fn cli_extract_and_batch() {
         .arg(data("breast1_label.nrrd"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["diagnostics_Mask-original_BoundingBox"], "(21, 64, 8, 9, 12, 3)");
+    assert_eq!(
+        v["diagnostics_Mask-original_BoundingBox"],
+        "(21, 64, 8, 9, 12, 3)"
+    );
     assert_eq!(v["diagnostics_Mask-original_VoxelNum"], "143");
     assert!(v["original_glcm_Contrast"].as_f64().unwrap() > 0.0);
 
@@ -273,7 +319,13 @@ fn cli_extract_and_batch() {
     )
     .unwrap();
     let table = tmp("features.csv");
-    let out = Command::new(bin).args(["extract", "--batch"]).arg(&cohort).arg("-o").arg(&table).output().unwrap();
+    let out = Command::new(bin)
+        .args(["extract", "--batch"])
+        .arg(&cohort)
+        .arg("-o")
+        .arg(&table)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = std::fs::read_to_string(&table).unwrap();
     let lines: Vec<&str> = text.lines().collect();

@@ -37,11 +37,19 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn i16(&self, o: usize) -> i16 {
         let a = [self.b[o], self.b[o + 1]];
-        if self.big { i16::from_be_bytes(a) } else { i16::from_le_bytes(a) }
+        if self.big {
+            i16::from_be_bytes(a)
+        } else {
+            i16::from_le_bytes(a)
+        }
     }
     fn f32(&self, o: usize) -> f64 {
         let a = [self.b[o], self.b[o + 1], self.b[o + 2], self.b[o + 3]];
-        (if self.big { f32::from_be_bytes(a) } else { f32::from_le_bytes(a) }) as f64
+        (if self.big {
+            f32::from_be_bytes(a)
+        } else {
+            f32::from_le_bytes(a)
+        }) as f64
     }
 }
 
@@ -103,7 +111,10 @@ fn dims_and_type(path: &Path, r: &Reader) -> Result<([usize; 3], PixelType)> {
     for d in 0..ndim as usize {
         let s = r.i16(42 + 2 * d);
         if s < 1 {
-            return Err(fmt_err(path, format!("dim[{}] = {s} is not positive", d + 1)));
+            return Err(fmt_err(
+                path,
+                format!("dim[{}] = {s} is not positive", d + 1),
+            ));
         }
         if d < 3 {
             size[d] = s as usize;
@@ -129,7 +140,7 @@ fn dims_and_type(path: &Path, r: &Reader) -> Result<([usize; 3], PixelType)> {
             return Err(Error::Unsupported {
                 path: path.to_path_buf(),
                 reason: format!("NIfTI datatype {other} is not supported"),
-            })
+            });
         }
     };
     Ok((size, pixel))
@@ -148,7 +159,11 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
     if b.len() < start + need {
         return Err(fmt_err(
             path,
-            format!("truncated data: {} bytes present, {} declared", b.len().saturating_sub(start), need),
+            format!(
+                "truncated data: {} bytes present, {} declared",
+                b.len().saturating_sub(start),
+                need
+            ),
         ));
     }
     let mut data = super::decode_samples(&b[start..start + need], n, pixel, r.big);
@@ -194,7 +209,13 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
                 }
             }
             let orthogonal = (0..3).all(|a| {
-                (a + 1..3).all(|bcol| (0..3).map(|row| dir[row][a] * dir[row][bcol]).sum::<f64>().abs() < 1e-4)
+                (a + 1..3).all(|bcol| {
+                    (0..3)
+                        .map(|row| dir[row][a] * dir[row][bcol])
+                        .sum::<f64>()
+                        .abs()
+                        < 1e-4
+                })
             });
             if orthogonal {
                 direction = dir;
@@ -215,9 +236,21 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
         };
         let qfac = if pixdim[0] < 0.0 { -1.0 } else { 1.0 };
         direction = [
-            [a * a + b_ * b_ - c_ * c_ - d_ * d_, 2.0 * (b_ * c_ - a * d_), 2.0 * (b_ * d_ + a * c_) * qfac],
-            [2.0 * (b_ * c_ + a * d_), a * a + c_ * c_ - b_ * b_ - d_ * d_, 2.0 * (c_ * d_ - a * b_) * qfac],
-            [2.0 * (b_ * d_ - a * c_), 2.0 * (c_ * d_ + a * b_), a * a + d_ * d_ - c_ * c_ - b_ * b_],
+            [
+                a * a + b_ * b_ - c_ * c_ - d_ * d_,
+                2.0 * (b_ * c_ - a * d_),
+                2.0 * (b_ * d_ + a * c_) * qfac,
+            ],
+            [
+                2.0 * (b_ * c_ + a * d_),
+                a * a + c_ * c_ - b_ * b_ - d_ * d_,
+                2.0 * (c_ * d_ - a * b_) * qfac,
+            ],
+            [
+                2.0 * (b_ * d_ - a * c_),
+                2.0 * (c_ * d_ + a * b_),
+                a * a + d_ * d_ - c_ * c_ - b_ * b_,
+            ],
         ];
         direction[2][2] *= qfac;
         origin = [r.f32(268), r.f32(272), r.f32(276)];
@@ -254,7 +287,8 @@ pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
     let mut h = vec![0u8; 352];
     let put_i16 = |h: &mut Vec<u8>, o: usize, v: i16| h[o..o + 2].copy_from_slice(&v.to_le_bytes());
     let put_i32 = |h: &mut Vec<u8>, o: usize, v: i32| h[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    let put_f32 = |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
+    let put_f32 =
+        |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
     put_i32(&mut h, 0, 348);
     put_i16(&mut h, 40, 3);
     for d in 0..3 {
@@ -283,7 +317,11 @@ pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
     let sign = [-1.0, -1.0, 1.0];
     for row in 0..3 {
         for c in 0..3 {
-            put_f32(&mut h, 280 + 16 * row + 4 * c, sign[row] * g.direction[row][c] * g.spacing[c]);
+            put_f32(
+                &mut h,
+                280 + 16 * row + 4 * c,
+                sign[row] * g.direction[row][c] * g.spacing[c],
+            );
         }
         put_f32(&mut h, 280 + 16 * row + 12, sign[row] * g.origin[row]);
     }

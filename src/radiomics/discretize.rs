@@ -42,7 +42,9 @@ pub fn bin_edges(values: &[f64], binning: Binning) -> Vec<f64> {
             // numpy.arange: length ceil((stop - start) / step), values start + i * ((start + step) - start)
             let len = ((hi - lo) / w).ceil().max(0.0) as usize;
             let delta = (lo + w) - lo;
-            let mut edges: Vec<f64> = (0..len).map(|i| if i == 0 { lo } else { lo + i as f64 * delta }).collect();
+            let mut edges: Vec<f64> = (0..len)
+                .map(|i| if i == 0 { lo } else { lo + i as f64 * delta })
+                .collect();
             if edges.len() == 1 {
                 let e = edges[0];
                 edges = vec![e - 0.5, e + 0.5];
@@ -50,7 +52,11 @@ pub fn bin_edges(values: &[f64], binning: Binning) -> Vec<f64> {
             edges
         }
         Binning::Count(n) => {
-            let (first, last) = if min == max { (min - 0.5, max + 0.5) } else { (min, max) };
+            let (first, last) = if min == max {
+                (min - 0.5, max + 0.5)
+            } else {
+                (min, max)
+            };
             let step = (last - first) / n as f64;
             let mut edges: Vec<f64> = (0..=n).map(|i| i as f64 * step + first).collect();
             edges[n] = last;

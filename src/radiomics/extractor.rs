@@ -6,10 +6,12 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::discretize::{bin_edges, digitize};
-use super::preprocess::{check_finite, check_roi, normalize, resample_pair, resampling_grid, resegment};
+use super::preprocess::{
+    check_finite, check_roi, normalize, resample_pair, resampling_grid, resegment,
+};
 use super::settings::{Interpolator, Settings};
 use super::texture::DiscreteRoi;
-use super::{class_features, FeatureSet, FeatureValues, TextureOptions};
+use super::{FeatureSet, FeatureValues, TextureOptions, class_features};
 use crate::error::{Error, Result};
 use crate::image::{BoundingBox, Volume};
 
@@ -39,18 +41,51 @@ fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>
         max = max.max(v);
     }
     let mean = sum / n;
-    diag.push((format!("diagnostics_Image-{prefix}_Spacing"), tuple3(img.geometry.spacing)));
-    diag.push((format!("diagnostics_Image-{prefix}_Size"), tuple3u(img.geometry.size)));
-    diag.push((format!("diagnostics_Image-{prefix}_Mean"), format!("{mean:?}")));
-    diag.push((format!("diagnostics_Image-{prefix}_Minimum"), format!("{min:?}")));
-    diag.push((format!("diagnostics_Image-{prefix}_Maximum"), format!("{max:?}")));
+    diag.push((
+        format!("diagnostics_Image-{prefix}_Spacing"),
+        tuple3(img.geometry.spacing),
+    ));
+    diag.push((
+        format!("diagnostics_Image-{prefix}_Size"),
+        tuple3u(img.geometry.size),
+    ));
+    diag.push((
+        format!("diagnostics_Image-{prefix}_Mean"),
+        format!("{mean:?}"),
+    ));
+    diag.push((
+        format!("diagnostics_Image-{prefix}_Minimum"),
+        format!("{min:?}"),
+    ));
+    diag.push((
+        format!("diagnostics_Image-{prefix}_Maximum"),
+        format!("{max:?}"),
+    ));
 }
 
-fn mask_stats(prefix: &str, mask: &Volume<f64>, bb: &BoundingBox, count: usize, diag: &mut Vec<(String, String)>) {
-    diag.push((format!("diagnostics_Mask-{prefix}_Spacing"), tuple3(mask.geometry.spacing)));
-    diag.push((format!("diagnostics_Mask-{prefix}_Size"), tuple3u(mask.geometry.size)));
-    diag.push((format!("diagnostics_Mask-{prefix}_BoundingBox"), bb.to_pyradiomics_string()));
-    diag.push((format!("diagnostics_Mask-{prefix}_VoxelNum"), count.to_string()));
+fn mask_stats(
+    prefix: &str,
+    mask: &Volume<f64>,
+    bb: &BoundingBox,
+    count: usize,
+    diag: &mut Vec<(String, String)>,
+) {
+    diag.push((
+        format!("diagnostics_Mask-{prefix}_Spacing"),
+        tuple3(mask.geometry.spacing),
+    ));
+    diag.push((
+        format!("diagnostics_Mask-{prefix}_Size"),
+        tuple3u(mask.geometry.size),
+    ));
+    diag.push((
+        format!("diagnostics_Mask-{prefix}_BoundingBox"),
+        bb.to_pyradiomics_string(),
+    ));
+    diag.push((
+        format!("diagnostics_Mask-{prefix}_VoxelNum"),
+        count.to_string(),
+    ));
 }
 
 /// Which features of `class` to report; errors on unknown names.
@@ -60,7 +95,12 @@ fn selected(class: &str, settings: &Settings) -> Result<Option<Vec<&'static str>
     };
     let all = class_features(class);
     match choice {
-        None => Ok(Some(all.iter().filter(|(_, dep)| !dep).map(|(n, _)| *n).collect())),
+        None => Ok(Some(
+            all.iter()
+                .filter(|(_, dep)| !dep)
+                .map(|(n, _)| *n)
+                .collect(),
+        )),
         Some(names) => {
             let mut out = Vec::new();
             for n in names {
@@ -70,7 +110,7 @@ fn selected(class: &str, settings: &Settings) -> Result<Option<Vec<&'static str>
                         return Err(Error::Settings {
                             origin: "featureClass".into(),
                             reason: format!("class '{class}' has no feature '{n}'"),
-                        })
+                        });
                     }
                 }
             }
@@ -80,13 +120,30 @@ fn selected(class: &str, settings: &Settings) -> Result<Option<Vec<&'static str>
 }
 
 /// Extract features. The paths are used in error messages and diagnostics only.
-pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<Extraction> {
+pub fn extract(
+    image_path: &Path,
+    image: &Volume<f64>,
+    mask_path: &Path,
+    mask: &Volume<f64>,
+    settings: &Settings,
+) -> Result<Extraction> {
     let mut diag = Vec::new();
     let mut mask = Cow::Borrowed(mask);
-    if let Some(reason) = image.geometry.mismatch(&mask.geometry, settings.geometry_tolerance) {
+    if let Some(reason) = image
+        .geometry
+        .mismatch(&mask.geometry, settings.geometry_tolerance)
+    {
         if settings.correct_mask {
-            mask = Cow::Owned(super::resample::resample(&mask, &image.geometry, Interpolator::NearestNeighbor, mask.pixel_type));
-            diag.push(("diagnostics_Mask-corrected".into(), format!("resampled onto the image grid ({reason})")));
+            mask = Cow::Owned(super::resample::resample(
+                &mask,
+                &image.geometry,
+                Interpolator::NearestNeighbor,
+                mask.pixel_type,
+            ));
+            diag.push((
+                "diagnostics_Mask-corrected".into(),
+                format!("resampled onto the image grid ({reason})"),
+            ));
         } else {
             return Err(Error::GeometryMismatch {
                 image: image_path.to_path_buf(),
@@ -98,7 +155,11 @@ pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &
     // Validate the classes first, so a typo fails fast.
     let classes: Vec<(&str, Vec<&'static str>)> = super::settings::CLASSES
         .iter()
-        .filter_map(|c| selected(c, settings).transpose().map(|r| r.map(|v| (*c, v))))
+        .filter_map(|c| {
+            selected(c, settings)
+                .transpose()
+                .map(|r| r.map(|v| (*c, v)))
+        })
         .collect::<Result<_>>()?;
 
     image_stats("original", image, &mut diag);
@@ -107,7 +168,11 @@ pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &
 
     let mut image = Cow::Borrowed(image);
     if settings.normalize {
-        image = Cow::Owned(normalize(&image, settings.normalize_scale, settings.remove_outliers));
+        image = Cow::Owned(normalize(
+            &image,
+            settings.normalize_scale,
+            settings.remove_outliers,
+        ));
     }
     if let Some(grid) = resampling_grid(&mask.geometry, &image.geometry, &bb, settings) {
         let (img, msk) = resample_pair(&image, &mask, &grid, settings);
@@ -132,15 +197,28 @@ pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &
     let roi_inside = if settings.resegment_range.is_some() {
         let r = resegment(mask_path, &crop.data, &crop_inside, settings)?;
         let count = r.iter().filter(|&&b| b).count();
-        diag.push(("diagnostics_Mask-resegmented_VoxelNum".into(), count.to_string()));
+        diag.push((
+            "diagnostics_Mask-resegmented_VoxelNum".into(),
+            count.to_string(),
+        ));
         r
     } else {
         crop_inside
     };
-    let shape_inside = if settings.resegment_shape { roi_inside.clone() } else { shape_inside };
+    let shape_inside = if settings.resegment_shape {
+        roi_inside.clone()
+    } else {
+        shape_inside
+    };
 
     // Discretise.
-    let values: Vec<f64> = crop.data.iter().zip(&roi_inside).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
+    let values: Vec<f64> = crop
+        .data
+        .iter()
+        .zip(&roi_inside)
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v)
+        .collect();
     let edges = bin_edges(&values, settings.binning());
     let levels: Vec<u32> = crop
         .data
@@ -179,7 +257,12 @@ pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &
         .par_iter()
         .map(|(class, _)| {
             let fv = match *class {
-                "firstorder" => super::firstorder::compute(&values, &roi_levels, voxel_volume, settings.voxel_array_shift),
+                "firstorder" => super::firstorder::compute(
+                    &values,
+                    &roi_levels,
+                    voxel_volume,
+                    settings.voxel_array_shift,
+                ),
                 "shape" => super::shape::compute(bb.size, spacing, |o| shape_inside[o]),
                 "shape2D" => shape2d_of_slice(bb.size, spacing, &shape_inside, axis, slice_info.0),
                 "glcm" => super::glcm::compute(&roi, &opts),
@@ -193,11 +276,24 @@ pub fn extract(image_path: &Path, image: &Volume<f64>, mask_path: &Path, mask: &
         })
         .collect();
 
-    let order = ["shape", "shape2D", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"];
+    let order = [
+        "shape",
+        "shape2D",
+        "firstorder",
+        "glcm",
+        "glrlm",
+        "glszm",
+        "gldm",
+        "ngtdm",
+    ];
     let mut features = FeatureSet::default();
     for class in order {
-        let Some((_, names)) = classes.iter().find(|(c, _)| *c == class) else { continue };
-        let Some((_, fv)) = results.iter().find(|(c, _)| *c == class) else { continue };
+        let Some((_, names)) = classes.iter().find(|(c, _)| *c == class) else {
+            continue;
+        };
+        let Some((_, fv)) = results.iter().find(|(c, _)| *c == class) else {
+            continue;
+        };
         for n in names {
             if let Some(v) = fv.get(n) {
                 features.entries.push((format!("original_{class}_{n}"), v));
@@ -231,7 +327,13 @@ fn largest_slice(size: [usize; 3], inside: &[bool], axis: usize) -> (usize, usiz
     best
 }
 
-fn shape2d_of_slice(size: [usize; 3], spacing: [f64; 3], inside: &[bool], axis: usize, slice: usize) -> FeatureValues {
+fn shape2d_of_slice(
+    size: [usize; 3],
+    spacing: [f64; 3],
+    inside: &[bool],
+    axis: usize,
+    slice: usize,
+) -> FeatureValues {
     // remaining ITK axes in numpy order (slowest first): rows = the higher ITK axis, cols = the lower
     let rest: Vec<usize> = (0..3).rev().filter(|&a| a != axis).collect();
     let (ra, ca) = (rest[0], rest[1]);

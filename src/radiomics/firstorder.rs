@@ -63,7 +63,11 @@ pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     let gamma = vi - prev as f64;
     let (a, b) = (sorted[prev], sorted[next]);
     let diff = b - a;
-    if gamma >= 0.5 { b - diff * (1.0 - gamma) } else { a + diff * gamma }
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    }
 }
 
 /// Sum with compensation (more accurate than naive summation; agrees with numpy's pairwise sum to ~1e-15).
@@ -98,7 +102,11 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
 
     let p10 = percentile_sorted(&sorted, 10.0);
     let p90 = percentile_sorted(&sorted, 90.0);
-    let robust: Vec<f64> = values.iter().copied().filter(|&x| x >= p10 && x <= p90).collect();
+    let robust: Vec<f64> = values
+        .iter()
+        .copied()
+        .filter(|&x| x >= p10 && x <= p90)
+        .collect();
     let robust_mean = sum(robust.iter().copied()) / robust.len() as f64;
     let rmad = sum(robust.iter().map(|&x| (x - robust_mean).abs())) / robust.len() as f64;
 
@@ -107,7 +115,10 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
         *counts.entry(l).or_insert(0usize) += 1;
     }
     let total: usize = counts.values().sum();
-    let p: Vec<f64> = counts.values().map(|&c| c as f64 / total.max(1) as f64).collect();
+    let p: Vec<f64> = counts
+        .values()
+        .map(|&c| c as f64 / total.max(1) as f64)
+        .collect();
 
     let std = m2.sqrt();
     let median = if sorted.len() % 2 == 1 {
@@ -123,17 +134,31 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
     out.push("10Percentile", p10);
     out.push("90Percentile", p90);
     out.push("Energy", energy);
-    out.push("Entropy", -p.iter().map(|&pi| pi * (pi + super::texture::EPS).log2()).sum::<f64>());
-    out.push("InterquartileRange", percentile_sorted(&sorted, 75.0) - percentile_sorted(&sorted, 25.0));
+    out.push(
+        "Entropy",
+        -p.iter()
+            .map(|&pi| pi * (pi + super::texture::EPS).log2())
+            .sum::<f64>(),
+    );
+    out.push(
+        "InterquartileRange",
+        percentile_sorted(&sorted, 75.0) - percentile_sorted(&sorted, 25.0),
+    );
     out.push("Kurtosis", if m2 == 0.0 { 0.0 } else { m4 / (m2 * m2) });
     out.push("Maximum", max);
     out.push("Mean", mean);
-    out.push("MeanAbsoluteDeviation", sum(values.iter().map(|&x| (x - mean).abs())) / n);
+    out.push(
+        "MeanAbsoluteDeviation",
+        sum(values.iter().map(|&x| (x - mean).abs())) / n,
+    );
     out.push("Median", median);
     out.push("Minimum", min);
     out.push("Range", max - min);
     out.push("RobustMeanAbsoluteDeviation", rmad);
-    out.push("RootMeanSquared", if n == 0.0 { 0.0 } else { (energy / n).sqrt() });
+    out.push(
+        "RootMeanSquared",
+        if n == 0.0 { 0.0 } else { (energy / n).sqrt() },
+    );
     out.push("Skewness", if m2 == 0.0 { 0.0 } else { m3 / m2.powf(1.5) });
     out.push("StandardDeviation", std);
     out.push("TotalEnergy", voxel_volume * energy);

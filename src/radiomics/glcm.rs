@@ -36,7 +36,7 @@
 //! | SumEntropy | `−Σ p_{x+y}(k) log₂(p_{x+y}(k) + ε)` |
 //! | SumSquares | `Σ (i − μ_x)² p(i,j)` |
 
-use super::texture::{angle_weight, angles, nanmean, DiscreteRoi, EPS};
+use super::texture::{DiscreteRoi, EPS, angle_weight, angles, nanmean};
 use super::{FeatureValues, TextureOptions};
 use crate::linalg::symmetric_eigenvalues;
 
@@ -199,25 +199,62 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
         let hx = entropy(&px);
         let hy = entropy(&py);
         let da: f64 = diff_k.iter().enumerate().map(|(k, &v)| k as f64 * v).sum();
-        let dv: f64 = diff_k.iter().enumerate().map(|(k, &v)| (k as f64 - da).powi(2) * v).sum();
+        let dv: f64 = diff_k
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| (k as f64 - da).powi(2) * v)
+            .sum();
         let sigxy = sigx2.sqrt() * sigy2.sqrt();
-        let corr = if sigxy == 0.0 { 1.0 } else { corm / (sigxy + EPS) };
+        let corr = if sigxy == 0.0 {
+            1.0
+        } else {
+            corm / (sigxy + EPS)
+        };
         let div = hx.max(hy);
         let imc1 = if div == 0.0 { 0.0 } else { (hxy - hxy1) / div };
-        let imc2 = if hxy2 == hxy { 0.0 } else { (1.0 - (-2.0 * (hxy2 - hxy)).exp()).sqrt() };
+        let imc2 = if hxy2 == hxy {
+            0.0
+        } else {
+            (1.0 - (-2.0 * (hxy2 - hxy)).exp()).sqrt()
+        };
         let kf = |k: usize| k as f64;
-        let idm: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k) * kf(k))).sum();
-        let idmn: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k) * kf(k) / (ngf * ngf))).sum();
-        let id: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k))).sum();
-        let idn: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k) / ngf)).sum();
-        let iv: f64 = diff_k.iter().enumerate().skip(1).map(|(k, &v)| v / (kf(k) * kf(k))).sum();
-        let sa: f64 = sum_k.iter().enumerate().map(|(k, &v)| (k as f64 + 2.0) * v).sum();
+        let idm: f64 = diff_k
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| v / (1.0 + kf(k) * kf(k)))
+            .sum();
+        let idmn: f64 = diff_k
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| v / (1.0 + kf(k) * kf(k) / (ngf * ngf)))
+            .sum();
+        let id: f64 = diff_k
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| v / (1.0 + kf(k)))
+            .sum();
+        let idn: f64 = diff_k
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| v / (1.0 + kf(k) / ngf))
+            .sum();
+        let iv: f64 = diff_k
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(k, &v)| v / (kf(k) * kf(k)))
+            .sum();
+        let sa: f64 = sum_k
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| (k as f64 + 2.0) * v)
+            .sum();
         let se = entropy(sum_k);
         let de = entropy(&diff_k);
         let mcc = mcc(p, &px, &py, n);
         let vals = [
-            ac, cp, cs, ct, cont, corr, da, de, dv, id, idm, idmn, idn, imc1, imc2, iv, ux, ene, hxy, mcc, maxp, sa,
-            se, ss,
+            ac, cp, cs, ct, cont, corr, da, de, dv, id, idm, idmn, idn, imc1, imc2, iv, ux, ene,
+            hxy, mcc, maxp, sa, se, ss,
         ];
         for (slot, v) in per.iter_mut().zip(vals) {
             slot.push(v);
@@ -225,7 +262,11 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     }
     let mut out = FeatureValues::new();
     for ((name, _), vals) in FEATURES.iter().zip(&per) {
-        let v = if *name == "MCC" && n < 2 { 1.0 } else { nanmean(vals) };
+        let v = if *name == "MCC" && n < 2 {
+            1.0
+        } else {
+            nanmean(vals)
+        };
         out.push(name, v);
     }
     out
@@ -260,5 +301,9 @@ fn mcc(p: &[f64], px: &[f64], py: &[f64], n: usize) -> f64 {
         ev.insert(0, 0.0);
     }
     let second = ev[ev.len() - 2];
-    if second < 0.0 { if second > -1e-12 { 0.0 } else { f64::NAN } } else { second.sqrt() }
+    if second < 0.0 {
+        if second > -1e-12 { 0.0 } else { f64::NAN }
+    } else {
+        second.sqrt()
+    }
 }

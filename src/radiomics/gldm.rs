@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{angles, DiscreteRoi, EPS};
+use super::texture::{DiscreteRoi, EPS, angles};
 use super::{FeatureValues, TextureOptions};
 
 /// Feature names and deprecated flags.
@@ -94,8 +94,17 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     }
     let ui: f64 = pg.iter().map(|(&l, &v)| v / nz * l as f64).sum();
     let uj: f64 = pd.iter().map(|(&j, &v)| v / nz * j as f64).sum();
-    let (mut sde, mut lde, mut lgle, mut hgle, mut sdlgle, mut sdhgle, mut ldlgle, mut ldhgle, mut de) =
-        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let (
+        mut sde,
+        mut lde,
+        mut lgle,
+        mut hgle,
+        mut sdlgle,
+        mut sdhgle,
+        mut ldlgle,
+        mut ldhgle,
+        mut de,
+    ) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (&(l, j), &c) in &g.cells {
         let (i2, j2) = ((l as f64).powi(2), (j as f64).powi(2));
         sde += c / j2;
@@ -111,8 +120,14 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     }
     let gln: f64 = pg.values().map(|v| v * v).sum();
     let dn: f64 = pd.values().map(|v| v * v).sum();
-    let glv: f64 = pg.iter().map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2)).sum();
-    let dv: f64 = pd.iter().map(|(&j, &v)| v / nz * (j as f64 - uj).powi(2)).sum();
+    let glv: f64 = pg
+        .iter()
+        .map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2))
+        .sum();
+    let dv: f64 = pd
+        .iter()
+        .map(|(&j, &v)| v / nz * (j as f64 - uj).powi(2))
+        .sum();
     let vals = [
         de,
         dn / nz,

@@ -26,7 +26,7 @@
 //! | LongRunLowGrayLevelEmphasis | `Σ P(i,j) j²/i² / N_r` |
 //! | LongRunHighGrayLevelEmphasis | `Σ P(i,j) i² j² / N_r` |
 
-use super::texture::{angle_weight, angles, nanmean, DiscreteRoi, EPS};
+use super::texture::{DiscreteRoi, EPS, angle_weight, angles, nanmean};
 use super::{FeatureValues, TextureOptions};
 
 /// Feature names and deprecated flags.
@@ -79,10 +79,11 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlrlmMatrix {
                         continue;
                     }
                     // A run starts where the previous voxel along the line is not part of it.
-                    if let Some(q) = roi.step([x, y, z], back) {
-                        if roi.levels[roi.offset(q[0], q[1], q[2])] == l {
-                            continue;
-                        }
+                    let continues = roi
+                        .step([x, y, z], back)
+                        .is_some_and(|q| roi.levels[roi.offset(q[0], q[1], q[2])] == l);
+                    if continues {
+                        continue;
                     }
                     let mut len = 1;
                     let mut p = [x, y, z];
@@ -155,15 +156,33 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
         }
         let jv = |j: usize| (j + 1) as f64;
         let iv = |i: usize| g.levels[i];
-        let sre: f64 = pr.iter().enumerate().map(|(j, &v)| v / (jv(j) * jv(j))).sum::<f64>() / nr;
-        let lre: f64 = pr.iter().enumerate().map(|(j, &v)| v * jv(j) * jv(j)).sum::<f64>() / nr;
+        let sre: f64 = pr
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| v / (jv(j) * jv(j)))
+            .sum::<f64>()
+            / nr;
+        let lre: f64 = pr
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| v * jv(j) * jv(j))
+            .sum::<f64>()
+            / nr;
         let gln: f64 = pg.iter().map(|v| v * v).sum::<f64>();
         let rln: f64 = pr.iter().map(|v| v * v).sum::<f64>();
         let np: f64 = pr.iter().enumerate().map(|(j, &v)| v * jv(j)).sum();
         let ui: f64 = pg.iter().enumerate().map(|(i, &v)| v / nr * iv(i)).sum();
-        let glv: f64 = pg.iter().enumerate().map(|(i, &v)| v / nr * (iv(i) - ui).powi(2)).sum();
+        let glv: f64 = pg
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v / nr * (iv(i) - ui).powi(2))
+            .sum();
         let uj: f64 = pr.iter().enumerate().map(|(j, &v)| v / nr * jv(j)).sum();
-        let rv: f64 = pr.iter().enumerate().map(|(j, &v)| v / nr * (jv(j) - uj).powi(2)).sum();
+        let rv: f64 = pr
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| v / nr * (jv(j) - uj).powi(2))
+            .sum();
         let mut re = 0.0;
         let (mut srlgle, mut srhgle, mut lrlgle, mut lrhgle) = (0.0, 0.0, 0.0, 0.0);
         for i in 0..n {
@@ -182,8 +201,18 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
                 lrhgle += v * i2 * j2;
             }
         }
-        let lglre: f64 = pg.iter().enumerate().map(|(i, &v)| v / (iv(i) * iv(i))).sum::<f64>() / nr;
-        let hglre: f64 = pg.iter().enumerate().map(|(i, &v)| v * iv(i) * iv(i)).sum::<f64>() / nr;
+        let lglre: f64 = pg
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v / (iv(i) * iv(i)))
+            .sum::<f64>()
+            / nr;
+        let hglre: f64 = pg
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * iv(i) * iv(i))
+            .sum::<f64>()
+            / nr;
         let vals = [
             gln / nr,
             gln / (nr * nr),

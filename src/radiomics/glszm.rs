@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{angles, DiscreteRoi, EPS};
+use super::texture::{DiscreteRoi, EPS, angles};
 use super::{FeatureValues, TextureOptions};
 
 /// Feature names and deprecated flags.
@@ -105,8 +105,17 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     }
     let ui: f64 = pg.iter().map(|(&l, &v)| v / nz * l as f64).sum();
     let uj: f64 = ps.iter().map(|(&s, &v)| v / nz * s as f64).sum();
-    let (mut sae, mut lae, mut lglze, mut hglze, mut salgle, mut sahgle, mut lalgle, mut lahgle, mut ze) =
-        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let (
+        mut sae,
+        mut lae,
+        mut lglze,
+        mut hglze,
+        mut salgle,
+        mut sahgle,
+        mut lalgle,
+        mut lahgle,
+        mut ze,
+    ) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     for (&(l, s), &c) in &g.zones {
         let (i2, j2) = ((l as f64).powi(2), (s as f64).powi(2));
         sae += c / j2;
@@ -122,8 +131,14 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     }
     let gln: f64 = pg.values().map(|v| v * v).sum();
     let szn: f64 = ps.values().map(|v| v * v).sum();
-    let glv: f64 = pg.iter().map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2)).sum();
-    let zv: f64 = ps.iter().map(|(&s, &v)| v / nz * (s as f64 - uj).powi(2)).sum();
+    let glv: f64 = pg
+        .iter()
+        .map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2))
+        .sum();
+    let zv: f64 = ps
+        .iter()
+        .map(|(&s, &v)| v / nz * (s as f64 - uj).powi(2))
+        .sum();
     let vals = [
         gln / nz,
         gln / (nz * nz),

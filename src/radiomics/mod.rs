@@ -23,7 +23,7 @@ pub mod shape;
 pub mod shape2d;
 pub mod texture;
 
-pub use extractor::{extract, Extraction};
+pub use extractor::{Extraction, extract};
 pub use settings::Settings;
 
 /// The values one feature class produced, in the class's order (bare names, e.g. `Contrast`).
@@ -45,7 +45,10 @@ impl FeatureValues {
 
     /// Look a value up by bare name.
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.entries.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 
     /// Iterate over `(name, value)`.
@@ -64,7 +67,10 @@ pub struct FeatureSet {
 impl FeatureSet {
     /// Look a value up by full name.
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     /// Number of features.

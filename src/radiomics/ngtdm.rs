@@ -14,7 +14,7 @@
 //! | Complexity | `Σᵢ Σⱼ |i − j| (p_i s_i + p_j s_j)/(p_i + p_j) / N_vp` |
 //! | Strength | `Σᵢ Σⱼ (p_i + p_j)(i − j)² / Σ s_i` (0 when `Σ s_i = 0`) |
 
-use super::texture::{angles, DiscreteRoi};
+use super::texture::{DiscreteRoi, angles};
 use super::{FeatureValues, TextureOptions};
 
 /// Feature names and deprecated flags.
@@ -36,7 +36,11 @@ pub struct NgtdmMatrix {
 pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> NgtdmMatrix {
     let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
     let idx = roi.level_index();
-    let mut rows: Vec<(f64, f64, f64)> = roi.gray_levels.iter().map(|&g| (g as f64, 0.0, 0.0)).collect();
+    let mut rows: Vec<(f64, f64, f64)> = roi
+        .gray_levels
+        .iter()
+        .map(|&g| (g as f64, 0.0, 0.0))
+        .collect();
     let [sx, sy, sz] = roi.size;
     for z in 0..sz {
         for y in 0..sy {
@@ -55,7 +59,11 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> NgtdmMatrix {
                         }
                     }
                 }
-                let diff = if count == 0.0 { 0.0 } else { (l as f64 - sum / count).abs() };
+                let diff = if count == 0.0 {
+                    0.0
+                } else {
+                    (l as f64 - sum / count).abs()
+                };
                 let r = &mut rows[idx[l as usize]];
                 r.1 += 1.0;
                 r.2 += diff;
@@ -92,8 +100,16 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
         }
     }
     let div = ngp * (ngp - 1.0);
-    let contrast = if div != 0.0 { c_num * sum_s / nvp / div } else { 0.0 };
-    let busyness = if absdiff != 0.0 { sum_ps / absdiff } else { 0.0 };
+    let contrast = if div != 0.0 {
+        c_num * sum_s / nvp / div
+    } else {
+        0.0
+    };
+    let busyness = if absdiff != 0.0 {
+        sum_ps / absdiff
+    } else {
+        0.0
+    };
     let complexity = complexity / nvp;
     let strength = if sum_s != 0.0 { strength / sum_s } else { 0.0 };
     let mut out = FeatureValues::new();

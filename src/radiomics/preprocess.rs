@@ -37,7 +37,11 @@ pub fn bounding_box(size: [usize; 3], inside: &[bool]) -> Option<BoundingBox> {
 
 /// Check that the mask defines a usable ROI and return its bounding box and voxel count (PyRadiomics
 /// `checkMask`). One pass over the mask, no allocation proportional to the image.
-pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<(BoundingBox, usize)> {
+pub fn check_roi(
+    mask_path: &Path,
+    mask: &Volume<f64>,
+    settings: &Settings,
+) -> Result<(BoundingBox, usize)> {
     let invalid = |reason: String| Error::InvalidRoi {
         path: mask_path.to_path_buf(),
         reason,
@@ -68,11 +72,19 @@ pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> R
         return Err(invalid("the mask is empty (no labelled voxels)".into()));
     }
     if count == 0 {
-        let mut labels: Vec<i64> = mask.data.iter().filter(|&&v| v != 0.0).map(|&v| v as i64).collect();
+        let mut labels: Vec<i64> = mask
+            .data
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .map(|&v| v as i64)
+            .collect();
         labels.sort_unstable();
         labels.dedup();
         labels.truncate(20);
-        return Err(invalid(format!("label {} is not present; labels found: {labels:?}", settings.label)));
+        return Err(invalid(format!(
+            "label {} is not present; labels found: {labels:?}",
+            settings.label
+        )));
     }
     let bb = BoundingBox {
         start: lo,
@@ -88,17 +100,21 @@ pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> R
             bb.size, settings.minimum_roi_dimensions
         )));
     }
-    if let Some(min) = settings.minimum_roi_size {
-        if count < min {
-            return Err(invalid(format!("the ROI has {count} voxels; minimumROISize is {min}")));
-        }
+    if let Some(min) = settings.minimum_roi_size.filter(|&min| count < min) {
+        return Err(invalid(format!(
+            "the ROI has {count} voxels; minimumROISize is {min}"
+        )));
     }
     Ok((bb, count))
 }
 
 /// Reject NaN or infinite intensities inside the ROI.
 pub fn check_finite(image_path: &Path, values: &[f64], inside: &[bool]) -> Result<()> {
-    let count = values.iter().zip(inside).filter(|(v, m)| **m && !v.is_finite()).count();
+    let count = values
+        .iter()
+        .zip(inside)
+        .filter(|(v, m)| **m && !v.is_finite())
+        .count();
     if count > 0 {
         return Err(Error::NonFinite {
             path: image_path.to_path_buf(),
@@ -138,13 +154,23 @@ pub fn normalize(image: &Volume<f64>, scale: f64, outliers: Option<f64>) -> Volu
 }
 
 /// PyRadiomics `resegmentMask`: keep ROI voxels within the threshold(s). Errors when one voxel or fewer remain.
-pub fn resegment(mask_path: &Path, values: &[f64], inside: &[bool], settings: &Settings) -> Result<Vec<bool>> {
+pub fn resegment(
+    mask_path: &Path,
+    values: &[f64],
+    inside: &[bool],
+    settings: &Settings,
+) -> Result<Vec<bool>> {
     let Some(range) = &settings.resegment_range else {
         return Ok(inside.to_vec());
     };
     let mut sorted = range.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
-    let roi: Vec<f64> = values.iter().zip(inside).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
+    let roi: Vec<f64> = values
+        .iter()
+        .zip(inside)
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v)
+        .collect();
     let thresholds: Vec<f64> = match settings.resegment_mode {
         ResegmentMode::Absolute => sorted,
         ResegmentMode::Relative => {
@@ -175,17 +201,27 @@ pub fn resegment(mask_path: &Path, values: &[f64], inside: &[bool], settings: &S
 
 /// The resampled grid PyRadiomics' `resampleImage` builds around the ROI bounding box `bb`. Returns `None`
 /// when the new spacing equals the image's (then only the mask would be resampled).
-pub fn resampling_grid(mask: &Geometry, image: &Geometry, bb: &BoundingBox, settings: &Settings) -> Option<Geometry> {
+pub fn resampling_grid(
+    mask: &Geometry,
+    image: &Geometry,
+    bb: &BoundingBox,
+    settings: &Settings,
+) -> Option<Geometry> {
     let requested = settings.resampled_pixel_spacing?;
     let mut spacing = [0.0; 3];
     for d in 0..3 {
-        spacing[d] = if requested[d] == 0.0 { mask.spacing[d] } else { requested[d] };
+        spacing[d] = if requested[d] == 0.0 {
+            mask.spacing[d]
+        } else {
+            requested[d]
+        };
         // do not resample along an axis where the label map spans a single slice
         if bb.size[d] == 1 {
             spacing[d] = mask.spacing[d];
         }
     }
-    let close = (0..3).all(|d| (image.spacing[d] - spacing[d]).abs() <= 1e-8 + 1e-5 * spacing[d].abs());
+    let close =
+        (0..3).all(|d| (image.spacing[d] - spacing[d]).abs() <= 1e-8 + 1e-5 * spacing[d].abs());
     if close {
         return None;
     }
@@ -215,8 +251,18 @@ pub fn resampling_grid(mask: &Geometry, image: &Geometry, bb: &BoundingBox, sett
 }
 
 /// Resample image (with the configured interpolator) and mask (nearest neighbour) onto `grid`.
-pub fn resample_pair(image: &Volume<f64>, mask: &Volume<f64>, grid: &Geometry, settings: &Settings) -> (Volume<f64>, Volume<f64>) {
+pub fn resample_pair(
+    image: &Volume<f64>,
+    mask: &Volume<f64>,
+    grid: &Geometry,
+    settings: &Settings,
+) -> (Volume<f64>, Volume<f64>) {
     let img = resample(image, grid, settings.interpolator, image.pixel_type);
-    let msk = resample(mask, grid, super::settings::Interpolator::NearestNeighbor, mask.pixel_type);
+    let msk = resample(
+        mask,
+        grid,
+        super::settings::Interpolator::NearestNeighbor,
+        mask.pixel_type,
+    );
     (img, msk)
 }

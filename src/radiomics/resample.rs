@@ -16,7 +16,12 @@ use crate::image::{Geometry, PixelType, Volume};
 use crate::radiomics::settings::Interpolator;
 
 /// Resample `input` onto `grid`.
-pub fn resample(input: &Volume<f64>, grid: &Geometry, interpolator: Interpolator, out_type: PixelType) -> Volume<f64> {
+pub fn resample(
+    input: &Volume<f64>,
+    grid: &Geometry,
+    interpolator: Interpolator,
+    out_type: PixelType,
+) -> Volume<f64> {
     let coefficients = match interpolator {
         Interpolator::BSpline => Some(bspline_coefficients(input)),
         _ => None,
@@ -31,7 +36,10 @@ pub fn resample(input: &Volume<f64>, grid: &Geometry, interpolator: Interpolator
                 let idx = [i as f64, j as f64, k as f64];
                 let mut p = [0.0; 3];
                 for r in 0..3 {
-                    p[r] = grid.origin[r] + m_out[r][0] * idx[0] + m_out[r][1] * idx[1] + m_out[r][2] * idx[2];
+                    p[r] = grid.origin[r]
+                        + m_out[r][0] * idx[0]
+                        + m_out[r][1] * idx[1]
+                        + m_out[r][2] * idx[2];
                 }
                 let d = [
                     p[0] - input.geometry.origin[0],
@@ -49,12 +57,16 @@ pub fn resample(input: &Volume<f64>, grid: &Geometry, interpolator: Interpolator
                     match interpolator {
                         Interpolator::NearestNeighbor => {
                             let n: Vec<usize> = (0..3)
-                                .map(|a| ((c[a] + 0.5).floor().max(0.0) as usize).min(size_in[a] - 1))
+                                .map(|a| {
+                                    ((c[a] + 0.5).floor().max(0.0) as usize).min(size_in[a] - 1)
+                                })
                                 .collect();
                             input.at(n[0], n[1], n[2])
                         }
                         Interpolator::Linear => linear(input, c),
-                        Interpolator::BSpline => bspline_eval(coefficients.as_ref().unwrap_or(&input.data), size_in, c),
+                        Interpolator::BSpline => {
+                            bspline_eval(coefficients.as_ref().unwrap_or(&input.data), size_in, c)
+                        }
                     }
                 };
                 data.push(out_type.cast_from_f64(v));
@@ -160,7 +172,7 @@ fn decompose_line(x: &mut [f64]) {
         let iz = 1.0 / z;
         let mut z2n = z.powi(n as i32 - 1);
         let mut sum = x[0] + z2n * x[n - 1];
-        z2n *= z2n * iz;
+        z2n = z2n * z2n * iz;
         for v in x.iter().take(n - 1).skip(1) {
             sum += (zn + z2n) * v;
             zn *= z;
@@ -197,7 +209,11 @@ fn bspline_eval(coef: &[f64], size: [usize; 3], c: [f64; 3]) -> f64 {
             if n == 1 {
                 v = 0;
             } else {
-                v = if v < 0 { -v - n2 * ((-v) / n2) } else { v - n2 * (v / n2) };
+                v = if v < 0 {
+                    -v - n2 * ((-v) / n2)
+                } else {
+                    v - n2 * (v / n2)
+                };
                 if v >= n {
                     v = n2 - v;
                 }
@@ -226,7 +242,11 @@ mod tests {
     fn bspline_interpolates_samples_exactly() {
         let g = Geometry::new([7, 5, 4], [1.0, 1.0, 1.0], [0.0; 3]);
         let data: Vec<f64> = (0..g.len()).map(|i| ((i * 37) % 11) as f64).collect();
-        let v = Volume { geometry: g.clone(), data, pixel_type: PixelType::F64 };
+        let v = Volume {
+            geometry: g.clone(),
+            data,
+            pixel_type: PixelType::F64,
+        };
         let out = resample(&v, &g, Interpolator::BSpline, PixelType::F64);
         for (a, b) in out.data.iter().zip(&v.data) {
             assert!((a - b).abs() < 1e-8, "{a} vs {b}");
@@ -238,7 +258,11 @@ mod tests {
         // far from the (mirrored) ends, a cubic spline reproduces a ramp between samples
         let g = Geometry::new([48, 3, 3], [1.0, 1.0, 1.0], [0.0; 3]);
         let data: Vec<f64> = (0..g.len()).map(|i| (i % 48) as f64 * 2.0).collect();
-        let v = Volume { geometry: g, data, pixel_type: PixelType::F64 };
+        let v = Volume {
+            geometry: g,
+            data,
+            pixel_type: PixelType::F64,
+        };
         let coef = bspline_coefficients(&v);
         let x = bspline_eval(&coef, [48, 3, 3], [24.3, 1.0, 1.0]);
         assert!((x - 48.6).abs() < 1e-9, "{x}");

@@ -36,7 +36,16 @@ pub enum ResegmentMode {
 }
 
 /// The feature classes.
-pub const CLASSES: &[&str] = &["firstorder", "shape", "shape2D", "glcm", "glrlm", "glszm", "gldm", "ngtdm"];
+pub const CLASSES: &[&str] = &[
+    "firstorder",
+    "shape",
+    "shape2D",
+    "glcm",
+    "glrlm",
+    "glszm",
+    "gldm",
+    "ngtdm",
+];
 
 /// All extraction settings. Field docs give the PyRadiomics key and default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,13 +152,17 @@ fn as_f64(origin: &str, key: &str, v: &Value) -> Result<f64> {
 }
 
 fn as_usize(origin: &str, key: &str, v: &Value) -> Result<usize> {
-    v.as_u64()
-        .map(|u| u as usize)
-        .ok_or_else(|| err(origin, format!("'{key}' must be a non-negative integer, got {v:?}")))
+    v.as_u64().map(|u| u as usize).ok_or_else(|| {
+        err(
+            origin,
+            format!("'{key}' must be a non-negative integer, got {v:?}"),
+        )
+    })
 }
 
 fn as_bool(origin: &str, key: &str, v: &Value) -> Result<bool> {
-    v.as_bool().ok_or_else(|| err(origin, format!("'{key}' must be true or false, got {v:?}")))
+    v.as_bool()
+        .ok_or_else(|| err(origin, format!("'{key}' must be true or false, got {v:?}")))
 }
 
 fn as_list_f64(origin: &str, key: &str, v: &Value) -> Result<Vec<f64>> {
@@ -165,10 +178,18 @@ impl Settings {
         let null = v.is_null();
         match key {
             "binWidth" => self.bin_width = as_f64(origin, key, v)?,
-            "binCount" => self.bin_count = if null { None } else { Some(as_usize(origin, key, v)?) },
+            "binCount" => {
+                self.bin_count = if null {
+                    None
+                } else {
+                    Some(as_usize(origin, key, v)?)
+                }
+            }
             "voxelArrayShift" => self.voxel_array_shift = as_f64(origin, key, v)?,
             "label" => {
-                self.label = v.as_i64().ok_or_else(|| err(origin, format!("'label' must be an integer, got {v:?}")))?
+                self.label = v
+                    .as_i64()
+                    .ok_or_else(|| err(origin, format!("'label' must be an integer, got {v:?}")))?
             }
             "force2D" => self.force2d = as_bool(origin, key, v)?,
             "force2Ddimension" => {
@@ -180,7 +201,13 @@ impl Settings {
             }
             "normalize" => self.normalize = as_bool(origin, key, v)?,
             "normalizeScale" => self.normalize_scale = as_f64(origin, key, v)?,
-            "removeOutliers" => self.remove_outliers = if null { None } else { Some(as_f64(origin, key, v)?) },
+            "removeOutliers" => {
+                self.remove_outliers = if null {
+                    None
+                } else {
+                    Some(as_f64(origin, key, v)?)
+                }
+            }
             "resegmentRange" => {
                 self.resegment_range = if null {
                     None
@@ -197,7 +224,12 @@ impl Settings {
                     Some("absolute") => ResegmentMode::Absolute,
                     Some("relative") => ResegmentMode::Relative,
                     Some("sigma") => ResegmentMode::Sigma,
-                    _ => return Err(err(origin, "'resegmentMode' must be absolute, relative or sigma")),
+                    _ => {
+                        return Err(err(
+                            origin,
+                            "'resegmentMode' must be absolute, relative or sigma",
+                        ));
+                    }
                 }
             }
             "resegmentShape" => self.resegment_shape = as_bool(origin, key, v)?,
@@ -208,12 +240,21 @@ impl Settings {
                 }
                 self.minimum_roi_dimensions = d
             }
-            "minimumROISize" => self.minimum_roi_size = if null { None } else { Some(as_usize(origin, key, v)?) },
+            "minimumROISize" => {
+                self.minimum_roi_size = if null {
+                    None
+                } else {
+                    Some(as_usize(origin, key, v)?)
+                }
+            }
             "preCrop" => self.pre_crop = as_bool(origin, key, v)?,
             "padDistance" => self.pad_distance = as_usize(origin, key, v)?,
             "distances" => {
                 let d: Vec<usize> = match v {
-                    Value::Sequence(s) => s.iter().map(|x| as_usize(origin, key, x)).collect::<Result<_>>()?,
+                    Value::Sequence(s) => s
+                        .iter()
+                        .map(|x| as_usize(origin, key, x))
+                        .collect::<Result<_>>()?,
                     other => vec![as_usize(origin, key, other)?],
                 };
                 if d.is_empty() || d.contains(&0) {
@@ -225,7 +266,9 @@ impl Settings {
                 self.weighting_norm = if null {
                     None
                 } else {
-                    let s = v.as_str().ok_or_else(|| err(origin, "'weightingNorm' must be a string"))?;
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| err(origin, "'weightingNorm' must be a string"))?;
                     if !["manhattan", "euclidean", "infinity", "no_weighting"].contains(&s) {
                         return Err(err(origin, format!("unknown weightingNorm '{s}'")));
                     }
@@ -240,7 +283,10 @@ impl Settings {
                 } else {
                     let s = as_list_f64(origin, key, v)?;
                     if s.len() != 3 || s.iter().any(|x| *x < 0.0 || !x.is_finite()) {
-                        return Err(err(origin, "'resampledPixelSpacing' must be three non-negative numbers"));
+                        return Err(err(
+                            origin,
+                            "'resampledPixelSpacing' must be three non-negative numbers",
+                        ));
                     }
                     Some([s[0], s[1], s[2]])
                 }
@@ -252,13 +298,23 @@ impl Settings {
                             "sitkNearestNeighbor" => Interpolator::NearestNeighbor,
                             "sitkLinear" => Interpolator::Linear,
                             "sitkBSpline" => Interpolator::BSpline,
-                            other => return Err(err(origin, format!("interpolator '{other}' is not supported"))),
+                            other => {
+                                return Err(err(
+                                    origin,
+                                    format!("interpolator '{other}' is not supported"),
+                                ));
+                            }
                         },
                         Value::Number(n) => match n.as_i64() {
                             Some(1) => Interpolator::NearestNeighbor,
                             Some(2) => Interpolator::Linear,
                             Some(3) => Interpolator::BSpline,
-                            _ => return Err(err(origin, format!("interpolator {n} is not supported"))),
+                            _ => {
+                                return Err(err(
+                                    origin,
+                                    format!("interpolator {n} is not supported"),
+                                ));
+                            }
                         },
                         other => return Err(err(origin, format!("bad interpolator {other:?}"))),
                     }
@@ -285,7 +341,8 @@ impl Settings {
 
     /// Parse PyRadiomics parameter-file text.
     pub fn from_yaml_str(origin: &str, text: &str) -> Result<Settings> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| err(origin, format!("not valid YAML: {e}")))?;
+        let doc: Value =
+            serde_yaml::from_str(text).map_err(|e| err(origin, format!("not valid YAML: {e}")))?;
         let mut s = Settings::default();
         let Value::Mapping(top) = doc else {
             if doc.is_null() {
@@ -299,7 +356,9 @@ impl Settings {
                 "setting" => {
                     if let Value::Mapping(m) = v {
                         for (sk, sv) in m {
-                            let sk = sk.as_str().ok_or_else(|| err(origin, "setting names must be strings"))?;
+                            let sk = sk
+                                .as_str()
+                                .ok_or_else(|| err(origin, "setting names must be strings"))?;
                             s.apply(origin, sk, sv)?;
                         }
                     } else if !v.is_null() {
@@ -313,7 +372,9 @@ impl Settings {
                             if name != "Original" {
                                 return Err(err(
                                     origin,
-                                    format!("imageType '{name}' is not supported (only Original, as in the study)"),
+                                    format!(
+                                        "imageType '{name}' is not supported (only Original, as in the study)"
+                                    ),
                                 ));
                             }
                             if let Value::Mapping(custom) = iv {
@@ -330,7 +391,10 @@ impl Settings {
                         for (ck, cv) in m {
                             let class = ck.as_str().unwrap_or_default();
                             if !CLASSES.contains(&class) {
-                                return Err(err(origin, format!("feature class '{class}' is not supported")));
+                                return Err(err(
+                                    origin,
+                                    format!("feature class '{class}' is not supported"),
+                                ));
                             }
                             let list = match cv {
                                 Value::Null => None,
@@ -338,13 +402,23 @@ impl Settings {
                                 Value::Sequence(seq) => Some(
                                     seq.iter()
                                         .map(|x| {
-                                            x.as_str()
-                                                .map(str::to_string)
-                                                .ok_or_else(|| err(origin, format!("feature names in '{class}' must be strings")))
+                                            x.as_str().map(str::to_string).ok_or_else(|| {
+                                                err(
+                                                    origin,
+                                                    format!(
+                                                        "feature names in '{class}' must be strings"
+                                                    ),
+                                                )
+                                            })
                                         })
                                         .collect::<Result<Vec<_>>>()?,
                                 ),
-                                _ => return Err(err(origin, format!("'{class}' must list feature names or be empty"))),
+                                _ => {
+                                    return Err(err(
+                                        origin,
+                                        format!("'{class}' must list feature names or be empty"),
+                                    ));
+                                }
                             };
                             s.enabled.insert(class.to_string(), list);
                         }

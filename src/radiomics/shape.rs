@@ -22,9 +22,9 @@
 //! | Elongation | `√(λ₂/λ₁)` |
 //! | Flatness | `√(λ₃/λ₁)` |
 
+use super::FeatureValues;
 use super::diameter::{hull_candidates, max_squared_distance};
 use super::mc_table::{CORNERS, EDGE_MIDPOINTS, TRIANGLES};
-use super::FeatureValues;
 use crate::linalg::symmetric_eigenvalues;
 
 /// Feature names and deprecated flags.
@@ -109,7 +109,11 @@ pub fn mesh(mask: &BinaryMask, spacing: [f64; 3]) -> MeshMeasures {
                         idx |= 1 << b;
                     }
                 }
-                let (cfg, sign) = if idx & 0x80 != 0 { (idx ^ 0xff, -1.0) } else { (idx, 1.0) };
+                let (cfg, sign) = if idx & 0x80 != 0 {
+                    (idx ^ 0xff, -1.0)
+                } else {
+                    (idx, 1.0)
+                };
                 let tris = TRIANGLES[cfg as usize];
                 for t in tris.chunks_exact(3) {
                     let vert = |e: u8| {
@@ -170,7 +174,10 @@ pub fn mesh(mask: &BinaryMask, spacing: [f64; 3]) -> MeshMeasures {
                 })
                 .collect();
             let sc: Vec<f64> = (0..3).filter(|&d| d != axis).map(|d| half[d]).collect();
-            best = best.max(max_squared_distance(&hull_candidates(&plane), [sc[0], sc[1]]));
+            best = best.max(max_squared_distance(
+                &hull_candidates(&plane),
+                [sc[0], sc[1]],
+            ));
             s = e;
         }
         best.sqrt()
@@ -186,7 +193,11 @@ pub fn mesh(mask: &BinaryMask, spacing: [f64; 3]) -> MeshMeasures {
 }
 
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - b[1] * a[2], a[2] * b[0] - b[2] * a[0], a[0] * b[1] - b[0] * a[1]]
+    [
+        a[1] * b[2] - b[1] * a[2],
+        a[2] * b[0] - b[2] * a[0],
+        a[0] * b[1] - b[0] * a[1],
+    ]
 }
 
 /// Eigenvalues (ascending) of the covariance of the physical coordinates of the ROI voxels, normalised by
@@ -220,7 +231,11 @@ pub fn coordinate_eigenvalues<const D: usize>(coords: &[[f64; D]]) -> Vec<f64> {
 }
 
 /// Compute the 3D shape features of `mask` (ITK layout, `size` `(x, y, z)`, `spacing` `(x, y, z)`).
-pub fn compute(size: [usize; 3], spacing: [f64; 3], inside: impl Fn(usize) -> bool) -> FeatureValues {
+pub fn compute(
+    size: [usize; 3],
+    spacing: [f64; 3],
+    inside: impl Fn(usize) -> bool,
+) -> FeatureValues {
     let mask = BinaryMask::padded_from_itk(size, &inside);
     let zyx = [spacing[2], spacing[1], spacing[0]];
     let m = mesh(&mask, zyx);
@@ -238,7 +253,13 @@ pub fn compute(size: [usize; 3], spacing: [f64; 3], inside: impl Fn(usize) -> bo
     let ev = coordinate_eigenvalues(&coords);
     let (l3, l2, l1) = (ev[0], ev[1], ev[2]);
     let axis = |l: f64| if l < 0.0 { f64::NAN } else { l.sqrt() * 4.0 };
-    let ratio = |a: f64, b: f64| if a < 0.0 || b <= 0.0 { f64::NAN } else { (a / b).sqrt() };
+    let ratio = |a: f64, b: f64| {
+        if a < 0.0 || b <= 0.0 {
+            f64::NAN
+        } else {
+            (a / b).sqrt()
+        }
+    };
     let (a, v) = (m.area, m.volume);
     let pi = std::f64::consts::PI;
     let mut out = FeatureValues::new();

@@ -92,7 +92,12 @@ impl DiscreteRoi {
 /// `out_of_plane` the ITK axis excluded by `force2D`, `bidirectional` whether both members of each ± pair
 /// are returned. Unidirectional offsets are those whose first non-zero component in numpy order `(z, y, x)`
 /// is positive.
-pub fn angles(image_size: [usize; 3], distances: &[usize], out_of_plane: Option<usize>, bidirectional: bool) -> Vec<[isize; 3]> {
+pub fn angles(
+    image_size: [usize; 3],
+    distances: &[usize],
+    out_of_plane: Option<usize>,
+    bidirectional: bool,
+) -> Vec<[isize; 3]> {
     let dmax = distances.iter().copied().max().unwrap_or(1) as isize;
     let mut out = Vec::new();
     for dz in -dmax..=dmax {
@@ -134,7 +139,9 @@ pub fn angles(image_size: [usize; 3], distances: &[usize], out_of_plane: Option<
 /// Distance weights for merging per-angle matrices (PyRadiomics `weightingNorm`). `exponential` selects the
 /// GLCM form `exp(−‖d‖²)`; GLRLM uses the plain norm `‖d‖`.
 pub fn angle_weight(norm: &str, a: [isize; 3], spacing: [f64; 3], exponential: bool) -> f64 {
-    let v: Vec<f64> = (0..3).map(|d| a[d].unsigned_abs() as f64 * spacing[d]).collect();
+    let v: Vec<f64> = (0..3)
+        .map(|d| a[d].unsigned_abs() as f64 * spacing[d])
+        .collect();
     let n = match norm {
         "infinity" => v.iter().copied().fold(0.0, f64::max),
         "euclidean" => {
