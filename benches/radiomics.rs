@@ -81,6 +81,27 @@ fn main() {
             cases.push((c[0].clone(), PathBuf::from(&c[1]), PathBuf::from(&c[2])));
         }
     }
+    // A large, irregular, many-component ROI (a stand-in until the UCSF-BR-06 SEG can be read): brain1 voxels
+    // above 350 inside a central box, written to a temporary label map.
+    let brain = alnrisk::io::read_volume(&root.join("brain1_image.nrrd")).expect("brain1");
+    let mut big = brain.clone();
+    let [sx, sy, _] = brain.geometry.size;
+    for (o, v) in big.data.iter_mut().enumerate() {
+        let (x, y, z) = (o % sx, (o / sx) % sy, o / (sx * sy));
+        let inside = (50..210).contains(&x)
+            && (40..220).contains(&y)
+            && (2..23).contains(&z)
+            && brain.data[o] > 350.0;
+        *v = if inside { 1.0 } else { 0.0 };
+    }
+    big.pixel_type = alnrisk::image::PixelType::U8;
+    let big_path = std::env::temp_dir().join("alnrisk-bench-large-roi.nrrd");
+    alnrisk::io::nrrd::write(&big_path, &big).expect("write large ROI");
+    cases.push((
+        "brain1-large-roi (synthetic)".into(),
+        root.join("brain1_image.nrrd"),
+        big_path,
+    ));
     let classes = [
         "shape",
         "shape2D",

@@ -228,3 +228,24 @@ fn pyradiomics_3_1_0_reference_defaults() {
     assert_eq!(n, 2 * (107 + 9));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn parallel_and_serial_extraction_agree_bitwise() {
+    let image_path = data("pyradiomics/brain1_image.nrrd");
+    let mask_path = data("pyradiomics/brain1_label.nrrd");
+    let img = alnrisk::io::read_volume(&image_path).unwrap();
+    let msk = alnrisk::io::read_volume(&mask_path).unwrap();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| extract(&image_path, &img, &mask_path, &msk, &Settings::default()).unwrap())
+    };
+    let (a, b) = (run(1), run(4));
+    assert_eq!(a.features.len(), b.features.len());
+    for ((na, va), (nb, vb)) in a.features.entries.iter().zip(&b.features.entries) {
+        assert_eq!(na, nb);
+        assert_eq!(va.to_bits(), vb.to_bits(), "{na}");
+    }
+}
