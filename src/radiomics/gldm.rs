@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{DiscreteRoi, EPS, angles};
+use super::texture::{DiscreteRoi, EmphasisStats, angles};
 use super::{FeatureValues, TextureOptions};
 
 /// Feature names and deprecated flags.
@@ -85,65 +85,29 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GldmMatrix {
 /// Compute all GLDM features.
 pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let g = matrix(roi, opts);
-    let nz: f64 = g.cells.values().sum::<f64>().max(1.0);
-    let mut pg: BTreeMap<u32, f64> = BTreeMap::new();
-    let mut pd: BTreeMap<usize, f64> = BTreeMap::new();
-    for (&(l, j), &c) in &g.cells {
-        *pg.entry(l).or_insert(0.0) += c;
-        *pd.entry(j).or_insert(0.0) += c;
-    }
-    let ui: f64 = pg.iter().map(|(&l, &v)| v / nz * l as f64).sum();
-    let uj: f64 = pd.iter().map(|(&j, &v)| v / nz * j as f64).sum();
-    let (
-        mut sde,
-        mut lde,
-        mut lgle,
-        mut hgle,
-        mut sdlgle,
-        mut sdhgle,
-        mut ldlgle,
-        mut ldhgle,
-        mut de,
-    ) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    for (&(l, j), &c) in &g.cells {
-        let (i2, j2) = ((l as f64).powi(2), (j as f64).powi(2));
-        sde += c / j2;
-        lde += c * j2;
-        lgle += c / i2;
-        hgle += c * i2;
-        sdlgle += c / (i2 * j2);
-        sdhgle += c * i2 / j2;
-        ldlgle += c * j2 / i2;
-        ldhgle += c * i2 * j2;
-        let p = c / nz;
-        de -= p * (p + EPS).log2();
-    }
-    let gln: f64 = pg.values().map(|v| v * v).sum();
-    let dn: f64 = pd.values().map(|v| v * v).sum();
-    let glv: f64 = pg
+    let cells: Vec<(f64, f64, f64)> = g
+        .cells
         .iter()
-        .map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2))
-        .sum();
-    let dv: f64 = pd
-        .iter()
-        .map(|(&j, &v)| v / nz * (j as f64 - uj).powi(2))
-        .sum();
+        .map(|(&(l, j), &c)| (l as f64, j as f64, c))
+        .collect();
+    let e = EmphasisStats::from_cells(&cells);
+    let nz = if e.n.is_nan() { 1.0 } else { e.n };
     let vals = [
-        de,
-        dn / nz,
-        dn / (nz * nz),
-        dv,
-        gln / nz,
-        gln / (nz * nz),
-        glv,
-        hgle / nz,
-        lde / nz,
-        ldhgle / nz,
-        ldlgle / nz,
-        lgle / nz,
-        sde / nz,
-        sdhgle / nz,
-        sdlgle / nz,
+        e.entropy,
+        e.j_nonuniformity,
+        e.j_nonuniformity / nz,
+        e.j_variance,
+        e.gray_nonuniformity,
+        e.gray_nonuniformity / nz,
+        e.gray_variance,
+        e.high_gray,
+        e.large,
+        e.large_high_gray,
+        e.large_low_gray,
+        e.low_gray,
+        e.small,
+        e.small_high_gray,
+        e.small_low_gray,
     ];
     let mut out = FeatureValues::new();
     for ((name, _), v) in FEATURES.iter().zip(vals) {

@@ -26,7 +26,7 @@
 //! | LongRunLowGrayLevelEmphasis | `Σ P(i,j) j²/i² / N_r` |
 //! | LongRunHighGrayLevelEmphasis | `Σ P(i,j) i² j² / N_r` |
 
-use super::texture::{DiscreteRoi, EPS, angle_weight, angles, nanmean};
+use super::texture::{DiscreteRoi, EmphasisStats, angle_weight, angles, nanmean};
 use super::{FeatureValues, TextureOptions};
 
 /// Feature names and deprecated flags.
@@ -140,96 +140,33 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlrlmMatrix {
 /// Compute all GLRLM features.
 pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let g = matrix(roi, opts);
-    let n = g.levels.len();
-    let nr_cols = g.max_run;
+    let cols = g.max_run;
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); FEATURES.len()];
     for m in &g.angles {
-        let nr: f64 = m.iter().sum();
-        let nr = if nr == 0.0 { f64::NAN } else { nr };
-        let mut pg = vec![0.0; n];
-        let mut pr = vec![0.0; nr_cols];
-        for i in 0..n {
-            for j in 0..nr_cols {
-                pg[i] += m[i * nr_cols + j];
-                pr[j] += m[i * nr_cols + j];
-            }
-        }
-        let jv = |j: usize| (j + 1) as f64;
-        let iv = |i: usize| g.levels[i];
-        let sre: f64 = pr
+        let cells: Vec<(f64, f64, f64)> = m
             .iter()
             .enumerate()
-            .map(|(j, &v)| v / (jv(j) * jv(j)))
-            .sum::<f64>()
-            / nr;
-        let lre: f64 = pr
-            .iter()
-            .enumerate()
-            .map(|(j, &v)| v * jv(j) * jv(j))
-            .sum::<f64>()
-            / nr;
-        let gln: f64 = pg.iter().map(|v| v * v).sum::<f64>();
-        let rln: f64 = pr.iter().map(|v| v * v).sum::<f64>();
-        let np: f64 = pr.iter().enumerate().map(|(j, &v)| v * jv(j)).sum();
-        let ui: f64 = pg.iter().enumerate().map(|(i, &v)| v / nr * iv(i)).sum();
-        let glv: f64 = pg
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v / nr * (iv(i) - ui).powi(2))
-            .sum();
-        let uj: f64 = pr.iter().enumerate().map(|(j, &v)| v / nr * jv(j)).sum();
-        let rv: f64 = pr
-            .iter()
-            .enumerate()
-            .map(|(j, &v)| v / nr * (jv(j) - uj).powi(2))
-            .sum();
-        let mut re = 0.0;
-        let (mut srlgle, mut srhgle, mut lrlgle, mut lrhgle) = (0.0, 0.0, 0.0, 0.0);
-        for i in 0..n {
-            let i2 = iv(i) * iv(i);
-            for j in 0..nr_cols {
-                let v = m[i * nr_cols + j];
-                if v == 0.0 {
-                    continue;
-                }
-                let p = v / nr;
-                re -= p * (p + EPS).log2();
-                let j2 = jv(j) * jv(j);
-                srlgle += v / (i2 * j2);
-                srhgle += v * i2 / j2;
-                lrlgle += v * j2 / i2;
-                lrhgle += v * i2 * j2;
-            }
-        }
-        let lglre: f64 = pg
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v / (iv(i) * iv(i)))
-            .sum::<f64>()
-            / nr;
-        let hglre: f64 = pg
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v * iv(i) * iv(i))
-            .sum::<f64>()
-            / nr;
+            .filter(|(_, c)| **c != 0.0)
+            .map(|(o, &c)| (g.levels[o / cols], (o % cols + 1) as f64, c))
+            .collect();
+        let e = EmphasisStats::from_cells(&cells);
         let vals = [
-            gln / nr,
-            gln / (nr * nr),
-            glv,
-            hglre,
-            lre,
-            lrhgle / nr,
-            lrlgle / nr,
-            lglre,
-            re,
-            rln / nr,
-            rln / (nr * nr),
-            nr / np,
-            rv,
-            sre,
-            srhgle / nr,
-            srlgle / nr,
+            e.gray_nonuniformity,
+            e.gray_nonuniformity / e.n,
+            e.gray_variance,
+            e.high_gray,
+            e.large,
+            e.large_high_gray,
+            e.large_low_gray,
+            e.low_gray,
+            e.entropy,
+            e.j_nonuniformity,
+            e.j_nonuniformity / e.n,
+            e.n / e.j_weighted,
+            e.j_variance,
+            e.small,
+            e.small_high_gray,
+            e.small_low_gray,
         ];
         for (slot, v) in per.iter_mut().zip(vals) {
             slot.push(v);

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{DiscreteRoi, EPS, angles};
+use super::texture::{DiscreteRoi, EmphasisStats, angles};
 use super::{FeatureValues, TextureOptions};
 
 /// Feature names and deprecated flags.
@@ -95,67 +95,30 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlszmMatrix {
 /// Compute all GLSZM features.
 pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let g = matrix(roi, opts);
-    let nz: f64 = g.zones.values().sum::<f64>().max(1.0);
-    let np = roi.n_voxels as f64;
-    let mut pg: BTreeMap<u32, f64> = BTreeMap::new();
-    let mut ps: BTreeMap<usize, f64> = BTreeMap::new();
-    for (&(l, s), &c) in &g.zones {
-        *pg.entry(l).or_insert(0.0) += c;
-        *ps.entry(s).or_insert(0.0) += c;
-    }
-    let ui: f64 = pg.iter().map(|(&l, &v)| v / nz * l as f64).sum();
-    let uj: f64 = ps.iter().map(|(&s, &v)| v / nz * s as f64).sum();
-    let (
-        mut sae,
-        mut lae,
-        mut lglze,
-        mut hglze,
-        mut salgle,
-        mut sahgle,
-        mut lalgle,
-        mut lahgle,
-        mut ze,
-    ) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    for (&(l, s), &c) in &g.zones {
-        let (i2, j2) = ((l as f64).powi(2), (s as f64).powi(2));
-        sae += c / j2;
-        lae += c * j2;
-        lglze += c / i2;
-        hglze += c * i2;
-        salgle += c / (i2 * j2);
-        sahgle += c * i2 / j2;
-        lalgle += c * j2 / i2;
-        lahgle += c * i2 * j2;
-        let p = c / nz;
-        ze -= p * (p + EPS).log2();
-    }
-    let gln: f64 = pg.values().map(|v| v * v).sum();
-    let szn: f64 = ps.values().map(|v| v * v).sum();
-    let glv: f64 = pg
+    let cells: Vec<(f64, f64, f64)> = g
+        .zones
         .iter()
-        .map(|(&l, &v)| v / nz * (l as f64 - ui).powi(2))
-        .sum();
-    let zv: f64 = ps
-        .iter()
-        .map(|(&s, &v)| v / nz * (s as f64 - uj).powi(2))
-        .sum();
+        .map(|(&(l, s), &c)| (l as f64, s as f64, c))
+        .collect();
+    let e = EmphasisStats::from_cells(&cells);
+    let nz = if e.n.is_nan() { 1.0 } else { e.n };
     let vals = [
-        gln / nz,
-        gln / (nz * nz),
-        glv,
-        hglze / nz,
-        lae / nz,
-        lahgle / nz,
-        lalgle / nz,
-        lglze / nz,
-        szn / nz,
-        szn / (nz * nz),
-        sae / nz,
-        sahgle / nz,
-        salgle / nz,
-        ze,
-        g.zones.values().sum::<f64>() / np,
-        zv,
+        e.gray_nonuniformity,
+        e.gray_nonuniformity / nz,
+        e.gray_variance,
+        e.high_gray,
+        e.large,
+        e.large_high_gray,
+        e.large_low_gray,
+        e.low_gray,
+        e.j_nonuniformity,
+        e.j_nonuniformity / nz,
+        e.small,
+        e.small_high_gray,
+        e.small_low_gray,
+        e.entropy,
+        e.n / roi.n_voxels as f64,
+        e.j_variance,
     ];
     let mut out = FeatureValues::new();
     for ((name, _), v) in FEATURES.iter().zip(vals) {

@@ -185,3 +185,111 @@ mod tests {
         assert_eq!(angles([10, 10, 10], &[1, 2], None, false).len(), 62);
     }
 }
+
+/// The statistics shared by the matrices indexed by gray level `i` and a second index `j` (run length for
+/// GLRLM, zone size for GLSZM, dependence count for GLDM). From cells `(i, j, P(i,j))`, with `N = Σ P`:
+/// small/large emphasis `Σ P/j² / N`, `Σ P j² / N`; gray-level and `j` non-uniformity `Σᵢ(Σⱼ P)² / N`,
+/// `Σⱼ(Σᵢ P)² / N`; variances of `i` and `j` under `p = P/N`; entropy `−Σ p log₂(p + ε)`; low/high
+/// gray-level emphasis `Σ P/i² / N`, `Σ P i² / N`; and the four joint emphases `Σ P/(i²j²)`, `Σ P i²/j²`,
+/// `Σ P j²/i²`, `Σ P i²j²`, each over `N`. One definition serves the three classes.
+#[derive(Debug, Clone, Copy)]
+pub struct EmphasisStats {
+    /// `N = Σ P` (number of runs / zones / voxels).
+    pub n: f64,
+    /// `Σ j P` (voxels covered, for run percentage).
+    pub j_weighted: f64,
+    /// `Σ P/j² / N`.
+    pub small: f64,
+    /// `Σ P j² / N`.
+    pub large: f64,
+    /// `Σᵢ (Σⱼ P)² / N`.
+    pub gray_nonuniformity: f64,
+    /// `Σⱼ (Σᵢ P)² / N`.
+    pub j_nonuniformity: f64,
+    /// Variance of `i` under `p`.
+    pub gray_variance: f64,
+    /// Variance of `j` under `p`.
+    pub j_variance: f64,
+    /// `−Σ p log₂(p + ε)`.
+    pub entropy: f64,
+    /// `Σ P/i² / N`.
+    pub low_gray: f64,
+    /// `Σ P i² / N`.
+    pub high_gray: f64,
+    /// `Σ P/(i² j²) / N`.
+    pub small_low_gray: f64,
+    /// `Σ P i²/j² / N`.
+    pub small_high_gray: f64,
+    /// `Σ P j²/i² / N`.
+    pub large_low_gray: f64,
+    /// `Σ P i² j² / N`.
+    pub large_high_gray: f64,
+}
+
+impl EmphasisStats {
+    /// Compute from the non-zero cells `(i, j, P(i,j))`. `N = 0` yields NaN statistics (an empty angle).
+    pub fn from_cells(cells: &[(f64, f64, f64)]) -> Self {
+        use std::collections::BTreeMap;
+        let n: f64 = cells.iter().map(|c| c.2).sum();
+        let n = if n == 0.0 { f64::NAN } else { n };
+        let mut pg: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        let mut pj: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        let mut s = EmphasisStats {
+            n,
+            j_weighted: 0.0,
+            small: 0.0,
+            large: 0.0,
+            gray_nonuniformity: 0.0,
+            j_nonuniformity: 0.0,
+            gray_variance: 0.0,
+            j_variance: 0.0,
+            entropy: 0.0,
+            low_gray: 0.0,
+            high_gray: 0.0,
+            small_low_gray: 0.0,
+            small_high_gray: 0.0,
+            large_low_gray: 0.0,
+            large_high_gray: 0.0,
+        };
+        for &(i, j, c) in cells {
+            if c == 0.0 {
+                continue;
+            }
+            let (i2, j2) = (i * i, j * j);
+            s.j_weighted += c * j;
+            s.small += c / j2;
+            s.large += c * j2;
+            s.low_gray += c / i2;
+            s.high_gray += c * i2;
+            s.small_low_gray += c / (i2 * j2);
+            s.small_high_gray += c * i2 / j2;
+            s.large_low_gray += c * j2 / i2;
+            s.large_high_gray += c * i2 * j2;
+            let p = c / n;
+            s.entropy -= p * (p + EPS).log2();
+            pg.entry(i.to_bits()).or_insert((i, 0.0)).1 += c;
+            pj.entry(j.to_bits()).or_insert((j, 0.0)).1 += c;
+        }
+        for v in [
+            &mut s.small,
+            &mut s.large,
+            &mut s.low_gray,
+            &mut s.high_gray,
+            &mut s.small_low_gray,
+            &mut s.small_high_gray,
+            &mut s.large_low_gray,
+            &mut s.large_high_gray,
+        ] {
+            *v /= n;
+        }
+        let moments = |m: &BTreeMap<u64, (f64, f64)>| {
+            let sq: f64 = m.values().map(|(_, c)| c * c).sum();
+            let mean: f64 = m.values().map(|(x, c)| c / n * x).sum();
+            let var: f64 = m.values().map(|(x, c)| c / n * (x - mean).powi(2)).sum();
+            (sq / n, var)
+        };
+        (s.gray_nonuniformity, s.gray_variance) = moments(&pg);
+        (s.j_nonuniformity, s.j_variance) = moments(&pj);
+        s
+    }
+}
