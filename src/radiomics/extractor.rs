@@ -37,8 +37,12 @@ fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>
     let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
     for &v in &img.data {
         sum += v;
-        min = min.min(v);
-        max = max.max(v);
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
     }
     let mean = sum / n;
     diag.push((

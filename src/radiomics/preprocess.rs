@@ -53,10 +53,12 @@ pub fn check_roi(
     for k in 0..size[2] {
         for j in 0..size[1] {
             let row = size[0] * (j + size[1] * k);
-            for (i, &v) in mask.data[row..row + size[0]].iter().enumerate() {
-                if v != 0.0 {
-                    any_label = true;
-                }
+            let line = &mask.data[row..row + size[0]];
+            if !line.iter().any(|&v| v != 0.0) {
+                continue;
+            }
+            any_label = true;
+            for (i, &v) in line.iter().enumerate() {
                 if v == l {
                     count += 1;
                     let p = [i, j, k];
