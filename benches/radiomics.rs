@@ -102,16 +102,7 @@ fn main() {
         root.join("brain1_image.nrrd"),
         big_path,
     ));
-    let classes = [
-        "shape",
-        "shape2D",
-        "firstorder",
-        "glcm",
-        "glrlm",
-        "glszm",
-        "gldm",
-        "ngtdm",
-    ];
+    let classes = alnrisk::radiomics::settings::CLASSES;
     println!(
         "single thread; median-free mean of repeated runs; times in milliseconds of wall time (CPU-bound, 1 thread)"
     );

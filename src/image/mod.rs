@@ -95,16 +95,6 @@ pub struct Volume<T> {
 }
 
 impl<T: Copy> Volume<T> {
-    /// A volume of the given geometry filled with `value`.
-    pub fn filled(geometry: Geometry, value: T, pixel_type: PixelType) -> Self {
-        let n = geometry.len();
-        Volume {
-            geometry,
-            data: vec![value; n],
-            pixel_type,
-        }
-    }
-
     /// Size in ITK order `(x, y, z)`.
     pub fn size(&self) -> [usize; 3] {
         self.geometry.size

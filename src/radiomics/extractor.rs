@@ -32,6 +32,19 @@ fn tuple3u(v: [usize; 3]) -> String {
     format!("({}, {}, {})", v[0], v[1], v[2])
 }
 
+fn grid_stats(
+    kind: &str,
+    prefix: &str,
+    g: &crate::image::Geometry,
+    diag: &mut Vec<(String, String)>,
+) {
+    diag.push((
+        format!("diagnostics_{kind}-{prefix}_Spacing"),
+        tuple3(g.spacing),
+    ));
+    diag.push((format!("diagnostics_{kind}-{prefix}_Size"), tuple3u(g.size)));
+}
+
 fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>) {
     let n = img.data.len() as f64;
     let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
@@ -45,14 +58,7 @@ fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>
         }
     }
     let mean = sum / n;
-    diag.push((
-        format!("diagnostics_Image-{prefix}_Spacing"),
-        tuple3(img.geometry.spacing),
-    ));
-    diag.push((
-        format!("diagnostics_Image-{prefix}_Size"),
-        tuple3u(img.geometry.size),
-    ));
+    grid_stats("Image", prefix, &img.geometry, diag);
     diag.push((
         format!("diagnostics_Image-{prefix}_Mean"),
         format!("{mean:?}"),
@@ -74,14 +80,7 @@ fn mask_stats(
     count: usize,
     diag: &mut Vec<(String, String)>,
 ) {
-    diag.push((
-        format!("diagnostics_Mask-{prefix}_Spacing"),
-        tuple3(mask.geometry.spacing),
-    ));
-    diag.push((
-        format!("diagnostics_Mask-{prefix}_Size"),
-        tuple3u(mask.geometry.size),
-    ));
+    grid_stats("Mask", prefix, &mask.geometry, diag);
     diag.push((
         format!("diagnostics_Mask-{prefix}_BoundingBox"),
         bb.to_pyradiomics_string(),
@@ -197,29 +196,30 @@ pub fn extract(
     drop(image);
     drop(mask);
     check_finite(image_path, &crop.data, &crop_inside)?;
-    let shape_inside = crop_inside.clone();
-    let roi_inside = if settings.resegment_range.is_some() {
-        let r = resegment(mask_path, &crop.data, &crop_inside, settings)?;
+    // Resegmentation narrows the texture/first-order ROI; shape keeps the drawn ROI unless `resegmentShape`.
+    let resegmented = match settings.resegment_range {
+        Some(_) => Some(resegment(mask_path, &crop.data, &crop_inside, settings)?),
+        None => None,
+    };
+    if let Some(r) = &resegmented {
         let count = r.iter().filter(|&&b| b).count();
         diag.push((
             "diagnostics_Mask-resegmented_VoxelNum".into(),
             count.to_string(),
         ));
-        r
+    }
+    let roi_inside: &[bool] = resegmented.as_deref().unwrap_or(&crop_inside);
+    let shape_inside: &[bool] = if settings.resegment_shape {
+        roi_inside
     } else {
-        crop_inside
-    };
-    let shape_inside = if settings.resegment_shape {
-        roi_inside.clone()
-    } else {
-        shape_inside
+        &crop_inside
     };
 
     // Discretise.
     let values: Vec<f64> = crop
         .data
         .iter()
-        .zip(&roi_inside)
+        .zip(roi_inside)
         .filter(|(_, m)| **m)
         .map(|(v, _)| *v)
         .collect();
@@ -227,7 +227,7 @@ pub fn extract(
     let levels: Vec<u32> = crop
         .data
         .iter()
-        .zip(&roi_inside)
+        .zip(roi_inside)
         .map(|(&v, &m)| if m { digitize(v, &edges) } else { 0 })
         .collect();
     let roi = DiscreteRoi::new(bb.size, levels, spacing);
@@ -243,7 +243,7 @@ pub fn extract(
 
     // shape2D slice: along the force2D axis (numpy axis 0 = k by default), largest ROI area, lowest index on ties.
     let axis = 2 - settings.force2d_dimension;
-    let slice_info = largest_slice(bb.size, &shape_inside, axis);
+    let slice_info = largest_slice(bb.size, shape_inside, axis);
     diag.push((
         "diagnostics_shape2D_Slice".into(),
         format!(
@@ -268,7 +268,7 @@ pub fn extract(
                     settings.voxel_array_shift,
                 ),
                 "shape" => super::shape::compute(bb.size, spacing, |o| shape_inside[o]),
-                "shape2D" => shape2d_of_slice(bb.size, spacing, &shape_inside, axis, slice_info.0),
+                "shape2D" => shape2d_of_slice(bb.size, spacing, shape_inside, axis, slice_info.0),
                 "glcm" => super::glcm::compute(&roi, &opts),
                 "glrlm" => super::glrlm::compute(&roi, &opts),
                 "glszm" => super::glszm::compute(&roi, &opts),
@@ -280,18 +280,8 @@ pub fn extract(
         })
         .collect();
 
-    let order = [
-        "shape",
-        "shape2D",
-        "firstorder",
-        "glcm",
-        "glrlm",
-        "glszm",
-        "gldm",
-        "ngtdm",
-    ];
     let mut features = FeatureSet::default();
-    for class in order {
+    for &class in super::settings::CLASSES {
         let Some((_, names)) = classes.iter().find(|(c, _)| *c == class) else {
             continue;
         };

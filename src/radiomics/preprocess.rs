@@ -9,32 +9,6 @@ use super::settings::{ResegmentMode, Settings};
 use crate::error::{Error, Result};
 use crate::image::{BoundingBox, Geometry, PixelType, Volume};
 
-/// Bounding box of the `true` voxels; `None` when there are none.
-pub fn bounding_box(size: [usize; 3], inside: &[bool]) -> Option<BoundingBox> {
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    let mut any = false;
-    for k in 0..size[2] {
-        for j in 0..size[1] {
-            let row = size[0] * (j + size[1] * k);
-            for i in 0..size[0] {
-                if inside[row + i] {
-                    any = true;
-                    let p = [i, j, k];
-                    for d in 0..3 {
-                        lo[d] = lo[d].min(p[d]);
-                        hi[d] = hi[d].max(p[d]);
-                    }
-                }
-            }
-        }
-    }
-    any.then(|| BoundingBox {
-        start: lo,
-        size: [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1],
-    })
-}
-
 /// Check that the mask defines a usable ROI and return its bounding box and voxel count (PyRadiomics
 /// `checkMask`). One pass over the mask, no allocation proportional to the image.
 pub fn check_roi(

@@ -35,11 +35,11 @@ pub enum ResegmentMode {
     Sigma,
 }
 
-/// The feature classes.
+/// The feature classes, in output order.
 pub const CLASSES: &[&str] = &[
-    "firstorder",
     "shape",
     "shape2D",
+    "firstorder",
     "glcm",
     "glrlm",
     "glszm",
@@ -437,11 +437,6 @@ impl Settings {
             Some(n) => super::discretize::Binning::Count(n),
             None => super::discretize::Binning::Width(self.bin_width),
         }
-    }
-
-    /// The settings as PyRadiomics-named key/values, for the diagnostics.
-    pub fn describe(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
     }
 }
 

@@ -5,8 +5,6 @@
 //! `force2D`, the out-of-plane axis. GLCM and GLRLM use one of each ± pair (13 in 3D at distance 1);
 //! GLSZM, GLDM and NGTDM use both (26-connectivity).
 
-use crate::image::BoundingBox;
-
 /// A discretised ROI, cropped to its bounding box. `levels[o]` is the gray level (≥ 1) of voxel `o`, or 0
 /// when the voxel is outside the mask. Layout and index order as [`crate::image::Volume`].
 #[derive(Debug, Clone)]
@@ -75,14 +73,6 @@ impl DiscreteRoi {
             q[d] = v as usize;
         }
         Some(q)
-    }
-
-    /// The bounding box of the whole grid.
-    pub fn full_box(&self) -> BoundingBox {
-        BoundingBox {
-            start: [0, 0, 0],
-            size: self.size,
-        }
     }
 }
 
