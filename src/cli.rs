@@ -9,7 +9,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use rayon::prelude::*;
 
+use alnrisk::ingest::PhaseSelector;
 use alnrisk::radiomics::{self, Extraction, Settings};
+use alnrisk::roi::{RoiChoice, RoiOptions};
 
 #[derive(Parser)]
 #[command(
@@ -32,12 +34,21 @@ enum Format {
 enum Command {
     /// Compute PyRadiomics-compatible radiomics features of an image inside a label-map ROI.
     Extract {
-        /// Image (NRRD or NIfTI).
+        /// Image: NRRD or NIfTI file, or a folder holding one DICOM MR examination.
         #[arg(long, required_unless_present = "batch")]
         image: Option<PathBuf>,
-        /// Label map (NRRD or NIfTI) on the image grid.
+        /// ROI: label map (NRRD/NIfTI) on the image grid, or (with a DICOM image) a SEG or RTSTRUCT file.
         #[arg(long, required_unless_present = "batch")]
         mask: Option<PathBuf>,
+        /// DICOM phase: N (1-based), first-post-contrast (default), or a subtraction A-B.
+        #[arg(long, default_value = "first-post-contrast")]
+        phase: PhaseSelector,
+        /// SEG segment / RTSTRUCT structure: number or label (default: the first).
+        #[arg(long, default_value = "")]
+        segment: String,
+        /// FRACTIONAL SEG threshold, as a fraction of MaximumFractionalValue (0 keeps every non-zero voxel).
+        #[arg(long, default_value_t = 0.5)]
+        seg_threshold: f64,
         /// Label value of the ROI (overrides the parameter file).
         #[arg(long)]
         label: Option<i64>,
@@ -92,7 +103,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             batch,
             output,
+            phase,
+            segment,
+            seg_threshold,
         } => {
+            let roi = RoiOptions {
+                choice: if segment.is_empty() {
+                    RoiChoice::First
+                } else {
+                    segment.parse().unwrap_or_default()
+                },
+                fractional_threshold: seg_threshold,
+            };
+            let input = Inputs { phase, roi };
             let mut settings = match &params {
                 Some(p) => Settings::from_yaml_file(p)?,
                 None => Settings::default(),
@@ -102,13 +125,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(b) = batch {
                 let out = output.context("--batch needs -o/--output for the feature table")?;
-                return run_batch(&b, &out, &settings);
+                return run_batch(&b, &out, &settings, &input);
             }
             let (image, mask) = (
                 image.context("--image is required")?,
                 mask.context("--mask is required")?,
             );
-            let ex = extract_files(&image, &mask, &settings)?;
+            let ex = extract_files(&image, &mask, &settings, &input)?;
             let text = match format {
                 Format::Csv => {
                     let mut s = String::from("feature,value\n");
@@ -152,7 +175,7 @@ fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         let image = root.join(format!("pyradiomics/{case}_image.nrrd"));
         let mask = root.join(format!("pyradiomics/{case}_label.nrrd"));
         let t = std::time::Instant::now();
-        let ex = extract_files(&image, &mask, &Settings::default())?;
+        let ex = extract_files(&image, &mask, &Settings::default(), &Inputs::default())?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let mut worst = (0.0f64, String::new());
         for file in [format!("{case}.csv"), format!("{case}_shape2D.csv")] {
@@ -214,14 +237,54 @@ fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Read an image and a mask and extract.
-pub fn extract_files(image: &Path, mask: &Path, settings: &Settings) -> anyhow::Result<Extraction> {
+/// How DICOM inputs are turned into an image and a mask.
+#[derive(Default)]
+pub struct Inputs {
+    phase: PhaseSelector,
+    roi: RoiOptions,
+}
+
+/// Read an image (file or DICOM folder) and a mask and extract.
+pub fn extract_files(
+    image: &Path,
+    mask: &Path,
+    settings: &Settings,
+    input: &Inputs,
+) -> anyhow::Result<Extraction> {
+    if image.is_dir() {
+        let scan = alnrisk::ingest::scan_dir(image)?;
+        let series = alnrisk::ingest::single_series(image, &scan)?;
+        let img = input.phase.load(&series)?;
+        let roi = alnrisk::roi::load(mask, &series, &input.roi)?;
+        let mut ex = radiomics::extract(image, &img, mask, &roi.volume, settings)?;
+        ex.diagnostics.push((
+            "diagnostics_Image-dicom_Series".into(),
+            series.series_uid.clone(),
+        ));
+        ex.diagnostics.push((
+            "diagnostics_Image-dicom_Phase".into(),
+            format!(
+                "{} of {} (split by {:?})",
+                input.phase,
+                series.phases.len(),
+                series.rule
+            ),
+        ));
+        ex.diagnostics
+            .push(("diagnostics_Mask-dicom_Source".into(), roi.source));
+        return Ok(ex);
+    }
     let img = alnrisk::io::read_volume(image)?;
     let msk = alnrisk::io::read_volume(mask)?;
     Ok(radiomics::extract(image, &img, mask, &msk, settings)?)
 }
 
-fn run_batch(cohort: &Path, out: &Path, settings: &Settings) -> anyhow::Result<ExitCode> {
+fn run_batch(
+    cohort: &Path,
+    out: &Path,
+    settings: &Settings,
+    input: &Inputs,
+) -> anyhow::Result<ExitCode> {
     let base = cohort.parent().unwrap_or(Path::new("."));
     let mut rdr =
         csv::Reader::from_path(cohort).with_context(|| format!("reading {}", cohort.display()))?;
@@ -248,7 +311,7 @@ fn run_batch(cohort: &Path, out: &Path, settings: &Settings) -> anyhow::Result<E
     }
     let results: Vec<(String, anyhow::Result<Extraction>)> = cases
         .par_iter()
-        .map(|(id, img, msk)| (id.clone(), extract_files(img, msk, settings)))
+        .map(|(id, img, msk)| (id.clone(), extract_files(img, msk, settings, input)))
         .collect();
     let mut names: Vec<String> = Vec::new();
     for (_, r) in &results {

@@ -81,6 +81,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A DICOM series cannot be assembled into a volume (inconsistent sizes, gaps, mixed orientations...).
+    #[error("series {series} (in {dir}): {reason}")]
+    Series {
+        /// SeriesInstanceUID (or a description when absent).
+        series: String,
+        /// Folder it was read from.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An input that the pipeline does not support (yet).
     #[error("{path}: unsupported: {reason}")]
     Unsupported {

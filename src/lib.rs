@@ -15,8 +15,11 @@
 
 pub mod error;
 pub mod image;
+pub mod ingest;
 pub mod io;
 pub mod linalg;
 pub mod radiomics;
+pub mod roi;
+pub mod synth;
 
 pub use error::{Error, Result};

@@ -1,0 +1,278 @@
+//! Reading the headers of DICOM files (pixel data is not read here): one [`SliceHeader`] per 2D image,
+//! i.e. per classic MR instance or per frame of an Enhanced MR instance.
+
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+
+use super::tags::{Dataset, float, floats, int, item, items, string, time_seconds};
+use crate::error::{Error, Result};
+
+/// MR Image Storage.
+pub const MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+/// Enhanced MR Image Storage.
+pub const ENHANCED_MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4.1";
+/// Segmentation Storage.
+pub const SEGMENTATION: &str = "1.2.840.10008.5.1.4.1.1.66.4";
+/// RT Structure Set Storage.
+pub const RT_STRUCTURE_SET: &str = "1.2.840.10008.5.1.4.1.1.481.3";
+
+/// The largest pixel payload (bytes) an instance may declare.
+pub const MAX_PIXEL_BYTES: u64 = 2 << 30;
+
+/// One 2D image of a series and what places it in space and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceHeader {
+    /// File holding it.
+    pub file: PathBuf,
+    /// Frame number within the file (0 for classic instances).
+    pub frame: u32,
+    /// SOPInstanceUID of the instance.
+    pub sop_instance_uid: String,
+    /// ImagePositionPatient (mm, LPS).
+    pub position: [f64; 3],
+    /// ImageOrientationPatient: row direction then column direction.
+    pub orientation: [f64; 6],
+    /// PixelSpacing: (between rows, between columns) in mm.
+    pub pixel_spacing: [f64; 2],
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub columns: u32,
+    /// InstanceNumber.
+    pub instance_number: Option<i64>,
+    /// TemporalPositionIdentifier.
+    pub temporal_position_identifier: Option<i64>,
+    /// Per-frame TemporalPositionIndex (Enhanced MR).
+    pub temporal_position_index: Option<i64>,
+    /// AcquisitionNumber.
+    pub acquisition_number: Option<i64>,
+    /// TriggerTime (ms).
+    pub trigger_time: Option<f64>,
+    /// AcquisitionTime (s since midnight).
+    pub acquisition_time: Option<f64>,
+    /// ContentTime (s since midnight).
+    pub content_time: Option<f64>,
+}
+
+/// What one image file contributes.
+#[derive(Debug, Clone)]
+pub struct InstanceHeader {
+    /// SOPClassUID.
+    pub sop_class_uid: String,
+    /// StudyInstanceUID.
+    pub study_uid: String,
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// FrameOfReferenceUID.
+    pub frame_of_reference_uid: Option<String>,
+    /// Modality.
+    pub modality: String,
+    /// SeriesDescription.
+    pub series_description: String,
+    /// SeriesNumber.
+    pub series_number: Option<i64>,
+    /// ImageType values.
+    pub image_type: Vec<String>,
+    /// NumberOfTemporalPositions.
+    pub number_of_temporal_positions: Option<i64>,
+    /// ImagesInAcquisition.
+    pub images_in_acquisition: Option<i64>,
+    /// The 2D images it holds.
+    pub slices: Vec<SliceHeader>,
+}
+
+pub(crate) fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        format: "DICOM",
+        reason: reason.into(),
+    }
+}
+
+/// Open a DICOM file's header (everything before Pixel Data).
+pub fn open_header(path: &Path) -> Result<dicom_object::DefaultDicomObject> {
+    OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))
+}
+
+fn required<T>(path: &Path, v: Option<T>, what: &str) -> Result<T> {
+    v.ok_or_else(|| fmt_err(path, format!("missing or invalid {what}")))
+}
+
+/// Read the header of an MR image file (classic or Enhanced). Other SOP classes are reported as
+/// [`Error::Unsupported`] naming the class.
+pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
+    let obj = open_header(path)?;
+    let ds: &Dataset = &obj;
+    let sop_class_uid = string(ds, tags::SOP_CLASS_UID).unwrap_or_else(|| {
+        obj.meta()
+            .media_storage_sop_class_uid()
+            .trim_end_matches('\0')
+            .to_string()
+    });
+    if sop_class_uid != MR_IMAGE && sop_class_uid != ENHANCED_MR_IMAGE {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("SOP class {sop_class_uid} is not an MR image"),
+        });
+    }
+    let rows = required(path, int(ds, tags::ROWS), "Rows (0028,0010)")?;
+    let columns = required(path, int(ds, tags::COLUMNS), "Columns (0028,0011)")?;
+    let frames = int(ds, tags::NUMBER_OF_FRAMES).unwrap_or(1);
+    let bits = int(ds, tags::BITS_ALLOCATED).unwrap_or(16);
+    let samples = int(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    if rows <= 0 || columns <= 0 || frames <= 0 || !(1..=64).contains(&bits) {
+        return Err(fmt_err(
+            path,
+            format!("absurd image size: {rows}×{columns}×{frames} frames, {bits} bits"),
+        ));
+    }
+    let bytes = rows as u64
+        * columns as u64
+        * frames as u64
+        * (bits as u64).div_ceil(8)
+        * samples.max(1) as u64;
+    if bytes > MAX_PIXEL_BYTES || rows > 65535 || columns > 65535 {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            declared_bytes: bytes as u128,
+            limit_bytes: MAX_PIXEL_BYTES as u128,
+        });
+    }
+    if samples != 1 {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("{samples} samples per pixel (only grayscale is supported)"),
+        });
+    }
+    let sop_instance_uid = required(path, string(ds, tags::SOP_INSTANCE_UID), "SOPInstanceUID")?;
+    let mut slices = Vec::new();
+    if sop_class_uid == ENHANCED_MR_IMAGE {
+        let shared = item(ds, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+        let per_frame = items(ds, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
+        if per_frame.len() != frames as usize {
+            return Err(fmt_err(
+                path,
+                format!(
+                    "{} per-frame functional groups for {frames} frames",
+                    per_frame.len()
+                ),
+            ));
+        }
+        for (f, pf) in per_frame.iter().enumerate() {
+            // a functional group: the per-frame item first, then the shared one
+            let group = |seq| item(pf, seq).or_else(|| shared.and_then(|s| item(s, seq)));
+            let position = group(tags::PLANE_POSITION_SEQUENCE)
+                .and_then(|g| floats(g, tags::IMAGE_POSITION_PATIENT));
+            let orientation = group(tags::PLANE_ORIENTATION_SEQUENCE)
+                .and_then(|g| floats(g, tags::IMAGE_ORIENTATION_PATIENT));
+            let spacing =
+                group(tags::PIXEL_MEASURES_SEQUENCE).and_then(|g| floats(g, tags::PIXEL_SPACING));
+            let content = item(pf, tags::FRAME_CONTENT_SEQUENCE);
+            slices.push(SliceHeader {
+                file: path.to_path_buf(),
+                frame: f as u32,
+                sop_instance_uid: sop_instance_uid.clone(),
+                position: vec3(path, position, "per-frame ImagePositionPatient")?,
+                orientation: vec6(path, orientation)?,
+                pixel_spacing: vec2(path, spacing)?,
+                rows: rows as u32,
+                columns: columns as u32,
+                instance_number: int(ds, tags::INSTANCE_NUMBER),
+                temporal_position_identifier: None,
+                temporal_position_index: content
+                    .and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX)),
+                acquisition_number: None,
+                trigger_time: None,
+                acquisition_time: content
+                    .and_then(|c| time_seconds(c, tags::FRAME_ACQUISITION_DATE_TIME)),
+                content_time: None,
+            });
+        }
+    } else {
+        slices.push(SliceHeader {
+            file: path.to_path_buf(),
+            frame: 0,
+            sop_instance_uid,
+            position: vec3(
+                path,
+                floats(ds, tags::IMAGE_POSITION_PATIENT),
+                "ImagePositionPatient (0020,0032)",
+            )?,
+            orientation: vec6(path, floats(ds, tags::IMAGE_ORIENTATION_PATIENT))?,
+            pixel_spacing: vec2(path, floats(ds, tags::PIXEL_SPACING))?,
+            rows: rows as u32,
+            columns: columns as u32,
+            instance_number: int(ds, tags::INSTANCE_NUMBER),
+            temporal_position_identifier: int(ds, tags::TEMPORAL_POSITION_IDENTIFIER),
+            temporal_position_index: None,
+            acquisition_number: int(ds, tags::ACQUISITION_NUMBER),
+            trigger_time: float(ds, tags::TRIGGER_TIME),
+            acquisition_time: time_seconds(ds, tags::ACQUISITION_TIME),
+            content_time: time_seconds(ds, tags::CONTENT_TIME),
+        });
+    }
+    Ok(InstanceHeader {
+        sop_class_uid,
+        study_uid: required(
+            path,
+            string(ds, tags::STUDY_INSTANCE_UID),
+            "StudyInstanceUID",
+        )?,
+        series_uid: required(
+            path,
+            string(ds, tags::SERIES_INSTANCE_UID),
+            "SeriesInstanceUID",
+        )?,
+        frame_of_reference_uid: string(ds, tags::FRAME_OF_REFERENCE_UID),
+        modality: string(ds, tags::MODALITY).unwrap_or_default(),
+        series_description: string(ds, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+        series_number: int(ds, tags::SERIES_NUMBER),
+        image_type: string(ds, tags::IMAGE_TYPE)
+            .map(|s| s.split('\\').map(|x| x.trim().to_string()).collect())
+            .unwrap_or_default(),
+        number_of_temporal_positions: int(ds, tags::NUMBER_OF_TEMPORAL_POSITIONS),
+        images_in_acquisition: int(ds, tags::IMAGES_IN_ACQUISITION),
+        slices,
+    })
+}
+
+fn vec3(path: &Path, v: Option<Vec<f64>>, what: &str) -> Result<[f64; 3]> {
+    match v {
+        Some(v) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
+        _ => Err(fmt_err(path, format!("missing or invalid {what}"))),
+    }
+}
+
+fn vec6(path: &Path, v: Option<Vec<f64>>) -> Result<[f64; 6]> {
+    match v {
+        Some(v) if v.len() == 6 => {
+            let o = [v[0], v[1], v[2], v[3], v[4], v[5]];
+            let n1 = (o[0] * o[0] + o[1] * o[1] + o[2] * o[2]).sqrt();
+            let n2 = (o[3] * o[3] + o[4] * o[4] + o[5] * o[5]).sqrt();
+            let dot = o[0] * o[3] + o[1] * o[4] + o[2] * o[5];
+            if (n1 - 1.0).abs() > 1e-3 || (n2 - 1.0).abs() > 1e-3 || dot.abs() > 1e-3 {
+                return Err(fmt_err(
+                    path,
+                    "ImageOrientationPatient is not two orthonormal vectors",
+                ));
+            }
+            Ok(o)
+        }
+        _ => Err(fmt_err(
+            path,
+            "missing or invalid ImageOrientationPatient (0020,0037)",
+        )),
+    }
+}
+
+fn vec2(path: &Path, v: Option<Vec<f64>>) -> Result<[f64; 2]> {
+    match v {
+        Some(v) if v.len() == 2 && v[0] > 0.0 && v[1] > 0.0 => Ok([v[0], v[1]]),
+        _ => Err(fmt_err(path, "missing or invalid PixelSpacing (0028,0030)")),
+    }
+}

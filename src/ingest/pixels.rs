@@ -1,0 +1,121 @@
+//! Decoding pixel data into volumes: each file is decoded once, rescaled to real values.
+//!
+//! Values are `stored × slope + intercept`, from the Real World Value Mapping (first item of
+//! RealWorldValueMappingSequence) when present, otherwise from RescaleSlope/RescaleIntercept (identity when
+//! absent). Transfer syntaxes are whatever `dicom-pixeldata` decodes in pure Rust (uncompressed, deflate, RLE,
+//! JPEG baseline/extended/lossless, JPEG 2000); anything else is reported with its UID.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
+
+use super::header::{SliceHeader, fmt_err};
+use super::series::Series;
+use super::tags::{float, item};
+use crate::error::{Error, Result};
+use crate::image::{PixelType, Volume};
+
+/// Decode the frames `frames` of one file as real values.
+pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, PixelType)> {
+    let obj = OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))?;
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(fmt_err(path, "missing Pixel Data (7FE0,0010)"));
+    }
+    let (slope, intercept) = match item(&obj, tags::REAL_WORLD_VALUE_MAPPING_SEQUENCE) {
+        Some(rw) => (
+            float(rw, tags::REAL_WORLD_VALUE_SLOPE).unwrap_or(1.0),
+            float(rw, tags::REAL_WORLD_VALUE_INTERCEPT).unwrap_or(0.0),
+        ),
+        None => (
+            float(&obj, tags::RESCALE_SLOPE).unwrap_or(1.0),
+            float(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+        ),
+    };
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let decoded = obj.decode_pixel_data().map_err(|e| Error::Unsupported {
+        path: path.to_path_buf(),
+        reason: format!("cannot decode pixel data (transfer syntax {ts}): {e}"),
+    })?;
+    let signed = matches!(
+        decoded.pixel_representation(),
+        dicom_pixeldata::PixelRepresentation::Signed
+    );
+    let bits = decoded.bits_allocated();
+    let opts = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
+    let mut out = Vec::with_capacity(frames.len());
+    for &f in frames {
+        let mut v: Vec<f64> = decoded
+            .to_vec_frame_with_options(f, &opts)
+            .map_err(|e| fmt_err(path, format!("frame {f}: {e}")))?;
+        if slope != 1.0 || intercept != 0.0 {
+            v.iter_mut().for_each(|x| *x = *x * slope + intercept);
+        }
+        out.push(v);
+    }
+    let ptype = if slope != 1.0 || intercept != 0.0 || slope.fract() != 0.0 {
+        PixelType::F64
+    } else {
+        match (bits, signed) {
+            (8, false) => PixelType::U8,
+            (8, true) => PixelType::I8,
+            (16, false) => PixelType::U16,
+            (16, true) => PixelType::I16,
+            (32, false) => PixelType::U32,
+            (32, true) => PixelType::I32,
+            _ => PixelType::F64,
+        }
+    };
+    Ok((out, ptype))
+}
+
+/// Decode one phase (0-based) of a series into a volume on the series grid. Each file is opened once.
+pub fn load_phase(series: &Series, phase: usize) -> Result<Volume<f64>> {
+    let slices: &[SliceHeader] = series.phases.get(phase).ok_or_else(|| Error::Series {
+        series: series.series_uid.clone(),
+        dir: series.dir.clone(),
+        reason: format!(
+            "phase {} requested, the series has {}",
+            phase + 1,
+            series.phases.len()
+        ),
+    })?;
+    let g = &series.geometry;
+    let plane = g.size[0] * g.size[1];
+    let mut data = vec![0.0; plane * slices.len()];
+    let mut by_file: BTreeMap<&Path, Vec<(usize, u32)>> = BTreeMap::new();
+    for (k, s) in slices.iter().enumerate() {
+        by_file
+            .entry(s.file.as_path())
+            .or_default()
+            .push((k, s.frame));
+    }
+    let mut ptype = PixelType::F64;
+    for (file, list) in by_file {
+        let frames: Vec<u32> = list.iter().map(|x| x.1).collect();
+        let (decoded, t) = decode_frames(file, &frames)?;
+        ptype = t;
+        for ((k, _), values) in list.iter().zip(decoded) {
+            if values.len() != plane {
+                return Err(fmt_err(
+                    file,
+                    format!("frame has {} pixels, expected {plane}", values.len()),
+                ));
+            }
+            data[k * plane..(k + 1) * plane].copy_from_slice(&values);
+        }
+    }
+    Ok(Volume {
+        geometry: g.clone(),
+        data,
+        pixel_type: ptype,
+    })
+}

@@ -1,0 +1,112 @@
+//! Region-of-interest objects brought onto a series grid: DICOM SEG ([`seg`]), RTSTRUCT ([`rtstruct`]) and
+//! label maps saved next to the series ([`labelmap`]). Every reader yields a [`Mask`]: a label map on exactly
+//! the series' [`Geometry`] (value 1 inside for SEG and RTSTRUCT; label maps keep their labels, chosen with the
+//! extraction `label` setting), plus a note of where it came from.
+
+pub mod labelmap;
+pub mod rtstruct;
+pub mod seg;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::image::{Geometry, Volume};
+use crate::ingest::Series;
+
+/// Which segment / structure to use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RoiChoice {
+    /// The first one.
+    #[default]
+    First,
+    /// By segment / ROI number.
+    Number(i64),
+    /// By label / ROI name.
+    Label(String),
+}
+
+impl std::str::FromStr for RoiChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s.parse::<i64>() {
+            Ok(n) => RoiChoice::Number(n),
+            Err(_) => RoiChoice::Label(s.to_string()),
+        })
+    }
+}
+
+/// Options for reading ROI objects.
+#[derive(Debug, Clone)]
+pub struct RoiOptions {
+    /// Segment or structure.
+    pub choice: RoiChoice,
+    /// FRACTIONAL SEG: a voxel is inside when its value is > 0 and ≥ `threshold × MaximumFractionalValue`
+    /// (default 0.5; 0 keeps every non-zero voxel).
+    pub fractional_threshold: f64,
+}
+
+impl Default for RoiOptions {
+    fn default() -> Self {
+        RoiOptions {
+            choice: RoiChoice::First,
+            fractional_threshold: 0.5,
+        }
+    }
+}
+
+/// A binary ROI on a series grid.
+#[derive(Debug, Clone)]
+pub struct Mask {
+    /// Label map: 0 outside; 1 inside (SEG, RTSTRUCT) or the file's labels (label maps).
+    pub volume: Volume<f64>,
+    /// Where it came from (file, segment, rule), for diagnostics.
+    pub source: String,
+}
+
+impl Mask {
+    /// An empty mask on `grid`.
+    pub fn empty(grid: &Geometry, source: String) -> Self {
+        Mask {
+            volume: Volume {
+                geometry: grid.clone(),
+                data: vec![0.0; grid.len()],
+                pixel_type: crate::image::PixelType::U8,
+            },
+            source,
+        }
+    }
+
+    /// Number of ROI voxels.
+    pub fn voxels(&self) -> usize {
+        self.volume.data.iter().filter(|&&v| v != 0.0).count()
+    }
+}
+
+/// Load a ROI for `series` from a SEG, an RTSTRUCT, or a NIfTI/NRRD label map, chosen by content.
+pub fn load(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".nrrd")
+        || name.ends_with(".nhdr")
+        || name.ends_with(".nii")
+        || name.ends_with(".nii.gz")
+    {
+        return labelmap::read(path, series);
+    }
+    let obj = crate::ingest::header::open_header(path)?;
+    let class = crate::ingest::tags::string(&obj, dicom_dictionary_std::tags::SOP_CLASS_UID)
+        .unwrap_or_default();
+    match class.as_str() {
+        crate::ingest::header::SEGMENTATION => seg::read(path, series, opts),
+        crate::ingest::header::RT_STRUCTURE_SET => rtstruct::read(path, series, opts),
+        other => Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("SOP class {other} is not a SEG or RTSTRUCT"),
+        }),
+    }
+}
+
+/// Round half up (`floor(x + ½)`), the tie rule used for matching positions to slices. (Rust's `f64::round`
+/// rounds half away from zero, numpy half to even; neither is what ITK's nearest-neighbour uses.)
+pub(crate) fn round_half_up(x: f64) -> i64 {
+    (x + 0.5).floor() as i64
+}

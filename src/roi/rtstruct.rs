@@ -1,0 +1,142 @@
+//! RT Structure Set → [`Mask`], by rasterising closed planar contours onto the series grid.
+//!
+//! Convention (that of plastimatch, which PyRadiomics users rely on through its RTSTRUCT conversion): a voxel
+//! is inside when its **centre** is inside the polygon by the even–odd rule; several contours on one slice
+//! combine by even–odd too (so an inner contour is a hole). Edges use the half-open rule — an edge counts for
+//! the scan line through voxel row `j` when exactly one of its end points has `y ≤ j` — so a centre on a shared
+//! edge is counted once. Contour points are converted to continuous voxel indices; a contour's slice is
+//! `round_half_up` of its mean slice index, and must lie within 0.25 of a slice.
+
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+
+use super::{Mask, RoiChoice, RoiOptions, round_half_up};
+use crate::error::{Error, Result};
+use crate::ingest::Series;
+use crate::ingest::header::fmt_err;
+use crate::ingest::tags::{Dataset, floats, int, items, string};
+
+/// Fill one polygon (continuous `(i, j)` vertices) into slice `k` by the even–odd rule (toggling).
+pub fn fill_polygon(mask: &mut Mask, k: usize, poly: &[[f64; 2]]) {
+    let g = mask.volume.geometry.clone();
+    let n = poly.len();
+    if n < 3 {
+        return;
+    }
+    for j in 0..g.size[1] {
+        let y = j as f64;
+        let mut xs: Vec<f64> = Vec::new();
+        for e in 0..n {
+            let (a, b) = (poly[e], poly[(e + 1) % n]);
+            if (a[1] <= y) != (b[1] <= y) {
+                xs.push(a[0] + (y - a[1]) * (b[0] - a[0]) / (b[1] - a[1]));
+            }
+        }
+        xs.sort_by(|p, q| p.total_cmp(q));
+        for pair in xs.chunks_exact(2) {
+            // voxel centres with x in [pair[0], pair[1])
+            let start = pair[0].ceil().max(0.0) as i64;
+            let end = (pair[1].ceil() as i64).min(g.size[0] as i64);
+            for i in start..end {
+                let o = g.offset(i as usize, j, k);
+                mask.volume.data[o] = 1.0 - mask.volume.data[o];
+            }
+        }
+    }
+}
+
+/// Read an RTSTRUCT onto the grid of `series`.
+pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
+    let obj = OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))?;
+    let ds: &Dataset = &obj;
+    let bad = |reason: String| Error::InvalidRoi {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let rois: Vec<(i64, String)> = items(ds, tags::STRUCTURE_SET_ROI_SEQUENCE)
+        .iter()
+        .map(|r| {
+            (
+                int(r, tags::ROI_NUMBER).unwrap_or(0),
+                string(r, tags::ROI_NAME).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let chosen = match &opts.choice {
+        RoiChoice::First => rois.first().map(|r| r.0),
+        RoiChoice::Number(n) => rois.iter().find(|r| r.0 == *n).map(|r| r.0),
+        RoiChoice::Label(l) => rois.iter().find(|r| &r.1 == l).map(|r| r.0),
+    }
+    .ok_or_else(|| {
+        bad(format!(
+            "no matching structure ({:?}); structures: {rois:?}",
+            opts.choice
+        ))
+    })?;
+    for r in items(ds, tags::STRUCTURE_SET_ROI_SEQUENCE) {
+        if int(r, tags::ROI_NUMBER) == Some(chosen) {
+            if let (Some(a), Some(b)) = (
+                string(r, tags::REFERENCED_FRAME_OF_REFERENCE_UID),
+                &series.frame_of_reference_uid,
+            ) {
+                if &a != b {
+                    return Err(bad(format!(
+                        "structure {chosen} is in another frame of reference ({a})"
+                    )));
+                }
+            }
+        }
+    }
+    let g = &series.geometry;
+    let mut mask = Mask::empty(g, String::new());
+    let mut contours = 0;
+    for rc in items(ds, tags::ROI_CONTOUR_SEQUENCE) {
+        if int(rc, tags::REFERENCED_ROI_NUMBER) != Some(chosen) {
+            continue;
+        }
+        for c in items(rc, tags::CONTOUR_SEQUENCE) {
+            let pts = floats(c, tags::CONTOUR_DATA).unwrap_or_default();
+            if pts.len() < 9 || pts.len() % 3 != 0 {
+                return Err(bad(format!(
+                    "contour {} has {} coordinates",
+                    contours + 1,
+                    pts.len()
+                )));
+            }
+            let idx: Vec<[f64; 3]> = pts
+                .chunks_exact(3)
+                .map(|p| g.physical_to_continuous_index([p[0], p[1], p[2]]))
+                .collect();
+            let kz = idx.iter().map(|p| p[2]).sum::<f64>() / idx.len() as f64;
+            let k = round_half_up(kz);
+            if (kz - k as f64).abs() > 0.25 || k < 0 || k as usize >= g.size[2] {
+                return Err(bad(format!(
+                    "contour {} (slice index {kz:.3}) lies on no slice of the series",
+                    contours + 1
+                )));
+            }
+            let poly: Vec<[f64; 2]> = idx.iter().map(|p| [p[0], p[1]]).collect();
+            fill_polygon(&mut mask, k as usize, &poly);
+            contours += 1;
+        }
+    }
+    if mask.voxels() == 0 {
+        return Err(bad(format!(
+            "structure {chosen} is empty ({contours} contour(s))"
+        )));
+    }
+    let name = rois
+        .iter()
+        .find(|r| r.0 == chosen)
+        .map(|r| r.1.clone())
+        .unwrap_or_default();
+    mask.source = format!(
+        "RTSTRUCT {} ROI {chosen} '{name}' ({contours} contours)",
+        path.display()
+    );
+    Ok(mask)
+}

@@ -1,0 +1,733 @@
+//! Writing MR series (classic, one file per image; or Enhanced MR, one multi-frame file), DICOM SEG and
+//! RTSTRUCT objects on a given grid. Explicit VR little endian; UIDs are `2.25.<128-bit integer>` derived
+//! deterministically from a seed string, so the same inputs give byte-identical files.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::value::DataSetSequence;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use crate::error::{Error, Result};
+use crate::image::Geometry;
+use crate::ingest::header::{ENHANCED_MR_IMAGE, MR_IMAGE, RT_STRUCTURE_SET, SEGMENTATION};
+
+/// A deterministic DICOM UID (`2.25.` + a 128-bit integer) from a seed.
+pub fn uid(seed: &str) -> String {
+    // two independent 64-bit FNV-1a hashes
+    let h = |basis: u64| {
+        let mut x = basis;
+        for b in seed.bytes() {
+            x ^= b as u64;
+            x = x.wrapping_mul(0x100000001b3);
+        }
+        x
+    };
+    let v = ((h(0xcbf29ce484222325) as u128) << 64) | h(0x84222325cbf29ce4) as u128;
+    format!("2.25.{v}")
+}
+
+/// What identifies a series.
+#[derive(Debug, Clone)]
+pub struct SeriesIds {
+    /// StudyInstanceUID.
+    pub study: String,
+    /// SeriesInstanceUID.
+    pub series: String,
+    /// FrameOfReferenceUID.
+    pub frame_of_reference: String,
+    /// SeriesNumber.
+    pub number: i64,
+    /// SeriesDescription.
+    pub description: String,
+}
+
+impl SeriesIds {
+    /// Ids derived from a seed.
+    pub fn from_seed(seed: &str, number: i64) -> Self {
+        SeriesIds {
+            study: uid(&format!("{seed}/study")),
+            series: uid(&format!("{seed}/series/{number}")),
+            frame_of_reference: uid(&format!("{seed}/for")),
+            number,
+            description: "SYNTHETIC DCE".into(),
+        }
+    }
+}
+
+fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, v: PrimitiveValue) {
+    obj.put(DataElement::new(tag, vr, v));
+}
+
+fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, s: &str) {
+    put(obj, tag, vr, PrimitiveValue::from(s));
+}
+
+fn ds(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{}", (v * 1e6).round() / 1e6))
+        .collect::<Vec<_>>()
+        .join("\\")
+}
+
+fn seq(obj: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
+    obj.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
+}
+
+fn item_with(f: impl FnOnce(&mut InMemDicomObject)) -> InMemDicomObject {
+    let mut o = InMemDicomObject::new_empty();
+    f(&mut o);
+    o
+}
+
+fn common(obj: &mut InMemDicomObject, ids: &SeriesIds, modality: &str) {
+    put_str(obj, tags::PATIENT_NAME, VR::PN, "SYNTHETIC^PATIENT");
+    put_str(obj, tags::PATIENT_ID, VR::LO, "SYNTH-0001");
+    put_str(obj, tags::STUDY_INSTANCE_UID, VR::UI, &ids.study);
+    put_str(obj, tags::SERIES_INSTANCE_UID, VR::UI, &ids.series);
+    put_str(
+        obj,
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        &ids.frame_of_reference,
+    );
+    put_str(obj, tags::MODALITY, VR::CS, modality);
+    put(
+        obj,
+        tags::SERIES_NUMBER,
+        VR::IS,
+        PrimitiveValue::from(ids.number.to_string()),
+    );
+    put_str(obj, tags::SERIES_DESCRIPTION, VR::LO, &ids.description);
+}
+
+fn orientation(g: &Geometry) -> [f64; 6] {
+    [
+        g.direction[0][0],
+        g.direction[1][0],
+        g.direction[2][0],
+        g.direction[0][1],
+        g.direction[1][1],
+        g.direction[2][1],
+    ]
+}
+
+fn write(obj: InMemDicomObject, path: &Path) -> Result<()> {
+    let file = obj
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.1"))
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    file.write_to_file(path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}
+
+/// Time of phase `p` as DICOM TM: 10:00:00 plus one minute per phase.
+fn phase_time(p: usize) -> String {
+    format!("10{:02}00.000000", p)
+}
+
+fn pixel_bytes(values: impl Iterator<Item = i16>) -> Vec<u8> {
+    values.flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Options for classic series.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClassicOptions {
+    /// Write TemporalPositionIdentifier / NumberOfTemporalPositions.
+    pub temporal_ids: bool,
+    /// Write a distinct ContentTime/AcquisitionTime per phase.
+    pub phase_times: bool,
+}
+
+/// Write a classic MR series: one file per (phase, slice), InstanceNumber running phase-major. `value(p, i,
+/// j, k)` gives the stored value. `name(p, k)` names the file. Returns the paths.
+pub fn write_classic_series(
+    dir: &Path,
+    ids: &SeriesIds,
+    grid: &Geometry,
+    phases: usize,
+    opts: ClassicOptions,
+    value: impl Fn(usize, usize, usize, usize) -> i16,
+    name: impl Fn(usize, usize) -> String,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let [nx, ny, nz] = grid.size;
+    let mut out = Vec::new();
+    for p in 0..phases {
+        for k in 0..nz {
+            let mut obj = InMemDicomObject::new_empty();
+            common(&mut obj, ids, "MR");
+            let sop = uid(&format!("{}/{p}/{k}", ids.series));
+            put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, MR_IMAGE);
+            put_str(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
+            put_str(
+                &mut obj,
+                tags::IMAGE_TYPE,
+                VR::CS,
+                "ORIGINAL\\PRIMARY\\OTHER",
+            );
+            put(
+                &mut obj,
+                tags::INSTANCE_NUMBER,
+                VR::IS,
+                PrimitiveValue::from((p * nz + k + 1).to_string()),
+            );
+            if opts.temporal_ids {
+                put(
+                    &mut obj,
+                    tags::TEMPORAL_POSITION_IDENTIFIER,
+                    VR::IS,
+                    PrimitiveValue::from((p + 1).to_string()),
+                );
+                put(
+                    &mut obj,
+                    tags::NUMBER_OF_TEMPORAL_POSITIONS,
+                    VR::IS,
+                    PrimitiveValue::from(phases.to_string()),
+                );
+            }
+            if opts.phase_times {
+                put_str(&mut obj, tags::CONTENT_TIME, VR::TM, &phase_time(p));
+                put_str(&mut obj, tags::ACQUISITION_TIME, VR::TM, &phase_time(p));
+            }
+            let pos = grid.continuous_index_to_physical([0.0, 0.0, k as f64]);
+            put_str(&mut obj, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds(&pos));
+            put_str(
+                &mut obj,
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                &ds(&orientation(grid)),
+            );
+            put_str(
+                &mut obj,
+                tags::PIXEL_SPACING,
+                VR::DS,
+                &ds(&[grid.spacing[1], grid.spacing[0]]),
+            );
+            put_str(
+                &mut obj,
+                tags::SLICE_THICKNESS,
+                VR::DS,
+                &ds(&[grid.spacing[2]]),
+            );
+            put(
+                &mut obj,
+                tags::ROWS,
+                VR::US,
+                PrimitiveValue::from(ny as u16),
+            );
+            put(
+                &mut obj,
+                tags::COLUMNS,
+                VR::US,
+                PrimitiveValue::from(nx as u16),
+            );
+            put(
+                &mut obj,
+                tags::SAMPLES_PER_PIXEL,
+                VR::US,
+                PrimitiveValue::from(1u16),
+            );
+            put_str(
+                &mut obj,
+                tags::PHOTOMETRIC_INTERPRETATION,
+                VR::CS,
+                "MONOCHROME2",
+            );
+            put(
+                &mut obj,
+                tags::BITS_ALLOCATED,
+                VR::US,
+                PrimitiveValue::from(16u16),
+            );
+            put(
+                &mut obj,
+                tags::BITS_STORED,
+                VR::US,
+                PrimitiveValue::from(16u16),
+            );
+            put(
+                &mut obj,
+                tags::HIGH_BIT,
+                VR::US,
+                PrimitiveValue::from(15u16),
+            );
+            put(
+                &mut obj,
+                tags::PIXEL_REPRESENTATION,
+                VR::US,
+                PrimitiveValue::from(1u16),
+            );
+            let px = pixel_bytes(
+                (0..ny)
+                    .flat_map(|j| (0..nx).map(move |i| (i, j)))
+                    .map(|(i, j)| value(p, i, j, k)),
+            );
+            put(&mut obj, tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(px));
+            let path = dir.join(name(p, k));
+            write(obj, &path)?;
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Write an Enhanced MR multi-frame file holding every phase (TemporalPositionIndex in the per-frame
+/// FrameContentSequence), frames ordered phase-major.
+pub fn write_enhanced(
+    path: &Path,
+    ids: &SeriesIds,
+    grid: &Geometry,
+    phases: usize,
+    value: impl Fn(usize, usize, usize, usize) -> i16,
+) -> Result<()> {
+    let [nx, ny, nz] = grid.size;
+    let mut obj = InMemDicomObject::new_empty();
+    common(&mut obj, ids, "MR");
+    put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, ENHANCED_MR_IMAGE);
+    put_str(
+        &mut obj,
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        &uid(&format!("{}/enhanced", ids.series)),
+    );
+    put_str(
+        &mut obj,
+        tags::IMAGE_TYPE,
+        VR::CS,
+        "ORIGINAL\\PRIMARY\\OTHER\\NONE",
+    );
+    put(
+        &mut obj,
+        tags::INSTANCE_NUMBER,
+        VR::IS,
+        PrimitiveValue::from("1"),
+    );
+    put(
+        &mut obj,
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from((phases * nz).to_string()),
+    );
+    put(
+        &mut obj,
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(ny as u16),
+    );
+    put(
+        &mut obj,
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(nx as u16),
+    );
+    put(
+        &mut obj,
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    );
+    put_str(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2",
+    );
+    put(
+        &mut obj,
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(16u16),
+    );
+    put(
+        &mut obj,
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(16u16),
+    );
+    put(
+        &mut obj,
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(15u16),
+    );
+    put(
+        &mut obj,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    );
+    let shared = item_with(|s| {
+        seq(
+            s,
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            vec![item_with(|o| {
+                put_str(
+                    o,
+                    tags::IMAGE_ORIENTATION_PATIENT,
+                    VR::DS,
+                    &ds(&orientation(grid)),
+                )
+            })],
+        );
+        seq(
+            s,
+            tags::PIXEL_MEASURES_SEQUENCE,
+            vec![item_with(|m| {
+                put_str(
+                    m,
+                    tags::PIXEL_SPACING,
+                    VR::DS,
+                    &ds(&[grid.spacing[1], grid.spacing[0]]),
+                );
+                put_str(m, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
+            })],
+        );
+    });
+    seq(
+        &mut obj,
+        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+        vec![shared],
+    );
+    let mut frames = Vec::new();
+    let mut px = Vec::new();
+    for p in 0..phases {
+        for k in 0..nz {
+            let pos = grid.continuous_index_to_physical([0.0, 0.0, k as f64]);
+            frames.push(item_with(|f| {
+                seq(
+                    f,
+                    tags::PLANE_POSITION_SEQUENCE,
+                    vec![item_with(|pp| {
+                        put_str(pp, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds(&pos))
+                    })],
+                );
+                seq(
+                    f,
+                    tags::FRAME_CONTENT_SEQUENCE,
+                    vec![item_with(|c| {
+                        put(
+                            c,
+                            tags::TEMPORAL_POSITION_INDEX,
+                            VR::UL,
+                            PrimitiveValue::from((p + 1) as u32),
+                        )
+                    })],
+                );
+            }));
+            px.extend(pixel_bytes(
+                (0..ny)
+                    .flat_map(|j| (0..nx).map(move |i| (i, j)))
+                    .map(|(i, j)| value(p, i, j, k)),
+            ));
+        }
+    }
+    seq(&mut obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frames);
+    put(&mut obj, tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(px));
+    write(obj, path)
+}
+
+/// Options for a SEG.
+#[derive(Debug, Clone, Copy)]
+pub struct SegOptions {
+    /// BINARY (1 bit) or FRACTIONAL (8 bits, maximum 255).
+    pub binary: bool,
+    /// Write frames in reverse slice order (readers must use positions, not order).
+    pub reverse_frames: bool,
+    /// In-plane offset added to each frame's position, in pixels along (i, j).
+    pub offset_pixels: [f64; 2],
+    /// Write ReferencedSeriesSequence for this series UID (None: no reference).
+    pub reference_series: bool,
+}
+
+impl Default for SegOptions {
+    fn default() -> Self {
+        SegOptions {
+            binary: true,
+            reverse_frames: false,
+            offset_pixels: [0.0, 0.0],
+            reference_series: true,
+        }
+    }
+}
+
+/// Write a one-segment SEG on `grid` for the slices where `inside(i, j, k)` holds anywhere.
+pub fn write_seg(
+    path: &Path,
+    ids: &SeriesIds,
+    grid: &Geometry,
+    opts: SegOptions,
+    inside: impl Fn(usize, usize, usize) -> bool,
+) -> Result<()> {
+    let [nx, ny, nz] = grid.size;
+    let slices: Vec<usize> = (0..nz)
+        .filter(|&k| (0..ny).any(|j| (0..nx).any(|i| inside(i, j, k))))
+        .collect();
+    let order: Vec<usize> = if opts.reverse_frames {
+        slices.iter().rev().copied().collect()
+    } else {
+        slices
+    };
+    let mut obj = InMemDicomObject::new_empty();
+    let mut seg_ids = ids.clone();
+    seg_ids.series = uid(&format!("{}/seg", ids.series));
+    seg_ids.number = ids.number + 100;
+    seg_ids.description = "SYNTHETIC TUMOUR ROI".into();
+    common(&mut obj, &seg_ids, "SEG");
+    put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, SEGMENTATION);
+    put_str(
+        &mut obj,
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        &uid(&format!("{}/seg/instance", ids.series)),
+    );
+    put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY");
+    put(
+        &mut obj,
+        tags::INSTANCE_NUMBER,
+        VR::IS,
+        PrimitiveValue::from("1"),
+    );
+    put_str(
+        &mut obj,
+        tags::SEGMENTATION_TYPE,
+        VR::CS,
+        if opts.binary { "BINARY" } else { "FRACTIONAL" },
+    );
+    if !opts.binary {
+        put_str(
+            &mut obj,
+            tags::SEGMENTATION_FRACTIONAL_TYPE,
+            VR::CS,
+            "PROBABILITY",
+        );
+        put(
+            &mut obj,
+            tags::MAXIMUM_FRACTIONAL_VALUE,
+            VR::US,
+            PrimitiveValue::from(255u16),
+        );
+    }
+    put(
+        &mut obj,
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from(order.len().to_string()),
+    );
+    put(
+        &mut obj,
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(ny as u16),
+    );
+    put(
+        &mut obj,
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(nx as u16),
+    );
+    put(
+        &mut obj,
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    );
+    put_str(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2",
+    );
+    let bits: u16 = if opts.binary { 1 } else { 8 };
+    put(
+        &mut obj,
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(bits),
+    );
+    put(
+        &mut obj,
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(bits),
+    );
+    put(
+        &mut obj,
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(bits - 1),
+    );
+    put(
+        &mut obj,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    );
+    seq(
+        &mut obj,
+        tags::SEGMENT_SEQUENCE,
+        vec![item_with(|s| {
+            put(s, tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16));
+            put_str(s, tags::SEGMENT_LABEL, VR::LO, "Tumour");
+            put_str(s, tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "MANUAL");
+        })],
+    );
+    if opts.reference_series {
+        seq(
+            &mut obj,
+            tags::REFERENCED_SERIES_SEQUENCE,
+            vec![item_with(|r| {
+                put_str(r, tags::SERIES_INSTANCE_UID, VR::UI, &ids.series)
+            })],
+        );
+    }
+    seq(
+        &mut obj,
+        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+        vec![item_with(|s| {
+            seq(
+                s,
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                vec![item_with(|o| {
+                    put_str(
+                        o,
+                        tags::IMAGE_ORIENTATION_PATIENT,
+                        VR::DS,
+                        &ds(&orientation(grid)),
+                    )
+                })],
+            );
+            seq(
+                s,
+                tags::PIXEL_MEASURES_SEQUENCE,
+                vec![item_with(|m| {
+                    put_str(
+                        m,
+                        tags::PIXEL_SPACING,
+                        VR::DS,
+                        &ds(&[grid.spacing[1], grid.spacing[0]]),
+                    )
+                })],
+            );
+        })],
+    );
+    let mut frames = Vec::new();
+    let mut bits_out: Vec<bool> = Vec::new();
+    for &k in &order {
+        let pos = grid.continuous_index_to_physical([
+            opts.offset_pixels[0],
+            opts.offset_pixels[1],
+            k as f64,
+        ]);
+        frames.push(item_with(|f| {
+            seq(
+                f,
+                tags::PLANE_POSITION_SEQUENCE,
+                vec![item_with(|pp| {
+                    put_str(pp, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds(&pos))
+                })],
+            );
+            seq(
+                f,
+                tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                vec![item_with(|s| {
+                    put(
+                        s,
+                        tags::REFERENCED_SEGMENT_NUMBER,
+                        VR::US,
+                        PrimitiveValue::from(1u16),
+                    )
+                })],
+            );
+        }));
+        for j in 0..ny {
+            for i in 0..nx {
+                bits_out.push(inside(i, j, k));
+            }
+        }
+    }
+    seq(&mut obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frames);
+    let mut px: Vec<u8> = if opts.binary {
+        let mut v = vec![0u8; bits_out.len().div_ceil(8)];
+        for (n, &b) in bits_out.iter().enumerate() {
+            if b {
+                v[n / 8] |= 1 << (n % 8);
+            }
+        }
+        v
+    } else {
+        bits_out.iter().map(|&b| if b { 255 } else { 0 }).collect()
+    };
+    if px.len() % 2 == 1 {
+        px.push(0);
+    }
+    put(&mut obj, tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(px));
+    write(obj, path)
+}
+
+/// Write an RTSTRUCT with one ROI made of closed planar contours given in patient coordinates.
+pub fn write_rtstruct(
+    path: &Path,
+    ids: &SeriesIds,
+    name: &str,
+    contours: &[Vec<[f64; 3]>],
+) -> Result<()> {
+    let mut obj = InMemDicomObject::new_empty();
+    let mut rt_ids = ids.clone();
+    rt_ids.series = uid(&format!("{}/rtstruct", ids.series));
+    rt_ids.number = ids.number + 200;
+    common(&mut obj, &rt_ids, "RTSTRUCT");
+    put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, RT_STRUCTURE_SET);
+    put_str(
+        &mut obj,
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        &uid(&format!("{}/rtstruct/instance", ids.series)),
+    );
+    put_str(&mut obj, tags::STRUCTURE_SET_LABEL, VR::SH, "SYNTHETIC");
+    seq(
+        &mut obj,
+        tags::STRUCTURE_SET_ROI_SEQUENCE,
+        vec![item_with(|r| {
+            put(r, tags::ROI_NUMBER, VR::IS, PrimitiveValue::from("1"));
+            put_str(
+                r,
+                tags::REFERENCED_FRAME_OF_REFERENCE_UID,
+                VR::UI,
+                &ids.frame_of_reference,
+            );
+            put_str(r, tags::ROI_NAME, VR::LO, name);
+        })],
+    );
+    let items: Vec<InMemDicomObject> = contours
+        .iter()
+        .map(|c| {
+            item_with(|ci| {
+                put_str(ci, tags::CONTOUR_GEOMETRIC_TYPE, VR::CS, "CLOSED_PLANAR");
+                put(
+                    ci,
+                    tags::NUMBER_OF_CONTOUR_POINTS,
+                    VR::IS,
+                    PrimitiveValue::from(c.len().to_string()),
+                );
+                let flat: Vec<f64> = c.iter().flat_map(|p| p.iter().copied()).collect();
+                put_str(ci, tags::CONTOUR_DATA, VR::DS, &ds(&flat));
+            })
+        })
+        .collect();
+    seq(
+        &mut obj,
+        tags::ROI_CONTOUR_SEQUENCE,
+        vec![item_with(|rc| {
+            put(
+                rc,
+                tags::REFERENCED_ROI_NUMBER,
+                VR::IS,
+                PrimitiveValue::from("1"),
+            );
+            seq(rc, tags::CONTOUR_SEQUENCE, items);
+        })],
+    );
+    write(obj, path)
+}
