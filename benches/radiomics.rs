@@ -1,13 +1,17 @@
-//! Radiomics extraction benchmark: a table of single-thread CPU seconds per feature class and in total,
-//! with peak RSS, for the PyRadiomics test cases (and any extra `case image mask` triples given as
-//! arguments, e.g. the UCSF-BR-06 ROI once it is exported).
+//! Radiomics and DICOM benchmark. Prints two tables:
+//! 1. extraction: single-thread time per feature class and in total, with peak RSS, for the PyRadiomics test
+//!    cases and the real UCSF-BR-06 ROI (phase 2 with its SEG, 82,527 voxels);
+//! 2. DICOM assembly of UCSF-BR-06 (180 files, 3 phases): scan + split + decode of one phase.
 //!
-//! Run: `cargo bench --bench radiomics` (add `-- NAME IMAGE MASK` for more cases).
+//! Run: `cargo bench --bench radiomics` (add `-- NAME IMAGE MASK ...` for more NRRD/NIfTI cases).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use alnrisk::image::Volume;
+use alnrisk::ingest::{PhaseSelector, scan_dir, single_series};
 use alnrisk::radiomics::{Settings, extract};
+use alnrisk::roi::{self, RoiOptions};
 
 fn cpu_seconds() -> f64 {
     // user + system time of this process, from /proc/self/stat (clock ticks)
@@ -29,23 +33,23 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn time_class(
-    image_path: &Path,
-    image: &alnrisk::image::Volume<f64>,
-    mask_path: &Path,
-    mask: &alnrisk::image::Volume<f64>,
-    class: Option<&str>,
-    reps: usize,
-) -> (f64, usize) {
+struct Case {
+    name: String,
+    image: Volume<f64>,
+    mask: Volume<f64>,
+}
+
+fn time_class(case: &Case, class: Option<&str>, reps: usize) -> (f64, usize) {
     let mut s = Settings::default();
     if let Some(c) = class {
         s.enabled.clear();
         s.enabled.insert(c.to_string(), None);
     }
+    let p = Path::new(&case.name);
     let mut n = 0;
     let t = Instant::now();
     for _ in 0..reps {
-        n = extract(image_path, image, mask_path, mask, &s)
+        n = extract(p, &case.image, p, &case.mask, &s)
             .expect("extraction")
             .features
             .len();
@@ -59,78 +63,93 @@ fn main() {
         .num_threads(1)
         .build_global()
         .ok();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyradiomics");
-    let mut cases: Vec<(String, PathBuf, PathBuf)> = vec![
-        (
-            "brain1".into(),
-            root.join("brain1_image.nrrd"),
-            root.join("brain1_label.nrrd"),
-        ),
-        (
-            "breast1".into(),
-            root.join("breast1_image.nrrd"),
-            root.join("breast1_label.nrrd"),
-        ),
+    // (the DICOM scan below then also runs on one thread)
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let root = data.join("pyradiomics");
+    let read = |p: PathBuf| alnrisk::io::read_volume(&p).expect("readable test volume");
+    let mut cases = vec![
+        Case {
+            name: "brain1".into(),
+            image: read(root.join("brain1_image.nrrd")),
+            mask: read(root.join("brain1_label.nrrd")),
+        },
+        Case {
+            name: "breast1".into(),
+            image: read(root.join("breast1_image.nrrd")),
+            mask: read(root.join("breast1_label.nrrd")),
+        },
     ];
+
+    // UCSF-BR-06 from DICOM, timed separately as table 2
+    let dir = data.join("tcia-breast-mri-nact-pilot/UCSF-BR-06/image_dce_3dfgre_orig");
+    let seg = data.join("tcia-breast-mri-nact-pilot/UCSF-BR-06/mask/1-1.dcm");
+    let mut assembly = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let scan = scan_dir(&dir).expect("scan");
+        let t_scan = t.elapsed().as_secs_f64();
+        let series = single_series(&dir, &scan).expect("series");
+        let image = PhaseSelector::Index(2).load(&series).expect("phase 2");
+        let t_total = t.elapsed().as_secs_f64();
+        let t2 = Instant::now();
+        let mask = roi::load(
+            &seg,
+            &series,
+            &RoiOptions {
+                fractional_threshold: 0.0,
+                ..RoiOptions::default()
+            },
+        )
+        .expect("seg");
+        let t_seg = t2.elapsed().as_secs_f64();
+        assembly.push((t_scan, t_total, t_seg));
+        if cases.len() == 2 {
+            cases.push(Case {
+                name: "UCSF-BR-06 phase 2 (DICOM + SEG)".into(),
+                image,
+                mask: mask.volume,
+            });
+        }
+    }
+
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
     for c in args.chunks(3) {
         if c.len() == 3 {
-            cases.push((c[0].clone(), PathBuf::from(&c[1]), PathBuf::from(&c[2])));
+            cases.push(Case {
+                name: c[0].clone(),
+                image: read(PathBuf::from(&c[1])),
+                mask: read(PathBuf::from(&c[2])),
+            });
         }
     }
-    // A large, irregular, many-component ROI (a stand-in until the UCSF-BR-06 SEG can be read): brain1 voxels
-    // above 350 inside a central box, written to a temporary label map.
-    let brain = alnrisk::io::read_volume(&root.join("brain1_image.nrrd")).expect("brain1");
-    let mut big = brain.clone();
-    let [sx, sy, _] = brain.geometry.size;
-    for (o, v) in big.data.iter_mut().enumerate() {
-        let (x, y, z) = (o % sx, (o / sx) % sy, o / (sx * sy));
-        let inside = (50..210).contains(&x)
-            && (40..220).contains(&y)
-            && (2..23).contains(&z)
-            && brain.data[o] > 350.0;
-        *v = if inside { 1.0 } else { 0.0 };
-    }
-    big.pixel_type = alnrisk::image::PixelType::U8;
-    let big_path = std::env::temp_dir().join("alnrisk-bench-large-roi.nrrd");
-    alnrisk::io::nrrd::write(&big_path, &big).expect("write large ROI");
-    cases.push((
-        "brain1-large-roi (synthetic)".into(),
-        root.join("brain1_image.nrrd"),
-        big_path,
-    ));
     let classes = alnrisk::radiomics::settings::CLASSES;
-    println!(
-        "single thread; median-free mean of repeated runs; times in milliseconds of wall time (CPU-bound, 1 thread)"
-    );
+    println!("Table 1 — extraction, 1 thread, mean milliseconds per run (I/O excluded)");
     print!("| case | ROI voxels |");
     for c in classes {
         print!(" {c} |");
     }
-    println!(" total (all classes) | features | peak RSS MB |");
+    println!(" total | total CPU | features | peak RSS MB |");
     print!("|---|---|");
-    for _ in 0..classes.len() + 3 {
+    for _ in 0..classes.len() + 4 {
         print!("---|");
     }
     println!();
-    for (name, img, msk) in &cases {
-        let image = alnrisk::io::read_volume(img).expect("image");
-        let mask = alnrisk::io::read_volume(msk).expect("mask");
-        let voxels = mask.data.iter().filter(|&&v| v == 1.0).count();
-        let reps = if voxels > 20000 { 3 } else { 20 };
-        print!("| {name} | {voxels} |");
+    for case in &cases {
+        let voxels = case.mask.data.iter().filter(|&&v| v == 1.0).count();
+        let reps = if voxels > 20000 { 5 } else { 20 };
+        print!("| {} | {voxels} |", case.name);
         for c in classes {
-            let (t, _) = time_class(img, &image, msk, &mask, Some(c), reps);
+            let (t, _) = time_class(case, Some(c), reps);
             print!(" {:.1} |", t * 1e3);
         }
         let c0 = cpu_seconds();
-        let (t, n) = time_class(img, &image, msk, &mask, None, reps);
+        let (t, n) = time_class(case, None, reps);
         let cpu = (cpu_seconds() - c0) / reps as f64;
         println!(
-            " {:.1} (CPU {:.1}) | {n} | {:.0} |",
+            " {:.1} | {:.1} | {n} | {:.0} |",
             t * 1e3,
             cpu * 1e3,
             peak_rss_mb()
@@ -139,4 +158,14 @@ fn main() {
     println!(
         "\nPer-class columns include the shared preparation (checks, crop, discretisation) of each run."
     );
+
+    assembly.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (s, t, g) = assembly[assembly.len() / 2];
+    println!(
+        "\nTable 2 — DICOM assembly of UCSF-BR-06 (180 files, 24 MB), median of 5, 1 thread"
+    );
+    println!("| step | ms |\n|---|---|");
+    println!("| scan headers + split phases + grid | {:.1} |", s * 1e3);
+    println!("| + decode phase 2 (60 files) | {:.1} |", t * 1e3);
+    println!("| SEG onto the grid | {:.1} |", g * 1e3);
 }
