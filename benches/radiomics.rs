@@ -161,9 +161,7 @@ fn main() {
 
     assembly.sort_by(|a, b| a.1.total_cmp(&b.1));
     let (s, t, g) = assembly[assembly.len() / 2];
-    println!(
-        "\nTable 2 — DICOM assembly of UCSF-BR-06 (180 files, 24 MB), median of 5, 1 thread"
-    );
+    println!("\nTable 2 — DICOM assembly of UCSF-BR-06 (180 files, 24 MB), median of 5, 1 thread");
     println!("| step | ms |\n|---|---|");
     println!("| scan headers + split phases + grid | {:.1} |", s * 1e3);
     println!("| + decode phase 2 (60 files) | {:.1} |", t * 1e3);

@@ -140,3 +140,31 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     );
     Ok(mask)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Geometry;
+
+    #[test]
+    fn half_open_rule_on_exact_vertices() {
+        // square with corners on voxel centres (2,2)–(5,5): centres with x, y in [2, 5) → {2,3,4}²
+        let g = Geometry::new([8, 8, 1], [1.0; 3], [0.0; 3]);
+        let mut m = Mask::empty(&g, String::new());
+        fill_polygon(&mut m, 0, &[[2.0, 2.0], [5.0, 2.0], [5.0, 5.0], [2.0, 5.0]]);
+        for j in 0..8 {
+            for i in 0..8 {
+                let expect = (2..5).contains(&i) && (2..5).contains(&j);
+                assert_eq!(m.volume.at(i, j, 0) == 1.0, expect, "({i},{j})");
+            }
+        }
+        // two squares sharing the edge x = 4: each shared-edge centre is counted once (no gaps, no overlap)
+        let mut m = Mask::empty(&g, String::new());
+        fill_polygon(&mut m, 0, &[[1.0, 1.0], [4.0, 1.0], [4.0, 3.0], [1.0, 3.0]]);
+        fill_polygon(&mut m, 0, &[[4.0, 1.0], [7.0, 1.0], [7.0, 3.0], [4.0, 3.0]]);
+        for i in 1..7 {
+            assert_eq!(m.volume.at(i, 1, 0), 1.0, "x = {i}");
+        }
+        assert_eq!(m.volume.at(7, 1, 0), 0.0);
+    }
+}

@@ -1,0 +1,542 @@
+//! Synthetic series written with `dicom-object` (through `alnrisk::synth::dicom`): vendor layouts, file
+//! order, oblique geometry, SEG placement and RTSTRUCT rasterisation, each checked against values known by
+//! construction; and bad DICOM input, each a typed error naming the file.
+
+use std::path::{Path, PathBuf};
+
+use alnrisk::Error;
+use alnrisk::image::Geometry;
+use alnrisk::ingest::{PhaseRule, PhaseSelector, scan_dir, single_series};
+use alnrisk::roi::{self, RoiOptions};
+use alnrisk::synth::dicom::{self as w, ClassicOptions, SegOptions, SeriesIds};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("alnrisk-dicom-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn axial(size: [usize; 3]) -> Geometry {
+    Geometry::new(size, [0.7, 0.8, 2.0], [-50.0, -40.0, 10.0])
+}
+
+/// A value that identifies phase, column, row and slice.
+fn value(p: usize, i: usize, j: usize, k: usize) -> i16 {
+    (p * 1000 + k * 100 + j * 10 + i) as i16
+}
+
+fn check_values(vol: &alnrisk::image::Volume<f64>, p: usize) {
+    let [nx, ny, nz] = vol.geometry.size;
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                assert_eq!(
+                    vol.at(i, j, k),
+                    value(p, i, j, k) as f64,
+                    "phase {p} at ({i},{j},{k})"
+                );
+            }
+        }
+    }
+}
+
+fn name_in_order(p: usize, k: usize) -> String {
+    format!("IM{:04}.dcm", p * 100 + k)
+}
+
+#[test]
+fn ge_style_one_series_with_repeated_positions() {
+    let dir = tmp("ge");
+    let g = axial([6, 5, 4]);
+    let ids = SeriesIds::from_seed("ge", 1);
+    w::write_classic_series(
+        &dir,
+        &ids,
+        &g,
+        3,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    let scan = scan_dir(&dir).unwrap();
+    let s = single_series(&dir, &scan).unwrap();
+    assert_eq!(s.rule, PhaseRule::RepeatedPosition);
+    assert_eq!(s.phases.len(), 3);
+    assert!(s.geometry.mismatch(&g, 1e-6).is_none(), "{:?}", s.geometry);
+    for p in 0..3 {
+        check_values(&PhaseSelector::Index(p + 1).load(&s).unwrap(), p);
+    }
+    let sub = PhaseSelector::Subtraction(3, 1).load(&s).unwrap();
+    assert!(sub.data.iter().all(|&v| v == 2000.0));
+}
+
+#[test]
+fn temporal_position_identifier_wins_and_shuffled_file_names_do_not_matter() {
+    let dir = tmp("shuffled");
+    let g = axial([5, 4, 6]);
+    let ids = SeriesIds::from_seed("shuffled", 1);
+    let opts = ClassicOptions {
+        temporal_ids: true,
+        phase_times: true,
+    };
+    // names unrelated to order: a hash of (phase, slice)
+    w::write_classic_series(&dir, &ids, &g, 2, opts, value, |p, k| {
+        format!("{}.dcm", &w::uid(&format!("{p}{k}"))[5..17])
+    })
+    .unwrap();
+    let scan = scan_dir(&dir).unwrap();
+    let s = single_series(&dir, &scan).unwrap();
+    assert_eq!(s.rule, PhaseRule::TemporalPositionIdentifier);
+    check_values(&PhaseSelector::Index(1).load(&s).unwrap(), 0);
+    check_values(&PhaseSelector::Index(2).load(&s).unwrap(), 1);
+}
+
+#[test]
+fn siemens_style_one_series_per_phase_is_linked() {
+    let dir = tmp("siemens");
+    let g = axial([4, 4, 3]);
+    for p in 0..3 {
+        let mut ids = SeriesIds::from_seed("siemens", p as i64 + 10);
+        ids.study = w::uid("siemens/study");
+        ids.frame_of_reference = w::uid("siemens/for");
+        // each series holds one phase, written with its phase time and values
+        let opts = ClassicOptions {
+            temporal_ids: false,
+            phase_times: false,
+        };
+        w::write_classic_series(
+            &dir.join(format!("s{p}")),
+            &ids,
+            &g,
+            1,
+            opts,
+            move |_, i, j, k| value(p, i, j, k),
+            |_, k| format!("{k}.dcm"),
+        )
+        .unwrap();
+    }
+    let scan = scan_dir(&dir).unwrap();
+    assert_eq!(scan.studies.len(), 1);
+    assert_eq!(scan.studies[0].series.len(), 3);
+    let s = single_series(&dir, &scan).unwrap();
+    assert_eq!(s.rule, PhaseRule::LinkedSeries);
+    assert_eq!(s.phases.len(), 3);
+    for p in 0..3 {
+        check_values(&PhaseSelector::Index(p + 1).load(&s).unwrap(), p);
+    }
+}
+
+#[test]
+fn enhanced_multiframe_splits_by_temporal_position_index() {
+    let dir = tmp("enhanced");
+    let g = axial([5, 3, 4]);
+    let ids = SeriesIds::from_seed("enhanced", 1);
+    w::write_enhanced(&dir.join("multiframe.dcm"), &ids, &g, 3, value).unwrap();
+    let scan = scan_dir(&dir).unwrap();
+    let s = single_series(&dir, &scan).unwrap();
+    assert_eq!(s.rule, PhaseRule::TemporalPositionIndex);
+    assert_eq!(s.phases.len(), 3);
+    assert!(s.geometry.mismatch(&g, 1e-6).is_none());
+    for p in 0..3 {
+        check_values(&PhaseSelector::Index(p + 1).load(&s).unwrap(), p);
+    }
+}
+
+#[test]
+fn oblique_geometry_is_recovered() {
+    let dir = tmp("oblique");
+    let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
+    // rows tilted 30° about z, columns along −z: an oblique sagittal-ish plane
+    let g = Geometry {
+        size: [4, 3, 5],
+        spacing: [0.9, 1.1, 2.5],
+        origin: [12.0, -7.5, 33.0],
+        direction: [[c, 0.0, -s], [s, 0.0, c], [0.0, -1.0, 0.0]],
+    };
+    // the third column is row × column, as DICOM defines the slice normal
+    let ids = SeriesIds::from_seed("oblique", 1);
+    w::write_classic_series(
+        &dir,
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    let scan = scan_dir(&dir).unwrap();
+    let series = single_series(&dir, &scan).unwrap();
+    assert!(
+        series.geometry.mismatch(&g, 1e-5).is_none(),
+        "{:?} vs {:?}",
+        series.geometry,
+        g
+    );
+    check_values(&PhaseSelector::Index(1).load(&series).unwrap(), 0);
+}
+
+#[test]
+fn seg_is_placed_by_position_not_frame_order() {
+    let dir = tmp("seg");
+    let g = axial([8, 7, 6]);
+    let ids = SeriesIds::from_seed("seg", 1);
+    w::write_classic_series(
+        &dir.join("dce"),
+        &ids,
+        &g,
+        2,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    let inside = |i: usize, j: usize, k: usize| {
+        (2..5).contains(&i) && (1..4).contains(&j) && (k == 1 || k == 4)
+    };
+    let scan = scan_dir(&dir.join("dce")).unwrap();
+    let series = single_series(&dir.join("dce"), &scan).unwrap();
+    for (name, opts) in [
+        (
+            "binary-reversed",
+            SegOptions {
+                reverse_frames: true,
+                ..SegOptions::default()
+            },
+        ),
+        (
+            "fractional",
+            SegOptions {
+                binary: false,
+                ..SegOptions::default()
+            },
+        ),
+        // positions offset by just under half a pixel: still index-aligned
+        (
+            "half-pixel",
+            SegOptions {
+                offset_pixels: [0.49, -0.49],
+                ..SegOptions::default()
+            },
+        ),
+        (
+            "no-references",
+            SegOptions {
+                reference_series: false,
+                ..SegOptions::default()
+            },
+        ),
+    ] {
+        let path = dir.join(format!("{name}.dcm"));
+        w::write_seg(&path, &ids, &g, opts, inside).unwrap();
+        let m = roi::load(&path, &series, &RoiOptions::default()).unwrap();
+        for k in 0..6 {
+            for j in 0..7 {
+                for i in 0..8 {
+                    assert_eq!(
+                        m.volume.at(i, j, k) == 1.0,
+                        inside(i, j, k),
+                        "{name} at ({i},{j},{k})"
+                    );
+                }
+            }
+        }
+    }
+    // a whole-pixel offset shifts the frame
+    let path = dir.join("shifted.dcm");
+    w::write_seg(
+        &path,
+        &ids,
+        &g,
+        SegOptions {
+            offset_pixels: [1.0, 0.0],
+            ..SegOptions::default()
+        },
+        inside,
+    )
+    .unwrap();
+    let m = roi::load(&path, &series, &RoiOptions::default()).unwrap();
+    assert_eq!(m.volume.at(5, 1, 1), 1.0);
+    assert_eq!(m.volume.at(2, 1, 1), 0.0);
+}
+
+#[test]
+fn rtstruct_rasterises_voxel_centres_inside_with_half_open_edges() {
+    let dir = tmp("rtstruct");
+    let g = axial([10, 10, 3]);
+    let ids = SeriesIds::from_seed("rt", 1);
+    w::write_classic_series(
+        &dir.join("dce"),
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    let scan = scan_dir(&dir.join("dce")).unwrap();
+    let series = single_series(&dir.join("dce"), &scan).unwrap();
+    let at = |i: f64, j: f64, k: f64| g.continuous_index_to_physical([i, j, k]);
+    // slice 1: square (1.5,1.5)–(5.5,5.5) → centres {2..5}², with a hole (3.5,3.5)–(4.5,4.5) removing (4,4);
+    // slice 2: square (1.5,1.5)–(3.5,3.5) → centres {2,3}². (Vertices exactly on centres are covered by the
+    // unit test of the half-open rule: written as DS they no longer sit exactly on a centre.)
+    let square = |a: f64, b: f64, k: f64| vec![at(a, a, k), at(b, a, k), at(b, b, k), at(a, b, k)];
+    let contours = vec![
+        square(1.5, 5.5, 1.0),
+        square(3.5, 4.5, 1.0),
+        square(1.5, 3.5, 2.0),
+    ];
+    let path = dir.join("rt.dcm");
+    w::write_rtstruct(&path, &ids, "GTV", &contours).unwrap();
+    let m = roi::load(&path, &series, &RoiOptions::default()).unwrap();
+    let mut expect = vec![0.0; g.len()];
+    for j in 2..6 {
+        for i in 2..6 {
+            if (i, j) != (4, 4) {
+                expect[g.offset(i, j, 1)] = 1.0;
+            }
+        }
+    }
+    for j in 2..4 {
+        for i in 2..4 {
+            expect[g.offset(i, j, 2)] = 1.0;
+        }
+    }
+    assert_eq!(m.volume.data, expect);
+    let e = roi::load(
+        &path,
+        &series,
+        &RoiOptions {
+            choice: roi::RoiChoice::Label("CTV".into()),
+            ..RoiOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("GTV"), "{e}");
+}
+
+#[test]
+fn radiomics_agree_between_seg_and_nifti_label_map() {
+    let dir = tmp("seg-vs-nifti");
+    let g = axial([12, 12, 6]);
+    let ids = SeriesIds::from_seed("sn", 1);
+    w::write_classic_series(
+        &dir.join("dce"),
+        &ids,
+        &g,
+        2,
+        ClassicOptions::default(),
+        |p, i, j, k| ((i * 7 + j * 3 + k * 5 + p * 11) % 40) as i16,
+        name_in_order,
+    )
+    .unwrap();
+    let inside = |i: usize, j: usize, k: usize| {
+        (3..9).contains(&i) && (2..10).contains(&j) && (1..5).contains(&k) && (i + j + k) % 7 != 0
+    };
+    w::write_seg(
+        &dir.join("roi.dcm"),
+        &ids,
+        &g,
+        SegOptions::default(),
+        inside,
+    )
+    .unwrap();
+    let scan = scan_dir(&dir.join("dce")).unwrap();
+    let series = single_series(&dir.join("dce"), &scan).unwrap();
+    let seg = roi::load(&dir.join("roi.dcm"), &series, &RoiOptions::default()).unwrap();
+    alnrisk::io::nifti::write(&dir.join("roi.nii.gz"), &seg.volume).unwrap();
+    let lab = roi::load(&dir.join("roi.nii.gz"), &series, &RoiOptions::default()).unwrap();
+    let img = PhaseSelector::FirstPostContrast.load(&series).unwrap();
+    let s = alnrisk::radiomics::Settings::default();
+    let a = alnrisk::radiomics::extract(&dir, &img, &dir, &seg.volume, &s).unwrap();
+    let b = alnrisk::radiomics::extract(&dir, &img, &dir, &lab.volume, &s).unwrap();
+    assert_eq!(a.features, b.features);
+    // a label map on another grid is refused
+    let mut other = seg.volume.clone();
+    other.geometry.origin[0] += 5.0;
+    alnrisk::io::nifti::write(&dir.join("moved.nii.gz"), &other).unwrap();
+    assert!(matches!(
+        roi::load(&dir.join("moved.nii.gz"), &series, &RoiOptions::default()),
+        Err(Error::GeometryMismatch { .. })
+    ));
+}
+
+fn expect_problem(dir: &Path, needle: &str) {
+    let scan = scan_dir(dir).unwrap();
+    let all: Vec<String> = scan.problems.iter().map(|e| e.to_string()).collect();
+    assert!(
+        all.iter().any(|m| m.contains(needle)),
+        "no problem mentions '{needle}': {all:?}"
+    );
+}
+
+#[test]
+fn bad_dicom_input_gives_typed_errors_naming_the_file() {
+    let dir = tmp("bad");
+    let g = axial([4, 4, 3]);
+    let ids = SeriesIds::from_seed("bad", 1);
+    let files = w::write_classic_series(
+        &dir.join("dce"),
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+
+    // non-DICOM and truncated files are reported, and the valid series still assembles
+    std::fs::write(dir.join("dce/notes.txt"), b"not dicom at all").unwrap();
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(dir.join("dce/truncated.dcm"), &bytes[..200]).unwrap();
+    let scan = scan_dir(&dir.join("dce")).unwrap();
+    let msgs: Vec<String> = scan.problems.iter().map(|e| e.to_string()).collect();
+    assert!(msgs.iter().any(|m| m.contains("notes.txt")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("truncated.dcm")), "{msgs:?}");
+    assert_eq!(
+        single_series(&dir.join("dce"), &scan).unwrap().phases[0].len(),
+        3
+    );
+
+    // inconsistent Rows/Columns within a series
+    let d2 = dir.join("rows");
+    w::write_classic_series(
+        &d2,
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    let g2 = Geometry {
+        size: [5, 4, 3],
+        ..g.clone()
+    };
+    w::write_classic_series(
+        &d2,
+        &ids,
+        &g2,
+        1,
+        ClassicOptions::default(),
+        value,
+        |_, k| format!("wide{k}.dcm"),
+    )
+    .unwrap();
+    std::fs::remove_file(d2.join("wide0.dcm")).unwrap();
+    std::fs::remove_file(d2.join("wide2.dcm")).unwrap();
+    std::fs::remove_file(d2.join(name_in_order(0, 1))).unwrap();
+    expect_problem(&d2, "inconsistent Rows/Columns");
+
+    // a missing slice (gap)
+    let d3 = dir.join("gap");
+    let g3 = axial([4, 4, 5]);
+    w::write_classic_series(
+        &d3,
+        &ids,
+        &g3,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    std::fs::remove_file(d3.join(name_in_order(0, 2))).unwrap();
+    expect_problem(&d3, "non-uniform slice spacing");
+
+    // missing geometry tag: strip ImagePositionPatient by rewriting a file without it
+    let d4 = dir.join("nogeom");
+    std::fs::create_dir_all(&d4).unwrap();
+    let mut obj = dicom_object::open_file(&files[0]).unwrap();
+    obj.remove_element(dicom_dictionary_std::tags::IMAGE_POSITION_PATIENT);
+    obj.write_to_file(d4.join("x.dcm")).unwrap();
+    expect_problem(&d4, "ImagePositionPatient");
+
+    // missing Pixel Data: the header scans, decoding names the file
+    let d5 = dir.join("nopixels");
+    std::fs::create_dir_all(&d5).unwrap();
+    for (n, f) in files.iter().enumerate() {
+        let mut obj = dicom_object::open_file(f).unwrap();
+        if n == 1 {
+            obj.remove_element(dicom_dictionary_std::tags::PIXEL_DATA);
+        }
+        obj.write_to_file(d5.join(format!("{n}.dcm"))).unwrap();
+    }
+    let scan = scan_dir(&d5).unwrap();
+    let s = single_series(&d5, &scan).unwrap();
+    let e = PhaseSelector::Index(1).load(&s).unwrap_err();
+    assert!(
+        e.to_string().contains("1.dcm") && e.to_string().contains("Pixel Data"),
+        "{e}"
+    );
+
+    // absurd declared size: refused at the header, before any allocation
+    let d6 = dir.join("huge");
+    std::fs::create_dir_all(&d6).unwrap();
+    let mut obj = dicom_object::open_file(&files[0]).unwrap();
+    obj.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::NUMBER_OF_FRAMES,
+        dicom_core::VR::IS,
+        dicom_core::PrimitiveValue::from("4000000"),
+    ));
+    obj.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::ROWS,
+        dicom_core::VR::US,
+        dicom_core::PrimitiveValue::from(60000u16),
+    ));
+    obj.write_to_file(d6.join("huge.dcm")).unwrap();
+    let scan = scan_dir(&d6).unwrap();
+    assert!(
+        scan.problems
+            .iter()
+            .any(|e| matches!(e, Error::TooLarge { .. })),
+        "{:?}",
+        scan.problems
+    );
+
+    // a SEG that references another series, and an empty segment
+    let scan = scan_dir(&dir.join("dce")).unwrap();
+    let series = single_series(&dir.join("dce"), &scan).unwrap();
+    let other = SeriesIds::from_seed("another", 7);
+    let mut other_for = other.clone();
+    other_for.frame_of_reference = ids.frame_of_reference.clone();
+    w::write_seg(
+        &dir.join("other.dcm"),
+        &other_for,
+        &g,
+        SegOptions::default(),
+        |i, _, _| i == 1,
+    )
+    .unwrap();
+    let e = roi::load(&dir.join("other.dcm"), &series, &RoiOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("another series") && e.to_string().contains("other.dcm"),
+        "{e}"
+    );
+    w::write_seg(
+        &dir.join("empty.dcm"),
+        &ids,
+        &g,
+        SegOptions {
+            binary: false,
+            ..SegOptions::default()
+        },
+        |i, j, k| i == 1 && j == 1 && k == 1,
+    )
+    .unwrap();
+    let e = roi::load(
+        &dir.join("empty.dcm"),
+        &series,
+        &RoiOptions {
+            fractional_threshold: 2.0,
+            ..RoiOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("is empty"), "{e}");
+}
