@@ -65,6 +65,11 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// List the studies, series, phases, geometry, ROI objects and problems found in a DICOM folder.
+    Inspect {
+        /// Folder to scan (recursively).
+        dir: PathBuf,
+    },
     /// Show what the appliance can do today: radiomics on the bundled PyRadiomics test cases, checked
     /// against PyRadiomics 3.1.0's own output (the full scanner-side demo arrives with the daemon).
     Demo {
@@ -95,6 +100,7 @@ pub fn run() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo { data } => demo(data),
+        Command::Inspect { dir } => inspect(&dir),
         Command::Extract {
             image,
             mask,
@@ -219,6 +225,78 @@ fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {
+    let scan = alnrisk::ingest::scan_dir(dir)?;
+    println!("{}", dir.display());
+    for study in &scan.studies {
+        println!("study {}", study.uid);
+        for s in &study.series {
+            let g = &s.geometry;
+            println!(
+                "  series {} #{} '{}' {} — {} phase(s) × {} slices (split by {:?})",
+                s.series_uid,
+                s.series_number.map(|n| n.to_string()).unwrap_or_default(),
+                s.description,
+                s.modality,
+                s.phases.len(),
+                g.size[2],
+                s.rule
+            );
+            println!(
+                "    grid {}×{}×{}, spacing ({:.4}, {:.4}, {:.4}) mm, origin ({:.3}, {:.3}, {:.3})",
+                g.size[0],
+                g.size[1],
+                g.size[2],
+                g.spacing[0],
+                g.spacing[1],
+                g.spacing[2],
+                g.origin[0],
+                g.origin[1],
+                g.origin[2]
+            );
+            println!(
+                "    row ({:.4}, {:.4}, {:.4}) col ({:.4}, {:.4}, {:.4}) normal ({:.4}, {:.4}, {:.4})",
+                g.direction[0][0],
+                g.direction[1][0],
+                g.direction[2][0],
+                g.direction[0][1],
+                g.direction[1][1],
+                g.direction[2][1],
+                g.direction[0][2],
+                g.direction[1][2],
+                g.direction[2][2]
+            );
+            for w in &s.warnings {
+                println!("    warning: {w}");
+            }
+        }
+        if study.series.iter().all(|s| s.phases.len() == 1)
+            && let Some(l) = alnrisk::ingest::series::link_dce(study)
+        {
+            println!("  → {}", l.description);
+        }
+    }
+    for (path, class) in &scan.roi_objects {
+        let kind = if class == alnrisk::ingest::header::SEGMENTATION {
+            "SEG"
+        } else {
+            "RTSTRUCT"
+        };
+        println!("ROI object {kind}: {}", path.display());
+    }
+    for p in &scan.problems {
+        println!("problem: {p}");
+    }
+    println!(
+        "{} study(ies), {} series, {} ROI object(s), {} problem(s)",
+        scan.studies.len(),
+        scan.studies.iter().map(|s| s.series.len()).sum::<usize>(),
+        scan.roi_objects.len(),
+        scan.problems.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn csv_field(s: &str) -> String {

@@ -334,7 +334,10 @@ fn radiomics_agree_between_seg_and_nifti_label_map() {
     )
     .unwrap();
     let inside = |i: usize, j: usize, k: usize| {
-        (3..9).contains(&i) && (2..10).contains(&j) && (1..5).contains(&k) && (i + j + k) % 7 != 0
+        (3..9).contains(&i)
+            && (2..10).contains(&j)
+            && (1..5).contains(&k)
+            && !(i + j + k).is_multiple_of(7)
     };
     w::write_seg(
         &dir.join("roi.dcm"),
@@ -539,4 +542,60 @@ fn bad_dicom_input_gives_typed_errors_naming_the_file() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("is empty"), "{e}");
+}
+
+#[test]
+fn transfer_syntaxes_implicit_and_deflate_decode_unsupported_is_named() {
+    let dir = tmp("ts");
+    let g = axial([4, 3, 3]);
+    let ids = SeriesIds::from_seed("ts", 1);
+    let files = w::write_classic_series(
+        &dir.join("src"),
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    for (name, ts) in [
+        ("implicit", "1.2.840.10008.1.2"),
+        ("deflate", "1.2.840.10008.1.2.1.99"),
+    ] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for (n, f) in files.iter().enumerate() {
+            let mut obj = dicom_object::open_file(f).unwrap();
+            obj.meta_mut().transfer_syntax = if ts.len() % 2 == 1 {
+                format!("{ts}\0")
+            } else {
+                ts.to_string()
+            };
+            obj.meta_mut().update_information_group_length();
+            obj.write_to_file(d.join(format!("{n}.dcm"))).unwrap();
+        }
+        let scan = scan_dir(&d).unwrap();
+        let s = single_series(&d, &scan).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_values(&PhaseSelector::Index(1).load(&s).unwrap(), 0);
+    }
+    // pixel data declared as JPEG-LS (not decodable without C++): a clear error naming the UID
+    let d = dir.join("jpegls");
+    std::fs::create_dir_all(&d).unwrap();
+    for (n, f) in files.iter().enumerate() {
+        let mut obj = dicom_object::open_file(f).unwrap();
+        obj.meta_mut().transfer_syntax = "1.2.840.10008.1.2.4.80".to_string();
+        obj.meta_mut().update_information_group_length();
+        let px = dicom_core::value::PixelFragmentSequence::new(vec![], vec![vec![0u8; 16]]);
+        obj.put(dicom_core::DataElement::new(
+            dicom_dictionary_std::tags::PIXEL_DATA,
+            dicom_core::VR::OB,
+            px,
+        ));
+        obj.write_to_file(d.join(format!("{n}.dcm"))).unwrap();
+    }
+    let scan = scan_dir(&d).unwrap();
+    let s = single_series(&d, &scan).unwrap();
+    let e = PhaseSelector::Index(1).load(&s).unwrap_err();
+    assert!(e.to_string().contains("1.2.840.10008.1.2.4.80"), "{e}");
 }

@@ -200,3 +200,21 @@ fn cli_extracts_from_a_dicom_folder_and_seg() {
     );
     assert_eq!(v["diagnostics_Mask-original_VoxelNum"], "82527");
 }
+
+#[test]
+fn cli_inspect_lists_series_phases_and_roi_objects() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alnrisk"))
+        .arg("inspect")
+        .arg(data("tcia-breast-mri-nact-pilot/UCSF-BR-06"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 phase(s) × 60 slices"), "{text}");
+    assert!(text.contains("grid 256×256×60"), "{text}");
+    assert!(text.contains("ROI object SEG:"), "{text}");
+    assert!(
+        text.contains("1 study(ies), 1 series, 1 ROI object(s), 0 problem(s)"),
+        "{text}"
+    );
+}

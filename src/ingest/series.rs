@@ -2,9 +2,13 @@
 //!
 //! **Phases.** A series is split into dynamic phases by the first rule whose groups are consistent — every
 //! group holds exactly one image per slice position and all groups cover the same positions:
-//! 1. TemporalPositionIdentifier; 2. per-frame TemporalPositionIndex; 3. AcquisitionNumber, then
-//! TriggerTime, then AcquisitionTime, then ContentTime; 4. repeated ImagePositionPatient, the k-th phase being
-//! the k-th image at each position in InstanceNumber order. A series with one image per position is one phase.
+//! 1. TemporalPositionIdentifier;
+//! 2. per-frame TemporalPositionIndex;
+//! 3. AcquisitionNumber, then TriggerTime, then AcquisitionTime, then ContentTime;
+//! 4. repeated ImagePositionPatient, the k-th phase being the k-th image at each position in InstanceNumber
+//!    order.
+//!
+//! A series with one image per position is one phase.
 //!
 //! **Slices.** Images are sorted by the projection of ImagePositionPatient on the slice normal
 //! `n = row × column` of ImageOrientationPatient, ascending (as ITK's GDCM series reader does). Two images are
@@ -202,12 +206,9 @@ pub fn split_phases(slices: &[SliceHeader]) -> Option<(PhaseRule, Vec<Vec<SliceH
         (PhaseRule::ContentTime, |s| split_by(s, |x| x.content_time)),
     ];
     for (rule, f) in rules {
-        if let Some(groups) = f(slices) {
-            if groups.len() > 1 {
-                if let Some(g) = consistent(groups, &positions, n) {
-                    return Some((rule, g));
-                }
-            }
+        let groups = f(slices).filter(|g| g.len() > 1);
+        if let Some(g) = groups.and_then(|g| consistent(g, &positions, n)) {
+            return Some((rule, g));
         }
     }
     // Repeated positions: the k-th image (by InstanceNumber) at each position belongs to phase k.

@@ -105,6 +105,23 @@ pub fn load(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     }
 }
 
+/// A ROI object must be drawn in the series' frame of reference (when both state one).
+pub(crate) fn check_frame_of_reference(
+    path: &Path,
+    referenced: Option<String>,
+    series: &Series,
+) -> Result<()> {
+    if let (Some(a), Some(b)) = (referenced, &series.frame_of_reference_uid)
+        && &a != b
+    {
+        return Err(Error::InvalidRoi {
+            path: path.to_path_buf(),
+            reason: format!("references another frame of reference ({a}; the series is in {b})"),
+        });
+    }
+    Ok(())
+}
+
 /// Round half up (`floor(x + ½)`), the tie rule used for matching positions to slices. (Rust's `f64::round`
 /// rounds half away from zero, numpy half to even; neither is what ITK's nearest-neighbour uses.)
 pub(crate) fn round_half_up(x: f64) -> i64 {

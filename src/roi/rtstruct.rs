@@ -77,20 +77,11 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
             opts.choice
         ))
     })?;
-    for r in items(ds, tags::STRUCTURE_SET_ROI_SEQUENCE) {
-        if int(r, tags::ROI_NUMBER) == Some(chosen) {
-            if let (Some(a), Some(b)) = (
-                string(r, tags::REFERENCED_FRAME_OF_REFERENCE_UID),
-                &series.frame_of_reference_uid,
-            ) {
-                if &a != b {
-                    return Err(bad(format!(
-                        "structure {chosen} is in another frame of reference ({a})"
-                    )));
-                }
-            }
-        }
-    }
+    let structure = items(ds, tags::STRUCTURE_SET_ROI_SEQUENCE)
+        .iter()
+        .find(|r| int(r, tags::ROI_NUMBER) == Some(chosen));
+    let referenced = structure.and_then(|r| string(r, tags::REFERENCED_FRAME_OF_REFERENCE_UID));
+    super::check_frame_of_reference(path, referenced, series)?;
     let g = &series.geometry;
     let mut mask = Mask::empty(g, String::new());
     let mut contours = 0;
@@ -100,7 +91,7 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         }
         for c in items(rc, tags::CONTOUR_SEQUENCE) {
             let pts = floats(c, tags::CONTOUR_DATA).unwrap_or_default();
-            if pts.len() < 9 || pts.len() % 3 != 0 {
+            if pts.len() < 9 || !pts.len().is_multiple_of(3) {
                 return Err(bad(format!(
                     "contour {} has {} coordinates",
                     contours + 1,

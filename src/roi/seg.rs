@@ -59,24 +59,15 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         return Err(fmt_err(path, "not a Segmentation Storage object"));
     }
     // Does it belong to this series?
-    if let (Some(a), Some(b)) = (
-        string(ds, tags::FRAME_OF_REFERENCE_UID),
-        &series.frame_of_reference_uid,
-    ) {
-        if &a != b {
-            return Err(bad(format!(
-                "references another frame of reference ({a}, series has {b})"
-            )));
-        }
-    }
+    super::check_frame_of_reference(path, string(ds, tags::FRAME_OF_REFERENCE_UID), series)?;
     for rs in items(ds, tags::REFERENCED_SERIES_SEQUENCE) {
-        if let Some(uid) = string(rs, tags::SERIES_INSTANCE_UID) {
-            if uid != series.series_uid {
-                return Err(bad(format!(
-                    "references another series ({uid}, not {})",
-                    series.series_uid
-                )));
-            }
+        if let Some(uid) = string(rs, tags::SERIES_INSTANCE_UID)
+            && uid != series.series_uid
+        {
+            return Err(bad(format!(
+                "references another series ({uid}, not {})",
+                series.series_uid
+            )));
         }
     }
     let mut by_uid: HashMap<&str, usize> = HashMap::new();
@@ -206,13 +197,13 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
                         c[2]
                     )));
                 }
-                if let Some(r) = by_ref {
-                    if r != k as usize {
-                        return Err(bad(format!(
-                            "frame {}: position says slice {k}, its referenced image slice {r}",
-                            f + 1
-                        )));
-                    }
+                if let Some(r) = by_ref
+                    && r != k as usize
+                {
+                    return Err(bad(format!(
+                        "frame {}: position says slice {k}, its referenced image slice {r}",
+                        f + 1
+                    )));
                 }
                 let shift = |x: f64| -> Result<i64> {
                     if x.abs() <= 0.5 + 1e-3 {
