@@ -599,3 +599,111 @@ fn transfer_syntaxes_implicit_and_deflate_decode_unsupported_is_named() {
     let e = PhaseSelector::Index(1).load(&s).unwrap_err();
     assert!(e.to_string().contains("1.2.840.10008.1.2.4.80"), "{e}");
 }
+
+fn rewrite_all(
+    files: &[PathBuf],
+    dir: &Path,
+    edit: impl Fn(usize, &mut dicom_object::DefaultDicomObject),
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (n, f) in files.iter().enumerate() {
+        let mut obj = dicom_object::open_file(f).unwrap();
+        edit(n, &mut obj);
+        obj.write_to_file(dir.join(format!("{n}.dcm"))).unwrap();
+    }
+}
+
+fn ds_elem(
+    tag: dicom_core::Tag,
+    v: &str,
+) -> dicom_core::DataElement<dicom_object::InMemDicomObject> {
+    dicom_core::DataElement::new(tag, dicom_core::VR::DS, dicom_core::PrimitiveValue::from(v))
+}
+
+#[test]
+fn rescale_and_real_world_value_mapping_are_applied() {
+    use dicom_dictionary_std::tags;
+    let dir = tmp("rescale");
+    let g = axial([3, 3, 2]);
+    let ids = SeriesIds::from_seed("rescale", 1);
+    let files = w::write_classic_series(
+        &dir.join("src"),
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    rewrite_all(&files, &dir.join("rescale"), |_, o| {
+        o.put(ds_elem(tags::RESCALE_SLOPE, "0.5"));
+        o.put(ds_elem(tags::RESCALE_INTERCEPT, "10"));
+    });
+    rewrite_all(&files, &dir.join("rwvm"), |_, o| {
+        o.put(ds_elem(tags::RESCALE_SLOPE, "0.5"));
+        let item = dicom_object::InMemDicomObject::from_element_iter([
+            ds_elem(tags::REAL_WORLD_VALUE_SLOPE, "2"),
+            ds_elem(tags::REAL_WORLD_VALUE_INTERCEPT, "-5"),
+        ]);
+        o.put(dicom_core::DataElement::new(
+            tags::REAL_WORLD_VALUE_MAPPING_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+    });
+    for (name, f) in [
+        ("rescale", (|v: f64| v * 0.5 + 10.0) as fn(f64) -> f64),
+        ("rwvm", |v: f64| v * 2.0 - 5.0),
+    ] {
+        let d = dir.join(name);
+        let s = single_series(&d, &scan_dir(&d).unwrap()).unwrap();
+        let vol = PhaseSelector::Index(1).load(&s).unwrap();
+        assert_eq!(vol.pixel_type, alnrisk::image::PixelType::F64);
+        for k in 0..2 {
+            for j in 0..3 {
+                for i in 0..3 {
+                    assert_eq!(vol.at(i, j, k), f(value(0, i, j, k) as f64), "{name}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn mixed_orientations_and_duplicate_positions_are_refused() {
+    use dicom_dictionary_std::tags;
+    let dir = tmp("mixed");
+    let g = axial([3, 3, 3]);
+    let ids = SeriesIds::from_seed("mixed", 1);
+    let files = w::write_classic_series(
+        &dir.join("src"),
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    rewrite_all(&files, &dir.join("orient"), |n, o| {
+        if n == 1 {
+            o.put(dicom_core::DataElement::new(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                dicom_core::VR::DS,
+                dicom_core::PrimitiveValue::from("1\\0\\0\\0\\0\\-1"),
+            ));
+        }
+    });
+    expect_problem(&dir.join("orient"), "mixed orientations");
+    // a fourth file at the position of the second: three positions, one of them twice
+    rewrite_all(&files, &dir.join("dup"), |_, _| {});
+    let mut obj = dicom_object::open_file(&files[1]).unwrap();
+    obj.put(dicom_core::DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        dicom_core::VR::UI,
+        dicom_core::PrimitiveValue::from(w::uid("dup")),
+    ));
+    obj.write_to_file(dir.join("dup/extra.dcm")).unwrap();
+    expect_problem(&dir.join("dup"), "duplicate positions");
+}
