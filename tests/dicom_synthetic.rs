@@ -707,3 +707,34 @@ fn mixed_orientations_and_duplicate_positions_are_refused() {
     obj.write_to_file(dir.join("dup/extra.dcm")).unwrap();
     expect_problem(&dir.join("dup"), "duplicate positions");
 }
+
+#[test]
+fn corrupt_element_length_is_refused_before_allocation() {
+    let dir = tmp("length");
+    let g = axial([4, 4, 1]);
+    let ids = SeriesIds::from_seed("length", 1);
+    let files = w::write_classic_series(
+        &dir.join("src"),
+        &ids,
+        &g,
+        1,
+        ClassicOptions::default(),
+        value,
+        name_in_order,
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    // Pixel Data (7FE0,0010) OW: tag, VR, 2 reserved bytes, then the 4-byte length
+    let at = bytes
+        .windows(6)
+        .position(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'W'])
+        .unwrap();
+    bytes[at + 8..at + 12].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+    let p = dir.join("bad.dcm");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = alnrisk::ingest::guard::open(&p, false).unwrap_err();
+    assert!(
+        e.to_string().contains("declares 2147483632 bytes") && e.to_string().contains("bad.dcm"),
+        "{e}"
+    );
+}

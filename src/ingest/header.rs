@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 
 use super::tags::{Dataset, float, floats, int, item, items, string, time_seconds};
 use crate::error::{Error, Result};
@@ -91,12 +90,9 @@ pub(crate) fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Open a DICOM file's header (everything before Pixel Data).
+/// Open a DICOM file's header (everything before Pixel Data), after the length check of [`super::guard`].
 pub fn open_header(path: &Path) -> Result<dicom_object::DefaultDicomObject> {
-    OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))
+    super::guard::open(path, true)
 }
 
 fn required<T>(path: &Path, v: Option<T>, what: &str) -> Result<T> {

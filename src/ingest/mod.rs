@@ -8,6 +8,7 @@
 //!
 //! ROI objects (SEG, RTSTRUCT, label maps) live in [`crate::roi`].
 
+pub mod guard;
 pub mod header;
 pub mod phase;
 pub mod pixels;

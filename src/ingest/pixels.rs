@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 
 use super::header::{SliceHeader, fmt_err};
@@ -20,9 +19,7 @@ use crate::image::{PixelType, Volume};
 
 /// Decode the frames `frames` of one file as real values.
 pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, PixelType)> {
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))?;
+    let obj = crate::ingest::guard::open(path, false)?;
     if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
         return Err(fmt_err(path, "missing Pixel Data (7FE0,0010)"));
     }

@@ -10,12 +10,10 @@
 use std::path::Path;
 
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 
 use super::{Mask, RoiChoice, RoiOptions, round_half_up};
 use crate::error::{Error, Result};
 use crate::ingest::Series;
-use crate::ingest::header::fmt_err;
 use crate::ingest::tags::{Dataset, floats, int, items, string};
 
 /// Fill one polygon (continuous `(i, j)` vertices) into slice `k` by the even–odd rule (toggling).
@@ -49,9 +47,7 @@ pub fn fill_polygon(mask: &mut Mask, k: usize, poly: &[[f64; 2]]) {
 
 /// Read an RTSTRUCT onto the grid of `series`.
 pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))?;
+    let obj = crate::ingest::guard::open(path, false)?;
     let ds: &Dataset = &obj;
     let bad = |reason: String| Error::InvalidRoi {
         path: path.to_path_buf(),

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 
 use super::{Mask, RoiChoice, RoiOptions, round_half_up};
 use crate::error::{Error, Result};
@@ -47,9 +46,7 @@ fn refs(ds: &Dataset, out: &mut Vec<String>) {
 
 /// Read a SEG onto the grid of `series`.
 pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))?;
+    let obj = crate::ingest::guard::open(path, false)?;
     let ds: &Dataset = &obj;
     let bad = |reason: String| Error::InvalidRoi {
         path: path.to_path_buf(),
