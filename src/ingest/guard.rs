@@ -78,10 +78,8 @@ fn walk(b: &[u8], mut pos: usize, end: usize, explicit: bool) -> std::result::Re
                     }
                     pos += len as usize;
                 }
-                0xE000 => {
-                    if len != u32::MAX && len as usize > end - pos {
-                        return Err(format!("item of {len} bytes runs past the end of the file"));
-                    }
+                0xE000 if len != u32::MAX && len as usize > end - pos => {
+                    return Err(format!("item of {len} bytes runs past the end of the file"));
                 }
                 0xE0DD => in_fragments = false,
                 _ => {}
