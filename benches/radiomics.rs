@@ -59,10 +59,7 @@ fn time_class(case: &Case, class: Option<&str>, reps: usize) -> (f64, usize) {
 
 fn main() {
     // single-threaded: the targets are per core
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build_global()
-        .ok();
+    rayon::ThreadPoolBuilder::new().num_threads(1).build_global().ok();
     // (the DICOM scan below then also runs on one thread)
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let root = data.join("pyradiomics");
@@ -112,10 +109,7 @@ fn main() {
         }
     }
 
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     for c in args.chunks(3) {
         if c.len() == 3 {
             cases.push(Case {
@@ -148,16 +142,9 @@ fn main() {
         let c0 = cpu_seconds();
         let (t, n) = time_class(case, None, reps);
         let cpu = (cpu_seconds() - c0) / reps as f64;
-        println!(
-            " {:.1} | {:.1} | {n} | {:.0} |",
-            t * 1e3,
-            cpu * 1e3,
-            peak_rss_mb()
-        );
+        println!(" {:.1} | {:.1} | {n} | {:.0} |", t * 1e3, cpu * 1e3, peak_rss_mb());
     }
-    println!(
-        "\nPer-class columns include the shared preparation (checks, crop, discretisation) of each run."
-    );
+    println!("\nPer-class columns include the shared preparation (checks, crop, discretisation) of each run.");
 
     assembly.sort_by(|a, b| a.1.total_cmp(&b.1));
     let (s, t, g) = assembly[assembly.len() / 2];

@@ -83,9 +83,7 @@ enum Command {
 pub fn run() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -168,13 +166,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let root = data.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data"));
-    println!(
-        "alnrisk demo — radiomics engine (PyRadiomics-compatible), on PyRadiomics' own test images."
-    );
+    println!("alnrisk demo — radiomics engine (PyRadiomics-compatible), on PyRadiomics' own test images.");
     println!("These are public research images, not patient data of this site.\n");
-    println!(
-        "| case | ROI voxels | features | worst rel. error vs PyRadiomics 3.1.0 | time (ms) |"
-    );
+    println!("| case | ROI voxels | features | worst rel. error vs PyRadiomics 3.1.0 | time (ms) |");
     println!("|---|---|---|---|---|");
     let mut worst_all = 0.0f64;
     for case in ["brain1", "breast1"] {
@@ -186,8 +180,7 @@ fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         let mut worst = (0.0f64, String::new());
         for file in [format!("{case}.csv"), format!("{case}_shape2D.csv")] {
             let path = root.join("pyradiomics-3.1.0-reference").join(file);
-            let mut rdr = csv::Reader::from_path(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let mut rdr = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
             for rec in rdr.records() {
                 let rec = rec?;
                 let reference: f64 = rec[1].parse()?;
@@ -198,10 +191,7 @@ fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                     (ours - reference).abs() / reference.abs().max(1e-12)
                 };
                 if rel.is_nan() || rel >= worst.0 {
-                    worst = (
-                        if rel.is_nan() { f64::INFINITY } else { rel },
-                        rec[0].to_string(),
-                    );
+                    worst = (if rel.is_nan() { f64::INFINITY } else { rel }, rec[0].to_string());
                 }
             }
         }
@@ -323,22 +313,15 @@ pub struct Inputs {
 }
 
 /// Read an image (file or DICOM folder) and a mask and extract.
-pub fn extract_files(
-    image: &Path,
-    mask: &Path,
-    settings: &Settings,
-    input: &Inputs,
-) -> anyhow::Result<Extraction> {
+pub fn extract_files(image: &Path, mask: &Path, settings: &Settings, input: &Inputs) -> anyhow::Result<Extraction> {
     if image.is_dir() {
         let scan = alnrisk::ingest::scan_dir(image)?;
         let series = alnrisk::ingest::single_series(image, &scan)?;
         let img = input.phase.load(&series)?;
         let roi = alnrisk::roi::load(mask, &series, &input.roi)?;
         let mut ex = radiomics::extract(image, &img, mask, &roi.volume, settings)?;
-        ex.diagnostics.push((
-            "diagnostics_Image-dicom_Series".into(),
-            series.series_uid.clone(),
-        ));
+        ex.diagnostics
+            .push(("diagnostics_Image-dicom_Series".into(), series.series_uid.clone()));
         ex.diagnostics.push((
             "diagnostics_Image-dicom_Phase".into(),
             format!(
@@ -357,22 +340,13 @@ pub fn extract_files(
     Ok(radiomics::extract(image, &img, mask, &msk, settings)?)
 }
 
-fn run_batch(
-    cohort: &Path,
-    out: &Path,
-    settings: &Settings,
-    input: &Inputs,
-) -> anyhow::Result<ExitCode> {
+fn run_batch(cohort: &Path, out: &Path, settings: &Settings, input: &Inputs) -> anyhow::Result<ExitCode> {
     let base = cohort.parent().unwrap_or(Path::new("."));
-    let mut rdr =
-        csv::Reader::from_path(cohort).with_context(|| format!("reading {}", cohort.display()))?;
+    let mut rdr = csv::Reader::from_path(cohort).with_context(|| format!("reading {}", cohort.display()))?;
     let headers = rdr.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h.trim() == name);
     let (Some(ci), Some(cimg), Some(cmask)) = (col("id"), col("image"), col("mask")) else {
-        bail!(
-            "{}: the cohort CSV needs the columns id,image,mask",
-            cohort.display()
-        );
+        bail!("{}: the cohort CSV needs the columns id,image,mask", cohort.display());
     };
     let mut cases = Vec::new();
     for (row, rec) in rdr.records().enumerate() {
@@ -381,11 +355,7 @@ fn run_batch(
             let p = PathBuf::from(s.trim());
             if p.is_absolute() { p } else { base.join(p) }
         };
-        cases.push((
-            rec[ci].trim().to_string(),
-            resolve(&rec[cimg]),
-            resolve(&rec[cmask]),
-        ));
+        cases.push((rec[ci].trim().to_string(), resolve(&rec[cimg]), resolve(&rec[cmask])));
     }
     let results: Vec<(String, anyhow::Result<Extraction>)> = cases
         .par_iter()
@@ -416,11 +386,7 @@ fn run_batch(
             Err(e) => {
                 failed += 1;
                 eprintln!("case {id}: {e:#}");
-                text.push_str(&format!(
-                    "{},failed,{}",
-                    csv_field(id),
-                    csv_field(&format!("{e:#}"))
-                ));
+                text.push_str(&format!("{},failed,{}", csv_field(id), csv_field(&format!("{e:#}"))));
                 for _ in &names {
                     text.push(',');
                 }
@@ -429,10 +395,7 @@ fn run_batch(
         text.push('\n');
     }
     write_out(Some(out), &text)?;
-    eprintln!(
-        "{} case(s) extracted, {failed} failed",
-        results.len() - failed
-    );
+    eprintln!("{} case(s) extracted, {failed} failed", results.len() - failed);
     Ok(if failed > 0 {
         ExitCode::from(2)
     } else {

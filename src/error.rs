@@ -31,9 +31,7 @@ pub enum Error {
     },
 
     /// A header declares a size we refuse to allocate (checked before any allocation).
-    #[error(
-        "{path}: declared size {declared_bytes} bytes exceeds the limit of {limit_bytes} bytes"
-    )]
+    #[error("{path}: declared size {declared_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
     TooLarge {
         /// The file concerned.
         path: PathBuf,

@@ -62,10 +62,6 @@ mod tests {
     fn known_spectrum() {
         // [[2,1,0],[1,2,0],[0,0,5]] → 1, 3, 5
         let ev = symmetric_eigenvalues(vec![2.0, 1.0, 0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 5.0], 3);
-        assert!(
-            (ev[0] - 1.0).abs() < 1e-14
-                && (ev[1] - 3.0).abs() < 1e-14
-                && (ev[2] - 5.0).abs() < 1e-14
-        );
+        assert!((ev[0] - 1.0).abs() < 1e-14 && (ev[1] - 3.0).abs() < 1e-14 && (ev[2] - 5.0).abs() < 1e-14);
     }
 }

@@ -57,10 +57,7 @@ fn label_not_present() {
         ..Settings::default()
     };
     let m = roi_error(&img, &msk, &s);
-    assert!(
-        m.contains("label 7 is not present") && m.contains("[1]"),
-        "{m}"
-    );
+    assert!(m.contains("label 7 is not present") && m.contains("[1]"), "{m}");
 }
 
 #[test]
@@ -241,10 +238,7 @@ fn nifti_and_nrrd_give_the_same_features() {
     let b = extract(&pi, &img2, &pm, &msk2, &Settings::default()).unwrap();
     // NIfTI stores spacing and orientation in single precision, so spacing-dependent features move by ~1e-7.
     for ((n, x), (_, y)) in a.features.entries.iter().zip(&b.features.entries) {
-        assert!(
-            (x - y).abs() <= 1e-6 * x.abs().max(1e-12),
-            "{n}: {x} vs {y}"
-        );
+        assert!((x - y).abs() <= 1e-6 * x.abs().max(1e-12), "{n}: {x} vs {y}");
     }
     let _ = Geometry::new([1, 1, 1], [1.0; 3], [0.0; 3]);
     let _ = PixelType::F64;
@@ -264,10 +258,7 @@ fn cli_reports_errors_and_exits_non_zero() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cli-garbage.nrrd") && err.contains("NRRD"),
-        "{err}"
-    );
+    assert!(err.contains("cli-garbage.nrrd") && err.contains("NRRD"), "{err}");
 
     let out = Command::new(bin)
         .args(["extract", "--label", "3", "--image"])
@@ -290,16 +281,9 @@ fn cli_extract_and_batch() {
         .arg(data("breast1_label.nrrd"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["diagnostics_Mask-original_BoundingBox"],
-        "(21, 64, 8, 9, 12, 3)"
-    );
+    assert_eq!(v["diagnostics_Mask-original_BoundingBox"], "(21, 64, 8, 9, 12, 3)");
     assert_eq!(v["diagnostics_Mask-original_VoxelNum"], "143");
     assert!(v["original_glcm_Contrast"].as_f64().unwrap() > 0.0);
 

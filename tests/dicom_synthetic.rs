@@ -31,11 +31,7 @@ fn check_values(vol: &alnrisk::image::Volume<f64>, p: usize) {
     for k in 0..nz {
         for j in 0..ny {
             for i in 0..nx {
-                assert_eq!(
-                    vol.at(i, j, k),
-                    value(p, i, j, k) as f64,
-                    "phase {p} at ({i},{j},{k})"
-                );
+                assert_eq!(vol.at(i, j, k), value(p, i, j, k) as f64, "phase {p} at ({i},{j},{k})");
             }
         }
     }
@@ -50,16 +46,7 @@ fn ge_style_one_series_with_repeated_positions() {
     let dir = tmp("ge");
     let g = axial([6, 5, 4]);
     let ids = SeriesIds::from_seed("ge", 1);
-    w::write_classic_series(
-        &dir,
-        &ids,
-        &g,
-        3,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    w::write_classic_series(&dir, &ids, &g, 3, ClassicOptions::default(), value, name_in_order).unwrap();
     let scan = scan_dir(&dir).unwrap();
     let s = single_series(&dir, &scan).unwrap();
     assert_eq!(s.rule, PhaseRule::RepeatedPosition);
@@ -157,16 +144,7 @@ fn oblique_geometry_is_recovered() {
     };
     // the third column is row × column, as DICOM defines the slice normal
     let ids = SeriesIds::from_seed("oblique", 1);
-    w::write_classic_series(
-        &dir,
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    w::write_classic_series(&dir, &ids, &g, 1, ClassicOptions::default(), value, name_in_order).unwrap();
     let scan = scan_dir(&dir).unwrap();
     let series = single_series(&dir, &scan).unwrap();
     assert!(
@@ -193,9 +171,7 @@ fn seg_is_placed_by_position_not_frame_order() {
         name_in_order,
     )
     .unwrap();
-    let inside = |i: usize, j: usize, k: usize| {
-        (2..5).contains(&i) && (1..4).contains(&j) && (k == 1 || k == 4)
-    };
+    let inside = |i: usize, j: usize, k: usize| (2..5).contains(&i) && (1..4).contains(&j) && (k == 1 || k == 4);
     let scan = scan_dir(&dir.join("dce")).unwrap();
     let series = single_series(&dir.join("dce"), &scan).unwrap();
     for (name, opts) in [
@@ -224,7 +200,7 @@ fn seg_is_placed_by_position_not_frame_order() {
         (
             "no-references",
             SegOptions {
-                reference_series: false,
+                reference: w::SegReference::None,
                 ..SegOptions::default()
             },
         ),
@@ -235,11 +211,7 @@ fn seg_is_placed_by_position_not_frame_order() {
         for k in 0..6 {
             for j in 0..7 {
                 for i in 0..8 {
-                    assert_eq!(
-                        m.volume.at(i, j, k) == 1.0,
-                        inside(i, j, k),
-                        "{name} at ({i},{j},{k})"
-                    );
+                    assert_eq!(m.volume.at(i, j, k) == 1.0, inside(i, j, k), "{name} at ({i},{j},{k})");
                 }
             }
         }
@@ -284,11 +256,7 @@ fn rtstruct_rasterises_voxel_centres_inside_with_half_open_edges() {
     // slice 2: square (1.5,1.5)–(3.5,3.5) → centres {2,3}². (Vertices exactly on centres are covered by the
     // unit test of the half-open rule: written as DS they no longer sit exactly on a centre.)
     let square = |a: f64, b: f64, k: f64| vec![at(a, a, k), at(b, a, k), at(b, b, k), at(a, b, k)];
-    let contours = vec![
-        square(1.5, 5.5, 1.0),
-        square(3.5, 4.5, 1.0),
-        square(1.5, 3.5, 2.0),
-    ];
+    let contours = vec![square(1.5, 5.5, 1.0), square(3.5, 4.5, 1.0), square(1.5, 3.5, 2.0)];
     let path = dir.join("rt.dcm");
     w::write_rtstruct(&path, &ids, "GTV", &contours).unwrap();
     let m = roi::load(&path, &series, &RoiOptions::default()).unwrap();
@@ -334,19 +302,9 @@ fn radiomics_agree_between_seg_and_nifti_label_map() {
     )
     .unwrap();
     let inside = |i: usize, j: usize, k: usize| {
-        (3..9).contains(&i)
-            && (2..10).contains(&j)
-            && (1..5).contains(&k)
-            && !(i + j + k).is_multiple_of(7)
+        (3..9).contains(&i) && (2..10).contains(&j) && (1..5).contains(&k) && !(i + j + k).is_multiple_of(7)
     };
-    w::write_seg(
-        &dir.join("roi.dcm"),
-        &ids,
-        &g,
-        SegOptions::default(),
-        inside,
-    )
-    .unwrap();
+    w::write_seg(&dir.join("roi.dcm"), &ids, &g, SegOptions::default(), inside).unwrap();
     let scan = scan_dir(&dir.join("dce")).unwrap();
     let series = single_series(&dir.join("dce"), &scan).unwrap();
     let seg = roi::load(&dir.join("roi.dcm"), &series, &RoiOptions::default()).unwrap();
@@ -400,36 +358,18 @@ fn bad_dicom_input_gives_typed_errors_naming_the_file() {
     let msgs: Vec<String> = scan.problems.iter().map(|e| e.to_string()).collect();
     assert!(msgs.iter().any(|m| m.contains("notes.txt")), "{msgs:?}");
     assert!(msgs.iter().any(|m| m.contains("truncated.dcm")), "{msgs:?}");
-    assert_eq!(
-        single_series(&dir.join("dce"), &scan).unwrap().phases[0].len(),
-        3
-    );
+    assert_eq!(single_series(&dir.join("dce"), &scan).unwrap().phases[0].len(), 3);
 
     // inconsistent Rows/Columns within a series
     let d2 = dir.join("rows");
-    w::write_classic_series(
-        &d2,
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    w::write_classic_series(&d2, &ids, &g, 1, ClassicOptions::default(), value, name_in_order).unwrap();
     let g2 = Geometry {
         size: [5, 4, 3],
         ..g.clone()
     };
-    w::write_classic_series(
-        &d2,
-        &ids,
-        &g2,
-        1,
-        ClassicOptions::default(),
-        value,
-        |_, k| format!("wide{k}.dcm"),
-    )
+    w::write_classic_series(&d2, &ids, &g2, 1, ClassicOptions::default(), value, |_, k| {
+        format!("wide{k}.dcm")
+    })
     .unwrap();
     std::fs::remove_file(d2.join("wide0.dcm")).unwrap();
     std::fs::remove_file(d2.join("wide2.dcm")).unwrap();
@@ -439,16 +379,7 @@ fn bad_dicom_input_gives_typed_errors_naming_the_file() {
     // a missing slice (gap)
     let d3 = dir.join("gap");
     let g3 = axial([4, 4, 5]);
-    w::write_classic_series(
-        &d3,
-        &ids,
-        &g3,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    w::write_classic_series(&d3, &ids, &g3, 1, ClassicOptions::default(), value, name_in_order).unwrap();
     std::fs::remove_file(d3.join(name_in_order(0, 2))).unwrap();
     expect_problem(&d3, "non-uniform slice spacing");
 
@@ -495,9 +426,7 @@ fn bad_dicom_input_gives_typed_errors_naming_the_file() {
     obj.write_to_file(d6.join("huge.dcm")).unwrap();
     let scan = scan_dir(&d6).unwrap();
     assert!(
-        scan.problems
-            .iter()
-            .any(|e| matches!(e, Error::TooLarge { .. })),
+        scan.problems.iter().any(|e| matches!(e, Error::TooLarge { .. })),
         "{:?}",
         scan.problems
     );
@@ -559,10 +488,7 @@ fn transfer_syntaxes_implicit_and_deflate_decode_unsupported_is_named() {
         name_in_order,
     )
     .unwrap();
-    for (name, ts) in [
-        ("implicit", "1.2.840.10008.1.2"),
-        ("deflate", "1.2.840.10008.1.2.1.99"),
-    ] {
+    for (name, ts) in [("implicit", "1.2.840.10008.1.2"), ("deflate", "1.2.840.10008.1.2.1.99")] {
         let d = dir.join(name);
         std::fs::create_dir_all(&d).unwrap();
         for (n, f) in files.iter().enumerate() {
@@ -600,11 +526,7 @@ fn transfer_syntaxes_implicit_and_deflate_decode_unsupported_is_named() {
     assert!(e.to_string().contains("1.2.840.10008.1.2.4.80"), "{e}");
 }
 
-fn rewrite_all(
-    files: &[PathBuf],
-    dir: &Path,
-    edit: impl Fn(usize, &mut dicom_object::DefaultDicomObject),
-) {
+fn rewrite_all(files: &[PathBuf], dir: &Path, edit: impl Fn(usize, &mut dicom_object::DefaultDicomObject)) {
     std::fs::create_dir_all(dir).unwrap();
     for (n, f) in files.iter().enumerate() {
         let mut obj = dicom_object::open_file(f).unwrap();
@@ -613,10 +535,7 @@ fn rewrite_all(
     }
 }
 
-fn ds_elem(
-    tag: dicom_core::Tag,
-    v: &str,
-) -> dicom_core::DataElement<dicom_object::InMemDicomObject> {
+fn ds_elem(tag: dicom_core::Tag, v: &str) -> dicom_core::DataElement<dicom_object::InMemDicomObject> {
     dicom_core::DataElement::new(tag, dicom_core::VR::DS, dicom_core::PrimitiveValue::from(v))
 }
 

@@ -9,9 +9,7 @@ use alnrisk::radiomics::{Settings, extract};
 use alnrisk::roi::{self, RoiOptions};
 
 fn data(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
 }
 
 fn series_dir() -> PathBuf {
@@ -23,8 +21,7 @@ fn seg_path() -> PathBuf {
 }
 
 fn golden() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(data("golden/ucsf_br06_geometry.json")).unwrap())
-        .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(data("golden/ucsf_br06_geometry.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -59,18 +56,9 @@ fn assembles_three_phases_of_sixty_slices_with_pydicom_geometry() {
     }
     assert_eq!(s.geometry.size, [256, 256, 60]);
     // phase p at slice k is the instance pydicom ranks p-th at that position
-    for (k, numbers) in g["instance_numbers_by_slice"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
+    for (k, numbers) in g["instance_numbers_by_slice"].as_array().unwrap().iter().enumerate() {
         for (p, n) in numbers.as_array().unwrap().iter().enumerate() {
-            assert_eq!(
-                s.phases[p][k].instance_number,
-                n.as_i64(),
-                "slice {k} phase {p}"
-            );
+            assert_eq!(s.phases[p][k].instance_number, n.as_i64(), "slice {k} phase {p}");
         }
     }
 }
@@ -85,10 +73,7 @@ fn seg_frames_land_on_the_slices_their_positions_name() {
         ..RoiOptions::default()
     };
     let mask = roi::load(&seg_path(), &s, &opts).unwrap();
-    assert_eq!(
-        mask.voxels(),
-        g["seg_voxels_nonzero"].as_u64().unwrap() as usize
-    );
+    assert_eq!(mask.voxels(), g["seg_voxels_nonzero"].as_u64().unwrap() as usize);
     let [nx, ny, nz] = s.geometry.size;
     let covered: Vec<u64> = (0..nz)
         .filter(|&k| (0..nx * ny).any(|o| mask.volume.data[k * nx * ny + o] != 0.0))
@@ -115,19 +100,11 @@ fn check_against(reference: &[&str], phase: PhaseSelector) -> (usize, f64) {
         ..RoiOptions::default()
     };
     let mask = roi::load(&seg_path(), &s, &opts).unwrap();
-    let ex = extract(
-        &series_dir(),
-        &img,
-        &seg_path(),
-        &mask.volume,
-        &Settings::default(),
-    )
-    .unwrap();
+    let ex = extract(&series_dir(), &img, &seg_path(), &mask.volume, &Settings::default()).unwrap();
     let (mut n, mut worst, mut worst_name) = (0, 0.0f64, String::new());
     let mut failures = Vec::new();
     for file in reference {
-        let mut rdr =
-            csv::Reader::from_path(data(&format!("pyradiomics-3.1.0-reference/{file}"))).unwrap();
+        let mut rdr = csv::Reader::from_path(data(&format!("pyradiomics-3.1.0-reference/{file}"))).unwrap();
         for rec in rdr.records() {
             let rec = rec.unwrap();
             let reference: f64 = rec[1].parse().unwrap();
@@ -139,10 +116,7 @@ fn check_against(reference: &[&str], phase: PhaseSelector) -> (usize, f64) {
             };
             n += 1;
             if rel.is_nan() || rel > 1e-6 {
-                failures.push(format!(
-                    "{}: ours {ours} reference {reference} rel {rel:.2e}",
-                    &rec[0]
-                ));
+                failures.push(format!("{}: ours {ours} reference {reference} rel {rel:.2e}", &rec[0]));
             }
             if rel >= worst {
                 worst = rel;
@@ -188,16 +162,9 @@ fn cli_extracts_from_a_dicom_folder_and_seg() {
         .arg(seg_path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        v["diagnostics_Mask-original_BoundingBox"],
-        "(40, 72, 9, 108, 124, 42)"
-    );
+    assert_eq!(v["diagnostics_Mask-original_BoundingBox"], "(40, 72, 9, 108, 124, 42)");
     assert_eq!(v["diagnostics_Mask-original_VoxelNum"], "82527");
 }
 

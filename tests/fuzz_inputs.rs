@@ -82,10 +82,7 @@ fn corrupt(bytes: &[u8], cut: f64, edits: &[(f64, u8)]) -> Vec<u8> {
 fn write_case(name: &str, bytes: &[u8]) -> PathBuf {
     let p = fixture().dir.join(format!(
         "case-{}-{name}",
-        std::thread::current()
-            .name()
-            .unwrap_or("t")
-            .replace("::", "_")
+        std::thread::current().name().unwrap_or("t").replace("::", "_")
     ));
     std::fs::write(&p, bytes).unwrap();
     p
@@ -134,9 +131,7 @@ fn uncorrupted_fixture_reads() {
     let f = fixture();
     let p = write_case("ok-seg.dcm", &f.seg);
     assert_eq!(
-        roi::load(&p, &f.series, &RoiOptions::default())
-            .unwrap()
-            .voxels(),
+        roi::load(&p, &f.series, &RoiOptions::default()).unwrap().voxels(),
         4 * 3 * 3
     );
 }

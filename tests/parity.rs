@@ -8,17 +8,12 @@ use std::path::{Path, PathBuf};
 use alnrisk::radiomics::{Settings, extract};
 
 fn data(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
 }
 
 /// Read a `featureName,col1,col2,...` CSV into column → (row → value).
 fn read_columns(path: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .unwrap();
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_path(path).unwrap();
     let headers: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
     let mut cols: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for rec in rdr.records() {
@@ -51,10 +46,7 @@ struct Worst {
 
 impl Worst {
     fn record(&mut self, class: &str, rel: f64, what: String) {
-        let e = self
-            .by_class
-            .entry(class.to_string())
-            .or_insert((0.0, String::new()));
+        let e = self.by_class.entry(class.to_string()).or_insert((0.0, String::new()));
         if rel >= e.0 {
             *e = (rel, what);
         }
@@ -105,8 +97,7 @@ fn pyradiomics_baseline_columns() {
             else {
                 continue;
             };
-            let mut settings =
-                settings_from_python_dict(&rows["diagnostics_Configuration_Settings"]);
+            let mut settings = settings_from_python_dict(&rows["diagnostics_Configuration_Settings"]);
             settings.enabled.clear();
             settings.enabled.insert(class.clone(), None);
             let mask_path = if class == "shape2D" {
@@ -119,22 +110,13 @@ fn pyradiomics_baseline_columns() {
             let mask = alnrisk::io::read_volume(&mask_path).unwrap();
             let ex = extract(&image_path, &image, &mask_path, &mask, &settings)
                 .unwrap_or_else(|e| panic!("{col} / {class}: {e}"));
-            let tol = if col.contains("resampling") {
-                1e-5
-            } else {
-                1e-6
-            };
+            let tol = if col.contains("resampling") { 1e-5 } else { 1e-6 };
             for (name, value) in rows {
                 if !name.starts_with("original_") {
                     continue;
                 }
                 let mut reference: f64 = value.parse().unwrap();
-                let mesh = [
-                    "MeshVolume",
-                    "SurfaceArea",
-                    "Sphericity",
-                    "SurfaceVolumeRatio",
-                ];
+                let mesh = ["MeshVolume", "SurfaceArea", "Sphericity", "SurfaceVolumeRatio"];
                 if col == "brain1" && class == "shape" && mesh.iter().any(|m| name.ends_with(m)) {
                     reference = ref_brain1["value"][name].parse().unwrap();
                 }
@@ -144,15 +126,9 @@ fn pyradiomics_baseline_columns() {
                 };
                 let rel = rel_err(ours, reference);
                 checked += 1;
-                worst.record(
-                    &class,
-                    rel,
-                    format!("{col} {name}: ours {ours} ref {reference}"),
-                );
+                worst.record(&class, rel, format!("{col} {name}: ours {ours} ref {reference}"));
                 if rel.is_nan() || rel > tol {
-                    failures.push(format!(
-                        "{col}: {name} ours {ours} reference {reference} rel {rel:.2e}"
-                    ));
+                    failures.push(format!("{col}: {name} ours {ours} reference {reference} rel {rel:.2e}"));
                 }
             }
         }
@@ -168,13 +144,7 @@ fn pyradiomics_baseline_columns() {
     );
 }
 
-fn check_reference(
-    case: &str,
-    image: &str,
-    mask: &str,
-    failures: &mut Vec<String>,
-    worst: &mut Worst,
-) -> usize {
+fn check_reference(case: &str, image: &str, mask: &str, failures: &mut Vec<String>, worst: &mut Worst) -> usize {
     let image_path = data(&format!("pyradiomics/{image}"));
     let mask_path = data(&format!("pyradiomics/{mask}"));
     let img = alnrisk::io::read_volume(&image_path).unwrap();
@@ -188,11 +158,7 @@ fn check_reference(
             let ours = ex.features.get(name).unwrap_or(f64::NAN);
             let rel = rel_err(ours, reference);
             let class = name.split('_').nth(1).unwrap_or("").to_string();
-            worst.record(
-                &class,
-                rel,
-                format!("{case} {name}: ours {ours} ref {reference}"),
-            );
+            worst.record(&class, rel, format!("{case} {name}: ours {ours} ref {reference}"));
             n += 1;
             if rel.is_nan() || rel > 1e-6 {
                 failures.push(format!(
@@ -236,10 +202,7 @@ fn parallel_and_serial_extraction_agree_bitwise() {
     let img = alnrisk::io::read_volume(&image_path).unwrap();
     let msk = alnrisk::io::read_volume(&mask_path).unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| extract(&image_path, &img, &mask_path, &msk, &Settings::default()).unwrap())
     };
     let (a, b) = (run(1), run(4));

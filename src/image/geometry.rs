@@ -159,10 +159,7 @@ impl Geometry {
         for r in 0..3 {
             for c in 0..3 {
                 if (self.direction[r][c] - other.direction[r][c]).abs() > tolerance {
-                    return Some(format!(
-                        "direction {:?} vs {:?}",
-                        self.direction, other.direction
-                    ));
+                    return Some(format!("direction {:?} vs {:?}", self.direction, other.direction));
                 }
             }
         }
@@ -202,8 +199,7 @@ pub fn invert3(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 
 /// Determinant of a 3×3 matrix.
 pub fn det3(m: &[[f64; 3]; 3]) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
 }
 

@@ -40,19 +40,7 @@ fn u32le(b: &[u8], o: usize) -> Option<u32> {
 fn long_form(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"OB"
-            | b"OW"
-            | b"OF"
-            | b"OD"
-            | b"OL"
-            | b"OV"
-            | b"SQ"
-            | b"UT"
-            | b"UN"
-            | b"UC"
-            | b"UR"
-            | b"SV"
-            | b"UV"
+        b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"OV" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"SV" | b"UV"
     )
 }
 
@@ -89,19 +77,12 @@ fn walk(b: &[u8], mut pos: usize, end: usize, explicit: bool) -> std::result::Re
         let (is_sq, len, header) = if explicit {
             let vr = &b[pos + 4..pos + 6];
             if long_form(vr) {
-                (
-                    vr == b"SQ",
-                    u32le(b, pos + 8).ok_or("truncated element header")?,
-                    12,
-                )
+                (vr == b"SQ", u32le(b, pos + 8).ok_or("truncated element header")?, 12)
             } else {
                 (false, u16le(b, pos + 6).unwrap_or(0) as u32, 8)
             }
         } else {
-            let sq = dict
-                .by_tag(tag)
-                .map(|e| e.vr.relaxed() == VR::SQ)
-                .unwrap_or(false);
+            let sq = dict.by_tag(tag).map(|e| e.vr.relaxed() == VR::SQ).unwrap_or(false);
             (sq, u32le(b, pos + 4).unwrap_or(0), 8)
         };
         pos += header;
@@ -127,9 +108,7 @@ fn walk(b: &[u8], mut pos: usize, end: usize, explicit: bool) -> std::result::Re
 
 /// Read and check a DICOM file, then parse it; `until_pixels` stops before Pixel Data.
 pub fn open(path: &Path, until_pixels: bool) -> Result<DefaultDicomObject> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
     if size > MAX_FILE_BYTES {
         return Err(Error::TooLarge {
             path: path.to_path_buf(),
@@ -151,14 +130,10 @@ pub fn open(path: &Path, until_pixels: bool) -> Result<DefaultDicomObject> {
         return Err(fmt_err(path, "no file meta group after the DICM prefix"));
     }
     // file meta group: explicit VR LE, its length in (0002,0000)
-    let meta_len = u32le(&bytes, start + 8)
-        .ok_or_else(|| fmt_err(path, "truncated file meta group"))? as usize;
+    let meta_len = u32le(&bytes, start + 8).ok_or_else(|| fmt_err(path, "truncated file meta group"))? as usize;
     let meta_end = start + 12 + meta_len;
     if meta_end > bytes.len() {
-        return Err(fmt_err(
-            path,
-            "file meta group length runs past the end of the file",
-        ));
+        return Err(fmt_err(path, "file meta group length runs past the end of the file"));
     }
     walk(&bytes, start, meta_end, true).map_err(|r| fmt_err(path, r))?;
     let ts = find_transfer_syntax(&bytes[start..meta_end]).unwrap_or_default();
@@ -188,11 +163,7 @@ fn find_transfer_syntax(meta: &[u8]) -> Option<String> {
         };
         if (g, e) == (0x0002, 0x0010) {
             let v = meta.get(pos + header..pos + header + len)?;
-            return Some(
-                String::from_utf8_lossy(v)
-                    .trim_end_matches(['\0', ' '])
-                    .to_string(),
-            );
+            return Some(String::from_utf8_lossy(v).trim_end_matches(['\0', ' ']).to_string());
         }
         pos += header + len;
     }

@@ -127,11 +127,7 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
             format!("absurd image size: {rows}×{columns}×{frames} frames, {bits} bits"),
         ));
     }
-    let bytes = rows as u64
-        * columns as u64
-        * frames as u64
-        * (bits as u64).div_ceil(8)
-        * samples.max(1) as u64;
+    let bytes = rows as u64 * columns as u64 * frames as u64 * (bits as u64).div_ceil(8) * samples.max(1) as u64;
     if bytes > MAX_PIXEL_BYTES || rows > 65535 || columns > 65535 {
         return Err(Error::TooLarge {
             path: path.to_path_buf(),
@@ -153,21 +149,16 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
         if per_frame.len() != frames as usize {
             return Err(fmt_err(
                 path,
-                format!(
-                    "{} per-frame functional groups for {frames} frames",
-                    per_frame.len()
-                ),
+                format!("{} per-frame functional groups for {frames} frames", per_frame.len()),
             ));
         }
         for (f, pf) in per_frame.iter().enumerate() {
             // a functional group: the per-frame item first, then the shared one
             let group = |seq| item(pf, seq).or_else(|| shared.and_then(|s| item(s, seq)));
-            let position = group(tags::PLANE_POSITION_SEQUENCE)
-                .and_then(|g| floats(g, tags::IMAGE_POSITION_PATIENT));
-            let orientation = group(tags::PLANE_ORIENTATION_SEQUENCE)
-                .and_then(|g| floats(g, tags::IMAGE_ORIENTATION_PATIENT));
-            let spacing =
-                group(tags::PIXEL_MEASURES_SEQUENCE).and_then(|g| floats(g, tags::PIXEL_SPACING));
+            let position = group(tags::PLANE_POSITION_SEQUENCE).and_then(|g| floats(g, tags::IMAGE_POSITION_PATIENT));
+            let orientation =
+                group(tags::PLANE_ORIENTATION_SEQUENCE).and_then(|g| floats(g, tags::IMAGE_ORIENTATION_PATIENT));
+            let spacing = group(tags::PIXEL_MEASURES_SEQUENCE).and_then(|g| floats(g, tags::PIXEL_SPACING));
             let content = item(pf, tags::FRAME_CONTENT_SEQUENCE);
             slices.push(SliceHeader {
                 file: path.to_path_buf(),
@@ -180,12 +171,10 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
                 columns: columns as u32,
                 instance_number: int(ds, tags::INSTANCE_NUMBER),
                 temporal_position_identifier: None,
-                temporal_position_index: content
-                    .and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX)),
+                temporal_position_index: content.and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX)),
                 acquisition_number: None,
                 trigger_time: None,
-                acquisition_time: content
-                    .and_then(|c| time_seconds(c, tags::FRAME_ACQUISITION_DATE_TIME)),
+                acquisition_time: content.and_then(|c| time_seconds(c, tags::FRAME_ACQUISITION_DATE_TIME)),
                 content_time: None,
             });
         }
@@ -214,16 +203,8 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
     }
     Ok(InstanceHeader {
         sop_class_uid,
-        study_uid: required(
-            path,
-            string(ds, tags::STUDY_INSTANCE_UID),
-            "StudyInstanceUID",
-        )?,
-        series_uid: required(
-            path,
-            string(ds, tags::SERIES_INSTANCE_UID),
-            "SeriesInstanceUID",
-        )?,
+        study_uid: required(path, string(ds, tags::STUDY_INSTANCE_UID), "StudyInstanceUID")?,
+        series_uid: required(path, string(ds, tags::SERIES_INSTANCE_UID), "SeriesInstanceUID")?,
         frame_of_reference_uid: string(ds, tags::FRAME_OF_REFERENCE_UID),
         modality: string(ds, tags::MODALITY).unwrap_or_default(),
         series_description: string(ds, tags::SERIES_DESCRIPTION).unwrap_or_default(),
@@ -252,17 +233,11 @@ fn vec6(path: &Path, v: Option<Vec<f64>>) -> Result<[f64; 6]> {
             let n2 = (o[3] * o[3] + o[4] * o[4] + o[5] * o[5]).sqrt();
             let dot = o[0] * o[3] + o[1] * o[4] + o[2] * o[5];
             if (n1 - 1.0).abs() > 1e-3 || (n2 - 1.0).abs() > 1e-3 || dot.abs() > 1e-3 {
-                return Err(fmt_err(
-                    path,
-                    "ImageOrientationPatient is not two orthonormal vectors",
-                ));
+                return Err(fmt_err(path, "ImageOrientationPatient is not two orthonormal vectors"));
             }
             Ok(o)
         }
-        _ => Err(fmt_err(
-            path,
-            "missing or invalid ImageOrientationPatient (0020,0037)",
-        )),
+        _ => Err(fmt_err(path, "missing or invalid ImageOrientationPatient (0020,0037)")),
     }
 }
 

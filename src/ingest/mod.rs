@@ -71,11 +71,7 @@ pub fn scan_dir(dir: &Path) -> Result<Scan> {
         match r {
             Ok(h) => instances.push(h),
             Err(Error::Unsupported { reason, .. }) if reason.starts_with("SOP class") => {
-                let class = reason
-                    .split_whitespace()
-                    .nth(2)
-                    .unwrap_or_default()
-                    .to_string();
+                let class = reason.split_whitespace().nth(2).unwrap_or_default().to_string();
                 if class == header::SEGMENTATION || class == header::RT_STRUCTURE_SET {
                     scan.roi_objects.push((path, class));
                 } else {
@@ -105,20 +101,16 @@ pub fn single_series(dir: &Path, scan: &Scan) -> Result<Series> {
             .first()
             .map(|e| format!("; first problem: {e}"))
             .unwrap_or_default();
-        return Err(err(format!(
-            "expected one study, found {}{first}",
-            scan.studies.len()
-        )));
+        return Err(err(format!("expected one study, found {}{first}", scan.studies.len())));
     }
     let study = &scan.studies[0];
     let multi: Vec<&Series> = study.series.iter().filter(|s| s.phases.len() > 1).collect();
     match (multi.len(), study.series.len()) {
         (1, _) => Ok(multi[0].clone()),
         (0, 1) => Ok(study.series[0].clone()),
-        (0, _) => series::link_dce(study)
-            .ok_or_else(|| err("several single-phase series that do not share a grid".into())),
-        (n, _) => Err(err(format!(
-            "{n} multi-phase series; pick one with --series"
-        ))),
+        (0, _) => {
+            series::link_dce(study).ok_or_else(|| err("several single-phase series that do not share a grid".into()))
+        }
+        (n, _) => Err(err(format!("{n} multi-phase series; pick one with --series"))),
     }
 }

@@ -98,10 +98,7 @@ mod tests {
     #[test]
     fn parses_selectors() {
         assert_eq!("2".parse::<PhaseSelector>(), Ok(PhaseSelector::Index(2)));
-        assert_eq!(
-            "2-1".parse::<PhaseSelector>(),
-            Ok(PhaseSelector::Subtraction(2, 1))
-        );
+        assert_eq!("2-1".parse::<PhaseSelector>(), Ok(PhaseSelector::Subtraction(2, 1)));
         assert_eq!(
             "first-post-contrast".parse::<PhaseSelector>(),
             Ok(PhaseSelector::FirstPostContrast)

@@ -33,11 +33,7 @@ pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, Pixe
             float(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
         ),
     };
-    let ts = obj
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_string();
+    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let decoded = obj.decode_pixel_data().map_err(|e| Error::Unsupported {
         path: path.to_path_buf(),
         reason: format!("cannot decode pixel data (transfer syntax {ts}): {e}"),
@@ -79,21 +75,14 @@ pub fn load_phase(series: &Series, phase: usize) -> Result<Volume<f64>> {
     let slices: &[SliceHeader] = series.phases.get(phase).ok_or_else(|| Error::Series {
         series: series.series_uid.clone(),
         dir: series.dir.clone(),
-        reason: format!(
-            "phase {} requested, the series has {}",
-            phase + 1,
-            series.phases.len()
-        ),
+        reason: format!("phase {} requested, the series has {}", phase + 1, series.phases.len()),
     })?;
     let g = &series.geometry;
     let plane = g.size[0] * g.size[1];
     let mut data = vec![0.0; plane * slices.len()];
     let mut by_file: BTreeMap<&Path, Vec<(usize, u32)>> = BTreeMap::new();
     for (k, s) in slices.iter().enumerate() {
-        by_file
-            .entry(s.file.as_path())
-            .or_default()
-            .push((k, s.frame));
+        by_file.entry(s.file.as_path()).or_default().push((k, s.frame));
     }
     let mut ptype = PixelType::F64;
     for (file, list) in by_file {

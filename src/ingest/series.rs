@@ -132,21 +132,14 @@ fn slot(positions: &[f64], p: f64) -> usize {
 
 /// Check that every group has exactly one image per position and covers all positions; return the groups
 /// sorted by slice.
-fn consistent(
-    groups: Vec<Vec<SliceHeader>>,
-    positions: &[f64],
-    n: [f64; 3],
-) -> Option<Vec<Vec<SliceHeader>>> {
+fn consistent(groups: Vec<Vec<SliceHeader>>, positions: &[f64], n: [f64; 3]) -> Option<Vec<Vec<SliceHeader>>> {
     let mut out = Vec::with_capacity(groups.len());
     for mut g in groups {
         if g.len() != positions.len() {
             return None;
         }
         g.sort_by(|a, b| dot(a.position, n).total_cmp(&dot(b.position, n)));
-        let slots: Vec<usize> = g
-            .iter()
-            .map(|s| slot(positions, dot(s.position, n)))
-            .collect();
+        let slots: Vec<usize> = g.iter().map(|s| slot(positions, dot(s.position, n))).collect();
         if slots.iter().enumerate().any(|(i, &s)| s != i) {
             return None;
         }
@@ -185,10 +178,7 @@ pub fn split_phases(slices: &[SliceHeader]) -> Option<(PhaseRule, Vec<Vec<SliceH
     if positions.len() == slices.len() {
         return consistent(vec![slices.to_vec()], &positions, n).map(|g| (PhaseRule::Single, g));
     }
-    type Rule = (
-        PhaseRule,
-        fn(&[SliceHeader]) -> Option<Vec<Vec<SliceHeader>>>,
-    );
+    type Rule = (PhaseRule, fn(&[SliceHeader]) -> Option<Vec<Vec<SliceHeader>>>);
     let rules: [Rule; 6] = [
         (PhaseRule::TemporalPositionIdentifier, |s| {
             split_by(s, |x| x.temporal_position_identifier)
@@ -196,13 +186,9 @@ pub fn split_phases(slices: &[SliceHeader]) -> Option<(PhaseRule, Vec<Vec<SliceH
         (PhaseRule::TemporalPositionIndex, |s| {
             split_by(s, |x| x.temporal_position_index)
         }),
-        (PhaseRule::AcquisitionNumber, |s| {
-            split_by(s, |x| x.acquisition_number)
-        }),
+        (PhaseRule::AcquisitionNumber, |s| split_by(s, |x| x.acquisition_number)),
         (PhaseRule::TriggerTime, |s| split_by(s, |x| x.trigger_time)),
-        (PhaseRule::AcquisitionTime, |s| {
-            split_by(s, |x| x.acquisition_time)
-        }),
+        (PhaseRule::AcquisitionTime, |s| split_by(s, |x| x.acquisition_time)),
         (PhaseRule::ContentTime, |s| split_by(s, |x| x.content_time)),
     ];
     for (rule, f) in rules {
@@ -307,10 +293,8 @@ pub fn grid(series: &str, dir: &Path, slices: &[SliceHeader]) -> Result<(Geometr
                 s.position[2] - first.position[2],
             ];
             let along = dot(d, n);
-            let off = ((d[0] - along * n[0]).powi(2)
-                + (d[1] - along * n[1]).powi(2)
-                + (d[2] - along * n[2]).powi(2))
-            .sqrt();
+            let off =
+                ((d[0] - along * n[0]).powi(2) + (d[1] - along * n[1]).powi(2) + (d[2] - along * n[2]).powi(2)).sqrt();
             if off > 1e-2 {
                 return Err(err(format!(
                     "slices are not stacked along the normal (in-plane offset {off:.3} mm in {})",
@@ -342,10 +326,7 @@ pub fn assemble(dir: &Path, instances: Vec<InstanceHeader>) -> (Vec<Study>, Vec<
     let mut errors = Vec::new();
     for ((study, series_uid), insts) in by_series {
         let head = &insts[0];
-        let slices: Vec<SliceHeader> = insts
-            .iter()
-            .flat_map(|i| i.slices.iter().cloned())
-            .collect();
+        let slices: Vec<SliceHeader> = insts.iter().flat_map(|i| i.slices.iter().cloned()).collect();
         let Some((rule, phases)) = split_phases(&slices) else {
             errors.push(Error::Series {
                 series: series_uid.clone(),
@@ -390,11 +371,7 @@ pub fn assemble(dir: &Path, instances: Vec<InstanceHeader>) -> (Vec<Study>, Vec<
 /// into one DCE set, ordered by acquisition time (then SeriesNumber). Returns `None` when fewer than two
 /// series share a grid.
 pub fn link_dce(study: &Study) -> Option<Series> {
-    let singles: Vec<&Series> = study
-        .series
-        .iter()
-        .filter(|s| s.phases.len() == 1)
-        .collect();
+    let singles: Vec<&Series> = study.series.iter().filter(|s| s.phases.len() == 1).collect();
     let first = *singles.first()?;
     let same: Vec<&Series> = singles
         .iter()
@@ -409,16 +386,10 @@ pub fn link_dce(study: &Study) -> Option<Series> {
     }
     let time = |s: &Series| {
         let h = &s.phases[0][0];
-        h.acquisition_time
-            .or(h.content_time)
-            .unwrap_or(f64::INFINITY)
+        h.acquisition_time.or(h.content_time).unwrap_or(f64::INFINITY)
     };
     let mut ordered = same;
-    ordered.sort_by(|a, b| {
-        time(a)
-            .total_cmp(&time(b))
-            .then(a.series_number.cmp(&b.series_number))
-    });
+    ordered.sort_by(|a, b| time(a).total_cmp(&time(b)).then(a.series_number.cmp(&b.series_number)));
     let mut linked = ordered[0].clone();
     linked.rule = PhaseRule::LinkedSeries;
     linked.phases = ordered.iter().map(|s| s.phases[0].clone()).collect();

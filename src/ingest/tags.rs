@@ -55,11 +55,7 @@ pub fn time_seconds(ds: &Dataset, tag: Tag) -> Option<f64> {
     let s = string(ds, tag)?;
     let s = s.replace(':', "");
     let (hms, frac) = s.split_once('.').unwrap_or((&s, ""));
-    let num = |a: usize, b: usize| {
-        hms.get(a..b)
-            .and_then(|x| x.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let num = |a: usize, b: usize| hms.get(a..b).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
     if hms.len() < 2 || hms.parse::<u64>().is_err() {
         return None;
     }

@@ -40,11 +40,7 @@ pub fn read_volume(path: &Path) -> Result<Volume<f64>> {
 }
 
 /// Check a declared size before allocating anything for it.
-pub(crate) fn check_declared_size(
-    path: &Path,
-    size: [usize; 3],
-    pixel: PixelType,
-) -> Result<usize> {
+pub(crate) fn check_declared_size(path: &Path, size: [usize; 3], pixel: PixelType) -> Result<usize> {
     let voxels = size.iter().map(|&s| s as u128).product::<u128>();
     let bytes = voxels * pixel.size() as u128;
     if voxels > MAX_VOXELS || bytes > MAX_BYTES {
@@ -65,12 +61,7 @@ pub(crate) fn check_declared_size(
 }
 
 /// Decode `n` little- or big-endian values of `pixel` type from `bytes` into `f64`.
-pub(crate) fn decode_samples(
-    bytes: &[u8],
-    n: usize,
-    pixel: PixelType,
-    big_endian: bool,
-) -> Vec<f64> {
+pub(crate) fn decode_samples(bytes: &[u8], n: usize, pixel: PixelType, big_endian: bool) -> Vec<f64> {
     let w = pixel.size();
     let mut out = Vec::with_capacity(n);
     for chunk in bytes.chunks_exact(w).take(n) {
@@ -97,12 +88,7 @@ pub(crate) fn decode_samples(
 }
 
 /// Read at most `limit` bytes of a gzip stream; a stream that is longer or corrupt is reported, not trusted.
-pub(crate) fn gunzip_bounded(
-    path: &Path,
-    compressed: &[u8],
-    expected: usize,
-    format: &'static str,
-) -> Result<Vec<u8>> {
+pub(crate) fn gunzip_bounded(path: &Path, compressed: &[u8], expected: usize, format: &'static str) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::with_capacity(expected.min(1 << 28));
     let mut dec = flate2::read::MultiGzDecoder::new(compressed).take(expected as u64 + 1);

@@ -111,10 +111,7 @@ fn dims_and_type(path: &Path, r: &Reader) -> Result<([usize; 3], PixelType)> {
     for d in 0..ndim as usize {
         let s = r.i16(42 + 2 * d);
         if s < 1 {
-            return Err(fmt_err(
-                path,
-                format!("dim[{}] = {s} is not positive", d + 1),
-            ));
+            return Err(fmt_err(path, format!("dim[{}] = {s} is not positive", d + 1)));
         }
         if d < 3 {
             size[d] = s as usize;
@@ -209,13 +206,7 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
                 }
             }
             let orthogonal = (0..3).all(|a| {
-                (a + 1..3).all(|bcol| {
-                    (0..3)
-                        .map(|row| dir[row][a] * dir[row][bcol])
-                        .sum::<f64>()
-                        .abs()
-                        < 1e-4
-                })
+                (a + 1..3).all(|bcol| (0..3).map(|row| dir[row][a] * dir[row][bcol]).sum::<f64>().abs() < 1e-4)
             });
             if orthogonal {
                 direction = dir;
@@ -287,8 +278,7 @@ pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
     let mut h = vec![0u8; 352];
     let put_i16 = |h: &mut Vec<u8>, o: usize, v: i16| h[o..o + 2].copy_from_slice(&v.to_le_bytes());
     let put_i32 = |h: &mut Vec<u8>, o: usize, v: i32| h[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    let put_f32 =
-        |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
+    let put_f32 = |h: &mut Vec<u8>, o: usize, v: f64| h[o..o + 4].copy_from_slice(&(v as f32).to_le_bytes());
     put_i32(&mut h, 0, 348);
     put_i16(&mut h, 40, 3);
     for d in 0..3 {

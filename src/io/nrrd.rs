@@ -27,12 +27,8 @@ fn parse_type(path: &Path, t: &str) -> Result<PixelType> {
     Ok(match t.trim() {
         "signed char" | "int8" | "int8_t" => PixelType::I8,
         "uchar" | "unsigned char" | "uint8" | "uint8_t" => PixelType::U8,
-        "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => {
-            PixelType::I16
-        }
-        "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => {
-            PixelType::U16
-        }
+        "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => PixelType::I16,
+        "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => PixelType::U16,
         "int" | "signed int" | "int32" | "int32_t" => PixelType::I32,
         "uint" | "unsigned int" | "uint32" | "uint32_t" => PixelType::U32,
         "longlong"
@@ -42,9 +38,7 @@ fn parse_type(path: &Path, t: &str) -> Result<PixelType> {
         | "signed long long int"
         | "int64"
         | "int64_t" => PixelType::I64,
-        "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => {
-            PixelType::U64
-        }
+        "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => PixelType::U64,
         "float" => PixelType::F32,
         "double" => PixelType::F64,
         other => return Err(fmt_err(path, format!("unsupported type '{other}'"))),
@@ -60,8 +54,7 @@ fn parse_vector(path: &Path, s: &str) -> Result<Option<Vec<f64>>> {
         .strip_prefix('(')
         .and_then(|x| x.strip_suffix(')'))
         .ok_or_else(|| fmt_err(path, format!("bad vector '{s}'")))?;
-    let v: std::result::Result<Vec<f64>, _> =
-        inner.split(',').map(|c| c.trim().parse::<f64>()).collect();
+    let v: std::result::Result<Vec<f64>, _> = inner.split(',').map(|c| c.trim().parse::<f64>()).collect();
     let v = v.map_err(|_| fmt_err(path, format!("bad number in vector '{s}'")))?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(fmt_err(path, format!("non-finite number in vector '{s}'")));
@@ -129,10 +122,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
         }
         i += 1;
     }
-    let (hend, data_start) =
-        header_end.ok_or_else(|| fmt_err(path, "header is not terminated by an empty line"))?;
-    let header =
-        std::str::from_utf8(&bytes[..hend]).map_err(|_| fmt_err(path, "header is not text"))?;
+    let (hend, data_start) = header_end.ok_or_else(|| fmt_err(path, "header is not terminated by an empty line"))?;
+    let header = std::str::from_utf8(&bytes[..hend]).map_err(|_| fmt_err(path, "header is not text"))?;
 
     let mut pixel = None;
     let mut dimension = None;
@@ -166,8 +157,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
                 )
             }
             "sizes" => {
-                let s: std::result::Result<Vec<usize>, _> =
-                    value.split_whitespace().map(|x| x.parse()).collect();
+                let s: std::result::Result<Vec<usize>, _> = value.split_whitespace().map(|x| x.parse()).collect();
                 sizes = Some(s.map_err(|_| fmt_err(path, format!("bad sizes '{value}'")))?);
             }
             "encoding" => encoding = value.to_ascii_lowercase(),
@@ -182,16 +172,14 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
                 directions = Some(v);
             }
             "spacings" => {
-                let s: std::result::Result<Vec<f64>, _> =
-                    value.split_whitespace().map(|x| x.parse()).collect();
+                let s: std::result::Result<Vec<f64>, _> = value.split_whitespace().map(|x| x.parse()).collect();
                 spacings = Some(s.map_err(|_| fmt_err(path, format!("bad spacings '{value}'")))?);
             }
             "space origin" => origin = parse_vector(path, value)?,
             "data file" | "datafile" => {
                 return Err(Error::Unsupported {
                     path: path.to_path_buf(),
-                    reason: "detached NRRD data files are not supported; save as a single .nrrd"
-                        .into(),
+                    reason: "detached NRRD data files are not supported; save as a single .nrrd".into(),
                 });
             }
             _ => {}
@@ -204,9 +192,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
     if !(2..=3).contains(&dimension) || sizes.len() != dimension {
         return Err(Error::Unsupported {
             path: path.to_path_buf(),
-            reason: format!(
-                "only 2D or 3D scalar NRRD is supported (dimension {dimension}, sizes {sizes:?})"
-            ),
+            reason: format!("only 2D or 3D scalar NRRD is supported (dimension {dimension}, sizes {sizes:?})"),
         });
     }
     let mut size = [1usize; 3];
@@ -217,10 +203,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
     let mut direction = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     if let Some(dirs) = &directions {
         if dirs.len() != dimension {
-            return Err(fmt_err(
-                path,
-                "'space directions' does not have one entry per axis",
-            ));
+            return Err(fmt_err(path, "'space directions' does not have one entry per axis"));
         }
         for (c, d) in dirs.iter().enumerate() {
             let Some(d) = d else {
@@ -283,10 +266,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
             if payload.len() < need {
                 return Err(fmt_err(
                     path,
-                    format!(
-                        "truncated data: {} bytes present, {need} declared",
-                        payload.len()
-                    ),
+                    format!("truncated data: {} bytes present, {need} declared", payload.len()),
                 ));
             }
             // Raw data may be preceded by padding; NRRD puts it at the end of the file.
@@ -297,10 +277,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
             if out.len() < need {
                 return Err(fmt_err(
                     path,
-                    format!(
-                        "truncated data: {} bytes decompressed, {need} declared",
-                        out.len()
-                    ),
+                    format!("truncated data: {} bytes decompressed, {need} declared", out.len()),
                 ));
             }
             out

@@ -26,8 +26,7 @@ pub fn hull_candidates<const D: usize>(points: &[LatticePoint<D>]) -> Vec<Lattic
             }
             pa[axis].cmp(&pb[axis])
         });
-        let same_line =
-            |a: usize, b: usize| (0..D).all(|d| d == axis || points[a][d] == points[b][d]);
+        let same_line = |a: usize, b: usize| (0..D).all(|d| d == axis || points[a][d] == points[b][d]);
         let mut s = 0;
         while s < order.len() {
             let mut e = s + 1;
@@ -40,12 +39,7 @@ pub fn hull_candidates<const D: usize>(points: &[LatticePoint<D>]) -> Vec<Lattic
             s = e;
         }
     }
-    points
-        .iter()
-        .zip(&keep)
-        .filter(|(_, k)| **k)
-        .map(|(p, _)| *p)
-        .collect()
+    points.iter().zip(&keep).filter(|(_, k)| **k).map(|(p, _)| *p).collect()
 }
 
 /// Largest squared physical distance between any two points (`scale` = physical size of one lattice step
@@ -81,11 +75,7 @@ pub fn max_squared_distance<const D: usize>(points: &[LatticePoint<D>], scale: [
         }
         s
     };
-    let mut by_r: Vec<(f64, usize)> = phys
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (dist(p, &c).sqrt(), i))
-        .collect();
+    let mut by_r: Vec<(f64, usize)> = phys.iter().enumerate().map(|(i, p)| (dist(p, &c).sqrt(), i)).collect();
     by_r.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let mut best = 0.0f64;
     for (ia, &(ra, a)) in by_r.iter().enumerate() {
@@ -115,9 +105,7 @@ mod tests {
         let mut s = 12345u64;
         let mut pts = Vec::new();
         for _ in 0..400 {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let x = ((s >> 33) % 40) as i64;
             let y = ((s >> 45) % 30) as i64;
             let z = ((s >> 20) % 10) as i64;
@@ -127,9 +115,7 @@ mod tests {
         let mut brute = 0.0f64;
         for a in &pts {
             for b in &pts {
-                let d: f64 = (0..3)
-                    .map(|k| ((a[k] - b[k]) as f64 * scale[k]).powi(2))
-                    .sum();
+                let d: f64 = (0..3).map(|k| ((a[k] - b[k]) as f64 * scale[k]).powi(2)).sum();
                 brute = brute.max(d);
             }
         }

@@ -52,11 +52,7 @@ pub fn bin_edges(values: &[f64], binning: Binning) -> Vec<f64> {
             edges
         }
         Binning::Count(n) => {
-            let (first, last) = if min == max {
-                (min - 0.5, max + 0.5)
-            } else {
-                (min, max)
-            };
+            let (first, last) = if min == max { (min - 0.5, max + 0.5) } else { (min, max) };
             let step = (last - first) / n as f64;
             let mut edges: Vec<f64> = (0..=n).map(|i| i as f64 * step + first).collect();
             edges[n] = last;

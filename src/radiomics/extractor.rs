@@ -6,9 +6,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::discretize::{bin_edges, digitize};
-use super::preprocess::{
-    check_finite, check_roi, normalize, resample_pair, resampling_grid, resegment,
-};
+use super::preprocess::{check_finite, check_roi, normalize, resample_pair, resampling_grid, resegment};
 use super::settings::{Interpolator, Settings};
 use super::texture::DiscreteRoi;
 use super::{FeatureSet, FeatureValues, TextureOptions, class_features};
@@ -32,16 +30,8 @@ fn tuple3u(v: [usize; 3]) -> String {
     format!("({}, {}, {})", v[0], v[1], v[2])
 }
 
-fn grid_stats(
-    kind: &str,
-    prefix: &str,
-    g: &crate::image::Geometry,
-    diag: &mut Vec<(String, String)>,
-) {
-    diag.push((
-        format!("diagnostics_{kind}-{prefix}_Spacing"),
-        tuple3(g.spacing),
-    ));
+fn grid_stats(kind: &str, prefix: &str, g: &crate::image::Geometry, diag: &mut Vec<(String, String)>) {
+    diag.push((format!("diagnostics_{kind}-{prefix}_Spacing"), tuple3(g.spacing)));
     diag.push((format!("diagnostics_{kind}-{prefix}_Size"), tuple3u(g.size)));
 }
 
@@ -59,36 +49,18 @@ fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>
     }
     let mean = sum / n;
     grid_stats("Image", prefix, &img.geometry, diag);
-    diag.push((
-        format!("diagnostics_Image-{prefix}_Mean"),
-        format!("{mean:?}"),
-    ));
-    diag.push((
-        format!("diagnostics_Image-{prefix}_Minimum"),
-        format!("{min:?}"),
-    ));
-    diag.push((
-        format!("diagnostics_Image-{prefix}_Maximum"),
-        format!("{max:?}"),
-    ));
+    diag.push((format!("diagnostics_Image-{prefix}_Mean"), format!("{mean:?}")));
+    diag.push((format!("diagnostics_Image-{prefix}_Minimum"), format!("{min:?}")));
+    diag.push((format!("diagnostics_Image-{prefix}_Maximum"), format!("{max:?}")));
 }
 
-fn mask_stats(
-    prefix: &str,
-    mask: &Volume<f64>,
-    bb: &BoundingBox,
-    count: usize,
-    diag: &mut Vec<(String, String)>,
-) {
+fn mask_stats(prefix: &str, mask: &Volume<f64>, bb: &BoundingBox, count: usize, diag: &mut Vec<(String, String)>) {
     grid_stats("Mask", prefix, &mask.geometry, diag);
     diag.push((
         format!("diagnostics_Mask-{prefix}_BoundingBox"),
         bb.to_pyradiomics_string(),
     ));
-    diag.push((
-        format!("diagnostics_Mask-{prefix}_VoxelNum"),
-        count.to_string(),
-    ));
+    diag.push((format!("diagnostics_Mask-{prefix}_VoxelNum"), count.to_string()));
 }
 
 /// Which features of `class` to report; errors on unknown names.
@@ -98,12 +70,7 @@ fn selected(class: &str, settings: &Settings) -> Result<Option<Vec<&'static str>
     };
     let all = class_features(class);
     match choice {
-        None => Ok(Some(
-            all.iter()
-                .filter(|(_, dep)| !dep)
-                .map(|(n, _)| *n)
-                .collect(),
-        )),
+        None => Ok(Some(all.iter().filter(|(_, dep)| !dep).map(|(n, _)| *n).collect())),
         Some(names) => {
             let mut out = Vec::new();
             for n in names {
@@ -132,10 +99,7 @@ pub fn extract(
 ) -> Result<Extraction> {
     let mut diag = Vec::new();
     let mut mask = Cow::Borrowed(mask);
-    if let Some(reason) = image
-        .geometry
-        .mismatch(&mask.geometry, settings.geometry_tolerance)
-    {
+    if let Some(reason) = image.geometry.mismatch(&mask.geometry, settings.geometry_tolerance) {
         if settings.correct_mask {
             mask = Cow::Owned(super::resample::resample(
                 &mask,
@@ -158,11 +122,7 @@ pub fn extract(
     // Validate the classes first, so a typo fails fast.
     let classes: Vec<(&str, Vec<&'static str>)> = super::settings::CLASSES
         .iter()
-        .filter_map(|c| {
-            selected(c, settings)
-                .transpose()
-                .map(|r| r.map(|v| (*c, v)))
-        })
+        .filter_map(|c| selected(c, settings).transpose().map(|r| r.map(|v| (*c, v))))
         .collect::<Result<_>>()?;
 
     image_stats("original", image, &mut diag);
@@ -171,11 +131,7 @@ pub fn extract(
 
     let mut image = Cow::Borrowed(image);
     if settings.normalize {
-        image = Cow::Owned(normalize(
-            &image,
-            settings.normalize_scale,
-            settings.remove_outliers,
-        ));
+        image = Cow::Owned(normalize(&image, settings.normalize_scale, settings.remove_outliers));
     }
     if let Some(grid) = resampling_grid(&mask.geometry, &image.geometry, &bb, settings) {
         let (img, msk) = resample_pair(&image, &mask, &grid, settings);
@@ -203,10 +159,7 @@ pub fn extract(
     };
     if let Some(r) = &resegmented {
         let count = r.iter().filter(|&&b| b).count();
-        diag.push((
-            "diagnostics_Mask-resegmented_VoxelNum".into(),
-            count.to_string(),
-        ));
+        diag.push(("diagnostics_Mask-resegmented_VoxelNum".into(), count.to_string()));
     }
     let roi_inside: &[bool] = resegmented.as_deref().unwrap_or(&crop_inside);
     let shape_inside: &[bool] = if settings.resegment_shape {
@@ -252,7 +205,11 @@ pub fn extract(
             axis,
             bb.start[axis],
             slice_info.1,
-            if bb.size[axis] > 1 { "; PyRadiomics would refuse shape2D on this multi-slice mask" } else { "" }
+            if bb.size[axis] > 1 {
+                "; PyRadiomics would refuse shape2D on this multi-slice mask"
+            } else {
+                ""
+            }
         ),
     ));
 
@@ -261,12 +218,9 @@ pub fn extract(
         .par_iter()
         .map(|(class, _)| {
             let fv = match *class {
-                "firstorder" => super::firstorder::compute(
-                    &values,
-                    &roi_levels,
-                    voxel_volume,
-                    settings.voxel_array_shift,
-                ),
+                "firstorder" => {
+                    super::firstorder::compute(&values, &roi_levels, voxel_volume, settings.voxel_array_shift)
+                }
                 "shape" => super::shape::compute(bb.size, spacing, |o| shape_inside[o]),
                 "shape2D" => shape2d_of_slice(bb.size, spacing, shape_inside, axis, slice_info.0),
                 "glcm" => super::glcm::compute(&roi, &opts),
@@ -321,13 +275,7 @@ fn largest_slice(size: [usize; 3], inside: &[bool], axis: usize) -> (usize, usiz
     best
 }
 
-fn shape2d_of_slice(
-    size: [usize; 3],
-    spacing: [f64; 3],
-    inside: &[bool],
-    axis: usize,
-    slice: usize,
-) -> FeatureValues {
+fn shape2d_of_slice(size: [usize; 3], spacing: [f64; 3], inside: &[bool], axis: usize, slice: usize) -> FeatureValues {
     // remaining ITK axes in numpy order (slowest first): rows = the higher ITK axis, cols = the lower
     let rest: Vec<usize> = (0..3).rev().filter(|&a| a != axis).collect();
     let (ra, ca) = (rest[0], rest[1]);

@@ -102,11 +102,7 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
 
     let p10 = percentile_sorted(&sorted, 10.0);
     let p90 = percentile_sorted(&sorted, 90.0);
-    let robust: Vec<f64> = values
-        .iter()
-        .copied()
-        .filter(|&x| x >= p10 && x <= p90)
-        .collect();
+    let robust: Vec<f64> = values.iter().copied().filter(|&x| x >= p10 && x <= p90).collect();
     let robust_mean = sum(robust.iter().copied()) / robust.len() as f64;
     let rmad = sum(robust.iter().map(|&x| (x - robust_mean).abs())) / robust.len() as f64;
 
@@ -115,10 +111,7 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
         *counts.entry(l).or_insert(0usize) += 1;
     }
     let total: usize = counts.values().sum();
-    let p: Vec<f64> = counts
-        .values()
-        .map(|&c| c as f64 / total.max(1) as f64)
-        .collect();
+    let p: Vec<f64> = counts.values().map(|&c| c as f64 / total.max(1) as f64).collect();
 
     let std = m2.sqrt();
     let median = if sorted.len() % 2 == 1 {
@@ -136,9 +129,7 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
     out.push("Energy", energy);
     out.push(
         "Entropy",
-        -p.iter()
-            .map(|&pi| pi * (pi + super::texture::EPS).log2())
-            .sum::<f64>(),
+        -p.iter().map(|&pi| pi * (pi + super::texture::EPS).log2()).sum::<f64>(),
     );
     out.push(
         "InterquartileRange",
@@ -155,10 +146,7 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
     out.push("Minimum", min);
     out.push("Range", max - min);
     out.push("RobustMeanAbsoluteDeviation", rmad);
-    out.push(
-        "RootMeanSquared",
-        if n == 0.0 { 0.0 } else { (energy / n).sqrt() },
-    );
+    out.push("RootMeanSquared", if n == 0.0 { 0.0 } else { (energy / n).sqrt() });
     out.push("Skewness", if m2 == 0.0 { 0.0 } else { m3 / m2.powf(1.5) });
     out.push("StandardDeviation", std);
     out.push("TotalEnergy", voxel_volume * energy);

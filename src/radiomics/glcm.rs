@@ -205,11 +205,7 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
             .map(|(k, &v)| (k as f64 - da).powi(2) * v)
             .sum();
         let sigxy = sigx2.sqrt() * sigy2.sqrt();
-        let corr = if sigxy == 0.0 {
-            1.0
-        } else {
-            corm / (sigxy + EPS)
-        };
+        let corr = if sigxy == 0.0 { 1.0 } else { corm / (sigxy + EPS) };
         let div = hx.max(hy);
         let imc1 = if div == 0.0 { 0.0 } else { (hxy - hxy1) / div };
         let imc2 = if hxy2 == hxy {
@@ -218,43 +214,27 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
             (1.0 - (-2.0 * (hxy2 - hxy)).exp()).sqrt()
         };
         let kf = |k: usize| k as f64;
-        let idm: f64 = diff_k
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| v / (1.0 + kf(k) * kf(k)))
-            .sum();
+        let idm: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k) * kf(k))).sum();
         let idmn: f64 = diff_k
             .iter()
             .enumerate()
             .map(|(k, &v)| v / (1.0 + kf(k) * kf(k) / (ngf * ngf)))
             .sum();
-        let id: f64 = diff_k
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| v / (1.0 + kf(k)))
-            .sum();
-        let idn: f64 = diff_k
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| v / (1.0 + kf(k) / ngf))
-            .sum();
+        let id: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k))).sum();
+        let idn: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k) / ngf)).sum();
         let iv: f64 = diff_k
             .iter()
             .enumerate()
             .skip(1)
             .map(|(k, &v)| v / (kf(k) * kf(k)))
             .sum();
-        let sa: f64 = sum_k
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| (k as f64 + 2.0) * v)
-            .sum();
+        let sa: f64 = sum_k.iter().enumerate().map(|(k, &v)| (k as f64 + 2.0) * v).sum();
         let se = entropy(sum_k);
         let de = entropy(&diff_k);
         let mcc = mcc(p, &px, &py, n);
         let vals = [
-            ac, cp, cs, ct, cont, corr, da, de, dv, id, idm, idmn, idn, imc1, imc2, iv, ux, ene,
-            hxy, mcc, maxp, sa, se, ss,
+            ac, cp, cs, ct, cont, corr, da, de, dv, id, idm, idmn, idn, imc1, imc2, iv, ux, ene, hxy, mcc, maxp, sa,
+            se, ss,
         ];
         for (slot, v) in per.iter_mut().zip(vals) {
             slot.push(v);
@@ -262,11 +242,7 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     }
     let mut out = FeatureValues::new();
     for ((name, _), vals) in FEATURES.iter().zip(&per) {
-        let v = if *name == "MCC" && n < 2 {
-            1.0
-        } else {
-            nanmean(vals)
-        };
+        let v = if *name == "MCC" && n < 2 { 1.0 } else { nanmean(vals) };
         out.push(name, v);
     }
     out

@@ -85,11 +85,7 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GldmMatrix {
 /// Compute all GLDM features.
 pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let g = matrix(roi, opts);
-    let cells: Vec<(f64, f64, f64)> = g
-        .cells
-        .iter()
-        .map(|(&(l, j), &c)| (l as f64, j as f64, c))
-        .collect();
+    let cells: Vec<(f64, f64, f64)> = g.cells.iter().map(|(&(l, j), &c)| (l as f64, j as f64, c)).collect();
     let e = EmphasisStats::from_cells(&cells);
     let nz = if e.n.is_nan() { 1.0 } else { e.n };
     let vals = [

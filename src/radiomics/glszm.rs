@@ -95,11 +95,7 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlszmMatrix {
 /// Compute all GLSZM features.
 pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let g = matrix(roi, opts);
-    let cells: Vec<(f64, f64, f64)> = g
-        .zones
-        .iter()
-        .map(|(&(l, s), &c)| (l as f64, s as f64, c))
-        .collect();
+    let cells: Vec<(f64, f64, f64)> = g.zones.iter().map(|(&(l, s), &c)| (l as f64, s as f64, c)).collect();
     let e = EmphasisStats::from_cells(&cells);
     let nz = if e.n.is_nan() { 1.0 } else { e.n };
     let vals = [

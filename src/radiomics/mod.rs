@@ -45,10 +45,7 @@ impl FeatureValues {
 
     /// Look a value up by bare name.
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.entries
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
+        self.entries.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
     /// Iterate over `(name, value)`.
@@ -67,10 +64,7 @@ pub struct FeatureSet {
 impl FeatureSet {
     /// Look a value up by full name.
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
     /// Number of features.

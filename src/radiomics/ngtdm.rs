@@ -36,11 +36,7 @@ pub struct NgtdmMatrix {
 pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> NgtdmMatrix {
     let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
     let idx = roi.level_index();
-    let mut rows: Vec<(f64, f64, f64)> = roi
-        .gray_levels
-        .iter()
-        .map(|&g| (g as f64, 0.0, 0.0))
-        .collect();
+    let mut rows: Vec<(f64, f64, f64)> = roi.gray_levels.iter().map(|&g| (g as f64, 0.0, 0.0)).collect();
     let [sx, sy, sz] = roi.size;
     for z in 0..sz {
         for y in 0..sy {
@@ -100,16 +96,8 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
         }
     }
     let div = ngp * (ngp - 1.0);
-    let contrast = if div != 0.0 {
-        c_num * sum_s / nvp / div
-    } else {
-        0.0
-    };
-    let busyness = if absdiff != 0.0 {
-        sum_ps / absdiff
-    } else {
-        0.0
-    };
+    let contrast = if div != 0.0 { c_num * sum_s / nvp / div } else { 0.0 };
+    let busyness = if absdiff != 0.0 { sum_ps / absdiff } else { 0.0 };
     let complexity = complexity / nvp;
     let strength = if sum_s != 0.0 { strength / sum_s } else { 0.0 };
     let mut out = FeatureValues::new();

@@ -11,11 +11,7 @@ use crate::image::{BoundingBox, Geometry, PixelType, Volume};
 
 /// Check that the mask defines a usable ROI and return its bounding box and voxel count (PyRadiomics
 /// `checkMask`). One pass over the mask, no allocation proportional to the image.
-pub fn check_roi(
-    mask_path: &Path,
-    mask: &Volume<f64>,
-    settings: &Settings,
-) -> Result<(BoundingBox, usize)> {
+pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<(BoundingBox, usize)> {
     let invalid = |reason: String| Error::InvalidRoi {
         path: mask_path.to_path_buf(),
         reason,
@@ -48,12 +44,7 @@ pub fn check_roi(
         return Err(invalid("the mask is empty (no labelled voxels)".into()));
     }
     if count == 0 {
-        let mut labels: Vec<i64> = mask
-            .data
-            .iter()
-            .filter(|&&v| v != 0.0)
-            .map(|&v| v as i64)
-            .collect();
+        let mut labels: Vec<i64> = mask.data.iter().filter(|&&v| v != 0.0).map(|&v| v as i64).collect();
         labels.sort_unstable();
         labels.dedup();
         labels.truncate(20);
@@ -77,20 +68,14 @@ pub fn check_roi(
         )));
     }
     if let Some(min) = settings.minimum_roi_size.filter(|&min| count < min) {
-        return Err(invalid(format!(
-            "the ROI has {count} voxels; minimumROISize is {min}"
-        )));
+        return Err(invalid(format!("the ROI has {count} voxels; minimumROISize is {min}")));
     }
     Ok((bb, count))
 }
 
 /// Reject NaN or infinite intensities inside the ROI.
 pub fn check_finite(image_path: &Path, values: &[f64], inside: &[bool]) -> Result<()> {
-    let count = values
-        .iter()
-        .zip(inside)
-        .filter(|(v, m)| **m && !v.is_finite())
-        .count();
+    let count = values.iter().zip(inside).filter(|(v, m)| **m && !v.is_finite()).count();
     if count > 0 {
         return Err(Error::NonFinite {
             path: image_path.to_path_buf(),
@@ -130,12 +115,7 @@ pub fn normalize(image: &Volume<f64>, scale: f64, outliers: Option<f64>) -> Volu
 }
 
 /// PyRadiomics `resegmentMask`: keep ROI voxels within the threshold(s). Errors when one voxel or fewer remain.
-pub fn resegment(
-    mask_path: &Path,
-    values: &[f64],
-    inside: &[bool],
-    settings: &Settings,
-) -> Result<Vec<bool>> {
+pub fn resegment(mask_path: &Path, values: &[f64], inside: &[bool], settings: &Settings) -> Result<Vec<bool>> {
     let Some(range) = &settings.resegment_range else {
         return Ok(inside.to_vec());
     };
@@ -177,12 +157,7 @@ pub fn resegment(
 
 /// The resampled grid PyRadiomics' `resampleImage` builds around the ROI bounding box `bb`. Returns `None`
 /// when the new spacing equals the image's (then only the mask would be resampled).
-pub fn resampling_grid(
-    mask: &Geometry,
-    image: &Geometry,
-    bb: &BoundingBox,
-    settings: &Settings,
-) -> Option<Geometry> {
+pub fn resampling_grid(mask: &Geometry, image: &Geometry, bb: &BoundingBox, settings: &Settings) -> Option<Geometry> {
     let requested = settings.resampled_pixel_spacing?;
     let mut spacing = [0.0; 3];
     for d in 0..3 {
@@ -196,8 +171,7 @@ pub fn resampling_grid(
             spacing[d] = mask.spacing[d];
         }
     }
-    let close =
-        (0..3).all(|d| (image.spacing[d] - spacing[d]).abs() <= 1e-8 + 1e-5 * spacing[d].abs());
+    let close = (0..3).all(|d| (image.spacing[d] - spacing[d]).abs() <= 1e-8 + 1e-5 * spacing[d].abs());
     if close {
         return None;
     }

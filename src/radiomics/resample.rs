@@ -16,12 +16,7 @@ use crate::image::{Geometry, PixelType, Volume};
 use crate::radiomics::settings::Interpolator;
 
 /// Resample `input` onto `grid`.
-pub fn resample(
-    input: &Volume<f64>,
-    grid: &Geometry,
-    interpolator: Interpolator,
-    out_type: PixelType,
-) -> Volume<f64> {
+pub fn resample(input: &Volume<f64>, grid: &Geometry, interpolator: Interpolator, out_type: PixelType) -> Volume<f64> {
     let coefficients = match interpolator {
         Interpolator::BSpline => Some(bspline_coefficients(input)),
         _ => None,
@@ -36,10 +31,7 @@ pub fn resample(
                 let idx = [i as f64, j as f64, k as f64];
                 let mut p = [0.0; 3];
                 for r in 0..3 {
-                    p[r] = grid.origin[r]
-                        + m_out[r][0] * idx[0]
-                        + m_out[r][1] * idx[1]
-                        + m_out[r][2] * idx[2];
+                    p[r] = grid.origin[r] + m_out[r][0] * idx[0] + m_out[r][1] * idx[1] + m_out[r][2] * idx[2];
                 }
                 let d = [
                     p[0] - input.geometry.origin[0],
@@ -57,16 +49,12 @@ pub fn resample(
                     match interpolator {
                         Interpolator::NearestNeighbor => {
                             let n: Vec<usize> = (0..3)
-                                .map(|a| {
-                                    ((c[a] + 0.5).floor().max(0.0) as usize).min(size_in[a] - 1)
-                                })
+                                .map(|a| ((c[a] + 0.5).floor().max(0.0) as usize).min(size_in[a] - 1))
                                 .collect();
                             input.at(n[0], n[1], n[2])
                         }
                         Interpolator::Linear => linear(input, c),
-                        Interpolator::BSpline => {
-                            bspline_eval(coefficients.as_ref().unwrap_or(&input.data), size_in, c)
-                        }
+                        Interpolator::BSpline => bspline_eval(coefficients.as_ref().unwrap_or(&input.data), size_in, c),
                     }
                 };
                 data.push(out_type.cast_from_f64(v));

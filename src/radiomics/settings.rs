@@ -152,12 +152,9 @@ fn as_f64(origin: &str, key: &str, v: &Value) -> Result<f64> {
 }
 
 fn as_usize(origin: &str, key: &str, v: &Value) -> Result<usize> {
-    v.as_u64().map(|u| u as usize).ok_or_else(|| {
-        err(
-            origin,
-            format!("'{key}' must be a non-negative integer, got {v:?}"),
-        )
-    })
+    v.as_u64()
+        .map(|u| u as usize)
+        .ok_or_else(|| err(origin, format!("'{key}' must be a non-negative integer, got {v:?}")))
 }
 
 fn as_bool(origin: &str, key: &str, v: &Value) -> Result<bool> {
@@ -178,13 +175,7 @@ impl Settings {
         let null = v.is_null();
         match key {
             "binWidth" => self.bin_width = as_f64(origin, key, v)?,
-            "binCount" => {
-                self.bin_count = if null {
-                    None
-                } else {
-                    Some(as_usize(origin, key, v)?)
-                }
-            }
+            "binCount" => self.bin_count = if null { None } else { Some(as_usize(origin, key, v)?) },
             "voxelArrayShift" => self.voxel_array_shift = as_f64(origin, key, v)?,
             "label" => {
                 self.label = v
@@ -201,13 +192,7 @@ impl Settings {
             }
             "normalize" => self.normalize = as_bool(origin, key, v)?,
             "normalizeScale" => self.normalize_scale = as_f64(origin, key, v)?,
-            "removeOutliers" => {
-                self.remove_outliers = if null {
-                    None
-                } else {
-                    Some(as_f64(origin, key, v)?)
-                }
-            }
+            "removeOutliers" => self.remove_outliers = if null { None } else { Some(as_f64(origin, key, v)?) },
             "resegmentRange" => {
                 self.resegment_range = if null {
                     None
@@ -225,10 +210,7 @@ impl Settings {
                     Some("relative") => ResegmentMode::Relative,
                     Some("sigma") => ResegmentMode::Sigma,
                     _ => {
-                        return Err(err(
-                            origin,
-                            "'resegmentMode' must be absolute, relative or sigma",
-                        ));
+                        return Err(err(origin, "'resegmentMode' must be absolute, relative or sigma"));
                     }
                 }
             }
@@ -240,21 +222,12 @@ impl Settings {
                 }
                 self.minimum_roi_dimensions = d
             }
-            "minimumROISize" => {
-                self.minimum_roi_size = if null {
-                    None
-                } else {
-                    Some(as_usize(origin, key, v)?)
-                }
-            }
+            "minimumROISize" => self.minimum_roi_size = if null { None } else { Some(as_usize(origin, key, v)?) },
             "preCrop" => self.pre_crop = as_bool(origin, key, v)?,
             "padDistance" => self.pad_distance = as_usize(origin, key, v)?,
             "distances" => {
                 let d: Vec<usize> = match v {
-                    Value::Sequence(s) => s
-                        .iter()
-                        .map(|x| as_usize(origin, key, x))
-                        .collect::<Result<_>>()?,
+                    Value::Sequence(s) => s.iter().map(|x| as_usize(origin, key, x)).collect::<Result<_>>()?,
                     other => vec![as_usize(origin, key, other)?],
                 };
                 if d.is_empty() || d.contains(&0) {
@@ -299,10 +272,7 @@ impl Settings {
                             "sitkLinear" => Interpolator::Linear,
                             "sitkBSpline" => Interpolator::BSpline,
                             other => {
-                                return Err(err(
-                                    origin,
-                                    format!("interpolator '{other}' is not supported"),
-                                ));
+                                return Err(err(origin, format!("interpolator '{other}' is not supported")));
                             }
                         },
                         Value::Number(n) => match n.as_i64() {
@@ -310,10 +280,7 @@ impl Settings {
                             Some(2) => Interpolator::Linear,
                             Some(3) => Interpolator::BSpline,
                             _ => {
-                                return Err(err(
-                                    origin,
-                                    format!("interpolator {n} is not supported"),
-                                ));
+                                return Err(err(origin, format!("interpolator {n} is not supported")));
                             }
                         },
                         other => return Err(err(origin, format!("bad interpolator {other:?}"))),
@@ -341,8 +308,7 @@ impl Settings {
 
     /// Parse PyRadiomics parameter-file text.
     pub fn from_yaml_str(origin: &str, text: &str) -> Result<Settings> {
-        let doc: Value =
-            serde_yaml::from_str(text).map_err(|e| err(origin, format!("not valid YAML: {e}")))?;
+        let doc: Value = serde_yaml::from_str(text).map_err(|e| err(origin, format!("not valid YAML: {e}")))?;
         let mut s = Settings::default();
         let Value::Mapping(top) = doc else {
             if doc.is_null() {
@@ -372,9 +338,7 @@ impl Settings {
                             if name != "Original" {
                                 return Err(err(
                                     origin,
-                                    format!(
-                                        "imageType '{name}' is not supported (only Original, as in the study)"
-                                    ),
+                                    format!("imageType '{name}' is not supported (only Original, as in the study)"),
                                 ));
                             }
                             if let Value::Mapping(custom) = iv {
@@ -391,10 +355,7 @@ impl Settings {
                         for (ck, cv) in m {
                             let class = ck.as_str().unwrap_or_default();
                             if !CLASSES.contains(&class) {
-                                return Err(err(
-                                    origin,
-                                    format!("feature class '{class}' is not supported"),
-                                ));
+                                return Err(err(origin, format!("feature class '{class}' is not supported")));
                             }
                             let list = match cv {
                                 Value::Null => None,
@@ -403,21 +364,13 @@ impl Settings {
                                     seq.iter()
                                         .map(|x| {
                                             x.as_str().map(str::to_string).ok_or_else(|| {
-                                                err(
-                                                    origin,
-                                                    format!(
-                                                        "feature names in '{class}' must be strings"
-                                                    ),
-                                                )
+                                                err(origin, format!("feature names in '{class}' must be strings"))
                                             })
                                         })
                                         .collect::<Result<Vec<_>>>()?,
                                 ),
                                 _ => {
-                                    return Err(err(
-                                        origin,
-                                        format!("'{class}' must list feature names or be empty"),
-                                    ));
+                                    return Err(err(origin, format!("'{class}' must list feature names or be empty")));
                                 }
                             };
                             s.enabled.insert(class.to_string(), list);

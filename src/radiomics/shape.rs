@@ -174,10 +174,7 @@ pub fn mesh(mask: &BinaryMask, spacing: [f64; 3]) -> MeshMeasures {
                 })
                 .collect();
             let sc: Vec<f64> = (0..3).filter(|&d| d != axis).map(|d| half[d]).collect();
-            best = best.max(max_squared_distance(
-                &hull_candidates(&plane),
-                [sc[0], sc[1]],
-            ));
+            best = best.max(max_squared_distance(&hull_candidates(&plane), [sc[0], sc[1]]));
             s = e;
         }
         best.sqrt()
@@ -231,11 +228,7 @@ pub fn coordinate_eigenvalues<const D: usize>(coords: &[[f64; D]]) -> Vec<f64> {
 }
 
 /// Compute the 3D shape features of `mask` (ITK layout, `size` `(x, y, z)`, `spacing` `(x, y, z)`).
-pub fn compute(
-    size: [usize; 3],
-    spacing: [f64; 3],
-    inside: impl Fn(usize) -> bool,
-) -> FeatureValues {
+pub fn compute(size: [usize; 3], spacing: [f64; 3], inside: impl Fn(usize) -> bool) -> FeatureValues {
     let mask = BinaryMask::padded_from_itk(size, &inside);
     let zyx = [spacing[2], spacing[1], spacing[0]];
     let m = mesh(&mask, zyx);
@@ -254,11 +247,7 @@ pub fn compute(
     let (l3, l2, l1) = (ev[0], ev[1], ev[2]);
     let axis = |l: f64| if l < 0.0 { f64::NAN } else { l.sqrt() * 4.0 };
     let ratio = |a: f64, b: f64| {
-        if a < 0.0 || b <= 0.0 {
-            f64::NAN
-        } else {
-            (a / b).sqrt()
-        }
+        if a < 0.0 || b <= 0.0 { f64::NAN } else { (a / b).sqrt() }
     };
     let (a, v) = (m.area, m.volume);
     let pi = std::f64::consts::PI;

@@ -49,15 +49,10 @@ const MIDPOINTS: [[f64; 2]; 4] = [[0.0, 0.5], [0.5, 1.0], [1.0, 0.5], [0.5, 0.0]
 fn segments(cfg: u8) -> Vec<(usize, usize)> {
     let inside = |c: usize| cfg & (1 << c) != 0;
     // edge e joins corners e and (e + 1) % 4
-    let crossing: Vec<usize> = (0..4)
-        .filter(|&e| inside(e) != inside((e + 1) % 4))
-        .collect();
+    let crossing: Vec<usize> = (0..4).filter(|&e| inside(e) != inside((e + 1) % 4)).collect();
     let pairs: Vec<(usize, usize)> = match crossing.len() {
         2 => vec![(crossing[0], crossing[1])],
-        4 => (0..4)
-            .filter(|&c| inside(c))
-            .map(|c| ((c + 3) % 4, c))
-            .collect(),
+        4 => (0..4).filter(|&c| inside(c)).map(|c| ((c + 3) % 4, c)).collect(),
         _ => vec![],
     };
     pairs
@@ -81,15 +76,9 @@ fn segments(cfg: u8) -> Vec<(usize, usize)> {
 }
 
 /// Compute shape2D features of a slice: `rows × cols` pixels (row-major), `spacing` = (row, col) mm.
-pub fn compute(
-    rows: usize,
-    cols: usize,
-    spacing: [f64; 2],
-    inside: impl Fn(usize, usize) -> bool,
-) -> FeatureValues {
+pub fn compute(rows: usize, cols: usize, spacing: [f64; 2], inside: impl Fn(usize, usize) -> bool) -> FeatureValues {
     let (nr, nc) = (rows + 2, cols + 2);
-    let at =
-        |r: usize, c: usize| r >= 1 && c >= 1 && r <= rows && c <= cols && inside(r - 1, c - 1);
+    let at = |r: usize, c: usize| r >= 1 && c >= 1 && r <= rows && c <= cols && inside(r - 1, c - 1);
     let table: Vec<Vec<(usize, usize)>> = (0..16u8).map(segments).collect();
     let (mut twice_area, mut perimeter) = (0.0, 0.0);
     for r in 0..nr - 1 {
@@ -131,8 +120,7 @@ pub fn compute(
             }
         }
     }
-    let diameter =
-        max_squared_distance(&hull_candidates(&pts), [spacing[0] / 2.0, spacing[1] / 2.0]).sqrt();
+    let diameter = max_squared_distance(&hull_candidates(&pts), [spacing[0] / 2.0, spacing[1] / 2.0]).sqrt();
     let ev = coordinate_eigenvalues(&coords);
     let (l2, l1) = (ev[0], ev[1]);
     let np = coords.len() as f64;
@@ -146,23 +134,14 @@ pub fn compute(
             (l2 / l1).sqrt()
         },
     );
-    out.push(
-        "MajorAxisLength",
-        if l1 < 0.0 { f64::NAN } else { 4.0 * l1.sqrt() },
-    );
+    out.push("MajorAxisLength", if l1 < 0.0 { f64::NAN } else { 4.0 * l1.sqrt() });
     out.push("MaximumDiameter", diameter);
     out.push("MeshSurface", area);
-    out.push(
-        "MinorAxisLength",
-        if l2 < 0.0 { f64::NAN } else { 4.0 * l2.sqrt() },
-    );
+    out.push("MinorAxisLength", if l2 < 0.0 { f64::NAN } else { 4.0 * l2.sqrt() });
     out.push("Perimeter", perimeter);
     out.push("PerimeterSurfaceRatio", perimeter / area);
     out.push("PixelSurface", np * spacing[0] * spacing[1]);
-    out.push(
-        "SphericalDisproportion",
-        perimeter / (2.0 * (pi * area).sqrt()),
-    );
+    out.push("SphericalDisproportion", perimeter / (2.0 * (pi * area).sqrt()));
     out.push("Sphericity", 2.0 * (pi * area).sqrt() / perimeter);
     out
 }

@@ -129,9 +129,7 @@ pub fn angles(
 /// Distance weights for merging per-angle matrices (PyRadiomics `weightingNorm`). `exponential` selects the
 /// GLCM form `exp(−‖d‖²)`; GLRLM uses the plain norm `‖d‖`.
 pub fn angle_weight(norm: &str, a: [isize; 3], spacing: [f64; 3], exponential: bool) -> f64 {
-    let v: Vec<f64> = (0..3)
-        .map(|d| a[d].unsigned_abs() as f64 * spacing[d])
-        .collect();
+    let v: Vec<f64> = (0..3).map(|d| a[d].unsigned_abs() as f64 * spacing[d]).collect();
     let n = match norm {
         "infinity" => v.iter().copied().fold(0.0, f64::max),
         "euclidean" => {

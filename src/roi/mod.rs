@@ -85,16 +85,11 @@ impl Mask {
 /// Load a ROI for `series` from a SEG, an RTSTRUCT, or a NIfTI/NRRD label map, chosen by content.
 pub fn load(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     let name = path.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".nrrd")
-        || name.ends_with(".nhdr")
-        || name.ends_with(".nii")
-        || name.ends_with(".nii.gz")
-    {
+    if name.ends_with(".nrrd") || name.ends_with(".nhdr") || name.ends_with(".nii") || name.ends_with(".nii.gz") {
         return labelmap::read(path, series);
     }
     let obj = crate::ingest::header::open_header(path)?;
-    let class = crate::ingest::tags::string(&obj, dicom_dictionary_std::tags::SOP_CLASS_UID)
-        .unwrap_or_default();
+    let class = crate::ingest::tags::string(&obj, dicom_dictionary_std::tags::SOP_CLASS_UID).unwrap_or_default();
     match class.as_str() {
         crate::ingest::header::SEGMENTATION => seg::read(path, series, opts),
         crate::ingest::header::RT_STRUCTURE_SET => rtstruct::read(path, series, opts),
@@ -106,11 +101,7 @@ pub fn load(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
 }
 
 /// A ROI object must be drawn in the series' frame of reference (when both state one).
-pub(crate) fn check_frame_of_reference(
-    path: &Path,
-    referenced: Option<String>,
-    series: &Series,
-) -> Result<()> {
+pub(crate) fn check_frame_of_reference(path: &Path, referenced: Option<String>, series: &Series) -> Result<()> {
     if let (Some(a), Some(b)) = (referenced, &series.frame_of_reference_uid)
         && &a != b
     {

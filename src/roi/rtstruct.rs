@@ -88,11 +88,7 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         for c in items(rc, tags::CONTOUR_SEQUENCE) {
             let pts = floats(c, tags::CONTOUR_DATA).unwrap_or_default();
             if pts.len() < 9 || !pts.len().is_multiple_of(3) {
-                return Err(bad(format!(
-                    "contour {} has {} coordinates",
-                    contours + 1,
-                    pts.len()
-                )));
+                return Err(bad(format!("contour {} has {} coordinates", contours + 1, pts.len())));
             }
             let idx: Vec<[f64; 3]> = pts
                 .chunks_exact(3)
@@ -112,9 +108,7 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         }
     }
     if mask.voxels() == 0 {
-        return Err(bad(format!(
-            "structure {chosen} is empty ({contours} contour(s))"
-        )));
+        return Err(bad(format!("structure {chosen} is empty ({contours} contour(s))")));
     }
     let name = rois
         .iter()

@@ -173,15 +173,12 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         if segment != chosen {
             continue;
         }
-        let position = group(tags::PLANE_POSITION_SEQUENCE)
-            .and_then(|p| floats(p, tags::IMAGE_POSITION_PATIENT));
+        let position = group(tags::PLANE_POSITION_SEQUENCE).and_then(|p| floats(p, tags::IMAGE_POSITION_PATIENT));
         let mut frame_refs = Vec::new();
         if let Some(p) = pf {
             refs(p, &mut frame_refs);
         }
-        let by_ref = frame_refs
-            .iter()
-            .find_map(|u| by_uid.get(u.as_str()).copied());
+        let by_ref = frame_refs.iter().find_map(|u| by_uid.get(u.as_str()).copied());
         let (slice, shift) = match position {
             Some(p) if p.len() == 3 => {
                 let c = g.physical_to_continuous_index([p[0], p[1], p[2]]);
@@ -254,9 +251,7 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         }
     }
     if mask.voxels() == 0 {
-        return Err(bad(format!(
-            "segment {chosen} is empty ({placed} frame(s))"
-        )));
+        return Err(bad(format!("segment {chosen} is empty ({placed} frame(s))")));
     }
     let label = segments
         .iter()

@@ -28,9 +28,38 @@ pub fn uid(seed: &str) -> String {
     format!("2.25.{v}")
 }
 
+/// Patient and study attributes (all obviously synthetic).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientInfo {
+    /// PatientName, e.g. `SYNTHETIC^P0001`.
+    pub name: String,
+    /// PatientID, e.g. `SYNTH-0001`.
+    pub id: String,
+    /// PatientBirthDate (DA).
+    pub birth_date: String,
+    /// StudyDate (DA).
+    pub study_date: String,
+    /// AccessionNumber.
+    pub accession: String,
+}
+
+impl Default for PatientInfo {
+    fn default() -> Self {
+        PatientInfo {
+            name: "SYNTHETIC^PATIENT".into(),
+            id: "SYNTH-0000".into(),
+            birth_date: "19700101".into(),
+            study_date: "20170101".into(),
+            accession: "SYNACC0000".into(),
+        }
+    }
+}
+
 /// What identifies a series.
 #[derive(Debug, Clone)]
 pub struct SeriesIds {
+    /// Patient and study attributes.
+    pub patient: PatientInfo,
     /// StudyInstanceUID.
     pub study: String,
     /// SeriesInstanceUID.
@@ -47,6 +76,7 @@ impl SeriesIds {
     /// Ids derived from a seed.
     pub fn from_seed(seed: &str, number: i64) -> Self {
         SeriesIds {
+            patient: PatientInfo::default(),
             study: uid(&format!("{seed}/study")),
             series: uid(&format!("{seed}/series/{number}")),
             frame_of_reference: uid(&format!("{seed}/for")),
@@ -83,16 +113,26 @@ fn item_with(f: impl FnOnce(&mut InMemDicomObject)) -> InMemDicomObject {
 }
 
 fn common(obj: &mut InMemDicomObject, ids: &SeriesIds, modality: &str) {
-    put_str(obj, tags::PATIENT_NAME, VR::PN, "SYNTHETIC^PATIENT");
-    put_str(obj, tags::PATIENT_ID, VR::LO, "SYNTH-0001");
+    let p = &ids.patient;
+    put_str(obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    put_str(obj, tags::PATIENT_NAME, VR::PN, &p.name);
+    put_str(obj, tags::PATIENT_ID, VR::LO, &p.id);
+    put_str(obj, tags::PATIENT_BIRTH_DATE, VR::DA, &p.birth_date);
+    put_str(obj, tags::PATIENT_SEX, VR::CS, "F");
+    put_str(obj, tags::STUDY_DATE, VR::DA, &p.study_date);
+    put_str(obj, tags::STUDY_TIME, VR::TM, "100000");
+    put_str(obj, tags::SERIES_DATE, VR::DA, &p.study_date);
+    put_str(obj, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
+    put_str(obj, tags::STUDY_ID, VR::SH, "1");
+    put_str(obj, tags::ACCESSION_NUMBER, VR::SH, &p.accession);
+    put_str(obj, tags::STUDY_DESCRIPTION, VR::LO, "SYNTHETIC BREAST DCE-MRI");
+    put_str(obj, tags::MANUFACTURER, VR::LO, "alnrisk synthetic");
     put_str(obj, tags::STUDY_INSTANCE_UID, VR::UI, &ids.study);
+    if modality != "RTSTRUCT" {
+        put_str(obj, tags::CONTENT_DATE, VR::DA, &p.study_date);
+    }
     put_str(obj, tags::SERIES_INSTANCE_UID, VR::UI, &ids.series);
-    put_str(
-        obj,
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        &ids.frame_of_reference,
-    );
+    put_str(obj, tags::FRAME_OF_REFERENCE_UID, VR::UI, &ids.frame_of_reference);
     put_str(obj, tags::MODALITY, VR::CS, modality);
     put(
         obj,
@@ -122,6 +162,33 @@ fn write(obj: InMemDicomObject, path: &Path) -> Result<()> {
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }
 
+/// Attributes of the General Series, Frame of Reference and MR Image modules that carry acquisition
+/// parameters (plausible values for a fat-suppressed 3D T1 gradient-echo DCE acquisition).
+fn mr_modules(obj: &mut InMemDicomObject) {
+    put_str(obj, tags::PATIENT_POSITION, VR::CS, "FFP");
+    put_str(obj, tags::LATERALITY, VR::CS, "L");
+    put_str(obj, tags::BODY_PART_EXAMINED, VR::CS, "BREAST");
+    put_str(obj, tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
+    put_str(obj, tags::SCANNING_SEQUENCE, VR::CS, "GR");
+    put_str(obj, tags::SEQUENCE_VARIANT, VR::CS, "SP\\SS");
+    put_str(obj, tags::SCAN_OPTIONS, VR::CS, "FS");
+    put_str(obj, tags::MR_ACQUISITION_TYPE, VR::CS, "3D");
+    put_str(obj, tags::REPETITION_TIME, VR::DS, "4.5");
+    put_str(obj, tags::ECHO_TIME, VR::DS, "2.1");
+    put_str(obj, tags::ECHO_TRAIN_LENGTH, VR::IS, "1");
+    put_str(obj, tags::FLIP_ANGLE, VR::DS, "12");
+    put_str(obj, tags::MAGNETIC_FIELD_STRENGTH, VR::DS, "3");
+}
+
+/// A code sequence item.
+fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
+    item_with(|c| {
+        put_str(c, tags::CODE_VALUE, VR::SH, value);
+        put_str(c, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
+        put_str(c, tags::CODE_MEANING, VR::LO, meaning);
+    })
+}
+
 /// Time of phase `p` as DICOM TM: 10:00:00 plus one minute per phase.
 fn phase_time(p: usize) -> String {
     format!("10{:02}00.000000", p)
@@ -129,6 +196,16 @@ fn phase_time(p: usize) -> String {
 
 fn pixel_bytes(values: impl Iterator<Item = i16>) -> Vec<u8> {
     values.flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// SOPInstanceUID of image (phase `p`, slice `k`) of a classic series written by [`write_classic_series`].
+pub fn classic_sop_uid(ids: &SeriesIds, p: usize, k: usize) -> String {
+    uid(&format!("{}/{p}/{k}", ids.series))
+}
+
+/// SOPInstanceUID of the Enhanced MR instance written by [`write_enhanced`].
+pub fn enhanced_sop_uid(ids: &SeriesIds) -> String {
+    uid(&format!("{}/enhanced", ids.series))
 }
 
 /// Options for classic series.
@@ -158,15 +235,11 @@ pub fn write_classic_series(
         for k in 0..nz {
             let mut obj = InMemDicomObject::new_empty();
             common(&mut obj, ids, "MR");
-            let sop = uid(&format!("{}/{p}/{k}", ids.series));
+            mr_modules(&mut obj);
+            let sop = classic_sop_uid(ids, p, k);
             put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, MR_IMAGE);
             put_str(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
-            put_str(
-                &mut obj,
-                tags::IMAGE_TYPE,
-                VR::CS,
-                "ORIGINAL\\PRIMARY\\OTHER",
-            );
+            put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\OTHER");
             put(
                 &mut obj,
                 tags::INSTANCE_NUMBER,
@@ -205,60 +278,15 @@ pub fn write_classic_series(
                 VR::DS,
                 &ds(&[grid.spacing[1], grid.spacing[0]]),
             );
-            put_str(
-                &mut obj,
-                tags::SLICE_THICKNESS,
-                VR::DS,
-                &ds(&[grid.spacing[2]]),
-            );
-            put(
-                &mut obj,
-                tags::ROWS,
-                VR::US,
-                PrimitiveValue::from(ny as u16),
-            );
-            put(
-                &mut obj,
-                tags::COLUMNS,
-                VR::US,
-                PrimitiveValue::from(nx as u16),
-            );
-            put(
-                &mut obj,
-                tags::SAMPLES_PER_PIXEL,
-                VR::US,
-                PrimitiveValue::from(1u16),
-            );
-            put_str(
-                &mut obj,
-                tags::PHOTOMETRIC_INTERPRETATION,
-                VR::CS,
-                "MONOCHROME2",
-            );
-            put(
-                &mut obj,
-                tags::BITS_ALLOCATED,
-                VR::US,
-                PrimitiveValue::from(16u16),
-            );
-            put(
-                &mut obj,
-                tags::BITS_STORED,
-                VR::US,
-                PrimitiveValue::from(16u16),
-            );
-            put(
-                &mut obj,
-                tags::HIGH_BIT,
-                VR::US,
-                PrimitiveValue::from(15u16),
-            );
-            put(
-                &mut obj,
-                tags::PIXEL_REPRESENTATION,
-                VR::US,
-                PrimitiveValue::from(1u16),
-            );
+            put_str(&mut obj, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
+            put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(ny as u16));
+            put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16));
+            put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+            put_str(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+            put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+            put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
+            put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
+            put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(1u16));
             let px = pixel_bytes(
                 (0..ny)
                     .flat_map(|j| (0..nx).map(move |i| (i, j)))
@@ -290,106 +318,42 @@ pub fn write_enhanced(
         &mut obj,
         tags::SOP_INSTANCE_UID,
         VR::UI,
-        &uid(&format!("{}/enhanced", ids.series)),
+        &enhanced_sop_uid(ids),
     );
-    put_str(
-        &mut obj,
-        tags::IMAGE_TYPE,
-        VR::CS,
-        "ORIGINAL\\PRIMARY\\OTHER\\NONE",
-    );
-    put(
-        &mut obj,
-        tags::INSTANCE_NUMBER,
-        VR::IS,
-        PrimitiveValue::from("1"),
-    );
+    put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\OTHER\\NONE");
+    put(&mut obj, tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from("1"));
     put(
         &mut obj,
         tags::NUMBER_OF_FRAMES,
         VR::IS,
         PrimitiveValue::from((phases * nz).to_string()),
     );
-    put(
-        &mut obj,
-        tags::ROWS,
-        VR::US,
-        PrimitiveValue::from(ny as u16),
-    );
-    put(
-        &mut obj,
-        tags::COLUMNS,
-        VR::US,
-        PrimitiveValue::from(nx as u16),
-    );
-    put(
-        &mut obj,
-        tags::SAMPLES_PER_PIXEL,
-        VR::US,
-        PrimitiveValue::from(1u16),
-    );
-    put_str(
-        &mut obj,
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        "MONOCHROME2",
-    );
-    put(
-        &mut obj,
-        tags::BITS_ALLOCATED,
-        VR::US,
-        PrimitiveValue::from(16u16),
-    );
-    put(
-        &mut obj,
-        tags::BITS_STORED,
-        VR::US,
-        PrimitiveValue::from(16u16),
-    );
-    put(
-        &mut obj,
-        tags::HIGH_BIT,
-        VR::US,
-        PrimitiveValue::from(15u16),
-    );
-    put(
-        &mut obj,
-        tags::PIXEL_REPRESENTATION,
-        VR::US,
-        PrimitiveValue::from(1u16),
-    );
+    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(ny as u16));
+    put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16));
+    put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put_str(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+    put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
+    put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
+    put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(1u16));
     let shared = item_with(|s| {
         seq(
             s,
             tags::PLANE_ORIENTATION_SEQUENCE,
             vec![item_with(|o| {
-                put_str(
-                    o,
-                    tags::IMAGE_ORIENTATION_PATIENT,
-                    VR::DS,
-                    &ds(&orientation(grid)),
-                )
+                put_str(o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds(&orientation(grid)))
             })],
         );
         seq(
             s,
             tags::PIXEL_MEASURES_SEQUENCE,
             vec![item_with(|m| {
-                put_str(
-                    m,
-                    tags::PIXEL_SPACING,
-                    VR::DS,
-                    &ds(&[grid.spacing[1], grid.spacing[0]]),
-                );
+                put_str(m, tags::PIXEL_SPACING, VR::DS, &ds(&[grid.spacing[1], grid.spacing[0]]));
                 put_str(m, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
             })],
         );
     });
-    seq(
-        &mut obj,
-        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-        vec![shared],
-    );
+    seq(&mut obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]);
     let mut frames = Vec::new();
     let mut px = Vec::new();
     for p in 0..phases {
@@ -428,6 +392,20 @@ pub fn write_enhanced(
     write(obj, path)
 }
 
+/// The source images a SEG references (Common Instance Reference module, per-frame derivation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegReference {
+    /// No references (readers must fall back to the frame of reference and positions).
+    None,
+    /// The images of phase `phase` of a classic series written by [`write_classic_series`].
+    Classic {
+        /// 0-based phase.
+        phase: usize,
+    },
+    /// The Enhanced MR instance written by [`write_enhanced`].
+    Enhanced,
+}
+
 /// Options for a SEG.
 #[derive(Debug, Clone, Copy)]
 pub struct SegOptions {
@@ -437,8 +415,8 @@ pub struct SegOptions {
     pub reverse_frames: bool,
     /// In-plane offset added to each frame's position, in pixels along (i, j).
     pub offset_pixels: [f64; 2],
-    /// Write ReferencedSeriesSequence for this series UID (None: no reference).
-    pub reference_series: bool,
+    /// Which source images the SEG references.
+    pub reference: SegReference,
 }
 
 impl Default for SegOptions {
@@ -447,7 +425,7 @@ impl Default for SegOptions {
             binary: true,
             reverse_frames: false,
             offset_pixels: [0.0, 0.0],
-            reference_series: true,
+            reference: SegReference::Classic { phase: 0 },
         }
     }
 }
@@ -483,12 +461,16 @@ pub fn write_seg(
         &uid(&format!("{}/seg/instance", ids.series)),
     );
     put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY");
-    put(
-        &mut obj,
-        tags::INSTANCE_NUMBER,
-        VR::IS,
-        PrimitiveValue::from("1"),
-    );
+    put(&mut obj, tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from("1"));
+    put_str(&mut obj, tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
+    put_str(&mut obj, tags::MANUFACTURER_MODEL_NAME, VR::LO, "alnrisk synth");
+    put_str(&mut obj, tags::DEVICE_SERIAL_NUMBER, VR::LO, "0");
+    put_str(&mut obj, tags::SOFTWARE_VERSIONS, VR::LO, env!("CARGO_PKG_VERSION"));
+    put_str(&mut obj, tags::CONTENT_LABEL, VR::CS, "TUMOUR");
+    put_str(&mut obj, tags::CONTENT_DESCRIPTION, VR::LO, "Synthetic tumour ROI");
+    put_str(&mut obj, tags::CONTENT_CREATOR_NAME, VR::PN, "SYNTHETIC^READER");
+    put_str(&mut obj, tags::CONTENT_TIME, VR::TM, "100000");
+    put_str(&mut obj, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00");
     put_str(
         &mut obj,
         tags::SEGMENTATION_TYPE,
@@ -496,12 +478,7 @@ pub fn write_seg(
         if opts.binary { "BINARY" } else { "FRACTIONAL" },
     );
     if !opts.binary {
-        put_str(
-            &mut obj,
-            tags::SEGMENTATION_FRACTIONAL_TYPE,
-            VR::CS,
-            "PROBABILITY",
-        );
+        put_str(&mut obj, tags::SEGMENTATION_FRACTIONAL_TYPE, VR::CS, "PROBABILITY");
         put(
             &mut obj,
             tags::MAXIMUM_FRACTIONAL_VALUE,
@@ -515,55 +492,15 @@ pub fn write_seg(
         VR::IS,
         PrimitiveValue::from(order.len().to_string()),
     );
-    put(
-        &mut obj,
-        tags::ROWS,
-        VR::US,
-        PrimitiveValue::from(ny as u16),
-    );
-    put(
-        &mut obj,
-        tags::COLUMNS,
-        VR::US,
-        PrimitiveValue::from(nx as u16),
-    );
-    put(
-        &mut obj,
-        tags::SAMPLES_PER_PIXEL,
-        VR::US,
-        PrimitiveValue::from(1u16),
-    );
-    put_str(
-        &mut obj,
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        "MONOCHROME2",
-    );
+    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(ny as u16));
+    put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16));
+    put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put_str(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
     let bits: u16 = if opts.binary { 1 } else { 8 };
-    put(
-        &mut obj,
-        tags::BITS_ALLOCATED,
-        VR::US,
-        PrimitiveValue::from(bits),
-    );
-    put(
-        &mut obj,
-        tags::BITS_STORED,
-        VR::US,
-        PrimitiveValue::from(bits),
-    );
-    put(
-        &mut obj,
-        tags::HIGH_BIT,
-        VR::US,
-        PrimitiveValue::from(bits - 1),
-    );
-    put(
-        &mut obj,
-        tags::PIXEL_REPRESENTATION,
-        VR::US,
-        PrimitiveValue::from(0u16),
-    );
+    put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits));
+    put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(bits));
+    put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1));
+    put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
     seq(
         &mut obj,
         tags::SEGMENT_SEQUENCE,
@@ -571,14 +508,53 @@ pub fn write_seg(
             put(s, tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16));
             put_str(s, tags::SEGMENT_LABEL, VR::LO, "Tumour");
             put_str(s, tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "MANUAL");
+            seq(s, tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE, vec![code("49755003", "SCT", "Morphologically Altered Structure")]);
+            seq(s, tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![code("108369006", "SCT", "Neoplasm")]);
         })],
     );
-    if opts.reference_series {
+    let dimension_uid = uid(&format!("{}/seg/dimensions", ids.series));
+    seq(
+        &mut obj,
+        tags::DIMENSION_ORGANIZATION_SEQUENCE,
+        vec![item_with(|d| put_str(d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_uid))],
+    );
+    let dim = |pointer: Tag, group: Tag, label: &str| {
+        item_with(|d| {
+            put_str(d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_uid);
+            put(d, tags::DIMENSION_INDEX_POINTER, VR::AT, PrimitiveValue::Tags(vec![pointer].into()));
+            put(d, tags::FUNCTIONAL_GROUP_POINTER, VR::AT, PrimitiveValue::Tags(vec![group].into()));
+            put_str(d, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
+        })
+    };
+    seq(
+        &mut obj,
+        tags::DIMENSION_INDEX_SEQUENCE,
+        vec![
+            dim(tags::REFERENCED_SEGMENT_NUMBER, tags::SEGMENT_IDENTIFICATION_SEQUENCE, "Segment"),
+            dim(tags::IMAGE_POSITION_PATIENT, tags::PLANE_POSITION_SEQUENCE, "Position"),
+        ],
+    );
+    let source = |k: usize| match opts.reference {
+        SegReference::None => None,
+        SegReference::Classic { phase } => Some((MR_IMAGE, classic_sop_uid(ids, phase, k))),
+        SegReference::Enhanced => Some((ENHANCED_MR_IMAGE, enhanced_sop_uid(ids))),
+    };
+    let reference_item = |class: &str, sop: &str| {
+        item_with(|r| {
+            put_str(r, tags::REFERENCED_SOP_CLASS_UID, VR::UI, class);
+            put_str(r, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, sop);
+        })
+    };
+    if opts.reference != SegReference::None {
+        let mut refs: Vec<(&str, String)> = (0..nz).filter_map(source).collect();
+        refs.dedup();
+        let instances = refs.iter().map(|(c, u)| reference_item(c, u)).collect();
         seq(
             &mut obj,
             tags::REFERENCED_SERIES_SEQUENCE,
             vec![item_with(|r| {
-                put_str(r, tags::SERIES_INSTANCE_UID, VR::UI, &ids.series)
+                put_str(r, tags::SERIES_INSTANCE_UID, VR::UI, &ids.series);
+                seq(r, tags::REFERENCED_INSTANCE_SEQUENCE, instances);
             })],
         );
     }
@@ -590,24 +566,15 @@ pub fn write_seg(
                 s,
                 tags::PLANE_ORIENTATION_SEQUENCE,
                 vec![item_with(|o| {
-                    put_str(
-                        o,
-                        tags::IMAGE_ORIENTATION_PATIENT,
-                        VR::DS,
-                        &ds(&orientation(grid)),
-                    )
+                    put_str(o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds(&orientation(grid)))
                 })],
             );
             seq(
                 s,
                 tags::PIXEL_MEASURES_SEQUENCE,
                 vec![item_with(|m| {
-                    put_str(
-                        m,
-                        tags::PIXEL_SPACING,
-                        VR::DS,
-                        &ds(&[grid.spacing[1], grid.spacing[0]]),
-                    )
+                    put_str(m, tags::PIXEL_SPACING, VR::DS, &ds(&[grid.spacing[1], grid.spacing[0]]));
+                    put_str(m, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
                 })],
             );
         })],
@@ -615,11 +582,7 @@ pub fn write_seg(
     let mut frames = Vec::new();
     let mut bits_out: Vec<bool> = Vec::new();
     for &k in &order {
-        let pos = grid.continuous_index_to_physical([
-            opts.offset_pixels[0],
-            opts.offset_pixels[1],
-            k as f64,
-        ]);
+        let pos = grid.continuous_index_to_physical([opts.offset_pixels[0], opts.offset_pixels[1], k as f64]);
         frames.push(item_with(|f| {
             seq(
                 f,
@@ -632,14 +595,32 @@ pub fn write_seg(
                 f,
                 tags::SEGMENT_IDENTIFICATION_SEQUENCE,
                 vec![item_with(|s| {
-                    put(
-                        s,
-                        tags::REFERENCED_SEGMENT_NUMBER,
-                        VR::US,
-                        PrimitiveValue::from(1u16),
-                    )
+                    put(s, tags::REFERENCED_SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16))
                 })],
             );
+            seq(
+                f,
+                tags::FRAME_CONTENT_SEQUENCE,
+                vec![item_with(|c| {
+                    put(c, tags::DIMENSION_INDEX_VALUES, VR::UL, PrimitiveValue::U32(vec![1, k as u32 + 1].into()))
+                })],
+            );
+            if let Some((class, sop)) = source(k) {
+                let derivation = item_with(|d| {
+                    seq(d, tags::DERIVATION_CODE_SEQUENCE, vec![code("113076", "DCM", "Segmentation")]);
+                    let src = item_with(|r| {
+                        put_str(r, tags::REFERENCED_SOP_CLASS_UID, VR::UI, class);
+                        put_str(r, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &sop);
+                        seq(
+                            r,
+                            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                            vec![code("121322", "DCM", "Source image for image processing operation")],
+                        );
+                    });
+                    seq(d, tags::SOURCE_IMAGE_SEQUENCE, vec![src]);
+                });
+                seq(f, tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]);
+            }
         }));
         for j in 0..ny {
             for i in 0..nx {
@@ -667,12 +648,7 @@ pub fn write_seg(
 }
 
 /// Write an RTSTRUCT with one ROI made of closed planar contours given in patient coordinates.
-pub fn write_rtstruct(
-    path: &Path,
-    ids: &SeriesIds,
-    name: &str,
-    contours: &[Vec<[f64; 3]>],
-) -> Result<()> {
+pub fn write_rtstruct(path: &Path, ids: &SeriesIds, name: &str, contours: &[Vec<[f64; 3]>]) -> Result<()> {
     let mut obj = InMemDicomObject::new_empty();
     let mut rt_ids = ids.clone();
     rt_ids.series = uid(&format!("{}/rtstruct", ids.series));
@@ -686,6 +662,20 @@ pub fn write_rtstruct(
         &uid(&format!("{}/rtstruct/instance", ids.series)),
     );
     put_str(&mut obj, tags::STRUCTURE_SET_LABEL, VR::SH, "SYNTHETIC");
+    put_str(&mut obj, tags::STRUCTURE_SET_DATE, VR::DA, &ids.patient.study_date);
+    put_str(&mut obj, tags::STRUCTURE_SET_TIME, VR::TM, "100000");
+    put_str(&mut obj, tags::OPERATORS_NAME, VR::PN, "");
+    put_str(&mut obj, tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
+    seq(
+        &mut obj,
+        tags::RTROI_OBSERVATIONS_SEQUENCE,
+        vec![item_with(|o| {
+            put(o, tags::OBSERVATION_NUMBER, VR::IS, PrimitiveValue::from("1"));
+            put(o, tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1"));
+            put_str(o, tags::RTROI_INTERPRETED_TYPE, VR::CS, "GTV");
+            put_str(o, tags::ROI_INTERPRETER, VR::PN, "");
+        })],
+    );
     seq(
         &mut obj,
         tags::STRUCTURE_SET_ROI_SEQUENCE,
@@ -698,6 +688,7 @@ pub fn write_rtstruct(
                 &ids.frame_of_reference,
             );
             put_str(r, tags::ROI_NAME, VR::LO, name);
+            put_str(r, tags::ROI_GENERATION_ALGORITHM, VR::CS, "MANUAL");
         })],
     );
     let items: Vec<InMemDicomObject> = contours
@@ -720,12 +711,7 @@ pub fn write_rtstruct(
         &mut obj,
         tags::ROI_CONTOUR_SEQUENCE,
         vec![item_with(|rc| {
-            put(
-                rc,
-                tags::REFERENCED_ROI_NUMBER,
-                VR::IS,
-                PrimitiveValue::from("1"),
-            );
+            put(rc, tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1"));
             seq(rc, tags::CONTOUR_SEQUENCE, items);
         })],
     );
