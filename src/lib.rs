@@ -20,6 +20,7 @@ pub mod io;
 pub mod linalg;
 pub mod radiomics;
 pub mod roi;
+pub mod stats;
 pub mod synth;
 
 pub use error::{Error, Result};

@@ -314,12 +314,7 @@ pub fn write_enhanced(
     let mut obj = InMemDicomObject::new_empty();
     common(&mut obj, ids, "MR");
     put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, ENHANCED_MR_IMAGE);
-    put_str(
-        &mut obj,
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        &enhanced_sop_uid(ids),
-    );
+    put_str(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &enhanced_sop_uid(ids));
     put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\OTHER\\NONE");
     put(&mut obj, tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from("1"));
     put(
@@ -508,21 +503,41 @@ pub fn write_seg(
             put(s, tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from(1u16));
             put_str(s, tags::SEGMENT_LABEL, VR::LO, "Tumour");
             put_str(s, tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "MANUAL");
-            seq(s, tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE, vec![code("49755003", "SCT", "Morphologically Altered Structure")]);
-            seq(s, tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![code("108369006", "SCT", "Neoplasm")]);
+            seq(
+                s,
+                tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
+                vec![code("49755003", "SCT", "Morphologically Altered Structure")],
+            );
+            seq(
+                s,
+                tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE,
+                vec![code("108369006", "SCT", "Neoplasm")],
+            );
         })],
     );
     let dimension_uid = uid(&format!("{}/seg/dimensions", ids.series));
     seq(
         &mut obj,
         tags::DIMENSION_ORGANIZATION_SEQUENCE,
-        vec![item_with(|d| put_str(d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_uid))],
+        vec![item_with(|d| {
+            put_str(d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_uid)
+        })],
     );
     let dim = |pointer: Tag, group: Tag, label: &str| {
         item_with(|d| {
             put_str(d, tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_uid);
-            put(d, tags::DIMENSION_INDEX_POINTER, VR::AT, PrimitiveValue::Tags(vec![pointer].into()));
-            put(d, tags::FUNCTIONAL_GROUP_POINTER, VR::AT, PrimitiveValue::Tags(vec![group].into()));
+            put(
+                d,
+                tags::DIMENSION_INDEX_POINTER,
+                VR::AT,
+                PrimitiveValue::Tags(vec![pointer].into()),
+            );
+            put(
+                d,
+                tags::FUNCTIONAL_GROUP_POINTER,
+                VR::AT,
+                PrimitiveValue::Tags(vec![group].into()),
+            );
             put_str(d, tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
         })
     };
@@ -530,7 +545,11 @@ pub fn write_seg(
         &mut obj,
         tags::DIMENSION_INDEX_SEQUENCE,
         vec![
-            dim(tags::REFERENCED_SEGMENT_NUMBER, tags::SEGMENT_IDENTIFICATION_SEQUENCE, "Segment"),
+            dim(
+                tags::REFERENCED_SEGMENT_NUMBER,
+                tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                "Segment",
+            ),
             dim(tags::IMAGE_POSITION_PATIENT, tags::PLANE_POSITION_SEQUENCE, "Position"),
         ],
     );
@@ -602,12 +621,21 @@ pub fn write_seg(
                 f,
                 tags::FRAME_CONTENT_SEQUENCE,
                 vec![item_with(|c| {
-                    put(c, tags::DIMENSION_INDEX_VALUES, VR::UL, PrimitiveValue::U32(vec![1, k as u32 + 1].into()))
+                    put(
+                        c,
+                        tags::DIMENSION_INDEX_VALUES,
+                        VR::UL,
+                        PrimitiveValue::U32(vec![1, k as u32 + 1].into()),
+                    )
                 })],
             );
             if let Some((class, sop)) = source(k) {
                 let derivation = item_with(|d| {
-                    seq(d, tags::DERIVATION_CODE_SEQUENCE, vec![code("113076", "DCM", "Segmentation")]);
+                    seq(
+                        d,
+                        tags::DERIVATION_CODE_SEQUENCE,
+                        vec![code("113076", "DCM", "Segmentation")],
+                    );
                     let src = item_with(|r| {
                         put_str(r, tags::REFERENCED_SOP_CLASS_UID, VR::UI, class);
                         put_str(r, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &sop);

@@ -1,5 +1,12 @@
-//! Writers of synthetic DICOM data, mirroring what [`crate::ingest`] and [`crate::roi`] read. Today: the
-//! DICOM object writers the ingestion tests use ([`dicom`]); the synthetic cohort itself (issue 5) builds on
-//! them.
+//! The synthetic DCE-MRI cohort (the study's patients are private): [`phantom`] renders one examination from a
+//! patient's latent traits, [`cohort`] draws patients from a documented model and writes them as a console would
+//! export them, [`dicom`] holds the DICOM writers (mirroring what [`crate::ingest`] and [`crate::roi`] read),
+//! [`contour`] turns ROI slices into RTSTRUCT polygons, [`replay`] simulates a console export into a watched
+//! folder, and [`rng`] is the deterministic generator. Everything written says it is synthetic.
 
+pub mod cohort;
+pub mod contour;
 pub mod dicom;
+pub mod phantom;
+pub mod replay;
+pub mod rng;
