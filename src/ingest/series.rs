@@ -62,6 +62,8 @@ pub struct Series {
     pub study_uid: String,
     /// SeriesInstanceUID (of the first series when linked).
     pub series_uid: String,
+    /// Every SeriesInstanceUID the phases come from (one, or the members of a linked DCE set).
+    pub member_series: Vec<String>,
     /// Folder the files were found in.
     pub dir: PathBuf,
     /// SeriesDescription.
@@ -341,6 +343,7 @@ pub fn assemble(dir: &Path, instances: Vec<InstanceHeader>) -> (Vec<Study>, Vec<
         match grid(&series_uid, dir, &phases[0]) {
             Ok((geometry, warnings)) => studies.entry(study.clone()).or_default().push(Series {
                 study_uid: study,
+                member_series: vec![series_uid.clone()],
                 series_uid,
                 dir: dir.to_path_buf(),
                 description: head.series_description.clone(),
@@ -393,6 +396,7 @@ pub fn link_dce(study: &Study) -> Option<Series> {
     let mut linked = ordered[0].clone();
     linked.rule = PhaseRule::LinkedSeries;
     linked.phases = ordered.iter().map(|s| s.phases[0].clone()).collect();
+    linked.member_series = ordered.iter().map(|s| s.series_uid.clone()).collect();
     linked.description = format!("DCE set of {} linked series", ordered.len());
     Some(linked)
 }

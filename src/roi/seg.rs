@@ -27,19 +27,23 @@ use crate::ingest::tags::{Dataset, float, floats, int, item, items, string};
 /// Largest distance, in slice spacings, between a frame and the slice it is assigned to.
 pub const SLICE_TOLERANCE: f64 = 0.25;
 
-fn refs(ds: &Dataset, out: &mut Vec<String>) {
+/// A referenced image: SOP Instance UID and, for multi-frame instances, the 1-based frame number.
+type ImageRef = (String, Option<i64>);
+
+fn refs(ds: &Dataset, out: &mut Vec<ImageRef>) {
+    let push = |it: &Dataset, out: &mut Vec<ImageRef>| {
+        if let Some(u) = string(it, tags::REFERENCED_SOP_INSTANCE_UID) {
+            out.push((u, int(it, tags::REFERENCED_FRAME_NUMBER)));
+        }
+    };
     for seq in [tags::SOURCE_IMAGE_SEQUENCE, tags::REFERENCED_IMAGE_SEQUENCE] {
         for it in items(ds, seq) {
-            if let Some(u) = string(it, tags::REFERENCED_SOP_INSTANCE_UID) {
-                out.push(u);
-            }
+            push(it, out);
         }
     }
     for d in items(ds, tags::DERIVATION_IMAGE_SEQUENCE) {
         for it in items(d, tags::SOURCE_IMAGE_SEQUENCE) {
-            if let Some(u) = string(it, tags::REFERENCED_SOP_INSTANCE_UID) {
-                out.push(u);
-            }
+            push(it, out);
         }
     }
 }
@@ -59,18 +63,28 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     super::check_frame_of_reference(path, string(ds, tags::FRAME_OF_REFERENCE_UID), series)?;
     for rs in items(ds, tags::REFERENCED_SERIES_SEQUENCE) {
         if let Some(uid) = string(rs, tags::SERIES_INSTANCE_UID)
-            && uid != series.series_uid
+            && !series.member_series.contains(&uid)
         {
             return Err(bad(format!(
                 "references another series ({uid}, not {})",
-                series.series_uid
+                series.member_series.join(" / ")
             )));
         }
     }
-    let mut by_uid: HashMap<&str, usize> = HashMap::new();
+    // images of the series: (SOP Instance UID, frame) → slice; classic instances are keyed with no frame
+    let mut by_uid: HashMap<(&str, Option<i64>), usize> = HashMap::new();
+    let mut instances: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for phase in &series.phases {
         for (k, s) in phase.iter().enumerate() {
-            by_uid.insert(s.sop_instance_uid.as_str(), k);
+            let multi = phase
+                .iter()
+                .filter(|o| o.sop_instance_uid == s.sop_instance_uid)
+                .count()
+                > 1
+                || s.frame > 0;
+            let frame = if multi { Some(s.frame as i64 + 1) } else { None };
+            by_uid.insert((s.sop_instance_uid.as_str(), frame), k);
+            instances.insert(s.sop_instance_uid.as_str());
         }
     }
     let mut top_refs = Vec::new();
@@ -78,11 +92,11 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     for rs in items(ds, tags::REFERENCED_SERIES_SEQUENCE) {
         for it in items(rs, tags::REFERENCED_INSTANCE_SEQUENCE) {
             if let Some(u) = string(it, tags::REFERENCED_SOP_INSTANCE_UID) {
-                top_refs.push(u);
+                top_refs.push((u, None));
             }
         }
     }
-    if !top_refs.is_empty() && !top_refs.iter().any(|u| by_uid.contains_key(u.as_str())) {
+    if !top_refs.is_empty() && !top_refs.iter().any(|(u, _)| instances.contains(u.as_str())) {
         return Err(bad(format!(
             "none of its {} referenced images belongs to series {}",
             top_refs.len(),
@@ -178,7 +192,9 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         if let Some(p) = pf {
             refs(p, &mut frame_refs);
         }
-        let by_ref = frame_refs.iter().find_map(|u| by_uid.get(u.as_str()).copied());
+        let by_ref = frame_refs
+            .iter()
+            .find_map(|(u, f)| by_uid.get(&(u.as_str(), *f)).copied());
         let (slice, shift) = match position {
             Some(p) if p.len() == 3 => {
                 let c = g.physical_to_continuous_index([p[0], p[1], p[2]]);

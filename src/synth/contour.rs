@@ -39,9 +39,7 @@ pub fn outlines(nx: usize, ny: usize, inside: impl Fn(usize, usize) -> bool) -> 
     while let Some((&start, _)) = next.iter().find(|(_, v)| !v.is_empty()) {
         let mut lp = vec![start];
         let mut cur = start;
-        loop {
-            let Some(outs) = next.get_mut(&cur) else { break };
-            let Some(nxt) = outs.pop() else { break };
+        while let Some(nxt) = next.get_mut(&cur).and_then(|outs| outs.pop()) {
             if nxt == start {
                 break;
             }

@@ -1,6 +1,7 @@
 //! Writing MR series (classic, one file per image; or Enhanced MR, one multi-frame file), DICOM SEG and
-//! RTSTRUCT objects on a given grid. Explicit VR little endian; UIDs are `2.25.<128-bit integer>` derived
-//! deterministically from a seed string, so the same inputs give byte-identical files.
+//! RTSTRUCT objects on a given grid. Explicit VR little endian; UIDs are `2.25.<UUID as integer>` (PS3.5 B.2)
+//! with a name-based UUID (version 8, RFC 9562) derived from a seed string, so the same inputs give
+//! byte-identical files.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::image::Geometry;
 use crate::ingest::header::{ENHANCED_MR_IMAGE, MR_IMAGE, RT_STRUCTURE_SET, SEGMENTATION};
 
-/// A deterministic DICOM UID (`2.25.` + a 128-bit integer) from a seed.
+/// A deterministic DICOM UID: `2.25.` + the integer value of a version-8 UUID hashed from `seed`.
 pub fn uid(seed: &str) -> String {
     // two independent 64-bit FNV-1a hashes
     let h = |basis: u64| {
@@ -24,7 +25,9 @@ pub fn uid(seed: &str) -> String {
         }
         x
     };
-    let v = ((h(0xcbf29ce484222325) as u128) << 64) | h(0x84222325cbf29ce4) as u128;
+    let mut v = ((h(0xcbf29ce484222325) as u128) << 64) | h(0x84222325cbf29ce4) as u128;
+    v = (v & !(0xF_u128 << 76)) | (0x8_u128 << 76); // version 8
+    v = (v & !(0x3_u128 << 62)) | (0x2_u128 << 62); // RFC 9562 variant
     format!("2.25.{v}")
 }
 
@@ -397,8 +400,11 @@ pub enum SegReference {
         /// 0-based phase.
         phase: usize,
     },
-    /// The Enhanced MR instance written by [`write_enhanced`].
-    Enhanced,
+    /// The frames of phase `phase` of the Enhanced MR instance written by [`write_enhanced`].
+    Enhanced {
+        /// 0-based phase.
+        phase: usize,
+    },
 }
 
 /// Options for a SEG.
@@ -556,7 +562,7 @@ pub fn write_seg(
     let source = |k: usize| match opts.reference {
         SegReference::None => None,
         SegReference::Classic { phase } => Some((MR_IMAGE, classic_sop_uid(ids, phase, k))),
-        SegReference::Enhanced => Some((ENHANCED_MR_IMAGE, enhanced_sop_uid(ids))),
+        SegReference::Enhanced { .. } => Some((ENHANCED_MR_IMAGE, enhanced_sop_uid(ids))),
     };
     let reference_item = |class: &str, sop: &str| {
         item_with(|r| {
@@ -639,6 +645,10 @@ pub fn write_seg(
                     let src = item_with(|r| {
                         put_str(r, tags::REFERENCED_SOP_CLASS_UID, VR::UI, class);
                         put_str(r, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &sop);
+                        if let SegReference::Enhanced { phase } = opts.reference {
+                            let frame = (phase * nz + k + 1).to_string();
+                            put_str(r, tags::REFERENCED_FRAME_NUMBER, VR::IS, &frame);
+                        }
                         seq(
                             r,
                             tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
