@@ -13,15 +13,32 @@ use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 
 use super::header::{SliceHeader, fmt_err};
 use super::series::Series;
-use super::tags::{float, item};
+use super::tags::{float, int, item};
 use crate::error::{Error, Result};
 use crate::image::{PixelType, Volume};
+
+/// Largest plausible compression ratio of encapsulated pixel data; a declaration beyond it is refused before the
+/// decoder allocates the declared size.
+pub const MAX_COMPRESSION_RATIO: u64 = 200;
 
 /// Decode the frames `frames` of one file as real values.
 pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, PixelType)> {
     let obj = crate::ingest::guard::open(path, false)?;
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    let Some(pixel_data) = obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
         return Err(fmt_err(path, "missing Pixel Data (7FE0,0010)"));
+    };
+    // Decoders allocate from Rows × Columns × Frames; refuse declarations the stored bytes cannot back.
+    let dim = |t| int(&obj, t).unwrap_or(1).max(0) as u64;
+    let declared = dim(tags::ROWS) * dim(tags::COLUMNS) * dim(tags::NUMBER_OF_FRAMES) * dim(tags::BITS_ALLOCATED).div_ceil(8);
+    let (stored, encapsulated) = match pixel_data.value() {
+        dicom_core::value::Value::PixelSequence(seq) => (seq.fragments().iter().map(|f| f.len() as u64).sum::<u64>(), true),
+        _ => (pixel_data.to_bytes().map(|b| b.len() as u64).unwrap_or(0), false),
+    };
+    if (!encapsulated && stored < declared) || (encapsulated && declared > stored.saturating_mul(MAX_COMPRESSION_RATIO)) {
+        return Err(fmt_err(
+            path,
+            format!("Pixel Data holds {stored} bytes, too few for the {declared} bytes Rows × Columns × Frames declare"),
+        ));
     }
     let (slope, intercept) = match item(&obj, tags::REAL_WORLD_VALUE_MAPPING_SEQUENCE) {
         Some(rw) => (
