@@ -37,6 +37,48 @@ fn u32le(b: &[u8], o: usize) -> Option<u32> {
     ]))
 }
 
+/// The value representations of PS3.5 Table 6.2-1; anything else in an explicit-VR data set is corruption
+/// (and the parser's reading of it could not be predicted here).
+fn known_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SQ"
+            | b"SS"
+            | b"ST"
+            | b"SV"
+            | b"TM"
+            | b"UC"
+            | b"UI"
+            | b"UL"
+            | b"UN"
+            | b"UR"
+            | b"US"
+            | b"UT"
+            | b"UV"
+    )
+}
+
 fn long_form(vr: &[u8]) -> bool {
     matches!(
         vr,
@@ -76,6 +118,12 @@ fn walk(b: &[u8], mut pos: usize, end: usize, explicit: bool) -> std::result::Re
         }
         let (is_sq, len, header) = if explicit {
             let vr = &b[pos + 4..pos + 6];
+            if !known_vr(vr) {
+                return Err(format!(
+                    "element {tag} has an invalid value representation {:?}",
+                    String::from_utf8_lossy(vr)
+                ));
+            }
             if long_form(vr) {
                 (vr == b"SQ", u32le(b, pos + 8).ok_or("truncated element header")?, 12)
             } else {
