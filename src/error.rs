@@ -90,6 +90,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A weights file is missing a tensor, or holds one of the wrong shape or dtype.
+    #[error("{path}: weights: {reason}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// Which tensor and what is wrong.
+        reason: String,
+    },
+
+    /// A numerical backend (candle) failed, or a requested device is not available.
+    #[error("compute: {0}")]
+    Compute(String),
+
     /// An input that the pipeline does not support (yet).
     #[error("{path}: unsupported: {reason}")]
     Unsupported {

@@ -13,12 +13,14 @@
 // Numeric kernels index several arrays with one loop variable, mirroring the formulas they implement.
 #![allow(clippy::needless_range_loop)]
 
+pub mod deep;
 pub mod error;
 pub mod image;
 pub mod ingest;
 pub mod io;
 pub mod linalg;
 pub mod radiomics;
+pub mod rng;
 pub mod roi;
 pub mod stats;
 pub mod synth;

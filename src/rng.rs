@@ -1,5 +1,5 @@
-//! A small deterministic random generator (xoshiro256++ seeded by SplitMix64), so synthetic data are
-//! byte-identical for a seed on every platform and independent of crate versions. Each patient gets its own
+//! The project's deterministic random generator (xoshiro256++ seeded by SplitMix64), so synthetic data and initial
+//! weights are identical for a seed on every platform and independent of crate versions. Each patient gets its own
 //! stream ([`Rng::stream`]), so patients can be generated in parallel without changing any value.
 
 /// xoshiro256++ (Blackman & Vigna, 2019).

@@ -11,8 +11,10 @@
 //! project re-derives spacing or direction.
 
 pub mod geometry;
+pub mod slices;
 
 pub use geometry::{BoundingBox, Geometry};
+pub use slices::largest_slice;
 
 /// The stored pixel type of an image, kept so that operations which SimpleITK performs in the input type
 /// (e.g. resampling casts its result back to it) can do the same.

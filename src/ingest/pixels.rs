@@ -29,15 +29,21 @@ pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, Pixe
     };
     // Decoders allocate from Rows × Columns × Frames; refuse declarations the stored bytes cannot back.
     let dim = |t| int(&obj, t).unwrap_or(1).max(0) as u64;
-    let declared = dim(tags::ROWS) * dim(tags::COLUMNS) * dim(tags::NUMBER_OF_FRAMES) * dim(tags::BITS_ALLOCATED).div_ceil(8);
+    let declared =
+        dim(tags::ROWS) * dim(tags::COLUMNS) * dim(tags::NUMBER_OF_FRAMES) * dim(tags::BITS_ALLOCATED).div_ceil(8);
     let (stored, encapsulated) = match pixel_data.value() {
-        dicom_core::value::Value::PixelSequence(seq) => (seq.fragments().iter().map(|f| f.len() as u64).sum::<u64>(), true),
+        dicom_core::value::Value::PixelSequence(seq) => {
+            (seq.fragments().iter().map(|f| f.len() as u64).sum::<u64>(), true)
+        }
         _ => (pixel_data.to_bytes().map(|b| b.len() as u64).unwrap_or(0), false),
     };
-    if (!encapsulated && stored < declared) || (encapsulated && declared > stored.saturating_mul(MAX_COMPRESSION_RATIO)) {
+    if (!encapsulated && stored < declared) || (encapsulated && declared > stored.saturating_mul(MAX_COMPRESSION_RATIO))
+    {
         return Err(fmt_err(
             path,
-            format!("Pixel Data holds {stored} bytes, too few for the {declared} bytes Rows × Columns × Frames declare"),
+            format!(
+                "Pixel Data holds {stored} bytes, too few for the {declared} bytes Rows × Columns × Frames declare"
+            ),
         ));
     }
     let (slope, intercept) = match item(&obj, tags::REAL_WORLD_VALUE_MAPPING_SEQUENCE) {

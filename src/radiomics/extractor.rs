@@ -11,7 +11,7 @@ use super::settings::{Interpolator, Settings};
 use super::texture::DiscreteRoi;
 use super::{FeatureSet, FeatureValues, TextureOptions, class_features};
 use crate::error::{Error, Result};
-use crate::image::{BoundingBox, Volume};
+use crate::image::{BoundingBox, Volume, largest_slice};
 
 /// The result of one extraction.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -252,27 +252,6 @@ pub fn extract(
         features,
         diagnostics: diag,
     })
-}
-
-/// `(index within the box, voxel count)` of the slice along `axis` with the most ROI voxels.
-fn largest_slice(size: [usize; 3], inside: &[bool], axis: usize) -> (usize, usize) {
-    let mut counts = vec![0usize; size[axis]];
-    for k in 0..size[2] {
-        for j in 0..size[1] {
-            for i in 0..size[0] {
-                if inside[i + size[0] * (j + size[1] * k)] {
-                    counts[[i, j, k][axis]] += 1;
-                }
-            }
-        }
-    }
-    let mut best = (0, 0);
-    for (s, &c) in counts.iter().enumerate() {
-        if c > best.1 {
-            best = (s, c);
-        }
-    }
-    best
 }
 
 fn shape2d_of_slice(size: [usize; 3], spacing: [f64; 3], inside: &[bool], axis: usize, slice: usize) -> FeatureValues {

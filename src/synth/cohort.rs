@@ -26,9 +26,9 @@ use rayon::prelude::*;
 
 use super::dicom::{self as w, ClassicOptions, PatientInfo, SegOptions, SegReference, SeriesIds};
 use super::phantom::{Kinetic, PhantomSpec, Traits, jitter, render};
-use super::rng::Rng;
 use crate::error::{Error, Result};
 use crate::image::{PixelType, Volume};
+use crate::rng::Rng;
 
 /// Intercept of the planted logistic model.
 pub const INTERCEPT: f64 = -0.62;

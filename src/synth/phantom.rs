@@ -16,8 +16,8 @@
 //! - **Signal** `S = S₀ (1 + E)` with `S₀` = 80 (fat-suppressed fat), 200 (fibroglandular), 220 (tumour), 150
 //!   (necrosis); **Rician noise** `√((S + σn₁)² + (σn₂)²)`, `σ = 200 / SNR`, `n` approximately standard normal.
 
-use super::rng::Rng;
 use crate::image::Geometry;
+use crate::rng::Rng;
 
 /// Contrast kinetic curve type (Kuhl's types I–III).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

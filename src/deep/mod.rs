@@ -1,0 +1,32 @@
+//! Deep features: VGG-16 on the largest tumour cross-section, as the study does, on candle.
+//!
+//! - [`preprocess`]: ROI → crop → 3×224×224 tensor (PyTorch-exact conventions);
+//! - [`vgg`]: the network with torchvision parameter names, f32 or Q8_0 fully connected layers, and the seeded
+//!   He initialisation used when no pretrained weights are given.
+//!
+//! The feature vector is fc7 after ReLU (4096 values for VGG-16) by default: the study takes "the last fully
+//! connected layer" of its fine-tuned network; fc6 and the logits are available too.
+
+pub mod preprocess;
+pub mod vgg;
+
+pub use preprocess::{Crop, crop_largest_slice, to_input};
+pub use vgg::{Vgg16, VggConfig, VggOutputs};
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+
+/// Stack crops into an NCHW batch.
+pub fn batch(crops: &[Crop], device: &Device) -> Result<Tensor> {
+    let mut data = Vec::with_capacity(crops.len() * 3 * preprocess::INPUT_SIZE * preprocess::INPUT_SIZE);
+    for c in crops {
+        data.extend(to_input(c));
+    }
+    Tensor::from_vec(
+        data,
+        (crops.len(), 3, preprocess::INPUT_SIZE, preprocess::INPUT_SIZE),
+        device,
+    )
+    .map_err(vgg::ce)
+}

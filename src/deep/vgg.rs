@@ -1,0 +1,299 @@
+//! VGG-16 (Simonyan & Zisserman, ICLR 2015, configuration D), as torchvision defines it, on candle.
+//!
+//! Parameter names are torchvision's `state_dict` names: `features.{0,2,5,7,10,12,14,17,19,21,24,26,28}.weight/bias`
+//! (3×3 convolutions, padding 1, each followed by ReLU; max-pooling 2×2 after blocks 1–5) and
+//! `classifier.{0,3,6}.weight/bias` (fc6, fc7, fc8). Inputs are NCHW batches of 224×224 images; the features
+//! end at 7×7, so torchvision's adaptive average pooling is the identity and is checked rather than computed.
+//! Outputs: pool5 (flattened), fc6 and fc7 after ReLU, and the logits (no ReLU — candle-transformers' `vgg.rs`
+//! applies one, and is batch-1 with timm names, so only the layer plan was reused). Dropout is inactive
+//! (inference).
+//!
+//! The fully connected layers can run in f32 or quantized to Q8_0 (candle `QMatMul`, GGUF block format); the
+//! convolutions stay f32 on the CPU.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Layer plan: `Some(c)` is a 3×3 convolution to `c` channels, `None` a 2×2 max-pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VggConfig {
+    /// Convolution / pooling plan.
+    pub plan: Vec<Option<usize>>,
+    /// Width of fc6 and fc7.
+    pub hidden: usize,
+    /// Number of outputs of fc8.
+    pub classes: usize,
+}
+
+impl VggConfig {
+    /// torchvision's VGG-16 with `classes` outputs.
+    pub fn vgg16(classes: usize) -> Self {
+        Self::scaled(1, 4096, classes)
+    }
+
+    /// VGG-16 with every channel count divided by `div` (the PyTorch golden fixture uses 16 and 256 hidden).
+    pub fn scaled(div: usize, hidden: usize, classes: usize) -> Self {
+        let d = [
+            64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+        ];
+        VggConfig {
+            plan: d.iter().map(|&c| (c > 0).then_some(c / div)).collect(),
+            hidden,
+            classes,
+        }
+    }
+
+    /// torchvision indices and output channels of the convolutions.
+    fn convs(&self) -> Vec<(usize, usize, usize)> {
+        // (features index, in channels, out channels); indices advance by 2 per conv (conv, relu), 1 per pool
+        let (mut idx, mut cin, mut out) = (0, 3, Vec::new());
+        for step in &self.plan {
+            match step {
+                Some(c) => {
+                    out.push((idx, cin, *c));
+                    cin = *c;
+                    idx += 2;
+                }
+                None => idx += 1,
+            }
+        }
+        out
+    }
+
+    fn last_channels(&self) -> usize {
+        self.plan.iter().rev().find_map(|s| *s).unwrap_or(3)
+    }
+}
+
+/// A fully connected layer, f32 or Q8_0.
+pub enum Dense {
+    /// `y = x Wᵀ + b`.
+    F32 {
+        /// `(out, in)`.
+        weight: Tensor,
+        /// `(out)`.
+        bias: Tensor,
+    },
+    /// Quantized weight.
+    Q8 {
+        /// Q8_0 weight, `(out, in)`.
+        weight: QMatMul,
+        /// `(out)`.
+        bias: Tensor,
+    },
+}
+
+impl Dense {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Dense::F32 { weight, bias } => x.matmul(&weight.t()?)?.broadcast_add(bias),
+            Dense::Q8 { weight, bias } => weight.forward(x)?.broadcast_add(bias),
+        }
+    }
+
+    fn quantize(&self) -> candle_core::Result<Dense> {
+        match self {
+            Dense::F32 { weight, bias } => Ok(Dense::Q8 {
+                weight: QMatMul::from_qtensor(QTensor::quantize(weight, GgmlDType::Q8_0)?)?,
+                bias: bias.clone(),
+            }),
+            Dense::Q8 { .. } => Err(candle_core::Error::Msg("already quantized".into())),
+        }
+    }
+}
+
+/// Activations of one batch.
+pub struct VggOutputs {
+    /// Flattened pool5, `(N, C·7·7)`.
+    pub pool5: Tensor,
+    /// fc6 after ReLU.
+    pub fc6: Tensor,
+    /// fc7 after ReLU.
+    pub fc7: Tensor,
+    /// fc8 (logits).
+    pub logits: Tensor,
+}
+
+/// The network.
+pub struct Vgg16 {
+    /// Its configuration.
+    pub config: VggConfig,
+    convs: Vec<(Tensor, Tensor)>,
+    /// fc6, fc7, fc8.
+    pub dense: [Dense; 3],
+    /// Where it runs.
+    pub device: Device,
+}
+
+pub(crate) fn ce(e: candle_core::Error) -> Error {
+    Error::Compute(e.to_string())
+}
+
+impl Vgg16 {
+    /// Build from named tensors (torchvision names), checking every name, shape and dtype; `origin` names the
+    /// weights file in errors.
+    pub fn from_tensors(
+        config: VggConfig,
+        tensors: &HashMap<String, Tensor>,
+        origin: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let get = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = tensors.get(name).ok_or_else(|| Error::Weights {
+                path: origin.to_path_buf(),
+                reason: format!("tensor '{name}' is missing"),
+            })?;
+            if t.dims() != shape {
+                return Err(Error::Weights {
+                    path: origin.to_path_buf(),
+                    reason: format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.dims()),
+                });
+            }
+            if !matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+                return Err(Error::Weights {
+                    path: origin.to_path_buf(),
+                    reason: format!(
+                        "tensor '{name}' has dtype {:?}; a floating-point type is required",
+                        t.dtype()
+                    ),
+                });
+            }
+            t.to_dtype(DType::F32).and_then(|t| t.to_device(device)).map_err(ce)
+        };
+        let mut convs = Vec::new();
+        for (idx, cin, cout) in config.convs() {
+            convs.push((
+                get(&format!("features.{idx}.weight"), &[cout, cin, 3, 3])?,
+                get(&format!("features.{idx}.bias"), &[cout])?,
+            ));
+        }
+        let flat = config.last_channels() * 49;
+        let dense = |i: usize, n_in: usize, n_out: usize| -> Result<Dense> {
+            Ok(Dense::F32 {
+                weight: get(&format!("classifier.{i}.weight"), &[n_out, n_in])?,
+                bias: get(&format!("classifier.{i}.bias"), &[n_out])?,
+            })
+        };
+        let dense = [
+            dense(0, flat, config.hidden)?,
+            dense(3, config.hidden, config.hidden)?,
+            dense(6, config.hidden, config.classes)?,
+        ];
+        Ok(Vgg16 {
+            config,
+            convs,
+            dense,
+            device: device.clone(),
+        })
+    }
+
+    /// Load a safetensors file with torchvision names.
+    pub fn load(config: VggConfig, path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| Error::Weights {
+            path: path.to_path_buf(),
+            reason: format!("not a readable safetensors file: {e}"),
+        })?;
+        Self::from_tensors(config, &tensors, path, device)
+    }
+
+    /// Quantize fc6, fc7 and fc8 to Q8_0.
+    pub fn quantize_dense(&mut self) -> Result<()> {
+        for d in self.dense.iter_mut() {
+            *d = d.quantize().map_err(ce)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the dense layers are quantized.
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.dense[0], Dense::Q8 { .. })
+    }
+
+    /// Convolutional trunk: NCHW input `(N, 3, 224, 224)` → flattened pool5.
+    pub fn trunk(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.to_device(&self.device).map_err(ce)?;
+        let mut c = 0;
+        for step in &self.config.plan {
+            h = match step {
+                Some(_) => {
+                    let (w, b) = &self.convs[c];
+                    c += 1;
+                    h.conv2d(w, 1, 1, 1, 1)
+                        .and_then(|y| y.broadcast_add(&b.reshape((1, b.dims()[0], 1, 1))?))
+                        .and_then(|y| y.relu())
+                        .map_err(ce)?
+                }
+                None => h.max_pool2d(2).map_err(ce)?,
+            };
+        }
+        let dims = h.dims().to_vec();
+        if dims.len() != 4 || dims[2] != 7 || dims[3] != 7 {
+            return Err(Error::Compute(format!("trunk output {dims:?}; inputs must be 224×224")));
+        }
+        h.flatten_from(1).map_err(ce)
+    }
+
+    /// Classifier head on flattened pool5.
+    pub fn head(&self, pool5: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let fc6 = self.dense[0].forward(pool5).and_then(|t| t.relu()).map_err(ce)?;
+        let fc7 = self.dense[1].forward(&fc6).and_then(|t| t.relu()).map_err(ce)?;
+        let logits = self.dense[2].forward(&fc7).map_err(ce)?;
+        Ok((fc6, fc7, logits))
+    }
+
+    /// Full forward pass.
+    pub fn forward(&self, x: &Tensor) -> Result<VggOutputs> {
+        let pool5 = self.trunk(x)?;
+        let (fc6, fc7, logits) = self.head(&pool5)?;
+        Ok(VggOutputs {
+            pool5,
+            fc6,
+            fc7,
+            logits,
+        })
+    }
+}
+
+/// Deterministic He-initialised VGG weights (torchvision names) from a seed, for demos and tests when no
+/// pretrained file is given: convolutions N(0, 2/fan_out), linear layers N(0, 2/fan_in), biases 0.
+pub fn he_init(config: &VggConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
+    let mut rng = crate::rng::Rng::new(seed);
+    let mut out = HashMap::new();
+    let mut normal = |shape: &[usize], std: f64| -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.normal() * std) as f32).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).map_err(ce)
+    };
+    for (idx, cin, cout) in config.convs() {
+        out.insert(
+            format!("features.{idx}.weight"),
+            normal(&[cout, cin, 3, 3], (2.0 / (cout * 9) as f64).sqrt())?,
+        );
+        out.insert(
+            format!("features.{idx}.bias"),
+            Tensor::zeros(cout, DType::F32, &Device::Cpu).map_err(ce)?,
+        );
+    }
+    let flat = config.last_channels() * 49;
+    for (i, n_in, n_out) in [
+        (0, flat, config.hidden),
+        (3, config.hidden, config.hidden),
+        (6, config.hidden, config.classes),
+    ] {
+        out.insert(
+            format!("classifier.{i}.weight"),
+            normal(&[n_out, n_in], (2.0 / n_in as f64).sqrt())?,
+        );
+        out.insert(
+            format!("classifier.{i}.bias"),
+            Tensor::zeros(n_out, DType::F32, &Device::Cpu).map_err(ce)?,
+        );
+    }
+    Ok(out)
+}
