@@ -7,9 +7,11 @@
 //! The feature vector is fc7 after ReLU (4096 values for VGG-16) by default: the study takes "the last fully
 //! connected layer" of its fine-tuned network; fc6 and the logits are available too.
 
+pub mod device;
 pub mod preprocess;
 pub mod vgg;
 
+pub use device::DeviceChoice;
 pub use preprocess::{Crop, crop_largest_slice, to_input};
 pub use vgg::{Vgg16, VggConfig, VggOutputs};
 

@@ -9,7 +9,8 @@
 //! (inference).
 //!
 //! The fully connected layers can run in f32 or quantized to Q8_0 (candle `QMatMul`, GGUF block format); the
-//! convolutions stay f32 on the CPU.
+//! convolutions run in f32 on the CPU and in f16 on CUDA (the activations return to f32 before the dense
+//! layers).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -128,6 +129,8 @@ pub struct Vgg16 {
     pub dense: [Dense; 3],
     /// Where it runs.
     pub device: Device,
+    /// Convolution precision (f32 on the CPU, f16 on CUDA).
+    pub conv_dtype: DType,
 }
 
 pub(crate) fn ce(e: candle_core::Error) -> Error {
@@ -165,12 +168,12 @@ impl Vgg16 {
             }
             t.to_dtype(DType::F32).and_then(|t| t.to_device(device)).map_err(ce)
         };
+        let conv_dtype = if device.is_cpu() { DType::F32 } else { DType::F16 };
         let mut convs = Vec::new();
         for (idx, cin, cout) in config.convs() {
-            convs.push((
-                get(&format!("features.{idx}.weight"), &[cout, cin, 3, 3])?,
-                get(&format!("features.{idx}.bias"), &[cout])?,
-            ));
+            let w = get(&format!("features.{idx}.weight"), &[cout, cin, 3, 3])?;
+            let b = get(&format!("features.{idx}.bias"), &[cout])?;
+            convs.push((w.to_dtype(conv_dtype).map_err(ce)?, b.to_dtype(conv_dtype).map_err(ce)?));
         }
         let flat = config.last_channels() * 49;
         let dense = |i: usize, n_in: usize, n_out: usize| -> Result<Dense> {
@@ -189,6 +192,7 @@ impl Vgg16 {
             convs,
             dense,
             device: device.clone(),
+            conv_dtype,
         })
     }
 
@@ -217,7 +221,7 @@ impl Vgg16 {
 
     /// Convolutional trunk: NCHW input `(N, 3, 224, 224)` → flattened pool5.
     pub fn trunk(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.to_device(&self.device).map_err(ce)?;
+        let mut h = x.to_device(&self.device).and_then(|t| t.to_dtype(self.conv_dtype)).map_err(ce)?;
         let mut c = 0;
         for step in &self.config.plan {
             h = match step {
@@ -236,7 +240,7 @@ impl Vgg16 {
         if dims.len() != 4 || dims[2] != 7 || dims[3] != 7 {
             return Err(Error::Compute(format!("trunk output {dims:?}; inputs must be 224×224")));
         }
-        h.flatten_from(1).map_err(ce)
+        h.flatten_from(1).and_then(|t| t.to_dtype(DType::F32)).map_err(ce)
     }
 
     /// Classifier head on flattened pool5.

@@ -1,0 +1,88 @@
+//! VGG-16 (224×224, seeded He weights) speed and memory: batch 1 and 16, f32 and Q8_0 fully connected layers,
+//! on the CPU, and with f16 convolutions on CUDA when built with `--features cuda` and a GPU is present.
+//! Each configuration runs in its own process so that peak RSS is its own.
+//!
+//! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows).
+
+use std::process::Command;
+use std::time::Instant;
+
+use alnrisk::deep::{vgg::he_init, DeviceChoice, Vgg16, VggConfig};
+use candle_core::{DType, Tensor};
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn one(device: &str, q8: bool, batch: usize) {
+    let choice: DeviceChoice = device.parse().expect("device");
+    let (dev, _) = choice.open().expect("device available");
+    let cfg = VggConfig::vgg16(2);
+    let weights = he_init(&cfg, 1).expect("weights");
+    let mut net = Vgg16::from_tensors(cfg, &weights, std::path::Path::new("he-init"), &dev).expect("model");
+    drop(weights);
+    if q8 {
+        net.quantize_dense().expect("q8");
+    }
+    let x = Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &dev).expect("input");
+    let sync = |t: &Tensor| {
+        let _ = t.to_dtype(DType::F32).and_then(|t| t.sum_all()).and_then(|s| s.to_scalar::<f32>());
+    };
+    sync(&net.forward(&x).expect("warm-up").fc7);
+    let reps = if dev.is_cpu() { if batch == 1 { 7 } else { 2 } } else { 50 };
+    let mut times = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let out = net.forward(&x).expect("forward");
+        sync(&out.fc7);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let med = times[times.len() / 2];
+    println!("RESULT {:.2} {:.1} {:.0}", med * 1e3, batch as f64 / med, peak_rss_mb());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if args.first().map(String::as_str) == Some("--one") {
+        one(&args[1], args[2] == "q8", args[3].parse().expect("batch"));
+        return;
+    }
+    let mut rows = vec![("cpu", false), ("cpu", true)];
+    if args.iter().any(|a| a == "--cuda") {
+        rows.extend([("cuda", false), ("cuda", true)]);
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("VGG-16 224×224 up to the logits (fc7 included), seeded He weights, {threads} CPU threads");
+    println!("| device | conv | fc | batch | latency ms (median) | images/s | peak RSS MB |\n|---|---|---|---|---|---|---|");
+    let exe = std::env::current_exe().expect("self");
+    for (device, q8) in rows {
+        for batch in [1, 16] {
+            let out = Command::new(&exe).args(["--one", device, if q8 { "q8" } else { "f32" }, &batch.to_string()]).output().expect("run");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let r: Vec<&str> = text.lines().find(|l| l.starts_with("RESULT")).map(|l| l.split_whitespace().skip(1).collect()).unwrap_or_default();
+            let conv = if device == "cpu" { "f32" } else { "f16" };
+            if r.len() == 3 {
+                println!("| {device} | {conv} | {} | {batch} | {} | {} | {} |", if q8 { "Q8_0" } else { "f32" }, r[0], r[1], r[2]);
+            } else {
+                println!("| {device} | {conv} | {} | {batch} | failed: {} |", if q8 { "Q8_0" } else { "f32" }, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+            }
+        }
+    }
+    // weights in memory
+    let cfg = VggConfig::vgg16(2);
+    let w = he_init(&cfg, 1).expect("weights");
+    let total: usize = w.values().map(|t| t.elem_count()).sum();
+    let dense: usize = ["classifier.0.weight", "classifier.3.weight", "classifier.6.weight"].iter().map(|k| w[*k].elem_count()).sum();
+    let f32_bytes = total * 4;
+    let q8_bytes = (total - dense) * 4 + dense / 32 * 34;
+    println!("\nWeights: {} parameters; f32 {:.0} MB, f16 {:.0} MB, f32 conv + Q8_0 fc {:.0} MB ({:.1} % of f32)",
+        total, f32_bytes as f64 / 1e6, total as f64 * 2.0 / 1e6, q8_bytes as f64 / 1e6, 100.0 * q8_bytes as f64 / f32_bytes as f64);
+}
