@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use alnrisk::deep::{vgg::he_init, DeviceChoice, Vgg16, VggConfig};
+use alnrisk::deep::{DeviceChoice, Vgg16, VggConfig, vgg::he_init};
 use candle_core::{DType, Tensor};
 
 fn peak_rss_mb() -> f64 {
@@ -33,10 +33,17 @@ fn one(device: &str, q8: bool, batch: usize) {
     }
     let x = Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &dev).expect("input");
     let sync = |t: &Tensor| {
-        let _ = t.to_dtype(DType::F32).and_then(|t| t.sum_all()).and_then(|s| s.to_scalar::<f32>());
+        let _ = t
+            .to_dtype(DType::F32)
+            .and_then(|t| t.sum_all())
+            .and_then(|s| s.to_scalar::<f32>());
     };
     sync(&net.forward(&x).expect("warm-up").fc7);
-    let reps = if dev.is_cpu() { if batch == 1 { 7 } else { 2 } } else { 50 };
+    let reps = if dev.is_cpu() {
+        if batch == 1 { 7 } else { 2 }
+    } else {
+        50
+    };
     let mut times = Vec::new();
     for _ in 0..reps {
         let t = Instant::now();
@@ -61,18 +68,37 @@ fn main() {
     }
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("VGG-16 224×224 up to the logits (fc7 included), seeded He weights, {threads} CPU threads");
-    println!("| device | conv | fc | batch | latency ms (median) | images/s | peak RSS MB |\n|---|---|---|---|---|---|---|");
+    println!(
+        "| device | conv | fc | batch | latency ms (median) | images/s | peak RSS MB |\n|---|---|---|---|---|---|---|"
+    );
     let exe = std::env::current_exe().expect("self");
     for (device, q8) in rows {
         for batch in [1, 16] {
-            let out = Command::new(&exe).args(["--one", device, if q8 { "q8" } else { "f32" }, &batch.to_string()]).output().expect("run");
+            let out = Command::new(&exe)
+                .args(["--one", device, if q8 { "q8" } else { "f32" }, &batch.to_string()])
+                .output()
+                .expect("run");
             let text = String::from_utf8_lossy(&out.stdout);
-            let r: Vec<&str> = text.lines().find(|l| l.starts_with("RESULT")).map(|l| l.split_whitespace().skip(1).collect()).unwrap_or_default();
+            let r: Vec<&str> = text
+                .lines()
+                .find(|l| l.starts_with("RESULT"))
+                .map(|l| l.split_whitespace().skip(1).collect())
+                .unwrap_or_default();
             let conv = if device == "cpu" { "f32" } else { "f16" };
             if r.len() == 3 {
-                println!("| {device} | {conv} | {} | {batch} | {} | {} | {} |", if q8 { "Q8_0" } else { "f32" }, r[0], r[1], r[2]);
+                println!(
+                    "| {device} | {conv} | {} | {batch} | {} | {} | {} |",
+                    if q8 { "Q8_0" } else { "f32" },
+                    r[0],
+                    r[1],
+                    r[2]
+                );
             } else {
-                println!("| {device} | {conv} | {} | {batch} | failed: {} |", if q8 { "Q8_0" } else { "f32" }, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+                println!(
+                    "| {device} | {conv} | {} | {batch} | failed: {} |",
+                    if q8 { "Q8_0" } else { "f32" },
+                    String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                );
             }
         }
     }
@@ -80,9 +106,18 @@ fn main() {
     let cfg = VggConfig::vgg16(2);
     let w = he_init(&cfg, 1).expect("weights");
     let total: usize = w.values().map(|t| t.elem_count()).sum();
-    let dense: usize = ["classifier.0.weight", "classifier.3.weight", "classifier.6.weight"].iter().map(|k| w[*k].elem_count()).sum();
+    let dense: usize = ["classifier.0.weight", "classifier.3.weight", "classifier.6.weight"]
+        .iter()
+        .map(|k| w[*k].elem_count())
+        .sum();
     let f32_bytes = total * 4;
     let q8_bytes = (total - dense) * 4 + dense / 32 * 34;
-    println!("\nWeights: {} parameters; f32 {:.0} MB, f16 {:.0} MB, f32 conv + Q8_0 fc {:.0} MB ({:.1} % of f32)",
-        total, f32_bytes as f64 / 1e6, total as f64 * 2.0 / 1e6, q8_bytes as f64 / 1e6, 100.0 * q8_bytes as f64 / f32_bytes as f64);
+    println!(
+        "\nWeights: {} parameters; f32 {:.0} MB, f16 {:.0} MB, f32 conv + Q8_0 fc {:.0} MB ({:.1} % of f32)",
+        total,
+        f32_bytes as f64 / 1e6,
+        total as f64 * 2.0 / 1e6,
+        q8_bytes as f64 / 1e6,
+        100.0 * q8_bytes as f64 / f32_bytes as f64
+    );
 }

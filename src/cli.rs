@@ -65,6 +65,42 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// VGG-16 deep features of the largest ROI cross-section.
+    Deep {
+        /// Image: NRRD or NIfTI file, or a folder holding one DICOM MR examination.
+        #[arg(long)]
+        image: PathBuf,
+        /// ROI: label map, or (with a DICOM image) a SEG or RTSTRUCT file.
+        #[arg(long)]
+        mask: PathBuf,
+        /// DICOM phase: N, first-post-contrast (default) or A-B.
+        #[arg(long, default_value = "first-post-contrast")]
+        phase: PhaseSelector,
+        /// Label of the ROI in a label map.
+        #[arg(long, default_value_t = 1)]
+        label: i64,
+        /// Weights (safetensors, torchvision names). Without it: seeded He-initialised weights (UNTRAINED).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Fully connected layers in f32 (`none`) or Q8_0 (`q8`).
+        #[arg(long, default_value = "none")]
+        quant: String,
+        /// Which activations: fc6, fc7 (default) or logits.
+        #[arg(long, default_value = "fc7")]
+        layer: String,
+        /// cpu, cuda, cuda:N or auto.
+        #[arg(long, default_value = "cpu")]
+        device: alnrisk::deep::DeviceChoice,
+        /// Voxels added around the ROI's bounding box.
+        #[arg(long, default_value_t = 0)]
+        margin: usize,
+        /// Write the exact network input (1×3×224×224, f32) as a NumPy .npy file.
+        #[arg(long)]
+        dump_input: Option<PathBuf>,
+        /// Output CSV (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Generate the SYNTHETIC DCE-MRI cohort (DICOM series + ROI + cohort.csv), or replay one examination.
     Synth(SynthArgs),
     /// List the studies, series, phases, geometry, ROI objects and problems found in a DICOM folder.
@@ -222,6 +258,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { data } => demo(data),
         Command::Inspect { dir } => inspect(&dir),
         Command::Synth(args) => synth(args),
+        Command::Deep {
+            image,
+            mask,
+            phase,
+            label,
+            weights,
+            quant,
+            layer,
+            device,
+            margin,
+            dump_input,
+            output,
+        } => deep(DeepArgs {
+            image,
+            mask,
+            phase,
+            label,
+            weights,
+            quant,
+            layer,
+            device,
+            margin,
+            dump_input,
+            output,
+        }),
         Command::Extract {
             image,
             mask,
@@ -435,32 +496,144 @@ pub struct Inputs {
     roi: RoiOptions,
 }
 
-/// Read an image (file or DICOM folder) and a mask and extract.
-pub fn extract_files(image: &Path, mask: &Path, settings: &Settings, input: &Inputs) -> anyhow::Result<Extraction> {
+/// An image and its ROI, from files or from a DICOM folder, with notes on where they came from.
+struct Loaded {
+    image: alnrisk::image::Volume<f64>,
+    mask: alnrisk::image::Volume<f64>,
+    notes: Vec<(String, String)>,
+}
+
+/// Read an image (NRRD/NIfTI file or DICOM folder) and its ROI (label map, or SEG/RTSTRUCT for DICOM).
+fn load_inputs(image: &Path, mask: &Path, input: &Inputs) -> anyhow::Result<Loaded> {
     if image.is_dir() {
         let scan = alnrisk::ingest::scan_dir(image)?;
         let series = alnrisk::ingest::single_series(image, &scan)?;
         let img = input.phase.load(&series)?;
         let roi = alnrisk::roi::load(mask, &series, &input.roi)?;
-        let mut ex = radiomics::extract(image, &img, mask, &roi.volume, settings)?;
-        ex.diagnostics
-            .push(("diagnostics_Image-dicom_Series".into(), series.series_uid.clone()));
-        ex.diagnostics.push((
-            "diagnostics_Image-dicom_Phase".into(),
-            format!(
-                "{} of {} (split by {:?})",
-                input.phase,
-                series.phases.len(),
-                series.rule
+        let notes = vec![
+            ("diagnostics_Image-dicom_Series".into(), series.series_uid.clone()),
+            (
+                "diagnostics_Image-dicom_Phase".into(),
+                format!(
+                    "{} of {} (split by {:?})",
+                    input.phase,
+                    series.phases.len(),
+                    series.rule
+                ),
             ),
-        ));
-        ex.diagnostics
-            .push(("diagnostics_Mask-dicom_Source".into(), roi.source));
-        return Ok(ex);
+            ("diagnostics_Mask-dicom_Source".into(), roi.source),
+        ];
+        return Ok(Loaded {
+            image: img,
+            mask: roi.volume,
+            notes,
+        });
     }
-    let img = alnrisk::io::read_volume(image)?;
-    let msk = alnrisk::io::read_volume(mask)?;
-    Ok(radiomics::extract(image, &img, mask, &msk, settings)?)
+    Ok(Loaded {
+        image: alnrisk::io::read_volume(image)?,
+        mask: alnrisk::io::read_volume(mask)?,
+        notes: Vec::new(),
+    })
+}
+
+/// Read an image (file or DICOM folder) and a mask and extract.
+pub fn extract_files(image: &Path, mask: &Path, settings: &Settings, input: &Inputs) -> anyhow::Result<Extraction> {
+    let loaded = load_inputs(image, mask, input)?;
+    let mut ex = radiomics::extract(image, &loaded.image, mask, &loaded.mask, settings)?;
+    ex.diagnostics.extend(loaded.notes);
+    Ok(ex)
+}
+
+struct DeepArgs {
+    image: PathBuf,
+    mask: PathBuf,
+    phase: PhaseSelector,
+    label: i64,
+    weights: Option<PathBuf>,
+    quant: String,
+    layer: String,
+    device: alnrisk::deep::DeviceChoice,
+    margin: usize,
+    dump_input: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+fn deep(a: DeepArgs) -> anyhow::Result<ExitCode> {
+    use alnrisk::deep::{self, Vgg16, VggConfig};
+    if !["fc6", "fc7", "logits"].contains(&a.layer.as_str()) {
+        bail!("--layer must be fc6, fc7 or logits");
+    }
+    if !["none", "q8"].contains(&a.quant.as_str()) {
+        bail!("--quant must be none or q8");
+    }
+    let loaded = load_inputs(
+        &a.image,
+        &a.mask,
+        &Inputs {
+            phase: a.phase,
+            roi: RoiOptions::default(),
+        },
+    )?;
+    let crop = deep::crop_largest_slice(&loaded.image, &loaded.mask, a.label as f64, a.margin)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.mask.display()))?;
+    let (device, note) = a.device.open()?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    let mut net = match &a.weights {
+        Some(w) => {
+            let bytes = std::fs::read(w).with_context(|| format!("reading {}", w.display()))?;
+            let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
+                .map_err(|e| anyhow::anyhow!("{}: not a readable safetensors file: {e}", w.display()))?;
+            Vgg16::from_tensors(VggConfig::vgg16_like(&tensors), &tensors, w, &device)?
+        }
+        None => {
+            eprintln!(
+                "WARNING: no --weights: seeded He-initialised VGG-16 (UNTRAINED); the features are not meaningful for prediction"
+            );
+            let cfg = VggConfig::vgg16(2);
+            let t = deep::vgg::he_init(&cfg, 0)?;
+            Vgg16::from_tensors(cfg, &t, Path::new("he-init(seed 0)"), &device)?
+        }
+    };
+    if a.quant == "q8" {
+        net.quantize_dense()?;
+    }
+    let input = deep::batch(std::slice::from_ref(&crop), &candle_core::Device::Cpu)?;
+    if let Some(p) = &a.dump_input {
+        let data: Vec<f32> = input
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        deep::npy::write_f32(p, &[1, 3, 224, 224], &data)?;
+    }
+    let out = net.forward(&input)?;
+    let t = match a.layer.as_str() {
+        "fc6" => out.fc6,
+        "logits" => out.logits,
+        _ => out.fc7,
+    };
+    let values: Vec<f32> = t
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut text = String::from("feature,value\n");
+    text.push_str(&format!("diagnostics_deep_Slice,{}\n", crop.slice));
+    text.push_str(&format!("diagnostics_deep_Crop,{}x{}\n", crop.rows, crop.cols));
+    let source = a
+        .weights
+        .as_ref()
+        .map(|w| w.display().to_string())
+        .unwrap_or_else(|| "UNTRAINED he-init seed 0".into());
+    text.push_str(&format!("diagnostics_deep_Weights,{}\n", csv_field(&source)));
+    for (k, v) in loaded.notes {
+        text.push_str(&format!("{k},{}\n", csv_field(&v)));
+    }
+    for (n, v) in values.iter().enumerate() {
+        text.push_str(&format!("deep_{}_{n:04},{v:?}\n", a.layer));
+    }
+    write_out(a.output.as_deref(), &text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_batch(cohort: &Path, out: &Path, settings: &Settings, input: &Inputs) -> anyhow::Result<ExitCode> {

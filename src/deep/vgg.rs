@@ -49,6 +49,17 @@ impl VggConfig {
         }
     }
 
+    /// VGG-16's plan with the widths and classes read from a weights file (`classifier.0` / `classifier.6`), so
+    /// ImageNet (1000 classes) and fine-tuned (2 classes) files both load.
+    pub fn vgg16_like(tensors: &HashMap<String, Tensor>) -> Self {
+        let rows = |k: &str| tensors.get(k).and_then(|t| t.dims().first().copied());
+        Self::scaled(
+            1,
+            rows("classifier.0.weight").unwrap_or(4096),
+            rows("classifier.6.weight").unwrap_or(2),
+        )
+    }
+
     /// torchvision indices and output channels of the convolutions.
     fn convs(&self) -> Vec<(usize, usize, usize)> {
         // (features index, in channels, out channels); indices advance by 2 per conv (conv, relu), 1 per pool
@@ -221,7 +232,10 @@ impl Vgg16 {
 
     /// Convolutional trunk: NCHW input `(N, 3, 224, 224)` → flattened pool5.
     pub fn trunk(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.to_device(&self.device).and_then(|t| t.to_dtype(self.conv_dtype)).map_err(ce)?;
+        let mut h = x
+            .to_device(&self.device)
+            .and_then(|t| t.to_dtype(self.conv_dtype))
+            .map_err(ce)?;
         let mut c = 0;
         for step in &self.config.plan {
             h = match step {
