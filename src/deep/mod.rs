@@ -8,6 +8,7 @@
 //! connected layer" of its fine-tuned network; fc6 and the logits are available too.
 
 pub mod device;
+pub mod finetune;
 pub mod npy;
 pub mod preprocess;
 pub mod vgg;

@@ -94,6 +94,11 @@ fn source(dst: usize, scale: f32, len: usize) -> (usize, usize, f32) {
 
 /// The `3 × 224 × 224` input of one crop (CHW, row-major).
 pub fn to_input(crop: &Crop) -> Vec<f32> {
+    normalize(&resized_plane(crop))
+}
+
+/// Steps 3–4: the min–max scaled crop resized to one 224 × 224 plane in [0, 1].
+pub fn resized_plane(crop: &Crop) -> Vec<f32> {
     let (min, max) = crop
         .values
         .iter()
@@ -121,6 +126,11 @@ pub fn to_input(crop: &Crop) -> Vec<f32> {
                 l0 * (m0 * at(h0, w0) + m1 * at(h0, w1)) + l1 * (m0 * at(h1, w0) + m1 * at(h1, w1));
         }
     }
+    plane
+}
+
+/// Step 5: three channels normalised with the ImageNet mean and std.
+pub fn normalize(plane: &[f32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(3 * plane.len());
     for c in 0..3 {
         out.extend(plane.iter().map(|&v| (v - MEAN[c]) / STD[c]));

@@ -225,6 +225,58 @@ impl Vgg16 {
         Ok(())
     }
 
+    /// The convolution weights and biases, in layer order.
+    pub fn conv_tensors(&self) -> &[(Tensor, Tensor)] {
+        &self.convs
+    }
+
+    /// Replace the convolution weights (same shapes), converting to the convolution precision.
+    pub fn set_conv_tensors(&mut self, convs: Vec<(Tensor, Tensor)>) -> Result<()> {
+        if convs.len() != self.convs.len() {
+            return Err(Error::Compute("wrong number of convolution layers".into()));
+        }
+        self.convs = convs
+            .into_iter()
+            .map(|(w, b)| {
+                Ok((
+                    w.to_dtype(self.conv_dtype).map_err(ce)?,
+                    b.to_dtype(self.conv_dtype).map_err(ce)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// All parameters with torchvision names (f32, on the CPU), for saving.
+    pub fn named_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        let cpu = |t: &Tensor| {
+            t.to_dtype(DType::F32)
+                .and_then(|t| t.to_device(&Device::Cpu))
+                .map_err(ce)
+        };
+        for ((idx, _, _), (w, b)) in self.config.convs().iter().zip(&self.convs) {
+            out.insert(format!("features.{idx}.weight"), cpu(w)?);
+            out.insert(format!("features.{idx}.bias"), cpu(b)?);
+        }
+        for (i, d) in [0, 3, 6].iter().zip(&self.dense) {
+            match d {
+                Dense::F32 { weight, bias } => {
+                    out.insert(format!("classifier.{i}.weight"), cpu(weight)?);
+                    out.insert(format!("classifier.{i}.bias"), cpu(bias)?);
+                }
+                Dense::Q8 { .. } => return Err(Error::Compute("save the f32 network; quantize at load time".into())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Save as safetensors with torchvision names (the same names it was loaded from).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        candle_core::safetensors::save(&self.named_tensors()?, path)
+            .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    }
+
     /// Whether the dense layers are quantized.
     pub fn is_quantized(&self) -> bool {
         matches!(self.dense[0], Dense::Q8 { .. })
