@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo bench --bench radiomics` (add `-- NAME IMAGE MASK ...` for more NRRD/NIfTI cases).
 
+mod common;
+use common::peak_rss_mb;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,17 +22,6 @@ fn cpu_seconds() -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 struct Case {

@@ -4,22 +4,13 @@
 //!
 //! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows).
 
+mod common;
+use common::peak_rss_mb;
 use std::process::Command;
 use std::time::Instant;
 
 use alnrisk::deep::{DeviceChoice, Vgg16, VggConfig, vgg::he_init};
 use candle_core::{DType, Tensor};
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 fn one(device: &str, q8: bool, batch: usize) {
     let choice: DeviceChoice = device.parse().expect("device");

@@ -66,41 +66,7 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// VGG-16 deep features of the largest ROI cross-section.
-    Deep {
-        /// Image: NRRD or NIfTI file, or a folder holding one DICOM MR examination.
-        #[arg(long)]
-        image: PathBuf,
-        /// ROI: label map, or (with a DICOM image) a SEG or RTSTRUCT file.
-        #[arg(long)]
-        mask: PathBuf,
-        /// DICOM phase: N, first-post-contrast (default) or A-B.
-        #[arg(long, default_value = "first-post-contrast")]
-        phase: PhaseSelector,
-        /// Label of the ROI in a label map.
-        #[arg(long, default_value_t = 1)]
-        label: i64,
-        /// Weights (safetensors, torchvision names). Without it: seeded He-initialised weights (UNTRAINED).
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// Fully connected layers in f32 (`none`) or Q8_0 (`q8`).
-        #[arg(long, default_value = "none")]
-        quant: String,
-        /// Which activations: fc6, fc7 (default) or logits.
-        #[arg(long, default_value = "fc7")]
-        layer: String,
-        /// cpu, cuda, cuda:N or auto.
-        #[arg(long, default_value = "cpu")]
-        device: alnrisk::deep::DeviceChoice,
-        /// Voxels added around the ROI's bounding box.
-        #[arg(long, default_value_t = 0)]
-        margin: usize,
-        /// Write the exact network input (1×3×224×224, f32) as a NumPy .npy file.
-        #[arg(long)]
-        dump_input: Option<PathBuf>,
-        /// Output CSV (default: standard output).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    Deep(DeepArgs),
     /// Generate the SYNTHETIC DCE-MRI cohort (DICOM series + ROI + cohort.csv), or replay one examination.
     Synth(SynthArgs),
     /// List the studies, series, phases, geometry, ROI objects and problems found in a DICOM folder.
@@ -258,31 +224,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { data } => demo(data),
         Command::Inspect { dir } => inspect(&dir),
         Command::Synth(args) => synth(args),
-        Command::Deep {
-            image,
-            mask,
-            phase,
-            label,
-            weights,
-            quant,
-            layer,
-            device,
-            margin,
-            dump_input,
-            output,
-        } => deep(DeepArgs {
-            image,
-            mask,
-            phase,
-            label,
-            weights,
-            quant,
-            layer,
-            device,
-            margin,
-            dump_input,
-            output,
-        }),
+        Command::Deep(args) => deep(args),
         Command::Extract {
             image,
             mask,
@@ -430,18 +372,9 @@ fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {
                 g.origin[1],
                 g.origin[2]
             );
-            println!(
-                "    row ({:.4}, {:.4}, {:.4}) col ({:.4}, {:.4}, {:.4}) normal ({:.4}, {:.4}, {:.4})",
-                g.direction[0][0],
-                g.direction[1][0],
-                g.direction[2][0],
-                g.direction[0][1],
-                g.direction[1][1],
-                g.direction[2][1],
-                g.direction[0][2],
-                g.direction[1][2],
-                g.direction[2][2]
-            );
+            let o = g.orientation_cosines();
+            let n = [g.direction[0][2], g.direction[1][2], g.direction[2][2]];
+            println!("    row {:.4?} col {:.4?} normal {n:.4?}", &o[..3], &o[3..]);
             for w in &s.warnings {
                 println!("    warning: {w}");
             }
@@ -544,17 +477,40 @@ pub fn extract_files(image: &Path, mask: &Path, settings: &Settings, input: &Inp
     Ok(ex)
 }
 
+#[derive(clap::Args)]
 struct DeepArgs {
+    /// Image: NRRD or NIfTI file, or a folder holding one DICOM MR examination.
+    #[arg(long)]
     image: PathBuf,
+    /// ROI: label map, or (with a DICOM image) a SEG or RTSTRUCT file.
+    #[arg(long)]
     mask: PathBuf,
+    /// DICOM phase: N, first-post-contrast (default) or A-B.
+    #[arg(long, default_value = "first-post-contrast")]
     phase: PhaseSelector,
+    /// Label of the ROI in a label map.
+    #[arg(long, default_value_t = 1)]
     label: i64,
+    /// Weights (safetensors, torchvision names). Without it: seeded He-initialised weights (UNTRAINED).
+    #[arg(long)]
     weights: Option<PathBuf>,
+    /// Fully connected layers in f32 (`none`) or Q8_0 (`q8`).
+    #[arg(long, default_value = "none")]
     quant: String,
+    /// Which activations: fc6, fc7 (default) or logits.
+    #[arg(long, default_value = "fc7")]
     layer: String,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
     device: alnrisk::deep::DeviceChoice,
+    /// Voxels added around the ROI's bounding box.
+    #[arg(long, default_value_t = 0)]
     margin: usize,
+    /// Write the exact network input (1×3×224×224, f32) as a NumPy .npy file.
+    #[arg(long)]
     dump_input: Option<PathBuf>,
+    /// Output CSV (default: standard output).
+    #[arg(short, long)]
     output: Option<PathBuf>,
 }
 

@@ -81,6 +81,13 @@ impl Geometry {
         i + self.size[0] * (j + self.size[1] * k)
     }
 
+    /// DICOM ImageOrientationPatient of the `(i, j)` plane: the row direction (axis `i`) then the column
+    /// direction (axis `j`).
+    pub fn orientation_cosines(&self) -> [f64; 6] {
+        let d = &self.direction;
+        [d[0][0], d[1][0], d[2][0], d[0][1], d[1][1], d[2][1]]
+    }
+
     /// The index → physical matrix `D · diag(spacing)` (row-major).
     pub fn index_to_physical_matrix(&self) -> [[f64; 3]; 3] {
         let mut m = [[0.0; 3]; 3];

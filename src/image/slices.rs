@@ -33,6 +33,6 @@ mod tests {
         // 2×1×3: slices k=0 and k=2 both hold 2 voxels
         let inside = [true, true, false, true, true, true];
         assert_eq!(largest_slice([2, 1, 3], &inside, 2), (0, 2));
-        assert_eq!(largest_slice([2, 1, 3], &inside, 0), (0, 2));
+        assert_eq!(largest_slice([2, 1, 3], &inside, 0), (1, 3));
     }
 }

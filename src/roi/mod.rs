@@ -35,6 +35,17 @@ impl std::str::FromStr for RoiChoice {
     }
 }
 
+impl RoiChoice {
+    /// Choose among `(number, label)` entries (SEG segments, RTSTRUCT structures).
+    pub fn pick<'a>(&self, entries: &'a [(i64, String)]) -> Option<&'a (i64, String)> {
+        match self {
+            RoiChoice::First => entries.first(),
+            RoiChoice::Number(n) => entries.iter().find(|e| e.0 == *n),
+            RoiChoice::Label(l) => entries.iter().find(|e| &e.1 == l),
+        }
+    }
+}
+
 /// Options for reading ROI objects.
 #[derive(Debug, Clone)]
 pub struct RoiOptions {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use dicom_dictionary_std::tags;
 
-use super::{Mask, RoiChoice, RoiOptions, round_half_up};
+use super::{Mask, RoiOptions, round_half_up};
 use crate::error::{Error, Result};
 use crate::ingest::Series;
 use crate::ingest::tags::{Dataset, floats, int, items, string};
@@ -62,12 +62,7 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
             )
         })
         .collect();
-    let chosen = match &opts.choice {
-        RoiChoice::First => rois.first().map(|r| r.0),
-        RoiChoice::Number(n) => rois.iter().find(|r| r.0 == *n).map(|r| r.0),
-        RoiChoice::Label(l) => rois.iter().find(|r| &r.1 == l).map(|r| r.0),
-    }
-    .ok_or_else(|| {
+    let (chosen, name) = opts.choice.pick(&rois).cloned().ok_or_else(|| {
         bad(format!(
             "no matching structure ({:?}); structures: {rois:?}",
             opts.choice
@@ -110,11 +105,6 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     if mask.voxels() == 0 {
         return Err(bad(format!("structure {chosen} is empty ({contours} contour(s))")));
     }
-    let name = rois
-        .iter()
-        .find(|r| r.0 == chosen)
-        .map(|r| r.1.clone())
-        .unwrap_or_default();
     mask.source = format!(
         "RTSTRUCT {} ROI {chosen} '{name}' ({contours} contours)",
         path.display()

@@ -157,18 +157,16 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
             )
         })
         .collect();
-    let chosen = match &opts.choice {
-        RoiChoice::First => segments.first().map(|s| s.0).unwrap_or(1),
-        RoiChoice::Number(n) => segments
-            .iter()
-            .find(|s| s.0 == *n)
-            .map(|s| s.0)
-            .ok_or_else(|| bad(format!("no segment number {n}; segments: {segments:?}")))?,
-        RoiChoice::Label(l) => segments
-            .iter()
-            .find(|s| &s.1 == l)
-            .map(|s| s.0)
-            .ok_or_else(|| bad(format!("no segment labelled '{l}'; segments: {segments:?}")))?,
+    // a SEG without a SegmentSequence (non-conformant) is read as segment 1
+    let chosen = match opts.choice.pick(&segments) {
+        Some(s) => s.0,
+        None if segments.is_empty() && opts.choice == RoiChoice::First => 1,
+        None => {
+            return Err(bad(format!(
+                "no segment matches {:?}; segments: {segments:?}",
+                opts.choice
+            )));
+        }
     };
 
     let shared = item(ds, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
@@ -269,9 +267,8 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     if mask.voxels() == 0 {
         return Err(bad(format!("segment {chosen} is empty ({placed} frame(s))")));
     }
-    let label = segments
-        .iter()
-        .find(|s| s.0 == chosen)
+    let label = RoiChoice::Number(chosen)
+        .pick(&segments)
         .map(|s| s.1.clone())
         .unwrap_or_default();
     mask.source = format!(

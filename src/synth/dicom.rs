@@ -147,14 +147,28 @@ fn common(obj: &mut InMemDicomObject, ids: &SeriesIds, modality: &str) {
 }
 
 fn orientation(g: &Geometry) -> [f64; 6] {
-    [
-        g.direction[0][0],
-        g.direction[1][0],
-        g.direction[2][0],
-        g.direction[0][1],
-        g.direction[1][1],
-        g.direction[2][1],
-    ]
+    g.orientation_cosines()
+}
+
+/// The Shared Functional Groups item of a multi-frame object on `grid`: plane orientation and pixel measures.
+fn shared_plane_groups(grid: &Geometry) -> InMemDicomObject {
+    item_with(|s| {
+        seq(
+            s,
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            vec![item_with(|o| {
+                put_str(o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds(&orientation(grid)))
+            })],
+        );
+        seq(
+            s,
+            tags::PIXEL_MEASURES_SEQUENCE,
+            vec![item_with(|m| {
+                put_str(m, tags::PIXEL_SPACING, VR::DS, &ds(&[grid.spacing[1], grid.spacing[0]]));
+                put_str(m, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
+            })],
+        );
+    })
 }
 
 fn write(obj: InMemDicomObject, path: &Path) -> Result<()> {
@@ -334,24 +348,11 @@ pub fn write_enhanced(
     put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
     put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
     put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(1u16));
-    let shared = item_with(|s| {
-        seq(
-            s,
-            tags::PLANE_ORIENTATION_SEQUENCE,
-            vec![item_with(|o| {
-                put_str(o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds(&orientation(grid)))
-            })],
-        );
-        seq(
-            s,
-            tags::PIXEL_MEASURES_SEQUENCE,
-            vec![item_with(|m| {
-                put_str(m, tags::PIXEL_SPACING, VR::DS, &ds(&[grid.spacing[1], grid.spacing[0]]));
-                put_str(m, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
-            })],
-        );
-    });
-    seq(&mut obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]);
+    seq(
+        &mut obj,
+        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+        vec![shared_plane_groups(grid)],
+    );
     let mut frames = Vec::new();
     let mut px = Vec::new();
     for p in 0..phases {
@@ -586,23 +587,7 @@ pub fn write_seg(
     seq(
         &mut obj,
         tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-        vec![item_with(|s| {
-            seq(
-                s,
-                tags::PLANE_ORIENTATION_SEQUENCE,
-                vec![item_with(|o| {
-                    put_str(o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &ds(&orientation(grid)))
-                })],
-            );
-            seq(
-                s,
-                tags::PIXEL_MEASURES_SEQUENCE,
-                vec![item_with(|m| {
-                    put_str(m, tags::PIXEL_SPACING, VR::DS, &ds(&[grid.spacing[1], grid.spacing[0]]));
-                    put_str(m, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
-                })],
-            );
-        })],
+        vec![shared_plane_groups(grid)],
     );
     let mut frames = Vec::new();
     let mut bits_out: Vec<bool> = Vec::new();
