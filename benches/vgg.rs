@@ -47,6 +47,54 @@ fn one(device: &str, q8: bool, batch: usize) {
     println!("RESULT {:.2} {:.1} {:.0}", med * 1e3, batch as f64 / med, peak_rss_mb());
 }
 
+/// On the PyTorch fixture: fc7 cosine and max relative difference of each device/precision vs CPU f32 and
+/// vs PyTorch.
+fn agreement(device: &str) {
+    use alnrisk::deep::VggConfig as C;
+    let rel = "tests/data/golden/vgg16_small.safetensors";
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let path = if built.exists() {
+        built
+    } else {
+        std::path::PathBuf::from(rel)
+    };
+    let Ok(f) = candle_core::safetensors::load(&path, &candle_core::Device::Cpu) else {
+        println!("(fixture not found: {})", path.display());
+        return;
+    };
+    let flat = |t: &Tensor| {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let torch = flat(&f["fixture.fc7"]);
+    let (dev, _) = device.parse::<DeviceChoice>().unwrap().open().expect("device");
+    for q8 in [false, true] {
+        let mut net = Vgg16::from_tensors(C::scaled(16, 256, 2), &f, &path, &dev).unwrap();
+        if q8 {
+            net.quantize_dense().unwrap();
+        }
+        let ours = flat(&net.forward(&f["fixture.input"]).unwrap().fc7);
+        let n = ours.len() / 2;
+        let cos = |a: &[f32], b: &[f32]| {
+            let d: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            d / (a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
+                * b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt())
+        };
+        let scale = torch.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let rel = ours.iter().zip(&torch).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        println!(
+            "| {device} | {} | {:.6} | {:.6} | {rel:.2e} |",
+            if q8 { "Q8_0" } else { "f32" },
+            cos(&ours[..n], &torch[..n]),
+            cos(&ours[n..], &torch[n..])
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if args.first().map(String::as_str) == Some("--one") {
@@ -92,6 +140,12 @@ fn main() {
                 );
             }
         }
+    }
+    println!("\nfc7 against PyTorch on the reduced-width fixture (conv f32 on CPU, f16 on CUDA)");
+    println!("| device | fc | cosine image 1 | cosine image 2 | max rel. diff |\n|---|---|---|---|---|");
+    agreement("cpu");
+    if args.iter().any(|a| a == "--cuda") {
+        agreement("cuda");
     }
     // weights in memory
     let cfg = VggConfig::vgg16(2);
