@@ -7,6 +7,7 @@
 //! The feature vector is fc7 after ReLU (4096 values for VGG-16) by default: the study takes "the last fully
 //! connected layer" of its fine-tuned network; fc6 and the logits are available too.
 
+pub mod conv;
 pub mod device;
 pub mod finetune;
 pub mod npy;

@@ -142,6 +142,8 @@ pub struct Vgg16 {
     pub device: Device,
     /// Convolution precision (f32 on the CPU, f16 on CUDA).
     pub conv_dtype: DType,
+    /// Kernels packed for the CPU path ([`super::conv`]); `None` on CUDA.
+    packed: Option<Vec<super::conv::PackedConv>>,
 }
 
 pub(crate) fn ce(e: candle_core::Error) -> Error {
@@ -198,12 +200,23 @@ impl Vgg16 {
             dense(3, config.hidden, config.hidden)?,
             dense(6, config.hidden, config.classes)?,
         ];
+        let packed = if device.is_cpu() {
+            Some(
+                convs
+                    .iter()
+                    .map(|(w, b)| super::conv::PackedConv::new(w, b))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
         Ok(Vgg16 {
             config,
             convs,
             dense,
             device: device.clone(),
             conv_dtype,
+            packed,
         })
     }
 
@@ -284,6 +297,9 @@ impl Vgg16 {
 
     /// Convolutional trunk: NCHW input `(N, 3, 224, 224)` → flattened pool5.
     pub fn trunk(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(packed) = &self.packed {
+            return self.trunk_cpu(x, packed);
+        }
         let mut h = x
             .to_device(&self.device)
             .and_then(|t| t.to_dtype(self.conv_dtype))
@@ -307,6 +323,45 @@ impl Vgg16 {
             return Err(Error::Compute(format!("trunk output {dims:?}; inputs must be 224×224")));
         }
         h.flatten_from(1).and_then(|t| t.to_dtype(DType::F32)).map_err(ce)
+    }
+
+    /// The CPU trunk on packed kernels and NHWC activations, one image at a time.
+    fn trunk_cpu(&self, x: &Tensor, packed: &[super::conv::PackedConv]) -> Result<Tensor> {
+        use super::conv::{Nhwc, conv3x3_relu, maxpool2};
+        let x = x
+            .to_device(&Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(ce)?;
+        let (n, c, h, w) = x.dims4().map_err(ce)?;
+        let mut rows = Vec::with_capacity(n);
+        for i in 0..n {
+            let img: Vec<f32> = x
+                .get(i)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .map_err(ce)?;
+            let mut a = Nhwc::from_chw(c, h, w, &img);
+            let mut conv = packed.iter();
+            for step in &self.config.plan {
+                a = match step {
+                    Some(_) => conv3x3_relu(
+                        &a,
+                        conv.next()
+                            .ok_or_else(|| Error::Compute("layer plan mismatch".into()))?,
+                    ),
+                    None => maxpool2(&a),
+                };
+            }
+            if a.h != 7 || a.w != 7 {
+                return Err(Error::Compute(format!(
+                    "trunk output {}×{}; inputs must be 224×224",
+                    a.h, a.w
+                )));
+            }
+            rows.push(a.to_chw());
+        }
+        let len = rows.first().map(|r| r.len()).unwrap_or(0);
+        Tensor::from_vec(rows.concat(), (n, len), &Device::Cpu).map_err(ce)
     }
 
     /// Classifier head on flattened pool5.

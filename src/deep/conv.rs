@@ -1,0 +1,177 @@
+//! The CPU path of the VGG trunk: 3×3 convolutions (padding 1) + ReLU and 2×2 max-pooling on NHWC activations.
+//!
+//! candle's CPU convolution re-lays-out its input and flattens its kernel on every call, single-threaded, which
+//! costs more than the matrix product itself on 2 cores. Here each kernel is packed once, at load, into a
+//! `(9·C_in) × C_out` matrix (rows in `(ky, kx, c_in)` order); activations stay NHWC, so the im2col rows are
+//! copies of contiguous channel vectors, built in parallel in chunks of output pixels (bounded memory); the
+//! product is the `gemm` crate's f32 kernel (the one candle uses). The result equals the convolution up to
+//! summation order (checked against PyTorch by `tests/deep_parity.rs`).
+
+use candle_core::Tensor;
+use rayon::prelude::*;
+
+use super::vgg::ce;
+use crate::error::Result;
+
+/// Activations of one image, `h × w × c`, channels fastest.
+#[derive(Debug, Clone)]
+pub struct Nhwc {
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+    /// Values.
+    pub data: Vec<f32>,
+}
+
+impl Nhwc {
+    /// From one CHW image.
+    pub fn from_chw(c: usize, h: usize, w: usize, chw: &[f32]) -> Self {
+        let mut data = vec![0f32; h * w * c];
+        for ch in 0..c {
+            for p in 0..h * w {
+                data[p * c + ch] = chw[ch * h * w + p];
+            }
+        }
+        Nhwc { h, w, c, data }
+    }
+
+    /// To CHW order (PyTorch's flatten order).
+    pub fn to_chw(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.data.len()];
+        for p in 0..self.h * self.w {
+            for ch in 0..self.c {
+                out[ch * self.h * self.w + p] = self.data[p * self.c + ch];
+            }
+        }
+        out
+    }
+}
+
+/// A 3×3 convolution packed for the product.
+#[derive(Debug, Clone)]
+pub struct PackedConv {
+    cin: usize,
+    cout: usize,
+    /// `(9·cin) × cout`, row-major.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedConv {
+    /// Pack a `(cout, cin, 3, 3)` kernel and its bias.
+    pub fn new(weight: &Tensor, bias: &Tensor) -> Result<Self> {
+        let (cout, cin, _, _) = weight.dims4().map_err(ce)?;
+        let w: Vec<f32> = weight.flatten_all().and_then(|t| t.to_vec1()).map_err(ce)?;
+        let mut packed = vec![0f32; 9 * cin * cout];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for t in 0..9 {
+                    packed[(t * cin + ci) * cout + co] = w[(co * cin + ci) * 9 + t];
+                }
+            }
+        }
+        Ok(PackedConv {
+            cin,
+            cout,
+            weight: packed,
+            bias: bias.to_vec1().map_err(ce)?,
+        })
+    }
+}
+
+/// Output pixels per im2col chunk (bounds the buffer to ≈ 8192 × 9·C_in floats).
+const CHUNK: usize = 8192;
+
+/// `relu(conv3x3(x) + b)`, padding 1.
+pub fn conv3x3_relu(x: &Nhwc, p: &PackedConv) -> Nhwc {
+    assert_eq!(x.c, p.cin, "channel mismatch");
+    let (h, w, cin, cout) = (x.h, x.w, x.c, p.cout);
+    let k = 9 * cin;
+    let mut out = vec![0f32; h * w * cout];
+    let mut cols = Vec::new();
+    for start in (0..h * w).step_by(CHUNK) {
+        let m = CHUNK.min(h * w - start);
+        cols.clear();
+        cols.resize(m * k, 0.0);
+        cols.par_chunks_mut(k).enumerate().for_each(|(r, row)| {
+            let (y, xx) = ((start + r) / w, (start + r) % w);
+            for ky in 0..3 {
+                let sy = y as isize + ky as isize - 1;
+                if sy < 0 || sy >= h as isize {
+                    continue;
+                }
+                for kx in 0..3 {
+                    let sx = xx as isize + kx as isize - 1;
+                    if sx < 0 || sx >= w as isize {
+                        continue;
+                    }
+                    let src = (sy as usize * w + sx as usize) * cin;
+                    let dst = (ky * 3 + kx) * cin;
+                    row[dst..dst + cin].copy_from_slice(&x.data[src..src + cin]);
+                }
+            }
+        });
+        let dst = &mut out[start * cout..(start + m) * cout];
+        matmul(m, cout, k, &cols, &p.weight, dst);
+    }
+    out.par_chunks_mut(cout).for_each(|px| {
+        for (v, b) in px.iter_mut().zip(&p.bias) {
+            *v = (*v + b).max(0.0);
+        }
+    });
+    Nhwc {
+        h,
+        w,
+        c: cout,
+        data: out,
+    }
+}
+
+/// `dst (m×n) = lhs (m×k) · rhs (k×n)`, all row-major.
+fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32]) {
+    assert!(lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n);
+    // SAFETY: the three buffers are valid for the row-major extents asserted above (row strides k, n, n; column
+    // stride 1), `dst` does not alias the inputs (it is a distinct &mut borrow), and with `read_dst = false` the
+    // destination is only written.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+}
+
+/// 2×2 max-pooling, stride 2.
+pub fn maxpool2(x: &Nhwc) -> Nhwc {
+    let (h, w, c) = (x.h / 2, x.w / 2, x.c);
+    let mut data = vec![0f32; h * w * c];
+    data.par_chunks_mut(w * c).enumerate().for_each(|(y, row)| {
+        for xx in 0..w {
+            for ch in 0..c {
+                let at = |dy: usize, dx: usize| x.data[((2 * y + dy) * x.w + 2 * xx + dx) * c + ch];
+                row[xx * c + ch] = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+            }
+        }
+    });
+    Nhwc { h, w, c, data }
+}
