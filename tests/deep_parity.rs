@@ -148,3 +148,48 @@ fn seeded_he_initialisation_is_deterministic_and_loads() {
     let out = net.forward(&f["fixture.input"]).unwrap();
     assert_eq!(out.fc7.dims(), &[2, 256]);
 }
+
+#[test]
+fn gguf_export_round_trips_the_q8_network() {
+    let f = fixture();
+    let mut q8 = Vgg16::from_tensors(small(), &f, &fixture_path(), &Device::Cpu).unwrap();
+    q8.quantize_dense().unwrap();
+    let p = std::env::temp_dir().join(format!("alnrisk-vgg-{}.gguf", std::process::id()));
+    q8.save_gguf(&p).unwrap();
+    let back = Vgg16::load_gguf(&p, &Device::Cpu).unwrap();
+    assert!(back.is_quantized());
+    let x = f["fixture.input"].clone();
+    assert_eq!(
+        flat(&q8.forward(&x).unwrap().logits),
+        flat(&back.forward(&x).unwrap().logits)
+    );
+    let full = std::fs::metadata(fixture_path()).unwrap().len();
+    let gguf = std::fs::metadata(&p).unwrap().len();
+    println!("fixture safetensors {full} bytes (incl. test tensors), GGUF with Q8_0 dense {gguf} bytes");
+}
+
+#[test]
+fn a_roi_smaller_than_2x2_on_its_largest_slice_is_refused() {
+    use alnrisk::image::{Geometry, PixelType, Volume};
+    let g = Geometry::new([8, 8, 3], [1.0; 3], [0.0; 3]);
+    let image = Volume {
+        geometry: g.clone(),
+        data: (0..g.len()).map(|v| v as f64).collect(),
+        pixel_type: PixelType::F64,
+    };
+    let mut mask = Volume {
+        geometry: g.clone(),
+        data: vec![0.0; g.len()],
+        pixel_type: PixelType::U8,
+    };
+    for i in 2..6 {
+        let o = g.offset(i, 4, 1); // a 1-row line: 4×1
+        mask.data[o] = 1.0;
+    }
+    let e = alnrisk::deep::crop_largest_slice(&image, &mask, 1.0, 0).unwrap_err();
+    assert!(e.to_string().contains("at least 2×2"), "{e}");
+    let o = g.offset(2, 5, 1);
+    mask.data[o] = 1.0;
+    let c = alnrisk::deep::crop_largest_slice(&image, &mask, 1.0, 1).unwrap();
+    assert_eq!((c.rows, c.cols, c.slice), (4, 6, 1)); // 2×4 grown by a margin of 1
+}

@@ -290,6 +290,117 @@ impl Vgg16 {
             .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
     }
 
+    /// Save the quantized network as GGUF: convolutions and biases as F32 tensors, fc6–fc8 as Q8_0, under the
+    /// torchvision names. Requires [`Vgg16::quantize_dense`] first.
+    pub fn save_gguf(&self, path: &Path) -> Result<()> {
+        use candle_core::quantized::gguf_file;
+        let io = |e: candle_core::Error| Error::io(path, std::io::Error::other(e.to_string()));
+        let f32q = |t: &Tensor| {
+            t.to_dtype(DType::F32)
+                .and_then(|t| t.to_device(&Device::Cpu))
+                .and_then(|t| QTensor::quantize(&t, GgmlDType::F32))
+        };
+        let mut owned: Vec<(String, std::sync::Arc<QTensor>)> = Vec::new();
+        for ((idx, _, _), (w, b)) in self.config.convs().iter().zip(&self.convs) {
+            owned.push((
+                format!("features.{idx}.weight"),
+                std::sync::Arc::new(f32q(w).map_err(io)?),
+            ));
+            owned.push((
+                format!("features.{idx}.bias"),
+                std::sync::Arc::new(f32q(b).map_err(io)?),
+            ));
+        }
+        for (i, d) in [0, 3, 6].iter().zip(&self.dense) {
+            let Dense::Q8 {
+                weight: QMatMul::QTensor(q),
+                bias,
+            } = d
+            else {
+                return Err(Error::Compute("GGUF export needs the quantized (Q8_0) network".into()));
+            };
+            owned.push((format!("classifier.{i}.weight"), q.clone()));
+            owned.push((
+                format!("classifier.{i}.bias"),
+                std::sync::Arc::new(f32q(bias).map_err(io)?),
+            ));
+        }
+        let meta_name = gguf_file::Value::String("vgg16".into());
+        let meta_version = gguf_file::Value::String(env!("CARGO_PKG_VERSION").into());
+        let metadata = [("general.architecture", &meta_name), ("alnrisk.version", &meta_version)];
+        let tensors: Vec<(&str, &QTensor)> = owned.iter().map(|(n, t)| (n.as_str(), t.as_ref())).collect();
+        let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        gguf_file::write(&mut f, &metadata, &tensors).map_err(io)
+    }
+
+    /// Load a GGUF file written by [`Vgg16::save_gguf`] (fc6–fc8 stay Q8_0).
+    pub fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
+        use candle_core::quantized::gguf_file;
+        let werr = |reason: String| Error::Weights {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let content = gguf_file::Content::read(&mut f).map_err(|e| werr(format!("not a readable GGUF file: {e}")))?;
+        let mut q = |name: &str| {
+            content
+                .tensor(&mut f, name, &Device::Cpu)
+                .map_err(|e| werr(format!("tensor '{name}': {e}")))
+        };
+        let mut plain = HashMap::new();
+        let mut dense_q = Vec::new();
+        for name in content.tensor_infos.keys().cloned().collect::<Vec<_>>() {
+            let t = q(&name)?;
+            if name.starts_with("classifier.") && name.ends_with(".weight") {
+                dense_q.push((name.clone(), t.shape().dims().to_vec(), t));
+            } else {
+                plain.insert(name, t.dequantize(&Device::Cpu).map_err(ce)?);
+            }
+        }
+        // shapes decide the configuration; load f32 placeholders for the dense weights, then swap in Q8_0
+        for (name, dims, _) in &dense_q {
+            plain.insert(
+                name.clone(),
+                Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).map_err(ce)?,
+            );
+        }
+        let first = plain
+            .get("features.0.weight")
+            .map(|t| t.dims()[0])
+            .ok_or_else(|| werr("tensor 'features.0.weight' is missing".into()))?;
+        let rows = |k: &str| plain.get(k).map(|t| t.dims()[0]).unwrap_or(0);
+        let config = VggConfig::scaled(
+            64 / first.max(1),
+            rows("classifier.0.weight"),
+            rows("classifier.6.weight"),
+        );
+        let mut net = Self::from_tensors(config, &plain, path, device)?;
+        for (name, _, t) in dense_q {
+            let i = match name.as_str() {
+                "classifier.0.weight" => 0,
+                "classifier.3.weight" => 1,
+                _ => 2,
+            };
+            let bias = match &net.dense[i] {
+                Dense::F32 { bias, .. } | Dense::Q8 { bias, .. } => bias.clone(),
+            };
+            let t = if device.is_cpu() {
+                t
+            } else {
+                QTensor::quantize(
+                    &t.dequantize(&Device::Cpu).map_err(ce)?.to_device(device).map_err(ce)?,
+                    GgmlDType::Q8_0,
+                )
+                .map_err(ce)?
+            };
+            net.dense[i] = Dense::Q8 {
+                weight: QMatMul::from_qtensor(t).map_err(ce)?,
+                bias,
+            };
+        }
+        Ok(net)
+    }
+
     /// Whether the dense layers are quantized.
     pub fn is_quantized(&self) -> bool {
         matches!(self.dense[0], Dense::Q8 { .. })
