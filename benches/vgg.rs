@@ -157,6 +157,28 @@ fn main() {
         .sum();
     let f32_bytes = total * 4;
     let q8_bytes = (total - dense) * 4 + dense / 32 * 34;
+    // files on disk: f32 and f16 safetensors, GGUF with Q8_0 dense layers
+    let dir = std::env::temp_dir();
+    let f32_path = dir.join("alnrisk-bench-vgg16-f32.safetensors");
+    let f16_path = dir.join("alnrisk-bench-vgg16-f16.safetensors");
+    let gguf_path = dir.join("alnrisk-bench-vgg16-q8.gguf");
+    candle_core::safetensors::save(&w, &f32_path).expect("save f32");
+    let half: std::collections::HashMap<String, Tensor> = w.iter().map(|(k, v)| (k.clone(), v.to_dtype(DType::F16).expect("f16"))).collect();
+    candle_core::safetensors::save(&half, &f16_path).expect("save f16");
+    let mut q8 = Vgg16::from_tensors(cfg.clone(), &w, std::path::Path::new("he"), &candle_core::Device::Cpu).expect("model");
+    q8.quantize_dense().expect("q8");
+    q8.save_gguf(&gguf_path).expect("gguf");
+    let mb = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
+    println!(
+        "Files: f32 safetensors {:.0} MB, f16 safetensors {:.0} MB, GGUF (f32 conv + Q8_0 fc) {:.0} MB ({:.1} % of f32)",
+        mb(&f32_path),
+        mb(&f16_path),
+        mb(&gguf_path),
+        100.0 * mb(&gguf_path) / mb(&f32_path)
+    );
+    for p in [&f32_path, &f16_path, &gguf_path] {
+        let _ = std::fs::remove_file(p);
+    }
     println!(
         "\nWeights: {} parameters; f32 {:.0} MB, f16 {:.0} MB, f32 conv + Q8_0 fc {:.0} MB ({:.1} % of f32)",
         total,
