@@ -163,9 +163,13 @@ fn main() {
     let f16_path = dir.join("alnrisk-bench-vgg16-f16.safetensors");
     let gguf_path = dir.join("alnrisk-bench-vgg16-q8.gguf");
     candle_core::safetensors::save(&w, &f32_path).expect("save f32");
-    let half: std::collections::HashMap<String, Tensor> = w.iter().map(|(k, v)| (k.clone(), v.to_dtype(DType::F16).expect("f16"))).collect();
+    let half: std::collections::HashMap<String, Tensor> = w
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_dtype(DType::F16).expect("f16")))
+        .collect();
     candle_core::safetensors::save(&half, &f16_path).expect("save f16");
-    let mut q8 = Vgg16::from_tensors(cfg.clone(), &w, std::path::Path::new("he"), &candle_core::Device::Cpu).expect("model");
+    let mut q8 =
+        Vgg16::from_tensors(cfg.clone(), &w, std::path::Path::new("he"), &candle_core::Device::Cpu).expect("model");
     q8.quantize_dense().expect("q8");
     q8.save_gguf(&gguf_path).expect("gguf");
     let mb = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
