@@ -74,8 +74,9 @@ enum Command {
         /// Folder to scan (recursively).
         dir: PathBuf,
     },
-    /// Show what the appliance can do today: radiomics on the bundled PyRadiomics test cases, checked
-    /// against PyRadiomics 3.1.0's own output (the full scanner-side demo arrives with the daemon).
+    /// Show what the appliance can do today: radiomics on the bundled PyRadiomics test cases checked against
+    /// PyRadiomics 3.1.0, then synthetic DICOM → ingest → radiomics → VGG-16 (the scanner-side demo arrives with
+    /// the daemon).
     Demo {
         /// Folder holding `pyradiomics/` and `pyradiomics-3.1.0-reference/` (default: the repository's tests/data).
         #[arg(long)]
@@ -335,12 +336,84 @@ fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             worst.1
         );
     }
+    demo_chain()?;
     println!("\nFeature values: `alnrisk extract --image IMG --mask MASK` (see README).");
     Ok(if worst_all <= 1e-6 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The chain so far on three SYNTHETIC patients: DICOM export → ingest → radiomics → VGG-16 fc7.
+fn demo_chain() -> anyhow::Result<()> {
+    use alnrisk::synth::{cohort, phantom::PhantomSpec};
+    let dir = std::env::temp_dir().join(format!("alnrisk-demo-{}", std::process::id()));
+    let spec = cohort::CohortSpec {
+        patients: 3,
+        seed: 7,
+        vendor: cohort::Vendor::Ge,
+        roi: cohort::RoiFormat::Seg,
+        image: PhantomSpec {
+            matrix: 128,
+            slices: 32,
+            phases: 3,
+            snr: 20.0,
+        },
+        roi_jitter: true,
+    };
+    println!(
+        "\nSYNTHETIC DATA: three generated patients (not patient data), written as a GE console would export them,"
+    );
+    println!("then read back: DICOM series + SEG → phase 2 → radiomics (116 features) and VGG-16 fc7 (Q8_0).");
+    println!("The VGG weights are seeded and UNTRAINED here (fine-tuning on a cohort comes with `fit`).\n");
+    let t = std::time::Instant::now();
+    let summary = cohort::write_cohort(&spec, &dir)?;
+    println!(
+        "generated {} examinations in {:.1} s under {}",
+        summary.patients.len(),
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    let cfg = alnrisk::deep::VggConfig::vgg16(2);
+    let weights = alnrisk::deep::vgg::he_init(&cfg, 0)?;
+    let mut net = alnrisk::deep::Vgg16::from_tensors(cfg, &weights, Path::new("he-init"), &candle_core::Device::Cpu)?;
+    net.quantize_dense()?;
+    println!(
+        "\n| patient | ALN (planted) | ROI voxels | shape MeshVolume mm³ | firstorder Mean | glcm Contrast | ‖fc7‖ | ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for p in &summary.patients {
+        let t = std::time::Instant::now();
+        let dce = dir.join(&p.id).join("dce");
+        let seg = dir.join(&p.id).join("roi").join("seg.dcm");
+        let loaded = load_inputs(&dce, &seg, &Inputs::default())?;
+        let ex = radiomics::extract(&dce, &loaded.image, &seg, &loaded.mask, &Settings::default())?;
+        let crop = alnrisk::deep::crop_largest_slice(&loaded.image, &loaded.mask, 1.0, 0)?;
+        let out = net.forward(&alnrisk::deep::batch(
+            std::slice::from_ref(&crop),
+            &candle_core::Device::Cpu,
+        )?)?;
+        let fc7: Vec<f32> = out
+            .fc7
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let norm = fc7.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let voxels = loaded.mask.data.iter().filter(|&&v| v == 1.0).count();
+        let f = |n: &str| ex.features.get(n).unwrap_or(f64::NAN);
+        println!(
+            "| {} | {} | {voxels} | {:.0} | {:.1} | {:.2} | {norm:.1} | {:.0} |",
+            p.id,
+            u8::from(p.aln),
+            f("original_shape_MeshVolume"),
+            f("original_firstorder_Mean"),
+            f("original_glcm_Contrast"),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {

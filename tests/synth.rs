@@ -240,3 +240,15 @@ fn replay_styles_end_with_identical_files() {
         );
     }
 }
+
+#[test]
+fn demo_runs_and_says_the_data_are_synthetic() {
+    let out = Command::new(env!("CARGO_BIN_EXE_alnrisk"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SYNTHETIC DATA") && text.contains("UNTRAINED"), "{text}");
+    assert!(text.contains("| SYN0003 |"), "{text}");
+}
