@@ -1,14 +1,14 @@
 //! alnrisk: axillary lymph node metastasis risk from breast DCE-MRI, as an edge appliance.
 //!
 //! The library follows the way one examination's data travels:
-//! - [`image`]: the shared 3D volume type (voxels + ITK/LPS geometry);
-//! - [`io`]: NRRD and NIfTI readers/writers;
-//! - [`radiomics`]: PyRadiomics-compatible features;
-//! - [`linalg`]: the small dense linear algebra the features need;
-//! - [`error`]: the one error type.
+//! - [`ingest`]: DICOM files → studies, series, dynamic phases, volumes ([`ingest::PhaseSelector`]);
+//! - [`roi`]: SEG, RTSTRUCT and label maps → a mask on the series grid;
+//! - [`radiomics`]: PyRadiomics-compatible features; [`deep`]: VGG-16 features (candle);
+//! - [`synth`]: the synthetic cohort and DICOM writers (what ingest reads); [`stats`]: shared statistics;
+//! - underneath: [`image`] (the one volume type, ITK/LPS geometry), [`io`] (NRRD/NIfTI), [`linalg`], [`rng`],
+//!   [`error`].
 //!
-//! Later stages (DICOM ingest, ROI objects, deep features, model, daemon) build on these; see
-//! `README.md` for what exists today.
+//! Model fitting, the bundle and the daemon build on these (see `README.md` for what exists today).
 
 // Numeric kernels index several arrays with one loop variable, mirroring the formulas they implement.
 #![allow(clippy::needless_range_loop)]
