@@ -46,6 +46,20 @@ impl RoiChoice {
     }
 }
 
+/// `(number, label)` of every item of a sequence (SEG segments, RTSTRUCT structures).
+pub(crate) fn numbered(
+    ds: &crate::ingest::tags::Dataset,
+    sequence: dicom_core::Tag,
+    number: dicom_core::Tag,
+    label: dicom_core::Tag,
+) -> Vec<(i64, String)> {
+    use crate::ingest::tags::{int, items, string};
+    items(ds, sequence)
+        .iter()
+        .map(|it| (int(it, number).unwrap_or(0), string(it, label).unwrap_or_default()))
+        .collect()
+}
+
 /// Options for reading ROI objects.
 #[derive(Debug, Clone)]
 pub struct RoiOptions {

@@ -53,15 +53,8 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         path: path.to_path_buf(),
         reason,
     };
-    let rois: Vec<(i64, String)> = items(ds, tags::STRUCTURE_SET_ROI_SEQUENCE)
-        .iter()
-        .map(|r| {
-            (
-                int(r, tags::ROI_NUMBER).unwrap_or(0),
-                string(r, tags::ROI_NAME).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let rois: Vec<(i64, String)> =
+        super::numbered(ds, tags::STRUCTURE_SET_ROI_SEQUENCE, tags::ROI_NUMBER, tags::ROI_NAME);
     let (chosen, name) = opts.choice.pick(&rois).cloned().ok_or_else(|| {
         bad(format!(
             "no matching structure ({:?}); structures: {rois:?}",

@@ -148,15 +148,8 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     }
 
     // Segment choice.
-    let segments: Vec<(i64, String)> = items(ds, tags::SEGMENT_SEQUENCE)
-        .iter()
-        .map(|s| {
-            (
-                int(s, tags::SEGMENT_NUMBER).unwrap_or(0),
-                string(s, tags::SEGMENT_LABEL).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let segments: Vec<(i64, String)> =
+        super::numbered(ds, tags::SEGMENT_SEQUENCE, tags::SEGMENT_NUMBER, tags::SEGMENT_LABEL);
     // a SEG without a SegmentSequence (non-conformant) is read as segment 1
     let chosen = match opts.choice.pick(&segments) {
         Some(s) => s.0,

@@ -197,6 +197,11 @@ fn mr_modules(obj: &mut InMemDicomObject) {
     put_str(obj, tags::MAGNETIC_FIELD_STRENGTH, VR::DS, "3");
 }
 
+/// A Plane Position Sequence item.
+fn plane_position(pos: [f64; 3]) -> InMemDicomObject {
+    item_with(|pp| put_str(pp, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds(&pos)))
+}
+
 /// A code sequence item.
 fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
     item_with(|c| {
@@ -359,13 +364,7 @@ pub fn write_enhanced(
         for k in 0..nz {
             let pos = grid.continuous_index_to_physical([0.0, 0.0, k as f64]);
             frames.push(item_with(|f| {
-                seq(
-                    f,
-                    tags::PLANE_POSITION_SEQUENCE,
-                    vec![item_with(|pp| {
-                        put_str(pp, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds(&pos))
-                    })],
-                );
+                seq(f, tags::PLANE_POSITION_SEQUENCE, vec![plane_position(pos)]);
                 seq(
                     f,
                     tags::FRAME_CONTENT_SEQUENCE,
@@ -594,13 +593,7 @@ pub fn write_seg(
     for &k in &order {
         let pos = grid.continuous_index_to_physical([opts.offset_pixels[0], opts.offset_pixels[1], k as f64]);
         frames.push(item_with(|f| {
-            seq(
-                f,
-                tags::PLANE_POSITION_SEQUENCE,
-                vec![item_with(|pp| {
-                    put_str(pp, tags::IMAGE_POSITION_PATIENT, VR::DS, &ds(&pos))
-                })],
-            );
+            seq(f, tags::PLANE_POSITION_SEQUENCE, vec![plane_position(pos)]);
             seq(
                 f,
                 tags::SEGMENT_IDENTIFICATION_SEQUENCE,
