@@ -240,12 +240,11 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
             slot.push(v);
         }
     }
-    let mut out = FeatureValues::new();
-    for ((name, _), vals) in FEATURES.iter().zip(&per) {
-        let v = if *name == "MCC" && n < 2 { 1.0 } else { nanmean(vals) };
-        out.push(name, v);
-    }
-    out
+    let values = FEATURES
+        .iter()
+        .zip(&per)
+        .map(|((name, _), vals)| if *name == "MCC" && n < 2 { 1.0 } else { nanmean(vals) });
+    FeatureValues::from_table(FEATURES, values)
 }
 
 /// Maximal correlation coefficient of one normalised matrix: the square root of the second largest eigenvalue

@@ -105,9 +105,5 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
         e.small_high_gray,
         e.small_low_gray,
     ];
-    let mut out = FeatureValues::new();
-    for ((name, _), v) in FEATURES.iter().zip(vals) {
-        out.push(name, v);
-    }
-    out
+    FeatureValues::from_table(FEATURES, vals)
 }

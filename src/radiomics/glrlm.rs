@@ -172,9 +172,5 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
             slot.push(v);
         }
     }
-    let mut out = FeatureValues::new();
-    for ((name, _), vals) in FEATURES.iter().zip(&per) {
-        out.push(name, nanmean(vals));
-    }
-    out
+    FeatureValues::from_table(FEATURES, per.iter().map(|v| nanmean(v)))
 }

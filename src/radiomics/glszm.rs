@@ -116,9 +116,5 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
         e.n / roi.n_voxels as f64,
         e.j_variance,
     ];
-    let mut out = FeatureValues::new();
-    for ((name, _), v) in FEATURES.iter().zip(vals) {
-        out.push(name, v);
-    }
-    out
+    FeatureValues::from_table(FEATURES, vals)
 }

@@ -43,6 +43,13 @@ impl FeatureValues {
         self.entries.push((name, value));
     }
 
+    /// Pair a class's feature table (`FEATURES`: name, deprecated flag) with values in the same order.
+    pub fn from_table(table: &[(&'static str, bool)], values: impl IntoIterator<Item = f64>) -> Self {
+        FeatureValues {
+            entries: table.iter().map(|(name, _)| *name).zip(values).collect(),
+        }
+    }
+
     /// Look a value up by bare name.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.entries.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
