@@ -1,4 +1,5 @@
-//! Small dense linear algebra shared by the feature code: eigenvalues of symmetric matrices.
+//! Small dense linear algebra shared by the feature code and the statistics: eigenvalues of symmetric
+//! matrices and linear solves.
 
 /// Eigenvalues of a symmetric `n×n` matrix (row-major), ascending, by the cyclic Jacobi method.
 ///
@@ -52,6 +53,34 @@ pub fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
     let mut ev: Vec<f64> = (0..n).map(|i| a[i * n + i]).collect();
     ev.sort_by(|x, y| x.total_cmp(y));
     ev
+}
+
+/// Solve `A x = b` for a square `n×n` row-major `A` (Gaussian elimination with partial pivoting); `None` if
+/// `A` is singular.
+pub fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
+    for c in 0..n {
+        let piv = (c..n).max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))?;
+        if a[piv * n + c].abs() < 1e-300 {
+            return None;
+        }
+        for k in 0..n {
+            a.swap(c * n + k, piv * n + k);
+        }
+        b.swap(c, piv);
+        for r in c + 1..n {
+            let f = a[r * n + c] / a[c * n + c];
+            for k in c..n {
+                a[r * n + k] -= f * a[c * n + k];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let s: f64 = (r + 1..n).map(|k| a[r * n + k] * x[k]).sum();
+        x[r] = (b[r] - s) / a[r * n + r];
+    }
+    Some(x)
 }
 
 #[cfg(test)]

@@ -1,21 +1,16 @@
 //! Hypothesis tests: two-sample t-tests (Student and Welch) and the Hosmer–Lemeshow goodness-of-fit test.
 
+use super::{mean, var};
 use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
 
 /// `(statistic, degrees of freedom, two-sided p)`.
 pub type TestResult = (f64, f64, f64);
 
-fn mean_var(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    (m, v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0))
-}
-
 /// Two-sample t-test of `a` vs `b`: Student (pooled variance, `df = n₁ + n₂ − 2`) or Welch (`df` by
 /// Welch–Satterthwaite), as `scipy.stats.ttest_ind(a, b, equal_var=!welch)`.
 pub fn t_test(a: &[f64], b: &[f64], welch: bool) -> TestResult {
     let (n1, n2) = (a.len() as f64, b.len() as f64);
-    let ((m1, v1), (m2, v2)) = (mean_var(a), mean_var(b));
+    let ((m1, v1), (m2, v2)) = ((mean(a), var(a)), (mean(b), var(b)));
     let (t, df) = if welch {
         let (s1, s2) = (v1 / n1, v2 / n2);
         (

@@ -5,6 +5,8 @@
 
 pub mod hypothesis;
 
+use crate::linalg::solve;
+
 /// Area under the ROC curve: the probability that a random positive scores above a random negative, ties
 /// counting one half (the Mann–Whitney U statistic divided by `n₊ n₋`).
 pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
@@ -46,21 +48,9 @@ pub struct LogisticFit {
 
 /// [`logistic`] with standard errors and Wald tests (as statsmodels' `Logit`).
 pub fn logistic_fit(x: &[Vec<f64>], y: &[bool]) -> Option<LogisticFit> {
-    use statrs::distribution::{ContinuousCDF, Normal};
     let coef = logistic(x, y)?;
     let p = coef.len();
-    let mut info = vec![0.0; p * p];
-    for row in x {
-        let xi: Vec<f64> = std::iter::once(1.0).chain(row.iter().copied()).collect();
-        let eta: f64 = xi.iter().zip(&coef).map(|(a, b)| a * b).sum();
-        let mu = 1.0 / (1.0 + (-eta).exp());
-        let w = mu * (1.0 - mu);
-        for a in 0..p {
-            for b in 0..p {
-                info[a * p + b] += w * xi[a] * xi[b];
-            }
-        }
-    }
+    let (_, info) = score_and_information(x, y, &coef);
     let mut se = Vec::with_capacity(p);
     for c in 0..p {
         let mut e = vec![0.0; p];
@@ -68,9 +58,8 @@ pub fn logistic_fit(x: &[Vec<f64>], y: &[bool]) -> Option<LogisticFit> {
         let col = solve(info.clone(), e, p)?;
         se.push(col[c].sqrt());
     }
-    let normal = Normal::new(0.0, 1.0).ok()?;
     let z: Vec<f64> = coef.iter().zip(&se).map(|(b, s)| b / s).collect();
-    let pv = z.iter().map(|z| 2.0 * normal.sf(z.abs())).collect();
+    let pv = z.iter().map(|&z| normal_two_sided_p(z)).collect();
     Some(LogisticFit { coef, se, z, p: pv })
 }
 
@@ -121,23 +110,32 @@ fn placements(scores: &[f64], labels: &[bool]) -> (Vec<f64>, Vec<f64>) {
     (v10, v01)
 }
 
-fn var(v: &[f64]) -> f64 {
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() as f64 - 1.0)
+/// Arithmetic mean.
+pub(crate) fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
 }
 
-fn cov(a: &[f64], b: &[f64]) -> f64 {
-    let (ma, mb) = (
-        a.iter().sum::<f64>() / a.len() as f64,
-        b.iter().sum::<f64>() / b.len() as f64,
-    );
+/// Sample covariance (divisor `n − 1`).
+pub(crate) fn cov(a: &[f64], b: &[f64]) -> f64 {
+    let (ma, mb) = (mean(a), mean(b));
     a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum::<f64>() / (a.len() as f64 - 1.0)
+}
+
+/// Sample variance (divisor `n − 1`).
+pub(crate) fn var(v: &[f64]) -> f64 {
+    cov(v, v)
+}
+
+/// Two-sided p of a standard-normal statistic.
+fn normal_two_sided_p(z: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::new(0.0, 1.0).map(|d| 2.0 * d.sf(z.abs())).unwrap_or(f64::NAN)
 }
 
 /// DeLong AUC and variance.
 pub fn delong(scores: &[f64], labels: &[bool]) -> DelongAuc {
     let (v10, v01) = placements(scores, labels);
-    let auc = v10.iter().sum::<f64>() / v10.len() as f64;
+    let auc = mean(&v10);
     let variance = var(&v10) / v10.len() as f64 + var(&v01) / v01.len() as f64;
     let h = 1.959_963_984_540_054 * variance.sqrt();
     DelongAuc {
@@ -149,16 +147,13 @@ pub fn delong(scores: &[f64], labels: &[bool]) -> DelongAuc {
 
 /// Paired DeLong test of two scores on the same cases: `(z, two-sided p)`.
 pub fn delong_paired(a: &[f64], b: &[f64], labels: &[bool]) -> (f64, f64) {
-    use statrs::distribution::{ContinuousCDF, Normal};
     let (a10, a01) = placements(a, labels);
     let (b10, b01) = placements(b, labels);
     let (m, n) = (a10.len() as f64, a01.len() as f64);
-    let auc_a = a10.iter().sum::<f64>() / m;
-    let auc_b = b10.iter().sum::<f64>() / m;
+    let (auc_a, auc_b) = (mean(&a10), mean(&b10));
     let v = (var(&a10) + var(&b10) - 2.0 * cov(&a10, &b10)) / m + (var(&a01) + var(&b01) - 2.0 * cov(&a01, &b01)) / n;
     let z = (auc_a - auc_b) / v.sqrt();
-    let p = Normal::new(0.0, 1.0).map(|d| 2.0 * d.sf(z.abs())).unwrap_or(f64::NAN);
-    (z, p)
+    (z, normal_two_sided_p(z))
 }
 
 /// Unpenalised logistic regression with an intercept. `x` holds one row per observation. Returns the
@@ -167,21 +162,8 @@ pub fn logistic(x: &[Vec<f64>], y: &[bool]) -> Option<Vec<f64>> {
     let p = x.first()?.len() + 1;
     let mut beta = vec![0.0; p];
     for _ in 0..100 {
-        let mut grad = vec![0.0; p];
-        let mut hess = vec![0.0; p * p];
-        for (row, &yi) in x.iter().zip(y) {
-            let xi: Vec<f64> = std::iter::once(1.0).chain(row.iter().copied()).collect();
-            let eta: f64 = xi.iter().zip(&beta).map(|(a, b)| a * b).sum();
-            let mu = 1.0 / (1.0 + (-eta).exp());
-            let w = mu * (1.0 - mu);
-            for a in 0..p {
-                grad[a] += xi[a] * (if yi { 1.0 } else { 0.0 } - mu);
-                for b in 0..p {
-                    hess[a * p + b] += w * xi[a] * xi[b];
-                }
-            }
-        }
-        let step = solve(hess, grad, p)?;
+        let (grad, info) = score_and_information(x, y, &beta);
+        let step = solve(info, grad, p)?;
         let mut change = 0.0f64;
         for (b, s) in beta.iter_mut().zip(&step) {
             *b += s;
@@ -197,31 +179,25 @@ pub fn logistic(x: &[Vec<f64>], y: &[bool]) -> Option<Vec<f64>> {
     None
 }
 
-/// Solve `A x = b` (Gaussian elimination with partial pivoting).
-fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
-    for c in 0..n {
-        let piv = (c..n).max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))?;
-        if a[piv * n + c].abs() < 1e-300 {
-            return None;
-        }
-        for k in 0..n {
-            a.swap(c * n + k, piv * n + k);
-        }
-        b.swap(c, piv);
-        for r in c + 1..n {
-            let f = a[r * n + c] / a[c * n + c];
-            for k in c..n {
-                a[r * n + k] -= f * a[c * n + k];
+/// Score (gradient of the log-likelihood) and Fisher information `Σ μ(1−μ) xᵢxᵢᵀ` (row-major `p×p`) of the
+/// logistic model with an intercept at `beta`.
+fn score_and_information(x: &[Vec<f64>], y: &[bool], beta: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let p = beta.len();
+    let mut grad = vec![0.0; p];
+    let mut info = vec![0.0; p * p];
+    for (row, &yi) in x.iter().zip(y) {
+        let xi: Vec<f64> = std::iter::once(1.0).chain(row.iter().copied()).collect();
+        let eta: f64 = xi.iter().zip(beta).map(|(a, b)| a * b).sum();
+        let mu = 1.0 / (1.0 + (-eta).exp());
+        let w = mu * (1.0 - mu);
+        for a in 0..p {
+            grad[a] += xi[a] * (f64::from(u8::from(yi)) - mu);
+            for b in 0..p {
+                info[a * p + b] += w * xi[a] * xi[b];
             }
-            b[r] -= f * b[c];
         }
     }
-    let mut x = vec![0.0; n];
-    for r in (0..n).rev() {
-        let s: f64 = (r + 1..n).map(|k| a[r * n + k] * x[k]).sum();
-        x[r] = (b[r] - s) / a[r * n + r];
-    }
-    Some(x)
+    (grad, info)
 }
 
 #[cfg(test)]
