@@ -115,6 +115,35 @@ fn item_with(f: impl FnOnce(&mut InMemDicomObject)) -> InMemDicomObject {
     o
 }
 
+/// A new single-instance object derived from the MR series `ids` (SEG, RTSTRUCT): its own series UID and
+/// instance UID (derived from the MR series UID and the modality), series number `ids.number + number_offset`,
+/// the common patient/study module, and the SOP class.
+fn derived_object(
+    ids: &SeriesIds,
+    modality: &str,
+    sop_class: &str,
+    number_offset: i64,
+    description: Option<&str>,
+) -> InMemDicomObject {
+    let kind = modality.to_lowercase();
+    let mut derived = ids.clone();
+    derived.series = uid(&format!("{}/{kind}", ids.series));
+    derived.number = ids.number + number_offset;
+    if let Some(d) = description {
+        derived.description = d.into();
+    }
+    let mut obj = InMemDicomObject::new_empty();
+    common(&mut obj, &derived, modality);
+    put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, sop_class);
+    put_str(
+        &mut obj,
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        &uid(&format!("{}/{kind}/instance", ids.series)),
+    );
+    obj
+}
+
 fn common(obj: &mut InMemDicomObject, ids: &SeriesIds, modality: &str) {
     let p = &ids.patient;
     put_str(obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
@@ -448,19 +477,7 @@ pub fn write_seg(
     } else {
         slices
     };
-    let mut obj = InMemDicomObject::new_empty();
-    let mut seg_ids = ids.clone();
-    seg_ids.series = uid(&format!("{}/seg", ids.series));
-    seg_ids.number = ids.number + 100;
-    seg_ids.description = "SYNTHETIC TUMOUR ROI".into();
-    common(&mut obj, &seg_ids, "SEG");
-    put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, SEGMENTATION);
-    put_str(
-        &mut obj,
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        &uid(&format!("{}/seg/instance", ids.series)),
-    );
+    let mut obj = derived_object(ids, "SEG", SEGMENTATION, 100, Some("SYNTHETIC TUMOUR ROI"));
     put_str(&mut obj, tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY");
     put(&mut obj, tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from("1"));
     put_str(&mut obj, tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
@@ -665,18 +682,7 @@ pub fn write_seg(
 
 /// Write an RTSTRUCT with one ROI made of closed planar contours given in patient coordinates.
 pub fn write_rtstruct(path: &Path, ids: &SeriesIds, name: &str, contours: &[Vec<[f64; 3]>]) -> Result<()> {
-    let mut obj = InMemDicomObject::new_empty();
-    let mut rt_ids = ids.clone();
-    rt_ids.series = uid(&format!("{}/rtstruct", ids.series));
-    rt_ids.number = ids.number + 200;
-    common(&mut obj, &rt_ids, "RTSTRUCT");
-    put_str(&mut obj, tags::SOP_CLASS_UID, VR::UI, RT_STRUCTURE_SET);
-    put_str(
-        &mut obj,
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        &uid(&format!("{}/rtstruct/instance", ids.series)),
-    );
+    let mut obj = derived_object(ids, "RTSTRUCT", RT_STRUCTURE_SET, 200, None);
     put_str(&mut obj, tags::STRUCTURE_SET_LABEL, VR::SH, "SYNTHETIC");
     put_str(&mut obj, tags::STRUCTURE_SET_DATE, VR::DA, &ids.patient.study_date);
     put_str(&mut obj, tags::STRUCTURE_SET_TIME, VR::TM, "100000");
