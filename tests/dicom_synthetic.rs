@@ -45,8 +45,7 @@ fn name_in_order(p: usize, k: usize) -> String {
 fn ge_style_one_series_with_repeated_positions() {
     let dir = tmp("ge");
     let g = axial([6, 5, 4]);
-    let ids = SeriesIds::from_seed("ge", 1);
-    w::write_classic_series(&dir, &ids, &g, 3, ClassicOptions::default(), value, name_in_order).unwrap();
+    plain_series(&dir, "ge", &g, 3);
     let scan = scan_dir(&dir).unwrap();
     let s = single_series(&dir, &scan).unwrap();
     assert_eq!(s.rule, PhaseRule::RepeatedPosition);
@@ -143,8 +142,7 @@ fn oblique_geometry_is_recovered() {
         direction: [[c, 0.0, -s], [s, 0.0, c], [0.0, -1.0, 0.0]],
     };
     // the third column is row × column, as DICOM defines the slice normal
-    let ids = SeriesIds::from_seed("oblique", 1);
-    w::write_classic_series(&dir, &ids, &g, 1, ClassicOptions::default(), value, name_in_order).unwrap();
+    plain_series(&dir, "oblique", &g, 1);
     let scan = scan_dir(&dir).unwrap();
     let series = single_series(&dir, &scan).unwrap();
     assert!(
@@ -160,17 +158,7 @@ fn oblique_geometry_is_recovered() {
 fn seg_is_placed_by_position_not_frame_order() {
     let dir = tmp("seg");
     let g = axial([8, 7, 6]);
-    let ids = SeriesIds::from_seed("seg", 1);
-    w::write_classic_series(
-        &dir.join("dce"),
-        &ids,
-        &g,
-        2,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    let (ids, _) = plain_series(&dir.join("dce"), "seg", &g, 2);
     let inside = |i: usize, j: usize, k: usize| (2..5).contains(&i) && (1..4).contains(&j) && (k == 1 || k == 4);
     let scan = scan_dir(&dir.join("dce")).unwrap();
     let series = single_series(&dir.join("dce"), &scan).unwrap();
@@ -238,17 +226,7 @@ fn seg_is_placed_by_position_not_frame_order() {
 fn rtstruct_rasterises_voxel_centres_inside_with_half_open_edges() {
     let dir = tmp("rtstruct");
     let g = axial([10, 10, 3]);
-    let ids = SeriesIds::from_seed("rt", 1);
-    w::write_classic_series(
-        &dir.join("dce"),
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    let (ids, _) = plain_series(&dir.join("dce"), "rt", &g, 1);
     let scan = scan_dir(&dir.join("dce")).unwrap();
     let series = single_series(&dir.join("dce"), &scan).unwrap();
     let at = |i: f64, j: f64, k: f64| g.continuous_index_to_physical([i, j, k]);
@@ -338,17 +316,7 @@ fn expect_problem(dir: &Path, needle: &str) {
 fn bad_dicom_input_gives_typed_errors_naming_the_file() {
     let dir = tmp("bad");
     let g = axial([4, 4, 3]);
-    let ids = SeriesIds::from_seed("bad", 1);
-    let files = w::write_classic_series(
-        &dir.join("dce"),
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    let (ids, files) = plain_series(&dir.join("dce"), "bad", &g, 1);
 
     // non-DICOM and truncated files are reported, and the valid series still assembles
     std::fs::write(dir.join("dce/notes.txt"), b"not dicom at all").unwrap();
@@ -477,17 +445,7 @@ fn bad_dicom_input_gives_typed_errors_naming_the_file() {
 fn transfer_syntaxes_implicit_and_deflate_decode_unsupported_is_named() {
     let dir = tmp("ts");
     let g = axial([4, 3, 3]);
-    let ids = SeriesIds::from_seed("ts", 1);
-    let files = w::write_classic_series(
-        &dir.join("src"),
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    let (_, files) = plain_series(&dir.join("src"), "ts", &g, 1);
     for (name, ts) in [("implicit", "1.2.840.10008.1.2"), ("deflate", "1.2.840.10008.1.2.1.99")] {
         let d = dir.join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -535,6 +493,13 @@ fn rewrite_all(files: &[PathBuf], dir: &Path, edit: impl Fn(usize, &mut dicom_ob
     }
 }
 
+/// Write a classic single-frame series with the default options, [`value`] pixels and in-order file names.
+fn plain_series(dir: &Path, seed: &str, g: &Geometry, phases: usize) -> (SeriesIds, Vec<PathBuf>) {
+    let ids = SeriesIds::from_seed(seed, 1);
+    let files = w::write_classic_series(dir, &ids, g, phases, ClassicOptions::default(), value, name_in_order).unwrap();
+    (ids, files)
+}
+
 fn ds_elem(tag: dicom_core::Tag, v: &str) -> dicom_core::DataElement<dicom_object::InMemDicomObject> {
     dicom_core::DataElement::new(tag, dicom_core::VR::DS, dicom_core::PrimitiveValue::from(v))
 }
@@ -544,17 +509,7 @@ fn rescale_and_real_world_value_mapping_are_applied() {
     use dicom_dictionary_std::tags;
     let dir = tmp("rescale");
     let g = axial([3, 3, 2]);
-    let ids = SeriesIds::from_seed("rescale", 1);
-    let files = w::write_classic_series(
-        &dir.join("src"),
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    let (_, files) = plain_series(&dir.join("src"), "rescale", &g, 1);
     rewrite_all(&files, &dir.join("rescale"), |_, o| {
         o.put(ds_elem(tags::RESCALE_SLOPE, "0.5"));
         o.put(ds_elem(tags::RESCALE_INTERCEPT, "10"));
@@ -594,17 +549,7 @@ fn mixed_orientations_and_duplicate_positions_are_refused() {
     use dicom_dictionary_std::tags;
     let dir = tmp("mixed");
     let g = axial([3, 3, 3]);
-    let ids = SeriesIds::from_seed("mixed", 1);
-    let files = w::write_classic_series(
-        &dir.join("src"),
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    let (_, files) = plain_series(&dir.join("src"), "mixed", &g, 1);
     rewrite_all(&files, &dir.join("orient"), |n, o| {
         if n == 1 {
             o.put(dicom_core::DataElement::new(
@@ -631,17 +576,7 @@ fn mixed_orientations_and_duplicate_positions_are_refused() {
 fn corrupt_element_length_is_refused_before_allocation() {
     let dir = tmp("length");
     let g = axial([4, 4, 1]);
-    let ids = SeriesIds::from_seed("length", 1);
-    let files = w::write_classic_series(
-        &dir.join("src"),
-        &ids,
-        &g,
-        1,
-        ClassicOptions::default(),
-        value,
-        name_in_order,
-    )
-    .unwrap();
+    let (_, files) = plain_series(&dir.join("src"), "length", &g, 1);
     let mut bytes = std::fs::read(&files[0]).unwrap();
     // Pixel Data (7FE0,0010) OW: tag, VR, 2 reserved bytes, then the 4-byte length
     let at = bytes
