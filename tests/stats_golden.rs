@@ -88,3 +88,99 @@ fn auc_delong_and_hosmer_lemeshow_match_the_references() {
     close(h, f(&g["hl"][0]), 1e-7, "HL statistic");
     close(p, f(&g["hl"][1]), 1e-7, "HL p");
 }
+
+fn vec_f(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(f).collect()
+}
+
+fn table(v: &serde_json::Value) -> Vec<Vec<u64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn mann_whitney_matches_scipy_with_and_without_ties() {
+    let (g, (x, y)) = (golden(), data());
+    let split = |v: &[f64]| -> (Vec<f64>, Vec<f64>) {
+        let a = v.iter().zip(&y).filter(|(_, l)| **l).map(|(s, _)| *s).collect();
+        let b = v.iter().zip(&y).filter(|(_, l)| !**l).map(|(s, _)| *s).collect();
+        (a, b)
+    };
+    let x1: Vec<f64> = x.iter().map(|r| r[0]).collect();
+    let (a, b) = split(&x1);
+    let (u, _, p) = st::mann_whitney(&a, &b);
+    assert_eq!(u, f(&g["mannwhitney_x1"][0]));
+    close(p, f(&g["mannwhitney_x1"][1]), 1e-8, "Mann-Whitney p");
+    let (a, b) = split(&vec_f(&g["ties"]));
+    let (u, _, p) = st::mann_whitney(&a, &b);
+    assert_eq!(u, f(&g["mannwhitney_ties"][0]));
+    close(p, f(&g["mannwhitney_ties"][1]), 1e-8, "Mann-Whitney p with ties");
+}
+
+#[test]
+fn chi_square_and_fisher_match_scipy() {
+    let g = golden();
+    for (t, r) in [("table23", "chi2_23"), ("table22", "chi2_22")] {
+        let ((stat, df, p), _) = st::chi_square(&table(&g[t]));
+        close(stat, f(&g[r][0]), 1e-10, "chi-square statistic");
+        assert_eq!(df, f(&g[r][1]));
+        close(p, f(&g[r][2]), 1e-8, "chi-square p");
+    }
+    let t = table(&g["table22"]);
+    let p = st::fisher_exact([[t[0][0], t[0][1]], [t[1][0], t[1][1]]]);
+    close(p, f(&g["fisher_22"]), 1e-8, "Fisher p");
+}
+
+#[test]
+fn shapiro_wilk_matches_scipy() {
+    let (g, (x, _)) = (golden(), data());
+    let x1: Vec<f64> = x.iter().map(|r| r[0]).collect();
+    for (v, key) in [(&x1[..], "shapiro_120"), (&x1[..10], "shapiro_10")] {
+        let (w, p) = st::shapiro_wilk(v).unwrap();
+        close(w, f(&g[key][0]), 1e-10, "Shapiro W");
+        close(p, f(&g[key][1]), 1e-8, "Shapiro p");
+    }
+}
+
+#[test]
+fn lasso_at_fixed_lambda_matches_a_tightly_solved_reference() {
+    let (g, (_, y)) = (golden(), data());
+    let xl: Vec<Vec<f64>> = g["x_lasso"].as_array().unwrap().iter().map(vec_f).collect();
+    for (key, reference) in g["lasso"].as_object().unwrap() {
+        let lambda: f64 = key.parse().unwrap();
+        let fit = stats::lasso::lasso_logistic(&xl, &y, lambda, None);
+        let want = vec_f(reference);
+        assert!(
+            (fit.intercept - want[0]).abs() < 1e-4,
+            "λ {lambda} intercept {} vs {}",
+            fit.intercept,
+            want[0]
+        );
+        for (j, (&b, &w)) in fit.beta.iter().zip(&want[1..]).enumerate() {
+            assert!((b - w).abs() < 1e-4, "λ {lambda} β{j}: ours {b} vs reference {w}");
+            assert_eq!(b == 0.0, w == 0.0, "λ {lambda} β{j}: same support");
+        }
+    }
+}
+
+#[test]
+fn net_benefit_matches_its_definition_in_numpy() {
+    let (g, (x, y)) = (golden(), data());
+    let fit = stats::logistic_fit(&x, &y).unwrap();
+    let prob: Vec<f64> = x
+        .iter()
+        .map(|r| 1.0 / (1.0 + (-(fit.coef[0] + r.iter().zip(&fit.coef[1..]).map(|(a, b)| a * b).sum::<f64>())).exp()))
+        .collect();
+    for (key, want) in g["net_benefit"].as_object().unwrap() {
+        let pt: f64 = key.parse().unwrap();
+        close(
+            stats::evaluation::net_benefit(&prob, &y, pt),
+            f(want),
+            1e-12,
+            "net benefit",
+        );
+    }
+}

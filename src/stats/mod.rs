@@ -1,9 +1,11 @@
 //! Statistics shared by `synth` (the planted-signal check) and `fit`: ROC AUC with DeLong's variance, logistic
-//! regression by Newton–Raphson (IRLS) with standard errors and Wald tests, two-sample t-tests and the
-//! Hosmer–Lemeshow test. Pure functions, no I/O; distributions from `statrs`. Checked against scipy and
+//! regression by Newton–Raphson (IRLS) with standard errors and Wald tests, LASSO logistic regression
+//! ([`lasso`]), hypothesis tests ([`hypothesis`]) and evaluation of risk scores ([`evaluation`]). Pure functions, no I/O; distributions from `statrs`. Checked against scipy and
 //! statsmodels by `tests/stats_golden.rs` (reference numbers written by `tests/golden/make_stats_golden.py`).
 
+pub mod evaluation;
 pub mod hypothesis;
+pub mod lasso;
 
 use crate::linalg::solve;
 
