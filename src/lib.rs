@@ -13,6 +13,7 @@
 // Numeric kernels index several arrays with one loop variable, mirroring the formulas they implement.
 #![allow(clippy::needless_range_loop)]
 
+pub mod classify;
 pub mod deep;
 pub mod error;
 pub mod image;

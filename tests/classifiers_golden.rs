@@ -1,0 +1,65 @@
+//! The seven classifiers against scikit-learn / XGBoost / LightGBM on the same data: test AUC within 0.05.
+//! Reference numbers from `tests/golden/make_classifier_golden.py` (`tests/data/golden/classifiers_golden.json`).
+
+use alnrisk::classify::{ClassifierKind, cross_validate};
+use alnrisk::stats::auc;
+
+fn golden() -> serde_json::Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/classifiers_golden.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn dataset(g: &serde_json::Value) -> (Vec<Vec<f64>>, Vec<bool>, usize) {
+    let x = g["x"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+        .collect();
+    let y = g["y"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64() == Some(1))
+        .collect();
+    (x, y, g["train"].as_u64().unwrap() as usize)
+}
+
+#[test]
+fn every_row_is_within_0_05_test_auc_of_its_python_counterpart() {
+    let g = golden();
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for name in ["wide", "study"] {
+        let (x, y, ntrain) = dataset(&g[name]);
+        for kind in ClassifierKind::ALL {
+            let model = kind.fit(&x[..ntrain], &y[..ntrain], 0);
+            let p: Vec<f64> = x[ntrain..].iter().map(|r| model.predict_proba(r)).collect();
+            let ours = auc(&p, &y[ntrain..]);
+            let key = format!("{kind:?}");
+            let theirs = g[name]["auc"][&key].as_f64().unwrap();
+            report.push(format!(
+                "{name:6} {:32} ours {ours:.4} reference {theirs:.4}",
+                kind.label()
+            ));
+            if (ours - theirs).abs() > 0.05 {
+                failures.push(key);
+            }
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(failures.is_empty(), "outside 0.05: {failures:?}");
+}
+
+#[test]
+fn cross_validation_gives_finite_confidence_intervals_around_the_mean() {
+    let (x, y, ntrain) = dataset(&golden()["study"]);
+    let cv = cross_validate(ClassifierKind::Svm, &x[..ntrain], &y[..ntrain], 5, 1);
+    for m in [cv.auc, cv.accuracy, cv.precision, cv.recall, cv.specificity, cv.f1] {
+        assert!(
+            m.lo <= m.mean && m.mean <= m.hi && m.lo.is_finite() && m.hi.is_finite(),
+            "{m:?}"
+        );
+    }
+    assert!(cv.auc.mean > 0.75, "{:?}", cv.auc);
+}
