@@ -496,50 +496,10 @@ fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
 }
 
 /// How DICOM inputs are turned into an image and a mask.
-#[derive(Default)]
-pub struct Inputs {
-    phase: PhaseSelector,
-    roi: RoiOptions,
-}
+type Inputs = alnrisk::case::CaseInputs;
 
-/// An image and its ROI, from files or from a DICOM folder, with notes on where they came from.
-struct Loaded {
-    image: alnrisk::image::Volume<f64>,
-    mask: alnrisk::image::Volume<f64>,
-    notes: Vec<(String, String)>,
-}
-
-/// Read an image (NRRD/NIfTI file or DICOM folder) and its ROI (label map, or SEG/RTSTRUCT for DICOM).
-fn load_inputs(image: &Path, mask: &Path, input: &Inputs) -> anyhow::Result<Loaded> {
-    if image.is_dir() {
-        let scan = alnrisk::ingest::scan_dir(image)?;
-        let series = alnrisk::ingest::single_series(image, &scan)?;
-        let img = input.phase.load(&series)?;
-        let roi = alnrisk::roi::load(mask, &series, &input.roi)?;
-        let notes = vec![
-            ("diagnostics_Image-dicom_Series".into(), series.series_uid.clone()),
-            (
-                "diagnostics_Image-dicom_Phase".into(),
-                format!(
-                    "{} of {} (split by {:?})",
-                    input.phase,
-                    series.phases.len(),
-                    series.rule
-                ),
-            ),
-            ("diagnostics_Mask-dicom_Source".into(), roi.source),
-        ];
-        return Ok(Loaded {
-            image: img,
-            mask: roi.volume,
-            notes,
-        });
-    }
-    Ok(Loaded {
-        image: alnrisk::io::read_volume(image)?,
-        mask: alnrisk::io::read_volume(mask)?,
-        notes: Vec::new(),
-    })
+fn load_inputs(image: &Path, mask: &Path, input: &Inputs) -> anyhow::Result<alnrisk::case::LoadedCase> {
+    Ok(alnrisk::case::load_case(image, mask, input)?)
 }
 
 /// Read an image (file or DICOM folder) and a mask and extract.

@@ -103,6 +103,24 @@ pub enum Error {
     #[error("compute: {0}")]
     Compute(String),
 
+    /// A model bundle that cannot be trusted or read: a missing or tampered file, a bad signature, a wrong schema.
+    #[error("{path}: model bundle refused: {reason}")]
+    Bundle {
+        /// The bundle file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A cohort table (`fit --cohort`) with a problem, named by row (1-based, header = row 1) where it has one.
+    #[error("{path}: {reason}")]
+    Cohort {
+        /// The cohort CSV.
+        path: PathBuf,
+        /// What is wrong, with the row number.
+        reason: String,
+    },
+
     /// An input that the pipeline does not support (yet).
     #[error("{path}: unsupported: {reason}")]
     Unsupported {

@@ -13,6 +13,7 @@
 // Numeric kernels index several arrays with one loop variable, mirroring the formulas they implement.
 #![allow(clippy::needless_range_loop)]
 
+pub mod case;
 pub mod classify;
 pub mod deep;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod image;
 pub mod ingest;
 pub mod io;
 pub mod linalg;
+pub mod model;
 pub mod radiomics;
 pub mod rng;
 pub mod roi;

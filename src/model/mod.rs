@@ -1,0 +1,14 @@
+//! What a fitted model is and how it predicts: [`signature`] (LASSO-weighted feature combinations),
+//! [`nomogram`] (logistic regression on the points scale), [`bundle`] (the signed folder `fit` writes and the
+//! daemon serves) and [`predict`] (one examination → probability, points, out-of-distribution flags). `fit` and
+//! the daemon both call [`predict::Predictor`], so the appliance computes exactly what was validated.
+
+pub mod bundle;
+pub mod nomogram;
+pub mod predict;
+pub mod signature;
+
+pub use bundle::{Bundle, Manifest, Trust};
+pub use nomogram::{Nomogram, NomogramResult};
+pub use predict::{Prediction, Predictor};
+pub use signature::Signature;

@@ -1,0 +1,152 @@
+//! One examination → the nomogram's answer, from a verified [`Bundle`]: radiomics features with the bundle's
+//! settings, VGG-16 (Q8_0) fc7 of the largest cross-section, both signatures, the clinical factors, and
+//! out-of-distribution flags against the training ranges.
+//!
+//! The MRI-reported LN status is a radiologist's read that is usually not known when the series arrives: when the
+//! nomogram uses it and no value is given, the prediction carries both scenarios (`if_ln_negative`,
+//! `if_ln_positive`) and no single probability.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::bundle::Bundle;
+use super::nomogram::NomogramResult;
+use crate::case::LoadedCase;
+use crate::deep::{self, Vgg16};
+use crate::error::{Error, Result};
+use crate::radiomics;
+
+/// Name of the nomogram predictor for the MRI-reported LN status.
+pub const MRI_LN: &str = "mri_ln_status";
+
+/// The prediction for one examination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Bundle id.
+    pub bundle_id: String,
+    /// Bundle version.
+    pub bundle_version: String,
+    /// sha256 of the bundle manifest.
+    pub bundle_sha256: String,
+    /// Signature values (`radiomics_signature`, `deep_signature`).
+    pub signatures: BTreeMap<String, f64>,
+    /// The nomogram's answer, when every predictor is known.
+    pub result: Option<NomogramResult>,
+    /// When the MRI LN read is missing: the answer under each read (`if_ln_negative`, `if_ln_positive`).
+    pub scenarios: BTreeMap<String, NomogramResult>,
+    /// Probability cutoff of the class.
+    pub cutoff: f64,
+    /// Inputs outside the training range (`name: value outside [min, max]`).
+    pub out_of_distribution: Vec<String>,
+}
+
+/// A bundle with its network loaded, ready to predict.
+pub struct Predictor {
+    /// The verified bundle.
+    pub bundle: Bundle,
+    net: Vgg16,
+}
+
+/// Features of one case as the bundle computes them.
+#[derive(Debug, Clone)]
+pub struct CaseFeatures {
+    /// Radiomics, PyRadiomics names.
+    pub radiomics: BTreeMap<String, f64>,
+    /// Deep features (`deep_fc7_0000`, …).
+    pub deep: Vec<f64>,
+}
+
+impl Predictor {
+    /// Load the bundle's Q8_0 network on `device`.
+    pub fn new(bundle: Bundle, device: &Device) -> Result<Predictor> {
+        let path = bundle.dir.join(&bundle.manifest.vgg.quantized);
+        let net = Vgg16::load_gguf(&path, device)?;
+        Ok(Predictor { bundle, net })
+    }
+
+    /// Radiomics and deep features of a loaded case.
+    pub fn features(&self, case: &LoadedCase, image: &Path, mask: &Path) -> Result<CaseFeatures> {
+        let m = &self.bundle.manifest;
+        let ex = radiomics::extract(image, &case.image, mask, &case.mask, &m.radiomics_settings)?;
+        let radiomics = ex.features.entries.iter().cloned().collect();
+        let crop = deep::crop_largest_slice(&case.image, &case.mask, m.roi.label as f64, m.roi.crop_margin)?;
+        let out = self
+            .net
+            .forward(&deep::batch(std::slice::from_ref(&crop), &Device::Cpu)?)?;
+        let layer = match m.vgg.layer.as_str() {
+            "fc6" => out.fc6,
+            "logits" => out.logits,
+            _ => out.fc7,
+        };
+        let deep: Vec<f64> = layer
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| Error::Compute(e.to_string()))?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        Ok(CaseFeatures { radiomics, deep })
+    }
+
+    /// Predict from features and clinical values (by predictor name; `mri_ln_status` 0/1 may be absent).
+    pub fn predict_features(&self, f: &CaseFeatures, clinical: &BTreeMap<String, f64>) -> Result<Prediction> {
+        let m = &self.bundle.manifest;
+        let mut values = clinical.clone();
+        let mut signatures = BTreeMap::new();
+        let mut ood = Vec::new();
+        let layer = m.vgg.layer.clone();
+        let lookup = |name: &str| -> Option<f64> {
+            if let Some(v) = f.radiomics.get(name) {
+                return Some(*v);
+            }
+            let idx: usize = name.strip_prefix(&format!("deep_{layer}_"))?.parse().ok()?;
+            f.deep.get(idx).copied()
+        };
+        for sig in [&m.signatures.radiomics, &m.signatures.deep].into_iter().flatten() {
+            let key = format!("{}_signature", sig.name);
+            let s = sig.score(lookup).map_err(|missing| Error::Compute(format!("feature {missing} not computed")))?;
+            for name in &sig.features {
+                if let (Some(r), Some(v)) = (m.feature_ranges.get(name), lookup(name))
+                    && r.outside(v)
+                {
+                    ood.push(format!("{name}: {v} outside [{}, {}]", r.min, r.max));
+                }
+            }
+            signatures.insert(key.clone(), s);
+            values.insert(key, s);
+        }
+        for (name, v) in &values {
+            if let Some(r) = m.feature_ranges.get(name)
+                && r.outside(*v)
+            {
+                ood.push(format!("{name}: {v} outside [{}, {}]", r.min, r.max));
+            }
+        }
+        let uses_ln = m.nomogram.predictors.iter().any(|p| p.name == MRI_LN);
+        let mut scenarios = BTreeMap::new();
+        let result = if uses_ln && !values.contains_key(MRI_LN) {
+            for (label, v) in [("if_ln_negative", 0.0), ("if_ln_positive", 1.0)] {
+                let mut with = values.clone();
+                with.insert(MRI_LN.into(), v);
+                let r = m.nomogram.evaluate(&with).map_err(|n| Error::Compute(format!("needs predictor {n}")))?;
+                scenarios.insert(label.to_string(), r);
+            }
+            None
+        } else {
+            Some(m.nomogram.evaluate(&values).map_err(|n| Error::Compute(format!("needs clinical factor {n}")))?)
+        };
+        Ok(Prediction {
+            bundle_id: m.bundle_id.clone(),
+            bundle_version: m.version.clone(),
+            bundle_sha256: self.bundle.sha256.clone(),
+            signatures,
+            result,
+            scenarios,
+            cutoff: m.nomogram.cutoff,
+            out_of_distribution: ood,
+        })
+    }
+}
