@@ -40,7 +40,12 @@ pub fn load_case(image: &Path, mask: &Path, input: &CaseInputs) -> Result<Loaded
             ("diagnostics_Image-dicom_Series".into(), series.series_uid.clone()),
             (
                 "diagnostics_Image-dicom_Phase".into(),
-                format!("{} of {} (split by {:?})", input.phase, series.phases.len(), series.rule),
+                format!(
+                    "{} of {} (split by {:?})",
+                    input.phase,
+                    series.phases.len(),
+                    series.rule
+                ),
             ),
             ("diagnostics_Mask-dicom_Source".into(), roi.source),
         ];

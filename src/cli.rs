@@ -69,6 +69,16 @@ enum Command {
     Deep(DeepArgs),
     /// Generate the SYNTHETIC DCE-MRI cohort (DICOM series + ROI + cohort.csv), or replay one examination.
     Synth(SynthArgs),
+    /// Fit the study's model on a cohort: features, selection, classifiers, nomogram; write a signed bundle and a report.
+    Fit(Box<FitArgs>),
+    /// Predict one examination with a bundle; prints the JSON result the daemon publishes.
+    Predict(PredictArgs),
+    /// Make an ed25519 key pair for signing bundles: PREFIX.key (secret) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, default_value = "alnrisk-signing")]
+        out: PathBuf,
+    },
     /// List the studies, series, phases, geometry, ROI objects and problems found in a DICOM folder.
     Inspect {
         /// Folder to scan (recursively).
@@ -226,6 +236,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { dir } => inspect(&dir),
         Command::Synth(args) => synth(args),
         Command::Deep(args) => deep(args),
+        Command::Fit(args) => fit(*args),
+        Command::Predict(args) => predict(args),
+        Command::Keygen { out } => {
+            let (secret, public) = alnrisk::model::bundle::keygen(&out)?;
+            println!(
+                "secret key: {} (keep it off the appliance)\npublic key: {} (install on the appliance)",
+                secret.display(),
+                public.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Extract {
             image,
             mask,
@@ -686,4 +707,254 @@ fn run_batch(cohort: &Path, out: &Path, settings: &Settings, input: &Inputs) -> 
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[derive(clap::Args)]
+struct FitArgs {
+    /// Cohort CSV (columns: id, series_dir, roi, aln_status, [cohort], [exam_date], clinical factors).
+    #[arg(long)]
+    cohort: PathBuf,
+    /// Bundle folder to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Report folder (report.html, report.md, CSV tables, figures, data/).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Feature cache folder (default: OUT/../.alnrisk-cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Starting VGG-16 weights (torchvision-named safetensors, e.g. ImageNet via models/convert_torchvision_vgg16.py).
+    /// Without it: seeded He initialisation.
+    #[arg(long)]
+    cnn_init: Option<PathBuf>,
+    /// Fine-tuning mode.
+    #[arg(long, value_enum, default_value = "head")]
+    finetune: alnrisk::deep::finetune::FinetuneMode,
+    /// Augmented views per training crop (head mode).
+    #[arg(long, default_value_t = 4)]
+    views: usize,
+    /// Maximum fine-tuning epochs.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Deep feature layer: fc6, fc7 or logits.
+    #[arg(long, default_value = "fc7")]
+    layer: String,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: alnrisk::deep::DeviceChoice,
+    /// DICOM phase.
+    #[arg(long, default_value = "first-post-contrast")]
+    phase: PhaseSelector,
+    /// PyRadiomics parameter file (default: the study's settings, binWidth 25, original image).
+    #[arg(long)]
+    params: Option<PathBuf>,
+    /// Split by exam date (YYYY-MM-DD) when the cohort has no `cohort` column.
+    #[arg(long)]
+    split_date: Option<String>,
+    /// Welch's t-test instead of Student's.
+    #[arg(long)]
+    welch: bool,
+    /// λ.1se instead of λ.min.
+    #[arg(long)]
+    lambda_1se: bool,
+    /// Clinical columns allowed into the nomogram (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    clinical_candidates: Option<Vec<String>>,
+    /// Signing key (from `alnrisk keygen`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Reduced-width VGG (channels / N, 256 hidden) — for tests and quick looks only, not the study's network.
+    #[arg(long, hide = true)]
+    vgg_scale: Option<usize>,
+}
+
+fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
+    use alnrisk::deep::finetune::FinetuneConfig;
+    use alnrisk::fit::{self, DeepSettings, FitConfig, SelectOptions};
+    let started = std::time::Instant::now();
+    let settings = match &a.params {
+        Some(p) => Settings::from_yaml_file(p)?,
+        None => Settings::default(),
+    };
+    let (device, note) = a.device.open()?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    let config = match a.vgg_scale {
+        Some(div) => alnrisk::deep::VggConfig::scaled(div.max(1), 256, 2),
+        None => alnrisk::deep::VggConfig::vgg16(2),
+    };
+    let key = a
+        .key
+        .as_deref()
+        .map(alnrisk::model::bundle::read_signing_key)
+        .transpose()?;
+    let cache = a
+        .cache
+        .clone()
+        .or_else(|| a.out.parent().map(|p| p.join(".alnrisk-cache")));
+    let cfg = FitConfig {
+        cohort: a.cohort.clone(),
+        out: a.out.clone(),
+        report: a.report.clone(),
+        cache,
+        settings,
+        inputs: Inputs {
+            phase: a.phase,
+            roi: RoiOptions::default(),
+        },
+        crop_margin: 0,
+        deep: DeepSettings {
+            init: a.cnn_init.clone(),
+            finetune: FinetuneConfig {
+                mode: a.finetune,
+                epochs: a.epochs,
+                views: a.views,
+                seed: a.seed,
+                ..FinetuneConfig::default()
+            },
+            layer: a.layer.clone(),
+            config,
+            device,
+        },
+        split_date: a.split_date.clone(),
+        seed: a.seed,
+        select: SelectOptions {
+            welch: a.welch,
+            one_se: a.lambda_1se,
+            folds: 10,
+            seed: a.seed,
+        },
+        clinical_candidates: a.clinical_candidates.clone(),
+        key,
+        bootstrap: 200,
+    };
+    let o = fit::run(&cfg)?;
+    print_fit_summary(&o);
+    println!(
+        "\ntotal {:.1} s; bundle {} (sha256 {}) in {}",
+        started.elapsed().as_secs_f64(),
+        o.manifest.bundle_id,
+        o.bundle_sha256,
+        a.out.display()
+    );
+    if let Some(r) = &a.report {
+        println!("report: {}", r.join("report.html").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The paper-style tables on stdout.
+fn print_fit_summary(o: &alnrisk::fit::FitOutcome) {
+    for n in &o.notes {
+        println!("note: {n}");
+    }
+    println!("\nTable 2/3 — seven classifiers per signature: training 5-fold CV AUC (95% CI) | test AUC");
+    for r in &o.classifiers {
+        println!(
+            "  {:9} {:30} {:.3} ({:.3}-{:.3}) | {:.3}",
+            r.modality, r.model, r.cv.auc.mean, r.cv.auc.lo, r.cv.auc.hi, r.test.auc
+        );
+    }
+    println!("\nNomogram coefficients (training):");
+    for c in &o.coefficients {
+        println!(
+            "  {:22} β {:8.4}  SE {:7.4}  p {:.2e}  OR {:.3} ({:.3}-{:.3})",
+            c.term, c.coefficient, c.se, c.p, c.odds_ratio, c.or_ci.0, c.or_ci.1
+        );
+    }
+    println!("\nAUC (95% DeLong CI):");
+    for e in &o.evaluations {
+        for (k, v) in &e.auc {
+            println!(
+                "  {:8} {:20} {:.3} ({:.3}-{:.3})",
+                e.cohort, k, v.auc, v.ci95.0, v.ci95.1
+            );
+        }
+        println!(
+            "  {:8} Hosmer-Lemeshow chi2 {:.2} (df {:.0}) p {:.3}; at cutoff {:.3}: sensitivity {:.3} specificity {:.3}",
+            e.cohort,
+            e.hosmer_lemeshow.0,
+            e.hosmer_lemeshow.1,
+            e.hosmer_lemeshow.2,
+            o.manifest.nomogram.cutoff,
+            e.at_cutoff.recall,
+            e.at_cutoff.specificity
+        );
+    }
+    if let Some((w, m)) = o.q8_probability_change {
+        println!("\nQ8_0 vs f32 deep features: nomogram probability change max {w:.2e}, mean {m:.2e}");
+    }
+    println!("\nTime per stage:");
+    for (s, t) in &o.timings {
+        println!("  {s:16} {t:7.1} s");
+    }
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// Bundle folder.
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Image: DICOM series folder, or NRRD/NIfTI file.
+    #[arg(long)]
+    image: PathBuf,
+    /// ROI: SEG / RTSTRUCT / label map.
+    #[arg(long)]
+    mask: PathBuf,
+    /// MRI-reported LN status; without it both scenarios are given.
+    #[arg(long, value_parser = ["pos", "neg"])]
+    mri_ln: Option<String>,
+    /// Other clinical predictors the bundle's nomogram uses, NAME=VALUE (coded as in bundle.json).
+    #[arg(long = "clinical", value_parser = parse_kv)]
+    clinical: Vec<(String, f64)>,
+    /// Trusted public key (from `alnrisk keygen`).
+    #[arg(long)]
+    trusted_key: Option<PathBuf>,
+    /// Accept an unsigned bundle (development only).
+    #[arg(long)]
+    allow_unsigned: bool,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: alnrisk::deep::DeviceChoice,
+}
+
+fn parse_kv(s: &str) -> Result<(String, f64), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((k.to_string(), v.parse().map_err(|_| format!("{v:?} is not a number"))?))
+}
+
+fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
+    use alnrisk::model::{Bundle, Predictor, Trust};
+    let trust = match (&a.trusted_key, a.allow_unsigned) {
+        (Some(k), _) => Trust::Key(alnrisk::model::bundle::read_verifying_key(k)?),
+        (None, true) => Trust::AllowUnsigned,
+        (None, false) => bail!("give --trusted-key KEY.pub (or --allow-unsigned for development)"),
+    };
+    let bundle = Bundle::load(&a.bundle, &trust)?;
+    let m = &bundle.manifest;
+    let inputs = Inputs {
+        phase: m.phase,
+        roi: RoiOptions {
+            choice: alnrisk::roi::RoiChoice::from_rule(&m.roi.segment),
+            fractional_threshold: m.roi.fractional_threshold,
+        },
+    };
+    let (device, _) = a.device.open()?;
+    let predictor = Predictor::new(bundle, &device)?;
+    let case = alnrisk::case::load_case(&a.image, &a.mask, &inputs)?;
+    let features = predictor.features(&case, &a.image, &a.mask)?;
+    let mut clinical: std::collections::BTreeMap<String, f64> = a.clinical.into_iter().collect();
+    if let Some(ln) = &a.mri_ln {
+        clinical.insert(
+            alnrisk::model::predict::MRI_LN.into(),
+            if ln == "pos" { 1.0 } else { 0.0 },
+        );
+    }
+    let p = predictor.predict_features(&features, &clinical)?;
+    println!("{}", serde_json::to_string_pretty(&p)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ pub mod case;
 pub mod classify;
 pub mod deep;
 pub mod error;
+pub mod fit;
 pub mod image;
 pub mod ingest;
 pub mod io;

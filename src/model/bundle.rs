@@ -222,7 +222,8 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
 
 /// Load an ed25519 public key (`.pub` file).
 pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(&read_hex::<32>(path)?).map_err(|e| refuse(path, format!("not an ed25519 public key: {e}")))
+    VerifyingKey::from_bytes(&read_hex::<32>(path)?)
+        .map_err(|e| refuse(path, format!("not an ed25519 public key: {e}")))
 }
 
 /// Write a new key pair `PREFIX.key` (secret, mode 0600) and `PREFIX.pub`, from the operating system's generator.
@@ -287,7 +288,10 @@ impl Bundle {
                 true
             }
             (Trust::Key(_), false) => {
-                return Err(refuse(&sig_path, "unsigned bundle (no bundle.sig); sign it with `alnrisk fit --key` or start with --allow-unsigned"));
+                return Err(refuse(
+                    &sig_path,
+                    "unsigned bundle (no bundle.sig); sign it with `alnrisk fit --key` or start with --allow-unsigned",
+                ));
             }
             (Trust::AllowUnsigned, _) => {
                 tracing::warn!(bundle = %dir.display(), "loading a bundle WITHOUT signature verification (--allow-unsigned)");
@@ -297,7 +301,10 @@ impl Bundle {
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| refuse(&path, format!("not a valid bundle manifest: {e}")))?;
         if manifest.schema != SCHEMA {
-            return Err(refuse(&path, format!("schema {:?}, this build reads {SCHEMA:?}", manifest.schema)));
+            return Err(refuse(
+                &path,
+                format!("schema {:?}, this build reads {SCHEMA:?}", manifest.schema),
+            ));
         }
         for (name, want) in &manifest.files {
             if name.contains('/') || name.contains("..") {
@@ -306,7 +313,10 @@ impl Bundle {
             let file = dir.join(name);
             let got = sha256_file(&file)?;
             if &got != want {
-                return Err(refuse(&file, format!("sha256 {got} does not match the manifest's {want}")));
+                return Err(refuse(
+                    &file,
+                    format!("sha256 {got} does not match the manifest's {want}"),
+                ));
             }
         }
         Ok(Bundle {

@@ -110,7 +110,11 @@ impl Nomogram {
     pub fn probability_at(&self, total_points: f64) -> f64 {
         let lp = self.intercept
             + self.predictors.iter().map(Self::floor).sum::<f64>()
-            + if self.points_per_unit > 0.0 { total_points / self.points_per_unit } else { 0.0 };
+            + if self.points_per_unit > 0.0 {
+                total_points / self.points_per_unit
+            } else {
+                0.0
+            };
         1.0 / (1.0 + (-lp).exp())
     }
 

@@ -107,7 +107,9 @@ impl Predictor {
         };
         for sig in [&m.signatures.radiomics, &m.signatures.deep].into_iter().flatten() {
             let key = format!("{}_signature", sig.name);
-            let s = sig.score(lookup).map_err(|missing| Error::Compute(format!("feature {missing} not computed")))?;
+            let s = sig
+                .score(lookup)
+                .map_err(|missing| Error::Compute(format!("feature {missing} not computed")))?;
             for name in &sig.features {
                 if let (Some(r), Some(v)) = (m.feature_ranges.get(name), lookup(name))
                     && r.outside(v)
@@ -131,12 +133,19 @@ impl Predictor {
             for (label, v) in [("if_ln_negative", 0.0), ("if_ln_positive", 1.0)] {
                 let mut with = values.clone();
                 with.insert(MRI_LN.into(), v);
-                let r = m.nomogram.evaluate(&with).map_err(|n| Error::Compute(format!("needs predictor {n}")))?;
+                let r = m
+                    .nomogram
+                    .evaluate(&with)
+                    .map_err(|n| Error::Compute(format!("needs predictor {n}")))?;
                 scenarios.insert(label.to_string(), r);
             }
             None
         } else {
-            Some(m.nomogram.evaluate(&values).map_err(|n| Error::Compute(format!("needs clinical factor {n}")))?)
+            Some(
+                m.nomogram
+                    .evaluate(&values)
+                    .map_err(|n| Error::Compute(format!("needs clinical factor {n}")))?,
+            )
         };
         Ok(Prediction {
             bundle_id: m.bundle_id.clone(),

@@ -36,6 +36,24 @@ impl std::str::FromStr for RoiChoice {
 }
 
 impl RoiChoice {
+    /// As written in a bundle: empty for the first, else the number or label.
+    pub fn to_rule(&self) -> String {
+        match self {
+            RoiChoice::First => String::new(),
+            RoiChoice::Number(n) => n.to_string(),
+            RoiChoice::Label(l) => l.clone(),
+        }
+    }
+
+    /// Inverse of [`RoiChoice::to_rule`].
+    pub fn from_rule(s: &str) -> RoiChoice {
+        if s.is_empty() {
+            RoiChoice::First
+        } else {
+            s.parse().unwrap_or_default()
+        }
+    }
+
     /// Choose among `(number, label)` entries (SEG segments, RTSTRUCT structures).
     pub fn pick<'a>(&self, entries: &'a [(i64, String)]) -> Option<&'a (i64, String)> {
         match self {

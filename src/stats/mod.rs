@@ -67,7 +67,7 @@ pub fn logistic_fit(x: &[Vec<f64>], y: &[bool]) -> Option<LogisticFit> {
 
 /// AUC with DeLong's variance (DeLong, DeLong & Clarke-Pearson, Biometrics 1988) and its 95 % CI
 /// (`auc ± 1.96 √var`, clipped to [0, 1]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct DelongAuc {
     /// AUC.
     pub auc: f64,

@@ -1,0 +1,140 @@
+//! Feature selection per modality, as the study did, on the training cohort only:
+//!
+//! 1. z-score every feature with the training mean and standard deviation (constant features are dropped);
+//! 2. two-sample t-test between ALN+ and ALN− (Student by default, Welch optional); keep p < 0.05;
+//! 3. LASSO logistic regression on the survivors with glmnet's λ path and 10-fold stratified CV deviance
+//!    ([`crate::stats::lasso`]), λ.min by default or λ.1se;
+//! 4. the features with non-zero coefficients form the signature `intercept + Σ β z`.
+
+use serde::Serialize;
+
+use crate::model::Signature;
+use crate::stats::hypothesis::t_test;
+use crate::stats::lasso::{LassoCv, lasso_cv};
+
+/// Selection options.
+#[derive(Debug, Clone, Copy)]
+pub struct SelectOptions {
+    /// Welch instead of Student.
+    pub welch: bool,
+    /// λ.1se instead of λ.min.
+    pub one_se: bool,
+    /// CV folds (reduced when a class is smaller).
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+}
+
+/// What happened to one modality.
+#[derive(Debug, Clone, Serialize)]
+pub struct Selection {
+    /// Modality (`radiomics` / `deep`).
+    pub name: String,
+    /// Features entering (non-constant).
+    pub candidates: usize,
+    /// Names that passed the t-test, with their p.
+    pub passed_ttest: Vec<(String, f64)>,
+    /// The LASSO cross-validation (absent when nothing passed the t-test).
+    #[serde(skip)]
+    pub cv: Option<LassoCv>,
+    /// The signature (absent when nothing was selected).
+    pub signature: Option<Signature>,
+    /// Human-readable account, including warnings (fewer folds, nothing selected).
+    pub notes: Vec<String>,
+}
+
+/// Column means and sample standard deviations.
+pub fn mean_sd(x: &[Vec<f64>], j: usize) -> (f64, f64) {
+    let n = x.len() as f64;
+    let m = x.iter().map(|r| r[j]).sum::<f64>() / n;
+    let v = x.iter().map(|r| (r[j] - m).powi(2)).sum::<f64>() / (n - 1.0);
+    (m, v.sqrt())
+}
+
+/// Select features of one modality from training rows `x` (columns named `names`) and labels `y`.
+pub fn select(name: &str, names: &[String], x: &[Vec<f64>], y: &[bool], opt: &SelectOptions) -> Selection {
+    let mut notes = Vec::new();
+    let p = names.len();
+    let stats: Vec<(f64, f64)> = (0..p).map(|j| mean_sd(x, j)).collect();
+    let usable: Vec<usize> = (0..p)
+        .filter(|&j| stats[j].1 > 0.0 && stats[j].1.is_finite() && x.iter().all(|r| r[j].is_finite()))
+        .collect();
+    let z = |r: &[f64], j: usize| (r[j] - stats[j].0) / stats[j].1;
+    let mut passed = Vec::new();
+    for &j in &usable {
+        let a: Vec<f64> = x.iter().zip(y).filter(|(_, l)| **l).map(|(r, _)| z(r, j)).collect();
+        let b: Vec<f64> = x.iter().zip(y).filter(|(_, l)| !**l).map(|(r, _)| z(r, j)).collect();
+        let (_, _, pv) = t_test(&a, &b, opt.welch);
+        if pv < 0.05 {
+            passed.push((j, pv));
+        }
+    }
+    notes.push(format!(
+        "{name}: {} features, {} non-constant, {} with t-test p < 0.05 ({})",
+        p,
+        usable.len(),
+        passed.len(),
+        if opt.welch { "Welch" } else { "Student" }
+    ));
+    let passed_ttest = passed.iter().map(|&(j, pv)| (names[j].clone(), pv)).collect();
+    if passed.is_empty() {
+        notes.push(format!(
+            "{name}: no feature passed the t-test; the nomogram is fitted without this signature"
+        ));
+        return Selection {
+            name: name.into(),
+            candidates: usable.len(),
+            passed_ttest,
+            cv: None,
+            signature: None,
+            notes,
+        };
+    }
+    let zx: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| passed.iter().map(|&(j, _)| z(r, j)).collect())
+        .collect();
+    let cv = lasso_cv(&zx, y, opt.folds, opt.seed);
+    if cv.folds < opt.folds {
+        notes.push(format!(
+            "{name}: only {} cases in the smaller class: LASSO CV uses {} folds instead of {}",
+            y.iter().filter(|&&b| b).count().min(y.iter().filter(|&&b| !b).count()),
+            cv.folds,
+            opt.folds
+        ));
+    }
+    let k = if opt.one_se { cv.index_1se } else { cv.index_min };
+    let fit = &cv.path[k];
+    let chosen: Vec<usize> = (0..passed.len()).filter(|&c| fit.beta[c] != 0.0).collect();
+    notes.push(format!(
+        "{name}: LASSO {} = {:.4e} (CV deviance {:.4}), {} feature(s) selected",
+        if opt.one_se { "λ.1se" } else { "λ.min" },
+        fit.lambda,
+        cv.cv_mean[k],
+        chosen.len()
+    ));
+    let signature = if chosen.is_empty() {
+        notes.push(format!(
+            "{name}: LASSO kept no feature; the nomogram is fitted without this signature"
+        ));
+        None
+    } else {
+        Some(Signature {
+            name: name.into(),
+            features: chosen.iter().map(|&c| names[passed[c].0].clone()).collect(),
+            means: chosen.iter().map(|&c| stats[passed[c].0].0).collect(),
+            sds: chosen.iter().map(|&c| stats[passed[c].0].1).collect(),
+            coefficients: chosen.iter().map(|&c| fit.beta[c]).collect(),
+            intercept: fit.intercept,
+            lambda: fit.lambda,
+        })
+    };
+    Selection {
+        name: name.into(),
+        candidates: usable.len(),
+        passed_ttest,
+        cv: Some(cv),
+        signature,
+        notes,
+    }
+}
