@@ -159,6 +159,9 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
         train.extend(&members[k..]);
     }
     let planes: Vec<Vec<f32>> = crops.iter().map(resized_plane).collect();
+    if cfg.mode == FinetuneMode::Head {
+        return train_head(net, &planes, labels, &train, &val, cfg, &mut rng);
+    }
     // trainable parameters: the dense layers, plus the convolutions in full mode
     let dense_vars: Vec<(Var, Var)> = net
         .dense
@@ -196,30 +199,6 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
     )
     .map_err(ce)?;
 
-    // head mode: pool5 of `views` augmented views per training crop, computed once; validation on the plain crop
-    let pool5 = |idx: &[usize], augmented: bool, rng: &mut Rng, net: &Vgg16| -> Result<Tensor> {
-        let batch: Vec<Vec<f32>> = idx
-            .iter()
-            .map(|&i| {
-                if augmented {
-                    augment(&planes[i], rng)
-                } else {
-                    planes[i].clone()
-                }
-            })
-            .collect();
-        net.trunk(&images(&batch, &dev)?)
-    };
-    let mut cache: Vec<(Tensor, u32)> = Vec::new();
-    if cfg.mode == FinetuneMode::Head {
-        for &i in &train {
-            for _ in 0..cfg.views.max(1) {
-                let f = pool5(&[i], true, &mut rng, net)?;
-                cache.push((f, labels[i]));
-            }
-        }
-    }
-    let val_features = pool5(&val, false, &mut rng, net)?;
     let val_targets =
         Tensor::from_vec(val.iter().map(|&i| labels[i]).collect::<Vec<u32>>(), val.len(), &dev).map_err(ce)?;
 
@@ -253,11 +232,7 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
         h.flatten_from(1)
     };
 
-    let n_items = if cfg.mode == FinetuneMode::Head {
-        cache.len()
-    } else {
-        train.len()
-    };
+    let n_items = train.len();
     let mut report = FinetuneReport {
         train_loss: Vec::new(),
         validation_loss: Vec::new(),
@@ -266,19 +241,14 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
     let mut best: Option<(f64, Vec<Tensor>)> = None;
     let mut since_best = 0;
     for epoch in 0..cfg.epochs {
+        let epoch_start = std::time::Instant::now();
         let mut perm: Vec<usize> = (0..n_items).collect();
         for i in (1..perm.len()).rev() {
             perm.swap(i, (rng.uniform() * (i + 1) as f64) as usize);
         }
         let (mut total, mut count) = (0.0, 0usize);
         for chunk in perm.chunks(cfg.batch.max(1)) {
-            let (x, targets): (Tensor, Vec<u32>) = if cfg.mode == FinetuneMode::Head {
-                let xs: Vec<Tensor> = chunk.iter().map(|&k| cache[k].0.clone()).collect();
-                (
-                    Tensor::cat(&xs, 0).map_err(ce)?,
-                    chunk.iter().map(|&k| cache[k].1).collect(),
-                )
-            } else {
+            let (x, targets): (Tensor, Vec<u32>) = {
                 let idx: Vec<usize> = chunk.iter().map(|&k| train[k]).collect();
                 let batch: Vec<Vec<f32>> = idx.iter().map(|&i| augment(&planes[i], &mut rng)).collect();
                 let x = trunk_forward(&images(&batch, &dev)?).map_err(ce)?;
@@ -292,11 +262,9 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
             count += chunk.len();
         }
         report.train_loss.push(total / count as f64);
-        let vx = if cfg.mode == FinetuneMode::Full {
+        let vx = {
             let plain: Vec<Vec<f32>> = val.iter().map(|&i| planes[i].clone()).collect();
             trunk_forward(&images(&plain, &dev)?).map_err(ce)?
-        } else {
-            val_features.clone()
         };
         let vl = if val.is_empty() {
             report.train_loss[epoch]
@@ -307,6 +275,13 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
                 .map_err(ce)? as f64
         };
         report.validation_loss.push(vl);
+        tracing::info!(
+            epoch = epoch + 1,
+            train_loss = report.train_loss[epoch],
+            validation_loss = vl,
+            seconds = epoch_start.elapsed().as_secs_f64(),
+            "fine-tuning epoch"
+        );
         if best.as_ref().is_none_or(|(b, _)| vl < *b) {
             let snapshot: Vec<Tensor> = dense_vars
                 .iter()
@@ -335,6 +310,111 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
     if cfg.mode == FinetuneMode::Full {
         let convs: Vec<(Tensor, Tensor)> = std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
         net.set_conv_tensors(convs)?;
+    }
+    Ok(report)
+}
+
+/// Head mode: pool5 of `views` augmented views per training crop and of each plain validation crop, computed once
+/// with the frozen trunk; then fc6–fc8 trained by [`super::head_train`] (plain Rust, fused AdamW).
+fn train_head(
+    net: &mut Vgg16,
+    planes: &[Vec<f32>],
+    labels: &[u32],
+    train: &[usize],
+    val: &[usize],
+    cfg: &FinetuneConfig,
+    rng: &mut Rng,
+) -> Result<FinetuneReport> {
+    use super::head_train::{AdamW as FusedAdamW, DenseLayer, Head};
+    let dev = net.device.clone();
+    let pool5_rows = |batch: &[Vec<f32>], net: &Vgg16| -> Result<Vec<Vec<f32>>> {
+        net.trunk(&images(batch, &dev)?)?.to_vec2::<f32>().map_err(ce)
+    };
+    let mut items: Vec<(Vec<f32>, u32)> = Vec::new();
+    for &i in train {
+        for _ in 0..cfg.views.max(1) {
+            let view = augment(&planes[i], rng);
+            let row = pool5_rows(std::slice::from_ref(&view), net)?.remove(0);
+            items.push((row, labels[i]));
+        }
+    }
+    let plain: Vec<Vec<f32>> = val.iter().map(|&i| planes[i].clone()).collect();
+    let val_x: Vec<f32> = if plain.is_empty() {
+        Vec::new()
+    } else {
+        pool5_rows(&plain, net)?.concat()
+    };
+    let val_t: Vec<u32> = val.iter().map(|&i| labels[i]).collect();
+    let layers: Vec<DenseLayer> = net
+        .dense
+        .iter()
+        .map(|d| match d {
+            Dense::F32 { weight, bias } => {
+                let (out, inp) = weight.dims2().map_err(ce)?;
+                let w: Vec<f32> = weight.flatten_all().and_then(|t| t.to_vec1()).map_err(ce)?;
+                let b: Vec<f32> = bias.to_vec1().map_err(ce)?;
+                Ok(DenseLayer::new(out, inp, w, b))
+            }
+            Dense::Q8 { .. } => Err(Error::Compute("quantized layer".into())),
+        })
+        .collect::<Result<_>>()?;
+    let [l6, l7, l8]: [DenseLayer; 3] = layers
+        .try_into()
+        .map_err(|_| Error::Compute("the head needs three dense layers".into()))?;
+    let mut head = Head::new([l6, l7, l8]);
+    let opt = FusedAdamW::new(cfg.learning_rate, cfg.weight_decay);
+    let mut report = FinetuneReport {
+        train_loss: Vec::new(),
+        validation_loss: Vec::new(),
+        best_epoch: 0,
+    };
+    let mut best: Option<(f64, Vec<(Vec<f32>, Vec<f32>)>)> = None;
+    let mut since_best = 0;
+    for epoch in 0..cfg.epochs {
+        let epoch_start = std::time::Instant::now();
+        let mut perm: Vec<usize> = (0..items.len()).collect();
+        for i in (1..perm.len()).rev() {
+            perm.swap(i, (rng.uniform() * (i + 1) as f64) as usize);
+        }
+        let (mut total, mut count) = (0.0, 0usize);
+        for chunk in perm.chunks(cfg.batch.max(1)) {
+            let x: Vec<f32> = chunk.iter().flat_map(|&k| items[k].0.iter().copied()).collect();
+            let t: Vec<u32> = chunk.iter().map(|&k| items[k].1).collect();
+            total += head.step(&x, &t, 0.5, &opt, rng) * chunk.len() as f64;
+            count += chunk.len();
+        }
+        report.train_loss.push(total / count.max(1) as f64);
+        let vl = if val_t.is_empty() {
+            report.train_loss[epoch]
+        } else {
+            head.loss(&val_x, &val_t)
+        };
+        report.validation_loss.push(vl);
+        tracing::info!(
+            epoch = epoch + 1,
+            train_loss = report.train_loss[epoch],
+            validation_loss = vl,
+            seconds = epoch_start.elapsed().as_secs_f64(),
+            "fine-tuning epoch (head)"
+        );
+        if best.as_ref().is_none_or(|(b, _)| vl < *b) {
+            // weights only: the moments are not needed to restore the best epoch
+            best = Some((vl, head.layers.iter().map(|l| (l.w.clone(), l.b.clone())).collect()));
+            report.best_epoch = epoch;
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= cfg.patience {
+                break;
+            }
+        }
+    }
+    let (_, kept) = best.ok_or_else(|| Error::Compute("no epoch ran".into()))?;
+    for ((d, (w, b)), l) in net.dense.iter_mut().zip(kept).zip(&head.layers) {
+        *d = Dense::F32 {
+            weight: Tensor::from_vec(w, (l.out, l.inp), &dev).map_err(ce)?,
+            bias: Tensor::from_vec(b, l.out, &dev).map_err(ce)?,
+        };
     }
     Ok(report)
 }

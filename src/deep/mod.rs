@@ -10,6 +10,7 @@
 pub mod conv;
 pub mod device;
 pub mod finetune;
+pub mod head_train;
 pub mod npy;
 pub mod preprocess;
 pub mod vgg;

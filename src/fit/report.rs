@@ -310,8 +310,17 @@ pub fn write_report(dir: &Path, o: &FitOutcome) -> Result<()> {
     // design matrix
     let c = &o.cases;
     let mut design = String::from("id,cohort,aln_status");
-    for k in c.clinical.keys().chain(c.scores.keys()).chain(c.selected.keys()) {
+    for k in c.clinical.keys() {
         design += &format!(",{}", csv_cell(k));
+    }
+    for k in c.scores.keys().chain(c.selected.keys()) {
+        // a clinical predictor's 0/1 coding sits beside its raw column
+        let name = if c.clinical.contains_key(k) {
+            format!("{k}_coded")
+        } else {
+            k.clone()
+        };
+        design += &format!(",{}", csv_cell(&name));
     }
     design += "\n";
     for i in 0..c.ids.len() {

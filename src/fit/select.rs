@@ -138,3 +138,58 @@ pub fn select(name: &str, names: &[String], x: &[Vec<f64>], y: &[bool], opt: &Se
         notes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn opts() -> SelectOptions {
+        SelectOptions {
+            welch: false,
+            one_se: false,
+            folds: 10,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn noise_passes_no_test_and_gives_no_signature() {
+        let mut rng = Rng::new(5);
+        let y: Vec<bool> = (0..60).map(|i| i % 2 == 0).collect();
+        let x: Vec<Vec<f64>> = (0..60).map(|_| vec![rng.normal(), rng.normal()]).collect();
+        let names = vec!["a".to_string(), "b".to_string()];
+        let s = select("radiomics", &names, &x, &y, &opts());
+        // the premise, checked: neither column differs between the groups
+        for j in 0..2 {
+            let a: Vec<f64> = x.iter().zip(&y).filter(|(_, l)| **l).map(|(r, _)| r[j]).collect();
+            let b: Vec<f64> = x.iter().zip(&y).filter(|(_, l)| !**l).map(|(r, _)| r[j]).collect();
+            assert!(t_test(&a, &b, false).2 >= 0.05);
+        }
+        assert!(s.signature.is_none());
+        assert!(
+            s.notes.iter().any(|n| n.contains("no feature passed the t-test")),
+            "{:?}",
+            s.notes
+        );
+    }
+
+    #[test]
+    fn few_positives_reduce_the_folds_with_a_warning() {
+        let mut rng = Rng::new(6);
+        let y: Vec<bool> = (0..50).map(|i| i < 6).collect();
+        let x: Vec<Vec<f64>> = y
+            .iter()
+            .map(|&l| vec![rng.normal() + if l { 2.5 } else { 0.0 }, rng.normal()])
+            .collect();
+        let names = vec!["signal".to_string(), "noise".to_string()];
+        let s = select("radiomics", &names, &x, &y, &opts());
+        assert_eq!(s.cv.as_ref().unwrap().folds, 6);
+        assert!(
+            s.notes.iter().any(|n| n.contains("uses 6 folds instead of 10")),
+            "{:?}",
+            s.notes
+        );
+        assert_eq!(s.signature.unwrap().features[0], "signal");
+    }
+}

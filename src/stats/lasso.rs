@@ -18,6 +18,8 @@
 //! full-data path (as `cv.glmnet(type.measure = "deviance")`), `λ.min` the minimiser of the mean and `λ.1se` the
 //! largest λ within one standard error of it.
 
+use rayon::prelude::*;
+
 use crate::rng::Rng;
 
 /// Coefficients of one fit: `intercept + Σ beta[j] · x[j]`.
@@ -39,8 +41,8 @@ impl LassoFit {
 }
 
 /// Solver tolerances (on the largest coefficient change, scaled as glmnet's `thresh`).
-const INNER_TOL: f64 = 1e-14;
-const OUTER_TOL: f64 = 1e-11;
+const INNER_TOL: f64 = 1e-11;
+const OUTER_TOL: f64 = 1e-9;
 
 /// Fit at one λ, starting from `start` (warm start) or zeros.
 pub fn lasso_logistic(x: &[Vec<f64>], y: &[bool], lambda: f64, start: Option<&LassoFit>) -> LassoFit {
@@ -73,6 +75,9 @@ pub fn lasso_logistic(x: &[Vec<f64>], y: &[bool], lambda: f64, start: Option<&La
             .collect();
         let wsum: f64 = w.iter().sum::<f64>() / nf;
         let (old_b0, old_beta) = (b0, beta.clone());
+        // glmnet's active-set cycling: sweep every coordinate once, then only the non-zero ones until they
+        // converge, then a full sweep again; done when a full sweep changes nothing beyond the tolerance.
+        let mut full_sweep = true;
         for _inner in 0..100_000 {
             let mut max_change = 0.0f64;
             // intercept
@@ -83,7 +88,7 @@ pub fn lasso_logistic(x: &[Vec<f64>], y: &[bool], lambda: f64, start: Option<&La
                 max_change = max_change.max(wsum * d0 * d0);
             }
             for j in 0..p {
-                if xw[j] == 0.0 {
+                if xw[j] == 0.0 || (!full_sweep && beta[j] == 0.0) {
                     continue;
                 }
                 let c = &cols[j];
@@ -99,7 +104,12 @@ pub fn lasso_logistic(x: &[Vec<f64>], y: &[bool], lambda: f64, start: Option<&La
                 }
             }
             if max_change < INNER_TOL {
-                break;
+                if full_sweep {
+                    break;
+                }
+                full_sweep = true;
+            } else {
+                full_sweep = false;
             }
         }
         for i in 0..n {
@@ -155,14 +165,43 @@ pub fn lambda_path(x: &[Vec<f64>], y: &[bool], count: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The whole path with warm starts.
+/// The path with warm starts, stopped early as glmnet stops it: once the fraction of null deviance explained
+/// exceeds 0.999 (the fit is saturated), or a step down the path changes that fraction by less than 1e-5. The
+/// returned path may therefore be shorter than `lambdas`.
 pub fn lasso_path(x: &[Vec<f64>], y: &[bool], lambdas: &[f64]) -> Vec<LassoFit> {
     let mut out: Vec<LassoFit> = Vec::with_capacity(lambdas.len());
-    for &l in lambdas {
+    let ybar = (y.iter().filter(|&&b| b).count() as f64 / y.len().max(1) as f64).clamp(1e-12, 1.0 - 1e-12);
+    let null_dev = binomial_deviance_raw(&vec![(ybar / (1.0 - ybar)).ln(); y.len()], y);
+    let mut last_ratio = 0.0;
+    for (k, &l) in lambdas.iter().enumerate() {
         let fit = lasso_logistic(x, y, l, out.last());
+        let eta: Vec<f64> = x.iter().map(|r| fit.linear_predictor(r)).collect();
+        let ratio = 1.0 - binomial_deviance_raw(&eta, y) / null_dev;
         out.push(fit);
+        if k > 0 && (ratio > 0.999 || ratio - last_ratio < 1e-5 * ratio) {
+            break;
+        }
+        last_ratio = ratio;
     }
     out
+}
+
+/// Unclipped binomial deviance per observation (for the path's stopping rule).
+fn binomial_deviance_raw(eta: &[f64], y: &[bool]) -> f64 {
+    let s: f64 = eta
+        .iter()
+        .zip(y)
+        .map(|(&e, &yi)| {
+            // log(1 + e^η) − y η, stably
+            let softplus = if e > 0.0 {
+                e + (-e).exp().ln_1p()
+            } else {
+                e.exp().ln_1p()
+            };
+            softplus - if yi { e } else { 0.0 }
+        })
+        .sum();
+    2.0 * s / eta.len().max(1) as f64
 }
 
 /// Stratified fold assignment: each class shuffled with the seed, then dealt round-robin into `k` folds.
@@ -217,26 +256,34 @@ pub fn binomial_deviance(eta: &[f64], y: &[bool]) -> f64 {
 /// `cv.glmnet`-style cross-validation with `k` stratified folds (reduced to the minority class size when that is
 /// smaller; the caller is told through [`LassoCv::folds`]).
 pub fn lasso_cv(x: &[Vec<f64>], y: &[bool], k: usize, seed: u64) -> LassoCv {
-    let lambdas = lambda_path(x, y, 100);
+    let mut lambdas = lambda_path(x, y, 100);
     let path = lasso_path(x, y, &lambdas);
+    lambdas.truncate(path.len());
     let minority = y.iter().filter(|&&b| b).count().min(y.iter().filter(|&&b| !b).count());
     let k = k.min(minority).max(2);
     let fold = stratified_folds(y, k, seed);
-    let mut dev = vec![vec![0.0; lambdas.len()]; k];
-    let mut sizes = vec![0.0; k];
-    for (f, dev_f) in dev.iter_mut().enumerate() {
-        let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
-        let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
-        let xt: Vec<Vec<f64>> = train.iter().map(|&i| x[i].clone()).collect();
-        let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-        let fits = lasso_path(&xt, &yt, &lambdas);
-        let yv: Vec<bool> = test.iter().map(|&i| y[i]).collect();
-        for (l, fit) in fits.iter().enumerate() {
-            let eta: Vec<f64> = test.iter().map(|&i| fit.linear_predictor(&x[i])).collect();
-            dev_f[l] = binomial_deviance(&eta, &yv);
-        }
-        sizes[f] = test.len() as f64;
-    }
+    let per_fold: Vec<(Vec<f64>, f64)> = (0..k)
+        .into_par_iter()
+        .map(|f| {
+            let mut dev_f = vec![0.0; lambdas.len()];
+            let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
+            let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
+            let xt: Vec<Vec<f64>> = train.iter().map(|&i| x[i].clone()).collect();
+            let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+            let fits = lasso_path(&xt, &yt, &lambdas);
+            let yv: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+            for (l, d) in dev_f.iter_mut().enumerate() {
+                // a fold whose own path stopped early keeps its last fit for the smaller λ (it had saturated)
+                let Some(fit) = fits.get(l).or(fits.last()) else {
+                    continue;
+                };
+                let eta: Vec<f64> = test.iter().map(|&i| fit.linear_predictor(&x[i])).collect();
+                *d = binomial_deviance(&eta, &yv);
+            }
+            (dev_f, test.len() as f64)
+        })
+        .collect();
+    let (dev, sizes): (Vec<Vec<f64>>, Vec<f64>) = per_fold.into_iter().unzip();
     let total: f64 = sizes.iter().sum();
     let mut cv_mean = vec![0.0; lambdas.len()];
     let mut cv_se = vec![0.0; lambdas.len()];
