@@ -286,9 +286,9 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn small_cohort(name: &str) -> (PathBuf, String) {
+fn small_cohort(name: &str, patients: usize) -> (PathBuf, String) {
     let dir = tmp(name);
-    synth(&dir, 24, 32, 8);
+    synth(&dir, patients, 64, 16);
     let text = std::fs::read_to_string(dir.join("cohort.csv")).unwrap();
     (dir, text)
 }
@@ -303,7 +303,7 @@ fn fit_error(dir: &Path, csv: &str) -> String {
 
 #[test]
 fn bad_cohort_tables_are_refused_with_the_row() {
-    let (dir, text) = small_cohort("bad");
+    let (dir, text) = small_cohort("bad", 24);
     let lines: Vec<&str> = text.lines().collect();
     // a missing column
     let no_label = text.replace("aln_status", "aln");
@@ -345,7 +345,7 @@ fn bad_cohort_tables_are_refused_with_the_row() {
 
 #[test]
 fn a_case_that_fails_extraction_is_listed_not_dropped() {
-    let (dir, _) = small_cohort("failcase");
+    let (dir, _) = small_cohort("failcase", 60);
     std::fs::write(dir.join("SYN0005/roi/seg.dcm"), b"not a DICOM file at all").unwrap();
     let out = fit(&dir.join("cohort.csv"), &dir.join("b"), &dir.join("r"), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -356,6 +356,6 @@ fn a_case_that_fails_extraction_is_listed_not_dropped() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 case(s) failed feature extraction"), "{stdout}");
     let (_, design) = read_csv(&dir.join("r/data/design.csv"));
-    assert_eq!(design.len(), 23);
+    assert_eq!(design.len(), 59);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -368,7 +368,9 @@ fn train_head(
         validation_loss: Vec::new(),
         best_epoch: 0,
     };
-    let mut best: Option<(f64, Vec<(Vec<f32>, Vec<f32>)>)> = None;
+    // (validation loss, weights and biases of fc6–fc8) of the best epoch so far
+    type Snapshot = Vec<(Vec<f32>, Vec<f32>)>;
+    let mut best: Option<(f64, Snapshot)> = None;
     let mut since_best = 0;
     for epoch in 0..cfg.epochs {
         let epoch_start = std::time::Instant::now();
