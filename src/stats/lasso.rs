@@ -41,7 +41,7 @@ impl LassoFit {
 }
 
 /// Solver tolerances (on the largest coefficient change, scaled as glmnet's `thresh`).
-const INNER_TOL: f64 = 1e-11;
+const INNER_TOL: f64 = 1e-10;
 const OUTER_TOL: f64 = 1e-9;
 
 /// Fit at one λ, starting from `start` (warm start) or zeros.
