@@ -87,7 +87,8 @@ impl ClassifierKind {
     }
 }
 
-/// Mean and 95 % CI (mean ± t₀.₉₇₅,ₖ₋₁ · sd/√k) of one metric across CV folds.
+/// Mean and 95 % CI (mean ± t₀.₉₇₅,ₖ₋₁ · sd/√k, clipped to [0, 1] since every metric here is a proportion) of one
+/// metric across CV folds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct MeanCi {
     /// Mean across folds.
@@ -118,8 +119,8 @@ impl MeanCi {
         let h = t * sd / k.sqrt();
         MeanCi {
             mean,
-            lo: mean - h,
-            hi: mean + h,
+            lo: (mean - h).max(0.0),
+            hi: (mean + h).min(1.0),
         }
     }
 }
