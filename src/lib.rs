@@ -28,5 +28,6 @@ pub mod rng;
 pub mod roi;
 pub mod stats;
 pub mod synth;
+pub mod time;
 
 pub use error::{Error, Result};

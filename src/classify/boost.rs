@@ -9,6 +9,7 @@
 //! until a number of leaves (LightGBM). This is our code, not either library.
 
 use super::Classifier;
+use super::tree::{Node, eval_nodes as eval};
 
 /// Booster settings.
 #[derive(Debug, Clone, Copy)]
@@ -59,17 +60,6 @@ impl BoostParams {
             max_bin: 255,
         }
     }
-}
-
-#[derive(Debug, Clone)]
-enum Node {
-    Leaf(f64),
-    Split {
-        feature: usize,
-        threshold: f64,
-        left: usize,
-        right: usize,
-    },
 }
 
 /// A fitted booster.
@@ -262,21 +252,6 @@ fn grow_tree(bins: &[Vec<usize>], cuts: &[Vec<f64>], g: &[f64], h: &[f64], param
         n_leaves += 1;
     }
     nodes
-}
-
-fn eval(tree: &[Node], row: &[f64]) -> f64 {
-    let mut k = 0;
-    loop {
-        match tree[k] {
-            Node::Leaf(v) => return v,
-            Node::Split {
-                feature,
-                threshold,
-                left,
-                right,
-            } => k = if row[feature] <= threshold { left } else { right },
-        }
-    }
 }
 
 impl Classifier for Booster {

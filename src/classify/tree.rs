@@ -51,15 +51,35 @@ impl Default for TreeParams {
     }
 }
 
+/// A node of a binary tree over feature thresholds (`row[feature] ≤ threshold` goes left); shared with the
+/// booster's regression trees.
 #[derive(Debug, Clone)]
-enum Node {
+pub(crate) enum Node {
+    /// A leaf's value (a probability here, a raw score in the booster).
     Leaf(f64),
+    /// An internal split.
     Split {
         feature: usize,
         threshold: f64,
         left: usize,
         right: usize,
     },
+}
+
+/// The leaf value a row reaches, starting at node 0.
+pub(crate) fn eval_nodes(nodes: &[Node], row: &[f64]) -> f64 {
+    let mut k = 0;
+    loop {
+        match nodes[k] {
+            Node::Leaf(v) => return v,
+            Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+            } => k = if row[feature] <= threshold { left } else { right },
+        }
+    }
 }
 
 /// A fitted tree.
@@ -206,18 +226,7 @@ fn best_split(x: &[Vec<f64>], y: &[bool], idx: &[usize], params: &TreeParams, rn
 
 impl Classifier for Tree {
     fn predict_proba(&self, row: &[f64]) -> f64 {
-        let mut k = 0;
-        loop {
-            match self.nodes[k] {
-                Node::Leaf(p) => return p,
-                Node::Split {
-                    feature,
-                    threshold,
-                    left,
-                    right,
-                } => k = if row[feature] <= threshold { left } else { right },
-            }
-        }
+        eval_nodes(&self.nodes, row)
     }
 }
 

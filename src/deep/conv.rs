@@ -132,10 +132,21 @@ pub fn conv3x3_relu(x: &Nhwc, p: &PackedConv) -> Nhwc {
 
 /// `dst (m×n) = lhs (m×k) · rhs (k×n)`, all row-major.
 fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32]) {
+    gemm_f32(m, n, k, lhs, rhs, false, dst);
+}
+
+/// `dst (m×n) = lhs (m×k) · B`, row-major, where `B = rhs` (stored `k×n`) or, with `rhs_transposed`, `B = rhsᵀ`
+/// (`rhs` stored `n×k`, as a dense layer's `out × in` weights). Multi-threaded with rayon.
+pub(crate) fn gemm_f32(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], rhs_transposed: bool, dst: &mut [f32]) {
     assert!(lhs.len() >= m * k && rhs.len() >= k * n && dst.len() >= m * n);
-    // SAFETY: the three buffers are valid for the row-major extents asserted above (row strides k, n, n; column
-    // stride 1), `dst` does not alias the inputs (it is a distinct &mut borrow), and with `read_dst = false` the
-    // destination is only written.
+    let (rhs_cs, rhs_rs) = if rhs_transposed {
+        (k as isize, 1)
+    } else {
+        (1, n as isize)
+    };
+    // SAFETY: the three buffers are valid for the extents asserted above with these strides (lhs row stride k,
+    // rhs element (i, j) at i·rhs_rs + j·rhs_cs < k·n, dst row stride n), `dst` does not alias the inputs (a
+    // distinct &mut borrow), and with `read_dst = false` the destination is only written.
     unsafe {
         gemm::gemm(
             m,
@@ -149,8 +160,8 @@ fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32
             1,
             k as isize,
             rhs.as_ptr(),
-            1,
-            n as isize,
+            rhs_cs,
+            rhs_rs,
             0.0,
             1.0,
             false,

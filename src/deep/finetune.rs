@@ -131,6 +131,52 @@ fn dropout(x: &Tensor, p: f64, rng: &mut Rng) -> candle_core::Result<Tensor> {
     x.mul(&Tensor::from_vec(keep, x.shape(), x.device())?)
 }
 
+/// Early stopping on the validation loss: the best epoch so far, and a stop after `patience` epochs without a
+/// strictly lower loss.
+struct EarlyStopping {
+    best: Option<f64>,
+    best_epoch: usize,
+    since: usize,
+    patience: usize,
+}
+
+/// What an epoch's validation loss means.
+enum Verdict {
+    /// A new best: keep these weights.
+    Improved,
+    /// Not better; go on.
+    Continue,
+    /// `patience` epochs without improvement: stop.
+    Stop,
+}
+
+impl EarlyStopping {
+    fn new(patience: usize) -> Self {
+        EarlyStopping {
+            best: None,
+            best_epoch: 0,
+            since: 0,
+            patience,
+        }
+    }
+
+    fn observe(&mut self, epoch: usize, loss: f64) -> Verdict {
+        if self.best.is_none_or(|b| loss < b) {
+            self.best = Some(loss);
+            self.best_epoch = epoch;
+            self.since = 0;
+            Verdict::Improved
+        } else {
+            self.since += 1;
+            if self.since >= self.patience {
+                Verdict::Stop
+            } else {
+                Verdict::Continue
+            }
+        }
+    }
+}
+
 /// Fine-tune `net` in place on `crops` with labels `labels` (`< classes`).
 pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneConfig) -> Result<FinetuneReport> {
     if crops.len() != labels.len() || crops.len() < 4 {
@@ -238,8 +284,8 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
         validation_loss: Vec::new(),
         best_epoch: 0,
     };
-    let mut best: Option<(f64, Vec<Tensor>)> = None;
-    let mut since_best = 0;
+    let mut best: Option<Vec<Tensor>> = None;
+    let mut stopping = EarlyStopping::new(cfg.patience);
     for epoch in 0..cfg.epochs {
         let epoch_start = std::time::Instant::now();
         let mut perm: Vec<usize> = (0..n_items).collect();
@@ -282,24 +328,22 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
             seconds = epoch_start.elapsed().as_secs_f64(),
             "fine-tuning epoch"
         );
-        if best.as_ref().is_none_or(|(b, _)| vl < *b) {
-            let snapshot: Vec<Tensor> = dense_vars
-                .iter()
-                .chain(conv_vars.iter())
-                .flat_map(|(w, b)| [w.as_tensor().copy(), b.as_tensor().copy()])
-                .collect::<candle_core::Result<_>>()
-                .map_err(ce)?;
-            best = Some((vl, snapshot));
-            report.best_epoch = epoch;
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= cfg.patience {
-                break;
+        match stopping.observe(epoch, vl) {
+            Verdict::Improved => {
+                let snapshot: Vec<Tensor> = dense_vars
+                    .iter()
+                    .chain(conv_vars.iter())
+                    .flat_map(|(w, b)| [w.as_tensor().copy(), b.as_tensor().copy()])
+                    .collect::<candle_core::Result<_>>()
+                    .map_err(ce)?;
+                best = Some(snapshot);
             }
+            Verdict::Continue => {}
+            Verdict::Stop => break,
         }
     }
-    let (_, weights) = best.ok_or_else(|| Error::Compute("no epoch ran".into()))?;
+    report.best_epoch = stopping.best_epoch;
+    let weights = best.ok_or_else(|| Error::Compute("no epoch ran".into()))?;
     let mut it = weights.into_iter();
     for d in net.dense.iter_mut() {
         let (weight, bias) = (it.next(), it.next());
@@ -370,8 +414,8 @@ fn train_head(
     };
     // (validation loss, weights and biases of fc6–fc8) of the best epoch so far
     type Snapshot = Vec<(Vec<f32>, Vec<f32>)>;
-    let mut best: Option<(f64, Snapshot)> = None;
-    let mut since_best = 0;
+    let mut best: Option<Snapshot> = None;
+    let mut stopping = EarlyStopping::new(cfg.patience);
     for epoch in 0..cfg.epochs {
         let epoch_start = std::time::Instant::now();
         let mut perm: Vec<usize> = (0..items.len()).collect();
@@ -399,19 +443,15 @@ fn train_head(
             seconds = epoch_start.elapsed().as_secs_f64(),
             "fine-tuning epoch (head)"
         );
-        if best.as_ref().is_none_or(|(b, _)| vl < *b) {
+        match stopping.observe(epoch, vl) {
             // weights only: the moments are not needed to restore the best epoch
-            best = Some((vl, head.layers.iter().map(|l| (l.w.clone(), l.b.clone())).collect()));
-            report.best_epoch = epoch;
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= cfg.patience {
-                break;
-            }
+            Verdict::Improved => best = Some(head.layers.iter().map(|l| (l.w.clone(), l.b.clone())).collect()),
+            Verdict::Continue => {}
+            Verdict::Stop => break,
         }
     }
-    let (_, kept) = best.ok_or_else(|| Error::Compute("no epoch ran".into()))?;
+    report.best_epoch = stopping.best_epoch;
+    let kept = best.ok_or_else(|| Error::Compute("no epoch ran".into()))?;
     for ((d, (w, b)), l) in net.dense.iter_mut().zip(kept).zip(&head.layers) {
         *d = Dense::F32 {
             weight: Tensor::from_vec(w, (l.out, l.inp), &dev).map_err(ce)?,

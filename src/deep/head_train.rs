@@ -52,30 +52,7 @@ impl DenseLayer {
     /// `x` is `rows × inp`; returns `rows × out`.
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut y = vec![0f32; rows * self.out];
-        // SAFETY: the slices hold exactly rows×out, rows×inp and out×inp elements, addressed with these strides.
-        unsafe {
-            gemm::gemm(
-                rows,
-                self.out,
-                self.inp,
-                y.as_mut_ptr(),
-                1,
-                self.out as isize,
-                false,
-                x.as_ptr(),
-                1,
-                self.inp as isize,
-                self.w.as_ptr(),
-                self.inp as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
-        }
+        super::conv::gemm_f32(rows, self.out, self.inp, x, &self.w, true, &mut y);
         for r in 0..rows {
             for (o, b) in y[r * self.out..(r + 1) * self.out].iter_mut().zip(&self.b) {
                 *o += b;
@@ -87,30 +64,7 @@ impl DenseLayer {
     /// Gradient with respect to the input, `dx = dy W` (`rows × inp`), with the current weights.
     fn input_grad(&self, dy: &[f32], rows: usize) -> Vec<f32> {
         let mut dx = vec![0f32; rows * self.inp];
-        // SAFETY: as in `forward`; W is read row-major as an out × inp right-hand side.
-        unsafe {
-            gemm::gemm(
-                rows,
-                self.inp,
-                self.out,
-                dx.as_mut_ptr(),
-                1,
-                self.inp as isize,
-                false,
-                dy.as_ptr(),
-                1,
-                self.out as isize,
-                self.w.as_ptr(),
-                1,
-                self.inp as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
-        }
+        super::conv::gemm_f32(rows, self.inp, self.out, dy, &self.w, false, &mut dx);
         dx
     }
 

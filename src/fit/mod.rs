@@ -607,7 +607,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
         version: format!("{}+{bundle_id}", env!("CARGO_PKG_VERSION")),
         bundle_id,
         alnrisk_version: env!("CARGO_PKG_VERSION").into(),
-        created: bundle::utc_now(),
+        created: crate::time::utc_now(),
         radiomics_settings: cfg.settings.clone(),
         phase: cfg.inputs.phase,
         roi: RoiRules {

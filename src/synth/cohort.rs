@@ -142,7 +142,7 @@ pub fn draw_patient(seed: u64, index: usize, roi_jitter: bool) -> (Patient, Rng)
     } else {
         rng.range(1642.0, 1826.0)
     } as i64;
-    let exam_date = civil_date(16071 + day);
+    let exam_date = crate::time::civil_date(16071 + day);
     let cohort = if day < 1642 { "train" } else { "test" };
     let j = if roi_jitter {
         rng.categorical(&[0.25, 0.5, 0.25]) as i32 - 1
@@ -166,20 +166,6 @@ pub fn draw_patient(seed: u64, index: usize, roi_jitter: bool) -> (Patient, Rng)
         roi_jitter: j,
     };
     (patient, rng)
-}
-
-/// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's civil-from-days).
-fn civil_date(z: i64) -> String {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Write one patient's examination under `out/<id>/`; returns `(series_dir, roi_path, tumour diameter cm)`.
@@ -411,9 +397,9 @@ mod tests {
 
     #[test]
     fn dates_are_civil() {
-        assert_eq!(civil_date(16071), "2014-01-01");
-        assert_eq!(civil_date(16071 + 1642), "2018-07-01");
-        assert_eq!(civil_date(16071 + 1825), "2018-12-31");
+        assert_eq!(crate::time::civil_date(16071), "2014-01-01");
+        assert_eq!(crate::time::civil_date(16071 + 1642), "2018-07-01");
+        assert_eq!(crate::time::civil_date(16071 + 1825), "2018-12-31");
     }
 
     #[test]
