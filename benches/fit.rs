@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         clinical_candidates: Some(vec!["mri_ln_status".into()]),
         key: None,
         bootstrap: 200,
+        in_sample_signatures: false,
     };
     let t = Instant::now();
     let o = fit::run(&cfg)?;

@@ -760,6 +760,9 @@ struct FitArgs {
     /// λ.1se instead of λ.min.
     #[arg(long)]
     lambda_1se: bool,
+    /// Fit the nomogram on in-sample signature values instead of their out-of-fold (pre-validated) values.
+    #[arg(long)]
+    in_sample_signatures: bool,
     /// Clinical columns allowed into the nomogram (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     clinical_candidates: Option<Vec<String>>,
@@ -835,6 +838,7 @@ fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
         clinical_candidates: a.clinical_candidates.clone(),
         key,
         bootstrap: 200,
+        in_sample_signatures: a.in_sample_signatures,
     };
     let o = fit::run(&cfg)?;
     print_fit_summary(&o);

@@ -69,6 +69,9 @@ pub struct FitConfig {
     pub key: Option<SigningKey>,
     /// Bootstrap replicates of the calibration curve.
     pub bootstrap: usize,
+    /// Fit the nomogram on the in-sample signature values (as a naive reading of the study) instead of their
+    /// out-of-fold values.
+    pub in_sample_signatures: bool,
 }
 
 /// One classifier row of Tables 2 and 3.
@@ -468,7 +471,27 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
         .map(|k| predictor_names.iter().map(|n| scores[n][k]).collect())
         .collect();
     let design_tr = subset(&design, &tr_idx);
-    let fit = logistic_fit(&design_tr, &y_tr)
+    // The nomogram is fitted on each signature's pre-validated (out-of-fold) training values unless
+    // `in_sample_signatures`: an in-sample LASSO signature chosen among thousands of deep features is optimistic on
+    // the very cases it was fitted to, and the regression would over-weight it (README "Fitting").
+    let mut design_fit = design_tr.clone();
+    if !cfg.in_sample_signatures {
+        for s in &selections {
+            let (Some(oof), Some(c)) = (
+                &s.out_of_fold,
+                predictor_names
+                    .iter()
+                    .position(|n| *n == format!("{}_signature", s.name)),
+            ) else {
+                continue;
+            };
+            for (row, v) in design_fit.iter_mut().zip(oof) {
+                row[c] = *v;
+            }
+        }
+        notes.push("nomogram fitted on the signatures' out-of-fold (pre-validated) training values".into());
+    }
+    let fit = logistic_fit(&design_fit, &y_tr)
         .ok_or_else(|| bad("the nomogram's logistic regression did not converge (complete separation?)".into()))?;
     let lp = |r: &[f64]| fit.coef[0] + r.iter().zip(&fit.coef[1..]).map(|(a, b)| a * b).sum::<f64>();
     let nomo_prob: Vec<f64> = design.iter().map(|r| sigmoid(lp(r))).collect();
@@ -531,7 +554,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
             hosmer_lemeshow: hosmer_lemeshow(&p, &y, 10),
         });
     }
-    let calibration_curve = bootstrap_calibration(&design_tr, &y_tr, cfg.bootstrap, cfg.seed);
+    let calibration_curve = bootstrap_calibration(&design_fit, &y_tr, cfg.bootstrap, cfg.seed);
     let thresholds = dca_thresholds();
     let mut decision_curves = BTreeMap::new();
     for s in &score_names {

@@ -39,6 +39,10 @@ pub struct Selection {
     pub cv: Option<LassoCv>,
     /// The signature (absent when nothing was selected).
     pub signature: Option<Signature>,
+    /// The signature's pre-validated (out-of-fold) value for each training row, from the LASSO CV fits at the
+    /// chosen λ: what `fit` gives the nomogram by default, so that an over-fitted signature is not over-weighted.
+    #[serde(skip)]
+    pub out_of_fold: Option<Vec<f64>>,
     /// Human-readable account, including warnings (fewer folds, nothing selected).
     pub notes: Vec<String>,
 }
@@ -87,6 +91,7 @@ pub fn select(name: &str, names: &[String], x: &[Vec<f64>], y: &[bool], opt: &Se
             passed_ttest,
             cv: None,
             signature: None,
+            out_of_fold: None,
             notes,
         };
     }
@@ -129,12 +134,14 @@ pub fn select(name: &str, names: &[String], x: &[Vec<f64>], y: &[bool], opt: &Se
             lambda: fit.lambda,
         })
     };
+    let out_of_fold = signature.as_ref().map(|_| cv.prevalidated[k].clone());
     Selection {
         name: name.into(),
         candidates: usable.len(),
         passed_ttest,
         cv: Some(cv),
         signature,
+        out_of_fold,
         notes,
     }
 }

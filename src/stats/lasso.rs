@@ -237,6 +237,9 @@ pub struct LassoCv {
     pub index_1se: usize,
     /// Number of folds actually used.
     pub folds: usize,
+    /// Pre-validated linear predictors (glmnet's `keep = TRUE`): `[λ index][row]`, each row's value from the fit
+    /// of the fold that held it out.
+    pub prevalidated: Vec<Vec<f64>>,
 }
 
 /// Binomial deviance per observation, `−2 mean[y log μ + (1 − y) log(1 − μ)]`, μ clipped to `[1e-5, 1 − 1e-5]`
@@ -262,7 +265,9 @@ pub fn lasso_cv(x: &[Vec<f64>], y: &[bool], k: usize, seed: u64) -> LassoCv {
     let minority = y.iter().filter(|&&b| b).count().min(y.iter().filter(|&&b| !b).count());
     let k = k.min(minority).max(2);
     let fold = stratified_folds(y, k, seed);
-    let per_fold: Vec<(Vec<f64>, f64)> = (0..k)
+    // per fold: held-out deviance per λ, held-out size, and each held-out row's linear predictor per λ
+    type FoldResult = (Vec<f64>, f64, Vec<(usize, Vec<f64>)>);
+    let per_fold: Vec<FoldResult> = (0..k)
         .into_par_iter()
         .map(|f| {
             let mut dev_f = vec![0.0; lambdas.len()];
@@ -272,18 +277,33 @@ pub fn lasso_cv(x: &[Vec<f64>], y: &[bool], k: usize, seed: u64) -> LassoCv {
             let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
             let fits = lasso_path(&xt, &yt, &lambdas);
             let yv: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+            let mut held_out: Vec<(usize, Vec<f64>)> = test.iter().map(|&i| (i, vec![0.0; lambdas.len()])).collect();
             for (l, d) in dev_f.iter_mut().enumerate() {
                 // a fold whose own path stopped early keeps its last fit for the smaller λ (it had saturated)
                 let Some(fit) = fits.get(l).or(fits.last()) else {
                     continue;
                 };
                 let eta: Vec<f64> = test.iter().map(|&i| fit.linear_predictor(&x[i])).collect();
+                for (h, e) in held_out.iter_mut().zip(&eta) {
+                    h.1[l] = *e;
+                }
                 *d = binomial_deviance(&eta, &yv);
             }
-            (dev_f, test.len() as f64)
+            (dev_f, test.len() as f64, held_out)
         })
         .collect();
-    let (dev, sizes): (Vec<Vec<f64>>, Vec<f64>) = per_fold.into_iter().unzip();
+    let mut prevalidated = vec![vec![0.0; y.len()]; lambdas.len()];
+    let mut dev = Vec::with_capacity(k);
+    let mut sizes = Vec::with_capacity(k);
+    for (d, size, held_out) in per_fold {
+        dev.push(d);
+        sizes.push(size);
+        for (i, etas) in held_out {
+            for (l, e) in etas.into_iter().enumerate() {
+                prevalidated[l][i] = e;
+            }
+        }
+    }
     let total: f64 = sizes.iter().sum();
     let mut cv_mean = vec![0.0; lambdas.len()];
     let mut cv_se = vec![0.0; lambdas.len()];
@@ -306,6 +326,7 @@ pub fn lasso_cv(x: &[Vec<f64>], y: &[bool], k: usize, seed: u64) -> LassoCv {
         index_min,
         index_1se,
         folds: k,
+        prevalidated,
     }
 }
 
