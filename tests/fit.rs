@@ -104,6 +104,7 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
 
     // the nomogram's test AUC is printed and at least that of either signature
     assert!(stdout.contains("test     nomogram"), "{stdout}");
+    assert!(stdout.contains("out-of-fold (pre-validated)"), "{stdout}");
     let key = bundle::read_verifying_key(&public).unwrap();
     let loaded = Bundle::load(&b, &Trust::Key(key)).unwrap();
     assert!(loaded.signed);
