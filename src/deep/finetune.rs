@@ -131,6 +131,19 @@ fn dropout(x: &Tensor, p: f64, rng: &mut Rng) -> candle_core::Result<Tensor> {
     x.mul(&Tensor::from_vec(keep, x.shape(), x.device())?)
 }
 
+/// Record an epoch's validation loss (its training loss is already in) and log both.
+fn record_epoch(report: &mut FinetuneReport, epoch: usize, vl: f64, start: std::time::Instant, mode: &str) {
+    report.validation_loss.push(vl);
+    tracing::info!(
+        mode,
+        epoch = epoch + 1,
+        train_loss = report.train_loss[epoch],
+        validation_loss = vl,
+        seconds = start.elapsed().as_secs_f64(),
+        "fine-tuning epoch"
+    );
+}
+
 /// Early stopping on the validation loss: the best epoch so far, and a stop after `patience` epochs without a
 /// strictly lower loss.
 struct EarlyStopping {
@@ -320,14 +333,7 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
                 .and_then(|l| l.to_scalar::<f32>())
                 .map_err(ce)? as f64
         };
-        report.validation_loss.push(vl);
-        tracing::info!(
-            epoch = epoch + 1,
-            train_loss = report.train_loss[epoch],
-            validation_loss = vl,
-            seconds = epoch_start.elapsed().as_secs_f64(),
-            "fine-tuning epoch"
-        );
+        record_epoch(&mut report, epoch, vl, epoch_start, "full");
         match stopping.observe(epoch, vl) {
             Verdict::Improved => {
                 let snapshot: Vec<Tensor> = dense_vars
@@ -435,14 +441,7 @@ fn train_head(
         } else {
             head.loss(&val_x, &val_t)
         };
-        report.validation_loss.push(vl);
-        tracing::info!(
-            epoch = epoch + 1,
-            train_loss = report.train_loss[epoch],
-            validation_loss = vl,
-            seconds = epoch_start.elapsed().as_secs_f64(),
-            "fine-tuning epoch (head)"
-        );
+        record_epoch(&mut report, epoch, vl, epoch_start, "head");
         match stopping.observe(epoch, vl) {
             // weights only: the moments are not needed to restore the best epoch
             Verdict::Improved => best = Some(head.layers.iter().map(|l| (l.w.clone(), l.b.clone())).collect()),
