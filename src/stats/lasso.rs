@@ -345,4 +345,27 @@ mod tests {
         let below = lasso_logistic(&x, &y, path[0] * 0.9, None);
         assert!(below.beta[0] > 0.0);
     }
+
+    #[test]
+    fn prevalidated_values_come_from_the_fold_that_held_the_row_out() {
+        let mut rng = Rng::new(9);
+        let x: Vec<Vec<f64>> = (0..60).map(|_| (0..4).map(|_| rng.normal()).collect()).collect();
+        let y: Vec<bool> = x.iter().map(|r| r[0] - 0.5 * r[1] + rng.normal() > 0.0).collect();
+        let cv = lasso_cv(&x, &y, 5, 3);
+        let fold = stratified_folds(&y, cv.folds, 3);
+        let l = cv.index_min;
+        for f in 0..cv.folds {
+            let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
+            let xt: Vec<Vec<f64>> = train.iter().map(|&i| x[i].clone()).collect();
+            let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+            let fits = lasso_path(&xt, &yt, &cv.lambdas);
+            let fit = fits.get(l).or(fits.last()).unwrap();
+            for i in (0..y.len()).filter(|&i| fold[i] == f) {
+                assert!((cv.prevalidated[l][i] - fit.linear_predictor(&x[i])).abs() < 1e-12);
+            }
+        }
+        // and they differ from the in-sample linear predictor of the full-data fit
+        let full = &cv.path[l];
+        assert!((0..y.len()).any(|i| (cv.prevalidated[l][i] - full.linear_predictor(&x[i])).abs() > 1e-3));
+    }
 }
