@@ -500,13 +500,7 @@ fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains(',') || s.contains('"') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+use alnrisk::fit::report::csv_cell as csv_field;
 
 fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match path {

@@ -33,7 +33,7 @@ use crate::stats::evaluation::{
     classification_metrics, net_benefit, youden_cutoff,
 };
 use crate::stats::hypothesis::hosmer_lemeshow;
-use crate::stats::{DelongAuc, delong, delong_paired, logistic_fit};
+use crate::stats::{DelongAuc, delong, delong_paired, logistic_fit, logistic_probability, sigmoid};
 
 pub use features::DeepSettings;
 pub use select::{SelectOptions, Selection};
@@ -195,10 +195,6 @@ pub struct FitOutcome {
 /// Decision-curve thresholds 0.01…0.99.
 pub fn dca_thresholds() -> Vec<f64> {
     (1..100).map(|k| f64::from(k) / 100.0).collect()
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 fn subset<T: Clone>(v: &[T], idx: &[usize]) -> Vec<T> {
@@ -493,8 +489,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
     }
     let fit = logistic_fit(&design_fit, &y_tr)
         .ok_or_else(|| bad("the nomogram's logistic regression did not converge (complete separation?)".into()))?;
-    let lp = |r: &[f64]| fit.coef[0] + r.iter().zip(&fit.coef[1..]).map(|(a, b)| a * b).sum::<f64>();
-    let nomo_prob: Vec<f64> = design.iter().map(|r| sigmoid(lp(r))).collect();
+    let nomo_prob: Vec<f64> = design.iter().map(|r| logistic_probability(&fit.coef, r)).collect();
     let cutoff = youden_cutoff(&subset(&nomo_prob, &tr_idx), &y_tr);
     let nomogram = Nomogram::new(&predictor_names, &fit.coef, &fit.se, &fit.p, &design_tr, cutoff);
     scores.insert("nomogram".into(), nomo_prob.clone());
@@ -762,9 +757,9 @@ fn q8_change(
                 .map(|(j, &i)| sig.coefficients[j] * (f64::from(v[i]) - sig.means[j]) / sig.sds[j])
                 .sum::<f64>();
         let mut row = design[k].clone();
-        let before = sigmoid(coef[0] + row.iter().zip(&coef[1..]).map(|(a, b)| a * b).sum::<f64>());
+        let before = logistic_probability(coef, &row);
         row[col] = score;
-        let after = sigmoid(coef[0] + row.iter().zip(&coef[1..]).map(|(a, b)| a * b).sum::<f64>());
+        let after = logistic_probability(coef, &row);
         worst = worst.max((after - before).abs());
         sum += (after - before).abs();
     }

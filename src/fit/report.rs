@@ -18,7 +18,8 @@ struct Table {
     rows: Vec<Vec<String>>,
 }
 
-fn csv_cell(s: &str) -> String {
+/// A CSV field, quoted when it holds a comma, quote or newline.
+pub fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -118,57 +119,36 @@ pub fn write_report(dir: &Path, o: &FitOutcome) -> Result<()> {
         }
         tables.push(tab);
     }
-    // Tables 2 and 3
+    // Tables 2 and 3: the same columns, CV mean (CI) on training and single values on test
+    const CLASSIFIER_COLUMNS: [&str; 8] = [
+        "signature",
+        "model",
+        "AUC",
+        "accuracy",
+        "precision",
+        "recall",
+        "specificity",
+        "F1",
+    ];
     let mut t2 = Table::new(
         "Table 2 — classifiers, training cohort, stratified 5-fold CV: mean (95 % CI across folds), threshold 0.5",
         "table2_training_cv",
-        &[
-            "signature",
-            "model",
-            "AUC",
-            "accuracy",
-            "precision",
-            "recall",
-            "specificity",
-            "F1",
-        ],
+        &CLASSIFIER_COLUMNS,
     );
     let mut t3 = Table::new(
         "Table 3 — classifiers refitted on all training data, test cohort, threshold 0.5",
         "table3_test",
-        &[
-            "signature",
-            "model",
-            "AUC",
-            "accuracy",
-            "precision",
-            "recall",
-            "specificity",
-            "F1",
-        ],
+        &CLASSIFIER_COLUMNS,
     );
     for r in &o.classifiers {
-        t2.rows.push(vec![
-            r.modality.clone(),
-            r.model.clone(),
-            ci(&r.cv.auc),
-            ci(&r.cv.accuracy),
-            ci(&r.cv.precision),
-            ci(&r.cv.recall),
-            ci(&r.cv.specificity),
-            ci(&r.cv.f1),
-        ]);
-        let m = &r.test;
-        t3.rows.push(vec![
-            r.modality.clone(),
-            r.model.clone(),
-            format!("{:.3}", m.auc),
-            format!("{:.3}", m.accuracy),
-            format!("{:.3}", m.precision),
-            format!("{:.3}", m.recall),
-            format!("{:.3}", m.specificity),
-            format!("{:.3}", m.f1),
-        ]);
+        let (cv, m) = (&r.cv, &r.test);
+        let cv_cells = [cv.auc, cv.accuracy, cv.precision, cv.recall, cv.specificity, cv.f1].map(|c| ci(&c));
+        let test_cells = [m.auc, m.accuracy, m.precision, m.recall, m.specificity, m.f1].map(|v| format!("{v:.3}"));
+        for (table, cells) in [(&mut t2, cv_cells), (&mut t3, test_cells)] {
+            table
+                .rows
+                .push([r.modality.clone(), r.model.clone()].into_iter().chain(cells).collect());
+        }
     }
     tables.push(t2);
     tables.push(t3);

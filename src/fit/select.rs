@@ -47,12 +47,10 @@ pub struct Selection {
     pub notes: Vec<String>,
 }
 
-/// Column means and sample standard deviations.
+/// Mean and sample standard deviation of column `j`.
 pub fn mean_sd(x: &[Vec<f64>], j: usize) -> (f64, f64) {
-    let n = x.len() as f64;
-    let m = x.iter().map(|r| r[j]).sum::<f64>() / n;
-    let v = x.iter().map(|r| (r[j] - m).powi(2)).sum::<f64>() / (n - 1.0);
-    (m, v.sqrt())
+    let col: Vec<f64> = x.iter().map(|r| r[j]).collect();
+    (crate::stats::mean(&col), crate::stats::var(&col).sqrt())
 }
 
 /// Select features of one modality from training rows `x` (columns named `names`) and labels `y`.

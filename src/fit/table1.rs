@@ -47,15 +47,11 @@ pub struct Table1 {
     pub p: BTreeMap<String, f64>,
 }
 
+/// numpy-linear quantile `q` ∈ [0, 1].
 fn quantile(v: &[f64], q: f64) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (s.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+    crate::radiomics::firstorder::percentile_sorted(&s, 100.0 * q)
 }
 
 /// Whether every non-empty value of the column is a number.

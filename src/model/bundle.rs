@@ -94,20 +94,13 @@ impl FeatureRange {
     pub fn of(values: &[f64]) -> FeatureRange {
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
-        let q = |p: f64| {
-            if v.is_empty() {
-                return f64::NAN;
-            }
-            let pos = p * (v.len() - 1) as f64;
-            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-        };
+        let q = |p: f64| crate::radiomics::firstorder::percentile_sorted(&v, p);
         FeatureRange {
             min: q(0.0),
-            p01: q(0.01),
-            p50: q(0.5),
-            p99: q(0.99),
-            max: q(1.0),
+            p01: q(1.0),
+            p50: q(50.0),
+            p99: q(99.0),
+            max: q(100.0),
         }
     }
 

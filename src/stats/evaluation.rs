@@ -2,7 +2,7 @@
 //! (Vickers & Elkin, Med. Decis. Making 26:565, 2006), grouped calibration, LOWESS, and the bootstrap
 //! optimism-corrected calibration curve of a logistic model (as `rms::calibrate`, Harrell 2015, §5.3).
 
-use super::logistic;
+use super::{logistic, logistic_probability};
 use crate::rng::Rng;
 
 /// Metrics of `prob ≥ threshold` as the positive call.
@@ -161,17 +161,12 @@ pub struct BootstrapCalibration {
     pub replicates: usize,
 }
 
-fn logistic_predict(coef: &[f64], row: &[f64]) -> f64 {
-    let eta = coef[0] + row.iter().zip(&coef[1..]).map(|(a, b)| a * b).sum::<f64>();
-    1.0 / (1.0 + (-eta).exp())
-}
-
 /// `rms::calibrate(method = "boot", B)`: refit the logistic model on `b` bootstrap samples; the optimism at each grid
 /// point is the calibration on the bootstrap sample minus that of the bootstrap model on the original data.
 /// Replicates where the refit fails (separation) are skipped and counted out.
 pub fn bootstrap_calibration(x: &[Vec<f64>], y: &[bool], b: usize, seed: u64) -> Option<BootstrapCalibration> {
     let coef = logistic(x, y)?;
-    let prob: Vec<f64> = x.iter().map(|r| logistic_predict(&coef, r)).collect();
+    let prob: Vec<f64> = x.iter().map(|r| logistic_probability(&coef, r)).collect();
     let (lo, hi) = prob
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &p| (a.min(p), b.max(p)));
@@ -186,10 +181,10 @@ pub fn bootstrap_calibration(x: &[Vec<f64>], y: &[bool], b: usize, seed: u64) ->
         let xb: Vec<Vec<f64>> = idx.iter().map(|&i| x[i].clone()).collect();
         let yb: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
         let Some(cb) = logistic(&xb, &yb) else { continue };
-        let pb: Vec<f64> = xb.iter().map(|r| logistic_predict(&cb, r)).collect();
+        let pb: Vec<f64> = xb.iter().map(|r| logistic_probability(&cb, r)).collect();
         let ybf: Vec<f64> = yb.iter().map(|&v| f64::from(u8::from(v))).collect();
         let on_boot = lowess(&pb, &ybf, 2.0 / 3.0, &grid);
-        let po: Vec<f64> = x.iter().map(|r| logistic_predict(&cb, r)).collect();
+        let po: Vec<f64> = x.iter().map(|r| logistic_probability(&cb, r)).collect();
         let on_orig = lowess(&po, &yf, 2.0 / 3.0, &grid);
         for g in 0..grid.len() {
             optimism[g] += on_boot[g] - on_orig[g];

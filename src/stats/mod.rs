@@ -158,6 +158,16 @@ pub fn delong_paired(a: &[f64], b: &[f64], labels: &[bool]) -> (f64, f64) {
     (z, normal_two_sided_p(z))
 }
 
+/// Probability `1 / (1 + e^(−η))`, `η = coef[0] + Σ coef[k+1] row[k]`, of a logistic model with an intercept.
+pub fn logistic_probability(coef: &[f64], row: &[f64]) -> f64 {
+    sigmoid(coef[0] + row.iter().zip(&coef[1..]).map(|(a, b)| a * b).sum::<f64>())
+}
+
+/// The logistic function `1 / (1 + e^(−x))`.
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 /// Unpenalised logistic regression with an intercept. `x` holds one row per observation. Returns the
 /// coefficients `[intercept, β₁, …]`, or `None` if Newton–Raphson does not converge (e.g. separation).
 pub fn logistic(x: &[Vec<f64>], y: &[bool]) -> Option<Vec<f64>> {

@@ -122,10 +122,6 @@ impl SmoothField {
     }
 }
 
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 /// Render one examination.
 pub fn render(spec: &PhantomSpec, t: &Traits, rng: &mut Rng) -> Phantom {
     let (n, nz) = (spec.matrix, spec.slices);
@@ -143,7 +139,7 @@ pub fn render(spec: &PhantomSpec, t: &Traits, rng: &mut Rng) -> Phantom {
     let max_r = 0.22 * extent[0].min(extent[1]).min(extent[2] * 1.5);
     let radius = (9.0 * (0.35 * t.size).exp()).min(max_r);
     let axes = [radius, radius * rng.range(0.75, 1.0), radius * rng.range(0.7, 1.0)];
-    let lob_amp = 0.25 * sigmoid(t.irregularity);
+    let lob_amp = 0.25 * crate::stats::sigmoid(t.irregularity);
     let harmonics: Vec<([f64; 3], f64, f64)> = (0..3)
         .map(|_| {
             let v = [rng.normal(), rng.normal(), rng.normal()];
@@ -156,7 +152,7 @@ pub fn render(spec: &PhantomSpec, t: &Traits, rng: &mut Rng) -> Phantom {
         })
         .collect();
     let n_spicules = if t.irregularity > 0.5 {
-        (3.0 + 4.0 * sigmoid(2.0 * (t.irregularity - 0.5))).round() as usize
+        (3.0 + 4.0 * crate::stats::sigmoid(2.0 * (t.irregularity - 0.5))).round() as usize
     } else {
         0
     };
