@@ -73,6 +73,15 @@ enum Command {
     Fit(Box<FitArgs>),
     /// Predict one examination with a bundle; prints the JSON result the daemon publishes.
     Predict(PredictArgs),
+    /// Run the scanner-side daemon: watch the export folder, compute, publish over MQTT (see firmware-config/).
+    Serve {
+        /// Configuration file (firmware-config/alnrisk.toml or dev.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Validate the configuration and the bundle, then exit.
+        #[arg(long)]
+        check: bool,
+    },
     /// Make an ed25519 key pair for signing bundles: PREFIX.key (secret) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files.
@@ -216,10 +225,7 @@ fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
 
 /// Entry point.
 pub fn run() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .init();
+    init_logging();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -238,6 +244,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deep(args) => deep(args),
         Command::Fit(args) => fit(*args),
         Command::Predict(args) => predict(args),
+        Command::Serve { config, check } => {
+            let cfg = alnrisk::daemon::config::DaemonConfig::load(&config)?;
+            if check {
+                let b = alnrisk::daemon::load_bundle(&cfg)?;
+                println!(
+                    "{}: configuration valid; bundle {} ({}, {})",
+                    config.display(),
+                    b.manifest.bundle_id,
+                    b.manifest.version,
+                    if b.signed { "signed" } else { "UNSIGNED" }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            alnrisk::daemon::serve(cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen { out } => {
             let (secret, public) = alnrisk::model::bundle::keygen(&out)?;
             println!(
@@ -309,6 +331,26 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             write_out(output.as_deref(), &text)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Logs: journald when the process runs under systemd (`JOURNAL_STREAM` set and the socket answers), else stderr.
+/// `RUST_LOG` sets the level (default `warn`; `alnrisk serve` logs at `info` unless told otherwise).
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let serving = std::env::args().nth(1).as_deref() == Some("serve");
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    match journald {
+        Some(layer) => tracing_subscriber::registry().with(filter).with(layer).init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
     }
 }
 

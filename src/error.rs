@@ -121,6 +121,30 @@ pub enum Error {
         reason: String,
     },
 
+    /// A daemon configuration file with a problem, naming the key.
+    #[error("{file}: {key}: {reason}")]
+    Config {
+        /// The configuration file.
+        file: PathBuf,
+        /// The offending key (`mqtt.tls.ca`), or `(file)`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The durable outbox (spool) or the ledger could not take or give an entry.
+    #[error("{path}: spool: {reason}")]
+    Spool {
+        /// The spool or ledger file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The MQTT connection or a TLS setting.
+    #[error("mqtt: {0}")]
+    Mqtt(String),
+
     /// An input that the pipeline does not support (yet).
     #[error("{path}: unsupported: {reason}")]
     Unsupported {

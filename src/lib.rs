@@ -15,6 +15,7 @@
 
 pub mod case;
 pub mod classify;
+pub mod daemon;
 pub mod deep;
 pub mod error;
 pub mod fit;

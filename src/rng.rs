@@ -2,6 +2,17 @@
 //! weights are identical for a seed on every platform and independent of crate versions. Each patient gets its own
 //! stream ([`Rng::stream`]), so patients can be generated in parallel without changing any value.
 
+/// `N` bytes from the operating system's generator (`/dev/urandom`), for secrets (keys), never for data.
+pub fn os_random<const N: usize>() -> crate::Result<[u8; N]> {
+    use std::io::Read;
+    let mut out = [0u8; N];
+    let urandom = std::path::Path::new("/dev/urandom");
+    std::fs::File::open(urandom)
+        .and_then(|mut f| f.read_exact(&mut out))
+        .map_err(|e| crate::Error::io(urandom, e))?;
+    Ok(out)
+}
+
 /// xoshiro256++ (Blackman & Vigna, 2019).
 #[derive(Debug, Clone)]
 pub struct Rng {

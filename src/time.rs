@@ -17,13 +17,18 @@ pub fn civil_date(days: i64) -> String {
 
 /// Current UTC time as RFC 3339 (`2026-11-26T18:24:00Z`).
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// A time as RFC 3339 UTC with milliseconds when they are not zero (`2026-11-26T18:24:00.125Z`).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let ms = d.subsec_millis();
     let (days, rem) = (secs / 86_400, secs % 86_400);
+    let frac = if ms == 0 { String::new() } else { format!(".{ms:03}") };
     format!(
-        "{}T{:02}:{:02}:{:02}Z",
+        "{}T{:02}:{:02}:{:02}{frac}Z",
         civil_date(days as i64),
         rem / 3600,
         rem % 3600 / 60,

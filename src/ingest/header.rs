@@ -78,6 +78,10 @@ pub struct InstanceHeader {
     pub number_of_temporal_positions: Option<i64>,
     /// ImagesInAcquisition.
     pub images_in_acquisition: Option<i64>,
+    /// AccessionNumber (identifying: leaves the box only when the daemon's `phi.include_identifiers` says so).
+    pub accession_number: Option<String>,
+    /// PatientName (identifying, as above).
+    pub patient_name: Option<String>,
     /// The 2D images it holds.
     pub slices: Vec<SliceHeader>,
 }
@@ -214,6 +218,8 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
             .unwrap_or_default(),
         number_of_temporal_positions: int(ds, tags::NUMBER_OF_TEMPORAL_POSITIONS),
         images_in_acquisition: int(ds, tags::IMAGES_IN_ACQUISITION),
+        accession_number: string(ds, tags::ACCESSION_NUMBER),
+        patient_name: string(ds, tags::PATIENT_NAME),
         slices,
     })
 }

@@ -221,12 +221,7 @@ pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey> {
 
 /// Write a new key pair `PREFIX.key` (secret, mode 0600) and `PREFIX.pub`, from the operating system's generator.
 pub fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf)> {
-    use std::io::Read;
-    let mut seed = [0u8; 32];
-    let urandom = Path::new("/dev/urandom");
-    std::fs::File::open(urandom)
-        .and_then(|mut f| f.read_exact(&mut seed))
-        .map_err(|e| Error::io(urandom, e))?;
+    let seed = crate::rng::os_random::<32>()?;
     let key = SigningKey::from_bytes(&seed);
     let (secret, public) = (prefix.with_extension("key"), prefix.with_extension("pub"));
     write_private(&secret, &(hex::encode(seed) + "\n"))?;

@@ -94,7 +94,6 @@ impl Predictor {
     /// Predict from features and clinical values (by predictor name; `mri_ln_status` 0/1 may be absent).
     pub fn predict_features(&self, f: &CaseFeatures, clinical: &BTreeMap<String, f64>) -> Result<Prediction> {
         let m = &self.bundle.manifest;
-        let mut values = clinical.clone();
         let mut signatures = BTreeMap::new();
         let mut ood = Vec::new();
         let layer = m.vgg.layer.clone();
@@ -117,12 +116,26 @@ impl Predictor {
                     ood.push(format!("{name}: {v} outside [{}, {}]", r.min, r.max));
                 }
             }
-            signatures.insert(key.clone(), s);
-            values.insert(key, s);
+            signatures.insert(key, s);
         }
+        self.from_signatures(&signatures, ood, clinical)
+    }
+
+    /// The nomogram's answer from signature values already computed (e.g. kept by the daemon until the MRI LN
+    /// read arrives), the images' out-of-distribution flags, and clinical values.
+    pub fn from_signatures(
+        &self,
+        signatures: &BTreeMap<String, f64>,
+        mut ood: Vec<String>,
+        clinical: &BTreeMap<String, f64>,
+    ) -> Result<Prediction> {
+        let m = &self.bundle.manifest;
+        let mut values = clinical.clone();
+        values.extend(signatures.iter().map(|(k, v)| (k.clone(), *v)));
         for (name, v) in &values {
             if let Some(r) = m.feature_ranges.get(name)
                 && r.outside(*v)
+                && !ood.iter().any(|o| o.starts_with(&format!("{name}: ")))
             {
                 ood.push(format!("{name}: {v} outside [{}, {}]", r.min, r.max));
             }
@@ -151,7 +164,7 @@ impl Predictor {
             bundle_id: m.bundle_id.clone(),
             bundle_version: m.version.clone(),
             bundle_sha256: self.bundle.sha256.clone(),
-            signatures,
+            signatures: signatures.clone(),
             result,
             scenarios,
             cutoff: m.nomogram.cutoff,

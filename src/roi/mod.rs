@@ -143,6 +143,70 @@ pub fn load(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     }
 }
 
+/// What a SEG or RTSTRUCT says it was drawn on, read from its header (no pixel data), for matching a ROI that
+/// arrives in an export folder to its series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoiReferences {
+    /// StudyInstanceUID of the ROI object.
+    pub study_uid: Option<String>,
+    /// FrameOfReferenceUID (SEG) or the referenced one (RTSTRUCT).
+    pub frame_of_reference_uid: Option<String>,
+    /// SeriesInstanceUIDs named in its reference sequences.
+    pub series_uids: Vec<String>,
+    /// Referenced SOP Instance UIDs (source images, contour images).
+    pub instance_uids: Vec<String>,
+}
+
+fn collect_references(ds: &crate::ingest::tags::Dataset, depth: usize, out: &mut RoiReferences) {
+    use dicom_dictionary_std::tags;
+    for elem in ds.iter() {
+        let tag = elem.header().tag;
+        if depth > 0 && tag == tags::SERIES_INSTANCE_UID {
+            if let Ok(v) = elem.to_str() {
+                let v = v.trim().trim_end_matches('\0').to_string();
+                if !v.is_empty() && !out.series_uids.contains(&v) {
+                    out.series_uids.push(v);
+                }
+            }
+        } else if tag == tags::REFERENCED_SOP_INSTANCE_UID {
+            if let Ok(v) = elem.to_str() {
+                out.instance_uids.push(v.trim().trim_end_matches('\0').to_string());
+            }
+        } else if tag == tags::REFERENCED_FRAME_OF_REFERENCE_UID && out.frame_of_reference_uid.is_none() {
+            out.frame_of_reference_uid = elem.to_str().ok().map(|v| v.trim().trim_end_matches('\0').to_string());
+        } else if let Some(items) = elem.items()
+            && depth < 8
+        {
+            for it in items {
+                collect_references(it, depth + 1, out);
+            }
+        }
+    }
+}
+
+/// Read the references of a SEG or RTSTRUCT (errors for other files).
+pub fn references(path: &Path) -> Result<RoiReferences> {
+    use crate::ingest::tags::string;
+    use dicom_dictionary_std::tags;
+    let obj = crate::ingest::header::open_header(path)?;
+    let class = string(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+    if class != crate::ingest::header::SEGMENTATION && class != crate::ingest::header::RT_STRUCTURE_SET {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("SOP class {class} is not a SEG or RTSTRUCT"),
+        });
+    }
+    let mut out = RoiReferences {
+        study_uid: string(&obj, tags::STUDY_INSTANCE_UID),
+        frame_of_reference_uid: string(&obj, tags::FRAME_OF_REFERENCE_UID),
+        ..Default::default()
+    };
+    collect_references(&obj, 0, &mut out);
+    out.instance_uids.sort();
+    out.instance_uids.dedup();
+    Ok(out)
+}
+
 /// A ROI object must be drawn in the series' frame of reference (when both state one).
 pub(crate) fn check_frame_of_reference(path: &Path, referenced: Option<String>, series: &Series) -> Result<()> {
     if let (Some(a), Some(b)) = (referenced, &series.frame_of_reference_uid)

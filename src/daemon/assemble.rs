@@ -1,0 +1,395 @@
+//! Series assembly: ready files → complete, selected DCE series with their ROI ([`ReadySeries`]).
+//!
+//! - Instances are grouped by SeriesInstanceUID (a re-sent instance replaces the earlier copy).
+//! - A series is complete when it reaches the instance count its tags give (ImagesInAcquisition ×
+//!   NumberOfTemporalPositions, or the frames of one Enhanced MR file), or else after the quiet period with no
+//!   new instance (Orthanc's StableAge, MONAI Informatics Gateway's timeout).
+//! - Complete series go through the `[[select]]` rules (Modality, SeriesDescription regex, ImageType,
+//!   temporal positions); those not selected are reported, not computed.
+//! - A SEG / RTSTRUCT is matched to its series through its references (series UID, referenced instances, or the
+//!   frame of reference); a label map (`.nii`, `.nii.gz`, `.nrrd`) by the folder rule: the series whose files lie
+//!   in the label's folder or in a sibling folder (`exam/dce/…` + `exam/roi/label.nii.gz`), when exactly one does.
+//! - A selected series waiting for its ROI longer than `roi_wait` is reported once (`waiting_for_roi`) and keeps
+//!   waiting: nothing accepted is dropped.
+//!
+//! Pure state: the daemon feeds it headers and time; it does no I/O.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::config::SelectionRule;
+use crate::ingest::header::InstanceHeader;
+use crate::roi::RoiReferences;
+
+/// A series ready to compute.
+#[derive(Debug, Clone)]
+pub struct ReadySeries {
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// StudyInstanceUID.
+    pub study_uid: String,
+    /// Instance headers (one per file).
+    pub instances: Vec<InstanceHeader>,
+    /// The ROI file.
+    pub roi: PathBuf,
+    /// Wall time of the first and last file.
+    pub first_file: SystemTime,
+    /// Wall time of the last file (image or ROI) that made it ready.
+    pub last_file: SystemTime,
+    /// Monotonic time of that last file.
+    pub last_arrival: Instant,
+    /// Which selection rule matched.
+    pub rule: String,
+}
+
+impl ReadySeries {
+    /// Image files.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.instances.iter().filter_map(|i| i.slices.first().map(|s| s.file.clone())).collect()
+    }
+}
+
+/// What a tick reports.
+#[derive(Debug, Clone)]
+pub enum Assembled {
+    /// Complete, selected, with its ROI.
+    Ready(Box<ReadySeries>),
+    /// Complete but not breast DCE by the rules; its files are left where they are.
+    NotSelected {
+        /// SeriesInstanceUID.
+        series_uid: String,
+        /// StudyInstanceUID.
+        study_uid: String,
+        /// Why.
+        reason: String,
+    },
+    /// Complete and selected, still without a ROI after the configured wait.
+    WaitingForRoi {
+        /// SeriesInstanceUID.
+        series_uid: String,
+        /// StudyInstanceUID.
+        study_uid: String,
+        /// How long it has waited.
+        waited: Duration,
+    },
+    /// A file that came after its series was dispatched, or a second ROI for one series: kept, not used.
+    Ignored {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    study_uid: String,
+    instances: BTreeMap<(String, u32), InstanceHeader>,
+    first_wall: SystemTime,
+    last_wall: SystemTime,
+    last: Instant,
+    complete_since: Option<Instant>,
+    rule: Option<String>,
+    roi: Option<(PathBuf, Instant, SystemTime)>,
+    waiting_reported: bool,
+}
+
+impl Pending {
+    fn slices(&self) -> usize {
+        self.instances.values().map(|i| i.slices.len()).sum()
+    }
+
+    fn expected(&self) -> Option<usize> {
+        let first = self.instances.values().next()?;
+        if first.slices.len() > 1 {
+            // Enhanced MR: one file holds the series.
+            return Some(first.slices.len());
+        }
+        let per = first.images_in_acquisition?;
+        let ntp = first.number_of_temporal_positions.unwrap_or(1);
+        (per > 0 && ntp > 0).then(|| (per * ntp) as usize)
+    }
+
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut d: Vec<PathBuf> = self
+            .instances
+            .values()
+            .filter_map(|i| i.slices.first().and_then(|s| s.file.parent().map(Path::to_path_buf)))
+            .collect();
+        d.sort();
+        d.dedup();
+        d
+    }
+}
+
+#[derive(Debug, Clone)]
+enum RoiFile {
+    Dicom(RoiReferences),
+    Label,
+}
+
+/// The assembler's state.
+#[derive(Debug)]
+pub struct SeriesAssembler {
+    quiet: Duration,
+    roi_wait: Duration,
+    rules: Vec<(SelectionRule, Option<regex::Regex>)>,
+    pending: BTreeMap<String, Pending>,
+    orphan_rois: Vec<(PathBuf, RoiFile, Instant, SystemTime)>,
+    dispatched: std::collections::BTreeSet<String>,
+}
+
+fn is_label_map(path: &Path) -> bool {
+    let n = path.to_string_lossy().to_ascii_lowercase();
+    n.ends_with(".nii") || n.ends_with(".nii.gz") || n.ends_with(".nrrd") || n.ends_with(".nhdr")
+}
+
+impl SeriesAssembler {
+    /// New assembler. Invalid regexes were refused by the config validation; here they are skipped.
+    pub fn new(quiet: Duration, roi_wait: Duration, rules: &[SelectionRule]) -> SeriesAssembler {
+        SeriesAssembler {
+            quiet,
+            roi_wait,
+            rules: rules
+                .iter()
+                .map(|r| (r.clone(), r.description_regex.as_deref().and_then(|re| regex::Regex::new(re).ok())))
+                .collect(),
+            pending: BTreeMap::new(),
+            orphan_rois: Vec::new(),
+            dispatched: Default::default(),
+        }
+    }
+
+    /// Whether `path` names a label-map ROI file.
+    pub fn is_label_map(path: &Path) -> bool {
+        is_label_map(path)
+    }
+
+    /// An MR image file arrived. Returns an [`Assembled::Ignored`] when its series was already dispatched.
+    pub fn add_image(&mut self, h: InstanceHeader, now: Instant, wall: SystemTime) -> Option<Assembled> {
+        if self.dispatched.contains(&h.series_uid) {
+            return Some(Assembled::Ignored {
+                path: h.slices.first().map(|s| s.file.clone()).unwrap_or_default(),
+                reason: "instance arrived after its series was computed".into(),
+            });
+        }
+        let p = self.pending.entry(h.series_uid.clone()).or_insert_with(|| Pending {
+            study_uid: h.study_uid.clone(),
+            instances: BTreeMap::new(),
+            first_wall: wall,
+            last_wall: wall,
+            last: now,
+            complete_since: None,
+            rule: None,
+            roi: None,
+            waiting_reported: false,
+        });
+        let key = (
+            h.slices.first().map(|s| s.sop_instance_uid.clone()).unwrap_or_default(),
+            h.slices.first().map_or(0, |s| s.frame),
+        );
+        p.instances.insert(key, h);
+        p.last = now;
+        p.last_wall = wall;
+        p.complete_since = None;
+        self.match_orphans();
+        None
+    }
+
+    /// A SEG or RTSTRUCT arrived.
+    pub fn add_roi(&mut self, path: &Path, refs: RoiReferences, now: Instant, wall: SystemTime) -> Option<Assembled> {
+        self.orphan_rois.push((path.to_path_buf(), RoiFile::Dicom(refs), now, wall));
+        self.match_orphans();
+        None
+    }
+
+    /// A label map arrived.
+    pub fn add_label(&mut self, path: &Path, now: Instant, wall: SystemTime) {
+        self.orphan_rois.push((path.to_path_buf(), RoiFile::Label, now, wall));
+        self.match_orphans();
+    }
+
+    fn matches(p: &Pending, uid: &str, path: &Path, roi: &RoiFile) -> bool {
+        match roi {
+            RoiFile::Dicom(r) => {
+                if r.series_uids.iter().any(|s| s == uid) {
+                    return true;
+                }
+                if !r.series_uids.is_empty() {
+                    return false;
+                }
+                if !r.instance_uids.is_empty() {
+                    return p
+                        .instances
+                        .values()
+                        .flat_map(|i| i.slices.iter())
+                        .any(|s| r.instance_uids.binary_search(&s.sop_instance_uid).is_ok());
+                }
+                let first = p.instances.values().next();
+                r.frame_of_reference_uid.is_some()
+                    && first.is_some_and(|f| f.frame_of_reference_uid == r.frame_of_reference_uid)
+                    && r.study_uid.as_deref().is_none_or(|s| s == p.study_uid)
+            }
+            RoiFile::Label => {
+                let Some(dir) = path.parent() else { return false };
+                p.dirs().iter().any(|d| d == dir || (d.parent().is_some() && d.parent() == dir.parent()))
+            }
+        }
+    }
+
+    fn match_orphans(&mut self) {
+        let mut keep = Vec::new();
+        for (path, roi, now, wall) in std::mem::take(&mut self.orphan_rois) {
+            let hits: Vec<String> = self
+                .pending
+                .iter()
+                .filter(|(uid, p)| p.roi.is_none() && Self::matches(p, uid, &path, &roi))
+                .map(|(uid, _)| uid.clone())
+                .collect();
+            let one = match roi {
+                RoiFile::Label => (hits.len() == 1).then(|| hits[0].clone()),
+                RoiFile::Dicom(_) => hits.first().cloned(),
+            };
+            match one.and_then(|uid| self.pending.get_mut(&uid)) {
+                Some(p) => {
+                    p.roi = Some((path, now, wall));
+                }
+                None => keep.push((path, roi, now, wall)),
+            }
+        }
+        self.orphan_rois = keep;
+    }
+
+    fn select(&self, p: &Pending) -> Result<String, String> {
+        let Some(first) = p.instances.values().next() else {
+            return Err("no instances".into());
+        };
+        if self.rules.is_empty() {
+            return if first.modality == "MR" {
+                Ok("any-mr".into())
+            } else {
+                Err(format!("modality {}", first.modality))
+            };
+        }
+        let slices: Vec<_> = p.instances.values().flat_map(|i| i.slices.iter().cloned()).collect();
+        let phases = crate::ingest::series::split_phases(&slices).map_or(0, |(_, ph)| ph.len() as i64);
+        let temporal = first.number_of_temporal_positions.unwrap_or(phases).max(phases);
+        let mut why = Vec::new();
+        for (rule, re) in &self.rules {
+            let mut fails = Vec::new();
+            if let Some(m) = &rule.modality
+                && &first.modality != m
+            {
+                fails.push(format!("modality {} ≠ {m}", first.modality));
+            }
+            if let Some(re) = re
+                && !re.is_match(&first.series_description)
+            {
+                fails.push(format!("description {:?} does not match /{}/", first.series_description, re.as_str()));
+            }
+            for t in &rule.image_type_contains {
+                if !first.image_type.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                    fails.push(format!("ImageType lacks {t}"));
+                }
+            }
+            if let Some(n) = rule.min_temporal_positions
+                && temporal < n
+            {
+                fails.push(format!("{temporal} temporal positions < {n}"));
+            }
+            if fails.is_empty() {
+                return Ok(rule.name.clone());
+            }
+            why.push(format!("{}: {}", rule.name, fails.join(", ")));
+        }
+        Err(why.join("; "))
+    }
+
+    /// Advance time: complete, select and release what is ready (at most `max_ready` series; the rest stay
+    /// pending until the next tick).
+    pub fn tick(&mut self, now: Instant, max_ready: usize) -> Vec<Assembled> {
+        let mut out = Vec::new();
+        let mut released = 0;
+        let uids: Vec<String> = self.pending.keys().cloned().collect();
+        for uid in uids {
+            let Some(p) = self.pending.get(&uid) else { continue };
+            let complete = match p.expected() {
+                Some(n) if p.slices() >= n => true,
+                _ => now.duration_since(p.last) >= self.quiet,
+            };
+            if !complete {
+                continue;
+            }
+            if p.rule.is_none() {
+                match self.select(p) {
+                    Ok(rule) => {
+                        if let Some(p) = self.pending.get_mut(&uid) {
+                            p.rule = Some(rule);
+                            p.complete_since = Some(now);
+                        }
+                    }
+                    Err(reason) => {
+                        let study_uid = p.study_uid.clone();
+                        self.pending.remove(&uid);
+                        self.dispatched.insert(uid.clone());
+                        out.push(Assembled::NotSelected {
+                            series_uid: uid,
+                            study_uid,
+                            reason,
+                        });
+                        continue;
+                    }
+                }
+            }
+            let Some(p) = self.pending.get_mut(&uid) else { continue };
+            match p.roi.clone() {
+                Some(_) if released >= max_ready => {}
+                Some((roi, roi_at, roi_wall)) => {
+                    released += 1;
+                    let Some(p) = self.pending.remove(&uid) else { continue };
+                    self.dispatched.insert(uid.clone());
+                    let (last_arrival, last_file) = if roi_at > p.last { (roi_at, roi_wall) } else { (p.last, p.last_wall) };
+                    out.push(Assembled::Ready(Box::new(ReadySeries {
+                        series_uid: uid,
+                        study_uid: p.study_uid,
+                        instances: p.instances.into_values().collect(),
+                        roi,
+                        first_file: p.first_wall,
+                        last_file,
+                        last_arrival,
+                        rule: p.rule.unwrap_or_default(),
+                    })));
+                }
+                None => {
+                    let since = p.complete_since.unwrap_or(now);
+                    if !p.waiting_reported && now.duration_since(since) >= self.roi_wait {
+                        p.waiting_reported = true;
+                        out.push(Assembled::WaitingForRoi {
+                            series_uid: uid.clone(),
+                            study_uid: p.study_uid.clone(),
+                            waited: now.duration_since(since),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Forget that a series was dispatched (its compute failed before anything was committed, so a re-export may
+    /// try again).
+    pub fn undispatch(&mut self, series_uid: &str) {
+        self.dispatched.remove(series_uid);
+    }
+
+    /// Series being assembled.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// ROI objects not matched to any series yet.
+    pub fn orphan_rois(&self) -> usize {
+        self.orphan_rois.len()
+    }
+}

@@ -1,0 +1,416 @@
+//! The daemon's configuration (`firmware-config/*.toml`): one typed struct per TOML table, every key documented
+//! in the shipped files, unknown keys refused, and [`DaemonConfig::load`] validating what serde cannot (paths,
+//! regexes, bounds) with an error that names the key ([`Error::Config`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Who this box is (topic levels).
+    pub site: SiteConfig,
+    /// The console's export folder.
+    pub watch: WatchConfig,
+    /// Series completion and ROI matching.
+    #[serde(default)]
+    pub assemble: AssembleConfig,
+    /// Which series are breast DCE (any rule matching selects the series). Empty: every MR series.
+    #[serde(default)]
+    pub select: Vec<SelectionRule>,
+    /// The model bundle.
+    pub model: ModelConfig,
+    /// The MQTT broker.
+    pub mqtt: MqttConfig,
+    /// Protected health information.
+    #[serde(default)]
+    pub phi: PhiConfig,
+    /// Spool, ledger and quarantine.
+    pub state: StateConfig,
+    /// Prometheus metrics and health checks.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[site]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Site name: one MQTT topic level (`[A-Za-z0-9_-]+`).
+    pub site: String,
+    /// Device name: one MQTT topic level.
+    pub device: String,
+}
+
+/// `[watch]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// The export folder.
+    pub export_dir: PathBuf,
+    /// `true` for network shares (SMB/NFS) where inotify sees nothing: poll only.
+    #[serde(default)]
+    pub poll_only: bool,
+    /// Rescan interval (ms); also the polling period. inotify events trigger a scan sooner.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// A file counts once its size and mtime have not changed for this long (ms), or once renamed into place.
+    #[serde(default = "default_stable_ms")]
+    pub stable_ms: u64,
+}
+
+/// `[assemble]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssembleConfig {
+    /// A series without a known instance count is complete after this long with no new instance (s).
+    pub quiet_period_s: f64,
+    /// A selected series that has waited this long for its ROI gets a `waiting_for_roi` event (s).
+    pub roi_wait_s: f64,
+}
+
+impl Default for AssembleConfig {
+    fn default() -> Self {
+        AssembleConfig {
+            quiet_period_s: 30.0,
+            roi_wait_s: 600.0,
+        }
+    }
+}
+
+/// One `[[select]]` rule; every given field must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionRule {
+    /// Rule name (in logs and events).
+    pub name: String,
+    /// Modality (exact, e.g. `MR`).
+    pub modality: Option<String>,
+    /// Regex that SeriesDescription must match.
+    pub description_regex: Option<String>,
+    /// Values ImageType must contain (e.g. `ORIGINAL`).
+    #[serde(default)]
+    pub image_type_contains: Vec<String>,
+    /// Minimum number of dynamic phases (NumberOfTemporalPositions, or the phases found).
+    pub min_temporal_positions: Option<i64>,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Bundle folder (`bundle.json`, weights, `bundle.sig`).
+    pub bundle: PathBuf,
+    /// The signer's public key (`alnrisk keygen`). Required unless `allow_unsigned`.
+    pub public_key: Option<PathBuf>,
+    /// Accept an unsigned bundle (development only; every start says so).
+    #[serde(default)]
+    pub allow_unsigned: bool,
+    /// `auto` (CUDA when built with it and a GPU answers, else CPU), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+/// Which broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// rumqttd inside the daemon, on `host:port` (development and the demo).
+    Embedded,
+    /// An external broker (mosquitto).
+    External,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `embedded` or `external`.
+    pub broker: BrokerKind,
+    /// Broker host.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Broker port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Client id (default `alnrisk-{site}-{device}`).
+    pub client_id: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// File holding the password (kept out of this file).
+    pub password_file: Option<PathBuf>,
+    /// Keep-alive (s).
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    /// Delay between reconnection attempts (ms).
+    #[serde(default = "default_reconnect_ms")]
+    pub reconnect_ms: u64,
+    /// TLS; absent means plain TCP (loopback or embedded only).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[mqtt.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) that must sign the broker's certificate (PEM).
+    pub ca: PathBuf,
+    /// Client certificate (PEM), for brokers that require one.
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM, PKCS#8 or RSA).
+    pub key: Option<PathBuf>,
+}
+
+/// `[phi]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhiConfig {
+    /// Put AccessionNumber and PatientName in result messages. Off unless a site decides otherwise.
+    #[serde(default)]
+    pub include_identifiers: bool,
+    /// File holding the per-site secret of the study key (HMAC-SHA256 of StudyInstanceUID). Created with a
+    /// random secret when missing.
+    pub study_key_secret_file: Option<PathBuf>,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Folder for `spool/`, `quarantine/`, `ledger.jsonl`, `ln-reads/` (the only writable paths).
+    pub dir: PathBuf,
+    /// Spool bound: total bytes.
+    #[serde(default = "default_spool_bytes")]
+    pub spool_max_bytes: u64,
+    /// Spool bound: number of entries.
+    #[serde(default = "default_spool_entries")]
+    pub spool_max_entries: usize,
+    /// Spool bound: an entry older than this raises an alarm (hours). Nothing is deleted.
+    #[serde(default = "default_spool_age")]
+    pub spool_max_age_h: f64,
+    /// Compute workers (series processed at once).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Seconds SIGTERM waits for in-flight work and the outbox before exiting.
+    #[serde(default = "default_drain")]
+    pub drain_s: f64,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of `/metrics` and `/health/*`; loopback by default. Empty string: off.
+    #[serde(default = "default_metrics")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_metrics(),
+        }
+    }
+}
+
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_stable_ms() -> u64 {
+    2000
+}
+fn default_device() -> String {
+    "auto".into()
+}
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    1883
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_reconnect_ms() -> u64 {
+    1000
+}
+fn default_spool_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_spool_entries() -> usize {
+    10_000
+}
+fn default_spool_age() -> f64 {
+    72.0
+}
+fn default_workers() -> usize {
+    1
+}
+fn default_drain() -> f64 {
+    20.0
+}
+fn default_metrics() -> String {
+    "127.0.0.1:9108".into()
+}
+
+fn topic_level_ok(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl DaemonConfig {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<DaemonConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate configuration text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<DaemonConfig> {
+        let cfg: DaemonConfig = toml::from_str(text).map_err(|e| Error::Config {
+            file: path.to_path_buf(),
+            key: "(file)".into(),
+            reason: e.to_string().replace('\n', " "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |key: &str, reason: String| {
+            Err(Error::Config {
+                file: path.to_path_buf(),
+                key: key.into(),
+                reason,
+            })
+        };
+        if !topic_level_ok(&self.site.site) {
+            return bad("site.site", format!("{:?} is not one topic level ([A-Za-z0-9_-]+)", self.site.site));
+        }
+        if !topic_level_ok(&self.site.device) {
+            return bad("site.device", format!("{:?} is not one topic level ([A-Za-z0-9_-]+)", self.site.device));
+        }
+        if self.watch.poll_interval_ms == 0 || self.watch.poll_interval_ms > 60_000 {
+            return bad("watch.poll_interval_ms", "must be 1…60000".into());
+        }
+        if self.watch.stable_ms > 600_000 {
+            return bad("watch.stable_ms", "must be at most 600000".into());
+        }
+        if !(self.assemble.quiet_period_s > 0.0 && self.assemble.quiet_period_s <= 3600.0) {
+            return bad("assemble.quiet_period_s", "must be in (0, 3600]".into());
+        }
+        if !(self.assemble.roi_wait_s >= 0.0) {
+            return bad("assemble.roi_wait_s", "must be ≥ 0".into());
+        }
+        for (k, rule) in self.select.iter().enumerate() {
+            if let Some(re) = &rule.description_regex
+                && let Err(e) = regex::Regex::new(re)
+            {
+                return bad(&format!("select[{k}].description_regex"), e.to_string());
+            }
+        }
+        if !self.model.allow_unsigned && self.model.public_key.is_none() {
+            return bad(
+                "model.public_key",
+                "required (the daemon serves only signed bundles unless model.allow_unsigned = true)".into(),
+            );
+        }
+        if let Err(e) = self.model.device.parse::<crate::deep::DeviceChoice>() {
+            return bad("model.device", e);
+        }
+        if let Some(tls) = &self.mqtt.tls {
+            for (key, p) in [("mqtt.tls.ca", Some(&tls.ca)), ("mqtt.tls.cert", tls.cert.as_ref()), ("mqtt.tls.key", tls.key.as_ref())] {
+                if let Some(p) = p
+                    && !p.is_file()
+                {
+                    return bad(key, format!("{} is not a readable file", p.display()));
+                }
+            }
+            if tls.cert.is_some() != tls.key.is_some() {
+                return bad("mqtt.tls.key", "a client certificate needs its key and a key its certificate".into());
+            }
+        }
+        if self.mqtt.broker == BrokerKind::Embedded && self.mqtt.tls.is_some() {
+            return bad("mqtt.tls", "the embedded broker serves plain TCP on loopback; remove [mqtt.tls]".into());
+        }
+        if self.mqtt.username.is_some() != self.mqtt.password_file.is_some() {
+            return bad("mqtt.password_file", "username and password_file go together".into());
+        }
+        if self.state.workers == 0 || self.state.workers > 8 {
+            return bad("state.workers", "must be 1…8".into());
+        }
+        if self.state.spool_max_entries == 0 {
+            return bad("state.spool_max_entries", "must be ≥ 1".into());
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return bad("metrics.listen", format!("{:?} is not host:port", self.metrics.listen));
+        }
+        Ok(())
+    }
+
+    /// MQTT client id.
+    pub fn client_id(&self) -> String {
+        self.mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("alnrisk-{}-{}", self.site.site, self.site.device))
+    }
+
+    /// Topic prefix `alnrisk/v1/{site}/{device}`.
+    pub fn topic_prefix(&self) -> String {
+        format!("alnrisk/v1/{}/{}", self.site.site, self.site.device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[site]
+site = "a"
+device = "b"
+[watch]
+export_dir = "/tmp/x"
+[model]
+bundle = "/tmp/b"
+allow_unsigned = true
+[mqtt]
+broker = "embedded"
+[state]
+dir = "/tmp/s"
+"#;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = DaemonConfig::parse(MINIMAL, Path::new("m.toml")).unwrap();
+        assert_eq!(c.mqtt.port, 1883);
+        assert_eq!(c.metrics.listen, "127.0.0.1:9108");
+        assert!(!c.phi.include_identifiers);
+        assert_eq!(c.topic_prefix(), "alnrisk/v1/a/b");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = DaemonConfig::parse(&MINIMAL.replace("device = \"b\"", "device = \"b/c\""), Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("site.device"), "{e}");
+        let e = DaemonConfig::parse(&format!("{MINIMAL}\n[[select]]\nname=\"x\"\ndescription_regex=\"(\"\n"), Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("select[0].description_regex"), "{e}");
+        let e = DaemonConfig::parse(&MINIMAL.replace("allow_unsigned = true", ""), Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.public_key"), "{e}");
+        let e = DaemonConfig::parse(&MINIMAL.replace("[state]", "[state]\nspool_max_entriez = 3"), Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spool_max_entriez"), "{e}");
+    }
+}

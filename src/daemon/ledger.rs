@@ -1,0 +1,156 @@
+//! The idempotency ledger: one fsynced JSON line per message the daemon committed to publish, keyed by
+//! (series key, bundle sha256). A restart or a duplicate export of a series already answered by this bundle is
+//! not computed or published again; an MRI LN read finds the study's image-based values here to publish the
+//! update. Keys are HMACs, so the ledger holds no UIDs.
+//!
+//! A crash between the spool write and the ledger append is covered: the spool entry names its series, and
+//! [`Ledger::open`] is given those names too (see `daemon::Daemon::start`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::fsio;
+use super::payload::StudyKey;
+use crate::error::{Error, Result};
+
+/// One committed message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    /// HMAC of SeriesInstanceUID.
+    pub series_key: StudyKey,
+    /// HMAC of StudyInstanceUID.
+    pub study_key: StudyKey,
+    /// Bundle sha256.
+    pub bundle_sha256: String,
+    /// Message id published.
+    pub message_id: String,
+    /// `result` or `update`.
+    pub kind: String,
+    /// For an update: the message id of the result it updates.
+    #[serde(default)]
+    pub updates: Option<String>,
+    /// The LN read it used (`None`: unknown).
+    pub ln: Option<f64>,
+    /// Signature values (to re-evaluate the nomogram when the LN read arrives).
+    pub signatures: BTreeMap<String, f64>,
+    /// Out-of-distribution flags of the images.
+    pub out_of_distribution: Vec<String>,
+    /// RFC 3339 UTC.
+    pub at: String,
+}
+
+/// The ledger file and its index.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    by_series: BTreeMap<(StudyKey, String), LedgerRecord>,
+}
+
+impl Ledger {
+    /// Open (or create) the ledger. A torn last line (power cut during an append) is skipped with a warning.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        let mut by_series = BTreeMap::new();
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                // Close a torn line so the next append starts a line of its own.
+                fsio::append_line(path, "")?;
+            }
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<LedgerRecord>(line) {
+                    Ok(r) => {
+                        by_series.insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
+                    }
+                    Err(e) => tracing::warn!(ledger = %path.display(), line = n + 1, "skipping unreadable ledger line: {e}"),
+                }
+            }
+        }
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            by_series,
+        })
+    }
+
+    /// Whether this series was already answered by this bundle.
+    pub fn contains(&self, series_key: &StudyKey, bundle_sha256: &str) -> bool {
+        self.by_series.contains_key(&(series_key.clone(), bundle_sha256.to_string()))
+    }
+
+    /// Record a committed message (durably).
+    pub fn record(&mut self, r: LedgerRecord) -> Result<()> {
+        let line = serde_json::to_string(&r).map_err(|e| Error::Spool {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        fsio::append_line(&self.path, &line)?;
+        self.by_series.insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
+        Ok(())
+    }
+
+    /// The latest record of each series of a study answered by this bundle.
+    pub fn for_study(&self, study_key: &StudyKey, bundle_sha256: &str) -> Vec<&LedgerRecord> {
+        self.by_series
+            .values()
+            .filter(|r| &r.study_key == study_key && r.bundle_sha256 == bundle_sha256)
+            .collect()
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.by_series.len()
+    }
+
+    /// No records.
+    pub fn is_empty(&self) -> bool {
+        self.by_series.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(series: &str, kind: &str) -> LedgerRecord {
+        LedgerRecord {
+            series_key: StudyKey::of(b"k", series),
+            study_key: StudyKey::of(b"k", "study"),
+            bundle_sha256: "b".into(),
+            message_id: format!("m-{series}-{kind}"),
+            kind: kind.into(),
+            updates: None,
+            ln: None,
+            signatures: BTreeMap::new(),
+            out_of_distribution: vec![],
+            at: "now".into(),
+        }
+    }
+
+    #[test]
+    fn records_survive_reopen_and_a_torn_line() {
+        let d = std::env::temp_dir().join(format!("alnrisk-ledger-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("ledger.jsonl");
+        let mut l = Ledger::open(&p).unwrap();
+        l.record(rec("s1", "result")).unwrap();
+        l.record(rec("s1", "update")).unwrap();
+        l.record(rec("s2", "result")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"series_key\":\"ab"))
+            .unwrap();
+        let l = Ledger::open(&p).unwrap();
+        assert_eq!(l.len(), 2);
+        assert!(l.contains(&StudyKey::of(b"k", "s1"), "b"));
+        assert!(!l.contains(&StudyKey::of(b"k", "s1"), "other bundle"));
+        let study = l.for_study(&StudyKey::of(b"k", "study"), "b");
+        assert_eq!(study.len(), 2);
+        assert!(study.iter().any(|r| r.message_id == "m-s1-update"));
+    }
+}

@@ -1,0 +1,202 @@
+//! Prometheus metrics (the `prometheus` crate, Prometheus naming) and the HTTP endpoints `/metrics`,
+//! `/health/live` and `/health/ready` (axum), on loopback by default.
+//!
+//! Live: the daemon's main loop has ticked within the last 30 s. Ready: the bundle is loaded, the watcher runs,
+//! and the spool has room (a full spool means results cannot be taken any more).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    /// The registry they live in.
+    pub registry: Registry,
+    /// `alnrisk_series_processed_total{outcome}`: published, failed, not_selected, duplicate.
+    pub series_processed: IntCounterVec,
+    /// `alnrisk_stage_duration_seconds{stage}`.
+    pub stage_duration: HistogramVec,
+    /// `alnrisk_end_to_end_seconds`: last file of a series → result spooled.
+    pub end_to_end: Histogram,
+    /// `alnrisk_outbox_depth`.
+    pub outbox_depth: IntGauge,
+    /// `alnrisk_mqtt_connected`.
+    pub mqtt_connected: IntGauge,
+    /// `alnrisk_mqtt_connect_failures_total`.
+    pub mqtt_connect_failures: IntCounter,
+    /// `alnrisk_messages_published_total`: results and updates acknowledged by the broker.
+    pub published: IntCounter,
+    /// `alnrisk_quarantined_total{reason}`.
+    pub quarantined: IntCounterVec,
+    /// `alnrisk_events_total{event}`.
+    pub events: IntCounterVec,
+    /// `alnrisk_events_dropped_total`: events lost while the broker was away and the event queue was full.
+    pub events_dropped: IntCounter,
+    /// `alnrisk_alarms_total{alarm}`: spool_full, spool_stale.
+    pub alarms: IntCounterVec,
+    /// `alnrisk_gpu_in_use`.
+    pub gpu_in_use: IntGauge,
+    /// `alnrisk_build_info{version,bundle}` (always 1).
+    pub build_info: IntGaugeVec,
+    /// `alnrisk_files_seen_total`: files taken from the export folder.
+    pub files_seen: IntCounter,
+    /// `alnrisk_series_pending`: series being assembled or waiting.
+    pub series_pending: IntGauge,
+    /// Health: the main loop's last tick (unix seconds).
+    pub last_tick: AtomicU64,
+    /// Health: ready.
+    pub ready: AtomicBool,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // The metric definitions are static; a failure here is a programming error caught by the tests.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let series_processed = must(IntCounterVec::new(
+            Opts::new("alnrisk_series_processed_total", "Series finished, by outcome"),
+            &["outcome"],
+        ));
+        let stage_duration = must(HistogramVec::new(
+            HistogramOpts::new("alnrisk_stage_duration_seconds", "Time per pipeline stage")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["stage"],
+        ));
+        let end_to_end = must(Histogram::with_opts(
+            HistogramOpts::new("alnrisk_end_to_end_seconds", "Last file of a series to its result in the outbox")
+                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0]),
+        ));
+        let outbox_depth = must(IntGauge::new("alnrisk_outbox_depth", "Messages in the durable outbox"));
+        let mqtt_connected = must(IntGauge::new("alnrisk_mqtt_connected", "1 while connected to the broker"));
+        let mqtt_connect_failures =
+            must(IntCounter::new("alnrisk_mqtt_connect_failures_total", "Failed or lost broker connections"));
+        let published = must(IntCounter::new(
+            "alnrisk_messages_published_total",
+            "Result messages acknowledged by the broker",
+        ));
+        let quarantined = must(IntCounterVec::new(
+            Opts::new("alnrisk_quarantined_total", "Files moved to quarantine, by reason"),
+            &["reason"],
+        ));
+        let events = must(IntCounterVec::new(Opts::new("alnrisk_events_total", "Events raised, by kind"), &["event"]));
+        let events_dropped = must(IntCounter::new(
+            "alnrisk_events_dropped_total",
+            "Events dropped from a full queue while the broker was unreachable",
+        ));
+        let alarms = must(IntCounterVec::new(Opts::new("alnrisk_alarms_total", "Alarms raised"), &["alarm"]));
+        let gpu_in_use = must(IntGauge::new("alnrisk_gpu_in_use", "1 when the network runs on a GPU"));
+        let build_info = must(IntGaugeVec::new(
+            Opts::new("alnrisk_build_info", "Build and bundle served"),
+            &["version", "bundle"],
+        ));
+        let files_seen = must(IntCounter::new("alnrisk_files_seen_total", "Files taken from the export folder"));
+        let series_pending = must(IntGauge::new("alnrisk_series_pending", "Series being assembled or waiting"));
+        for c in [
+            Box::new(series_processed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(stage_duration.clone()),
+            Box::new(end_to_end.clone()),
+            Box::new(outbox_depth.clone()),
+            Box::new(mqtt_connected.clone()),
+            Box::new(mqtt_connect_failures.clone()),
+            Box::new(published.clone()),
+            Box::new(quarantined.clone()),
+            Box::new(events.clone()),
+            Box::new(events_dropped.clone()),
+            Box::new(alarms.clone()),
+            Box::new(gpu_in_use.clone()),
+            Box::new(build_info.clone()),
+            Box::new(files_seen.clone()),
+            Box::new(series_pending.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        Arc::new(Metrics {
+            registry,
+            series_processed,
+            stage_duration,
+            end_to_end,
+            outbox_depth,
+            mqtt_connected,
+            mqtt_connect_failures,
+            published,
+            quarantined,
+            events,
+            events_dropped,
+            alarms,
+            gpu_in_use,
+            build_info,
+            files_seen,
+            series_pending,
+            last_tick: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Record a main-loop tick.
+    pub fn tick(&self) {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        self.last_tick.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether the main loop ticked recently.
+    pub fn live(&self) -> bool {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        now.saturating_sub(self.last_tick.load(Ordering::Relaxed)) <= 30
+    }
+}
+
+/// Serve `/metrics`, `/health/live`, `/health/ready` on `listener` until the task is dropped.
+pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let m1 = metrics.clone();
+    let m2 = metrics.clone();
+    let m3 = metrics;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m1.clone();
+                async move { ([("content-type", "text/plain; version=0.0.4")], m.render()) }
+            }),
+        )
+        .route(
+            "/health/live",
+            get(move || {
+                let m = m2.clone();
+                async move {
+                    if m.live() { (StatusCode::OK, "live\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "stalled\n") }
+                }
+            }),
+        )
+        .route(
+            "/health/ready",
+            get(move || {
+                let m = m3.clone();
+                async move {
+                    if m.ready.load(Ordering::Relaxed) && m.live() {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("metrics server: {e}");
+    }
+}

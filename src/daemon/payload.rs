@@ -1,0 +1,339 @@
+//! MQTT payloads, schema v1 (`firmware-config/schema/result-v1.schema.json` is the JSON Schema dashboards read):
+//! the result of one study, its update once the MRI LN read is known, status and events. The study is named by
+//! its [`StudyKey`], an HMAC-SHA256 of StudyInstanceUID under the site secret: a dashboard can link messages of
+//! one study, but nothing in a message or a topic reveals the UID. Identifiers (accession number, patient name)
+//! appear only when `phi.include_identifiers = true`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+use crate::model::{NomogramResult, Prediction};
+
+/// Schema name and version carried by every result message.
+pub const RESULT_SCHEMA: &str = "alnrisk.result/1";
+/// Schema of status messages.
+pub const STATUS_SCHEMA: &str = "alnrisk.status/1";
+/// Schema of event messages.
+pub const EVENT_SCHEMA: &str = "alnrisk.event/1";
+
+/// HMAC-SHA256 of a UID under the site secret, 64 hex digits (fixed size: a `heapless` string on the hot path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StudyKey(pub heapless::String<64>);
+
+impl StudyKey {
+    /// Key of `uid` under `secret`.
+    pub fn of(secret: &[u8], uid: &str) -> StudyKey {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(uid.trim_end_matches('\0').trim().as_bytes());
+        let hex = hex::encode(mac.finalize().into_bytes());
+        let mut s = heapless::String::new();
+        // 64 hex digits always fit.
+        let _ = s.push_str(&hex);
+        StudyKey(s)
+    }
+
+    /// Parse a key from text (64 lowercase hex digits).
+    pub fn parse(text: &str) -> Option<StudyKey> {
+        let t = text.trim();
+        if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut s = heapless::String::new();
+        s.push_str(&t.to_ascii_lowercase()).ok()?;
+        Some(StudyKey(s))
+    }
+
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The per-site secret: read from `path`, or created there (32 random bytes, mode 0600) when missing.
+pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let bytes = hex::decode(text.trim()).map_err(|e| Error::Config {
+            file: path.to_path_buf(),
+            key: "phi.study_key_secret_file".into(),
+            reason: format!("not hex: {e}"),
+        })?;
+        if bytes.len() < 16 {
+            return Err(Error::Config {
+                file: path.to_path_buf(),
+                key: "phi.study_key_secret_file".into(),
+                reason: "secret shorter than 16 bytes".into(),
+            });
+        }
+        return Ok(bytes);
+    }
+    let secret = crate::rng::os_random::<32>()?.to_vec();
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    super::fsio::write_durable(path, hex::encode(&secret).as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(secret)
+}
+
+/// Bundle identity in every message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleRef {
+    /// Bundle id.
+    pub id: String,
+    /// Bundle version.
+    pub version: String,
+    /// sha256 of `bundle.json`.
+    pub sha256: String,
+}
+
+/// The nomogram's answer under one set of predictor values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskFigures {
+    /// Probability of ALN metastasis.
+    pub probability: f64,
+    /// `high` (probability ≥ cutoff) or `low`.
+    pub class: String,
+    /// Points per predictor.
+    pub points: BTreeMap<String, f64>,
+    /// Total points.
+    pub total_points: f64,
+}
+
+impl RiskFigures {
+    /// From the nomogram's result.
+    pub fn of(r: &NomogramResult) -> RiskFigures {
+        RiskFigures {
+            probability: r.probability,
+            class: if r.positive { "high" } else { "low" }.into(),
+            points: r.points.clone(),
+            total_points: r.total_points,
+        }
+    }
+}
+
+/// Identifiers, only with `phi.include_identifiers = true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identifiers {
+    /// AccessionNumber.
+    pub accession_number: String,
+    /// PatientName.
+    pub patient_name: String,
+}
+
+/// `result` topic payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultMessage {
+    /// [`RESULT_SCHEMA`].
+    pub schema: String,
+    /// Unique id of this message (deterministic: the same study, series, bundle and read give the same id).
+    pub message_id: String,
+    /// `result` (first answer) or `update` (the MRI LN read arrived).
+    pub kind: String,
+    /// For an update: the message id of the result it updates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates: Option<String>,
+    /// The bundle that computed it.
+    pub bundle: BundleRef,
+    /// HMAC of StudyInstanceUID.
+    pub study_key: StudyKey,
+    /// HMAC of SeriesInstanceUID.
+    pub series_key: StudyKey,
+    /// `negative`, `positive` or `unknown` (not read yet).
+    pub mri_ln_status: String,
+    /// Probability cutoff of the class.
+    pub cutoff: f64,
+    /// The answer when every predictor is known (null while the LN read is unknown).
+    pub risk: Option<RiskFigures>,
+    /// Image-based answers under both reads (present while the read is unknown).
+    pub scenarios: BTreeMap<String, RiskFigures>,
+    /// Signature values.
+    pub signatures: BTreeMap<String, f64>,
+    /// Inputs outside the training range.
+    pub out_of_distribution: Vec<String>,
+    /// Time per stage (ms): `load`, `features`, `nomogram`, `total`, and `last_file_to_result`.
+    pub timing_ms: BTreeMap<String, f64>,
+    /// RFC 3339 UTC: `first_file`, `last_file`, `computed`.
+    pub timestamps: BTreeMap<String, String>,
+    /// Only with `phi.include_identifiers = true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<Identifiers>,
+}
+
+/// LN read as text.
+pub fn ln_text(v: Option<f64>) -> &'static str {
+    match v {
+        Some(x) if x >= 0.5 => "positive",
+        Some(_) => "negative",
+        None => "unknown",
+    }
+}
+
+/// Message id: 32 hex digits of sha256 over the parts.
+pub fn message_id(parts: &[&str]) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+impl ResultMessage {
+    /// Build the message of a prediction.
+    pub fn new(
+        p: &Prediction,
+        study_key: StudyKey,
+        series_key: StudyKey,
+        ln: Option<f64>,
+        updates: Option<String>,
+    ) -> ResultMessage {
+        let kind = if updates.is_some() { "update" } else { "result" };
+        let message_id = message_id(&[kind, study_key.as_str(), series_key.as_str(), &p.bundle_sha256, ln_text(ln)]);
+        ResultMessage {
+            schema: RESULT_SCHEMA.into(),
+            message_id,
+            kind: kind.into(),
+            updates,
+            bundle: BundleRef {
+                id: p.bundle_id.clone(),
+                version: p.bundle_version.clone(),
+                sha256: p.bundle_sha256.clone(),
+            },
+            study_key,
+            series_key,
+            mri_ln_status: ln_text(ln).into(),
+            cutoff: p.cutoff,
+            risk: p.result.as_ref().map(RiskFigures::of),
+            scenarios: p.scenarios.iter().map(|(k, v)| (k.clone(), RiskFigures::of(v))).collect(),
+            signatures: p.signatures.clone(),
+            out_of_distribution: p.out_of_distribution.clone(),
+            timing_ms: BTreeMap::new(),
+            timestamps: BTreeMap::new(),
+            identifiers: None,
+        }
+    }
+}
+
+/// `status` topic payload (retained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusMessage {
+    /// [`STATUS_SCHEMA`].
+    pub schema: String,
+    /// `online` or `offline`.
+    pub state: String,
+    /// Bundle served.
+    pub bundle: Option<BundleRef>,
+    /// alnrisk version.
+    pub alnrisk_version: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+}
+
+/// `event` topic payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMessage {
+    /// [`EVENT_SCHEMA`].
+    pub schema: String,
+    /// `info`, `warning`, `error` or `alarm`.
+    pub severity: String,
+    /// Machine-readable kind: `quarantined`, `waiting_for_roi`, `out_of_distribution`, `spool_full`, ….
+    pub event: String,
+    /// Human-readable detail (file names are reduced to their name within the export folder; no UIDs).
+    pub detail: String,
+    /// The study concerned, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub study_key: Option<StudyKey>,
+    /// RFC 3339 UTC.
+    pub at: String,
+}
+
+impl EventMessage {
+    /// A new event now.
+    pub fn new(severity: &str, event: &str, detail: impl Into<String>, study_key: Option<StudyKey>) -> EventMessage {
+        EventMessage {
+            schema: EVENT_SCHEMA.into(),
+            severity: severity.into(),
+            event: event.into(),
+            detail: detail.into(),
+            study_key,
+            at: crate::time::utc_now(),
+        }
+    }
+}
+
+/// `cmd/ln-status` payload (and the sidecar file `*.ln.json` in the export folder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LnStatusCommand {
+    /// The study's key (as published).
+    #[serde(default)]
+    pub study_key: Option<String>,
+    /// Or, in a sidecar file on the box only, the StudyInstanceUID itself.
+    #[serde(default)]
+    pub study_instance_uid: Option<String>,
+    /// `positive` / `negative` (or 1 / 0).
+    pub mri_ln_status: serde_json::Value,
+}
+
+impl LnStatusCommand {
+    /// The read as 0/1.
+    pub fn value(&self) -> Option<f64> {
+        match &self.mri_ln_status {
+            serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "positive" | "1" | "yes" => Some(1.0),
+                "negative" | "0" | "no" => Some(0.0),
+                _ => None,
+            },
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(x) if x == 1.0 => Some(1.0),
+                Some(x) if x == 0.0 => Some(0.0),
+                _ => None,
+            },
+            serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            _ => None,
+        }
+    }
+
+    /// The study key, from the key or the UID.
+    pub fn key(&self, secret: &[u8]) -> Option<StudyKey> {
+        if let Some(k) = &self.study_key {
+            return StudyKey::parse(k);
+        }
+        self.study_instance_uid.as_deref().map(|u| StudyKey::of(secret, u))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn study_key_is_hmac_sha256() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let k = StudyKey::of(b"Jefe", "what do ya want for nothing?");
+        assert_eq!(k.as_str(), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(StudyKey::parse(k.as_str()), Some(k));
+        assert_eq!(StudyKey::parse("xyz"), None);
+    }
+
+    #[test]
+    fn ln_command_accepts_words_and_numbers() {
+        let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":"Positive"}"#).unwrap();
+        assert_eq!(c.value(), Some(1.0));
+        let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":0}"#).unwrap();
+        assert_eq!(c.value(), Some(0.0));
+        let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":"maybe"}"#).unwrap();
+        assert_eq!(c.value(), None);
+    }
+}
