@@ -46,7 +46,10 @@ pub struct ReadySeries {
 impl ReadySeries {
     /// Image files.
     pub fn files(&self) -> Vec<PathBuf> {
-        self.instances.iter().filter_map(|i| i.slices.first().map(|s| s.file.clone())).collect()
+        self.instances
+            .iter()
+            .filter_map(|i| i.slices.first().map(|s| s.file.clone()))
+            .collect()
     }
 }
 
@@ -153,7 +156,12 @@ impl SeriesAssembler {
             roi_wait,
             rules: rules
                 .iter()
-                .map(|r| (r.clone(), r.description_regex.as_deref().and_then(|re| regex::Regex::new(re).ok())))
+                .map(|r| {
+                    (
+                        r.clone(),
+                        r.description_regex.as_deref().and_then(|re| regex::Regex::new(re).ok()),
+                    )
+                })
                 .collect(),
             pending: BTreeMap::new(),
             orphan_rois: Vec::new(),
@@ -199,7 +207,8 @@ impl SeriesAssembler {
 
     /// A SEG or RTSTRUCT arrived.
     pub fn add_roi(&mut self, path: &Path, refs: RoiReferences, now: Instant, wall: SystemTime) -> Option<Assembled> {
-        self.orphan_rois.push((path.to_path_buf(), RoiFile::Dicom(refs), now, wall));
+        self.orphan_rois
+            .push((path.to_path_buf(), RoiFile::Dicom(refs), now, wall));
         self.match_orphans();
         None
     }
@@ -233,7 +242,9 @@ impl SeriesAssembler {
             }
             RoiFile::Label => {
                 let Some(dir) = path.parent() else { return false };
-                p.dirs().iter().any(|d| d == dir || (d.parent().is_some() && d.parent() == dir.parent()))
+                p.dirs()
+                    .iter()
+                    .any(|d| d == dir || (d.parent().is_some() && d.parent() == dir.parent()))
             }
         }
     }
@@ -286,7 +297,11 @@ impl SeriesAssembler {
             if let Some(re) = re
                 && !re.is_match(&first.series_description)
             {
-                fails.push(format!("description {:?} does not match /{}/", first.series_description, re.as_str()));
+                fails.push(format!(
+                    "description {:?} does not match /{}/",
+                    first.series_description,
+                    re.as_str()
+                ));
             }
             for t in &rule.image_type_contains {
                 if !first.image_type.iter().any(|x| x.eq_ignore_ascii_case(t)) {
@@ -349,7 +364,11 @@ impl SeriesAssembler {
                     released += 1;
                     let Some(p) = self.pending.remove(&uid) else { continue };
                     self.dispatched.insert(uid.clone());
-                    let (last_arrival, last_file) = if roi_at > p.last { (roi_at, roi_wall) } else { (p.last, p.last_wall) };
+                    let (last_arrival, last_file) = if roi_at > p.last {
+                        (roi_at, roi_wall)
+                    } else {
+                        (p.last, p.last_wall)
+                    };
                     out.push(Assembled::Ready(Box::new(ReadySeries {
                         series_uid: uid,
                         study_uid: p.study_uid,

@@ -42,5 +42,7 @@ max_inflight_count = 100
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Err(Error::Mqtt(format!("embedded broker did not start listening on {addr}")))
+    Err(Error::Mqtt(format!(
+        "embedded broker did not start listening on {addr}"
+    )))
 }

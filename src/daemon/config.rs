@@ -289,10 +289,16 @@ impl DaemonConfig {
             })
         };
         if !topic_level_ok(&self.site.site) {
-            return bad("site.site", format!("{:?} is not one topic level ([A-Za-z0-9_-]+)", self.site.site));
+            return bad(
+                "site.site",
+                format!("{:?} is not one topic level ([A-Za-z0-9_-]+)", self.site.site),
+            );
         }
         if !topic_level_ok(&self.site.device) {
-            return bad("site.device", format!("{:?} is not one topic level ([A-Za-z0-9_-]+)", self.site.device));
+            return bad(
+                "site.device",
+                format!("{:?} is not one topic level ([A-Za-z0-9_-]+)", self.site.device),
+            );
         }
         if self.watch.poll_interval_ms == 0 || self.watch.poll_interval_ms > 60_000 {
             return bad("watch.poll_interval_ms", "must be 1…60000".into());
@@ -323,7 +329,11 @@ impl DaemonConfig {
             return bad("model.device", e);
         }
         if let Some(tls) = &self.mqtt.tls {
-            for (key, p) in [("mqtt.tls.ca", Some(&tls.ca)), ("mqtt.tls.cert", tls.cert.as_ref()), ("mqtt.tls.key", tls.key.as_ref())] {
+            for (key, p) in [
+                ("mqtt.tls.ca", Some(&tls.ca)),
+                ("mqtt.tls.cert", tls.cert.as_ref()),
+                ("mqtt.tls.key", tls.key.as_ref()),
+            ] {
                 if let Some(p) = p
                     && !p.is_file()
                 {
@@ -331,11 +341,17 @@ impl DaemonConfig {
                 }
             }
             if tls.cert.is_some() != tls.key.is_some() {
-                return bad("mqtt.tls.key", "a client certificate needs its key and a key its certificate".into());
+                return bad(
+                    "mqtt.tls.key",
+                    "a client certificate needs its key and a key its certificate".into(),
+                );
             }
         }
         if self.mqtt.broker == BrokerKind::Embedded && self.mqtt.tls.is_some() {
-            return bad("mqtt.tls", "the embedded broker serves plain TCP on loopback; remove [mqtt.tls]".into());
+            return bad(
+                "mqtt.tls",
+                "the embedded broker serves plain TCP on loopback; remove [mqtt.tls]".into(),
+            );
         }
         if self.mqtt.username.is_some() != self.mqtt.password_file.is_some() {
             return bad("mqtt.password_file", "username and password_file go together".into());
@@ -396,21 +412,30 @@ dir = "/tmp/s"
 
     #[test]
     fn errors_name_the_key() {
-        let e = DaemonConfig::parse(&MINIMAL.replace("device = \"b\"", "device = \"b/c\""), Path::new("m.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = DaemonConfig::parse(
+            &MINIMAL.replace("device = \"b\"", "device = \"b/c\""),
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("site.device"), "{e}");
-        let e = DaemonConfig::parse(&format!("{MINIMAL}\n[[select]]\nname=\"x\"\ndescription_regex=\"(\"\n"), Path::new("m.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = DaemonConfig::parse(
+            &format!("{MINIMAL}\n[[select]]\nname=\"x\"\ndescription_regex=\"(\"\n"),
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("select[0].description_regex"), "{e}");
         let e = DaemonConfig::parse(&MINIMAL.replace("allow_unsigned = true", ""), Path::new("m.toml"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("model.public_key"), "{e}");
-        let e = DaemonConfig::parse(&MINIMAL.replace("[state]", "[state]\nspool_max_entriez = 3"), Path::new("m.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = DaemonConfig::parse(
+            &MINIMAL.replace("[state]", "[state]\nspool_max_entriez = 3"),
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("spool_max_entriez"), "{e}");
     }
 }

@@ -16,7 +16,10 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Write `bytes` to `path` atomically and durably: temporary dot-file, fsync, rename, fsync of the folder.
 pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -44,7 +47,10 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
 /// copy, fsync and delete. Returns the new path.
 pub fn move_into(file: &Path, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "unnamed".into());
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "unnamed".into());
     let mut dest = dir.join(&name);
     let mut k = 1;
     while dest.exists() {

@@ -66,7 +66,9 @@ impl Ledger {
                     Ok(r) => {
                         by_series.insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
                     }
-                    Err(e) => tracing::warn!(ledger = %path.display(), line = n + 1, "skipping unreadable ledger line: {e}"),
+                    Err(e) => {
+                        tracing::warn!(ledger = %path.display(), line = n + 1, "skipping unreadable ledger line: {e}")
+                    }
                 }
             }
         }
@@ -78,7 +80,8 @@ impl Ledger {
 
     /// Whether this series was already answered by this bundle.
     pub fn contains(&self, series_key: &StudyKey, bundle_sha256: &str) -> bool {
-        self.by_series.contains_key(&(series_key.clone(), bundle_sha256.to_string()))
+        self.by_series
+            .contains_key(&(series_key.clone(), bundle_sha256.to_string()))
     }
 
     /// Record a committed message (durably).
@@ -88,7 +91,8 @@ impl Ledger {
             reason: e.to_string(),
         })?;
         fsio::append_line(&self.path, &line)?;
-        self.by_series.insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
+        self.by_series
+            .insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
         Ok(())
     }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Every metric the daemon exports.
 pub struct Metrics {
@@ -64,18 +66,27 @@ impl Metrics {
             &["outcome"],
         ));
         let stage_duration = must(HistogramVec::new(
-            HistogramOpts::new("alnrisk_stage_duration_seconds", "Time per pipeline stage")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new("alnrisk_stage_duration_seconds", "Time per pipeline stage").buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             &["stage"],
         ));
         let end_to_end = must(Histogram::with_opts(
-            HistogramOpts::new("alnrisk_end_to_end_seconds", "Last file of a series to its result in the outbox")
-                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0]),
+            HistogramOpts::new(
+                "alnrisk_end_to_end_seconds",
+                "Last file of a series to its result in the outbox",
+            )
+            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0]),
         ));
         let outbox_depth = must(IntGauge::new("alnrisk_outbox_depth", "Messages in the durable outbox"));
-        let mqtt_connected = must(IntGauge::new("alnrisk_mqtt_connected", "1 while connected to the broker"));
-        let mqtt_connect_failures =
-            must(IntCounter::new("alnrisk_mqtt_connect_failures_total", "Failed or lost broker connections"));
+        let mqtt_connected = must(IntGauge::new(
+            "alnrisk_mqtt_connected",
+            "1 while connected to the broker",
+        ));
+        let mqtt_connect_failures = must(IntCounter::new(
+            "alnrisk_mqtt_connect_failures_total",
+            "Failed or lost broker connections",
+        ));
         let published = must(IntCounter::new(
             "alnrisk_messages_published_total",
             "Result messages acknowledged by the broker",
@@ -84,19 +95,31 @@ impl Metrics {
             Opts::new("alnrisk_quarantined_total", "Files moved to quarantine, by reason"),
             &["reason"],
         ));
-        let events = must(IntCounterVec::new(Opts::new("alnrisk_events_total", "Events raised, by kind"), &["event"]));
+        let events = must(IntCounterVec::new(
+            Opts::new("alnrisk_events_total", "Events raised, by kind"),
+            &["event"],
+        ));
         let events_dropped = must(IntCounter::new(
             "alnrisk_events_dropped_total",
             "Events dropped from a full queue while the broker was unreachable",
         ));
-        let alarms = must(IntCounterVec::new(Opts::new("alnrisk_alarms_total", "Alarms raised"), &["alarm"]));
+        let alarms = must(IntCounterVec::new(
+            Opts::new("alnrisk_alarms_total", "Alarms raised"),
+            &["alarm"],
+        ));
         let gpu_in_use = must(IntGauge::new("alnrisk_gpu_in_use", "1 when the network runs on a GPU"));
         let build_info = must(IntGaugeVec::new(
             Opts::new("alnrisk_build_info", "Build and bundle served"),
             &["version", "bundle"],
         ));
-        let files_seen = must(IntCounter::new("alnrisk_files_seen_total", "Files taken from the export folder"));
-        let series_pending = must(IntGauge::new("alnrisk_series_pending", "Series being assembled or waiting"));
+        let files_seen = must(IntCounter::new(
+            "alnrisk_files_seen_total",
+            "Files taken from the export folder",
+        ));
+        let series_pending = must(IntGauge::new(
+            "alnrisk_series_pending",
+            "Series being assembled or waiting",
+        ));
         for c in [
             Box::new(series_processed.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_duration.clone()),
@@ -148,13 +171,19 @@ impl Metrics {
 
     /// Record a main-loop tick.
     pub fn tick(&self) {
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
         self.last_tick.store(now, Ordering::Relaxed);
     }
 
     /// Whether the main loop ticked recently.
     pub fn live(&self) -> bool {
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
         now.saturating_sub(self.last_tick.load(Ordering::Relaxed)) <= 30
     }
 }
@@ -179,7 +208,11 @@ pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>
             get(move || {
                 let m = m2.clone();
                 async move {
-                    if m.live() { (StatusCode::OK, "live\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "stalled\n") }
+                    if m.live() {
+                        (StatusCode::OK, "live\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "stalled\n")
+                    }
                 }
             }),
         )

@@ -56,17 +56,18 @@ enum Classified {
 }
 
 fn classify(path: &Path) -> Classified {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     if name.ends_with(".ln.json") {
-        let parsed = std::fs::read(path)
-            .map_err(|e| Error::io(path, e))
-            .and_then(|b| {
-                serde_json::from_slice::<LnStatusCommand>(&b).map_err(|e| Error::Format {
-                    path: path.to_path_buf(),
-                    format: "LN read JSON",
-                    reason: e.to_string(),
-                })
-            });
+        let parsed = std::fs::read(path).map_err(|e| Error::io(path, e)).and_then(|b| {
+            serde_json::from_slice::<LnStatusCommand>(&b).map_err(|e| Error::Format {
+                path: path.to_path_buf(),
+                format: "LN read JSON",
+                reason: e.to_string(),
+            })
+        });
         return match parsed {
             Ok(c) => Classified::LnSidecar(c),
             Err(e) => Classified::Bad(e),
@@ -147,16 +148,42 @@ pub struct Daemon {
 
 fn state_paths(cfg: &DaemonConfig) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let d = &cfg.state.dir;
-    (d.join("spool"), d.join("quarantine"), d.join("ledger.jsonl"), d.join("ln-reads"))
+    (
+        d.join("spool"),
+        d.join("quarantine"),
+        d.join("ledger.jsonl"),
+        d.join("ln-reads"),
+    )
 }
 
-/// Load the bundle the configuration names (verified, unless unsigned bundles are allowed).
+/// Load the bundle the configuration names (verified, unless unsigned bundles are allowed), and check that the
+/// daemon can serve it: at the scanner only the two signatures and the MRI-reported LN status are known, so a
+/// nomogram that needs any other predictor (e.g. a pathology variable) is refused here, at start-up.
 pub fn load_bundle(cfg: &DaemonConfig) -> Result<Bundle> {
     let trust = match (&cfg.model.public_key, cfg.model.allow_unsigned) {
         (Some(k), _) => Trust::Key(crate::model::bundle::read_verifying_key(k)?),
         (None, _) => Trust::AllowUnsigned,
     };
-    Bundle::load(&cfg.model.bundle, &trust)
+    let bundle = Bundle::load(&cfg.model.bundle, &trust)?;
+    let servable = |n: &str| n == MRI_LN || n == "radiomics_signature" || n == "deep_signature";
+    let other: Vec<&str> = bundle
+        .manifest
+        .nomogram
+        .predictors
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| !servable(n))
+        .collect();
+    if !other.is_empty() {
+        return Err(Error::Bundle {
+            path: cfg.model.bundle.join(crate::model::bundle::MANIFEST),
+            reason: format!(
+                "the nomogram needs {} which the scanner cannot know; fit with --clinical-candidates {MRI_LN}",
+                other.join(", ")
+            ),
+        });
+    }
+    Ok(bundle)
 }
 
 fn relative(path: &Path, root: &Path) -> String {
@@ -182,28 +209,67 @@ impl Daemon {
 
     /// Move a file to quarantine with its `.reason.json`; count and report it.
     fn quarantine_file(&self, path: &Path, err: &Error) {
+        self.quarantine(&[path.to_path_buf()], err, None);
+    }
+
+    /// Move files (one bad file, or every file of a series that failed) to `quarantine/<day>/` — a series into a
+    /// folder of its own — with one `.reason.json`, one event and one count.
+    fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<&StudyKey>) {
         let code = reason_code(err);
-        let rel = relative(path, &self.cfg.watch.export_dir);
+        let root = &self.cfg.watch.export_dir;
         let day = crate::time::utc_now().get(..10).unwrap_or("undated").to_string();
-        let dir = self.quarantine.join(day);
-        match fsio::move_into(path, &dir) {
-            Ok(dest) => {
-                let note = serde_json::json!({
-                    "file": rel,
-                    "reason": code,
-                    "detail": err.to_string(),
-                    "at": crate::time::utc_now(),
-                });
-                let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-                let _ = fsio::write_durable(
-                    &dir.join(format!("{name}.reason.json")),
-                    serde_json::to_string_pretty(&note).unwrap_or_default().as_bytes(),
-                );
+        let mut dir = self.quarantine.join(day);
+        if let Some(k) = series {
+            dir = dir.join(format!("series-{}", &k.as_str()[..16]));
+        }
+        let mut moved = Vec::new();
+        for f in files {
+            match fsio::move_into(f, &dir) {
+                Ok(dest) => moved.push(dest),
+                Err(e) => tracing::error!(file = %f.display(), "could not move to quarantine: {e}"),
             }
-            Err(e) => tracing::error!(file = %path.display(), "could not move to quarantine: {e}"),
+        }
+        let what = match (series, files) {
+            (None, [one]) => relative(one, root),
+            _ => format!(
+                "series of {} file(s) under {}",
+                files.len(),
+                files
+                    .first()
+                    .map(|f| relative(f.parent().unwrap_or(f), root))
+                    .unwrap_or_default()
+            ),
+        };
+        let note = serde_json::json!({
+            "files": files.iter().map(|f| relative(f, root)).collect::<Vec<_>>(),
+            "reason": code,
+            "detail": err.to_string(),
+            "at": crate::time::utc_now(),
+        });
+        let note_path = match (series, moved.first()) {
+            (Some(_), _) => dir.join("series.reason.json"),
+            (None, Some(dest)) => {
+                let name = dest
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                dir.join(format!("{name}.reason.json"))
+            }
+            (None, None) => dir.join("unmoved.reason.json"),
+        };
+        if let Err(e) = fsio::write_durable(
+            &note_path,
+            serde_json::to_string_pretty(&note).unwrap_or_default().as_bytes(),
+        ) {
+            tracing::error!("quarantine note: {e}");
         }
         self.metrics.quarantined.with_label_values(&[code]).inc();
-        self.event("warning", "quarantined", format!("{rel}: {code}: {err}"), None);
+        self.event(
+            "warning",
+            "quarantined",
+            format!("{what}: {code}: {err}"),
+            series.cloned(),
+        );
     }
 
     fn on_classified(&mut self, batch: Vec<(PathBuf, Classified, Instant, SystemTime)>) {
@@ -262,7 +328,12 @@ impl Daemon {
         if records.is_empty() {
             // Not computed yet: applied when it is.
             self.ln_reads.insert(key.clone(), v);
-            self.event("info", "ln_read_pending", format!("LN read via {via} kept for a study not computed yet"), Some(key));
+            self.event(
+                "info",
+                "ln_read_pending",
+                format!("LN read via {via} kept for a study not computed yet"),
+                Some(key),
+            );
             return;
         }
         for rec in records {
@@ -270,7 +341,10 @@ impl Daemon {
                 continue;
             }
             let clinical = BTreeMap::from([(MRI_LN.to_string(), v)]);
-            match self.predictor.from_signatures(&rec.signatures, rec.out_of_distribution.clone(), &clinical) {
+            match self
+                .predictor
+                .from_signatures(&rec.signatures, rec.out_of_distribution.clone(), &clinical)
+            {
                 Ok(p) => {
                     let original = rec.updates.clone().unwrap_or_else(|| rec.message_id.clone());
                     let mut msg =
@@ -340,7 +414,10 @@ impl Daemon {
                         self.event(
                             "alarm",
                             "spool_full",
-                            format!("outbox full ({why}); {} result(s) held in memory, nothing deleted", self.held.len()),
+                            format!(
+                                "outbox full ({why}); {} result(s) held in memory, nothing deleted",
+                                self.held.len()
+                            ),
                             None,
                         );
                     }
@@ -362,15 +439,22 @@ impl Daemon {
             Err(_) => (0, false, false),
         };
         self.metrics.outbox_depth.set(depth as i64);
-        self.metrics.series_pending.set((self.assembler.pending() + self.ready.len() + self.in_flight) as i64);
-        self.metrics.ready.store(room && !self.spool_alarm, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .series_pending
+            .set((self.assembler.pending() + self.ready.len() + self.in_flight) as i64);
+        self.metrics
+            .ready
+            .store(room && !self.spool_alarm, std::sync::atomic::Ordering::Relaxed);
         if stale && !self.stale_alarm {
             self.stale_alarm = true;
             self.metrics.alarms.with_label_values(&["spool_stale"]).inc();
             self.event(
                 "alarm",
                 "spool_stale",
-                format!("oldest spooled result is older than {} h", self.cfg.state.spool_max_age_h),
+                format!(
+                    "oldest spooled result is older than {} h",
+                    self.cfg.state.spool_max_age_h
+                ),
                 None,
             );
         } else if !stale {
@@ -389,15 +473,25 @@ impl Daemon {
                 let p = match ln {
                     Some(v) => self
                         .predictor
-                        .from_signatures(&p.signatures, p.out_of_distribution.clone(), &BTreeMap::from([(MRI_LN.to_string(), v)]))
+                        .from_signatures(
+                            &p.signatures,
+                            p.out_of_distribution.clone(),
+                            &BTreeMap::from([(MRI_LN.to_string(), v)]),
+                        )
                         .unwrap_or(p),
                     None => p,
                 };
                 let mut msg = ResultMessage::new(&p, study_key.clone(), series_key.clone(), ln, None);
                 msg.timing_ms = timing;
-                msg.timing_ms
-                    .insert("last_file_to_result".into(), ready.last_arrival.elapsed().as_secs_f64() * 1e3);
-                for (k, t) in [("first_file", ready.first_file), ("last_file", ready.last_file), ("computed", SystemTime::now())] {
+                msg.timing_ms.insert(
+                    "last_file_to_result".into(),
+                    ready.last_arrival.elapsed().as_secs_f64() * 1e3,
+                );
+                for (k, t) in [
+                    ("first_file", ready.first_file),
+                    ("last_file", ready.last_file),
+                    ("computed", SystemTime::now()),
+                ] {
                     msg.timestamps.insert(k.into(), crate::time::rfc3339(t));
                 }
                 if self.cfg.phi.include_identifiers {
@@ -407,7 +501,11 @@ impl Daemon {
                     self.event(
                         "warning",
                         "out_of_distribution",
-                        format!("{} input(s) outside the training range: {}", p.out_of_distribution.len(), p.out_of_distribution.join("; ")),
+                        format!(
+                            "{} input(s) outside the training range: {}",
+                            p.out_of_distribution.len(),
+                            p.out_of_distribution.join("; ")
+                        ),
                         Some(study_key.clone()),
                     );
                 }
@@ -433,11 +531,14 @@ impl Daemon {
                     format!("series of {} file(s) could not be computed: {e}", ready.instances.len()),
                     Some(study_key),
                 );
-                for f in ready.files().iter().chain(std::iter::once(&ready.roi)) {
-                    if f.exists() {
-                        self.quarantine_file(f, &e);
-                    }
-                }
+                let series_key = StudyKey::of(&self.secret, &ready.series_uid);
+                let files: Vec<PathBuf> = ready
+                    .files()
+                    .into_iter()
+                    .chain(std::iter::once(ready.roi.clone()))
+                    .filter(|f| f.exists())
+                    .collect();
+                self.quarantine(&files, &e, Some(&series_key));
             }
         }
     }
@@ -468,7 +569,10 @@ impl Daemon {
                 Assembled::WaitingForRoi { study_uid, waited, .. } => self.event(
                     "warning",
                     "waiting_for_roi",
-                    format!("series complete for {:.0} s without a ROI; still waiting", waited.as_secs_f64()),
+                    format!(
+                        "series complete for {:.0} s without a ROI; still waiting",
+                        waited.as_secs_f64()
+                    ),
                     Some(StudyKey::of(&self.secret, &study_uid)),
                 ),
                 Assembled::Ignored { path, reason } => self.event(
@@ -536,7 +640,9 @@ pub fn compute_series(
     ]);
     if let Some(mx) = metrics {
         for (stage, a, b) in [("load", t0, t1), ("features", t1, t2), ("nomogram", t2, t3)] {
-            mx.stage_duration.with_label_values(&[stage]).observe((b - a).as_secs_f64());
+            mx.stage_duration
+                .with_label_values(&[stage])
+                .observe((b - a).as_secs_f64());
         }
     }
     Ok((p, timing))
@@ -788,7 +894,11 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             let depth = d.outbox.lock().map(|o| o.depth()).unwrap_or(0);
             if (d.in_flight == 0 && depth == 0) || stop_at.elapsed().as_secs_f64() > cfg.state.drain_s {
                 if d.in_flight > 0 || depth > 0 {
-                    tracing::warn!(in_flight = d.in_flight, spooled = depth, "drain time over; spooled results go out after restart");
+                    tracing::warn!(
+                        in_flight = d.in_flight,
+                        spooled = depth,
+                        "drain time over; spooled results go out after restart"
+                    );
                 }
                 break;
             }

@@ -37,7 +37,10 @@ pub fn tls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig> {
         .and_then(|it| it.collect::<std::result::Result<_, _>>())
         .map_err(|e| Error::Mqtt(format!("{}: CA certificate: {e}", tls.ca.display())))?;
     if certs.is_empty() {
-        return Err(Error::Mqtt(format!("{}: no certificate in the CA file", tls.ca.display())));
+        return Err(Error::Mqtt(format!(
+            "{}: no certificate in the CA file",
+            tls.ca.display()
+        )));
     }
     for c in certs {
         roots
@@ -80,7 +83,9 @@ pub fn options(cfg: &DaemonConfig, offline: &StatusMessage) -> Result<MqttOption
     }
     if let Some(tls) = &m.tls {
         let cfg = tls_config(tls)?;
-        o.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg))));
+        o.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(
+            cfg,
+        ))));
     }
     Ok(o)
 }
@@ -128,8 +133,12 @@ pub async fn run_publisher(
     let opts = options(&cfg, &offline)?;
     let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 64);
     let reconnect = Duration::from_millis(cfg.mqtt.reconnect_ms.max(50));
-    let (result_topic, status_topic, event_topic, cmd_topic) =
-        (topic(&cfg, "result"), topic(&cfg, "status"), topic(&cfg, "event"), topic(&cfg, "cmd/ln-status"));
+    let (result_topic, status_topic, event_topic, cmd_topic) = (
+        topic(&cfg, "result"),
+        topic(&cfg, "status"),
+        topic(&cfg, "event"),
+        topic(&cfg, "cmd/ln-status"),
+    );
     let mut connected = false;
     let mut inflight: Option<(u64, Option<u16>)> = None;
     let mut sent: VecDeque<Sent> = VecDeque::new();
@@ -141,7 +150,10 @@ pub async fn run_publisher(
         if connected {
             while let Some(ev) = events.pop_front() {
                 let body = serde_json::to_vec(&ev).unwrap_or_default();
-                if client.try_publish(event_topic.clone(), QoS::AtLeastOnce, false, body).is_err() {
+                if client
+                    .try_publish(event_topic.clone(), QoS::AtLeastOnce, false, body)
+                    .is_err()
+                {
                     let _ = events.push_front(ev);
                     break;
                 }
@@ -150,8 +162,15 @@ pub async fn run_publisher(
             if inflight.is_none() && !stopping {
                 let head = outbox.lock().map_err(|_| Error::Mqtt("outbox lock".into()))?.head()?;
                 if let Some(entry) = head {
-                    let t = if entry.topic == "result" { result_topic.clone() } else { topic(&cfg, &entry.topic) };
-                    if client.try_publish(t, QoS::AtLeastOnce, false, entry.payload.into_bytes()).is_ok() {
+                    let t = if entry.topic == "result" {
+                        result_topic.clone()
+                    } else {
+                        topic(&cfg, &entry.topic)
+                    };
+                    if client
+                        .try_publish(t, QoS::AtLeastOnce, false, entry.payload.into_bytes())
+                        .is_ok()
+                    {
                         inflight = Some((entry.seq, None));
                         sent.push_back(Sent::Spool(entry.seq));
                     }

@@ -76,14 +76,19 @@ impl Outbox {
         let mut problems = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let path = e.map_err(|e| Error::io(dir, e))?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if name.starts_with('.') {
                 // A temporary file from a write that did not finish: its message was never acknowledged as
                 // spooled, so the work that made it is redone (its inputs are still in the export folder).
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            let Some(stem) = name.strip_suffix(".json") else { continue };
+            let Some(stem) = name.strip_suffix(".json") else {
+                continue;
+            };
             let parsed = stem.parse::<u64>().ok().and_then(|seq| {
                 let text = std::fs::read(&path).ok()?;
                 let entry: OutboxEntry = serde_json::from_slice(&text).ok()?;
@@ -135,10 +140,18 @@ impl Outbox {
             reason: e.to_string(),
         })?;
         if self.entries.len() + 1 > self.bounds.max_entries {
-            return Ok(Push::Full(format!("{} entries (max {})", self.entries.len(), self.bounds.max_entries)));
+            return Ok(Push::Full(format!(
+                "{} entries (max {})",
+                self.entries.len(),
+                self.bounds.max_entries
+            )));
         }
         if self.bytes() + bytes.len() as u64 > self.bounds.max_bytes {
-            return Ok(Push::Full(format!("{} bytes (max {})", self.bytes(), self.bounds.max_bytes)));
+            return Ok(Push::Full(format!(
+                "{} bytes (max {})",
+                self.bytes(),
+                self.bounds.max_bytes
+            )));
         }
         fsio::write_durable(&self.path(seq), &bytes)?;
         self.entries.insert(seq, (bytes.len() as u64, entry.created_unix));
@@ -246,7 +259,10 @@ mod tests {
         assert!(matches!(o.push("result", "3", "s3", "b").unwrap(), Push::Full(_)));
         assert_eq!(o.depth(), 2);
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
-        assert_eq!(o.all().unwrap().iter().map(|e| e.payload.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(
+            o.all().unwrap().iter().map(|e| e.payload.as_str()).collect::<Vec<_>>(),
+            ["1", "2"]
+        );
     }
 
     #[test]

@@ -199,7 +199,13 @@ impl ResultMessage {
         updates: Option<String>,
     ) -> ResultMessage {
         let kind = if updates.is_some() { "update" } else { "result" };
-        let message_id = message_id(&[kind, study_key.as_str(), series_key.as_str(), &p.bundle_sha256, ln_text(ln)]);
+        let message_id = message_id(&[
+            kind,
+            study_key.as_str(),
+            series_key.as_str(),
+            &p.bundle_sha256,
+            ln_text(ln),
+        ]);
         ResultMessage {
             schema: RESULT_SCHEMA.into(),
             message_id,
@@ -215,7 +221,11 @@ impl ResultMessage {
             mri_ln_status: ln_text(ln).into(),
             cutoff: p.cutoff,
             risk: p.result.as_ref().map(RiskFigures::of),
-            scenarios: p.scenarios.iter().map(|(k, v)| (k.clone(), RiskFigures::of(v))).collect(),
+            scenarios: p
+                .scenarios
+                .iter()
+                .map(|(k, v)| (k.clone(), RiskFigures::of(v)))
+                .collect(),
             signatures: p.signatures.clone(),
             out_of_distribution: p.out_of_distribution.clone(),
             timing_ms: BTreeMap::new(),
@@ -322,7 +332,10 @@ mod tests {
     fn study_key_is_hmac_sha256() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
         let k = StudyKey::of(b"Jefe", "what do ya want for nothing?");
-        assert_eq!(k.as_str(), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            k.as_str(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
         assert_eq!(StudyKey::parse(k.as_str()), Some(k));
         assert_eq!(StudyKey::parse("xyz"), None);
     }

@@ -68,7 +68,9 @@ impl ExportWatcher {
                     continue;
                 }
                 let path = e.path();
-                let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
                 if meta.is_dir() {
                     stack.push(path);
                     continue;
@@ -138,7 +140,10 @@ mod tests {
         let mut w = ExportWatcher::new(&d, Duration::from_millis(300));
         let t0 = Instant::now();
         assert!(w.scan(t0).is_empty(), "one look is not enough");
-        assert!(w.scan(t0 + Duration::from_millis(100)).is_empty(), "not stable long enough");
+        assert!(
+            w.scan(t0 + Duration::from_millis(100)).is_empty(),
+            "not stable long enough"
+        );
         // grows: the clock restarts
         std::fs::write(d.join("sub/a.dcm"), b"abcdef").unwrap();
         assert!(w.scan(t0 + Duration::from_millis(350)).is_empty());

@@ -1,0 +1,941 @@
+//! `alnrisk serve` end to end, as separate processes against a real mosquitto on loopback (installed by
+//! `.ci/run`): the synthetic and the real UCSF-BR-06 examination checked against the JSON Schema, the LN read
+//! update, a broker outage, `kill -9` in the middle of a series, a burst of bad files, a full spool, TLS with the
+//! right and a wrong CA, and `/metrics` parsed as Prometheus text. The bundle is fitted once (reduced-width VGG,
+//! small synthetic cohort) and signed with a key made here.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use alnrisk::daemon::payload::StudyKey;
+use alnrisk::synth::replay::{ReplayStyle, replay};
+
+const SECRET_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_alnrisk"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("alnrisk-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+struct Fixture {
+    cohort: PathBuf,
+    bundle: PathBuf,
+    public_key: PathBuf,
+}
+
+/// Synthetic cohort + signed bundle, made once for every test of this file.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let d = tmp("fixture");
+        let cohort = d.join("cohort");
+        let out = bin()
+            .args([
+                "synth",
+                "--patients",
+                "40",
+                "--seed",
+                "7",
+                "--matrix",
+                "64",
+                "--slices",
+                "16",
+                "--out",
+            ])
+            .arg(&cohort)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = bin().args(["keygen", "--out"]).arg(d.join("signing")).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bundle = d.join("bundle");
+        let out = bin()
+            .args(["fit", "--cohort"])
+            .arg(cohort.join("cohort.csv"))
+            .arg("--out")
+            .arg(&bundle)
+            .arg("--report")
+            .arg(d.join("report"))
+            .args([
+                "--vgg-scale",
+                "8",
+                "--views",
+                "2",
+                "--epochs",
+                "10",
+                "--clinical-candidates",
+                "mri_ln_status",
+            ])
+            .arg("--key")
+            .arg(d.join("signing.key"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(bundle.join("bundle.json")).unwrap()).unwrap();
+        let predictors = manifest["nomogram"]["predictors"].to_string();
+        assert!(
+            predictors.contains("mri_ln_status"),
+            "the tests need a nomogram with the LN read: {predictors}"
+        );
+        Fixture {
+            cohort,
+            bundle,
+            public_key: d.join("signing.pub"),
+        }
+    })
+}
+
+fn exam(n: usize) -> PathBuf {
+    fixture().cohort.join(format!("SYN{n:04}"))
+}
+
+fn ucsf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tcia-breast-mri-nact-pilot/UCSF-BR-06")
+}
+
+/// StudyInstanceUID of the first DICOM image below `dir`.
+fn study_uid(dir: &Path) -> String {
+    let files = alnrisk::ingest::list_files(dir).unwrap();
+    let f = files.iter().find(|f| !f.to_string_lossy().contains("seg")).unwrap();
+    alnrisk::ingest::header::read_instance(f).unwrap().study_uid
+}
+
+fn key_of(dir: &Path) -> String {
+    StudyKey::of(&hex::decode(SECRET_HEX).unwrap(), &study_uid(dir))
+        .as_str()
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// mosquitto
+
+struct Mosquitto {
+    conf: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// A private mosquitto on loopback (`port`, plain), with persistence, plus extra config lines.
+    fn new(name: &str, extra: &str) -> Mosquitto {
+        let dir = tmp(&format!("mosq-{name}"));
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                 listener {port} 127.0.0.1\n{extra}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut m = Mosquitto {
+            conf,
+            port,
+            child: None,
+        };
+        m.start();
+        m
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (.ci/run installs it: apt-get install -y mosquitto)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// subscriber
+
+/// Everything published under `alnrisk/#`, collected by a persistent-session MQTT 5 client.
+struct Subscriber {
+    messages: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    client: rumqttc::v5::Client,
+}
+
+impl Subscriber {
+    fn new(port: u16, id: &str) -> Subscriber {
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
+        use rumqttc::v5::{Client, Event, MqttOptions};
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_start(false);
+        let mut props = ConnectProperties::new();
+        props.session_expiry_interval = Some(3600);
+        o.set_connect_properties(props);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut conn) = Client::new(o, 64);
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (m, c) = (messages.clone(), client.clone());
+        let (ready_tx, ready_rx) = channel();
+        std::thread::spawn(move || {
+            for ev in conn.iter() {
+                match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = c.try_subscribe("alnrisk/#", QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let topic = String::from_utf8_lossy(&p.topic).to_string();
+                        let v = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
+                        m.lock().unwrap().push((topic, v));
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("subscriber connected");
+        Subscriber { messages, client }
+    }
+
+    fn of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.ends_with(&format!("/{kind}")))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn wait(&self, kind: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        wait_for(&format!("{n} {kind} message(s)"), timeout, || self.of(kind).len() >= n);
+        self.of(kind)
+    }
+
+    fn publish(&self, topic: &str, body: &str) {
+        self.client
+            .publish(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                body.as_bytes().to_vec(),
+            )
+            .unwrap();
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the daemon
+
+struct Daemon {
+    config: PathBuf,
+    log: PathBuf,
+    metrics: String,
+    export: PathBuf,
+    state: PathBuf,
+    child: Option<Child>,
+}
+
+struct DaemonOpts<'a> {
+    mqtt: String,
+    spool_max_entries: usize,
+    extra: &'a str,
+}
+
+impl Daemon {
+    fn new(name: &str, mqtt_port: u16) -> Daemon {
+        Self::with(
+            name,
+            DaemonOpts {
+                mqtt: format!("broker = \"external\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_ms = 300\n"),
+                spool_max_entries: 1000,
+                extra: "",
+            },
+        )
+    }
+
+    fn with(name: &str, o: DaemonOpts) -> Daemon {
+        let f = fixture();
+        let dir = tmp(&format!("daemon-{name}"));
+        let export = dir.join("export");
+        std::fs::create_dir_all(&export).unwrap();
+        std::fs::write(dir.join("secret"), SECRET_HEX).unwrap();
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("alnrisk.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[site]
+site = "test-site"
+device = "{name}"
+[watch]
+export_dir = "{export}"
+poll_interval_ms = 200
+stable_ms = 300
+[assemble]
+quiet_period_s = 1.5
+roi_wait_s = 3.0
+[[select]]
+name = "dce"
+modality = "MR"
+min_temporal_positions = 2
+[model]
+bundle = "{bundle}"
+public_key = "{key}"
+device = "cpu"
+[mqtt]
+{mqtt}
+[phi]
+study_key_secret_file = "{secret}"
+[state]
+dir = "{state}"
+spool_max_entries = {spool}
+drain_s = 5.0
+[metrics]
+listen = "{metrics}"
+{extra}
+"#,
+                export = export.display(),
+                bundle = f.bundle.display(),
+                key = f.public_key.display(),
+                mqtt = o.mqtt,
+                secret = dir.join("secret").display(),
+                state = dir.join("state").display(),
+                spool = o.spool_max_entries,
+                metrics = metrics,
+                extra = o.extra,
+            ),
+        )
+        .unwrap();
+        let mut d = Daemon {
+            config,
+            log: dir.join("daemon.log"),
+            metrics,
+            export,
+            state: dir.join("state"),
+            child: None,
+        };
+        d.start();
+        d
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = bin()
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let m = self.metrics.clone();
+        wait_for("the daemon's /health/live", Duration::from_secs(30), || {
+            http_get(&m, "/health/live").is_some_and(|(code, _)| code == 200)
+        });
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn term(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        c.wait().unwrap()
+    }
+
+    fn metrics(&self) -> prometheus_parse::Scrape {
+        let (code, body) = http_get(&self.metrics, "/metrics").expect("metrics endpoint");
+        assert_eq!(code, 200);
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
+    }
+
+    fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        self.metrics()
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn drop_exam(&self, from: &Path, name: &str, style: ReplayStyle) {
+        replay(from, &self.export.join(name), Duration::from_millis(2), style).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // axum answers with a content length; no chunked decoding needed
+    Some((code, body))
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/schema/result-v1.schema.json"),
+    )
+    .unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+fn assert_valid(v: &serde_json::Value) {
+    let s = schema();
+    let errors: Vec<String> = s.iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "schema errors {errors:?} in {v}");
+}
+
+fn count_files(dir: &Path) -> usize {
+    alnrisk::ingest::list_files(dir).map(|f| f.len()).unwrap_or(0)
+}
+
+fn quarantine_notes(state: &Path) -> Vec<serde_json::Value> {
+    let q = state.join("quarantine");
+    let mut out = Vec::new();
+    let mut stack = vec![q];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".reason.json") {
+                out.push(serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
+    let broker = Mosquitto::new("e2e", "");
+    let sub = Subscriber::new(broker.port, "e2e-sub");
+    let d = Daemon::new("e2e", broker.port);
+    let status = sub.wait("status", 1, Duration::from_secs(10));
+    assert_eq!(status[0]["state"], "online");
+
+    // A synthetic examination whose ROI arrives late (after a waiting_for_roi event), and the real UCSF-BR-06
+    // examination with its fractional SEG.
+    let syn = exam(3);
+    replay(
+        &syn.join("dce"),
+        &d.export.join("syn/dce"),
+        Duration::from_millis(2),
+        ReplayStyle::Atomic,
+    )
+    .unwrap();
+    let ev = sub.wait("event", 1, Duration::from_secs(30));
+    assert!(ev.iter().any(|e| e["event"] == "waiting_for_roi"), "{ev:?}");
+    replay(
+        &syn.join("roi"),
+        &d.export.join("syn/roi"),
+        Duration::from_millis(2),
+        ReplayStyle::Atomic,
+    )
+    .unwrap();
+    d.drop_exam(&ucsf(), "ucsf", ReplayStyle::SlowWrite);
+    let results = sub.wait("result", 2, Duration::from_secs(180));
+    for r in &results {
+        assert_valid(r);
+        assert_eq!(r["kind"], "result");
+        assert_eq!(r["mri_ln_status"], "unknown");
+        assert!(r["risk"].is_null());
+        let neg = r["scenarios"]["if_ln_negative"]["probability"].as_f64().unwrap();
+        let pos = r["scenarios"]["if_ln_positive"]["probability"].as_f64().unwrap();
+        assert!(neg != pos && (0.0..=1.0).contains(&neg) && (0.0..=1.0).contains(&pos));
+        assert!(r["timing_ms"]["last_file_to_result"].as_f64().unwrap() > 0.0);
+    }
+    let keys: Vec<&str> = results.iter().map(|r| r["study_key"].as_str().unwrap()).collect();
+    let (syn_key, ucsf_key) = (key_of(&syn), key_of(&ucsf()));
+    assert!(
+        keys.contains(&syn_key.as_str()) && keys.contains(&ucsf_key.as_str()),
+        "{keys:?}"
+    );
+
+    // No UID or name anywhere in what left the box.
+    let everything = format!("{:?}", sub.messages.lock().unwrap());
+    for uid in [study_uid(&syn), study_uid(&ucsf())] {
+        assert!(!everything.contains(&uid), "a StudyInstanceUID was published");
+    }
+    assert!(!everything.contains("UCSF-BR-06") && !everything.contains("patient_name"));
+
+    // The LN read arrives on cmd/ln-status: an update of the same result.
+    let first = results
+        .iter()
+        .find(|r| r["study_key"] == ucsf_key.as_str())
+        .unwrap()
+        .clone();
+    sub.publish(
+        "alnrisk/v1/test-site/e2e/cmd/ln-status",
+        &format!(r#"{{"study_key":"{ucsf_key}","mri_ln_status":"positive"}}"#),
+    );
+    let all = sub.wait("result", 3, Duration::from_secs(20));
+    let update = all.iter().find(|r| r["kind"] == "update").unwrap();
+    assert_valid(update);
+    assert_eq!(update["updates"], first["message_id"]);
+    assert_eq!(update["mri_ln_status"], "positive");
+    assert_eq!(
+        update["risk"]["probability"],
+        first["scenarios"]["if_ln_positive"]["probability"]
+    );
+    // ... and a sidecar file for the synthetic study
+    std::fs::write(
+        d.export.join("syn.ln.json"),
+        format!(
+            r#"{{"study_instance_uid":"{}","mri_ln_status":"negative"}}"#,
+            study_uid(&syn)
+        ),
+    )
+    .unwrap();
+    let all = sub.wait("result", 4, Duration::from_secs(20));
+    let syn_update = all
+        .iter()
+        .find(|r| r["kind"] == "update" && r["study_key"] == syn_key.as_str())
+        .unwrap();
+    assert_eq!(syn_update["mri_ln_status"], "negative");
+
+    // /metrics parses and its counters match what happened.
+    assert_eq!(
+        d.metric("alnrisk_series_processed_total", Some(("outcome", "published"))),
+        2.0
+    );
+    assert_eq!(d.metric("alnrisk_messages_published_total", None), 4.0);
+    assert_eq!(d.metric("alnrisk_mqtt_connected", None), 1.0);
+    assert_eq!(d.metric("alnrisk_outbox_depth", None), 0.0);
+    assert_eq!(
+        d.metric("alnrisk_events_total", Some(("event", "waiting_for_roi"))),
+        1.0
+    );
+    assert_eq!(d.metric("alnrisk_quarantined_total", None), 0.0);
+    assert_eq!(d.metric("alnrisk_end_to_end_seconds_count", None), 2.0);
+    assert_eq!(http_get(&d.metrics, "/health/ready").unwrap().0, 200);
+    // Nothing was moved out of the export folder.
+    // (the LN sidecar was filed under state/ln-reads)
+    assert_eq!(count_files(&d.export), count_files(&syn) + count_files(&ucsf()));
+    assert_eq!(count_files(&d.state.join("ln-reads")), 1);
+}
+
+#[test]
+fn broker_outage_results_arrive_in_order_exactly_once() {
+    let mut broker = Mosquitto::new("outage", "");
+    let sub = Subscriber::new(broker.port, "outage-sub");
+    let d = Daemon::new("outage", broker.port);
+    sub.wait("status", 1, Duration::from_secs(10));
+    broker.stop();
+    wait_for("the daemon to see the outage", Duration::from_secs(30), || {
+        d.metric("alnrisk_mqtt_connected", None) == 0.0
+    });
+    d.drop_exam(&exam(4), "a", ReplayStyle::Atomic);
+    wait_for("result A spooled", Duration::from_secs(60), || {
+        d.metric("alnrisk_outbox_depth", None) == 1.0
+    });
+    d.drop_exam(&exam(5), "b", ReplayStyle::Atomic);
+    wait_for("result B spooled", Duration::from_secs(60), || {
+        d.metric("alnrisk_outbox_depth", None) == 2.0
+    });
+    assert_eq!(std::fs::read_dir(d.state.join("spool")).unwrap().count(), 2);
+    broker.start();
+    let results = sub.wait("result", 2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let results_after = sub.of("result");
+    assert_eq!(results_after.len(), 2, "exactly once: {results_after:?}");
+    assert_eq!(results[0]["study_key"], key_of(&exam(4)).as_str());
+    assert_eq!(results[1]["study_key"], key_of(&exam(5)).as_str());
+    wait_for("the spool to drain", Duration::from_secs(10), || {
+        d.metric("alnrisk_outbox_depth", None) == 0.0
+    });
+    assert_eq!(std::fs::read_dir(d.state.join("spool")).unwrap().count(), 0);
+}
+
+#[test]
+fn kill_9_mid_series_then_restart_publishes_once_and_loses_no_file() {
+    let broker = Mosquitto::new("crash", "");
+    let sub = Subscriber::new(broker.port, "crash-sub");
+    let mut d = Daemon::new("crash", broker.port);
+    let src = exam(6);
+    let files = alnrisk::ingest::list_files(&src).unwrap();
+    // Half the series, then the daemon dies.
+    for f in &files[..files.len() / 2] {
+        let dest = d.export.join("x").join(f.strip_prefix(&src).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(f, dest).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    d.kill9();
+    for f in &files[files.len() / 2..] {
+        let dest = d.export.join("x").join(f.strip_prefix(&src).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(f, dest).unwrap();
+    }
+    d.start();
+    let r = sub.wait("result", 1, Duration::from_secs(60));
+    assert_eq!(r[0]["study_key"], key_of(&src).as_str());
+    // Killed again after publishing, and restarted: the ledger keeps it from being published twice.
+    d.kill9();
+    d.start();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(sub.of("result").len(), 1, "published once");
+    assert_eq!(count_files(&d.export.join("x")), files.len(), "no file lost");
+    assert!(quarantine_notes(&d.state).is_empty());
+    assert!(d.log_text().contains("serving"));
+}
+
+#[test]
+fn bad_input_burst_is_quarantined_with_reasons_and_the_valid_study_is_published() {
+    let broker = Mosquitto::new("burst", "");
+    let sub = Subscriber::new(broker.port, "burst-sub");
+    let d = Daemon::new("burst", broker.port);
+    let src = exam(7);
+    let real = alnrisk::ingest::list_files(&src).unwrap();
+    let junk = d.export.join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    let mut rng = alnrisk::rng::Rng::new(5);
+    for k in 0..200 {
+        let path = junk.join(format!("J{k:03}.dcm"));
+        let bytes: Vec<u8> = match k % 3 {
+            // random bytes
+            0 => (0..(64 + k * 37)).map(|_| (rng.uniform() * 256.0) as u8).collect(),
+            // a real file cut short
+            1 => {
+                let b = std::fs::read(&real[k % real.len()]).unwrap();
+                b[..b.len() * (1 + k % 5) / 7].to_vec()
+            }
+            // not DICOM at all
+            _ => format!("patient list {k}\nthis is a text file\n").into_bytes(),
+        };
+        std::fs::write(path, bytes).unwrap();
+    }
+    d.drop_exam(&src, "valid", ReplayStyle::Atomic);
+    let r = sub.wait("result", 1, Duration::from_secs(60));
+    assert_eq!(r[0]["study_key"], key_of(&src).as_str());
+    wait_for("200 quarantined", Duration::from_secs(30), || {
+        quarantine_notes(&d.state).len() == 200
+    });
+    let notes = quarantine_notes(&d.state);
+    assert!(notes.iter().all(|n| n["reason"].as_str().is_some_and(|s| !s.is_empty())
+        && n["detail"].as_str().is_some_and(|s| s.contains("J"))));
+    assert_eq!(count_files(&junk), 0, "every bad file moved out of the export folder");
+    assert_eq!(d.metric("alnrisk_quarantined_total", None), 200.0);
+    assert_eq!(d.metric("alnrisk_events_total", Some(("event", "quarantined"))), 200.0);
+    assert_eq!(
+        d.metric("alnrisk_series_processed_total", Some(("outcome", "published"))),
+        1.0
+    );
+    let events = sub.wait("event", 200, Duration::from_secs(20));
+    assert_eq!(events.iter().filter(|e| e["event"] == "quarantined").count(), 200);
+}
+
+#[test]
+fn full_spool_raises_an_alarm_holds_the_result_and_deletes_nothing() {
+    let mut broker = Mosquitto::new("spool", "");
+    let sub = Subscriber::new(broker.port, "spool-sub");
+    broker.stop();
+    let d = Daemon::with(
+        "spool",
+        DaemonOpts {
+            mqtt: format!(
+                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {}\nreconnect_ms = 300\n",
+                broker.port
+            ),
+            spool_max_entries: 1,
+            extra: "",
+        },
+    );
+    d.drop_exam(&exam(8), "a", ReplayStyle::Atomic);
+    wait_for("result A spooled", Duration::from_secs(60), || {
+        d.metric("alnrisk_outbox_depth", None) == 1.0
+    });
+    d.drop_exam(&exam(9), "b", ReplayStyle::Atomic);
+    wait_for("the spool_full alarm", Duration::from_secs(60), || {
+        d.metric("alnrisk_alarms_total", Some(("alarm", "spool_full"))) == 1.0
+    });
+    assert_eq!(
+        std::fs::read_dir(d.state.join("spool")).unwrap().count(),
+        1,
+        "nothing deleted, nothing over the bound"
+    );
+    assert_eq!(http_get(&d.metrics, "/health/ready").unwrap().0, 503);
+    assert_eq!(count_files(&d.export), count_files(&exam(8)) + count_files(&exam(9)));
+    broker.start();
+    let results = sub.wait("result", 2, Duration::from_secs(60));
+    assert_eq!(results[0]["study_key"], key_of(&exam(8)).as_str());
+    assert_eq!(results[1]["study_key"], key_of(&exam(9)).as_str());
+    let events = sub.wait("event", 1, Duration::from_secs(20));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "spool_full" && e["severity"] == "alarm"),
+        "{events:?}"
+    );
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_refuses_a_broker_signed_by_another_ca_and_connects_with_the_right_one() {
+    let dir = tmp("tls-certs");
+    // the real CA and the broker's certificate (localhost), and an unrelated CA
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=alnrisk test CA",
+        ],
+        &dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=someone else",
+        ],
+        &dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &dir,
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+        &dir,
+    );
+    let tls_port = free_port();
+    let broker = Mosquitto::new(
+        "tls",
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n",
+            d = dir.display()
+        ),
+    );
+    let sub = Subscriber::new(broker.port, "tls-sub");
+    let tls = |ca: &str| {
+        format!(
+            "broker = \"external\"\nhost = \"localhost\"\nport = {tls_port}\nreconnect_ms = 300\n[mqtt.tls]\nca = \"{}\"\n",
+            dir.join(ca).display()
+        )
+    };
+    let wrong = Daemon::with(
+        "tls-wrong",
+        DaemonOpts {
+            mqtt: tls("other.crt"),
+            spool_max_entries: 100,
+            extra: "",
+        },
+    );
+    wait_for("failed TLS attempts", Duration::from_secs(20), || {
+        wrong.metric("alnrisk_mqtt_connect_failures_total", None) >= 2.0
+    });
+    assert_eq!(wrong.metric("alnrisk_mqtt_connected", None), 0.0);
+    assert!(
+        sub.of("status").iter().all(|s| s["state"] != "online"),
+        "the wrong-CA daemon must not get through"
+    );
+    let log = wrong.log_text();
+    assert!(
+        log.to_lowercase().contains("certificate") || log.to_lowercase().contains("tls"),
+        "{log}"
+    );
+    let right = Daemon::with(
+        "tls-right",
+        DaemonOpts {
+            mqtt: tls("ca.crt"),
+            spool_max_entries: 100,
+            extra: "",
+        },
+    );
+    wait_for("TLS connection", Duration::from_secs(20), || {
+        right.metric("alnrisk_mqtt_connected", None) == 1.0
+    });
+    right.drop_exam(&exam(10), "a", ReplayStyle::Atomic);
+    let r = sub.wait("result", 1, Duration::from_secs(60));
+    assert_eq!(r[0]["study_key"], key_of(&exam(10)).as_str());
+    assert_valid(&r[0]);
+}
+
+#[test]
+fn sigterm_drains_and_marks_the_device_offline() {
+    let broker = Mosquitto::new("term", "");
+    let sub = Subscriber::new(broker.port, "term-sub");
+    let mut d = Daemon::new("term", broker.port);
+    sub.wait("status", 1, Duration::from_secs(10));
+    let status = d.term();
+    assert!(status.success(), "{status:?}: {}", d.log_text());
+    let s = sub.wait("status", 2, Duration::from_secs(10));
+    assert_eq!(s.last().unwrap()["state"], "offline");
+}
+
+#[test]
+fn a_bad_configuration_stops_the_daemon_with_the_key_named() {
+    let dir = tmp("badcfg");
+    let cfg = dir.join("bad.toml");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/dev.toml"))
+        .unwrap()
+        .replace("poll_interval_ms = 500", "poll_interval_ms = 0");
+    std::fs::write(&cfg, text).unwrap();
+    let out = bin().arg("serve").arg("--config").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("watch.poll_interval_ms"), "{err}");
+    // the shipped files are valid as they are (paths aside)
+    for f in ["dev.toml", "alnrisk.toml"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config").join(f);
+        let full = std::fs::read_to_string(&p).unwrap();
+        // The production file's [mqtt.tls] names certificates that exist only on the appliance: check it apart.
+        let text = match (full.split_once("[mqtt.tls]"), full.split_once("[phi]")) {
+            (Some((before, _)), Some((_, after))) if f == "alnrisk.toml" => format!("{before}[phi]{after}"),
+            _ => full.clone(),
+        };
+        alnrisk::daemon::config::DaemonConfig::parse(&text, &p).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+}
