@@ -93,10 +93,10 @@ enum Command {
         /// Folder to scan (recursively).
         dir: PathBuf,
     },
-    /// Show what the appliance can do today: radiomics on the bundled PyRadiomics test cases checked against
-    /// PyRadiomics 3.1.0, then synthetic DICOM → ingest → radiomics → VGG-16 (the scanner-side demo arrives with
-    /// the daemon).
-    Demo {
+    /// The product end to end on a SYNTHETIC cohort: synth → fit + sign → serve → replay three exams → MQTT → LN read → metrics.
+    Demo(crate::demo::DemoArgs),
+    /// Radiomics parity with PyRadiomics on its own test images, then synthetic DICOM → radiomics → VGG-16.
+    Parity {
         /// Folder holding `pyradiomics/` and `pyradiomics-3.1.0-reference/` (default: the repository's tests/data).
         #[arg(long)]
         data: Option<PathBuf>,
@@ -238,7 +238,8 @@ pub fn run() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo { data } => demo(data),
+        Command::Demo(args) => crate::demo::run(args),
+        Command::Parity { data } => parity(data),
         Command::Inspect { dir } => inspect(&dir),
         Command::Synth(args) => synth(args),
         Command::Deep(args) => deep(args),
@@ -354,9 +355,9 @@ fn init_logging() {
     }
 }
 
-fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn parity(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let root = data.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data"));
-    println!("alnrisk demo — radiomics engine (PyRadiomics-compatible), on PyRadiomics' own test images.");
+    println!("alnrisk parity — radiomics engine (PyRadiomics-compatible), on PyRadiomics' own test images.");
     println!("These are public research images, not patient data of this site.\n");
     println!("| case | ROI voxels | features | worst rel. error vs PyRadiomics 3.1.0 | time (ms) |");
     println!("|---|---|---|---|---|");

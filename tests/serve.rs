@@ -595,9 +595,14 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
         d.metric("alnrisk_series_processed_total", Some(("outcome", "published"))),
         2.0
     );
-    assert_eq!(d.metric("alnrisk_messages_published_total", None), 4.0);
+    // (the PUBACK may reach the daemon after the subscriber has the message)
+    wait_for("4 PUBACKs counted", Duration::from_secs(10), || {
+        d.metric("alnrisk_messages_published_total", None) == 4.0
+    });
     assert_eq!(d.metric("alnrisk_mqtt_connected", None), 1.0);
-    assert_eq!(d.metric("alnrisk_outbox_depth", None), 0.0);
+    wait_for("an empty outbox", Duration::from_secs(10), || {
+        d.metric("alnrisk_outbox_depth", None) == 0.0
+    });
     assert_eq!(
         d.metric("alnrisk_events_total", Some(("event", "waiting_for_roi"))),
         1.0

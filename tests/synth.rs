@@ -242,9 +242,9 @@ fn replay_styles_end_with_identical_files() {
 }
 
 #[test]
-fn demo_runs_and_says_the_data_are_synthetic() {
+fn parity_runs_and_says_the_data_are_synthetic() {
     let out = Command::new(env!("CARGO_BIN_EXE_alnrisk"))
-        .arg("demo")
+        .arg("parity")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

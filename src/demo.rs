@@ -1,0 +1,470 @@
+//! `alnrisk demo`: the product end to end on a SYNTHETIC cohort, in one command.
+//!
+//! 1. synthesise the cohort (DICOM + SEG, planted model; `synth`);
+//! 2. fit and sign a bundle exactly as `alnrisk fit` does (progress bars, the paper-style tables);
+//! 3. start `alnrisk serve` (a child process, embedded broker, loopback) on a temporary export folder;
+//! 4. replay three held-out test examinations into it: one written atomically, one with a partial write, one whose
+//!    ROI arrives late (after the `waiting_for_roi` event);
+//! 5. subscribe and print each risk message as a summary;
+//! 6. send the MRI LN read of one study on `cmd/ln-status` and print the updated result;
+//! 7. print a metrics snapshot, stop the daemon with SIGTERM, and exit 0.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use alnrisk::synth::replay::{ReplayStyle, replay};
+
+/// Options of `alnrisk demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Working folder (default: a new folder under the system's temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Patients in the synthetic cohort.
+    #[arg(long, default_value_t = 151)]
+    pub patients: usize,
+    /// In-plane matrix of the synthetic examinations.
+    #[arg(long, default_value_t = 128)]
+    pub matrix: usize,
+    /// Slices of the synthetic examinations.
+    #[arg(long, default_value_t = 32)]
+    pub slices: usize,
+    /// Small and fast (reduced-width VGG, few epochs): for the test suite.
+    #[arg(long, hide = true)]
+    pub quick: bool,
+    /// MQTT port of the embedded broker.
+    #[arg(long, default_value_t = 18830)]
+    pub mqtt_port: u16,
+    /// Address of the daemon's metrics endpoint.
+    #[arg(long, default_value = "127.0.0.1:19108")]
+    pub metrics: String,
+}
+
+type Inbox = Arc<Mutex<Vec<(String, serde_json::Value, Instant)>>>;
+
+fn subscribe(port: u16) -> anyhow::Result<(rumqttc::v5::Client, Inbox)> {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::{Client, Event, MqttOptions};
+    let mut o = MqttOptions::new("alnrisk-demo-dashboard", "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut conn) = Client::new(o, 64);
+    let inbox: Inbox = Arc::new(Mutex::new(Vec::new()));
+    let (m, c) = (inbox.clone(), client.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for ev in conn.iter() {
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = c.try_subscribe("alnrisk/#", QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let topic = String::from_utf8_lossy(&p.topic).to_string();
+                    let v = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
+                    if let Ok(mut g) = m.lock() {
+                        g.push((topic, v, Instant::now()));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(15))
+        .context("the dashboard subscriber could not connect to the embedded broker")?;
+    Ok((client, inbox))
+}
+
+fn wait_message(
+    inbox: &Inbox,
+    timeout: Duration,
+    f: impl Fn(&str, &serde_json::Value) -> bool,
+) -> anyhow::Result<(serde_json::Value, Instant)> {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if let Ok(g) = inbox.lock()
+            && let Some((_, v, at)) = g.iter().find(|(t, v, _)| f(t, v))
+        {
+            return Ok((v.clone(), *at));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("no matching message within {timeout:?}")
+}
+
+fn fmt_points(points: &serde_json::Value) -> String {
+    points
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k} {:.1}", v.as_f64().unwrap_or(f64::NAN)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+fn summary(label: &str, v: &serde_json::Value, last_file: Option<Instant>, at: Instant) {
+    println!(
+        "\n  ┌ {label}  [{} · message {}]",
+        v["kind"].as_str().unwrap_or("?"),
+        v["message_id"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  │ study key      {}…",
+        v["study_key"].as_str().unwrap_or("").get(..16).unwrap_or("")
+    );
+    println!("  │ MRI LN read    {}", v["mri_ln_status"].as_str().unwrap_or("?"));
+    if let Some(r) = v["risk"].as_object() {
+        println!(
+            "  │ P(ALN+)        {:.3}  → {} risk (cutoff {:.3})",
+            r["probability"].as_f64().unwrap_or(f64::NAN),
+            r["class"].as_str().unwrap_or("?"),
+            v["cutoff"].as_f64().unwrap_or(f64::NAN)
+        );
+        println!(
+            "  │ points         {}  (total {:.1})",
+            fmt_points(&r["points"]),
+            r["total_points"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    if let Some(s) = v["scenarios"].as_object() {
+        for (name, r) in s {
+            println!(
+                "  │ {name:<15}P(ALN+) {:.3} ({}) · points {} (total {:.1})",
+                r["probability"].as_f64().unwrap_or(f64::NAN),
+                r["class"].as_str().unwrap_or("?"),
+                fmt_points(&r["points"]),
+                r["total_points"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    if let Some(sig) = v["signatures"].as_object() {
+        let s: Vec<String> = sig
+            .iter()
+            .map(|(k, x)| format!("{k} {:.3}", x.as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        println!("  │ signatures     {}", s.join(", "));
+    }
+    let ood = v["out_of_distribution"].as_array().map_or(0, Vec::len);
+    if ood > 0 {
+        println!("  │ OOD flags      {ood}");
+    }
+    let t = &v["timing_ms"];
+    if t.as_object().is_some_and(|o| !o.is_empty()) {
+        println!(
+            "  │ timing         load {:.0} ms · features {:.0} ms · nomogram {:.2} ms · daemon last file → result {:.0} ms",
+            t["load"].as_f64().unwrap_or(0.0),
+            t["features"].as_f64().unwrap_or(0.0),
+            t["nomogram"].as_f64().unwrap_or(0.0),
+            t["last_file_to_result"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(lf) = last_file {
+        println!(
+            "  └ last file written → message received here: {:.2} s",
+            at.duration_since(lf).as_secs_f64()
+        );
+    } else {
+        println!("  └");
+    }
+}
+
+struct DaemonProcess(Child);
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Test-cohort rows of the synthetic cohort: (id, mri_ln_status).
+fn test_rows(cohort: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut r = csv::Reader::from_path(cohort.join("cohort.csv"))?;
+    let h = r.headers()?.clone();
+    let col = |n: &str| {
+        h.iter()
+            .position(|x| x == n)
+            .with_context(|| format!("cohort.csv lacks {n}"))
+    };
+    let (ci, cl, cc) = (col("id")?, col("mri_ln_status")?, col("cohort")?);
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec?;
+        if &rec[cc] == "test" {
+            out.push((rec[ci].to_string(), rec[cl].to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Run the demo.
+pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let dir = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("alnrisk-demo-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe()?;
+    let (patients, matrix, slices) = if a.quick {
+        (60, 64, 16)
+    } else {
+        (a.patients, a.matrix, a.slices)
+    };
+    println!("════════════════════════════════════════════════════════════════════════════════════════");
+    println!(" alnrisk demo — ALL DATA HERE ARE SYNTHETIC (generated phantoms, no patient). Not for clinical use.");
+    println!("════════════════════════════════════════════════════════════════════════════════════════");
+    println!(
+        "\n[1/7] synthesising {patients} patients ({matrix}×{matrix}×{slices}, 3 phases, DICOM + SEG) in {}",
+        dir.display()
+    );
+    let cohort = dir.join("cohort");
+    let st = Command::new(&exe)
+        .args(["synth", "--patients", &patients.to_string(), "--seed", "7"])
+        .args(["--matrix", &matrix.to_string(), "--slices", &slices.to_string()])
+        .arg("--out")
+        .arg(&cohort)
+        .status()?;
+    if !st.success() {
+        bail!("synth failed");
+    }
+
+    println!(
+        "\n[2/7] fitting the study's model (radiomics + VGG-16 → t-test + LASSO → signatures → classifiers → nomogram) and signing the bundle"
+    );
+    let (secret, public) = alnrisk::model::bundle::keygen(&dir.join("signing"))?;
+    let bundle = dir.join("bundle");
+    let mut fit_args = vec![
+        "fit".to_string(),
+        "--cohort".into(),
+        cohort.join("cohort.csv").display().to_string(),
+        "--out".into(),
+        bundle.display().to_string(),
+        "--report".into(),
+        dir.join("report").display().to_string(),
+        "--key".into(),
+        secret.display().to_string(),
+        "--clinical-candidates".into(),
+        alnrisk::model::predict::MRI_LN.into(),
+    ];
+    if a.quick {
+        fit_args.extend(["--vgg-scale", "8", "--views", "2", "--epochs", "10"].map(String::from));
+    }
+    let st = Command::new(&exe).args(&fit_args).status()?;
+    if !st.success() {
+        bail!("fit failed");
+    }
+
+    println!(
+        "\n[3/7] starting `alnrisk serve` (embedded MQTT broker on 127.0.0.1:{}, metrics on {})",
+        a.mqtt_port, a.metrics
+    );
+    let export = dir.join("export");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&export)?;
+    let config = dir.join("demo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# written by `alnrisk demo`; see firmware-config/alnrisk.toml for every key
+[site]
+site = "demo-site"
+device = "demo-box"
+[watch]
+export_dir = "{export}"
+poll_interval_ms = 200
+stable_ms = 400
+[assemble]
+quiet_period_s = 2.0
+roi_wait_s = 3.0
+[[select]]
+name = "breast-dce"
+modality = "MR"
+image_type_contains = ["ORIGINAL"]
+min_temporal_positions = 2
+[model]
+bundle = "{bundle}"
+public_key = "{public}"
+device = "auto"
+[mqtt]
+broker = "embedded"
+host = "127.0.0.1"
+port = {port}
+[state]
+dir = "{state}"
+[metrics]
+listen = "{metrics}"
+"#,
+            export = export.display(),
+            bundle = bundle.display(),
+            public = public.display(),
+            port = a.mqtt_port,
+            state = state.display(),
+            metrics = a.metrics
+        ),
+    )?;
+    let log = std::fs::File::create(dir.join("daemon.log"))?;
+    let mut daemon = DaemonProcess(
+        Command::new(&exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    let t = Instant::now();
+    while http_get(&a.metrics, "/health/live").is_none_or(|b| !b.contains("live")) {
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("the daemon did not come up; see {}", dir.join("daemon.log").display());
+        }
+        if let Ok(Some(st)) = daemon.0.try_wait() {
+            bail!("the daemon exited ({st}); see {}", dir.join("daemon.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (client, inbox) = subscribe(a.mqtt_port)?;
+    let (status, _) = wait_message(&inbox, Duration::from_secs(10), |t, _| t.ends_with("/status"))?;
+    println!(
+        "      daemon online; serving bundle {} ({})",
+        status["bundle"]["id"].as_str().unwrap_or("?"),
+        status["bundle"]["version"].as_str().unwrap_or("?")
+    );
+
+    println!("\n[4/7] replaying three held-out test examinations into the export folder");
+    let tests = test_rows(&cohort)?;
+    if tests.len() < 3 {
+        bail!("the synthetic test cohort has fewer than three examinations");
+    }
+    let pace = Duration::from_millis(5);
+    let mut last_files = Vec::new();
+    // (a) atomic writes
+    let (id_a, ln_a) = &tests[0];
+    replay(&cohort.join(id_a), &export.join(id_a), pace, ReplayStyle::Atomic)?;
+    last_files.push((
+        id_a.clone(),
+        Instant::now(),
+        "written atomically (temporary name, then rename)",
+    ));
+    // (b) one file first appears truncated and is completed last
+    let (id_b, _) = &tests[1];
+    replay(&cohort.join(id_b), &export.join(id_b), pace, ReplayStyle::Partial)?;
+    last_files.push((
+        id_b.clone(),
+        Instant::now(),
+        "one file written partially first, completed last",
+    ));
+    // (c) the ROI arrives late
+    let (id_c, _) = &tests[2];
+    replay(
+        &cohort.join(id_c).join("dce"),
+        &export.join(id_c).join("dce"),
+        pace,
+        ReplayStyle::Atomic,
+    )?;
+    println!("      {id_c}: images exported, ROI withheld …");
+    let (ev, _) = wait_message(&inbox, Duration::from_secs(60), |t, v| {
+        t.ends_with("/event") && v["event"] == "waiting_for_roi"
+    })?;
+    println!(
+        "      event: {} — {}",
+        ev["event"].as_str().unwrap_or(""),
+        ev["detail"].as_str().unwrap_or("")
+    );
+    replay(
+        &cohort.join(id_c).join("roi"),
+        &export.join(id_c).join("roi"),
+        pace,
+        ReplayStyle::Atomic,
+    )?;
+    last_files.push((id_c.clone(), Instant::now(), "ROI (DICOM SEG) arrived late"));
+
+    println!("\n[5/7] risk messages on alnrisk/v1/demo-site/demo-box/result (a department dashboard's view)");
+    let secret_key = std::fs::read_to_string(state.join("study-key.secret"))?;
+    let secret_bytes = hex::decode(secret_key.trim())?;
+    let study_key = |id: &str| -> anyhow::Result<String> {
+        let files = alnrisk::ingest::list_files(&cohort.join(id).join("dce"))?;
+        let first = files.first().context("empty examination")?;
+        let uid = alnrisk::ingest::header::read_instance(first)?.study_uid;
+        Ok(alnrisk::daemon::payload::StudyKey::of(&secret_bytes, &uid)
+            .as_str()
+            .to_string())
+    };
+    let mut first_a = None;
+    for (id, written, how) in &last_files {
+        let key = study_key(id)?;
+        let (msg, at) = wait_message(&inbox, Duration::from_secs(300), |t, v| {
+            t.ends_with("/result") && v["kind"] == "result" && v["study_key"] == key.as_str()
+        })?;
+        summary(&format!("{id}: {how}"), &msg, Some(*written), at);
+        if id == id_a {
+            first_a = Some(msg);
+        }
+    }
+
+    println!("\n[6/7] the radiologist's MRI LN read for {id_a} arrives on cmd/ln-status: {ln_a}");
+    let key_a = study_key(id_a)?;
+    let body = format!(r#"{{"study_key":"{key_a}","mri_ln_status":"{ln_a}"}}"#);
+    let sent = Instant::now();
+    client.publish(
+        "alnrisk/v1/demo-site/demo-box/cmd/ln-status",
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        false,
+        body.into_bytes(),
+    )?;
+    let (update, at) = wait_message(&inbox, Duration::from_secs(30), |t, v| {
+        t.ends_with("/result") && v["kind"] == "update" && v["study_key"] == key_a.as_str()
+    })?;
+    summary(&format!("{id_a}: updated with the LN read"), &update, None, at);
+    println!(
+        "      update {} links to result {} ({:.0} ms after the read was sent)",
+        update["message_id"].as_str().unwrap_or(""),
+        update["updates"].as_str().unwrap_or(""),
+        at.duration_since(sent).as_secs_f64() * 1e3
+    );
+    if first_a.is_some_and(|f| f["message_id"] != update["updates"]) {
+        bail!("the update does not link to the first result");
+    }
+
+    println!("\n[7/7] metrics snapshot (http://{}/metrics)", a.metrics);
+    let metrics = http_get(&a.metrics, "/metrics").unwrap_or_default();
+    for line in metrics.lines() {
+        if line.starts_with("alnrisk_") && !line.contains("_bucket") {
+            println!("      {line}");
+        }
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.0.id().to_string())
+        .status();
+    let st = daemon.0.wait()?;
+    println!(
+        "\ndaemon stopped ({st}); demo done in {:.0} s. Everything above is SYNTHETIC. Files: {} (report: {})",
+        started.elapsed().as_secs_f64(),
+        dir.display(),
+        dir.join("report/report.html").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
