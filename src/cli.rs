@@ -95,6 +95,9 @@ enum Command {
     },
     /// The product end to end on a SYNTHETIC cohort: synth → fit + sign → serve → replay three exams → MQTT → LN read → metrics.
     Demo(crate::demo::DemoArgs),
+    /// Benchmark the daemon: last file → result latency (p50/p95) and 20 queued examinations (time, peak RSS).
+    #[command(name = "bench-e2e")]
+    BenchE2e(crate::bench_e2e::BenchArgs),
     /// Radiomics parity with PyRadiomics on its own test images, then synthetic DICOM → radiomics → VGG-16.
     Parity {
         /// Folder holding `pyradiomics/` and `pyradiomics-3.1.0-reference/` (default: the repository's tests/data).
@@ -240,6 +243,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args),
         Command::Parity { data } => parity(data),
+        Command::BenchE2e(args) => crate::bench_e2e::run(args),
         Command::Inspect { dir } => inspect(&dir),
         Command::Synth(args) => synth(args),
         Command::Deep(args) => deep(args),

@@ -45,9 +45,9 @@ pub struct DemoArgs {
     pub metrics: String,
 }
 
-type Inbox = Arc<Mutex<Vec<(String, serde_json::Value, Instant)>>>;
+pub(crate) type Inbox = Arc<Mutex<Vec<(String, serde_json::Value, Instant)>>>;
 
-fn subscribe(port: u16) -> anyhow::Result<(rumqttc::v5::Client, Inbox)> {
+pub(crate) fn subscribe(port: u16) -> anyhow::Result<(rumqttc::v5::Client, Inbox)> {
     use rumqttc::v5::mqttbytes::QoS;
     use rumqttc::v5::mqttbytes::v5::Packet;
     use rumqttc::v5::{Client, Event, MqttOptions};
@@ -83,7 +83,7 @@ fn subscribe(port: u16) -> anyhow::Result<(rumqttc::v5::Client, Inbox)> {
     Ok((client, inbox))
 }
 
-fn wait_message(
+pub(crate) fn wait_message(
     inbox: &Inbox,
     timeout: Duration,
     f: impl Fn(&str, &serde_json::Value) -> bool,
@@ -178,7 +178,41 @@ fn summary(label: &str, v: &serde_json::Value, last_file: Option<Instant>, at: I
     }
 }
 
-struct DaemonProcess(Child);
+/// `alnrisk serve` as a child process, killed if still running when dropped.
+pub(crate) struct DaemonProcess(Child);
+
+impl DaemonProcess {
+    /// Start `exe serve --config config`, logging to `log`.
+    pub(crate) fn spawn(exe: &Path, config: &Path, log: &Path) -> anyhow::Result<DaemonProcess> {
+        let log = std::fs::File::create(log)?;
+        Ok(DaemonProcess(
+            Command::new(exe)
+                .arg("serve")
+                .arg("--config")
+                .arg(config)
+                .env("RUST_LOG", "info,rumqttd=warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        ))
+    }
+
+    /// Whether it has exited.
+    pub(crate) fn exited(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(Some(_)))
+    }
+
+    /// Its pid.
+    pub(crate) fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGTERM, then wait.
+    pub(crate) fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        self.0.wait().ok()
+    }
+}
 
 impl Drop for DaemonProcess {
     fn drop(&mut self) {
@@ -187,7 +221,7 @@ impl Drop for DaemonProcess {
     }
 }
 
-fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -324,24 +358,14 @@ listen = "{metrics}"
             metrics = a.metrics
         ),
     )?;
-    let log = std::fs::File::create(dir.join("daemon.log"))?;
-    let mut daemon = DaemonProcess(
-        Command::new(&exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info,rumqttd=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?,
-    );
+    let mut daemon = DaemonProcess::spawn(&exe, &config, &dir.join("daemon.log"))?;
     let t = Instant::now();
     while http_get(&a.metrics, "/health/live").is_none_or(|b| !b.contains("live")) {
         if t.elapsed() > Duration::from_secs(60) {
             bail!("the daemon did not come up; see {}", dir.join("daemon.log").display());
         }
-        if let Ok(Some(st)) = daemon.0.try_wait() {
-            bail!("the daemon exited ({st}); see {}", dir.join("daemon.log").display());
+        if daemon.exited() {
+            bail!("the daemon exited; see {}", dir.join("daemon.log").display());
         }
         std::thread::sleep(Duration::from_millis(100));
     }

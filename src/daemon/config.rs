@@ -66,7 +66,7 @@ pub struct WatchConfig {
 
 /// `[assemble]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AssembleConfig {
     /// A series without a known instance count is complete after this long with no new instance (s).
     pub quiet_period_s: f64,
@@ -203,7 +203,7 @@ pub struct StateConfig {
 
 /// `[metrics]`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address of `/metrics` and `/health/*`; loopback by default. Empty string: off.
     #[serde(default = "default_metrics")]
@@ -309,7 +309,7 @@ impl DaemonConfig {
         if !(self.assemble.quiet_period_s > 0.0 && self.assemble.quiet_period_s <= 3600.0) {
             return bad("assemble.quiet_period_s", "must be in (0, 3600]".into());
         }
-        if !(self.assemble.roi_wait_s >= 0.0) {
+        if self.assemble.roi_wait_s.is_nan() || self.assemble.roi_wait_s < 0.0 {
             return bad("assemble.roi_wait_s", "must be ≥ 0".into());
         }
         for (k, rule) in self.select.iter().enumerate() {

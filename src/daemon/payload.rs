@@ -305,9 +305,9 @@ impl LnStatusCommand {
                 "negative" | "0" | "no" => Some(0.0),
                 _ => None,
             },
-            serde_json::Value::Number(n) => match n.as_f64() {
-                Some(x) if x == 1.0 => Some(1.0),
-                Some(x) if x == 0.0 => Some(0.0),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(1) => Some(1.0),
+                Some(0) => Some(0.0),
                 _ => None,
             },
             serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),

@@ -1,0 +1,300 @@
+//! `alnrisk bench-e2e`: the daemon's speed and memory, measured as a user sees them.
+//!
+//! - **Latency**: time from the last file of an examination landing in the export folder (its rename into place)
+//!   to its result message arriving at a subscriber on the same loopback broker (the daemon's PUBACK comes back
+//!   on the same hop). Each replay runs against a freshly started daemon with empty state, so every replay
+//!   really computes; p50 and p95 over `--replays` replays, for the real UCSF-BR-06 examination (completion by the
+//!   quiet period: its tags give no instance count) and a synthetic 256×256×60×3 examination.
+//! - **Throughput / memory**: `--queue` examinations placed in the export folder at once, then the daemon started;
+//!   time until every result has arrived, and the daemon's peak RSS (VmHWM) with the Q8 model.
+//!
+//! The bundle is fitted here on a small synthetic cohort with the full-size VGG-16 (the daemon serves its Q8_0
+//! file), unless `--bundle` names one. Every number printed is measured in this run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::demo::{DaemonProcess, http_get, subscribe, wait_message};
+use alnrisk::synth::replay::{ReplayStyle, replay};
+
+/// Options of `alnrisk bench-e2e`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Working folder (default: under the system's temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Replays per examination for the latency percentiles.
+    #[arg(long, default_value_t = 20)]
+    pub replays: usize,
+    /// Examinations queued at once for the throughput run.
+    #[arg(long, default_value_t = 20)]
+    pub queue: usize,
+    /// A signed bundle to serve (default: fit one here with the full-size VGG-16).
+    #[arg(long, requires = "public_key")]
+    pub bundle: Option<PathBuf>,
+    /// Its public key.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// Quiet period that completes a series without an instance count (s).
+    #[arg(long, default_value_t = 1.0)]
+    pub quiet_period: f64,
+    /// Device for the network: cpu, auto, cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Synthetic examination size (matrix, slices).
+    #[arg(long, default_value_t = 256)]
+    pub matrix: usize,
+    /// Slices of the synthetic examination.
+    #[arg(long, default_value_t = 60)]
+    pub slices: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    alnrisk::radiomics::firstorder::percentile_sorted(sorted, p)
+}
+
+struct Run {
+    daemon: DaemonProcess,
+    export: PathBuf,
+    metrics: String,
+    port: u16,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start(exe: &Path, dir: &Path, bundle: &Path, public: &Path, a: &BenchArgs) -> anyhow::Result<Run> {
+    let _ = std::fs::remove_dir_all(dir);
+    let export = dir.join("export");
+    std::fs::create_dir_all(&export)?;
+    let (port, metrics) = (free_port()?, format!("127.0.0.1:{}", free_port()?));
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nsite = \"bench\"\ndevice = \"box\"\n[watch]\nexport_dir = \"{}\"\npoll_interval_ms = 200\nstable_ms = 500\n\
+             [assemble]\nquiet_period_s = {}\n[model]\nbundle = \"{}\"\npublic_key = \"{}\"\ndevice = \"{}\"\n\
+             [mqtt]\nbroker = \"embedded\"\nport = {port}\n[state]\ndir = \"{}\"\n[metrics]\nlisten = \"{metrics}\"\n",
+            export.display(),
+            a.quiet_period,
+            bundle.display(),
+            public.display(),
+            a.device,
+            dir.join("state").display()
+        ),
+    )?;
+    Ok(Run {
+        daemon: DaemonProcess::spawn(exe, &config, &dir.join("daemon.log"))?,
+        export,
+        metrics,
+        port,
+    })
+}
+
+fn ready(run: &mut Run, log: &Path) -> anyhow::Result<()> {
+    let t = Instant::now();
+    while http_get(&run.metrics, "/health/live").is_none_or(|b| !b.contains("live")) {
+        if t.elapsed() > Duration::from_secs(60) || run.daemon.exited() {
+            bail!("the daemon did not come up; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Run the benchmark.
+pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let dir = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("alnrisk-bench-e2e-{}", std::process::id())));
+    std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe()?;
+    let run_cmd = |args: &[String]| -> anyhow::Result<()> {
+        let st = Command::new(&exe).args(args).stdout(Stdio::null()).status()?;
+        if !st.success() {
+            bail!("alnrisk {} failed", args.join(" "));
+        }
+        Ok(())
+    };
+    // Examinations.
+    let synth = dir.join("exams");
+    if !synth.join("cohort.csv").exists() {
+        eprintln!(
+            "synthesising {} examinations of {}×{}×{}×3 …",
+            a.queue.max(1),
+            a.matrix,
+            a.matrix,
+            a.slices
+        );
+        run_cmd(&[
+            "synth".into(),
+            "--patients".into(),
+            a.queue.max(1).to_string(),
+            "--seed".into(),
+            "21".into(),
+            "--matrix".into(),
+            a.matrix.to_string(),
+            "--slices".into(),
+            a.slices.to_string(),
+            "--out".into(),
+            synth.display().to_string(),
+        ])?;
+    }
+    // Bundle.
+    let (bundle, public) = match (&a.bundle, &a.public_key) {
+        (Some(b), Some(k)) => (b.clone(), k.clone()),
+        _ => {
+            let b = dir.join("bundle");
+            let (secret, public) = (dir.join("signing.key"), dir.join("signing.pub"));
+            if !b.join("bundle.json").exists() {
+                eprintln!("fitting a bundle (40 synthetic patients, full-size VGG-16, 2 epochs) …");
+                let cohort = dir.join("fit-cohort");
+                run_cmd(&[
+                    "synth".into(),
+                    "--patients".into(),
+                    "40".into(),
+                    "--seed".into(),
+                    "7".into(),
+                    "--matrix".into(),
+                    "96".into(),
+                    "--slices".into(),
+                    "24".into(),
+                    "--out".into(),
+                    cohort.display().to_string(),
+                ])?;
+                let _ = std::fs::remove_file(&secret);
+                let _ = std::fs::remove_file(&public);
+                alnrisk::model::bundle::keygen(&dir.join("signing"))?;
+                run_cmd(
+                    &[
+                        "fit",
+                        "--cohort",
+                        &cohort.join("cohort.csv").display().to_string(),
+                        "--out",
+                        &b.display().to_string(),
+                        "--key",
+                        &secret.display().to_string(),
+                        "--clinical-candidates",
+                        alnrisk::model::predict::MRI_LN,
+                        "--epochs",
+                        "2",
+                        "--views",
+                        "1",
+                    ]
+                    .map(String::from),
+                )?;
+            }
+            (b, public)
+        }
+    };
+    let ucsf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tcia-breast-mri-nact-pilot/UCSF-BR-06");
+    let first_syn = synth.join("SYN0001");
+    let mut rows = Vec::new();
+    for (name, exam) in [
+        ("UCSF-BR-06 (real, 256×256×60×3, SEG)", ucsf.clone()),
+        ("synthetic 256×256×60×3 (SEG)", first_syn.clone()),
+    ] {
+        if !exam.is_dir() {
+            bail!("{} is missing", exam.display());
+        }
+        let mut lat = Vec::new();
+        let mut e2e_daemon = Vec::new();
+        for i in 0..a.replays {
+            let rdir = dir.join("run");
+            let mut r = start(&exe, &rdir, &bundle, &public, &a)?;
+            ready(&mut r, &rdir.join("daemon.log"))?;
+            let (_client, inbox) = subscribe(r.port)?;
+            replay(
+                &exam,
+                &r.export.join(format!("exam{i}")),
+                Duration::ZERO,
+                ReplayStyle::Atomic,
+            )?;
+            let landed = Instant::now();
+            let (msg, at) = wait_message(&inbox, Duration::from_secs(300), |t, _| t.ends_with("/result"))
+                .with_context(|| format!("no result; see {}", rdir.join("daemon.log").display()))?;
+            lat.push(at.duration_since(landed).as_secs_f64());
+            e2e_daemon.push(msg["timing_ms"]["total"].as_f64().unwrap_or(f64::NAN) / 1e3);
+            r.daemon.terminate();
+            eprintln!("  {name} replay {}: {:.3} s", i + 1, lat[i]);
+        }
+        lat.sort_by(f64::total_cmp);
+        e2e_daemon.sort_by(f64::total_cmp);
+        rows.push((
+            name,
+            percentile(&lat, 50.0),
+            percentile(&lat, 95.0),
+            percentile(&e2e_daemon, 50.0),
+            lat.len(),
+        ));
+    }
+    // Throughput and memory: every synthetic examination queued before the daemon starts.
+    let qdir = dir.join("queue-run");
+    let queued = dir.join("queued-export");
+    let _ = std::fs::remove_dir_all(&queued);
+    for k in 1..=a.queue {
+        replay(
+            &synth.join(format!("SYN{k:04}")),
+            &queued.join(format!("q{k}")),
+            Duration::ZERO,
+            ReplayStyle::Atomic,
+        )?;
+    }
+    let mut r = start(&exe, &qdir, &bundle, &public, &a)?;
+    ready(&mut r, &qdir.join("daemon.log"))?;
+    let (_client, inbox) = subscribe(r.port)?;
+    // All of them land at once: one rename of the prepared folder into the export folder.
+    let t0 = Instant::now();
+    std::fs::rename(&queued, r.export.join("queued"))?;
+    let t = Instant::now();
+    let mut rss_peak = 0.0f64;
+    loop {
+        let n = inbox
+            .lock()
+            .map(|g| g.iter().filter(|(t, _, _)| t.ends_with("/result")).count())
+            .unwrap_or(0);
+        if let Some(mb) = peak_rss_mb(r.daemon.id()) {
+            rss_peak = rss_peak.max(mb);
+        }
+        if n >= a.queue {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(1800) {
+            bail!("only {n} of {} results after 30 minutes", a.queue);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total = t0.elapsed().as_secs_f64();
+    r.daemon.terminate();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\nalnrisk bench-e2e — {cores} CPU cores, device = {}, quiet period {} s, Q8_0 VGG-16",
+        a.device, a.quiet_period
+    );
+    println!("\n| examination | replays | last file → result p50 | p95 | compute (load+features+nomogram) p50 |");
+    println!("|---|---|---|---|---|");
+    for (name, p50, p95, c50, n) in &rows {
+        println!("| {name} | {n} | {p50:.2} s | {p95:.2} s | {c50:.2} s |");
+    }
+    println!(
+        "\n| queued at once | all results after | per examination | daemon peak RSS (VmHWM) |\n|---|---|---|---|\n| {} synthetic {}×{}×{}×3 | {total:.1} s | {:.2} s | {rss_peak:.0} MB |",
+        a.queue,
+        a.matrix,
+        a.matrix,
+        a.slices,
+        total / a.queue.max(1) as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}
