@@ -473,7 +473,16 @@ listen = "{metrics}"
     }
 
     println!("\n[7/7] metrics snapshot (http://{}/metrics)", a.metrics);
-    let metrics = http_get(&a.metrics, "/metrics").unwrap_or_default();
+    // The broker forwards a message before the daemon has counted its PUBACK: give the count a moment.
+    let t = Instant::now();
+    let mut metrics = String::new();
+    while t.elapsed() < Duration::from_secs(5) {
+        metrics = http_get(&a.metrics, "/metrics").unwrap_or_default();
+        if metrics.contains("alnrisk_messages_published_total 4") && metrics.contains("alnrisk_outbox_depth 0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for line in metrics.lines() {
         if line.starts_with("alnrisk_") && !line.contains("_bucket") {
             println!("      {line}");

@@ -67,11 +67,20 @@ impl Predictor {
         Ok(Predictor { bundle, net })
     }
 
-    /// Radiomics and deep features of a loaded case.
+    /// Radiomics and deep features of a loaded case (the two run side by side on the thread pool).
     pub fn features(&self, case: &LoadedCase, image: &Path, mask: &Path) -> Result<CaseFeatures> {
         let m = &self.bundle.manifest;
-        let ex = radiomics::extract(image, &case.image, mask, &case.mask, &m.radiomics_settings)?;
-        let radiomics = ex.features.entries.iter().cloned().collect();
+        let (ex, deep) = rayon::join(
+            || radiomics::extract(image, &case.image, mask, &case.mask, &m.radiomics_settings),
+            || self.deep_features(case),
+        );
+        let radiomics = ex?.features.entries.iter().cloned().collect();
+        Ok(CaseFeatures { radiomics, deep: deep? })
+    }
+
+    /// The VGG-16 activations the deep signature reads, for the largest ROI cross-section.
+    fn deep_features(&self, case: &LoadedCase) -> Result<Vec<f64>> {
+        let m = &self.bundle.manifest;
         let crop = deep::crop_largest_slice(&case.image, &case.mask, m.roi.label as f64, m.roi.crop_margin)?;
         let out = self
             .net
@@ -81,14 +90,13 @@ impl Predictor {
             "logits" => out.logits,
             _ => out.fc7,
         };
-        let deep: Vec<f64> = layer
+        Ok(layer
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| Error::Compute(e.to_string()))?
             .into_iter()
             .map(f64::from)
-            .collect();
-        Ok(CaseFeatures { radiomics, deep })
+            .collect())
     }
 
     /// Predict from features and clinical values (by predictor name; `mri_ln_status` 0/1 may be absent).
