@@ -5,7 +5,13 @@ use std::process::Command;
 
 #[test]
 fn demo_runs_end_to_end_and_says_the_data_are_synthetic() {
-    let port = |_: u8| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = |_: u8| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
     let dir = std::env::temp_dir().join(format!("alnrisk-demo-test-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_alnrisk"))
         .args(["demo", "--quick", "--mqtt-port", &port(0).to_string()])
@@ -24,6 +30,9 @@ fn demo_runs_end_to_end_and_says_the_data_are_synthetic() {
     assert!(text.contains("event: waiting_for_roi"), "{text}");
     assert_eq!(text.matches("[result · message").count(), 3, "{text}");
     assert!(text.contains("[update · message"), "{text}");
-    assert!(text.contains("alnrisk_series_processed_total{outcome=\"published\"} 3"), "{text}");
+    assert!(
+        text.contains("alnrisk_series_processed_total{outcome=\"published\"} 3"),
+        "{text}"
+    );
     assert!(text.contains("alnrisk_messages_published_total 4"), "{text}");
 }

@@ -412,3 +412,148 @@ impl SeriesAssembler {
         self.orphan_rois.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::header::SliceHeader;
+
+    fn image(series: &str, dir: &str, phase: usize, k: usize, images_in_acq: Option<i64>) -> InstanceHeader {
+        InstanceHeader {
+            sop_class_uid: crate::ingest::header::MR_IMAGE.into(),
+            study_uid: "1.2.3".into(),
+            series_uid: series.into(),
+            frame_of_reference_uid: Some("9.9".into()),
+            modality: "MR".into(),
+            series_description: "Ax VIBRANT dyn".into(),
+            series_number: Some(5),
+            image_type: vec!["ORIGINAL".into(), "PRIMARY".into()],
+            number_of_temporal_positions: images_in_acq.map(|_| 2),
+            images_in_acquisition: images_in_acq,
+            accession_number: None,
+            patient_name: None,
+            slices: vec![SliceHeader {
+                file: PathBuf::from(format!("/export/{dir}/IM{phase}{k}.dcm")),
+                frame: 0,
+                sop_instance_uid: format!("{series}.{phase}.{k}"),
+                position: [0.0, 0.0, k as f64],
+                orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                pixel_spacing: [1.0, 1.0],
+                rows: 4,
+                columns: 4,
+                instance_number: Some((phase * 10 + k) as i64),
+                temporal_position_identifier: Some(phase as i64 + 1),
+                temporal_position_index: None,
+                acquisition_number: None,
+                trigger_time: None,
+                acquisition_time: None,
+                content_time: None,
+            }],
+        }
+    }
+
+    fn rule(min_phases: i64, re: &str) -> SelectionRule {
+        SelectionRule {
+            name: "dce".into(),
+            modality: Some("MR".into()),
+            description_regex: Some(re.into()),
+            image_type_contains: vec!["ORIGINAL".into()],
+            min_temporal_positions: Some(min_phases),
+        }
+    }
+
+    fn add_series(a: &mut SeriesAssembler, uid: &str, dir: &str, count: Option<i64>, t: Instant) {
+        for p in 0..2 {
+            for k in 0..3 {
+                a.add_image(image(uid, dir, p, k, count), t, SystemTime::now());
+            }
+        }
+    }
+
+    #[test]
+    fn expected_count_completes_without_the_quiet_period_and_roi_waits_with_one_event() {
+        let t0 = Instant::now();
+        let mut a = SeriesAssembler::new(Duration::from_secs(30), Duration::from_secs(5), &[rule(2, "(?i)dyn")]);
+        add_series(&mut a, "1.1", "exam/dce", Some(3), t0);
+        // complete (3 per phase × 2 phases) but no ROI yet
+        assert!(a.tick(t0, 4).is_empty());
+        let out = a.tick(t0 + Duration::from_secs(6), 4);
+        assert!(matches!(out.as_slice(), [Assembled::WaitingForRoi { .. }]), "{out:?}");
+        assert!(a.tick(t0 + Duration::from_secs(20), 4).is_empty(), "reported once");
+        a.add_roi(
+            Path::new("/export/exam/roi/seg.dcm"),
+            RoiReferences {
+                series_uids: vec!["1.1".into()],
+                ..Default::default()
+            },
+            t0 + Duration::from_secs(21),
+            SystemTime::now(),
+        );
+        let out = a.tick(t0 + Duration::from_secs(21), 4);
+        let [Assembled::Ready(r)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (r.series_uid.as_str(), r.instances.len(), r.rule.as_str()),
+            ("1.1", 6, "dce")
+        );
+        assert_eq!(
+            r.last_arrival,
+            t0 + Duration::from_secs(21),
+            "the ROI was the last file"
+        );
+        // a late instance of a dispatched series is reported, not silently used
+        let late = a.add_image(image("1.1", "exam/dce", 0, 9, Some(3)), t0, SystemTime::now());
+        assert!(matches!(late, Some(Assembled::Ignored { .. })));
+    }
+
+    #[test]
+    fn without_a_count_the_quiet_period_completes_and_rules_select() {
+        let t0 = Instant::now();
+        let mut a = SeriesAssembler::new(Duration::from_secs(2), Duration::from_secs(60), &[rule(2, "(?i)dyn")]);
+        add_series(&mut a, "2.1", "e1/dce", None, t0);
+        // a label map by the exam-folder rule (sibling folder)
+        a.add_label(Path::new("/export/e1/roi/label.nii.gz"), t0, SystemTime::now());
+        assert!(
+            a.tick(t0 + Duration::from_secs(1), 4).is_empty(),
+            "still within the quiet period"
+        );
+        let out = a.tick(t0 + Duration::from_secs(3), 4);
+        assert!(matches!(out.as_slice(), [Assembled::Ready(_)]), "{out:?}");
+        // a series the rules reject: three phases required
+        let mut b = SeriesAssembler::new(Duration::from_secs(2), Duration::from_secs(60), &[rule(3, "(?i)dyn")]);
+        add_series(&mut b, "3.1", "e2/dce", None, t0);
+        let out = b.tick(t0 + Duration::from_secs(3), 4);
+        let [Assembled::NotSelected { reason, .. }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(reason.contains("temporal positions"), "{reason}");
+    }
+
+    #[test]
+    fn roi_matches_by_referenced_instances_and_only_its_series() {
+        let t0 = Instant::now();
+        let mut a = SeriesAssembler::new(Duration::from_secs(1), Duration::from_secs(60), &[]);
+        add_series(&mut a, "4.1", "e/a", None, t0);
+        add_series(&mut a, "4.2", "e/b", None, t0);
+        a.add_roi(
+            Path::new("/export/e/seg.dcm"),
+            RoiReferences {
+                instance_uids: vec!["4.2.0.1".into()],
+                ..Default::default()
+            },
+            t0,
+            SystemTime::now(),
+        );
+        let out = a.tick(t0 + Duration::from_secs(2), 1);
+        let [Assembled::Ready(r)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(r.series_uid, "4.2");
+        assert_eq!(a.pending(), 1, "the other series keeps waiting for its own ROI");
+        // max_ready bounds what one tick releases
+        a.add_label(Path::new("/export/e/a/label.nrrd"), t0, SystemTime::now());
+        assert!(a.tick(t0 + Duration::from_secs(3), 0).is_empty());
+        assert_eq!(a.tick(t0 + Duration::from_secs(3), 1).len(), 1);
+    }
+}
