@@ -689,6 +689,30 @@ fn kill_9_mid_series_then_restart_publishes_once_and_loses_no_file() {
 }
 
 #[test]
+fn an_ln_read_before_the_images_survives_a_restart_and_is_applied() {
+    let broker = Mosquitto::new("early-ln", "");
+    let sub = Subscriber::new(broker.port, "early-ln-sub");
+    let mut d = Daemon::new("early-ln", broker.port);
+    sub.wait("status", 1, Duration::from_secs(10));
+    let key = key_of(&exam(11));
+    sub.publish(
+        "alnrisk/v1/test-site/early-ln/cmd/ln-status",
+        &format!(r#"{{"study_key":"{key}","mri_ln_status":"positive"}}"#),
+    );
+    wait_for("the read kept", Duration::from_secs(10), || {
+        d.metric("alnrisk_events_total", Some(("event", "ln_read_pending"))) == 1.0
+    });
+    d.kill9();
+    d.start();
+    d.drop_exam(&exam(11), "a", ReplayStyle::Atomic);
+    let r = sub.wait("result", 1, Duration::from_secs(60));
+    assert_eq!(r[0]["study_key"], key.as_str());
+    assert_eq!(r[0]["mri_ln_status"], "positive");
+    assert!(r[0]["risk"]["probability"].as_f64().is_some(), "{}", r[0]);
+    assert_valid(&r[0]);
+}
+
+#[test]
 fn bad_input_burst_is_quarantined_with_reasons_and_the_valid_study_is_published() {
     let broker = Mosquitto::new("burst", "");
     let sub = Subscriber::new(broker.port, "burst-sub");

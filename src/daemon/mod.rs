@@ -42,6 +42,9 @@ use crate::model::predict::MRI_LN;
 use crate::model::{Bundle, Predictor, Trust};
 use crate::roi::{RoiOptions, RoiReferences};
 
+/// LN reads that arrived before their study was computed (JSON lines under `state.dir`).
+pub const PENDING_LN_READS: &str = "ln-reads-pending.jsonl";
+
 /// Series computed or waiting to be computed at once (the bounded ready queue).
 pub const READY_QUEUE: usize = 16;
 
@@ -298,6 +301,14 @@ impl Daemon {
                     }
                 }
                 Classified::Roi(r) => {
+                    let sha = &self.predictor.bundle.sha256;
+                    if r.series_uids
+                        .iter()
+                        .any(|u| self.ledger.contains(&StudyKey::of(&self.secret, u), sha))
+                    {
+                        tracing::debug!(file = %path.display(), "ROI of a series already answered by this bundle");
+                        continue;
+                    }
                     self.assembler.add_roi(&path, r, at, wall);
                 }
                 Classified::Label => self.assembler.add_label(&path, at, wall),
@@ -326,8 +337,12 @@ impl Daemon {
         let sha = self.predictor.bundle.sha256.clone();
         let records: Vec<LedgerRecord> = self.ledger.for_study(&key, &sha).into_iter().cloned().collect();
         if records.is_empty() {
-            // Not computed yet: applied when it is.
+            // Not computed yet: applied when it is; kept on disk so a restart does not lose it.
             self.ln_reads.insert(key.clone(), v);
+            let line = serde_json::json!({"study_key": key.as_str(), "mri_ln_status": v as i64}).to_string();
+            if let Err(e) = fsio::append_line(&self.cfg.state.dir.join(PENDING_LN_READS), &line) {
+                tracing::error!("could not keep the LN read: {e}");
+            }
             self.event(
                 "info",
                 "ln_read_pending",
@@ -835,6 +850,15 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     };
     for p in problems {
         d.event("error", "spool_entry_corrupt", p.to_string(), None);
+    }
+    if let Ok(text) = std::fs::read_to_string(cfg.state.dir.join(PENDING_LN_READS)) {
+        for line in text.lines() {
+            if let Ok(c) = serde_json::from_str::<LnStatusCommand>(line)
+                && let (Some(k), Some(v)) = (c.key(&d.secret), c.value())
+            {
+                d.ln_reads.insert(k, v);
+            }
+        }
     }
     d.update_gauges();
     metrics.tick();

@@ -305,9 +305,9 @@ impl LnStatusCommand {
                 "negative" | "0" | "no" => Some(0.0),
                 _ => None,
             },
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(1) => Some(1.0),
-                Some(0) => Some(0.0),
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(x) if (x - 1.0).abs() < 1e-9 => Some(1.0),
+                Some(x) if x.abs() < 1e-9 => Some(0.0),
                 _ => None,
             },
             serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
@@ -346,6 +346,8 @@ mod tests {
         assert_eq!(c.value(), Some(1.0));
         let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":0}"#).unwrap();
         assert_eq!(c.value(), Some(0.0));
+        let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":1.0}"#).unwrap();
+        assert_eq!(c.value(), Some(1.0));
         let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":"maybe"}"#).unwrap();
         assert_eq!(c.value(), None);
     }
