@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Device for the network: cpu, auto, cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// The UCSF-BR-06 examination folder (default: tests/data/… of the working directory or of the source tree).
+    #[arg(long)]
+    pub ucsf: Option<PathBuf>,
     /// Synthetic examination size (matrix, slices).
     #[arg(long, default_value_t = 256)]
     pub matrix: usize,
@@ -192,6 +195,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                         "2",
                         "--views",
                         "1",
+                        "--device",
+                        if a.device == "cpu" { "cpu" } else { "auto" },
                     ]
                     .map(String::from),
                 )?;
@@ -199,7 +204,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             (b, public)
         }
     };
-    let ucsf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tcia-breast-mri-nact-pilot/UCSF-BR-06");
+    let rel = Path::new("tests/data/tcia-breast-mri-nact-pilot/UCSF-BR-06");
+    let ucsf = a.ucsf.clone().unwrap_or_else(|| {
+        if rel.is_dir() {
+            rel.to_path_buf()
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+        }
+    });
     let first_syn = synth.join("SYN0001");
     let mut rows = Vec::new();
     for (name, exam) in [
@@ -215,7 +227,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             let rdir = dir.join("run");
             let mut r = start(&exe, &rdir, &bundle, &public, &a)?;
             ready(&mut r, &rdir.join("daemon.log"))?;
-            let (_client, inbox) = subscribe(r.port)?;
+            let inbox = subscribe(r.port)?;
             replay(
                 &exam,
                 &r.export.join(format!("exam{i}")),
@@ -254,17 +266,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut r = start(&exe, &qdir, &bundle, &public, &a)?;
     ready(&mut r, &qdir.join("daemon.log"))?;
-    let (_client, inbox) = subscribe(r.port)?;
+    let inbox = subscribe(r.port)?;
     // All of them land at once: one rename of the prepared folder into the export folder.
     let t0 = Instant::now();
     std::fs::rename(&queued, r.export.join("queued"))?;
     let t = Instant::now();
     let mut rss_peak = 0.0f64;
     loop {
-        let n = inbox
-            .lock()
-            .map(|g| g.iter().filter(|(t, _, _)| t.ends_with("/result")).count())
-            .unwrap_or(0);
+        let n = inbox.of("result").len();
         if let Some(mb) = peak_rss_mb(r.daemon.id()) {
             rss_peak = rss_peak.max(mb);
         }

@@ -12,11 +12,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use alnrisk::daemon::listen::Listener;
 use alnrisk::synth::replay::{ReplayStyle, replay};
 
 /// Options of `alnrisk demo`.
@@ -45,59 +45,22 @@ pub struct DemoArgs {
     pub metrics: String,
 }
 
-pub(crate) type Inbox = Arc<Mutex<Vec<(String, serde_json::Value, Instant)>>>;
-
-pub(crate) fn subscribe(port: u16) -> anyhow::Result<(rumqttc::v5::Client, Inbox)> {
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::{Client, Event, MqttOptions};
-    let mut o = MqttOptions::new("alnrisk-demo-dashboard", "127.0.0.1", port);
+/// Connect a dashboard-like listener to `alnrisk/#` on the loopback broker at `port`.
+pub(crate) fn subscribe(port: u16) -> anyhow::Result<Listener> {
+    let mut o = rumqttc::v5::MqttOptions::new(format!("alnrisk-dashboard-{}", std::process::id()), "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(10));
-    let (client, mut conn) = Client::new(o, 64);
-    let inbox: Inbox = Arc::new(Mutex::new(Vec::new()));
-    let (m, c) = (inbox.clone(), client.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for ev in conn.iter() {
-            match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = c.try_subscribe("alnrisk/#", QoS::AtLeastOnce);
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = tx.send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let topic = String::from_utf8_lossy(&p.topic).to_string();
-                    let v = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
-                    if let Ok(mut g) = m.lock() {
-                        g.push((topic, v, Instant::now()));
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(15))
-        .context("the dashboard subscriber could not connect to the embedded broker")?;
-    Ok((client, inbox))
+    Listener::connect(o, "alnrisk/#").context("the dashboard subscriber could not connect to the broker")
 }
 
+/// The first message (topic, body) that `f` accepts, and when it arrived.
 pub(crate) fn wait_message(
-    inbox: &Inbox,
+    l: &Listener,
     timeout: Duration,
     f: impl Fn(&str, &serde_json::Value) -> bool,
 ) -> anyhow::Result<(serde_json::Value, Instant)> {
-    let t = Instant::now();
-    while t.elapsed() < timeout {
-        if let Ok(g) = inbox.lock()
-            && let Some((_, v, at)) = g.iter().find(|(t, v, _)| f(t, v))
-        {
-            return Ok((v.clone(), *at));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("no matching message within {timeout:?}")
+    l.wait_for(timeout, |r| f(&r.topic, &r.body))
+        .map(|r| (r.body, r.at))
+        .with_context(|| format!("no matching message within {timeout:?}"))
 }
 
 fn fmt_points(points: &serde_json::Value) -> String {
@@ -369,7 +332,7 @@ listen = "{metrics}"
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (client, inbox) = subscribe(a.mqtt_port)?;
+    let inbox = subscribe(a.mqtt_port)?;
     let (status, _) = wait_message(&inbox, Duration::from_secs(10), |t, _| t.ends_with("/status"))?;
     println!(
         "      daemon online; serving bundle {} ({})",
@@ -452,12 +415,7 @@ listen = "{metrics}"
     let key_a = study_key(id_a)?;
     let body = format!(r#"{{"study_key":"{key_a}","mri_ln_status":"{ln_a}"}}"#);
     let sent = Instant::now();
-    client.publish(
-        "alnrisk/v1/demo-site/demo-box/cmd/ln-status",
-        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-        false,
-        body.into_bytes(),
-    )?;
+    inbox.publish("alnrisk/v1/demo-site/demo-box/cmd/ln-status", &body)?;
     let (update, at) = wait_message(&inbox, Duration::from_secs(30), |t, v| {
         t.ends_with("/result") && v["kind"] == "update" && v["study_key"] == key_a.as_str()
     })?;

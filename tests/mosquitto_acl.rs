@@ -4,12 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{Client, Event, MqttOptions};
+use alnrisk::daemon::listen::Listener;
+use rumqttc::v5::MqttOptions;
 
 struct Broker(Child);
 
@@ -20,33 +18,10 @@ impl Drop for Broker {
     }
 }
 
-fn client(port: u16, user: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+fn client(port: u16, user: &str) -> Listener {
     let mut o = MqttOptions::new(format!("{user}-{}", std::process::id()), "127.0.0.1", port);
     o.set_credentials(user, "secret-of-".to_string() + user);
-    let (c, mut conn) = Client::new(o, 16);
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let (g, cc) = (got.clone(), c.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for ev in conn.iter() {
-            match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = cc.try_subscribe("alnrisk/#", QoS::AtLeastOnce);
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = tx.send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    g.lock().unwrap().push(String::from_utf8_lossy(&p.topic).to_string());
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("connected and subscribed");
-    (c, got)
+    Listener::connect(o, "alnrisk/#").expect("connected and subscribed")
 }
 
 #[test]
@@ -96,20 +71,28 @@ fn devices_write_only_their_topics_and_dashboards_only_read() {
         assert!(t.elapsed() < Duration::from_secs(10), "mosquitto did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (dash, seen) = client(port, "dashboard-hospital-a");
-    let (device, _) = client(port, "alnrisk-hospital-a-mri1-jetson");
-    let publish = |c: &Client, topic: &str| c.publish(topic, QoS::AtLeastOnce, false, b"{}".to_vec()).unwrap();
+    let dash = client(port, "dashboard-hospital-a");
+    let device = client(port, "alnrisk-hospital-a-mri1-jetson");
+    let publish = |c: &Listener, topic: &str| c.publish(topic, "{}").unwrap();
+    let seen = || {
+        dash.inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.topic.clone())
+            .collect::<Vec<_>>()
+    };
     publish(&device, "alnrisk/v1/hospital-a/mri1-jetson/result");
     publish(&device, "alnrisk/v1/hospital-a/mri2-jetson/result"); // another device's topic
     publish(&device, "alnrisk/v1/hospital-b/mri1-jetson/result"); // another site
     publish(&dash, "alnrisk/v1/hospital-a/mri1-jetson/event"); // dashboards only read
     publish(&device, "alnrisk/v1/hospital-a/mri1-jetson/event");
     let t = Instant::now();
-    while seen.lock().unwrap().len() < 2 && t.elapsed() < Duration::from_secs(10) {
+    while seen().len() < 2 && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let got = seen.lock().unwrap().clone();
+    let got = seen();
     assert_eq!(
         got,
         [

@@ -7,10 +7,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use alnrisk::daemon::listen::Listener;
 use alnrisk::daemon::payload::StudyKey;
 use alnrisk::synth::replay::{ReplayStyle, replay};
 
@@ -204,60 +204,29 @@ impl Drop for Mosquitto {
 // ---------------------------------------------------------------------------------------------------------------
 // subscriber
 
-/// Everything published under `alnrisk/#`, collected by a persistent-session MQTT 5 client.
-struct Subscriber {
-    messages: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
-    client: rumqttc::v5::Client,
-}
+/// Everything published under `alnrisk/#`, collected by a persistent-session MQTT 5 client (it keeps its
+/// subscription and queued messages across a broker restart).
+struct Subscriber(Listener);
 
 impl Subscriber {
     fn new(port: u16, id: &str) -> Subscriber {
-        use rumqttc::v5::mqttbytes::QoS;
-        use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
-        use rumqttc::v5::{Client, Event, MqttOptions};
+        use rumqttc::v5::MqttOptions;
+        use rumqttc::v5::mqttbytes::v5::ConnectProperties;
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_start(false);
         let mut props = ConnectProperties::new();
         props.session_expiry_interval = Some(3600);
         o.set_connect_properties(props);
         o.set_keep_alive(Duration::from_secs(5));
-        let (client, mut conn) = Client::new(o, 64);
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let (m, c) = (messages.clone(), client.clone());
-        let (ready_tx, ready_rx) = channel();
-        std::thread::spawn(move || {
-            for ev in conn.iter() {
-                match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = c.try_subscribe("alnrisk/#", QoS::AtLeastOnce);
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let topic = String::from_utf8_lossy(&p.topic).to_string();
-                        let v = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
-                        m.lock().unwrap().push((topic, v));
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
-            }
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("subscriber connected");
-        Subscriber { messages, client }
+        Subscriber(Listener::connect(o, "alnrisk/#").expect("subscriber connected"))
     }
 
     fn of(&self, kind: &str) -> Vec<serde_json::Value> {
-        self.messages
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with(&format!("/{kind}")))
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.0.of(kind)
+    }
+
+    fn everything(&self) -> String {
+        format!("{:?}", self.0.inbox.lock().unwrap())
     }
 
     fn wait(&self, kind: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
@@ -266,20 +235,7 @@ impl Subscriber {
     }
 
     fn publish(&self, topic: &str, body: &str) {
-        self.client
-            .publish(
-                topic,
-                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                false,
-                body.as_bytes().to_vec(),
-            )
-            .unwrap();
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.client.disconnect();
+        self.0.publish(topic, body).unwrap();
     }
 }
 
@@ -556,7 +512,7 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
     );
 
     // No UID or name anywhere in what left the box.
-    let everything = format!("{:?}", sub.messages.lock().unwrap());
+    let everything = sub.everything();
     for uid in [study_uid(&syn), study_uid(&ucsf())] {
         assert!(!everything.contains(&uid), "a StudyInstanceUID was published");
     }
@@ -814,42 +770,14 @@ fn openssl(args: &[&str], dir: &Path) {
 fn tls_refuses_a_broker_signed_by_another_ca_and_connects_with_the_right_one() {
     let dir = tmp("tls-certs");
     // the real CA and the broker's certificate (localhost), and an unrelated CA
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=alnrisk test CA",
-        ],
-        &dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=someone else",
-        ],
-        &dir,
-    );
+    let self_signed = |key: &str, crt: &str, subject: &str| {
+        let args = [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt, "-days", "2",
+        ];
+        openssl(&[&args[..], &["-subj", subject]].concat(), &dir);
+    };
+    self_signed("ca.key", "ca.crt", "/CN=alnrisk test CA");
+    self_signed("other.key", "other.crt", "/CN=someone else");
     openssl(
         &[
             "req",

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod config;
 pub mod fsio;
 pub mod ledger;
+pub mod listen;
 pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
