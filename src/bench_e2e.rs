@@ -242,6 +242,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             r.daemon.terminate();
             eprintln!("  {name} replay {}: {:.3} s", i + 1, lat[i]);
         }
+        if lat.is_empty() {
+            continue;
+        }
         lat.sort_by(f64::total_cmp);
         e2e_daemon.sort_by(f64::total_cmp);
         rows.push((

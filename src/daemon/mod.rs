@@ -46,6 +46,9 @@ use crate::roi::{RoiOptions, RoiReferences};
 /// LN reads that arrived before their study was computed (JSON lines under `state.dir`).
 pub const PENDING_LN_READS: &str = "ln-reads-pending.jsonl";
 
+/// Shortest time between two walks of the export folder when inotify keeps waking the loop.
+const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Series computed or waiting to be computed at once (the bounded ready queue).
 pub const READY_QUEUE: usize = 16;
 
@@ -733,6 +736,9 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     let online = status("online", &bundle);
     let offline = status("offline", &bundle);
     let predictor = Arc::new(Predictor::new(bundle, &device)?);
+    let t = Instant::now();
+    predictor.warm_up()?;
+    tracing::info!(ms = t.elapsed().as_millis() as u64, gpu = !device.is_cpu(), "network warmed up");
 
     // Durable state.
     let (outbox, problems) = Outbox::open(
@@ -868,7 +874,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Compute(format!("signal handler: {e}")))?;
-    let mut tick = tokio::time::interval(Duration::from_millis(cfg.watch.poll_interval_ms.min(500)));
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.watch.poll_interval_ms.min(100)));
     let mut last_scan = Instant::now() - Duration::from_secs(3600);
     let mut scanning = false;
     let poll = Duration::from_millis(cfg.watch.poll_interval_ms);
@@ -877,7 +883,9 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     let mut stop_at = Instant::now();
     loop {
         // Scan the folder when due and when the ready queue has room (backpressure: the folder is the buffer).
-        if !stopping && !scanning && (wake || last_scan.elapsed() >= poll) && d.ready.len() < READY_QUEUE {
+        // inotify wakes come in bursts (several per file): walk at most every MIN_SCAN_INTERVAL.
+        let due = (wake && last_scan.elapsed() >= MIN_SCAN_INTERVAL) || last_scan.elapsed() >= poll;
+        if !stopping && !scanning && due && d.ready.len() < READY_QUEUE {
             wake = false;
             last_scan = Instant::now();
             let now = Instant::now();

@@ -78,6 +78,19 @@ impl Predictor {
         Ok(CaseFeatures { radiomics, deep: deep? })
     }
 
+    /// Run the network once on a blank crop, so that a GPU's kernels are loaded (and JIT-compiled) at start-up
+    /// rather than inside the first examination's latency.
+    pub fn warm_up(&self) -> Result<()> {
+        let blank = deep::Crop {
+            rows: 32,
+            cols: 32,
+            values: vec![0.0; 32 * 32],
+            slice: 0,
+        };
+        self.net.forward(&deep::batch(std::slice::from_ref(&blank), &Device::Cpu)?)?;
+        Ok(())
+    }
+
     /// The VGG-16 activations the deep signature reads, for the largest ROI cross-section.
     fn deep_features(&self, case: &LoadedCase) -> Result<Vec<f64>> {
         let m = &self.bundle.manifest;
