@@ -738,7 +738,11 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     let predictor = Arc::new(Predictor::new(bundle, &device)?);
     let t = Instant::now();
     predictor.warm_up()?;
-    tracing::info!(ms = t.elapsed().as_millis() as u64, gpu = !device.is_cpu(), "network warmed up");
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        gpu = !device.is_cpu(),
+        "network warmed up"
+    );
 
     // Durable state.
     let (outbox, problems) = Outbox::open(

@@ -87,7 +87,8 @@ impl Predictor {
             values: vec![0.0; 32 * 32],
             slice: 0,
         };
-        self.net.forward(&deep::batch(std::slice::from_ref(&blank), &Device::Cpu)?)?;
+        self.net
+            .forward(&deep::batch(std::slice::from_ref(&blank), &Device::Cpu)?)?;
         Ok(())
     }
 
