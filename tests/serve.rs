@@ -243,6 +243,7 @@ impl Subscriber {
 // the daemon
 
 struct Daemon {
+    notify_socket: Option<PathBuf>,
     config: PathBuf,
     log: PathBuf,
     metrics: String,
@@ -255,6 +256,10 @@ struct DaemonOpts<'a> {
     mqtt: String,
     spool_max_entries: usize,
     extra: &'a str,
+    /// systemd's NOTIFY_SOCKET for the daemon.
+    notify_socket: Option<PathBuf>,
+    /// phi.include_identifiers.
+    phi: bool,
 }
 
 impl Daemon {
@@ -265,6 +270,8 @@ impl Daemon {
                 mqtt: format!("broker = \"external\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_ms = 300\n"),
                 spool_max_entries: 1000,
                 extra: "",
+                notify_socket: None,
+                phi: false,
             },
         )
     }
@@ -302,6 +309,7 @@ device = "cpu"
 {mqtt}
 [phi]
 study_key_secret_file = "{secret}"
+include_identifiers = {phi}
 [state]
 dir = "{state}"
 spool_max_entries = {spool}
@@ -319,10 +327,12 @@ listen = "{metrics}"
                 spool = o.spool_max_entries,
                 metrics = metrics,
                 extra = o.extra,
+                phi = o.phi,
             ),
         )
         .unwrap();
         let mut d = Daemon {
+            notify_socket: o.notify_socket,
             config,
             log: dir.join("daemon.log"),
             metrics,
@@ -340,7 +350,11 @@ listen = "{metrics}"
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = bin()
+        let mut cmd = bin();
+        if let Some(sock) = &self.notify_socket {
+            cmd.env("NOTIFY_SOCKET", sock);
+        }
+        let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -634,12 +648,23 @@ fn kill_9_mid_series_then_restart_publishes_once_and_loses_no_file() {
     d.start();
     let r = sub.wait("result", 1, Duration::from_secs(60));
     assert_eq!(r[0]["study_key"], key_of(&src).as_str());
-    // Killed again after publishing, and restarted: the ledger keeps it from being published twice.
+    // Killed again after publishing: the broker publishes the last will (retained `offline`) ...
     d.kill9();
+    wait_for("the last will", Duration::from_secs(10), || {
+        sub.of("status").last().is_some_and(|s| s["state"] == "offline")
+    });
+    // ... and after a restart the ledger keeps the study from being published twice, even when the console
+    // exports the same series again under another folder.
     d.start();
-    std::thread::sleep(Duration::from_secs(4));
+    d.drop_exam(&src, "again", ReplayStyle::Atomic);
+    std::thread::sleep(Duration::from_secs(5));
     assert_eq!(sub.of("result").len(), 1, "published once");
+    assert!(sub.of("status").last().is_some_and(|s| s["state"] == "online"));
     assert_eq!(count_files(&d.export.join("x")), files.len(), "no file lost");
+    assert_eq!(
+        d.metric("alnrisk_series_processed_total", Some(("outcome", "published"))),
+        0.0
+    );
     assert!(quarantine_notes(&d.state).is_empty());
     assert!(d.log_text().contains("serving"));
 }
@@ -727,6 +752,8 @@ fn full_spool_raises_an_alarm_holds_the_result_and_deletes_nothing() {
             ),
             spool_max_entries: 1,
             extra: "",
+            notify_socket: None,
+            phi: false,
         },
     );
     d.drop_exam(&exam(8), "a", ReplayStyle::Atomic);
@@ -835,6 +862,8 @@ fn tls_refuses_a_broker_signed_by_another_ca_and_connects_with_the_right_one() {
             mqtt: tls("other.crt"),
             spool_max_entries: 100,
             extra: "",
+            notify_socket: None,
+            phi: false,
         },
     );
     wait_for("failed TLS attempts", Duration::from_secs(20), || {
@@ -856,6 +885,8 @@ fn tls_refuses_a_broker_signed_by_another_ca_and_connects_with_the_right_one() {
             mqtt: tls("ca.crt"),
             spool_max_entries: 100,
             extra: "",
+            notify_socket: None,
+            phi: false,
         },
     );
     wait_for("TLS connection", Duration::from_secs(20), || {
@@ -865,6 +896,80 @@ fn tls_refuses_a_broker_signed_by_another_ca_and_connects_with_the_right_one() {
     let r = sub.wait("result", 1, Duration::from_secs(60));
     assert_eq!(r[0]["study_key"], key_of(&exam(10)).as_str());
     assert_valid(&r[0]);
+}
+
+#[test]
+fn identifiers_only_with_the_phi_switch_password_login_and_sd_notify() {
+    // A broker that wants a user name and password.
+    let dir = tmp("passwd");
+    let passwd = dir.join("passwd");
+    let st = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["alnrisk-box", "s3cret"])
+        .status()
+        .expect("mosquitto_passwd");
+    assert!(st.success());
+    let auth_port = free_port();
+    let broker = Mosquitto::new(
+        "passwd",
+        &format!("listener {auth_port} 127.0.0.1\npassword_file {}\n", passwd.display()),
+    );
+    std::fs::write(dir.join("password"), "s3cret\n").unwrap();
+    // per_listener_settings is off: anonymous access stays allowed for the test subscriber on the plain port,
+    // and a wrong password is refused on both.
+    let sub = Subscriber::new(broker.port, "phi-sub");
+    // systemd's notification socket, as the unit's Type=notify provides it.
+    let sock_path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let d = Daemon::with(
+        "phi",
+        DaemonOpts {
+            mqtt: format!(
+                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {auth_port}\nreconnect_ms = 300\n\
+                 username = \"alnrisk-box\"\npassword_file = \"{}\"\n",
+                dir.join("password").display()
+            ),
+            spool_max_entries: 100,
+            extra: "",
+            notify_socket: Some(sock_path.clone()),
+            phi: true,
+        },
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 from the daemon");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let n = sock.recv(&mut buf).expect("WATCHDOG=1 from the daemon");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1"));
+    wait_for("password login", Duration::from_secs(20), || {
+        d.metric("alnrisk_mqtt_connected", None) == 1.0
+    });
+    d.drop_exam(&exam(12), "a", ReplayStyle::Atomic);
+    let r = sub.wait("result", 1, Duration::from_secs(60));
+    assert_valid(&r[0]);
+    assert_eq!(r[0]["identifiers"]["patient_name"], "SYNTHETIC^SYN0012");
+    assert_eq!(r[0]["identifiers"]["accession_number"], "SYNACC0012");
+    // a wrong password never gets in
+    std::fs::write(dir.join("password"), "wrong\n").unwrap();
+    let bad = Daemon::with(
+        "phi-bad",
+        DaemonOpts {
+            mqtt: format!(
+                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {auth_port}\nreconnect_ms = 300\n\
+                 username = \"alnrisk-box\"\npassword_file = \"{}\"\n",
+                dir.join("password").display()
+            ),
+            spool_max_entries: 100,
+            extra: "",
+            notify_socket: None,
+            phi: false,
+        },
+    );
+    wait_for("refused logins", Duration::from_secs(20), || {
+        bad.metric("alnrisk_mqtt_connect_failures_total", None) >= 2.0
+    });
+    assert_eq!(bad.metric("alnrisk_mqtt_connected", None), 0.0);
 }
 
 #[test]

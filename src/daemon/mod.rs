@@ -883,6 +883,12 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     let mut scanning = false;
     let poll = Duration::from_millis(cfg.watch.poll_interval_ms);
     let mut wake = true;
+    // WATCHDOG at half the interval systemd asks for (WATCHDOG_USEC), else every 10 s.
+    let watchdog_every = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|u| u.parse::<u64>().ok())
+        .map_or(Duration::from_secs(10), |us| Duration::from_micros(us / 2));
+    let mut last_watchdog = Instant::now() - watchdog_every;
     let mut stopping = false;
     let mut stop_at = Instant::now();
     loop {
@@ -926,7 +932,10 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         }
         d.update_gauges();
         metrics.tick();
-        sd_notify(&[sd_notify::NotifyState::Watchdog]);
+        if last_watchdog.elapsed() >= watchdog_every {
+            sd_notify(&[sd_notify::NotifyState::Watchdog]);
+            last_watchdog = Instant::now();
+        }
         if stopping {
             let depth = d.outbox.lock().map(|o| o.depth()).unwrap_or(0);
             if (d.in_flight == 0 && depth == 0) || stop_at.elapsed().as_secs_f64() > cfg.state.drain_s {
