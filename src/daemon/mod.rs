@@ -98,6 +98,17 @@ fn classify(path: &Path) -> Classified {
     }
 }
 
+/// [`classify`], with a panic in a parser turned into a quarantine reason instead of a stalled scan.
+fn classify_guarded(path: &Path) -> Classified {
+    std::panic::catch_unwind(|| classify(path)).unwrap_or_else(|_| {
+        Classified::Bad(Error::Format {
+            path: path.to_path_buf(),
+            format: "DICOM",
+            reason: "the parser panicked on this file".into(),
+        })
+    })
+}
+
 /// Short machine-readable reason of an error, for the quarantine counter's label.
 pub fn reason_code(e: &Error) -> &'static str {
     match e {
@@ -289,7 +300,9 @@ impl Daemon {
                         tracing::debug!(file = %path.display(), "series already answered by this bundle");
                         continue;
                     }
-                    if let (Some(a), Some(n)) = (&h.accession_number, &h.patient_name) {
+                    if self.cfg.phi.include_identifiers
+                        && let (Some(a), Some(n)) = (&h.accession_number, &h.patient_name)
+                    {
                         self.identifiers.entry(h.study_uid.clone()).or_insert(Identifiers {
                             accession_number: a.clone(),
                             patient_name: n.clone(),
@@ -907,7 +920,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
                     use rayon::prelude::*;
                     let out: Vec<_> = files
                         .par_iter()
-                        .map(|p| (p.clone(), classify(p), now, SystemTime::now()))
+                        .map(|p| (p.clone(), classify_guarded(p), now, SystemTime::now()))
                         .collect();
                     let _ = tx.blocking_send(CoreMsg::Classified(out));
                 });
@@ -923,7 +936,10 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             d.in_flight += 1;
             let (pred, tx, mx) = (d.predictor.clone(), core_tx.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || {
-                let outcome = compute_series(&pred, &r, Some(&mx));
+                // A panic in a dependency must not leave the series in flight forever: it becomes a failure.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compute_series(&pred, &r, Some(&mx))))
+                        .unwrap_or_else(|_| Err(Error::Compute("the computation panicked".into())));
                 let _ = tx.blocking_send(CoreMsg::Computed(Box::new(Computed { ready: r, outcome })));
             });
         }
