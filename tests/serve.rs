@@ -973,6 +973,23 @@ fn identifiers_only_with_the_phi_switch_password_login_and_sd_notify() {
 }
 
 #[test]
+fn falls_back_to_mqtt_3_1_1_when_the_broker_does_not_speak_5() {
+    // rumqttd with only a 3.1.1 listener, in this test process.
+    let port = free_port();
+    alnrisk::daemon::broker::start_embedded_version("127.0.0.1", port, alnrisk::daemon::mqtt::Version::V311).unwrap();
+    let d = Daemon::new("v311", port);
+    wait_for("a 3.1.1 connection", Duration::from_secs(30), || {
+        d.metric("alnrisk_mqtt_connected", None) == 1.0
+    });
+    d.drop_exam(&exam(13), "a", ReplayStyle::Atomic);
+    // PUBACKs are counted only when the broker sends them.
+    wait_for("the result acknowledged", Duration::from_secs(60), || {
+        d.metric("alnrisk_messages_published_total", None) == 1.0
+    });
+    assert!(d.log_text().contains("V311"), "{}", d.log_text());
+}
+
+#[test]
 fn sigterm_drains_and_marks_the_device_offline() {
     let broker = Mosquitto::new("term", "");
     let sub = Subscriber::new(broker.port, "term-sub");

@@ -5,6 +5,15 @@ use crate::error::{Error, Result};
 
 /// Start rumqttd listening on `host:port` (MQTT 5). Returns once the listener accepts connections.
 pub fn start_embedded(host: &str, port: u16) -> Result<()> {
+    start_embedded_version(host, port, super::mqtt::Version::V5)
+}
+
+/// Start rumqttd speaking only `version` on `host:port` (3.1.1 only is how the tests play an older broker).
+pub fn start_embedded_version(host: &str, port: u16, version: super::mqtt::Version) -> Result<()> {
+    let server = match version {
+        super::mqtt::Version::V5 => "v5",
+        super::mqtt::Version::V311 => "v4",
+    };
     let text = format!(
         r#"id = 0
 [router]
@@ -14,11 +23,11 @@ max_outgoing_packet_count = 200
 max_segment_size = 104857600
 max_segment_count = 10
 
-[v5.1]
-name = "v5-1"
+[{server}.1]
+name = "{server}-1"
 listen = "{host}:{port}"
 next_connection_delay_ms = 1
-[v5.1.connections]
+[{server}.1.connections]
 connection_timeout_ms = 60000
 max_payload_size = 1048576
 max_inflight_count = 100

@@ -126,6 +126,20 @@ pub enum BrokerKind {
     External,
 }
 
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    /// MQTT 5 where the broker supports it, else 3.1.1 (the version that connected is kept).
+    #[serde(rename = "auto")]
+    Auto,
+    /// MQTT 5 only.
+    #[serde(rename = "5")]
+    V5,
+    /// MQTT 3.1.1 only.
+    #[serde(rename = "3.1.1")]
+    V311,
+}
+
 /// `[mqtt]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +152,9 @@ pub struct MqttConfig {
     /// Broker port.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// `"auto"` (default: MQTT 5, falling back to 3.1.1), `"5"` or `"3.1.1"`.
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
     /// Client id (default `alnrisk-{site}-{device}`).
     pub client_id: Option<String>,
     /// User name.
@@ -232,6 +249,9 @@ fn default_host() -> String {
 }
 fn default_port() -> u16 {
     1883
+}
+fn default_protocol() -> Protocol {
+    Protocol::Auto
 }
 fn default_keep_alive() -> u64 {
     30

@@ -1,4 +1,4 @@
-//! The MQTT side (rumqttc, MQTT 5): connection options (TLS with the configured CA and client certificate,
+//! The MQTT side (rumqttc; MQTT 5 where the broker speaks it, else 3.1.1): connection options (TLS with the configured CA and client certificate,
 //! username/password, last will `offline` on the retained status topic), and the publisher loop that drains the
 //! durable outbox one message at a time: publish QoS 1 → PUBACK → remove from the spool → next. Window 1 keeps
 //! results in order; on every (re)connection the message in flight is published again (a new session has
@@ -16,7 +16,7 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{Outgoing, Transport};
 use tokio::sync::mpsc;
 
-use super::config::{DaemonConfig, TlsConfig};
+use super::config::{DaemonConfig, Protocol, TlsConfig};
 use super::metrics::Metrics;
 use super::outbox::Outbox;
 use super::payload::{EventMessage, StatusMessage};
@@ -68,26 +68,143 @@ pub fn topic(cfg: &DaemonConfig, kind: &str) -> String {
     format!("{}/{kind}", cfg.topic_prefix())
 }
 
-/// Connection options from the configuration.
-pub fn options(cfg: &DaemonConfig, offline: &StatusMessage) -> Result<MqttOptions> {
-    let m = &cfg.mqtt;
-    let mut o = MqttOptions::new(cfg.client_id(), m.host.clone(), m.port);
-    o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
-    o.set_clean_start(true);
-    o.set_connection_timeout(5);
-    let will = serde_json::to_vec(offline).map_err(|e| Error::Mqtt(e.to_string()))?;
-    o.set_last_will(LastWill::new(topic(cfg, "status"), will, QoS::AtLeastOnce, true, None));
-    if let (Some(user), Some(file)) = (&m.username, &m.password_file) {
-        let pass = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-        o.set_credentials(user.clone(), pass.trim_end_matches(['\n', '\r']).to_string());
+/// MQTT protocol version of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// MQTT 5.
+    V5,
+    /// MQTT 3.1.1.
+    V311,
+}
+
+/// What the connection reports, the same for both protocol versions.
+#[derive(Debug)]
+enum LinkEvent {
+    Connected,
+    Published(u16),
+    Acked(u16),
+    Message { topic: String, payload: Vec<u8> },
+    Disconnected,
+    Failed(String),
+    Other,
+}
+
+/// One MQTT connection (rumqttc's v5 or v3.1.1 client and event loop) behind one interface.
+enum Link {
+    V5(AsyncClient, Box<EventLoop>),
+    V311(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
+}
+
+impl Link {
+    fn new(cfg: &DaemonConfig, offline: &StatusMessage, version: Version) -> Result<Link> {
+        let m = &cfg.mqtt;
+        let will = serde_json::to_vec(offline).map_err(|e| Error::Mqtt(e.to_string()))?;
+        let keep_alive = Duration::from_secs(m.keep_alive_s.max(5));
+        let credentials = match (&m.username, &m.password_file) {
+            (Some(user), Some(file)) => {
+                let pass = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+                Some((user.clone(), pass.trim_end_matches(['\n', '\r']).to_string()))
+            }
+            _ => None,
+        };
+        let transport = match &m.tls {
+            Some(tls) => {
+                let c = tls_config(tls)?;
+                Some(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(
+                    c,
+                ))))
+            }
+            None => None,
+        };
+        Ok(match version {
+            Version::V5 => {
+                let mut o = MqttOptions::new(cfg.client_id(), m.host.clone(), m.port);
+                o.set_keep_alive(keep_alive);
+                o.set_clean_start(true);
+                o.set_connection_timeout(5);
+                o.set_last_will(LastWill::new(topic(cfg, "status"), will, QoS::AtLeastOnce, true, None));
+                if let Some((u, p)) = credentials {
+                    o.set_credentials(u, p);
+                }
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                let (c, e) = AsyncClient::new(o, 64);
+                Link::V5(c, Box::new(e))
+            }
+            Version::V311 => {
+                let mut o = rumqttc::MqttOptions::new(cfg.client_id(), m.host.clone(), m.port);
+                o.set_keep_alive(keep_alive);
+                o.set_clean_session(true);
+                o.set_last_will(rumqttc::LastWill::new(
+                    topic(cfg, "status"),
+                    will,
+                    rumqttc::QoS::AtLeastOnce,
+                    true,
+                ));
+                if let Some((u, p)) = credentials {
+                    o.set_credentials(u, p);
+                }
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                let (c, e) = rumqttc::AsyncClient::new(o, 64);
+                Link::V311(c, Box::new(e))
+            }
+        })
     }
-    if let Some(tls) = &m.tls {
-        let cfg = tls_config(tls)?;
-        o.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(
-            cfg,
-        ))));
+
+    async fn poll(&mut self) -> LinkEvent {
+        use rumqttc::Packet as P4;
+        match self {
+            Link::V5(_, e) => match e.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => LinkEvent::Connected,
+                Ok(Event::Incoming(Packet::PubAck(a))) => LinkEvent::Acked(a.pkid),
+                Ok(Event::Incoming(Packet::Publish(p))) => LinkEvent::Message {
+                    topic: String::from_utf8_lossy(&p.topic).to_string(),
+                    payload: p.payload.to_vec(),
+                },
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Published(pkid),
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => LinkEvent::Disconnected,
+                Ok(_) => LinkEvent::Other,
+                Err(err) => LinkEvent::Failed(err.to_string()),
+            },
+            Link::V311(_, e) => match e.poll().await {
+                Ok(rumqttc::Event::Incoming(P4::ConnAck(_))) => LinkEvent::Connected,
+                Ok(rumqttc::Event::Incoming(P4::PubAck(a))) => LinkEvent::Acked(a.pkid),
+                Ok(rumqttc::Event::Incoming(P4::Publish(p))) => LinkEvent::Message {
+                    topic: p.topic.clone(),
+                    payload: p.payload.to_vec(),
+                },
+                Ok(rumqttc::Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Published(pkid),
+                Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => LinkEvent::Disconnected,
+                Ok(_) => LinkEvent::Other,
+                Err(err) => LinkEvent::Failed(err.to_string()),
+            },
+        }
     }
-    Ok(o)
+
+    /// Queue a QoS 1 publish; false when the request queue is full.
+    fn publish(&self, topic: &str, retain: bool, payload: Vec<u8>) -> bool {
+        match self {
+            Link::V5(c, _) => c.try_publish(topic, QoS::AtLeastOnce, retain, payload).is_ok(),
+            Link::V311(c, _) => c.try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload).is_ok(),
+        }
+    }
+
+    fn subscribe(&self, topic: &str) {
+        let _ = match self {
+            Link::V5(c, _) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
+            Link::V311(c, _) => c.try_subscribe(topic, rumqttc::QoS::AtLeastOnce).is_ok(),
+        };
+    }
+
+    fn disconnect(&self) {
+        let _ = match self {
+            Link::V5(c, _) => c.try_disconnect().is_ok(),
+            Link::V311(c, _) => c.try_disconnect().is_ok(),
+        };
+    }
 }
 
 /// Requests to the publisher.
@@ -130,8 +247,15 @@ pub async fn run_publisher(
     mut cmds: mpsc::Receiver<PublisherCmd>,
     notes: mpsc::Sender<PublisherNote>,
 ) -> Result<()> {
-    let opts = options(&cfg, &offline)?;
-    let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 64);
+    // `auto`: MQTT 5 first; after two failed attempts in a row without ever having connected, try 3.1.1, and
+    // keep alternating until one connects; the version that connected is kept from then on.
+    let mut version = match cfg.mqtt.protocol {
+        Protocol::V311 => Version::V311,
+        _ => Version::V5,
+    };
+    let mut link = Link::new(&cfg, &offline, version)?;
+    let mut locked = cfg.mqtt.protocol != Protocol::Auto;
+    let mut failures_in_a_row = 0u32;
     let reconnect = Duration::from_millis(cfg.mqtt.reconnect_ms.max(50));
     let (result_topic, status_topic, event_topic, cmd_topic) = (
         topic(&cfg, "result"),
@@ -150,10 +274,7 @@ pub async fn run_publisher(
         if connected {
             while let Some(ev) = events.pop_front() {
                 let body = serde_json::to_vec(&ev).unwrap_or_default();
-                if client
-                    .try_publish(event_topic.clone(), QoS::AtLeastOnce, false, body)
-                    .is_err()
-                {
+                if !link.publish(&event_topic, false, body) {
                     let _ = events.push_front(ev);
                     break;
                 }
@@ -167,10 +288,7 @@ pub async fn run_publisher(
                     } else {
                         topic(&cfg, &entry.topic)
                     };
-                    if client
-                        .try_publish(t, QoS::AtLeastOnce, false, entry.payload.into_bytes())
-                        .is_ok()
-                    {
+                    if link.publish(&t, false, entry.payload.into_bytes()) {
                         inflight = Some((entry.seq, None));
                         sent.push_back(Sent::Spool(entry.seq));
                     }
@@ -179,13 +297,14 @@ pub async fn run_publisher(
         }
         if stopping && inflight.is_none() && events.is_empty() {
             let body = serde_json::to_vec(&offline).unwrap_or_default();
-            let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, body);
-            let _ = client.try_disconnect();
+            link.publish(&status_topic, true, body);
+            link.disconnect();
             // Let the event loop flush the status and the disconnect.
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Ok(ev) = eventloop.poll().await {
-                    if let Event::Outgoing(Outgoing::Disconnect) = ev {
-                        break;
+                loop {
+                    match link.poll().await {
+                        LinkEvent::Disconnected | LinkEvent::Failed(_) => break,
+                        _ => {}
                     }
                 }
             })
@@ -211,21 +330,23 @@ pub async fn run_publisher(
                     }
                 }
             },
-            ev = eventloop.poll() => match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            ev = link.poll() => match ev {
+                LinkEvent::Connected => {
                     connected = true;
+                    locked = true;
+                    failures_in_a_row = 0;
                     last_error.clear();
                     metrics.mqtt_connected.set(1);
-                    tracing::info!(host = %cfg.mqtt.host, port = cfg.mqtt.port, "MQTT connected");
+                    tracing::info!(host = %cfg.mqtt.host, port = cfg.mqtt.port, ?version, "MQTT connected");
                     sent.clear();
                     let body = serde_json::to_vec(&online).unwrap_or_default();
-                    let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, body);
+                    link.publish(&status_topic, true, body);
                     sent.push_back(Sent::Other);
-                    let _ = client.try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce);
+                    link.subscribe(&cmd_topic);
                     // A new session forgot what was in flight: publish it again.
                     inflight = None;
                 }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                LinkEvent::Published(pkid) => {
                     if let Some(Sent::Spool(seq)) = sent.pop_front()
                         && let Some((s, p)) = inflight.as_mut()
                         && *s == seq
@@ -233,9 +354,9 @@ pub async fn run_publisher(
                         *p = Some(pkid);
                     }
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    if let Some((seq, Some(pkid))) = inflight
-                        && pkid == ack.pkid
+                LinkEvent::Acked(pkid) => {
+                    if let Some((seq, Some(p))) = inflight
+                        && p == pkid
                     {
                         outbox.lock().map_err(|_| Error::Mqtt("outbox lock".into()))?.remove(seq)?;
                         inflight = None;
@@ -243,16 +364,16 @@ pub async fn run_publisher(
                         let _ = notes.send(PublisherNote::Acked(seq)).await;
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if p.topic.as_ref() == cmd_topic.as_bytes() {
-                        let _ = notes.send(PublisherNote::LnStatus(p.payload.to_vec())).await;
+                LinkEvent::Message { topic, payload } => {
+                    if topic == cmd_topic {
+                        let _ = notes.send(PublisherNote::LnStatus(payload)).await;
                     }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    if connected || last_error != e.to_string() {
-                        tracing::warn!(host = %cfg.mqtt.host, port = cfg.mqtt.port, "MQTT connection: {e}");
-                        last_error = e.to_string();
+                LinkEvent::Disconnected | LinkEvent::Other => {}
+                LinkEvent::Failed(e) => {
+                    if connected || last_error != e {
+                        tracing::warn!(host = %cfg.mqtt.host, port = cfg.mqtt.port, ?version, "MQTT connection: {e}");
+                        last_error = e;
                     }
                     connected = false;
                     metrics.mqtt_connected.set(0);
@@ -263,6 +384,13 @@ pub async fn run_publisher(
                     }
                     if stopping {
                         return Ok(());
+                    }
+                    failures_in_a_row += 1;
+                    if !locked && failures_in_a_row >= 2 {
+                        version = if version == Version::V5 { Version::V311 } else { Version::V5 };
+                        tracing::info!(?version, "trying the other MQTT protocol version");
+                        link = Link::new(&cfg, &offline, version)?;
+                        failures_in_a_row = 0;
                     }
                     tokio::time::sleep(reconnect).await;
                 }

@@ -266,6 +266,20 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_past_the_age_bound_is_stale_but_kept() {
+        let d = tmp("stale");
+        let mut b = bounds(4);
+        b.max_age = Duration::ZERO;
+        let (mut o, _) = Outbox::open(&d, b).unwrap();
+        assert!(!o.stale(), "an empty spool is never stale");
+        o.push("result", "1", "s1", "b").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(o.stale());
+        assert_eq!(o.depth(), 1);
+        assert!(o.has_room(10));
+    }
+
+    #[test]
     fn corrupt_entry_is_kept_aside_and_reported() {
         let d = tmp("corrupt");
         std::fs::create_dir_all(&d).unwrap();
