@@ -83,9 +83,14 @@ enum LinkEvent {
     Connected,
     Published(u16),
     Acked(u16),
-    Message { topic: String, payload: Vec<u8> },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
     Disconnected,
-    Failed(String),
+    /// The error, and whether the broker answered at the MQTT level (TCP and TLS worked): only such failures
+    /// suggest that it does not speak this protocol version.
+    Failed(String, bool),
     Other,
 }
 
@@ -167,7 +172,11 @@ impl Link {
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Published(pkid),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => LinkEvent::Disconnected,
                 Ok(_) => LinkEvent::Other,
-                Err(err) => LinkEvent::Failed(err.to_string()),
+                Err(err) => {
+                    use rumqttc::v5::ConnectionError as E;
+                    let mqtt_level = matches!(err, E::MqttState(_) | E::ConnectionRefused(_) | E::NotConnAck(_));
+                    LinkEvent::Failed(err.to_string(), mqtt_level)
+                }
             },
             Link::V311(_, e) => match e.poll().await {
                 Ok(rumqttc::Event::Incoming(P4::ConnAck(_))) => LinkEvent::Connected,
@@ -179,7 +188,11 @@ impl Link {
                 Ok(rumqttc::Event::Outgoing(Outgoing::Publish(pkid))) => LinkEvent::Published(pkid),
                 Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => LinkEvent::Disconnected,
                 Ok(_) => LinkEvent::Other,
-                Err(err) => LinkEvent::Failed(err.to_string()),
+                Err(err) => {
+                    use rumqttc::ConnectionError as E;
+                    let mqtt_level = matches!(err, E::MqttState(_) | E::ConnectionRefused(_) | E::NotConnAck(_));
+                    LinkEvent::Failed(err.to_string(), mqtt_level)
+                }
             },
         }
     }
@@ -247,8 +260,8 @@ pub async fn run_publisher(
     mut cmds: mpsc::Receiver<PublisherCmd>,
     notes: mpsc::Sender<PublisherNote>,
 ) -> Result<()> {
-    // `auto`: MQTT 5 first; after two failed attempts in a row without ever having connected, try 3.1.1, and
-    // keep alternating until one connects; the version that connected is kept from then on.
+    // `auto`: MQTT 5 first; after two attempts that the broker refused at the MQTT level (TCP and TLS worked)
+    // without ever having connected, try 3.1.1, alternating until one connects; that version is kept.
     let mut version = match cfg.mqtt.protocol {
         Protocol::V311 => Version::V311,
         _ => Version::V5,
@@ -303,7 +316,7 @@ pub async fn run_publisher(
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 loop {
                     match link.poll().await {
-                        LinkEvent::Disconnected | LinkEvent::Failed(_) => break,
+                        LinkEvent::Disconnected | LinkEvent::Failed(..) => break,
                         _ => {}
                     }
                 }
@@ -370,7 +383,7 @@ pub async fn run_publisher(
                     }
                 }
                 LinkEvent::Disconnected | LinkEvent::Other => {}
-                LinkEvent::Failed(e) => {
+                LinkEvent::Failed(e, mqtt_level) => {
                     if connected || last_error != e {
                         tracing::warn!(host = %cfg.mqtt.host, port = cfg.mqtt.port, ?version, "MQTT connection: {e}");
                         last_error = e;
@@ -385,7 +398,10 @@ pub async fn run_publisher(
                     if stopping {
                         return Ok(());
                     }
-                    failures_in_a_row += 1;
+                    // A broker that is down says nothing about versions: only MQTT-level refusals count.
+                    if mqtt_level {
+                        failures_in_a_row += 1;
+                    }
                     if !locked && failures_in_a_row >= 2 {
                         version = if version == Version::V5 { Version::V311 } else { Version::V5 };
                         tracing::info!(?version, "trying the other MQTT protocol version");
