@@ -262,17 +262,34 @@ struct DaemonOpts<'a> {
     phi: bool,
 }
 
+impl<'a> DaemonOpts<'a> {
+    /// Defaults with this `[mqtt]` table body.
+    fn mqtt(mqtt: String) -> DaemonOpts<'a> {
+        DaemonOpts {
+            mqtt,
+            spool_max_entries: 100,
+            extra: "",
+            notify_socket: None,
+            phi: false,
+        }
+    }
+}
+
+/// The daemon keeps failing to connect (counted) and never gets online.
+fn assert_never_connects(d: &Daemon) {
+    wait_for("refused connection attempts", Duration::from_secs(20), || {
+        d.metric("alnrisk_mqtt_connect_failures_total", None) >= 2.0
+    });
+    assert_eq!(d.metric("alnrisk_mqtt_connected", None), 0.0);
+}
+
 impl Daemon {
     fn new(name: &str, mqtt_port: u16) -> Daemon {
         Self::with(
             name,
-            DaemonOpts {
-                mqtt: format!("broker = \"external\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_ms = 300\n"),
-                spool_max_entries: 1000,
-                extra: "",
-                notify_socket: None,
-                phi: false,
-            },
+            DaemonOpts::mqtt(format!(
+                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_ms = 300\n"
+            )),
         )
     }
 
@@ -856,20 +873,8 @@ fn tls_refuses_a_broker_signed_by_another_ca_and_connects_with_the_right_one() {
             dir.join(ca).display()
         )
     };
-    let wrong = Daemon::with(
-        "tls-wrong",
-        DaemonOpts {
-            mqtt: tls("other.crt"),
-            spool_max_entries: 100,
-            extra: "",
-            notify_socket: None,
-            phi: false,
-        },
-    );
-    wait_for("failed TLS attempts", Duration::from_secs(20), || {
-        wrong.metric("alnrisk_mqtt_connect_failures_total", None) >= 2.0
-    });
-    assert_eq!(wrong.metric("alnrisk_mqtt_connected", None), 0.0);
+    let wrong = Daemon::with("tls-wrong", DaemonOpts::mqtt(tls("other.crt")));
+    assert_never_connects(&wrong);
     assert!(
         sub.of("status").iter().all(|s| s["state"] != "online"),
         "the wrong-CA daemon must not get through"
@@ -879,16 +884,7 @@ fn tls_refuses_a_broker_signed_by_another_ca_and_connects_with_the_right_one() {
         log.to_lowercase().contains("certificate") || log.to_lowercase().contains("tls"),
         "{log}"
     );
-    let right = Daemon::with(
-        "tls-right",
-        DaemonOpts {
-            mqtt: tls("ca.crt"),
-            spool_max_entries: 100,
-            extra: "",
-            notify_socket: None,
-            phi: false,
-        },
-    );
+    let right = Daemon::with("tls-right", DaemonOpts::mqtt(tls("ca.crt")));
     wait_for("TLS connection", Duration::from_secs(20), || {
         right.metric("alnrisk_mqtt_connected", None) == 1.0
     });
@@ -923,18 +919,17 @@ fn identifiers_only_with_the_phi_switch_password_login_and_sd_notify() {
     let sock_path = dir.join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let with_password = format!(
+        "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {auth_port}\nreconnect_ms = 300\n\
+         username = \"alnrisk-box\"\npassword_file = \"{}\"\n",
+        dir.join("password").display()
+    );
     let d = Daemon::with(
         "phi",
         DaemonOpts {
-            mqtt: format!(
-                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {auth_port}\nreconnect_ms = 300\n\
-                 username = \"alnrisk-box\"\npassword_file = \"{}\"\n",
-                dir.join("password").display()
-            ),
-            spool_max_entries: 100,
-            extra: "",
             notify_socket: Some(sock_path.clone()),
             phi: true,
+            ..DaemonOpts::mqtt(with_password.clone())
         },
     );
     let mut buf = [0u8; 256];
@@ -952,24 +947,8 @@ fn identifiers_only_with_the_phi_switch_password_login_and_sd_notify() {
     assert_eq!(r[0]["identifiers"]["accession_number"], "SYNACC0012");
     // a wrong password never gets in
     std::fs::write(dir.join("password"), "wrong\n").unwrap();
-    let bad = Daemon::with(
-        "phi-bad",
-        DaemonOpts {
-            mqtt: format!(
-                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {auth_port}\nreconnect_ms = 300\n\
-                 username = \"alnrisk-box\"\npassword_file = \"{}\"\n",
-                dir.join("password").display()
-            ),
-            spool_max_entries: 100,
-            extra: "",
-            notify_socket: None,
-            phi: false,
-        },
-    );
-    wait_for("refused logins", Duration::from_secs(20), || {
-        bad.metric("alnrisk_mqtt_connect_failures_total", None) >= 2.0
-    });
-    assert_eq!(bad.metric("alnrisk_mqtt_connected", None), 0.0);
+    let bad = Daemon::with("phi-bad", DaemonOpts::mqtt(with_password.clone()));
+    assert_never_connects(&bad);
 }
 
 #[test]
