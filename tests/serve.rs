@@ -969,6 +969,37 @@ fn falls_back_to_mqtt_3_1_1_when_the_broker_does_not_speak_5() {
 }
 
 #[test]
+fn an_enhanced_mr_export_completes_at_its_last_file_not_after_the_quiet_period() {
+    let dir = tmp("enhanced");
+    let out = bin()
+        .args([
+            "synth",
+            "--patients",
+            "1",
+            "--seed",
+            "7",
+            "--matrix",
+            "64",
+            "--slices",
+            "16",
+        ])
+        .args(["--vendor", "enhanced", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let broker = Mosquitto::new("enhanced", "");
+    let sub = Subscriber::new(broker.port, "enhanced-sub");
+    let d = Daemon::new("enhanced", broker.port);
+    d.drop_exam(&dir.join("SYN0001"), "e", ReplayStyle::Atomic);
+    let r = sub.wait("result", 1, Duration::from_secs(30));
+    assert_valid(&r[0]);
+    // The frame count of the one Enhanced MR file says the series is complete: no 1.5 s quiet period is waited.
+    let waited = r[0]["timing_ms"]["last_file_to_result"].as_f64().unwrap();
+    assert!(waited < 1500.0, "completion waited {waited} ms");
+}
+
+#[test]
 fn sigterm_drains_and_marks_the_device_offline() {
     let broker = Mosquitto::new("term", "");
     let sub = Subscriber::new(broker.port, "term-sub");
