@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::demo::{DaemonProcess, http_get, subscribe, wait_message};
+use alnrisk::radiomics::firstorder::percentile_sorted as percentile;
 use alnrisk::synth::replay::{ReplayStyle, replay};
 
 /// Options of `alnrisk bench-e2e`.
@@ -53,10 +54,6 @@ pub struct BenchArgs {
     /// Slices of the synthetic examination.
     #[arg(long, default_value_t = 60)]
     pub slices: usize,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    alnrisk::radiomics::firstorder::percentile_sorted(sorted, p)
 }
 
 struct Run {

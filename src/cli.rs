@@ -978,19 +978,15 @@ fn parse_kv(s: &str) -> Result<(String, f64), String> {
 
 fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     use alnrisk::model::{Bundle, Predictor, Trust};
-    let trust = match (&a.trusted_key, a.allow_unsigned) {
-        (Some(k), _) => Trust::Key(alnrisk::model::bundle::read_verifying_key(k)?),
-        (None, true) => Trust::AllowUnsigned,
-        (None, false) => bail!("give --trusted-key KEY.pub (or --allow-unsigned for development)"),
-    };
+    if a.trusted_key.is_none() && !a.allow_unsigned {
+        bail!("give --trusted-key KEY.pub (or --allow-unsigned for development)");
+    }
+    let trust = Trust::from_public_key(a.trusted_key.as_deref())?;
     let bundle = Bundle::load(&a.bundle, &trust)?;
     let m = &bundle.manifest;
     let inputs = Inputs {
         phase: m.phase,
-        roi: RoiOptions {
-            choice: alnrisk::roi::RoiChoice::from_rule(&m.roi.segment),
-            fractional_threshold: m.roi.fractional_threshold,
-        },
+        roi: m.roi.options(),
     };
     let (device, _) = a.device.open()?;
     let predictor = Predictor::new(bundle, &device)?;

@@ -507,22 +507,10 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
     // A synthetic examination whose ROI arrives late (after a waiting_for_roi event), and the real UCSF-BR-06
     // examination with its fractional SEG.
     let syn = exam(3);
-    replay(
-        &syn.join("dce"),
-        &d.export.join("syn/dce"),
-        Duration::from_millis(2),
-        ReplayStyle::Atomic,
-    )
-    .unwrap();
+    d.drop_exam(&syn.join("dce"), "syn/dce", ReplayStyle::Atomic);
     let ev = sub.wait("event", 1, Duration::from_secs(30));
     assert!(ev.iter().any(|e| e["event"] == "waiting_for_roi"), "{ev:?}");
-    replay(
-        &syn.join("roi"),
-        &d.export.join("syn/roi"),
-        Duration::from_millis(2),
-        ReplayStyle::Atomic,
-    )
-    .unwrap();
+    d.drop_exam(&syn.join("roi"), "syn/roi", ReplayStyle::Atomic);
     d.drop_exam(&ucsf(), "ucsf", ReplayStyle::SlowWrite);
     let results = sub.wait("result", 2, Duration::from_secs(180));
     for r in &results {

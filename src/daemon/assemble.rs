@@ -396,20 +396,9 @@ impl SeriesAssembler {
         out
     }
 
-    /// Forget that a series was dispatched (its compute failed before anything was committed, so a re-export may
-    /// try again).
-    pub fn undispatch(&mut self, series_uid: &str) {
-        self.dispatched.remove(series_uid);
-    }
-
     /// Series being assembled.
     pub fn pending(&self) -> usize {
         self.pending.len()
-    }
-
-    /// ROI objects not matched to any series yet.
-    pub fn orphan_rois(&self) -> usize {
-        self.orphan_rois.len()
     }
 }
 

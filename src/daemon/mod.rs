@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 use crate::ingest::header::InstanceHeader;
 use crate::model::predict::MRI_LN;
 use crate::model::{Bundle, Predictor, Trust};
-use crate::roi::{RoiOptions, RoiReferences};
+use crate::roi::RoiReferences;
 
 /// LN reads that arrived before their study was computed (JSON lines under `state.dir`).
 pub const PENDING_LN_READS: &str = "ln-reads-pending.jsonl";
@@ -178,10 +178,8 @@ fn state_paths(cfg: &DaemonConfig) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
 /// daemon can serve it: at the scanner only the two signatures and the MRI-reported LN status are known, so a
 /// nomogram that needs any other predictor (e.g. a pathology variable) is refused here, at start-up.
 pub fn load_bundle(cfg: &DaemonConfig) -> Result<Bundle> {
-    let trust = match (&cfg.model.public_key, cfg.model.allow_unsigned) {
-        (Some(k), _) => Trust::Key(crate::model::bundle::read_verifying_key(k)?),
-        (None, _) => Trust::AllowUnsigned,
-    };
+    // The configuration's validation guarantees a key unless unsigned bundles are allowed.
+    let trust = Trust::from_public_key(cfg.model.public_key.as_deref())?;
     let bundle = Bundle::load(&cfg.model.bundle, &trust)?;
     let servable = |n: &str| n == MRI_LN || n == "radiomics_signature" || n == "deep_signature";
     let other: Vec<&str> = bundle
@@ -223,6 +221,12 @@ impl Daemon {
         {
             self.metrics.events_dropped.inc();
         }
+    }
+
+    /// Raise an alarm: counted in `alnrisk_alarms_total{alarm}` and published as an `alarm` event.
+    fn alarm(&self, alarm: &str, detail: String) {
+        self.metrics.alarms.with_label_values(&[alarm]).inc();
+        self.event("alarm", alarm, detail, None);
     }
 
     /// Move a file to quarantine with its `.reason.json`; count and report it.
@@ -442,15 +446,10 @@ impl Daemon {
                     self.held.push_front(h);
                     if !self.spool_alarm {
                         self.spool_alarm = true;
-                        self.metrics.alarms.with_label_values(&["spool_full"]).inc();
-                        self.event(
-                            "alarm",
+                        let held = self.held.len();
+                        self.alarm(
                             "spool_full",
-                            format!(
-                                "outbox full ({why}); {} result(s) held in memory, nothing deleted",
-                                self.held.len()
-                            ),
-                            None,
+                            format!("outbox full ({why}); {held} result(s) held in memory, nothing deleted"),
                         );
                     }
                     break;
@@ -479,16 +478,8 @@ impl Daemon {
             .store(room && !self.spool_alarm, std::sync::atomic::Ordering::Relaxed);
         if stale && !self.stale_alarm {
             self.stale_alarm = true;
-            self.metrics.alarms.with_label_values(&["spool_stale"]).inc();
-            self.event(
-                "alarm",
-                "spool_stale",
-                format!(
-                    "oldest spooled result is older than {} h",
-                    self.cfg.state.spool_max_age_h
-                ),
-                None,
-            );
+            let h = self.cfg.state.spool_max_age_h;
+            self.alarm("spool_stale", format!("oldest spooled result is older than {h} h"));
         } else if !stale {
             self.stale_alarm = false;
         }
@@ -645,14 +636,7 @@ pub fn compute_series(
             })
         })?;
     let image = m.phase.load(&series)?;
-    let roi = crate::roi::load(
-        &ready.roi,
-        &series,
-        &RoiOptions {
-            choice: crate::roi::RoiChoice::from_rule(&m.roi.segment),
-            fractional_threshold: m.roi.fractional_threshold,
-        },
-    )?;
+    let roi = crate::roi::load(&ready.roi, &series, &m.roi.options())?;
     let case = crate::case::LoadedCase {
         image,
         mask: roi.volume,
@@ -978,6 +962,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
                     Ok(cmd) => d.on_ln_read(&cmd, "mqtt"),
                     Err(e) => d.event("warning", "bad_ln_read", format!("cmd/ln-status payload: {e}"), None),
                 },
+                // Nothing to do but wake the loop, so that the outbox gauge follows at once.
                 Some(PublisherNote::Acked(_)) => {}
                 None => {}
             },

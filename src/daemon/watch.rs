@@ -118,11 +118,6 @@ impl ExportWatcher {
         ready.sort();
         ready
     }
-
-    /// Files seen but not yet stable.
-    pub fn pending(&self) -> usize {
-        self.seen.len()
-    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,16 @@ pub struct RoiRules {
     pub crop_margin: usize,
 }
 
+impl RoiRules {
+    /// The ROI reading options these rules stand for.
+    pub fn options(&self) -> crate::roi::RoiOptions {
+        crate::roi::RoiOptions {
+            choice: crate::roi::RoiChoice::from_rule(&self.segment),
+            fractional_threshold: self.fractional_threshold,
+        }
+    }
+}
+
 /// The VGG-16 files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VggEntry {
@@ -161,6 +171,16 @@ pub enum Trust {
     Key(VerifyingKey),
     /// Also unsigned (or unverifiable) bundles — development only; every load says so.
     AllowUnsigned,
+}
+
+impl Trust {
+    /// Bundles signed by the key in `public_key` (`alnrisk keygen`'s `.pub`), or, without a key, unsigned ones too.
+    pub fn from_public_key(public_key: Option<&Path>) -> Result<Trust> {
+        Ok(match public_key {
+            Some(k) => Trust::Key(read_verifying_key(k)?),
+            None => Trust::AllowUnsigned,
+        })
+    }
 }
 
 /// A loaded, verified bundle.
