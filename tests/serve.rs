@@ -988,6 +988,73 @@ fn an_enhanced_mr_export_completes_at_its_last_file_not_after_the_quiet_period()
 }
 
 #[test]
+fn a_siemens_export_one_series_per_phase_is_linked_computed_once_and_matches_the_ge_export() {
+    let dir = tmp("siemens");
+    let out = bin()
+        .args([
+            "synth",
+            "--patients",
+            "2",
+            "--seed",
+            "7",
+            "--matrix",
+            "64",
+            "--slices",
+            "16",
+        ])
+        .args(["--vendor", "siemens", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (siemens, sentinel) = (dir.join("SYN0001"), dir.join("SYN0002"));
+    assert_eq!(
+        std::fs::read_dir(siemens.join("dce")).unwrap().count(),
+        3,
+        "one folder (series) per phase"
+    );
+    let broker = Mosquitto::new("siemens", "");
+    let sub = Subscriber::new(broker.port, "siemens-sub");
+    let mut d = Daemon::new("siemens", broker.port);
+    // The rule asks for ≥ 2 temporal positions: no single-phase series passes it alone.
+    d.drop_exam(&siemens, "s", ReplayStyle::Atomic);
+    d.drop_exam(&exam(1), "ge", ReplayStyle::Atomic);
+    let r = sub.wait("result", 2, Duration::from_secs(120));
+    for x in &r {
+        assert_valid(x);
+    }
+    let events = sub.of("event");
+    assert!(
+        !events.iter().any(|e| e["event"] == "series_not_selected"),
+        "{events:?}"
+    );
+    // The same patient exported GE-style (one series, repeated positions) gives the same answer.
+    assert_eq!(r[0]["study_key"], r[1]["study_key"], "the same synthetic patient");
+    for s in ["if_ln_negative", "if_ln_positive"] {
+        let (a, b) = (
+            r[0]["scenarios"][s]["probability"].as_f64().unwrap(),
+            r[1]["scenarios"][s]["probability"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "{s}: {a} vs {b}");
+    }
+
+    // Restart and export the Siemens study again: every member is known to the ledger, so no phase is
+    // computed on its own (or rejected) — then a sentinel study shows the daemon got past those files.
+    d.kill9();
+    d.start();
+    d.drop_exam(&siemens, "again", ReplayStyle::Atomic);
+    d.drop_exam(&sentinel, "sentinel", ReplayStyle::Atomic);
+    let r = sub.wait("result", 3, Duration::from_secs(120));
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert_eq!(r[2]["study_key"], key_of(&sentinel).as_str());
+    let events = sub.of("event");
+    assert!(
+        !events.iter().any(|e| e["event"] == "series_not_selected"),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn sigterm_drains_and_marks_the_device_offline() {
     let broker = Mosquitto::new("term", "");
     let sub = Subscriber::new(broker.port, "term-sub");

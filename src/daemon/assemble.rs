@@ -4,6 +4,11 @@
 //! - A series is complete when it reaches the instance count its tags give (ImagesInAcquisition ×
 //!   NumberOfTemporalPositions, or the frames of one Enhanced MR file), or else after the quiet period with no
 //!   new instance (Orthanc's StableAge, MONAI Informatics Gateway's timeout).
+//! - Separate single-phase series of one study that share a frame of reference and a grid (Siemens-style
+//!   exports, one series per dynamic) are linked into one DCE set ([`crate::ingest::series::link_with`]). A
+//!   single-phase series is therefore complete only when its whole study has been quiet for the quiet period, even
+//!   when its own instance count is reached: the next phase may still be on its way. The set is keyed by its
+//!   first member (acquisition order) and carries every member's UID.
 //! - Complete series go through the `[[select]]` rules (Modality, SeriesDescription regex, ImageType,
 //!   temporal positions); those not selected are reported, not computed.
 //! - A SEG / RTSTRUCT is matched to its series through its references (series UID, referenced instances, or the
@@ -41,6 +46,9 @@ pub struct ReadySeries {
     pub last_arrival: Instant,
     /// Which selection rule matched.
     pub rule: String,
+    /// Every SeriesInstanceUID the phases come from: `[series_uid]`, or the members of a linked DCE set in
+    /// acquisition order (the first is `series_uid`).
+    pub member_series: Vec<String>,
 }
 
 impl ReadySeries {
@@ -88,6 +96,8 @@ pub enum Assembled {
 #[derive(Debug)]
 struct Pending {
     study_uid: String,
+    /// `[key]`, or the members of a linked DCE set.
+    members: Vec<String>,
     instances: BTreeMap<(String, u32), InstanceHeader>,
     first_wall: SystemTime,
     last_wall: SystemTime,
@@ -112,6 +122,16 @@ impl Pending {
         let per = first.images_in_acquisition?;
         let ntp = first.number_of_temporal_positions.unwrap_or(1);
         (per > 0 && ntp > 0).then(|| (per * ntp) as usize)
+    }
+
+    /// One phase by its slices (one image per position), from classic single-frame files. Enhanced MR files
+    /// and linked sets are not.
+    fn single_phase(&self) -> bool {
+        if self.members.len() != 1 || self.instances.values().any(|i| i.slices.len() != 1) {
+            return false;
+        }
+        let slices: Vec<_> = self.instances.values().flat_map(|i| i.slices.iter().cloned()).collect();
+        crate::ingest::series::split_phases(&slices).is_some_and(|(_, phases)| phases.len() == 1)
     }
 
     fn dirs(&self) -> Vec<PathBuf> {
@@ -139,6 +159,8 @@ pub struct SeriesAssembler {
     roi_wait: Duration,
     rules: Vec<(SelectionRule, Option<regex::Regex>)>,
     pending: BTreeMap<String, Pending>,
+    /// Member SeriesInstanceUID → the key of the linked set it joined.
+    linked_into: BTreeMap<String, String>,
     orphan_rois: Vec<(PathBuf, RoiFile, Instant, SystemTime)>,
     dispatched: std::collections::BTreeSet<String>,
 }
@@ -164,6 +186,7 @@ impl SeriesAssembler {
                 })
                 .collect(),
             pending: BTreeMap::new(),
+            linked_into: BTreeMap::new(),
             orphan_rois: Vec::new(),
             dispatched: Default::default(),
         }
@@ -182,8 +205,10 @@ impl SeriesAssembler {
                 reason: "instance arrived after its series was computed".into(),
             });
         }
-        let p = self.pending.entry(h.series_uid.clone()).or_insert_with(|| Pending {
+        let key = self.linked_into.get(&h.series_uid).unwrap_or(&h.series_uid).clone();
+        let p = self.pending.entry(key).or_insert_with(|| Pending {
             study_uid: h.study_uid.clone(),
+            members: vec![h.series_uid.clone()],
             instances: BTreeMap::new(),
             first_wall: wall,
             last_wall: wall,
@@ -219,10 +244,10 @@ impl SeriesAssembler {
         self.match_orphans();
     }
 
-    fn matches(p: &Pending, uid: &str, path: &Path, roi: &RoiFile) -> bool {
+    fn matches(p: &Pending, path: &Path, roi: &RoiFile) -> bool {
         match roi {
             RoiFile::Dicom(r) => {
-                if r.series_uids.iter().any(|s| s == uid) {
+                if r.series_uids.iter().any(|s| p.members.contains(s)) {
                     return true;
                 }
                 if !r.series_uids.is_empty() {
@@ -255,7 +280,7 @@ impl SeriesAssembler {
             let hits: Vec<String> = self
                 .pending
                 .iter()
-                .filter(|(uid, p)| p.roi.is_none() && Self::matches(p, uid, &path, &roi))
+                .filter(|(_, p)| p.roi.is_none() && Self::matches(p, &path, &roi))
                 .map(|(uid, _)| uid.clone())
                 .collect();
             let one = match roi {
@@ -285,7 +310,11 @@ impl SeriesAssembler {
         }
         let slices: Vec<_> = p.instances.values().flat_map(|i| i.slices.iter().cloned()).collect();
         let phases = crate::ingest::series::split_phases(&slices).map_or(0, |(_, ph)| ph.len() as i64);
-        let temporal = first.number_of_temporal_positions.unwrap_or(phases).max(phases);
+        let temporal = first
+            .number_of_temporal_positions
+            .unwrap_or(phases)
+            .max(phases)
+            .max(p.members.len() as i64);
         let mut why = Vec::new();
         for (rule, re) in &self.rules {
             let mut fails = Vec::new();
@@ -336,6 +365,18 @@ impl SeriesAssembler {
             if !complete {
                 continue;
             }
+            let uid = if p.rule.is_none() && p.single_phase() {
+                if !self.study_quiet(&p.study_uid, now) {
+                    continue;
+                }
+                match self.link(&uid, &mut out) {
+                    Some(key) => key,
+                    None => uid,
+                }
+            } else {
+                uid
+            };
+            let Some(p) = self.pending.get(&uid) else { continue };
             if p.rule.is_none() {
                 match self.select(p) {
                     Ok(rule) => {
@@ -346,8 +387,9 @@ impl SeriesAssembler {
                     }
                     Err(reason) => {
                         let study_uid = p.study_uid.clone();
-                        self.pending.remove(&uid);
-                        self.dispatched.insert(uid.clone());
+                        if let Some(p) = self.pending.remove(&uid) {
+                            self.dispatch(p.members);
+                        }
                         out.push(Assembled::NotSelected {
                             series_uid: uid,
                             study_uid,
@@ -363,7 +405,7 @@ impl SeriesAssembler {
                 Some((roi, roi_at, roi_wall)) => {
                     released += 1;
                     let Some(p) = self.pending.remove(&uid) else { continue };
-                    self.dispatched.insert(uid.clone());
+                    self.dispatch(p.members.clone());
                     let (last_arrival, last_file) = if roi_at > p.last {
                         (roi_at, roi_wall)
                     } else {
@@ -378,6 +420,7 @@ impl SeriesAssembler {
                         last_file,
                         last_arrival,
                         rule: p.rule.unwrap_or_default(),
+                        member_series: p.members,
                     })));
                 }
                 None => {
@@ -394,6 +437,75 @@ impl SeriesAssembler {
             }
         }
         out
+    }
+
+    /// Mark series as dispatched: later instances of them are reported, not assembled.
+    fn dispatch(&mut self, members: Vec<String>) {
+        for m in members {
+            self.linked_into.remove(&m);
+            self.dispatched.insert(m);
+        }
+    }
+
+    /// No instance of any series of the study has arrived for the quiet period.
+    fn study_quiet(&self, study_uid: &str, now: Instant) -> bool {
+        self.pending
+            .values()
+            .filter(|q| q.study_uid == study_uid)
+            .all(|q| now.duration_since(q.last) >= self.quiet)
+    }
+
+    /// Link the single-phase series `uid` with the other single-phase series of its study that share its frame
+    /// of reference and grid into one pending DCE set; returns the set's key, or `None` when nothing links. A
+    /// second ROI among the members is reported as ignored.
+    fn link(&mut self, uid: &str, out: &mut Vec<Assembled>) -> Option<String> {
+        let study_uid = self.pending.get(uid)?.study_uid.clone();
+        let candidates: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, q)| q.study_uid == study_uid && q.rule.is_none() && q.single_phase())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if candidates.len() < 2 {
+            return None;
+        }
+        let instances: Vec<InstanceHeader> = candidates
+            .iter()
+            .filter_map(|k| self.pending.get(k))
+            .flat_map(|q| q.instances.values().cloned())
+            .collect();
+        let (studies, _) = crate::ingest::series::assemble(Path::new("."), instances);
+        let study = studies.iter().find(|s| s.uid == study_uid)?;
+        let linked = crate::ingest::series::link_with(study, uid)?;
+        let mut parts = linked
+            .member_series
+            .iter()
+            .filter_map(|m| self.pending.remove(m))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut set = parts.next()?;
+        for q in parts {
+            set.instances.extend(q.instances);
+            set.first_wall = set.first_wall.min(q.first_wall);
+            set.last_wall = set.last_wall.max(q.last_wall);
+            set.last = set.last.max(q.last);
+            match (&set.roi, q.roi) {
+                (None, roi) => set.roi = roi,
+                (Some(_), Some((path, _, _))) => out.push(Assembled::Ignored {
+                    path,
+                    reason: "a second ROI for one DCE set".into(),
+                }),
+                (Some(_), None) => {}
+            }
+        }
+        set.members = linked.member_series.clone();
+        set.complete_since = None;
+        set.waiting_reported = false;
+        for m in &linked.member_series {
+            self.linked_into.insert(m.clone(), linked.series_uid.clone());
+        }
+        self.pending.insert(linked.series_uid.clone(), set);
+        Some(linked.series_uid)
     }
 
     /// Series being assembled.
@@ -544,5 +656,63 @@ mod tests {
         a.add_label(Path::new("/export/e/a/label.nrrd"), t0, SystemTime::now());
         assert!(a.tick(t0 + Duration::from_secs(3), 0).is_empty());
         assert_eq!(a.tick(t0 + Duration::from_secs(3), 1).len(), 1);
+    }
+    /// One single-phase series (a Siemens-style dynamic): 3 slices, its own count (ImagesInAcquisition = 3).
+    fn dynamic(a: &mut SeriesAssembler, uid: &str, dir: &str, rows: u32, t: Instant) {
+        for k in 0..3 {
+            let mut h = image(uid, dir, 0, k, Some(3));
+            h.number_of_temporal_positions = None;
+            h.slices[0].rows = rows;
+            a.add_image(h, t, SystemTime::now());
+        }
+    }
+
+    #[test]
+    fn single_phase_series_of_one_grid_are_linked_into_one_dce_set_once_the_study_is_quiet() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut a = SeriesAssembler::new(s(2), s(60), &[rule(2, "(?i)dyn")]);
+        dynamic(&mut a, "5.1", "e/dce/s01", 4, t0);
+        // complete by its own count, but the study is still arriving: not released, not rejected
+        assert!(a.tick(t0 + s(1), 4).is_empty());
+        dynamic(&mut a, "5.2", "e/dce/s02", 4, t0 + s(1));
+        dynamic(&mut a, "5.3", "e/dce/s03", 4, t0 + s(1));
+        // a single-phase series on another grid (8 rows) is not a member
+        dynamic(&mut a, "5.9", "e/t2", 8, t0 + s(1));
+        a.add_roi(
+            Path::new("/export/e/roi/seg.dcm"),
+            RoiReferences {
+                series_uids: vec!["5.2".into()],
+                ..Default::default()
+            },
+            t0 + s(1),
+            SystemTime::now(),
+        );
+        assert!(a.tick(t0 + s(2), 4).is_empty(), "the study is quiet only from t0 + 3 s");
+        let out = a.tick(t0 + s(4), 4);
+        let ready: Vec<_> = out
+            .iter()
+            .filter_map(|x| match x {
+                Assembled::Ready(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let [r] = ready.as_slice() else { panic!("{out:?}") };
+        assert_eq!(r.member_series, ["5.1", "5.2", "5.3"]);
+        assert_eq!(
+            (r.series_uid.as_str(), r.instances.len(), r.rule.as_str()),
+            ("5.1", 9, "dce")
+        );
+        assert!(r.roi.ends_with("seg.dcm"), "the ROI of a member is the set's ROI");
+        // the 8-row series stays one phase: rejected by the ≥ 2 temporal positions rule
+        assert!(
+            out.iter()
+                .any(|x| matches!(x, Assembled::NotSelected { series_uid, .. } if series_uid == "5.9")),
+            "{out:?}"
+        );
+        // a late instance of any member is reported, not assembled into a new series
+        let late = a.add_image(image("5.3", "e/dce/s03", 0, 7, Some(3)), t0 + s(5), SystemTime::now());
+        assert!(matches!(late, Some(Assembled::Ignored { .. })), "{late:?}");
+        assert_eq!(a.pending(), 0);
     }
 }

@@ -18,8 +18,11 @@ use crate::error::{Error, Result};
 /// One committed message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerRecord {
-    /// HMAC of SeriesInstanceUID.
+    /// HMAC of SeriesInstanceUID (of the first member of a linked DCE set).
     pub series_key: StudyKey,
+    /// HMACs of the other members of a linked DCE set (Siemens-style, one series per phase); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_keys: Vec<StudyKey>,
     /// HMAC of StudyInstanceUID.
     pub study_key: StudyKey,
     /// Bundle sha256.
@@ -46,12 +49,18 @@ pub struct LedgerRecord {
 pub struct Ledger {
     path: PathBuf,
     by_series: BTreeMap<(StudyKey, String), LedgerRecord>,
+    /// (other member of a linked set, bundle) → the set's series key.
+    members: BTreeMap<(StudyKey, String), StudyKey>,
 }
 
 impl Ledger {
     /// Open (or create) the ledger. A torn last line (power cut during an append) is skipped with a warning.
     pub fn open(path: &Path) -> Result<Ledger> {
-        let mut by_series = BTreeMap::new();
+        let mut ledger = Ledger {
+            path: path.to_path_buf(),
+            by_series: BTreeMap::new(),
+            members: BTreeMap::new(),
+        };
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             if !text.is_empty() && !text.ends_with('\n') {
@@ -63,25 +72,29 @@ impl Ledger {
                     continue;
                 }
                 match serde_json::from_str::<LedgerRecord>(line) {
-                    Ok(r) => {
-                        by_series.insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
-                    }
+                    Ok(r) => ledger.index(r),
                     Err(e) => {
                         tracing::warn!(ledger = %path.display(), line = n + 1, "skipping unreadable ledger line: {e}")
                     }
                 }
             }
         }
-        Ok(Ledger {
-            path: path.to_path_buf(),
-            by_series,
-        })
+        Ok(ledger)
     }
 
-    /// Whether this series was already answered by this bundle.
-    pub fn contains(&self, series_key: &StudyKey, bundle_sha256: &str) -> bool {
+    fn index(&mut self, r: LedgerRecord) {
+        for m in &r.member_keys {
+            self.members
+                .insert((m.clone(), r.bundle_sha256.clone()), r.series_key.clone());
+        }
         self.by_series
-            .contains_key(&(series_key.clone(), bundle_sha256.to_string()))
+            .insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
+    }
+
+    /// Whether this series (or a linked DCE set it is a member of) was already answered by this bundle.
+    pub fn contains(&self, series_key: &StudyKey, bundle_sha256: &str) -> bool {
+        let k = (series_key.clone(), bundle_sha256.to_string());
+        self.by_series.contains_key(&k) || self.members.contains_key(&k)
     }
 
     /// Record a committed message (durably).
@@ -91,8 +104,7 @@ impl Ledger {
             reason: e.to_string(),
         })?;
         fsio::append_line(&self.path, &line)?;
-        self.by_series
-            .insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
+        self.index(r);
         Ok(())
     }
 
@@ -122,6 +134,7 @@ mod tests {
     fn rec(series: &str, kind: &str) -> LedgerRecord {
         LedgerRecord {
             series_key: StudyKey::of(b"k", series),
+            member_keys: vec![],
             study_key: StudyKey::of(b"k", "study"),
             bundle_sha256: "b".into(),
             message_id: format!("m-{series}-{kind}"),
@@ -143,7 +156,11 @@ mod tests {
         let mut l = Ledger::open(&p).unwrap();
         l.record(rec("s1", "result")).unwrap();
         l.record(rec("s1", "update")).unwrap();
-        l.record(rec("s2", "result")).unwrap();
+        l.record(LedgerRecord {
+            member_keys: vec![StudyKey::of(b"k", "s2-phase2"), StudyKey::of(b"k", "s2-phase3")],
+            ..rec("s2", "result")
+        })
+        .unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&p)
@@ -153,6 +170,10 @@ mod tests {
         assert_eq!(l.len(), 2);
         assert!(l.contains(&StudyKey::of(b"k", "s1"), "b"));
         assert!(!l.contains(&StudyKey::of(b"k", "s1"), "other bundle"));
+        // the other members of a linked DCE set count as answered, and only for that bundle
+        assert!(l.contains(&StudyKey::of(b"k", "s2-phase3"), "b"));
+        assert!(!l.contains(&StudyKey::of(b"k", "s2-phase3"), "other bundle"));
+        assert!(!l.contains(&StudyKey::of(b"k", "s3"), "b"));
         let study = l.for_study(&StudyKey::of(b"k", "study"), "b");
         assert_eq!(study.len(), 2);
         assert!(study.iter().any(|r| r.message_id == "m-s1-update"));

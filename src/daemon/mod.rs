@@ -424,7 +424,16 @@ impl Daemon {
                 .outbox
                 .lock()
                 .map_err(|_| Error::Mqtt("outbox lock".into()))
-                .and_then(|mut o| o.push("result", &body, h.record.series_key.as_str(), &h.record.bundle_sha256));
+                .and_then(|mut o| {
+                    let members: Vec<String> = h.record.member_keys.iter().map(|k| k.as_str().to_string()).collect();
+                    o.push(
+                        "result",
+                        &body,
+                        h.record.series_key.as_str(),
+                        &members,
+                        &h.record.bundle_sha256,
+                    )
+                });
             match pushed {
                 Ok(Push::Stored(_)) => {
                     if let Err(e) = self.ledger.record(h.record.clone()) {
@@ -534,6 +543,12 @@ impl Daemon {
                 }
                 let record = LedgerRecord {
                     series_key,
+                    member_keys: ready
+                        .member_series
+                        .iter()
+                        .skip(1)
+                        .map(|m| StudyKey::of(&self.secret, m))
+                        .collect(),
                     study_key,
                     bundle_sha256: p.bundle_sha256.clone(),
                     message_id: msg.message_id.clone(),
@@ -624,17 +639,28 @@ pub fn compute_series(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let (studies, errors) = crate::ingest::series::assemble(&dir, ready.instances.clone());
-    let series = studies
-        .into_iter()
-        .flat_map(|s| s.series)
-        .find(|s| s.series_uid == ready.series_uid)
-        .ok_or_else(|| {
-            errors.into_iter().next().unwrap_or_else(|| Error::Series {
-                series: "(daemon)".into(),
-                dir: dir.clone(),
-                reason: "series could not be assembled".into(),
-            })
-        })?;
+    let not_assembled = |errors: Vec<Error>, reason: &str| {
+        errors.into_iter().next().unwrap_or_else(|| Error::Series {
+            series: "(daemon)".into(),
+            dir: dir.clone(),
+            reason: reason.into(),
+        })
+    };
+    let series = if ready.member_series.len() > 1 {
+        // A linked DCE set: link again from the same headers; the assembler linked exactly these members.
+        studies
+            .iter()
+            .find(|s| s.uid == ready.study_uid)
+            .and_then(|s| crate::ingest::series::link_with(s, &ready.series_uid))
+            .filter(|l| l.member_series == ready.member_series)
+            .ok_or_else(|| not_assembled(errors, "the linked DCE set could not be assembled again"))?
+    } else {
+        studies
+            .into_iter()
+            .flat_map(|s| s.series)
+            .find(|s| s.series_uid == ready.series_uid)
+            .ok_or_else(|| not_assembled(errors, "series could not be assembled"))?
+    };
     let image = m.phase.load(&series)?;
     let roi = crate::roi::load(&ready.roi, &series, &m.roi.options())?;
     let case = crate::case::LoadedCase {
@@ -760,6 +786,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         {
             ledger.record(LedgerRecord {
                 series_key: key,
+                member_keys: e.member_keys.iter().filter_map(|k| StudyKey::parse(k)).collect(),
                 study_key: msg.study_key.clone(),
                 bundle_sha256: e.bundle_sha256.clone(),
                 message_id: msg.message_id.clone(),

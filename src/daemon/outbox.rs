@@ -26,6 +26,9 @@ pub struct OutboxEntry {
     pub payload: String,
     /// Series it answers (HMAC), so a restart knows the series was done.
     pub series_key: String,
+    /// The other members of a linked DCE set it answers (HMACs); empty for a single series.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_keys: Vec<String>,
     /// Bundle sha256.
     pub bundle_sha256: String,
     /// Unix time it was spooled.
@@ -124,14 +127,23 @@ impl Outbox {
         self.dir.join(format!("{seq:020}.json"))
     }
 
-    /// Spool a message (durably) unless a bound would be crossed.
-    pub fn push(&mut self, topic: &str, payload: &str, series_key: &str, bundle_sha256: &str) -> Result<Push> {
+    /// Spool a message (durably) unless a bound would be crossed. `member_keys`: the other members of a linked
+    /// DCE set, so a restart knows they were answered too.
+    pub fn push(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        series_key: &str,
+        member_keys: &[String],
+        bundle_sha256: &str,
+    ) -> Result<Push> {
         let seq = self.next_seq;
         let entry = OutboxEntry {
             seq,
             topic: topic.into(),
             payload: payload.into(),
             series_key: series_key.into(),
+            member_keys: member_keys.to_vec(),
             bundle_sha256: bundle_sha256.into(),
             created_unix: now_unix(),
         };
@@ -239,24 +251,32 @@ mod tests {
         let d = tmp("reopen");
         let (mut o, p) = Outbox::open(&d, bounds(10)).unwrap();
         assert!(p.is_empty());
-        assert_eq!(o.push("result", "{\"a\":1}", "s1", "b").unwrap(), Push::Stored(1));
-        assert_eq!(o.push("result", "{\"a\":2}", "s2", "b").unwrap(), Push::Stored(2));
+        assert_eq!(o.push("result", "{\"a\":1}", "s1", &[], "b").unwrap(), Push::Stored(1));
+        let members = ["s2-phase2".to_string()];
+        assert_eq!(
+            o.push("result", "{\"a\":2}", "s2", &members, "b").unwrap(),
+            Push::Stored(2)
+        );
         drop(o);
         let (mut o, _) = Outbox::open(&d, bounds(10)).unwrap();
         assert_eq!(o.depth(), 2);
         assert_eq!(o.head().unwrap().unwrap().payload, "{\"a\":1}");
         o.remove(1).unwrap();
-        assert_eq!(o.head().unwrap().unwrap().series_key, "s2");
-        assert_eq!(o.push("result", "{}", "s3", "b").unwrap(), Push::Stored(3));
+        let head = o.head().unwrap().unwrap();
+        assert_eq!(
+            (head.series_key.as_str(), head.member_keys.as_slice()),
+            ("s2", &members[..])
+        );
+        assert_eq!(o.push("result", "{}", "s3", &[], "b").unwrap(), Push::Stored(3));
     }
 
     #[test]
     fn full_spool_refuses_and_deletes_nothing() {
         let d = tmp("full");
         let (mut o, _) = Outbox::open(&d, bounds(2)).unwrap();
-        o.push("result", "1", "s1", "b").unwrap();
-        o.push("result", "2", "s2", "b").unwrap();
-        assert!(matches!(o.push("result", "3", "s3", "b").unwrap(), Push::Full(_)));
+        o.push("result", "1", "s1", &[], "b").unwrap();
+        o.push("result", "2", "s2", &[], "b").unwrap();
+        assert!(matches!(o.push("result", "3", "s3", &[], "b").unwrap(), Push::Full(_)));
         assert_eq!(o.depth(), 2);
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
         assert_eq!(
@@ -272,7 +292,7 @@ mod tests {
         b.max_age = Duration::ZERO;
         let (mut o, _) = Outbox::open(&d, b).unwrap();
         assert!(!o.stale(), "an empty spool is never stale");
-        o.push("result", "1", "s1", "b").unwrap();
+        o.push("result", "1", "s1", &[], "b").unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(o.stale());
         assert_eq!(o.depth(), 1);

@@ -371,11 +371,19 @@ pub fn assemble(dir: &Path, instances: Vec<InstanceHeader>) -> (Vec<Study>, Vec<
 }
 
 /// Link single-phase series of one study that share a grid (Siemens-style exports, one series per dynamic)
-/// into one DCE set, ordered by acquisition time (then SeriesNumber). Returns `None` when fewer than two
-/// series share a grid.
+/// into one DCE set, ordered by acquisition time (then SeriesNumber). The grid is that of the first single-phase
+/// series. Returns `None` when fewer than two series share it.
 pub fn link_dce(study: &Study) -> Option<Series> {
+    let first = study.series.iter().find(|s| s.phases.len() == 1)?;
+    link_with(study, &first.series_uid)
+}
+
+/// The DCE set that the single-phase series `series_uid` belongs to: every single-phase series of the study with
+/// its frame of reference and grid, ordered by acquisition time (then SeriesNumber). `None` when `series_uid` is
+/// not a single-phase series of the study or no other series shares its grid.
+pub fn link_with(study: &Study, series_uid: &str) -> Option<Series> {
     let singles: Vec<&Series> = study.series.iter().filter(|s| s.phases.len() == 1).collect();
-    let first = *singles.first()?;
+    let first = *singles.iter().find(|s| s.series_uid == series_uid)?;
     let same: Vec<&Series> = singles
         .iter()
         .copied()
@@ -392,7 +400,12 @@ pub fn link_dce(study: &Study) -> Option<Series> {
         h.acquisition_time.or(h.content_time).unwrap_or(f64::INFINITY)
     };
     let mut ordered = same;
-    ordered.sort_by(|a, b| time(a).total_cmp(&time(b)).then(a.series_number.cmp(&b.series_number)));
+    ordered.sort_by(|a, b| {
+        time(a)
+            .total_cmp(&time(b))
+            .then(a.series_number.cmp(&b.series_number))
+            .then(a.series_uid.cmp(&b.series_uid))
+    });
     let mut linked = ordered[0].clone();
     linked.rule = PhaseRule::LinkedSeries;
     linked.phases = ordered.iter().map(|s| s.phases[0].clone()).collect();
