@@ -109,4 +109,14 @@ fn full_mode_trains_every_layer() {
         .to_vec1::<f32>()
         .unwrap();
     assert_ne!(before, after, "full mode must update the convolutions");
+    // The fine-tuned network in memory computes what the same weights loaded afresh compute (the CPU path's
+    // packed kernels follow the new convolutions; `fit` extracts features from the network in memory).
+    let fresh = Vgg16::from_tensors(cfg(), &n.named_tensors().unwrap(), Path::new("fresh"), &Device::Cpu).unwrap();
+    let x = alnrisk::deep::batch(&crops[..2], &Device::Cpu).unwrap();
+    let (a, b) = (n.forward(&x).unwrap().fc7, fresh.forward(&x).unwrap().fc7);
+    let (a, b) = (
+        a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+    );
+    assert_eq!(a, b, "fc7 of the fine-tuned network in memory");
 }

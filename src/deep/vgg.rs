@@ -243,10 +243,31 @@ impl Vgg16 {
         &self.convs
     }
 
-    /// Replace the convolution weights (same shapes), converting to the convolution precision.
+    /// Replace the convolution weights (same shapes), converting to the convolution precision; the kernels packed
+    /// for the CPU path are packed again.
     pub fn set_conv_tensors(&mut self, convs: Vec<(Tensor, Tensor)>) -> Result<()> {
         if convs.len() != self.convs.len() {
             return Err(Error::Compute("wrong number of convolution layers".into()));
+        }
+        for ((w, _), (old, _)) in convs.iter().zip(&self.convs) {
+            if w.dims() != old.dims() {
+                return Err(Error::Compute(format!(
+                    "convolution weight of shape {:?}, expected {:?}",
+                    w.dims(),
+                    old.dims()
+                )));
+            }
+        }
+        if self.packed.is_some() {
+            self.packed = Some(
+                convs
+                    .iter()
+                    .map(|(w, b)| {
+                        let f32 = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_device(&Device::Cpu));
+                        super::conv::PackedConv::new(&f32(w).map_err(ce)?, &f32(b).map_err(ce)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            );
         }
         self.convs = convs
             .into_iter()
