@@ -2,7 +2,8 @@
 //! on the CPU, and with f16 convolutions on CUDA when built with `--features cuda` and a GPU is present.
 //! Each configuration runs in its own process so that peak RSS is its own.
 //!
-//! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows).
+//! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows: candle's convolution and our NHWC trunk,
+//! `src/deep/cuda_trunk.rs`, chosen per process with `ALNRISK_CUDA_TRUNK`).
 
 mod common;
 use common::peak_rss_mb;
@@ -49,7 +50,7 @@ fn one(device: &str, q8: bool, batch: usize) {
 
 /// On the PyTorch fixture: fc7 cosine and max relative difference of each device/precision vs CPU f32 and
 /// vs PyTorch.
-fn agreement(device: &str) {
+fn agreement(device: &str, trunk: &str) {
     use alnrisk::deep::VggConfig as C;
     let rel = "tests/data/golden/vgg16_small.safetensors";
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -74,6 +75,10 @@ fn agreement(device: &str) {
     let (dev, _) = device.parse::<DeviceChoice>().unwrap().open().expect("device");
     for q8 in [false, true] {
         let mut net = Vgg16::from_tensors(C::scaled(16, 256, 2), &f, &path, &dev).unwrap();
+        #[cfg(feature = "cuda")]
+        if let Ok(kind) = trunk.parse::<alnrisk::deep::cuda_trunk::CudaTrunkKind>() {
+            net.set_cuda_trunk(kind).unwrap();
+        }
         if q8 {
             net.quantize_dense().unwrap();
         }
@@ -87,7 +92,7 @@ fn agreement(device: &str) {
         let scale = torch.iter().fold(0f32, |m, v| m.max(v.abs()));
         let rel = ours.iter().zip(&torch).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
         println!(
-            "| {device} | {} | {:.6} | {:.6} | {rel:.2e} |",
+            "| {device} {trunk} | {} | {:.6} | {:.6} | {rel:.2e} |",
             if q8 { "Q8_0" } else { "f32" },
             cos(&ours[..n], &torch[..n]),
             cos(&ours[n..], &torch[n..])
@@ -101,9 +106,11 @@ fn main() {
         one(&args[1], args[2] == "q8", args[3].parse().expect("batch"));
         return;
     }
-    let mut rows = vec![("cpu", false), ("cpu", true)];
+    let mut rows = vec![("cpu", false, ""), ("cpu", true, "")];
     if args.iter().any(|a| a == "--cuda") {
-        rows.extend([("cuda", false), ("cuda", true)]);
+        for trunk in ["candle", "nhwc"] {
+            rows.extend([("cuda", false, trunk), ("cuda", true, trunk)]);
+        }
     }
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("VGG-16 224×224 up to the logits (fc7 included), seeded He weights, {threads} CPU threads");
@@ -111,9 +118,13 @@ fn main() {
         "| device | conv | fc | batch | latency ms (median) | images/s | peak RSS MB |\n|---|---|---|---|---|---|---|"
     );
     let exe = std::env::current_exe().expect("self");
-    for (device, q8) in rows {
+    for (device, q8, trunk) in rows {
         for batch in [1, 16] {
-            let out = Command::new(&exe)
+            let mut cmd = Command::new(&exe);
+            if !trunk.is_empty() {
+                cmd.env("ALNRISK_CUDA_TRUNK", trunk);
+            }
+            let out = cmd
                 .args(["--one", device, if q8 { "q8" } else { "f32" }, &batch.to_string()])
                 .output()
                 .expect("run");
@@ -123,7 +134,11 @@ fn main() {
                 .find(|l| l.starts_with("RESULT"))
                 .map(|l| l.split_whitespace().skip(1).collect())
                 .unwrap_or_default();
-            let conv = if device == "cpu" { "f32" } else { "f16" };
+            let conv = if device == "cpu" {
+                "f32".to_string()
+            } else {
+                format!("f16 {trunk}")
+            };
             if r.len() == 3 {
                 println!(
                     "| {device} | {conv} | {} | {batch} | {} | {} | {} |",
@@ -143,9 +158,10 @@ fn main() {
     }
     println!("\nfc7 against PyTorch on the reduced-width fixture (conv f32 on CPU, f16 on CUDA)");
     println!("| device | fc | cosine image 1 | cosine image 2 | max rel. diff |\n|---|---|---|---|---|");
-    agreement("cpu");
+    agreement("cpu", "");
     if args.iter().any(|a| a == "--cuda") {
-        agreement("cuda");
+        agreement("cuda", "candle");
+        agreement("cuda", "nhwc");
     }
     // weights in memory
     let cfg = VggConfig::vgg16(2);

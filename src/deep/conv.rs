@@ -82,6 +82,36 @@ impl PackedConv {
     }
 }
 
+impl PackedConv {
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// The bias.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    /// The packed kernel with zero rows appended up to `rows` (≥ 9·C_in): the `Kp × C_out` matrix of the CUDA
+    /// trunk, whose im2col columns beyond 9·C_in are zero.
+    pub fn padded_weight(&self, rows: usize) -> Vec<f32> {
+        let mut w = self.weight.clone();
+        w.resize(rows.max(9 * self.cin) * self.cout, 0.0);
+        w
+    }
+}
+
+/// Width of the CUDA trunk's im2col rows: 9·C_in rounded up to a multiple of 8 (f16 tensor-core alignment).
+pub fn padded_k(cin: usize) -> usize {
+    (9 * cin).div_ceil(8) * 8
+}
+
 /// Output pixels per im2col chunk (bounds the buffer to ≈ 8192 × 9·C_in floats).
 const CHUNK: usize = 8192;
 

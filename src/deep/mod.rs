@@ -8,6 +8,8 @@
 //! connected layer" of its fine-tuned network; fc6 and the logits are available too.
 
 pub mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda_trunk;
 pub mod device;
 pub mod finetune;
 pub mod head_train;

@@ -144,6 +144,9 @@ pub struct Vgg16 {
     pub conv_dtype: DType,
     /// Kernels packed for the CPU path ([`super::conv`]); `None` on CUDA.
     packed: Option<Vec<super::conv::PackedConv>>,
+    /// The NHWC trunk on CUDA ([`super::cuda_trunk`]), when chosen.
+    #[cfg(feature = "cuda")]
+    nhwc: Option<super::cuda_trunk::CudaTrunk>,
 }
 
 pub(crate) fn ce(e: candle_core::Error) -> Error {
@@ -200,24 +203,59 @@ impl Vgg16 {
             dense(3, config.hidden, config.hidden)?,
             dense(6, config.hidden, config.classes)?,
         ];
-        let packed = if device.is_cpu() {
-            Some(
-                convs
-                    .iter()
-                    .map(|(w, b)| super::conv::PackedConv::new(w, b))
-                    .collect::<Result<Vec<_>>>()?,
-            )
-        } else {
-            None
-        };
-        Ok(Vgg16 {
+        let mut net = Vgg16 {
             config,
             convs,
             dense,
             device: device.clone(),
             conv_dtype,
-            packed,
-        })
+            packed: None,
+            #[cfg(feature = "cuda")]
+            nhwc: None,
+        };
+        net.pack()?;
+        #[cfg(feature = "cuda")]
+        if device.is_cuda() {
+            net.set_cuda_trunk(super::cuda_trunk::CudaTrunkKind::from_env()?)?;
+        }
+        Ok(net)
+    }
+
+    /// Pack the convolutions for the path that runs them: the CPU path's kernels, or the NHWC CUDA trunk when
+    /// it is in use.
+    fn pack(&mut self) -> Result<()> {
+        if self.device.is_cpu() {
+            let f32 = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_device(&Device::Cpu));
+            self.packed = Some(
+                self.convs
+                    .iter()
+                    .map(|(w, b)| super::conv::PackedConv::new(&f32(w).map_err(ce)?, &f32(b).map_err(ce)?))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+        #[cfg(feature = "cuda")]
+        if self.nhwc.is_some() {
+            self.nhwc = Some(super::cuda_trunk::CudaTrunk::new(
+                &self.config.plan,
+                &self.convs,
+                &self.device,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Choose the CUDA convolution path (candle's `conv2d`, or the NHWC trunk); ignored on the CPU. The default
+    /// comes from `ALNRISK_CUDA_TRUNK`.
+    #[cfg(feature = "cuda")]
+    pub fn set_cuda_trunk(&mut self, kind: super::cuda_trunk::CudaTrunkKind) -> Result<()> {
+        self.nhwc =
+            match kind {
+                super::cuda_trunk::CudaTrunkKind::Nhwc if self.device.is_cuda() => Some(
+                    super::cuda_trunk::CudaTrunk::new(&self.config.plan, &self.convs, &self.device)?,
+                ),
+                _ => None,
+            };
+        Ok(())
     }
 
     /// Load a safetensors file with torchvision names.
@@ -258,17 +296,6 @@ impl Vgg16 {
                 )));
             }
         }
-        if self.packed.is_some() {
-            self.packed = Some(
-                convs
-                    .iter()
-                    .map(|(w, b)| {
-                        let f32 = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_device(&Device::Cpu));
-                        super::conv::PackedConv::new(&f32(w).map_err(ce)?, &f32(b).map_err(ce)?)
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            );
-        }
         self.convs = convs
             .into_iter()
             .map(|(w, b)| {
@@ -278,7 +305,7 @@ impl Vgg16 {
                 ))
             })
             .collect::<Result<_>>()?;
-        Ok(())
+        self.pack()
     }
 
     /// All parameters with torchvision names (f32, on the CPU), for saving.
@@ -431,6 +458,11 @@ impl Vgg16 {
     pub fn trunk(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(packed) = &self.packed {
             return self.trunk_cpu(x, packed);
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(nhwc) = &self.nhwc {
+            let x = x.to_device(&self.device).map_err(ce)?;
+            return nhwc.forward(&x);
         }
         let mut h = x
             .to_device(&self.device)

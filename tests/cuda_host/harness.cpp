@@ -1,0 +1,56 @@
+// Runs one kernel of src/deep/trunk.cu on the CPU (see shim.h). Used by tests/cuda_kernels_host.rs.
+//   harness im2col  N H W C KP ACT in.f32 bias.f32 out.f32
+//   harness maxpool N H W C ACT    in.f32 bias.f32 out.f32
+// Files are raw little-endian f32.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+extern "C" void alnrisk_im2col3x3_nhwc(const __half*, const __half*, __half*, int, int, int, int, int, int);
+extern "C" void alnrisk_maxpool2_nhwc(const __half*, const __half*, __half*, int, int, int, int, int);
+
+static std::vector<float> read_f32(const char* path) {
+    std::vector<float> v;
+    FILE* f = std::fopen(path, "rb");
+    if (!f) {
+        std::perror(path);
+        std::exit(2);
+    }
+    float x;
+    while (std::fread(&x, sizeof x, 1, f) == 1) v.push_back(x);
+    std::fclose(f);
+    return v;
+}
+
+static void write_f32(const char* path, const std::vector<float>& v) {
+    FILE* f = std::fopen(path, "wb");
+    if (!f || std::fwrite(v.data(), sizeof(float), v.size(), f) != v.size()) {
+        std::perror(path);
+        std::exit(2);
+    }
+    std::fclose(f);
+}
+
+int main(int argc, char** argv) {
+    if (argc == 11 && !std::strcmp(argv[1], "im2col")) {
+        int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
+        int kp = std::atoi(argv[6]), act = std::atoi(argv[7]);
+        std::vector<float> x = read_f32(argv[8]), b = read_f32(argv[9]);
+        std::vector<float> col((size_t)n * h * w * kp, -1.0f);  // -1: a column the kernel forgot to write
+        alnrisk_im2col3x3_nhwc(x.data(), b.data(), col.data(), n, h, w, c, kp, act);
+        write_f32(argv[10], col);
+        return 0;
+    }
+    if (argc == 10 && !std::strcmp(argv[1], "maxpool")) {
+        int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
+        int act = std::atoi(argv[6]);
+        std::vector<float> x = read_f32(argv[7]), b = read_f32(argv[8]);
+        std::vector<float> y((size_t)n * (h / 2) * (w / 2) * c, -1.0f);
+        alnrisk_maxpool2_nhwc(x.data(), b.data(), y.data(), n, h, w, c, act);
+        write_f32(argv[9], y);
+        return 0;
+    }
+    std::fprintf(stderr, "usage: harness im2col N H W C KP ACT in bias out | maxpool N H W C ACT in bias out\n");
+    return 2;
+}
