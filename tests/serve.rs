@@ -744,6 +744,49 @@ fn bad_input_burst_is_quarantined_with_reasons_and_the_valid_study_is_published(
 }
 
 #[test]
+fn events_are_spooled_through_a_broker_outage_and_a_restart_none_lost() {
+    let mut broker = Mosquitto::new("events", "");
+    let sub = Subscriber::new(broker.port, "events-sub");
+    broker.stop();
+    let mut d = Daemon::new("events", broker.port);
+    // More bad files than an in-memory event queue would have held (it was 256), while the broker is down.
+    let junk = d.export.join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    for k in 0..300 {
+        std::fs::write(junk.join(format!("N{k:03}.dcm")), format!("not DICOM {k}\n")).unwrap();
+    }
+    wait_for("300 quarantined", Duration::from_secs(60), || {
+        quarantine_notes(&d.state).len() == 300
+    });
+    wait_for("300 events spooled", Duration::from_secs(10), || {
+        d.metric("alnrisk_event_outbox_depth", None) == 300.0
+    });
+    assert_eq!(std::fs::read_dir(d.state.join("events")).unwrap().count(), 300);
+    // The daemon dies and comes back before the broker does: the events are still there.
+    d.kill9();
+    d.start();
+    assert_eq!(d.metric("alnrisk_event_outbox_depth", None), 300.0);
+    broker.start();
+    let events = sub.wait("event", 300, Duration::from_secs(60));
+    let files: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["event"] == "quarantined")
+        .filter_map(|e| {
+            e["detail"]
+                .as_str()
+                .and_then(|s| s.split("N").nth(1))
+                .map(|s| s[..3].to_string())
+        })
+        .collect();
+    assert_eq!(files.len(), 300, "every quarantined file's event arrived");
+    wait_for("the event spool to drain", Duration::from_secs(20), || {
+        d.metric("alnrisk_event_outbox_depth", None) == 0.0
+    });
+    assert_eq!(std::fs::read_dir(d.state.join("events")).unwrap().count(), 0);
+    assert_eq!(d.metric("alnrisk_events_dropped_total", None), 0.0);
+}
+
+#[test]
 fn full_spool_raises_an_alarm_holds_the_result_and_deletes_nothing() {
     let mut broker = Mosquitto::new("spool", "");
     let sub = Subscriber::new(broker.port, "spool-sub");

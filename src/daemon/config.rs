@@ -210,6 +210,10 @@ pub struct StateConfig {
     /// Spool bound: an entry older than this raises an alarm (hours). Nothing is deleted.
     #[serde(default = "default_spool_age")]
     pub spool_max_age_h: f64,
+    /// Events (quarantined files, alarms, …) waiting for the broker, spooled under `events/`: at most this many
+    /// (4 KiB each at most); beyond it an event is only logged and counted (`alnrisk_events_dropped_total`).
+    #[serde(default = "default_event_spool_entries")]
+    pub event_spool_max_entries: usize,
     /// Compute workers (series processed at once).
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -267,6 +271,9 @@ fn default_spool_entries() -> usize {
 }
 fn default_spool_age() -> f64 {
     72.0
+}
+fn default_event_spool_entries() -> usize {
+    10_000
 }
 fn default_workers() -> usize {
     1

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub end_to_end: Histogram,
     /// `alnrisk_outbox_depth`.
     pub outbox_depth: IntGauge,
+    /// `alnrisk_event_outbox_depth`: events spooled, waiting for the broker.
+    pub event_outbox_depth: IntGauge,
     /// `alnrisk_mqtt_connected`.
     pub mqtt_connected: IntGauge,
     /// `alnrisk_mqtt_connect_failures_total`.
@@ -34,7 +36,8 @@ pub struct Metrics {
     pub quarantined: IntCounterVec,
     /// `alnrisk_events_total{event}`.
     pub events: IntCounterVec,
-    /// `alnrisk_events_dropped_total`: events lost while the broker was away and the event queue was full.
+    /// `alnrisk_events_dropped_total`: events that could not be spooled (event spool full or unwritable); they
+    /// are in the log.
     pub events_dropped: IntCounter,
     /// `alnrisk_alarms_total{alarm}`: spool_full, spool_stale.
     pub alarms: IntCounterVec,
@@ -79,6 +82,10 @@ impl Metrics {
             .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0]),
         ));
         let outbox_depth = must(IntGauge::new("alnrisk_outbox_depth", "Messages in the durable outbox"));
+        let event_outbox_depth = must(IntGauge::new(
+            "alnrisk_event_outbox_depth",
+            "Events spooled, waiting for the broker",
+        ));
         let mqtt_connected = must(IntGauge::new(
             "alnrisk_mqtt_connected",
             "1 while connected to the broker",
@@ -101,7 +108,7 @@ impl Metrics {
         ));
         let events_dropped = must(IntCounter::new(
             "alnrisk_events_dropped_total",
-            "Events dropped from a full queue while the broker was unreachable",
+            "Events that could not be spooled (event spool full or unwritable); they are in the log",
         ));
         let alarms = must(IntCounterVec::new(
             Opts::new("alnrisk_alarms_total", "Alarms raised"),
@@ -125,6 +132,7 @@ impl Metrics {
             Box::new(stage_duration.clone()),
             Box::new(end_to_end.clone()),
             Box::new(outbox_depth.clone()),
+            Box::new(event_outbox_depth.clone()),
             Box::new(mqtt_connected.clone()),
             Box::new(mqtt_connect_failures.clone()),
             Box::new(published.clone()),
@@ -145,6 +153,7 @@ impl Metrics {
             stage_duration,
             end_to_end,
             outbox_depth,
+            event_outbox_depth,
             mqtt_connected,
             mqtt_connect_failures,
             published,

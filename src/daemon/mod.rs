@@ -150,6 +150,8 @@ pub struct Daemon {
     secret: Vec<u8>,
     metrics: Arc<Metrics>,
     outbox: Arc<Mutex<Outbox>>,
+    /// Events waiting for the broker (a spool of their own, so they never take a result's room).
+    events: Arc<Mutex<Outbox>>,
     ledger: Ledger,
     watcher: ExportWatcher,
     assembler: SeriesAssembler,
@@ -164,14 +166,27 @@ pub struct Daemon {
     identifiers: BTreeMap<String, Identifiers>,
 }
 
-fn state_paths(cfg: &DaemonConfig) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+/// Where the daemon keeps its state, below `state.dir`.
+struct StatePaths {
+    /// Results and updates waiting for PUBACK.
+    spool: PathBuf,
+    /// Events waiting for PUBACK.
+    events: PathBuf,
+    quarantine: PathBuf,
+    ledger: PathBuf,
+    /// LN-read sidecars, filed once applied.
+    ln_reads: PathBuf,
+}
+
+fn state_paths(cfg: &DaemonConfig) -> StatePaths {
     let d = &cfg.state.dir;
-    (
-        d.join("spool"),
-        d.join("quarantine"),
-        d.join("ledger.jsonl"),
-        d.join("ln-reads"),
-    )
+    StatePaths {
+        spool: d.join("spool"),
+        events: d.join("events"),
+        quarantine: d.join("quarantine"),
+        ledger: d.join("ledger.jsonl"),
+        ln_reads: d.join("ln-reads"),
+    }
 }
 
 /// Load the bundle the configuration names (verified, unless unsigned bundles are allowed), and check that the
@@ -214,12 +229,26 @@ impl Daemon {
             _ => tracing::info!(event, "{detail}"),
         }
         self.metrics.events.with_label_values(&[event]).inc();
-        if self
-            .publisher
-            .try_send(PublisherCmd::Event(EventMessage::new(severity, event, detail, study)))
-            .is_err()
-        {
-            self.metrics.events_dropped.inc();
+        // Spooled (fsync) like a result, published by the publisher and removed on PUBACK: an event survives a
+        // broker outage and a restart. A full or unwritable event spool leaves it in the log, counted.
+        let body = serde_json::to_string(&EventMessage::new(severity, event, detail, study));
+        let pushed = match (&body, self.events.lock()) {
+            (Ok(b), Ok(mut o)) => o.push("event", b, "", &[], "").map(|p| (p, o.depth())),
+            _ => Err(Error::Mqtt("event spool unavailable".into())),
+        };
+        match pushed {
+            Ok((Push::Stored(_), depth)) => {
+                self.metrics.event_outbox_depth.set(depth as i64);
+                let _ = self.publisher.try_send(PublisherCmd::Kick);
+            }
+            Ok((Push::Full(why), _)) => {
+                tracing::error!(event, "event spool full ({why}); the event is only in this log");
+                self.metrics.events_dropped.inc();
+            }
+            Err(e) => {
+                tracing::error!(event, "event not spooled: {e}");
+                self.metrics.events_dropped.inc();
+            }
         }
     }
 
@@ -335,8 +364,7 @@ impl Daemon {
                 Classified::Label => self.assembler.add_label(&path, at, wall),
                 Classified::LnSidecar(cmd) => {
                     self.on_ln_read(&cmd, "sidecar");
-                    let (_, _, _, reads) = state_paths(&self.cfg);
-                    if let Err(e) = fsio::move_into(&path, &reads) {
+                    if let Err(e) = fsio::move_into(&path, &state_paths(&self.cfg).ln_reads) {
                         tracing::warn!(file = %path.display(), "could not file the LN read: {e}");
                     }
                 }
@@ -721,7 +749,13 @@ pub fn serve(cfg: DaemonConfig) -> Result<()> {
 async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     mqtt::install_crypto();
     let metrics = Metrics::new();
-    let (spool_dir, quarantine, ledger_path, _) = state_paths(&cfg);
+    let StatePaths {
+        spool: spool_dir,
+        events: events_dir,
+        quarantine,
+        ledger: ledger_path,
+        ..
+    } = state_paths(&cfg);
     std::fs::create_dir_all(&cfg.state.dir).map_err(|e| Error::io(&cfg.state.dir, e))?;
     if !cfg.watch.export_dir.is_dir() {
         return Err(Error::Config {
@@ -776,6 +810,16 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             max_age: Duration::from_secs_f64(cfg.state.spool_max_age_h * 3600.0),
         },
     )?;
+    let (events, event_problems) = Outbox::open(
+        &events_dir,
+        OutboxBounds {
+            max_entries: cfg.state.event_spool_max_entries,
+            max_bytes: cfg.state.event_spool_max_entries as u64 * 4096,
+            max_age: Duration::MAX,
+        },
+    )?;
+    metrics.event_outbox_depth.set(events.depth() as i64);
+    let events = Arc::new(Mutex::new(events));
     let mut ledger = Ledger::open(&ledger_path)?;
     // A crash between the spool write and the ledger append: the spool entry proves the series was committed.
     let spooled = outbox.all()?;
@@ -816,6 +860,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         online,
         offline,
         outbox.clone(),
+        events.clone(),
         metrics.clone(),
         pub_rx,
         note_tx,
@@ -872,6 +917,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         secret,
         metrics: metrics.clone(),
         outbox,
+        events,
         ledger,
         ready: heapless::Deque::new(),
         in_flight: 0,
@@ -883,7 +929,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         publisher: pub_tx.clone(),
         identifiers: BTreeMap::new(),
     };
-    for p in problems {
+    for p in problems.into_iter().chain(event_problems) {
         d.event("error", "spool_entry_corrupt", p.to_string(), None);
     }
     if let Ok(text) = std::fs::read_to_string(cfg.state.dir.join(PENDING_LN_READS)) {

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::config::{DaemonConfig, Protocol, TlsConfig};
 use super::metrics::Metrics;
 use super::outbox::Outbox;
-use super::payload::{EventMessage, StatusMessage};
+use super::payload::StatusMessage;
 use crate::error::{Error, Result};
 
 /// Install rustls' ring provider (once per process).
@@ -223,10 +223,8 @@ impl Link {
 /// Requests to the publisher.
 #[derive(Debug)]
 pub enum PublisherCmd {
-    /// A new entry is in the spool.
+    /// A new entry is in the result spool or the event spool.
     Kick,
-    /// Publish an event (not spooled).
-    Event(EventMessage),
     /// Publish `offline`, disconnect and stop.
     Stop,
 }
@@ -243,11 +241,9 @@ pub enum PublisherNote {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Sent {
     Spool(u64),
+    Event(u64),
     Other,
 }
-
-/// Events waiting for a connection (bounded; the oldest are dropped with a counter when full).
-const EVENT_QUEUE: usize = 256;
 
 /// Run the publisher until [`PublisherCmd::Stop`].
 #[allow(clippy::too_many_arguments)]
@@ -256,6 +252,7 @@ pub async fn run_publisher(
     online: StatusMessage,
     offline: StatusMessage,
     outbox: Arc<Mutex<Outbox>>,
+    events: Arc<Mutex<Outbox>>,
     metrics: Arc<Metrics>,
     mut cmds: mpsc::Receiver<PublisherCmd>,
     notes: mpsc::Sender<PublisherNote>,
@@ -277,21 +274,27 @@ pub async fn run_publisher(
         topic(&cfg, "cmd/ln-status"),
     );
     let mut connected = false;
+    // One result and one event in flight at a time (each: spool sequence number, packet id once sent), so each
+    // stream stays in order and an event never waits behind a result or takes its spool room.
     let mut inflight: Option<(u64, Option<u16>)> = None;
+    let mut event_inflight: Option<(u64, Option<u16>)> = None;
     let mut sent: VecDeque<Sent> = VecDeque::new();
-    let mut events: heapless::Deque<EventMessage, EVENT_QUEUE> = heapless::Deque::new();
     let mut stopping = false;
     let mut last_error = String::new();
     loop {
         // Send what can be sent.
         if connected {
-            while let Some(ev) = events.pop_front() {
-                let body = serde_json::to_vec(&ev).unwrap_or_default();
-                if !link.publish(&event_topic, false, body) {
-                    let _ = events.push_front(ev);
-                    break;
+            if event_inflight.is_none() && !stopping {
+                let head = events
+                    .lock()
+                    .map_err(|_| Error::Mqtt("event spool lock".into()))?
+                    .head()?;
+                if let Some(entry) = head
+                    && link.publish(&event_topic, false, entry.payload.into_bytes())
+                {
+                    event_inflight = Some((entry.seq, None));
+                    sent.push_back(Sent::Event(entry.seq));
                 }
-                sent.push_back(Sent::Other);
             }
             if inflight.is_none() && !stopping {
                 let head = outbox.lock().map_err(|_| Error::Mqtt("outbox lock".into()))?.head()?;
@@ -308,7 +311,7 @@ pub async fn run_publisher(
                 }
             }
         }
-        if stopping && inflight.is_none() && events.is_empty() {
+        if stopping && inflight.is_none() && event_inflight.is_none() {
             let body = serde_json::to_vec(&offline).unwrap_or_default();
             link.publish(&status_topic, true, body);
             link.disconnect();
@@ -328,13 +331,6 @@ pub async fn run_publisher(
         tokio::select! {
             cmd = cmds.recv(), if !stopping => match cmd {
                 Some(PublisherCmd::Kick) => {}
-                Some(PublisherCmd::Event(ev)) => {
-                    if events.is_full() {
-                        events.pop_front();
-                        metrics.events_dropped.inc();
-                    }
-                    let _ = events.push_back(ev);
-                }
                 Some(PublisherCmd::Stop) | None => {
                     stopping = true;
                     if !connected {
@@ -358,10 +354,16 @@ pub async fn run_publisher(
                     link.subscribe(&cmd_topic);
                     // A new session forgot what was in flight: publish it again.
                     inflight = None;
+                    event_inflight = None;
                 }
                 LinkEvent::Published(pkid) => {
-                    if let Some(Sent::Spool(seq)) = sent.pop_front()
-                        && let Some((s, p)) = inflight.as_mut()
+                    let slot = match sent.pop_front() {
+                        Some(Sent::Spool(seq)) => Some((&mut inflight, seq)),
+                        Some(Sent::Event(seq)) => Some((&mut event_inflight, seq)),
+                        _ => None,
+                    };
+                    if let Some((slot, seq)) = slot
+                        && let Some((s, p)) = slot.as_mut()
                         && *s == seq
                     {
                         *p = Some(pkid);
@@ -375,6 +377,13 @@ pub async fn run_publisher(
                         inflight = None;
                         metrics.published.inc();
                         let _ = notes.send(PublisherNote::Acked(seq)).await;
+                    } else if let Some((seq, Some(p))) = event_inflight
+                        && p == pkid
+                    {
+                        let mut e = events.lock().map_err(|_| Error::Mqtt("event spool lock".into()))?;
+                        e.remove(seq)?;
+                        metrics.event_outbox_depth.set(e.depth() as i64);
+                        event_inflight = None;
                     }
                 }
                 LinkEvent::Message { topic, payload } => {
@@ -392,8 +401,10 @@ pub async fn run_publisher(
                     metrics.mqtt_connected.set(0);
                     metrics.mqtt_connect_failures.inc();
                     sent.clear();
-                    if let Some((_, p)) = inflight.as_mut() {
-                        *p = None;
+                    for slot in [&mut inflight, &mut event_inflight] {
+                        if let Some((_, p)) = slot.as_mut() {
+                            *p = None;
+                        }
                     }
                     if stopping {
                         return Ok(());
