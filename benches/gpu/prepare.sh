@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# On the build machine (no GPU needed): build the CUDA binaries that issue 4's GPU checks run and pack them, stripped
+# and xz-compressed, into .gpu/ (git-ignored) with run.sh and ../shared/gpu/run-on-gpu.sh, for the device tool
+# (carry [".gpu"], command "bash .gpu/run.sh"). Needs the CUDA toolchain of README "GPU".
+#   bash benches/gpu/prepare.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source <(bash ../shared/gpu/cuda-toolchain.sh --env)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target-cuda}
+exe() {  # the executable cargo reports for one target
+  cargo "$@" --release --features cuda --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"): print(m["executable"])' | tail -n1
+}
+cargo build --release --features cuda --bin alnrisk
+test_bin=$(exe test --test deep_cuda)
+bench_bin=$(exe bench --bench vgg)
+rm -rf .gpu && mkdir -p .gpu
+for pair in "$CARGO_TARGET_DIR/release/alnrisk:alnrisk" "$test_bin:deep_cuda" "$bench_bin:vgg"; do
+  src=${pair%%:*} name=${pair##*:}
+  strip -o ".gpu/$name" "$src"
+  xz -T0 -6 ".gpu/$name"
+done
+cp ../shared/gpu/run-on-gpu.sh benches/gpu/run.sh .gpu/
+ls -la .gpu
