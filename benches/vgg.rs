@@ -84,18 +84,13 @@ fn agreement(device: &str, trunk: &str) {
         }
         let ours = flat(&net.forward(&f["fixture.input"]).unwrap().fc7);
         let n = ours.len() / 2;
-        let cos = |a: &[f32], b: &[f32]| {
-            let d: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            d / (a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
-                * b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt())
-        };
         let scale = torch.iter().fold(0f32, |m, v| m.max(v.abs()));
         let rel = ours.iter().zip(&torch).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
         println!(
             "| {device} {trunk} | {} | {:.6} | {:.6} | {rel:.2e} |",
             if q8 { "Q8_0" } else { "f32" },
-            cos(&ours[..n], &torch[..n]),
-            cos(&ours[n..], &torch[n..])
+            alnrisk::deep::cosine(&ours[..n], &torch[..n]),
+            alnrisk::deep::cosine(&ours[n..], &torch[n..])
         );
     }
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use alnrisk::deep::cuda_trunk::CudaTrunkKind;
-use alnrisk::deep::{Vgg16, VggConfig, vgg::he_init};
+use alnrisk::deep::{Vgg16, VggConfig, cosine, vgg::he_init};
 use candle_core::{DType, Device, Tensor};
 
 fn gpu() -> Device {
@@ -20,13 +20,6 @@ fn flat(t: &Tensor) -> Vec<f32> {
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f32>())
         .unwrap()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use alnrisk::Error;
-use alnrisk::deep::{Crop, Vgg16, VggConfig, batch, preprocess::to_input, vgg::he_init};
+use alnrisk::deep::{Crop, Vgg16, VggConfig, batch, cosine, preprocess::to_input, vgg::he_init};
 use candle_core::{DType, Device, Tensor};
 
 fn fixture_path() -> PathBuf {
@@ -73,13 +73,6 @@ fn forward_matches_pytorch() {
         println!("{name}: max relative difference {r:e}");
         assert!(r <= 1e-4, "{name}: {r}");
     }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 #[test]

@@ -999,26 +999,23 @@ fn falls_back_to_mqtt_3_1_1_when_the_broker_does_not_speak_5() {
     assert!(d.log_text().contains("V311"), "{}", d.log_text());
 }
 
-#[test]
-fn an_enhanced_mr_export_completes_at_its_last_file_not_after_the_quiet_period() {
-    let dir = tmp("enhanced");
+/// `patients` synthetic examinations (seed 7, 64×64×16, the fixture cohort's patients) exported `vendor`-style.
+fn synth_export(vendor: &str, patients: usize) -> PathBuf {
+    let dir = tmp(vendor);
     let out = bin()
-        .args([
-            "synth",
-            "--patients",
-            "1",
-            "--seed",
-            "7",
-            "--matrix",
-            "64",
-            "--slices",
-            "16",
-        ])
-        .args(["--vendor", "enhanced", "--out"])
+        .args(["synth", "--seed", "7", "--matrix", "64", "--slices", "16", "--patients"])
+        .arg(patients.to_string())
+        .args(["--vendor", vendor, "--out"])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+#[test]
+fn an_enhanced_mr_export_completes_at_its_last_file_not_after_the_quiet_period() {
+    let dir = synth_export("enhanced", 1);
     let broker = Mosquitto::new("enhanced", "");
     let sub = Subscriber::new(broker.port, "enhanced-sub");
     let d = Daemon::new("enhanced", broker.port);
@@ -1032,24 +1029,7 @@ fn an_enhanced_mr_export_completes_at_its_last_file_not_after_the_quiet_period()
 
 #[test]
 fn a_siemens_export_one_series_per_phase_is_linked_computed_once_and_matches_the_ge_export() {
-    let dir = tmp("siemens");
-    let out = bin()
-        .args([
-            "synth",
-            "--patients",
-            "2",
-            "--seed",
-            "7",
-            "--matrix",
-            "64",
-            "--slices",
-            "16",
-        ])
-        .args(["--vendor", "siemens", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = synth_export("siemens", 2);
     let (siemens, sentinel) = (dir.join("SYN0001"), dir.join("SYN0002"));
     assert_eq!(
         std::fs::read_dir(siemens.join("dce")).unwrap().count(),

@@ -16,8 +16,8 @@
 use std::str::FromStr;
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use half::f16;
 
@@ -93,6 +93,32 @@ fn i32_of(v: usize, what: &str) -> candle_core::Result<i32> {
     i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what} = {v} does not fit the kernel's int")))
 }
 
+/// Launch one of `trunk.cu`'s kernels, whose signature is `(const half* x, const half* bias, half* out,
+/// int…)`, over `total` output elements; returns the output.
+fn launch(
+    dev: &CudaDevice,
+    kernel: &str,
+    x: &CudaView<'_, f16>,
+    bias: &CudaView<'_, f16>,
+    ints: &[i32],
+    total: usize,
+) -> candle_core::Result<CudaSlice<f16>> {
+    // SAFETY: every element is written by the kernel (one grid-stride pass over `total`).
+    let mut out = unsafe { dev.alloc::<f16>(total)? };
+    let func = dev.get_or_load_custom_func(kernel, MODULE, PTX)?;
+    let mut builder = func.builder();
+    builder.arg(x);
+    builder.arg(bias);
+    builder.arg(&mut out);
+    for i in ints {
+        builder.arg(i);
+    }
+    // SAFETY: the callers pass the argument list of `kernel`'s signature; they checked that the views hold the
+    // extents the kernel reads, and `out` holds `total` elements.
+    unsafe { builder.launch(launch_config(total)) }.w()?;
+    Ok(out)
+}
+
 /// `im2col` of an NHWC f16 map (first operand), applying the pending bias (second operand) and ReLU when `act`.
 struct Im2Col {
     n: usize,
@@ -117,7 +143,7 @@ fn contiguous_f16<'a>(
     l: &Layout,
     len: usize,
     what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f16>> {
+) -> candle_core::Result<CudaView<'a, f16>> {
     if !l.is_contiguous() || l.shape().elem_count() < len {
         candle_core::bail!("{what}: a contiguous f16 tensor of at least {len} elements is required");
     }
@@ -152,30 +178,15 @@ impl CustomOp2 for Im2Col {
         i32_of(total, "im2col elements")?;
         let xs = contiguous_f16(x, xl, self.n * self.h * self.w * self.c, "im2col input")?;
         let bs = contiguous_f16(b, bl, if self.act { self.c } else { 1 }, "im2col bias")?;
-        // SAFETY: every element is written by the kernel (one grid-stride pass over `total`).
-        let mut out = unsafe { dev.alloc::<f16>(total)? };
-        let func = dev.get_or_load_custom_func("alnrisk_im2col3x3_nhwc", MODULE, PTX)?;
-        let (n, h, w, c, kp, act) = (
+        let ints = [
             i32_of(self.n, "n")?,
             i32_of(self.h, "h")?,
             i32_of(self.w, "w")?,
             i32_of(self.c, "c")?,
             i32_of(self.kp, "kp")?,
             i32::from(self.act),
-        );
-        let mut builder = func.builder();
-        builder.arg(&xs);
-        builder.arg(&bs);
-        builder.arg(&mut out);
-        builder.arg(&n);
-        builder.arg(&h);
-        builder.arg(&w);
-        builder.arg(&c);
-        builder.arg(&kp);
-        builder.arg(&act);
-        // SAFETY: the argument list matches `alnrisk_im2col3x3_nhwc`'s signature; the views hold the extents the
-        // kernel reads (checked above) and `out` holds `total` elements.
-        unsafe { builder.launch(launch_config(total)) }.w()?;
+        ];
+        let out = launch(&dev, "alnrisk_im2col3x3_nhwc", &xs, &bs, &ints, total)?;
         Ok((
             CudaStorage::wrap_cuda_slice(out, dev),
             Shape::from((self.n * self.h * self.w, self.kp)),
@@ -214,27 +225,14 @@ impl CustomOp2 for MaxPool {
         i32_of(self.n * self.h * self.w * self.c, "max-pool input elements")?;
         let xs = contiguous_f16(x, xl, self.n * self.h * self.w * self.c, "max-pool input")?;
         let bs = contiguous_f16(b, bl, if self.act { self.c } else { 1 }, "max-pool bias")?;
-        // SAFETY: every element is written by the kernel.
-        let mut out = unsafe { dev.alloc::<f16>(total)? };
-        let func = dev.get_or_load_custom_func("alnrisk_maxpool2_nhwc", MODULE, PTX)?;
-        let (n, h, w, c, act) = (
+        let ints = [
             i32_of(self.n, "n")?,
             i32_of(self.h, "h")?,
             i32_of(self.w, "w")?,
             i32_of(self.c, "c")?,
             i32::from(self.act),
-        );
-        let mut builder = func.builder();
-        builder.arg(&xs);
-        builder.arg(&bs);
-        builder.arg(&mut out);
-        builder.arg(&n);
-        builder.arg(&h);
-        builder.arg(&w);
-        builder.arg(&c);
-        builder.arg(&act);
-        // SAFETY: the argument list matches `alnrisk_maxpool2_nhwc`'s signature; extents checked above.
-        unsafe { builder.launch(launch_config(total)) }.w()?;
+        ];
+        let out = launch(&dev, "alnrisk_maxpool2_nhwc", &xs, &bs, &ints, total)?;
         Ok((
             CudaStorage::wrap_cuda_slice(out, dev),
             Shape::from((self.n * ho * wo, self.c)),

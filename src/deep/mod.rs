@@ -25,6 +25,14 @@ use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 
+/// Cosine similarity `a·b / (|a| |b|)`, accumulated in f64: how feature agreement is measured (Q8_0 vs f32,
+/// GPU vs CPU, ours vs PyTorch).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
 /// Stack crops into an NCHW batch.
 pub fn batch(crops: &[Crop], device: &Device) -> Result<Tensor> {
     let mut data = Vec::with_capacity(crops.len() * 3 * preprocess::INPUT_SIZE * preprocess::INPUT_SIZE);
