@@ -999,13 +999,14 @@ fn falls_back_to_mqtt_3_1_1_when_the_broker_does_not_speak_5() {
     assert!(d.log_text().contains("V311"), "{}", d.log_text());
 }
 
-/// `patients` synthetic examinations (seed 7, 64×64×16, the fixture cohort's patients) exported `vendor`-style.
-fn synth_export(vendor: &str, patients: usize) -> PathBuf {
-    let dir = tmp(vendor);
+/// `patients` synthetic examinations (seed 7, 64×64×16, the fixture cohort's patients) exported `vendor`-style
+/// with the ROI as `roi` (seg, rtstruct, nifti).
+fn synth_export(vendor: &str, roi: &str, patients: usize) -> PathBuf {
+    let dir = tmp(&format!("{vendor}-{roi}"));
     let out = bin()
         .args(["synth", "--seed", "7", "--matrix", "64", "--slices", "16", "--patients"])
         .arg(patients.to_string())
-        .args(["--vendor", vendor, "--out"])
+        .args(["--vendor", vendor, "--roi", roi, "--out"])
         .arg(&dir)
         .output()
         .unwrap();
@@ -1015,7 +1016,7 @@ fn synth_export(vendor: &str, patients: usize) -> PathBuf {
 
 #[test]
 fn an_enhanced_mr_export_completes_at_its_last_file_not_after_the_quiet_period() {
-    let dir = synth_export("enhanced", 1);
+    let dir = synth_export("enhanced", "seg", 1);
     let broker = Mosquitto::new("enhanced", "");
     let sub = Subscriber::new(broker.port, "enhanced-sub");
     let d = Daemon::new("enhanced", broker.port);
@@ -1029,8 +1030,9 @@ fn an_enhanced_mr_export_completes_at_its_last_file_not_after_the_quiet_period()
 
 #[test]
 fn a_siemens_export_one_series_per_phase_is_linked_computed_once_and_matches_the_ge_export() {
-    let dir = synth_export("siemens", 2);
-    let (siemens, sentinel) = (dir.join("SYN0001"), dir.join("SYN0002"));
+    let dir = synth_export("siemens", "seg", 1);
+    // the sentinel: another patient, one folder per phase too, its ROI an ITK-SNAP-style label map in `roi/`
+    let (siemens, sentinel) = (dir.join("SYN0001"), synth_export("siemens", "nifti", 2).join("SYN0002"));
     assert_eq!(
         std::fs::read_dir(siemens.join("dce")).unwrap().count(),
         3,

@@ -13,7 +13,8 @@
 //!   temporal positions); those not selected are reported, not computed.
 //! - A SEG / RTSTRUCT is matched to its series through its references (series UID, referenced instances, or the
 //!   frame of reference); a label map (`.nii`, `.nii.gz`, `.nrrd`) by the folder rule: the series whose files lie
-//!   in the label's folder or in a sibling folder (`exam/dce/…` + `exam/roi/label.nii.gz`), when exactly one does.
+//!   in the label's folder, in a sibling folder (`exam/dce/…` + `exam/roi/label.nii.gz`) or one level below a
+//!   sibling (`exam/dce/s01/…`, a folder per phase), when exactly one series (or linked DCE set) does.
 //! - A selected series waiting for its ROI longer than `roi_wait` is reported once (`waiting_for_roi`) and keeps
 //!   waiting: nothing accepted is dropped.
 //!
@@ -267,9 +268,14 @@ impl SeriesAssembler {
             }
             RoiFile::Label => {
                 let Some(dir) = path.parent() else { return false };
-                p.dirs()
-                    .iter()
-                    .any(|d| d == dir || (d.parent().is_some() && d.parent() == dir.parent()))
+                let exam = dir.parent();
+                // the label's folder, a sibling of it (`exam/dce` + `exam/roi`), or one level further down
+                // (`exam/dce/s01`, one folder per phase, + `exam/roi`)
+                p.dirs().iter().any(|d| {
+                    d == dir
+                        || (exam.is_some() && d.parent() == exam)
+                        || (exam.is_some() && d.parent().and_then(Path::parent) == exam)
+                })
             }
         }
     }
@@ -505,6 +511,8 @@ impl SeriesAssembler {
             self.linked_into.insert(m.clone(), linked.series_uid.clone());
         }
         self.pending.insert(linked.series_uid.clone(), set);
+        // a label map that was ambiguous between the members now points at one set
+        self.match_orphans();
         Some(linked.series_uid)
     }
 
@@ -714,5 +722,25 @@ mod tests {
         let late = a.add_image(image("5.3", "e/dce/s03", 0, 7, Some(3)), t0 + s(5), SystemTime::now());
         assert!(matches!(late, Some(Assembled::Ignored { .. })), "{late:?}");
         assert_eq!(a.pending(), 0);
+    }
+    #[test]
+    fn a_label_map_beside_a_folder_per_phase_goes_to_the_linked_set_and_a_stray_one_to_nothing() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut a = SeriesAssembler::new(s(1), s(60), &[rule(2, "(?i)dyn")]);
+        for (uid, dir) in [("6.1", "e/dce/s01"), ("6.2", "e/dce/s02"), ("6.3", "e/dce/s03")] {
+            dynamic(&mut a, uid, dir, 4, t0);
+        }
+        // a label at the top of the export folder belongs to no examination
+        a.add_label(Path::new("/export/label.nii.gz"), t0, SystemTime::now());
+        // before linking, three series share the exam folder: the label waits (ambiguous), then goes to the set
+        a.add_label(Path::new("/export/e/roi/tumour.nii.gz"), t0, SystemTime::now());
+        let out = a.tick(t0 + s(2), 4);
+        let [Assembled::Ready(r)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(r.member_series, ["6.1", "6.2", "6.3"]);
+        assert!(r.roi.ends_with("e/roi/tumour.nii.gz"), "{:?}", r.roi);
+        assert_eq!(a.orphan_rois.len(), 1, "the stray label is kept, unmatched");
     }
 }
