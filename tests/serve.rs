@@ -256,6 +256,8 @@ struct DaemonOpts<'a> {
     mqtt: String,
     spool_max_entries: usize,
     extra: &'a str,
+    /// state.min_free_mb (1 by default here: the tests are not about the build machine's free space).
+    min_free_mb: u64,
     /// systemd's NOTIFY_SOCKET for the daemon.
     notify_socket: Option<PathBuf>,
     /// phi.include_identifiers.
@@ -269,6 +271,7 @@ impl<'a> DaemonOpts<'a> {
             mqtt,
             spool_max_entries: 100,
             extra: "",
+            min_free_mb: 1,
             notify_socket: None,
             phi: false,
         }
@@ -330,6 +333,7 @@ include_identifiers = {phi}
 [state]
 dir = "{state}"
 spool_max_entries = {spool}
+min_free_mb = {min_free_mb}
 drain_s = 5.0
 [metrics]
 listen = "{metrics}"
@@ -342,6 +346,7 @@ listen = "{metrics}"
                 secret = dir.join("secret").display(),
                 state = dir.join("state").display(),
                 spool = o.spool_max_entries,
+                min_free_mb = o.min_free_mb,
                 metrics = metrics,
                 extra = o.extra,
                 phi = o.phi,
@@ -800,6 +805,7 @@ fn full_spool_raises_an_alarm_holds_the_result_and_deletes_nothing() {
             ),
             spool_max_entries: 1,
             extra: "",
+            min_free_mb: 1,
             notify_socket: None,
             phi: false,
         },
@@ -1077,6 +1083,32 @@ fn a_siemens_export_one_series_per_phase_is_linked_computed_once_and_matches_the
         !events.iter().any(|e| e["event"] == "series_not_selected"),
         "{events:?}"
     );
+}
+
+#[test]
+fn low_free_space_on_the_state_disk_raises_one_alarm_and_the_daemon_is_not_ready() {
+    let broker = Mosquitto::new("disk", "");
+    let sub = Subscriber::new(broker.port, "disk-sub");
+    // No disk has a billion terabytes free: the alarm must go out.
+    let d = Daemon::with(
+        "disk",
+        DaemonOpts {
+            min_free_mb: 1 << 40,
+            ..DaemonOpts::mqtt(format!(
+                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {}\nreconnect_ms = 300\n",
+                broker.port
+            ))
+        },
+    );
+    let ev = sub.wait("event", 1, Duration::from_secs(20));
+    let alarm = ev.iter().find(|e| e["event"] == "disk_low").expect("a disk_low event");
+    assert_eq!(alarm["severity"], "alarm");
+    assert!(alarm["detail"].as_str().unwrap().contains("MB free"), "{alarm}");
+    assert_eq!(http_get(&d.metrics, "/health/ready").unwrap().0, 503);
+    assert!(d.metric("alnrisk_state_free_bytes", None) > 0.0);
+    // one alarm per episode, not one per check
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(d.metric("alnrisk_alarms_total", Some(("alarm", "disk_low"))), 1.0);
 }
 
 #[test]

@@ -214,6 +214,10 @@ pub struct StateConfig {
     /// (4 KiB each at most); beyond it an event is only logged and counted (`alnrisk_events_dropped_total`).
     #[serde(default = "default_event_spool_entries")]
     pub event_spool_max_entries: usize,
+    /// Free space on the state folder's file system below which a `disk_low` alarm goes out and
+    /// `/health/ready` answers 503 (MB). The spool cannot take results on a full disk.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
     /// Compute workers (series processed at once).
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -274,6 +278,9 @@ fn default_spool_age() -> f64 {
 }
 fn default_event_spool_entries() -> usize {
     10_000
+}
+fn default_min_free_mb() -> u64 {
+    512
 }
 fn default_workers() -> usize {
     1

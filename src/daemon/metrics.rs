@@ -26,6 +26,8 @@ pub struct Metrics {
     pub outbox_depth: IntGauge,
     /// `alnrisk_event_outbox_depth`: events spooled, waiting for the broker.
     pub event_outbox_depth: IntGauge,
+    /// `alnrisk_state_free_bytes`: free space on the state folder's file system.
+    pub state_free_bytes: IntGauge,
     /// `alnrisk_mqtt_connected`.
     pub mqtt_connected: IntGauge,
     /// `alnrisk_mqtt_connect_failures_total`.
@@ -39,7 +41,7 @@ pub struct Metrics {
     /// `alnrisk_events_dropped_total`: events that could not be spooled (event spool full or unwritable); they
     /// are in the log.
     pub events_dropped: IntCounter,
-    /// `alnrisk_alarms_total{alarm}`: spool_full, spool_stale.
+    /// `alnrisk_alarms_total{alarm}`: spool_full, spool_stale, disk_low.
     pub alarms: IntCounterVec,
     /// `alnrisk_gpu_in_use`.
     pub gpu_in_use: IntGauge,
@@ -85,6 +87,10 @@ impl Metrics {
         let event_outbox_depth = must(IntGauge::new(
             "alnrisk_event_outbox_depth",
             "Events spooled, waiting for the broker",
+        ));
+        let state_free_bytes = must(IntGauge::new(
+            "alnrisk_state_free_bytes",
+            "Free space on the state folder's file system (bytes available to the daemon)",
         ));
         let mqtt_connected = must(IntGauge::new(
             "alnrisk_mqtt_connected",
@@ -133,6 +139,7 @@ impl Metrics {
             Box::new(end_to_end.clone()),
             Box::new(outbox_depth.clone()),
             Box::new(event_outbox_depth.clone()),
+            Box::new(state_free_bytes.clone()),
             Box::new(mqtt_connected.clone()),
             Box::new(mqtt_connect_failures.clone()),
             Box::new(published.clone()),
@@ -154,6 +161,7 @@ impl Metrics {
             end_to_end,
             outbox_depth,
             event_outbox_depth,
+            state_free_bytes,
             mqtt_connected,
             mqtt_connect_failures,
             published,

@@ -48,6 +48,8 @@ pub const PENDING_LN_READS: &str = "ln-reads-pending.jsonl";
 
 /// Shortest time between two walks of the export folder when inotify keeps waking the loop.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// How often free disk space is looked at.
+const DISK_CHECK: Duration = Duration::from_secs(5);
 
 /// Series computed or waiting to be computed at once (the bounded ready queue).
 pub const READY_QUEUE: usize = 16;
@@ -161,6 +163,8 @@ pub struct Daemon {
     held: VecDeque<Held>,
     spool_alarm: bool,
     stale_alarm: bool,
+    disk_alarm: bool,
+    disk_checked: Option<Instant>,
     quarantine: PathBuf,
     publisher: mpsc::Sender<PublisherCmd>,
     identifiers: BTreeMap<String, Identifiers>,
@@ -510,9 +514,11 @@ impl Daemon {
         self.metrics
             .series_pending
             .set((self.assembler.pending() + self.ready.len() + self.in_flight) as i64);
-        self.metrics
-            .ready
-            .store(room && !self.spool_alarm, std::sync::atomic::Ordering::Relaxed);
+        let disk_ok = self.check_disk();
+        self.metrics.ready.store(
+            room && disk_ok && !self.spool_alarm,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if stale && !self.stale_alarm {
             self.stale_alarm = true;
             let h = self.cfg.state.spool_max_age_h;
@@ -520,6 +526,40 @@ impl Daemon {
         } else if !stale {
             self.stale_alarm = false;
         }
+    }
+
+    /// Free space on the state folder's file system, looked at every [`DISK_CHECK`]: below `state.min_free_mb`,
+    /// one `disk_low` alarm per episode and not ready. Returns whether there is enough.
+    fn check_disk(&mut self) -> bool {
+        if self.disk_checked.is_some_and(|t| t.elapsed() < DISK_CHECK) {
+            return !self.disk_alarm;
+        }
+        self.disk_checked = Some(Instant::now());
+        let free = match rustix::fs::statvfs(&self.cfg.state.dir) {
+            Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+            Err(e) => {
+                tracing::warn!(dir = %self.cfg.state.dir.display(), "cannot read free space: {e}");
+                return !self.disk_alarm;
+            }
+        };
+        self.metrics
+            .state_free_bytes
+            .set(i64::try_from(free).unwrap_or(i64::MAX));
+        let min = self.cfg.state.min_free_mb.saturating_mul(1 << 20);
+        if free < min && !self.disk_alarm {
+            self.disk_alarm = true;
+            self.alarm(
+                "disk_low",
+                format!(
+                    "{} MB free on the state folder's file system (minimum {} MB)",
+                    free >> 20,
+                    self.cfg.state.min_free_mb
+                ),
+            );
+        } else if free >= min {
+            self.disk_alarm = false;
+        }
+        !self.disk_alarm
     }
 
     fn on_computed(&mut self, c: Computed) {
@@ -925,6 +965,8 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         held: VecDeque::new(),
         spool_alarm: false,
         stale_alarm: false,
+        disk_alarm: false,
+        disk_checked: None,
         quarantine,
         publisher: pub_tx.clone(),
         identifiers: BTreeMap::new(),
