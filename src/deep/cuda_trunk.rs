@@ -119,25 +119,7 @@ fn launch(
     Ok(out)
 }
 
-/// `im2col` of an NHWC f16 map (first operand), applying the pending bias (second operand) and ReLU when `act`.
-struct Im2Col {
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    kp: usize,
-    act: bool,
-}
-
-/// 2×2 max-pooling of an NHWC f16 map (first operand), applying the pending bias and ReLU when `act`.
-struct MaxPool {
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    act: bool,
-}
-
+/// The first `len` elements of a contiguous f16 operand.
 fn contiguous_f16<'a>(
     s: &'a CudaStorage,
     l: &Layout,
@@ -151,52 +133,31 @@ fn contiguous_f16<'a>(
         .slice(l.start_offset()..l.start_offset() + len))
 }
 
-impl CustomOp2 for Im2Col {
-    fn name(&self) -> &'static str {
-        "alnrisk-im2col3x3-nhwc"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("{} runs on CUDA only (the CPU path is deep::conv)", self.name())
-    }
-
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        b: &CudaStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = x.device().clone();
-        let total = self.n * self.h * self.w * self.kp;
-        i32_of(total, "im2col elements")?;
-        let xs = contiguous_f16(x, xl, self.n * self.h * self.w * self.c, "im2col input")?;
-        let bs = contiguous_f16(b, bl, if self.act { self.c } else { 1 }, "im2col bias")?;
-        let ints = [
-            i32_of(self.n, "n")?,
-            i32_of(self.h, "h")?,
-            i32_of(self.w, "w")?,
-            i32_of(self.c, "c")?,
-            i32_of(self.kp, "kp")?,
-            i32::from(self.act),
-        ];
-        let out = launch(&dev, "alnrisk_im2col3x3_nhwc", &xs, &bs, &ints, total)?;
-        Ok((
-            CudaStorage::wrap_cuda_slice(out, dev),
-            Shape::from((self.n * self.h * self.w, self.kp)),
-        ))
-    }
+/// One of `trunk.cu`'s kernels as a candle op on an NHWC f16 map `n × h × w × c` (first operand), applying the
+/// pending bias (second operand) and ReLU as it reads when `act`.
+struct TrunkOp {
+    kind: TrunkKernel,
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    act: bool,
 }
 
-impl CustomOp2 for MaxPool {
+#[derive(Clone, Copy)]
+enum TrunkKernel {
+    /// 3×3 im2col, padding 1, rows of `kp` values → `(n·h·w) × kp`.
+    Im2Col { kp: usize },
+    /// 2×2 max-pooling, stride 2 → `(n·h/2·w/2) × c`.
+    MaxPool,
+}
+
+impl CustomOp2 for TrunkOp {
     fn name(&self) -> &'static str {
-        "alnrisk-maxpool2-nhwc"
+        match self.kind {
+            TrunkKernel::Im2Col { .. } => "alnrisk-im2col3x3-nhwc",
+            TrunkKernel::MaxPool => "alnrisk-maxpool2-nhwc",
+        }
     }
 
     fn cpu_fwd(
@@ -216,27 +177,33 @@ impl CustomOp2 for MaxPool {
         b: &CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        if !self.h.is_multiple_of(2) || !self.w.is_multiple_of(2) {
-            candle_core::bail!("max-pooling needs even sizes, got {}×{}", self.h, self.w);
-        }
-        let dev = x.device().clone();
-        let (ho, wo) = (self.h / 2, self.w / 2);
-        let total = self.n * ho * wo * self.c;
-        i32_of(self.n * self.h * self.w * self.c, "max-pool input elements")?;
-        let xs = contiguous_f16(x, xl, self.n * self.h * self.w * self.c, "max-pool input")?;
-        let bs = contiguous_f16(b, bl, if self.act { self.c } else { 1 }, "max-pool bias")?;
-        let ints = [
+        let input = self.n * self.h * self.w * self.c;
+        i32_of(input, "input elements")?;
+        let mut ints = vec![
             i32_of(self.n, "n")?,
             i32_of(self.h, "h")?,
             i32_of(self.w, "w")?,
             i32_of(self.c, "c")?,
-            i32::from(self.act),
         ];
-        let out = launch(&dev, "alnrisk_maxpool2_nhwc", &xs, &bs, &ints, total)?;
-        Ok((
-            CudaStorage::wrap_cuda_slice(out, dev),
-            Shape::from((self.n * ho * wo, self.c)),
-        ))
+        let (kernel, rows, cols) = match self.kind {
+            TrunkKernel::Im2Col { kp } => {
+                ints.push(i32_of(kp, "kp")?);
+                ("alnrisk_im2col3x3_nhwc", self.n * self.h * self.w, kp)
+            }
+            TrunkKernel::MaxPool => {
+                if !self.h.is_multiple_of(2) || !self.w.is_multiple_of(2) {
+                    candle_core::bail!("max-pooling needs even sizes, got {}×{}", self.h, self.w);
+                }
+                ("alnrisk_maxpool2_nhwc", self.n * (self.h / 2) * (self.w / 2), self.c)
+            }
+        };
+        ints.push(i32::from(self.act));
+        i32_of(rows * cols, "output elements")?;
+        let xs = contiguous_f16(x, xl, input, self.name())?;
+        let bs = contiguous_f16(b, bl, if self.act { self.c } else { 1 }, "bias")?;
+        let dev = x.device().clone();
+        let out = launch(&dev, kernel, &xs, &bs, &ints, rows * cols)?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((rows, cols))))
     }
 }
 
@@ -297,12 +264,12 @@ impl CudaTrunk {
         for step in &self.steps {
             match step {
                 Step::Conv { weight, bias, kp } => {
-                    let op = Im2Col {
+                    let op = TrunkOp {
+                        kind: TrunkKernel::Im2Col { kp: *kp },
                         n,
                         h,
                         w,
                         c,
-                        kp: *kp,
                         act: pending.is_some(),
                     };
                     let col = a.apply_op2_no_bwd(pending.unwrap_or(&self.no_bias), &op).map_err(ce)?;
@@ -311,7 +278,8 @@ impl CudaTrunk {
                     pending = Some(bias);
                 }
                 Step::Pool => {
-                    let op = MaxPool {
+                    let op = TrunkOp {
+                        kind: TrunkKernel::MaxPool,
                         n,
                         h,
                         w,
