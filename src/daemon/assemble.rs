@@ -685,8 +685,14 @@ mod tests {
         assert!(a.tick(t0 + s(1), 4).is_empty());
         dynamic(&mut a, "5.2", "e/dce/s02", 4, t0 + s(1));
         dynamic(&mut a, "5.3", "e/dce/s03", 4, t0 + s(1));
-        // a single-phase series on another grid (8 rows) is not a member
+        // a single-phase series on another grid (8 rows) is not a member, nor is a subtraction on the same grid
         dynamic(&mut a, "5.9", "e/t2", 8, t0 + s(1));
+        for k in 0..3 {
+            let mut h = image("5.8", "e/sub", 0, k, Some(3));
+            h.number_of_temporal_positions = None;
+            h.image_type = vec!["DERIVED".into(), "PRIMARY".into(), "SUBTRACTION".into()];
+            a.add_image(h, t0 + s(1), SystemTime::now());
+        }
         a.add_roi(
             Path::new("/export/e/roi/seg.dcm"),
             RoiReferences {
@@ -712,12 +718,14 @@ mod tests {
             ("5.1", 9, "dce")
         );
         assert!(r.roi.ends_with("seg.dcm"), "the ROI of a member is the set's ROI");
-        // the 8-row series stays one phase: rejected by the ≥ 2 temporal positions rule
-        assert!(
-            out.iter()
-                .any(|x| matches!(x, Assembled::NotSelected { series_uid, .. } if series_uid == "5.9")),
-            "{out:?}"
-        );
+        // the 8-row series and the subtraction stay single series: rejected by the rules
+        for other in ["5.8", "5.9"] {
+            assert!(
+                out.iter()
+                    .any(|x| matches!(x, Assembled::NotSelected { series_uid, .. } if series_uid == other)),
+                "{other}: {out:?}"
+            );
+        }
         // a late instance of any member is reported, not assembled into a new series
         let late = a.add_image(image("5.3", "e/dce/s03", 0, 7, Some(3)), t0 + s(5), SystemTime::now());
         assert!(matches!(late, Some(Assembled::Ignored { .. })), "{late:?}");

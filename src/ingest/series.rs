@@ -379,16 +379,24 @@ pub fn link_dce(study: &Study) -> Option<Series> {
 }
 
 /// The DCE set that the single-phase series `series_uid` belongs to: every single-phase series of the study with
-/// its frame of reference and grid, ordered by acquisition time (then SeriesNumber). `None` when `series_uid` is
-/// not a single-phase series of the study or no other series shares its grid.
+/// its frame of reference, its grid and its kind of image — ImageType value 1 (ORIGINAL / DERIVED) and whether
+/// it is a SUBTRACTION, so a console's subtraction or derived series on the same grid is never taken for a
+/// phase — ordered by acquisition time (then SeriesNumber). `None` when `series_uid` is not a single-phase series
+/// of the study or no other series shares its grid.
 pub fn link_with(study: &Study, series_uid: &str) -> Option<Series> {
     let singles: Vec<&Series> = study.series.iter().filter(|s| s.phases.len() == 1).collect();
     let first = *singles.iter().find(|s| s.series_uid == series_uid)?;
+    let kind = |s: &Series| {
+        let value1 = s.image_type.first().map(|v| v.to_ascii_uppercase());
+        let subtraction = s.image_type.iter().any(|v| v.eq_ignore_ascii_case("SUBTRACTION"));
+        (value1, subtraction)
+    };
     let same: Vec<&Series> = singles
         .iter()
         .copied()
         .filter(|s| {
             s.frame_of_reference_uid == first.frame_of_reference_uid
+                && kind(s) == kind(first)
                 && s.geometry.mismatch(&first.geometry, 1e-4).is_none()
         })
         .collect();
