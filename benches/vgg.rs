@@ -3,7 +3,8 @@
 //! Each configuration runs in its own process so that peak RSS is its own.
 //!
 //! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows: candle's convolution and our NHWC trunk,
-//! `src/deep/cuda_trunk.rs`, chosen per process with `ALNRISK_CUDA_TRUNK`).
+//! `src/deep/cuda_trunk.rs`, chosen per process with `ALNRISK_CUDA_TRUNK`, and a per-layer profile of both
+//! trunks at batch 1, synchronised after every step).
 
 mod common;
 use common::peak_rss_mb;
@@ -95,6 +96,100 @@ fn agreement(device: &str, trunk: &str) {
     }
 }
 
+/// Median time of each trunk step at batch 1, candle's convolution against the NHWC trunk, synchronising after
+/// every step (so the sum exceeds the end-to-end latency by the synchronisations; the split is what matters).
+#[cfg(feature = "cuda")]
+fn layers() {
+    use alnrisk::deep::cuda_trunk::CudaTrunk;
+    use std::collections::BTreeMap;
+    let (dev, _) = DeviceChoice::Cuda(0).open().expect("a GPU");
+    let cfg = VggConfig::vgg16(2);
+    let w = he_init(&cfg, 1).expect("weights");
+    let net = Vgg16::from_tensors(cfg.clone(), &w, std::path::Path::new("he-init"), &dev).expect("model");
+    let x = Tensor::randn(0f32, 1f32, (1, 3, 224, 224), &dev).expect("input");
+    let (warm, reps) = (3, 30);
+    let sync = || dev.synchronize().map_err(|e| alnrisk::Error::Compute(e.to_string()));
+    let mut table: BTreeMap<(usize, String), [Vec<f64>; 2]> = BTreeMap::new();
+    let mut record = |r: usize, step: usize, label: String, ms: f64, which: usize| {
+        if r >= warm {
+            table.entry((step, label)).or_default()[which].push(ms);
+        }
+    };
+    // candle: conv2d + bias + ReLU, max-pool (what Vgg16::trunk runs on CUDA by default)
+    for r in 0..warm + reps {
+        sync().expect("sync");
+        let mut last = std::time::Instant::now();
+        let mut lap = |step: usize, label: String, record: &mut dyn FnMut(usize, usize, String, f64, usize)| {
+            sync().expect("sync");
+            let now = std::time::Instant::now();
+            record(r, step, label, (now - last).as_secs_f64() * 1e3, 0);
+            last = now;
+        };
+        let mut h = x.to_dtype(DType::F16).expect("f16");
+        lap(0, "input".into(), &mut record);
+        let (mut conv, mut size) = (net.conv_tensors().iter(), 224);
+        for (i, step) in cfg.plan.iter().enumerate() {
+            let label = match step {
+                Some(_) => {
+                    let (wt, b) = conv.next().expect("conv");
+                    let (cout, cin) = (wt.dims()[0], wt.dims()[1]);
+                    h = h
+                        .conv2d(wt, 1, 1, 1, 1)
+                        .and_then(|y| y.broadcast_add(&b.reshape((1, cout, 1, 1))?))
+                        .and_then(|y| y.relu())
+                        .expect("conv");
+                    format!("conv {cin}→{cout} {size}×{size}")
+                }
+                None => {
+                    h = h.max_pool2d(2).expect("pool");
+                    size /= 2;
+                    format!("pool {}×{}", size * 2, size * 2)
+                }
+            };
+            lap(i + 1, label, &mut record);
+        }
+        let _ = h.flatten_from(1).and_then(|t| t.to_dtype(DType::F32)).expect("output");
+        lap(cfg.plan.len() + 1, "output".into(), &mut record);
+    }
+    // the NHWC trunk, through the same labels
+    let trunk = CudaTrunk::new(&cfg.plan, net.conv_tensors(), &dev).expect("NHWC trunk");
+    for r in 0..warm + reps {
+        sync().expect("sync");
+        let mut last = std::time::Instant::now();
+        let mut step = 0;
+        trunk
+            .run(&x, &mut |label| {
+                sync()?;
+                let now = std::time::Instant::now();
+                record(r, step, label, (now - last).as_secs_f64() * 1e3, 1);
+                last = now;
+                step += 1;
+                Ok(())
+            })
+            .expect("NHWC run");
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!("\nPer-step time at batch 1, synchronised after each step (median of {reps}, ms)");
+    println!("| step | candle conv2d + bias + ReLU | NHWC trunk |\n|---|---|---|");
+    let (mut sum_a, mut sum_b) = (0.0, 0.0);
+    for ((_, label), [a, b]) in &table {
+        let (a, b) = (median(a), median(b));
+        sum_a += if a.is_nan() { 0.0 } else { a };
+        sum_b += if b.is_nan() { 0.0 } else { b };
+        println!("| {label} | {a:.3} | {b:.3} |");
+    }
+    println!("| sum | {sum_a:.3} | {sum_b:.3} |");
+}
+
+#[cfg(not(feature = "cuda"))]
+fn layers() {
+    println!("(per-layer CUDA profile: build with --features cuda)");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if args.first().map(String::as_str) == Some("--one") {
@@ -157,6 +252,7 @@ fn main() {
     if args.iter().any(|a| a == "--cuda") {
         agreement("cuda", "candle");
         agreement("cuda", "nhwc");
+        layers();
     }
     // weights in memory
     let cfg = VggConfig::vgg16(2);

@@ -252,6 +252,12 @@ impl CudaTrunk {
 
     /// NCHW input `(N, 3, H, W)` → flattened pool5 `(N, C·h·w)` in PyTorch's (C, h, w) order, f32.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, &mut |_| Ok(()))
+    }
+
+    /// [`CudaTrunk::forward`], calling `after` with a label after each step (`input`, `conv 64→128 112×112`,
+    /// `pool 112×112`, `output`) — for the per-layer profile of `benches/vgg.rs`, which synchronises there.
+    pub fn run(&self, x: &Tensor, after: &mut dyn FnMut(String) -> Result<()>) -> Result<Tensor> {
         let (n, c0, h0, w0) = x.dims4().map_err(ce)?;
         // NHWC f16
         let mut a = x
@@ -259,6 +265,7 @@ impl CudaTrunk {
             .and_then(|t| t.permute((0, 2, 3, 1)))
             .and_then(|t| t.contiguous())
             .map_err(ce)?;
+        after("input".into())?;
         let (mut h, mut w, mut c) = (h0, w0, c0);
         let mut pending: Option<&Tensor> = None;
         for step in &self.steps {
@@ -274,6 +281,7 @@ impl CudaTrunk {
                     };
                     let col = a.apply_op2_no_bwd(pending.unwrap_or(&self.no_bias), &op).map_err(ce)?;
                     a = col.matmul(weight).map_err(ce)?;
+                    after(format!("conv {c}→{} {h}×{w}", weight.dims()[1]))?;
                     c = weight.dims()[1];
                     pending = Some(bias);
                 }
@@ -287,17 +295,21 @@ impl CudaTrunk {
                         act: pending.is_some(),
                     };
                     a = a.apply_op2_no_bwd(pending.unwrap_or(&self.no_bias), &op).map_err(ce)?;
+                    after(format!("pool {h}×{w}"))?;
                     h /= 2;
                     w /= 2;
                     pending = None;
                 }
             }
         }
-        a.reshape((n, h, w, c))
+        let out = a
+            .reshape((n, h, w, c))
             .and_then(|t| t.permute((0, 3, 1, 2)))
             .and_then(|t| t.contiguous())
             .and_then(|t| t.reshape((n, c * h * w)))
             .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(ce)
+            .map_err(ce)?;
+        after("output".into())?;
+        Ok(out)
     }
 }
