@@ -935,7 +935,9 @@ fn print_fit_summary(o: &alnrisk::fit::FitOutcome) {
         );
     }
     if let Some((w, m)) = o.q8_probability_change {
-        println!("\nQ8_0 vs f32 deep features: nomogram probability change max {w:.2e}, mean {m:.2e}");
+        println!(
+            "\nFitted on the Q8_0 deep features it serves; with f32 dense layers the nomogram probability would move by max {w:.2e}, mean {m:.2e}"
+        );
     }
     println!("\nTime per stage:");
     for (s, t) in &o.timings {

@@ -200,6 +200,16 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
     let fitted: f64 = row[c].parse().unwrap();
     let served = j["signatures"]["radiomics_signature"].as_f64().unwrap();
     assert!((served - fitted).abs() < 1e-9, "predict {served} vs fit {fitted}");
+    // ... and the same deep signature: the model is fitted on the Q8_0 deep features the bundle serves
+    let deep_sig = m.signatures.deep.as_ref().expect("a deep signature");
+    assert!(!deep_sig.features.is_empty());
+    let cd = dh.iter().position(|h| h == "deep_signature").unwrap();
+    let fitted: f64 = row[cd].parse().unwrap();
+    let served = j["signatures"]["deep_signature"].as_f64().unwrap();
+    assert!(
+        (served - fitted).abs() < 1e-6 * (1.0 + fitted.abs()),
+        "deep signature: predict {served} vs fit {fitted}"
+    );
     if m.nomogram.predictors.iter().any(|q| q.name == "mri_ln_status") {
         assert!(j["result"].is_null());
         let neg = j["scenarios"]["if_ln_negative"]["probability"].as_f64().unwrap();

@@ -185,8 +185,11 @@ pub struct DeepSettings {
 
 /// The fine-tuned network and the deep features of every case.
 pub struct DeepOutcome {
-    /// Fine-tuned network (f32).
+    /// Fine-tuned network with fc6–fc8 quantized to Q8_0, as `predict` and the daemon serve it: the features
+    /// below come from it, so the signatures and the nomogram are fitted on exactly what is served.
     pub net: Vgg16,
+    /// The fine-tuned network's f32 parameters (torchvision names), for the bundle's `vgg16.safetensors`.
+    pub f32_weights: std::collections::HashMap<String, Tensor>,
     /// Features per case (same order as the input), the chosen layer.
     pub features: Vec<Vec<f64>>,
     /// Training history.
@@ -304,6 +307,10 @@ pub fn deep_features(
         train_crops.len()
     );
     let report = finetune(&mut net, &train_crops, &train_labels, &s.finetune)?;
+    // The bundle serves fc6–fc8 as Q8_0: compute the cohort's features with those, so the fitted model and the
+    // served model see the same numbers (the f32 weights are kept for the bundle and the f32 comparison).
+    let f32_weights = net.named_tensors()?;
+    net.quantize_dense()?;
     let pick = |fc6: Tensor, fc7: Tensor, logits: Tensor| match s.layer.as_str() {
         "fc6" => fc6,
         "logits" => logits,
@@ -333,6 +340,7 @@ pub fn deep_features(
     }
     Ok(DeepOutcome {
         net,
+        f32_weights,
         features,
         report,
         init,

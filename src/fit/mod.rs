@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::case::CaseInputs;
 use crate::classify::{ClassifierKind, CvMetrics, cross_validate};
+use crate::deep::Vgg16;
 use crate::error::{Error, Result};
 use crate::model::bundle::{self, ClinicalCoding, FeatureRange, Manifest, RoiRules, Signatures, VggEntry};
 use crate::model::{Nomogram, Signature};
@@ -188,7 +189,8 @@ pub struct FitOutcome {
     pub notes: Vec<String>,
     /// Fine-tuning losses (train, validation) per epoch.
     pub finetune_losses: (Vec<f64>, Vec<f64>),
-    /// Largest and mean |Δ probability| of the nomogram between f32 and Q8_0 deep features, over all cases.
+    /// Largest and mean |Δ probability| of the nomogram if the f32 dense layers were served instead of the Q8_0
+    /// ones it was fitted on, over all cases.
     pub q8_probability_change: Option<(f64, f64)>,
 }
 
@@ -290,7 +292,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
 
     // 4. deep features
     let crops: Vec<(String, crate::deep::Crop)> = ok.iter().map(|(_, e)| (e.key.clone(), e.crop())).collect();
-    let mut deep = features::deep_features(&crops, &tr_idx, &labels, &cfg.deep, cfg.cache.as_deref())?;
+    let deep = features::deep_features(&crops, &tr_idx, &labels, &cfg.deep, cfg.cache.as_deref())?;
     let deep_names: Vec<String> = (0..deep.features.first().map_or(0, Vec::len))
         .map(|k| format!("deep_{}_{k:04}", cfg.deep.layer))
         .collect();
@@ -577,17 +579,25 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     let weights = "vgg16.safetensors".to_string();
     let quantized = "vgg16-q8.gguf".to_string();
-    deep.net.save(&cfg.out.join(&weights))?;
-    deep.net.quantize_dense()?;
+    let weights_path = cfg.out.join(&weights);
+    candle_core::safetensors::save(&deep.f32_weights, &weights_path)
+        .map_err(|e| Error::io(&weights_path, std::io::Error::other(e.to_string())))?;
     deep.net.save_gguf(&cfg.out.join(&quantized))?;
-    // the nomogram probability with Q8_0 deep features (what the daemon serves) against f32
+    // The model was fitted on the Q8_0 features it serves; how much the nomogram probability would move with the
+    // f32 dense layers instead (the size of the quantization effect, reported, not served).
     let deep_sig = selections
         .iter()
         .find(|s| s.name == "deep")
         .and_then(|s| s.signature.clone());
+    let f32_net = Vgg16::from_tensors(
+        deep.net.config.clone(),
+        &deep.f32_weights,
+        &weights_path,
+        &deep.net.device,
+    )?;
     let q8_probability_change = match &deep_sig {
         Some(sig) => Some(q8_change(
-            &deep,
+            (&f32_net, deep.pool5.as_deref()),
             &crops,
             sig,
             &predictor_names,
@@ -707,8 +717,9 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
 }
 
 /// Largest and mean |Δp| of the nomogram when the deep signature reads the Q8_0 network's features.
+/// `(net, pool5)`: the f32 network, and pool5 of every crop when the trunk was frozen (head mode).
 fn q8_change(
-    deep: &features::DeepOutcome,
+    (net, pool5): (&Vgg16, Option<&[Vec<f32>]>),
     crops: &[(String, crate::deep::Crop)],
     sig: &Signature,
     names: &[String],
@@ -726,15 +737,15 @@ fn q8_change(
         .collect();
     let (mut worst, mut sum) = (0.0f64, 0.0);
     for (k, (_, crop)) in crops.iter().enumerate() {
-        let (fc6, fc7, logits) = match &deep.pool5 {
+        let (fc6, fc7, logits) = match pool5 {
             Some(p) => {
                 let t = candle_core::Tensor::from_vec(p[k].clone(), (1, p[k].len()), &candle_core::Device::Cpu)
-                    .and_then(|t| t.to_device(&deep.net.device))
+                    .and_then(|t| t.to_device(&net.device))
                     .map_err(|e| Error::Compute(e.to_string()))?;
-                deep.net.head(&t)?
+                net.head(&t)?
             }
             None => {
-                let o = deep.net.forward(&crate::deep::batch(
+                let o = net.forward(&crate::deep::batch(
                     std::slice::from_ref(crop),
                     &candle_core::Device::Cpu,
                 )?)?;

@@ -340,7 +340,7 @@ pub fn write_report(dir: &Path, o: &FitOutcome) -> Result<()> {
     let _ = writeln!(html, "<p>{}</p>", html_escape(&head));
     if let Some((worst, mean)) = o.q8_probability_change {
         let q = format!(
-            "Nomogram probability with Q8_0 deep features (served) vs f32 (fitted): largest |Δp| {worst:.2e}, mean {mean:.2e}."
+            "The model is fitted on the Q8_0 deep features it serves; with f32 dense layers instead the nomogram probability would move by at most {worst:.2e} (mean {mean:.2e})."
         );
         md += &format!("{q}\n\n");
         let _ = writeln!(html, "<p>{}</p>", html_escape(&q));
