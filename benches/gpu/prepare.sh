@@ -7,16 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source <(bash ../shared/gpu/cuda-toolchain.sh --env)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target-cuda}
-exe() {  # the executable cargo reports for one target
+exe() {  # exe NAME CARGO-ARGS…: the executable cargo reports for the target NAME
+  local name=$1; shift
   cargo "$@" --features cuda --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"): print(m["executable"])' | tail -n1
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$name" | tail -n1
 }
 cargo build --release --features cuda --bin alnrisk
-test_bin=$(exe test --release --test deep_cuda)
-bench_bin=$(exe bench --bench vgg)
+test_bin=$(exe deep_cuda test --release --test deep_cuda)
+bench_bin=$(exe vgg bench --bench vgg)
 [[ -n $test_bin && -n $bench_bin ]] || { echo "prepare: a CUDA test or bench binary did not build" >&2; exit 1; }
 rm -rf .gpu && mkdir -p .gpu
 for pair in "$CARGO_TARGET_DIR/release/alnrisk:alnrisk" "$test_bin:deep_cuda" "$bench_bin:vgg"; do
