@@ -276,6 +276,13 @@ impl<'a> DaemonOpts<'a> {
             phi: false,
         }
     }
+
+    /// Defaults with the plain broker on loopback `port`.
+    fn external(port: u16) -> DaemonOpts<'a> {
+        Self::mqtt(format!(
+            "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_ms = 300\n"
+        ))
+    }
 }
 
 /// The daemon keeps failing to connect (counted) and never gets online.
@@ -288,12 +295,7 @@ fn assert_never_connects(d: &Daemon) {
 
 impl Daemon {
     fn new(name: &str, mqtt_port: u16) -> Daemon {
-        Self::with(
-            name,
-            DaemonOpts::mqtt(format!(
-                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nreconnect_ms = 300\n"
-            )),
-        )
+        Self::with(name, DaemonOpts::external(mqtt_port))
     }
 
     fn with(name: &str, o: DaemonOpts) -> Daemon {
@@ -799,15 +801,8 @@ fn full_spool_raises_an_alarm_holds_the_result_and_deletes_nothing() {
     let d = Daemon::with(
         "spool",
         DaemonOpts {
-            mqtt: format!(
-                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {}\nreconnect_ms = 300\n",
-                broker.port
-            ),
             spool_max_entries: 1,
-            extra: "",
-            min_free_mb: 1,
-            notify_socket: None,
-            phi: false,
+            ..DaemonOpts::external(broker.port)
         },
     );
     d.drop_exam(&exam(8), "a", ReplayStyle::Atomic);
@@ -1094,10 +1089,7 @@ fn low_free_space_on_the_state_disk_raises_one_alarm_and_the_daemon_is_not_ready
         "disk",
         DaemonOpts {
             min_free_mb: 1 << 40,
-            ..DaemonOpts::mqtt(format!(
-                "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {}\nreconnect_ms = 300\n",
-                broker.port
-            ))
+            ..DaemonOpts::external(broker.port)
         },
     );
     let ev = sub.wait("event", 1, Duration::from_secs(20));

@@ -245,6 +245,16 @@ enum Sent {
     Other,
 }
 
+/// Publish the head of `spool` (QoS 1) on the topic `topic_of` gives for its topic suffix; returns its sequence
+/// number when it went into the client's queue.
+fn publish_head(spool: &Mutex<Outbox>, link: &Link, topic_of: impl Fn(&str) -> String) -> Result<Option<u64>> {
+    let head = spool.lock().map_err(|_| Error::Mqtt("spool lock".into()))?.head()?;
+    Ok(head.and_then(|e| {
+        link.publish(&topic_of(&e.topic), false, e.payload.into_bytes())
+            .then_some(e.seq)
+    }))
+}
+
 /// Run the publisher until [`PublisherCmd::Stop`].
 #[allow(clippy::too_many_arguments)]
 pub async fn run_publisher(
@@ -284,31 +294,25 @@ pub async fn run_publisher(
     loop {
         // Send what can be sent.
         if connected {
-            if event_inflight.is_none() && !stopping {
-                let head = events
-                    .lock()
-                    .map_err(|_| Error::Mqtt("event spool lock".into()))?
-                    .head()?;
-                if let Some(entry) = head
-                    && link.publish(&event_topic, false, entry.payload.into_bytes())
-                {
-                    event_inflight = Some((entry.seq, None));
-                    sent.push_back(Sent::Event(entry.seq));
-                }
+            if event_inflight.is_none()
+                && !stopping
+                && let Some(seq) = publish_head(&events, &link, |_| event_topic.clone())?
+            {
+                event_inflight = Some((seq, None));
+                sent.push_back(Sent::Event(seq));
             }
-            if inflight.is_none() && !stopping {
-                let head = outbox.lock().map_err(|_| Error::Mqtt("outbox lock".into()))?.head()?;
-                if let Some(entry) = head {
-                    let t = if entry.topic == "result" {
+            if inflight.is_none()
+                && !stopping
+                && let Some(seq) = publish_head(&outbox, &link, |t| {
+                    if t == "result" {
                         result_topic.clone()
                     } else {
-                        topic(&cfg, &entry.topic)
-                    };
-                    if link.publish(&t, false, entry.payload.into_bytes()) {
-                        inflight = Some((entry.seq, None));
-                        sent.push_back(Sent::Spool(entry.seq));
+                        topic(&cfg, t)
                     }
-                }
+                })?
+            {
+                inflight = Some((seq, None));
+                sent.push_back(Sent::Spool(seq));
             }
         }
         if stopping && inflight.is_none() && event_inflight.is_none() {
