@@ -1,4 +1,4 @@
-//! Build script: with the `cuda` feature, compile the NHWC trunk kernels (`src/deep/trunk.cu`) to PTX with nvcc
+//! Build script: with the `cuda` feature, compile the NHWC trunk kernels (`src/deep/cuda_trunk/kernels.cu`) to PTX with nvcc
 //! for `CUDA_COMPUTE_CAP` (90 for H100/H200, 87 for the Jetson Orin; see README "GPU" and cross.toml). The
 //! default (CPU) build does nothing here.
 
@@ -7,7 +7,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/deep/trunk.cu");
+    println!("cargo:rerun-if-changed=src/deep/cuda_trunk/kernels.cu");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
@@ -25,8 +25,8 @@ fn main() {
     let status = Command::new(&nvcc)
         .args(["--ptx", "-O3", "-std=c++17", &format!("-arch=sm_{cap}"), "-o"])
         .arg(&out)
-        .arg("src/deep/trunk.cu")
+        .arg("src/deep/cuda_trunk/kernels.cu")
         .status()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
-    assert!(status.success(), "nvcc failed on src/deep/trunk.cu");
+    assert!(status.success(), "nvcc failed on src/deep/cuda_trunk/kernels.cu");
 }

@@ -2,9 +2,9 @@
 //! on the CPU, and with f16 convolutions on CUDA when built with `--features cuda` and a GPU is present.
 //! Each configuration runs in its own process so that peak RSS is its own.
 //!
-//! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows: candle's convolution and our NHWC trunk,
-//! `src/deep/cuda_trunk.rs`, chosen per process with `ALNRISK_CUDA_TRUNK`, and a per-layer profile of both
-//! trunks at batch 1, synchronised after every step).
+//! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows: candle's convolution and our NHWC trunks,
+//! `src/deep/cuda_trunk/` — im2col, and with the `cudnn` feature cuDNN's two — chosen per process with
+//! `ALNRISK_CUDA_TRUNK`, and a per-layer profile of all of them at batch 1, synchronised after every step).
 
 mod common;
 use common::peak_rss_mb;
@@ -77,13 +77,22 @@ fn agreement(device: &str, trunk: &str) {
     for q8 in [false, true] {
         let mut net = Vgg16::from_tensors(C::scaled(16, 256, 2), &f, &path, &dev).unwrap();
         #[cfg(feature = "cuda")]
-        if let Ok(kind) = trunk.parse::<alnrisk::deep::cuda_trunk::CudaTrunkKind>() {
-            net.set_cuda_trunk(kind).unwrap();
+        if let Ok(kind) = trunk.parse::<alnrisk::deep::cuda_trunk::CudaTrunkKind>()
+            && let Err(e) = net.set_cuda_trunk(kind)
+        {
+            println!("| {device} {trunk} | failed: {e} |");
+            return;
         }
         if q8 {
             net.quantize_dense().unwrap();
         }
-        let ours = flat(&net.forward(&f["fixture.input"]).unwrap().fc7);
+        let ours = match net.forward(&f["fixture.input"]) {
+            Ok(out) => flat(&out.fc7),
+            Err(e) => {
+                println!("| {device} {trunk} | failed: {e} |");
+                return;
+            }
+        };
         let n = ours.len() / 2;
         let scale = torch.iter().fold(0f32, |m, v| m.max(v.abs()));
         let rel = ours.iter().zip(&torch).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
@@ -96,11 +105,27 @@ fn agreement(device: &str, trunk: &str) {
     }
 }
 
-/// Median time of each trunk step at batch 1, candle's convolution against the NHWC trunk, synchronising after
+/// The NHWC CUDA trunks this build has (`cudnn` adds cuDNN's two).
+#[cfg(feature = "cuda")]
+fn nhwc_trunks() -> Vec<&'static str> {
+    let mut v = vec!["nhwc"];
+    if cfg!(feature = "cudnn") {
+        v.extend(["cudnn", "cudnn-fused"]);
+    }
+    v
+}
+
+#[cfg(not(feature = "cuda"))]
+fn nhwc_trunks() -> Vec<&'static str> {
+    Vec::new()
+}
+
+/// Median time of each trunk step at batch 1, candle's convolution against each NHWC trunk, synchronising after
 /// every step (so the sum exceeds the end-to-end latency by the synchronisations; the split is what matters).
+/// For the cuDNN trunks, the algorithm cuDNN chose per convolution is printed too.
 #[cfg(feature = "cuda")]
 fn layers() {
-    use alnrisk::deep::cuda_trunk::CudaTrunk;
+    use alnrisk::deep::cuda_trunk::{CudaTrunk, CudaTrunkKind};
     use std::collections::BTreeMap;
     let (dev, _) = DeviceChoice::Cuda(0).open().expect("a GPU");
     let cfg = VggConfig::vgg16(2);
@@ -108,11 +133,13 @@ fn layers() {
     let net = Vgg16::from_tensors(cfg.clone(), &w, std::path::Path::new("he-init"), &dev).expect("model");
     let x = Tensor::randn(0f32, 1f32, (1, 3, 224, 224), &dev).expect("input");
     let (warm, reps) = (3, 30);
+    let kinds = nhwc_trunks();
     let sync = || dev.synchronize().map_err(|e| alnrisk::Error::Compute(e.to_string()));
-    let mut table: BTreeMap<(usize, String), [Vec<f64>; 2]> = BTreeMap::new();
+    let mut table: BTreeMap<(usize, String), Vec<Vec<f64>>> = BTreeMap::new();
+    let columns = kinds.len() + 1;
     let mut record = |r: usize, step: usize, label: String, ms: f64, which: usize| {
         if r >= warm {
-            table.entry((step, label)).or_default()[which].push(ms);
+            table.entry((step, label)).or_insert_with(|| vec![Vec::new(); columns])[which].push(ms);
         }
     };
     // candle: conv2d + bias + ReLU, max-pool (what Vgg16::trunk runs on CUDA by default)
@@ -151,22 +178,35 @@ fn layers() {
         let _ = h.flatten_from(1).and_then(|t| t.to_dtype(DType::F32)).expect("output");
         lap(cfg.plan.len() + 1, "output".into(), &mut record);
     }
-    // the NHWC trunk, through the same labels
-    let trunk = CudaTrunk::new(&cfg.plan, net.conv_tensors(), &dev).expect("NHWC trunk");
-    for r in 0..warm + reps {
-        sync().expect("sync");
-        let mut last = std::time::Instant::now();
-        let mut step = 0;
-        trunk
-            .run(&x, &mut |label| {
+    // each NHWC trunk, through the same step numbers (labels show the engine's channel counts)
+    let mut chosen = Vec::new();
+    for (k, name) in kinds.iter().enumerate() {
+        let kind: CudaTrunkKind = name.parse().expect("trunk kind");
+        let trunk = match CudaTrunk::new(kind, &cfg.plan, net.conv_tensors(), &dev) {
+            Ok(t) => t,
+            Err(e) => {
+                println!("({name} trunk: {e})");
+                continue;
+            }
+        };
+        for r in 0..warm + reps {
+            sync().expect("sync");
+            let mut last = std::time::Instant::now();
+            let mut step = 0;
+            let run = trunk.run(&x, &mut |label| {
                 sync()?;
                 let now = std::time::Instant::now();
-                record(r, step, label, (now - last).as_secs_f64() * 1e3, 1);
+                record(r, step, label, (now - last).as_secs_f64() * 1e3, k + 1);
                 last = now;
                 step += 1;
                 Ok(())
-            })
-            .expect("NHWC run");
+            });
+            if let Err(e) = run {
+                println!("({name} trunk failed: {e})");
+                break;
+            }
+        }
+        chosen.extend(trunk.describe().into_iter().map(|l| format!("{name}: {l}")));
     }
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -174,15 +214,38 @@ fn layers() {
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     println!("\nPer-step time at batch 1, synchronised after each step (median of {reps}, ms)");
-    println!("| step | candle conv2d + bias + ReLU | NHWC trunk |\n|---|---|---|");
-    let (mut sum_a, mut sum_b) = (0.0, 0.0);
-    for ((_, label), [a, b]) in &table {
-        let (a, b) = (median(a), median(b));
-        sum_a += if a.is_nan() { 0.0 } else { a };
-        sum_b += if b.is_nan() { 0.0 } else { b };
-        println!("| {label} | {a:.3} | {b:.3} |");
+    println!(
+        "| step | candle conv2d + bias + ReLU | {} |\n|---|---|{}",
+        kinds.join(" | "),
+        "---|".repeat(kinds.len())
+    );
+    let mut sums = vec![0.0; columns];
+    let mut by_step: BTreeMap<usize, (String, Vec<f64>)> = BTreeMap::new();
+    for ((step, label), cols) in &table {
+        let entry = by_step
+            .entry(*step)
+            .or_insert_with(|| (label.clone(), vec![f64::NAN; columns]));
+        for (i, col) in cols.iter().enumerate() {
+            if !col.is_empty() {
+                entry.1[i] = median(col);
+            }
+        }
     }
-    println!("| sum | {sum_a:.3} | {sum_b:.3} |");
+    for (label, cols) in by_step.values() {
+        for (s, v) in sums.iter_mut().zip(cols) {
+            *s += if v.is_nan() { 0.0 } else { *v };
+        }
+        let cells: Vec<String> = cols.iter().map(|v| format!("{v:.3}")).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+    let cells: Vec<String> = sums.iter().map(|v| format!("{v:.3}")).collect();
+    println!("| sum | {} |", cells.join(" | "));
+    if !chosen.is_empty() {
+        println!("\ncuDNN's choices:");
+        for l in chosen {
+            println!("  {l}");
+        }
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -198,7 +261,7 @@ fn main() {
     }
     let mut rows = vec![("cpu", false, ""), ("cpu", true, "")];
     if args.iter().any(|a| a == "--cuda") {
-        for trunk in ["candle", "nhwc"] {
+        for trunk in std::iter::once("candle").chain(nhwc_trunks()) {
             rows.extend([("cuda", false, trunk), ("cuda", true, trunk)]);
         }
     }
@@ -250,8 +313,9 @@ fn main() {
     println!("| device | fc | cosine image 1 | cosine image 2 | max rel. diff |\n|---|---|---|---|---|");
     agreement("cpu", "");
     if args.iter().any(|a| a == "--cuda") {
-        agreement("cuda", "candle");
-        agreement("cuda", "nhwc");
+        for trunk in std::iter::once("candle").chain(nhwc_trunks()) {
+            agreement("cuda", trunk);
+        }
         layers();
     }
     // weights in memory

@@ -1,16 +1,22 @@
-//! The CUDA trunk's kernels (`src/deep/trunk.cu`), compiled as C++ with `tests/cuda_host/shim.h` and run on the
-//! CPU (one emulated thread, f16 as f32). A reduced-width VGG-16 trunk assembled from them the way
-//! `src/deep/cuda_trunk.rs` does — im2col applying the pending bias + ReLU, product with the padded packed
-//! kernel, max-pool applying the pending bias + ReLU — must equal the CPU trunk (itself checked against
-//! PyTorch by `tests/deep_parity.rs`). This checks the kernels' index arithmetic, padding, batch boundaries and
-//! the fused activation without a GPU; the f16 arithmetic and the launch glue are checked on a GPU by
+//! The CUDA trunk's kernels (`src/deep/cuda_trunk/kernels.cu`), compiled as C++ with `tests/cuda_host/shim.h`
+//! and run on the CPU (one emulated thread, f16 as f32). A reduced-width VGG-16 trunk assembled from them with
+//! each engine's schedule (`src/deep/cuda_trunk/mod.rs`) must equal the CPU trunk (itself checked against
+//! PyTorch by `tests/deep_parity.rs`):
+//! - im2col: im2col applying the pending bias + ReLU, product with the padded packed kernel, max-pool applying
+//!   the pending bias + ReLU;
+//! - cuDNN: input zero-padded to 8 channels, the convolution over our KRSC packing (here a direct reference
+//!   loop standing in for cuDNN), `bias_relu` between two convolutions, the pool applying the last bias; and the
+//!   fused variant, where the convolution applies its own bias + ReLU.
+//!
+//! This checks the kernels' index arithmetic, padding, batch boundaries, the fused activation and the cuDNN
+//! packing without a GPU; the f16 arithmetic, cuDNN itself and the launch glue are checked on a GPU by
 //! `tests/deep_cuda.rs`. Needs a C++ compiler (`c++`), as the rest of the build does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use alnrisk::deep::conv::{Nhwc, PackedConv, padded_k};
+use alnrisk::deep::conv::{Nhwc, PackedConv, padded_channels, padded_k};
 use alnrisk::deep::{Vgg16, VggConfig, vgg::he_init};
 use candle_core::{Device, Tensor};
 
@@ -23,7 +29,7 @@ fn harness() -> &'static Path {
             .args(["-O2", "-std=c++17", "-include"])
             .arg(root.join("tests/cuda_host/shim.h"))
             .args(["-x", "c++"])
-            .arg(root.join("src/deep/trunk.cu"))
+            .arg(root.join("src/deep/cuda_trunk/kernels.cu"))
             .arg(root.join("tests/cuda_host/harness.cpp"))
             .arg("-o")
             .arg(&out)
@@ -48,7 +54,10 @@ fn read(path: &Path) -> Vec<f32> {
 
 /// Run one kernel: `args` are the integer arguments, then input / bias / output files.
 fn kernel(name: &str, ints: &[usize], x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let d = std::env::temp_dir().join(format!("alnrisk-trunk-{}-{name}", std::process::id()));
+    // one folder per call: the tests run in parallel threads of one process
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("alnrisk-trunk-{}-{name}-{call}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     let (xi, bi, out) = (d.join("x.f32"), d.join("b.f32"), d.join("out.f32"));
     write(&xi, x);
@@ -61,7 +70,9 @@ fn kernel(name: &str, ints: &[usize], x: &[f32], bias: Option<&[f32]>) -> Vec<f3
     cmd.arg(u8::from(bias.is_some()).to_string());
     let st = cmd.arg(&xi).arg(&bi).arg(&out).status().unwrap();
     assert!(st.success(), "harness {name} {ints:?}");
-    read(&out)
+    let y = read(&out);
+    let _ = std::fs::remove_dir_all(&d);
+    y
 }
 
 /// Deterministic values in [-1, 1).
@@ -75,8 +86,17 @@ fn pseudo(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn the_kernels_assemble_a_trunk_equal_to_the_cpu_trunk() {
+/// A reduced-width VGG-16 with non-zero biases, a batch of two 224² inputs, and the CPU trunk's pool5 for them.
+struct Fixture {
+    cfg: VggConfig,
+    net: Vgg16,
+    n: usize,
+    s: usize,
+    input: Vec<f32>,
+    expected: Vec<f32>,
+}
+
+fn fixture() -> Fixture {
     let cfg = VggConfig::scaled(16, 64, 2);
     let mut tensors = he_init(&cfg, 3).unwrap();
     // non-zero biases, so the fused bias + ReLU is exercised
@@ -100,15 +120,65 @@ fn the_kernels_assemble_a_trunk_equal_to_the_cpu_trunk() {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
+    Fixture {
+        cfg,
+        net,
+        n,
+        s,
+        input,
+        expected,
+    }
+}
 
-    // The CUDA trunk's schedule, on the emulated kernels: NHWC batch, bias + ReLU pending until consumed.
-    let mut a: Vec<f32> = (0..n)
-        .flat_map(|i| Nhwc::from_chw(3, s, s, &input[i * 3 * s * s..(i + 1) * 3 * s * s]).data)
-        .collect();
+impl Fixture {
+    /// The batch as NHWC rows, channels zero-padded to `c`.
+    fn nhwc_input(&self, c: usize) -> Vec<f32> {
+        let (n, s) = (self.n, self.s);
+        (0..n)
+            .flat_map(|i| Nhwc::from_chw(3, s, s, &self.input[i * 3 * s * s..(i + 1) * 3 * s * s]).data)
+            .collect::<Vec<f32>>()
+            .chunks(3)
+            .flat_map(|px| px.iter().copied().chain(std::iter::repeat_n(0.0, c - 3)))
+            .collect()
+    }
+
+    /// The trunk's NHWC pool5 (7×7×c) against the CPU trunk.
+    fn check(&self, a: &[f32], (h, w, c): (usize, usize, usize)) {
+        assert_eq!((h, w), (7, 7));
+        let got: Vec<f32> = a
+            .chunks(h * w * c)
+            .flat_map(|img| {
+                Nhwc {
+                    h,
+                    w,
+                    c,
+                    data: img.to_vec(),
+                }
+                .to_chw()
+            })
+            .collect();
+        let expected = &self.expected;
+        assert_eq!(got.len(), expected.len());
+        let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            scale > 0.0 && expected.contains(&0.0),
+            "a trunk with active and inactive units"
+        );
+        assert!(worst <= 1e-4 * scale, "max |Δ| {worst} against max |pool5| {scale}");
+    }
+}
+
+#[test]
+fn the_im2col_schedule_on_the_kernels_equals_the_cpu_trunk() {
+    let fx = fixture();
+    let (n, s) = (fx.n, fx.s);
+    // NHWC batch, bias + ReLU pending until consumed
+    let mut a = fx.nhwc_input(3);
     let (mut h, mut w, mut c) = (s, s, 3usize);
     let mut pending: Option<Vec<f32>> = None;
-    let mut conv = net.conv_tensors().iter();
-    for step in &cfg.plan {
+    let mut conv = fx.net.conv_tensors().iter();
+    for step in &fx.cfg.plan {
         match step {
             Some(_) => {
                 let (wt, b) = conv.next().unwrap();
@@ -142,25 +212,102 @@ fn the_kernels_assemble_a_trunk_equal_to_the_cpu_trunk() {
             }
         }
     }
-    assert_eq!((h, w), (7, 7));
-    let got: Vec<f32> = a
-        .chunks(h * w * c)
-        .flat_map(|img| {
-            Nhwc {
-                h,
-                w,
-                c,
-                data: img.to_vec(),
+    fx.check(&a, (h, w, c));
+}
+
+/// What cuDNN computes for a 3×3, padding-1 convolution of the NHWC batch `x` (`n × h × w × cin`) with a KRSC
+/// filter (`cout × 3 × 3 × cin`), optionally followed by bias + ReLU (the fused variant).
+fn reference_conv_krsc(
+    x: &[f32],
+    krsc: &[f32],
+    (n, h, w, cin, cout): (usize, usize, usize, usize, usize),
+    bias_relu: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut y = vec![0f32; n * h * w * cout];
+    for b in 0..n {
+        for yy in 0..h {
+            for xx in 0..w {
+                let out = &mut y[((b * h + yy) * w + xx) * cout..][..cout];
+                for t in 0..9 {
+                    let (sy, sx) = (yy as isize + (t / 3) as isize - 1, xx as isize + (t % 3) as isize - 1);
+                    if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                        continue;
+                    }
+                    let px = &x[((b * h + sy as usize) * w + sx as usize) * cin..][..cin];
+                    for (o, acc) in out.iter_mut().enumerate() {
+                        let f = &krsc[(o * 9 + t) * cin..][..cin];
+                        *acc += px.iter().zip(f).map(|(a, b)| a * b).sum::<f32>();
+                    }
+                }
+                if let Some(bias) = bias_relu {
+                    for (v, bv) in out.iter_mut().zip(bias) {
+                        *v = (*v + bv).max(0.0);
+                    }
+                }
             }
-            .to_chw()
-        })
-        .collect();
-    assert_eq!(got.len(), expected.len());
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = got.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        scale > 0.0 && expected.contains(&0.0),
-        "a trunk with active and inactive units"
-    );
-    assert!(worst <= 1e-4 * scale, "max |Δ| {worst} against max |pool5| {scale}");
+        }
+    }
+    y
+}
+
+#[test]
+fn the_cudnn_schedules_on_the_kernels_and_the_krsc_packing_equal_the_cpu_trunk() {
+    let fx = fixture();
+    let (n, s) = (fx.n, fx.s);
+    for fused in [false, true] {
+        let c0 = padded_channels(3);
+        assert_eq!(c0, 8);
+        let mut a = fx.nhwc_input(c0);
+        let (mut h, mut w, mut c) = (s, s, c0);
+        let mut pending: Option<Vec<f32>> = None;
+        let mut conv = fx.net.conv_tensors().iter();
+        let mut bias_relu_passes = 0;
+        let mut first = true;
+        for step in &fx.cfg.plan {
+            match step {
+                Some(_) => {
+                    let (wt, b) = conv.next().unwrap();
+                    let packed = PackedConv::new(wt, b).unwrap();
+                    // only the input is padded (the trunk's `input_channels`)
+                    let cin = if first {
+                        padded_channels(packed.cin())
+                    } else {
+                        packed.cin()
+                    };
+                    first = false;
+                    assert_eq!(cin, c, "the engine's channels");
+                    if let Some(bias) = pending.take() {
+                        a = kernel("biasrelu", &[n, h, w, c], &a, Some(&bias));
+                        bias_relu_passes += 1;
+                    }
+                    let krsc = packed.krsc_weight(cin);
+                    let cout = packed.cout();
+                    let bias = packed.bias().to_vec();
+                    a = reference_conv_krsc(&a, &krsc, (n, h, w, cin, cout), fused.then_some(&bias[..]));
+                    c = cout;
+                    pending = (!fused).then_some(bias);
+                }
+                None => {
+                    a = kernel("maxpool", &[n, h, w, c], &a, pending.as_deref());
+                    h /= 2;
+                    w /= 2;
+                    pending = None;
+                }
+            }
+        }
+        // VGG-16: 13 convolutions, 5 of them before a pool
+        assert_eq!(bias_relu_passes, if fused { 0 } else { 8 });
+        fx.check(&a, (h, w, c));
+    }
+}
+
+#[test]
+fn bias_relu_applies_the_bias_of_each_channel_or_copies() {
+    let (n, h, w, c) = (2, 3, 5, 7);
+    let x = pseudo(n * h * w * c, 11);
+    let b = pseudo(c, 12);
+    let y = kernel("biasrelu", &[n, h, w, c], &x, Some(&b));
+    let want: Vec<f32> = x.iter().enumerate().map(|(i, v)| (v + b[i % c]).max(0.0)).collect();
+    assert_eq!(y, want);
+    assert_eq!(kernel("biasrelu", &[n, h, w, c], &x, None), x);
 }

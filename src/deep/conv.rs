@@ -105,6 +105,27 @@ impl PackedConv {
         w.resize(rows.max(9 * self.cin) * self.cout, 0.0);
         w
     }
+
+    /// The kernel as `C_out × 3 × 3 × cin_padded` (cuDNN's NHWC filter layout, "KRSC"), input channels beyond
+    /// C_in zero: the CUDA trunk's cuDNN engine, whose first layer reads an input padded from 3 to 8 channels.
+    pub fn krsc_weight(&self, cin_padded: usize) -> Vec<f32> {
+        let cp = cin_padded.max(self.cin);
+        let mut out = vec![0f32; self.cout * 9 * cp];
+        for co in 0..self.cout {
+            for t in 0..9 {
+                for ci in 0..self.cin {
+                    out[(co * 9 + t) * cp + ci] = self.weight[(t * self.cin + ci) * self.cout + co];
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The input's channels as the CUDA trunk's cuDNN engine gives them to the first convolution: rounded up to a
+/// multiple of 8 (zeros), so that its NHWC rows are tensor-core aligned as VGG-16's later layers' are.
+pub fn padded_channels(cin: usize) -> usize {
+    cin.div_ceil(8) * 8
 }
 
 /// Width of the CUDA trunk's im2col rows: 9·C_in rounded up to a multiple of 8 (f16 tensor-core alignment).

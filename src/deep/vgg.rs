@@ -146,7 +146,7 @@ pub struct Vgg16 {
     packed: Option<Vec<super::conv::PackedConv>>,
     /// The NHWC trunk on CUDA ([`super::cuda_trunk`]), when chosen.
     #[cfg(feature = "cuda")]
-    nhwc: Option<super::cuda_trunk::CudaTrunk>,
+    cuda_trunk: Option<super::cuda_trunk::CudaTrunk>,
 }
 
 pub(crate) fn ce(e: candle_core::Error) -> Error {
@@ -211,7 +211,7 @@ impl Vgg16 {
             conv_dtype,
             packed: None,
             #[cfg(feature = "cuda")]
-            nhwc: None,
+            cuda_trunk: None,
         };
         net.pack()?;
         #[cfg(feature = "cuda")]
@@ -234,28 +234,29 @@ impl Vgg16 {
             );
         }
         #[cfg(feature = "cuda")]
-        if self.nhwc.is_some() {
-            self.nhwc = Some(super::cuda_trunk::CudaTrunk::new(
-                &self.config.plan,
-                &self.convs,
-                &self.device,
-            )?);
+        if let Some(kind) = self.cuda_trunk.as_ref().map(|t| t.kind()) {
+            self.set_cuda_trunk(kind)?;
         }
         Ok(())
     }
 
-    /// Choose the CUDA convolution path (candle's `conv2d`, or the NHWC trunk); ignored on the CPU. The default
-    /// comes from `ALNRISK_CUDA_TRUNK`.
+    /// Choose the CUDA convolution path (candle's `conv2d`, or one of the NHWC trunk's engines); ignored on the
+    /// CPU. The default comes from `ALNRISK_CUDA_TRUNK`.
     #[cfg(feature = "cuda")]
     pub fn set_cuda_trunk(&mut self, kind: super::cuda_trunk::CudaTrunkKind) -> Result<()> {
-        self.nhwc =
-            match kind {
-                super::cuda_trunk::CudaTrunkKind::Nhwc if self.device.is_cuda() => Some(
-                    super::cuda_trunk::CudaTrunk::new(&self.config.plan, &self.convs, &self.device)?,
-                ),
-                _ => None,
-            };
+        use super::cuda_trunk::{CudaTrunk, CudaTrunkKind};
+        self.cuda_trunk = match kind {
+            CudaTrunkKind::Candle => None,
+            _ if !self.device.is_cuda() => None,
+            _ => Some(CudaTrunk::new(kind, &self.config.plan, &self.convs, &self.device)?),
+        };
         Ok(())
+    }
+
+    /// The NHWC CUDA trunk in use, if any (for its [`super::cuda_trunk::CudaTrunk::describe`]).
+    #[cfg(feature = "cuda")]
+    pub fn cuda_trunk(&self) -> Option<&super::cuda_trunk::CudaTrunk> {
+        self.cuda_trunk.as_ref()
     }
 
     /// Load a safetensors file with torchvision names.
@@ -460,9 +461,9 @@ impl Vgg16 {
             return self.trunk_cpu(x, packed);
         }
         #[cfg(feature = "cuda")]
-        if let Some(nhwc) = &self.nhwc {
+        if let Some(trunk) = &self.cuda_trunk {
             let x = x.to_device(&self.device).map_err(ce)?;
-            return nhwc.forward(&x);
+            return trunk.forward(&x);
         }
         let mut h = x
             .to_device(&self.device)

@@ -1,6 +1,7 @@
-// Runs one kernel of src/deep/trunk.cu on the CPU (see shim.h). Used by tests/cuda_kernels_host.rs.
+// Runs one kernel of src/deep/cuda_trunk/kernels.cu on the CPU (see shim.h). Used by tests/cuda_kernels_host.rs.
 //   harness im2col  N H W C KP ACT in.f32 bias.f32 out.f32
 //   harness maxpool N H W C ACT    in.f32 bias.f32 out.f32
+//   harness biasrelu N H W C ACT   in.f32 bias.f32 out.f32
 // Files are raw little-endian f32.
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 
 extern "C" void alnrisk_im2col3x3_nhwc(const __half*, const __half*, __half*, int, int, int, int, int, int);
 extern "C" void alnrisk_maxpool2_nhwc(const __half*, const __half*, __half*, int, int, int, int, int);
+extern "C" void alnrisk_bias_relu_nhwc(const __half*, const __half*, __half*, int, int, int, int, int);
 
 static std::vector<float> read_f32(const char* path) {
     std::vector<float> v;
@@ -51,6 +53,16 @@ int main(int argc, char** argv) {
         write_f32(argv[9], y);
         return 0;
     }
-    std::fprintf(stderr, "usage: harness im2col N H W C KP ACT in bias out | maxpool N H W C ACT in bias out\n");
+    if (argc == 10 && !std::strcmp(argv[1], "biasrelu")) {
+        int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
+        int act = std::atoi(argv[6]);
+        std::vector<float> x = read_f32(argv[7]), b = read_f32(argv[8]);
+        std::vector<float> y((size_t)n * h * w * c, -1.0f);
+        alnrisk_bias_relu_nhwc(x.data(), b.data(), y.data(), n, h, w, c, act);
+        write_f32(argv[9], y);
+        return 0;
+    }
+    std::fprintf(stderr,
+                 "usage: harness im2col N H W C KP ACT in bias out | maxpool|biasrelu N H W C ACT in bias out\n");
     return 2;
 }

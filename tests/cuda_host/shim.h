@@ -1,4 +1,4 @@
-// Host emulation of the few CUDA names `src/deep/trunk.cu` uses, so its kernels compile as C++ and run on the CPU
+// Host emulation of the few CUDA names `src/deep/cuda_trunk/kernels.cu` uses, so its kernels compile as C++ and run on the CPU
 // as one thread (grid-stride loops with gridDim = blockDim = 1). `__half` is a float here: the test checks the
 // index arithmetic, the padding and the fused bias + ReLU, not f16 rounding (the GPU parity test does that).
 #pragma once

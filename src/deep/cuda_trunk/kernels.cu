@@ -1,4 +1,4 @@
-// CUDA kernels of the NHWC f16 VGG trunk (`src/deep/cuda_trunk.rs`).
+// CUDA kernels of the NHWC f16 VGG trunk (`src/deep/cuda_trunk/`).
 //
 // Activations are NHWC, f16. A 3×3 convolution (padding 1) is `im2col` into a `(N·H·W) × Kp` matrix whose
 // column `k = (ky·3 + kx)·C + c` holds input channel `c` at offset `(ky − 1, kx − 1)` (the order of the CPU
@@ -6,7 +6,9 @@
 // cores) and outside the image, then one cuBLAS product with the packed `Kp × C_out` kernel. The bias and ReLU
 // of a convolution are not a kernel of their own: its consumer — the next `im2col` or the max-pool — applies
 // `max(v + b[c], 0)` as it reads (`act = 1`). Padding stays 0 because it is the padding of the activated map.
-// For max-pooling that is exact: `max_i relu(v_i + b) = relu(max_i v_i + b)`.
+// For max-pooling that is exact: `max_i relu(v_i + b) = relu(max_i v_i + b)`. When cuDNN computes the
+// convolutions (`cudnn` feature), a convolution cannot apply its input's pending bias, so `bias_relu` does it as
+// a pass of its own — only between two convolutions; before a pool the pool still applies it.
 //
 // The kernels are grid-stride loops with 32-bit indices (the host checks the sizes), so they also run, one
 // "thread", when compiled as C++ with `tests/cuda_host/shim.h` (`tests/cuda_kernels_host.rs`).
@@ -69,5 +71,14 @@ extern "C" __global__ void alnrisk_maxpool2_nhwc(const __half* x, const __half* 
             m = fmaxf(m + __half2float(bias[ch]), 0.0f);
         }
         y[i] = __float2half(m);
+    }
+}
+
+// y = max(x + b[c], 0) over an NHWC map (any N·H·W, C channels); a copy when act = 0.
+extern "C" __global__ void alnrisk_bias_relu_nhwc(const __half* x, const __half* bias, __half* y, int n, int h, int w,
+                                                  int c, int act) {
+    const unsigned total = (unsigned)n * (unsigned)h * (unsigned)w * (unsigned)c;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+        y[i] = __float2half(alnrisk_act(x[i], bias, (int)(i % (unsigned)c), act));
     }
 }
