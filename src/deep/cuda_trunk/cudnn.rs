@@ -26,7 +26,7 @@ use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use half::f16;
 
-use super::kernels::{contiguous_f16, i32_of};
+use super::kernels::{contiguous_f16, cuda_only, i32_of};
 use crate::deep::vgg::ce;
 use crate::error::{Error, Result};
 
@@ -37,18 +37,46 @@ fn msg(what: &str, e: CudnnError) -> candle_core::Error {
     candle_core::Error::Msg(format!("cuDNN {what}: {e:?}"))
 }
 
-/// A cuDNN handle.
-struct Handle(sys::cudnnHandle_t);
+/// An owned cuDNN object: a newtype over its raw handle, destroyed once, when dropped, by `$destroy`.
+macro_rules! owned {
+    ($(#[$doc:meta])* $name:ident($raw:ty), $destroy:expr) => {
+        $(#[$doc])*
+        struct $name($raw);
 
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // SAFETY: created by `result::create_handle`, destroyed once.
-        let _ = unsafe { result::destroy_handle(self.0) };
-    }
+        impl Drop for $name {
+            fn drop(&mut self) {
+                // SAFETY: `self.0` was created by the matching cuDNN create call and is destroyed only here.
+                let _ = unsafe { $destroy(self.0) };
+            }
+        }
+    };
 }
 
-/// An NHWC f16 tensor descriptor.
-struct TensorDesc(sys::cudnnTensorDescriptor_t);
+owned!(
+    /// A cuDNN handle.
+    Handle(sys::cudnnHandle_t),
+    result::destroy_handle
+);
+owned!(
+    /// An NHWC f16 tensor descriptor.
+    TensorDesc(sys::cudnnTensorDescriptor_t),
+    result::destroy_tensor_descriptor
+);
+owned!(
+    /// A KRSC (cuDNN "NHWC") f16 filter descriptor.
+    FilterDesc(sys::cudnnFilterDescriptor_t),
+    result::destroy_filter_descriptor
+);
+owned!(
+    /// The 3×3, padding 1, stride 1 convolution: f32 accumulation, tensor-core math.
+    ConvDesc(sys::cudnnConvolutionDescriptor_t),
+    result::destroy_convolution_descriptor
+);
+owned!(
+    /// ReLU, for the fused variant.
+    ReluDesc(sys::cudnnActivationDescriptor_t),
+    |d| sys::cudnnDestroyActivationDescriptor(d).result()
+);
 
 impl TensorDesc {
     /// `n × c × h × w` in cuDNN's dimension order, stored NHWC.
@@ -67,16 +95,6 @@ impl TensorDesc {
     }
 }
 
-impl Drop for TensorDesc {
-    fn drop(&mut self) {
-        // SAFETY: created by `result::create_tensor_descriptor`, destroyed once.
-        let _ = unsafe { result::destroy_tensor_descriptor(self.0) };
-    }
-}
-
-/// A KRSC (cuDNN "NHWC") f16 filter descriptor.
-struct FilterDesc(sys::cudnnFilterDescriptor_t);
-
 impl FilterDesc {
     fn krsc_f16(k: i32, c: i32, r: i32, s: i32) -> std::result::Result<Self, CudnnError> {
         let d = FilterDesc(result::create_filter_descriptor()?);
@@ -92,16 +110,6 @@ impl FilterDesc {
         Ok(d)
     }
 }
-
-impl Drop for FilterDesc {
-    fn drop(&mut self) {
-        // SAFETY: created by `result::create_filter_descriptor`, destroyed once.
-        let _ = unsafe { result::destroy_filter_descriptor(self.0) };
-    }
-}
-
-/// The 3×3, padding 1, stride 1 convolution: f32 accumulation, tensor-core math.
-struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
 
 impl ConvDesc {
     fn vgg3x3() -> std::result::Result<Self, CudnnError> {
@@ -125,16 +133,6 @@ impl ConvDesc {
     }
 }
 
-impl Drop for ConvDesc {
-    fn drop(&mut self) {
-        // SAFETY: created by `result::create_convolution_descriptor`, destroyed once.
-        let _ = unsafe { result::destroy_convolution_descriptor(self.0) };
-    }
-}
-
-/// ReLU, for the fused variant.
-struct ReluDesc(sys::cudnnActivationDescriptor_t);
-
 impl ReluDesc {
     fn new() -> std::result::Result<Self, CudnnError> {
         let d = ReluDesc(result::create_activation_descriptor()?);
@@ -148,13 +146,6 @@ impl ReluDesc {
             )
         }?;
         Ok(d)
-    }
-}
-
-impl Drop for ReluDesc {
-    fn drop(&mut self) {
-        // SAFETY: created by `result::create_activation_descriptor`, destroyed once.
-        let _ = unsafe { sys::cudnnDestroyActivationDescriptor(self.0) };
     }
 }
 
@@ -466,7 +457,7 @@ impl CustomOp3 for CudnnConvOp<'_> {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("{} runs on CUDA only (the CPU path is deep::conv)", self.name())
+        cuda_only(self.name())
     }
 
     fn cuda_fwd(

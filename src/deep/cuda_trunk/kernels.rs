@@ -51,6 +51,11 @@ fn launch(
     Ok(out)
 }
 
+/// The error of a trunk op asked to run on the CPU.
+pub(super) fn cuda_only(op: &str) -> candle_core::Result<(CpuStorage, Shape)> {
+    candle_core::bail!("{op} runs on CUDA only (the CPU path is deep::conv)")
+}
+
 /// The first `len` elements of a contiguous f16 operand.
 pub(super) fn contiguous_f16<'a>(
     s: &'a CudaStorage,
@@ -103,7 +108,7 @@ impl CustomOp2 for TrunkOp {
         _: &CpuStorage,
         _: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("{} runs on CUDA only (the CPU path is deep::conv)", self.name())
+        cuda_only(self.name())
     }
 
     fn cuda_fwd(
