@@ -68,7 +68,7 @@ owned!(
     result::destroy_filter_descriptor
 );
 owned!(
-    /// The 3×3, padding 1, stride 1 convolution: f32 accumulation, tensor-core math.
+    /// The 3×3, padding 1, stride 1 convolution: f32 accumulation, and a math type (tensor cores or not).
     ConvDesc(sys::cudnnConvolutionDescriptor_t),
     result::destroy_convolution_descriptor
 );
@@ -112,7 +112,7 @@ impl FilterDesc {
 }
 
 impl ConvDesc {
-    fn vgg3x3() -> std::result::Result<Self, CudnnError> {
+    fn vgg3x3(math: sys::cudnnMathType_t) -> std::result::Result<Self, CudnnError> {
         let d = ConvDesc(result::create_convolution_descriptor()?);
         // SAFETY: a descriptor just created.
         unsafe {
@@ -127,7 +127,7 @@ impl ConvDesc {
                 sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
                 sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
             )?;
-            result::set_convolution_math_type(d.0, sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH)?;
+            result::set_convolution_math_type(d.0, math)?;
         }
         Ok(d)
     }
@@ -160,11 +160,15 @@ struct PlanKey {
 
 /// One convolution on one input shape: descriptors and the chosen algorithm.
 struct LayerPlan {
+    /// The convolution with the math type the algorithm was found with (as PyTorch does: `cudnnFind…` may
+    /// answer with another math type than the one asked for, and the algorithm must run with its own).
+    conv: ConvDesc,
     x: TensorDesc,
     y: TensorDesc,
     filter: FilterDesc,
     bias: TensorDesc,
     algo: sys::cudnnConvolutionFwdAlgo_t,
+    math: sys::cudnnMathType_t,
     workspace: usize,
     /// What `cudnnFind…` measured for `algo` (NaN when not measured).
     found_ms: f32,
@@ -174,6 +178,7 @@ struct LayerPlan {
 
 struct State {
     handle: Handle,
+    /// The convolution as asked of `cudnnFind…`: tensor-core math.
     conv: ConvDesc,
     relu: ReluDesc,
     plans: HashMap<PlanKey, LayerPlan>,
@@ -194,9 +199,11 @@ impl State {
         let y = TensorDesc::nhwc_f16(n, co, h, w).map_err(e("output descriptor"))?;
         let filter = FilterDesc::krsc_f16(co, ci, 3, 3).map_err(e("filter descriptor"))?;
         let bias = TensorDesc::nhwc_f16(1, co, 1, 1).map_err(e("bias descriptor"))?;
-        let (algo, found_ms) = if fused {
+        let tensor_ops = sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH;
+        let (algo, math, found_ms) = if fused {
             (
                 sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                tensor_ops,
                 f32::NAN,
             )
         } else {
@@ -228,14 +235,16 @@ impl State {
                         key.layer, key.n, key.h, key.w
                     ))
                 })?;
-            (found.algo, found.time)
+            (found.algo, found.mathType, found.time)
         };
+        let conv = ConvDesc::vgg3x3(math).map_err(e("convolution descriptor"))?;
         // SAFETY: live handle and descriptors.
-        let workspace = unsafe {
-            result::get_convolution_forward_workspace_size(self.handle.0, x.0, filter.0, self.conv.0, y.0, algo)
-        }
-        .map_err(e("workspace size"))?;
+        let workspace =
+            unsafe { result::get_convolution_forward_workspace_size(self.handle.0, x.0, filter.0, conv.0, y.0, algo) }
+                .map_err(e("workspace size"))?;
         Ok(LayerPlan {
+            conv,
+            math,
             x,
             y,
             filter,
@@ -271,7 +280,8 @@ impl CudnnConvs {
         unsafe { result::set_stream(handle.0, stream.cu_stream() as *mut _) }.map_err(|e| err("set stream", e))?;
         let state = State {
             handle,
-            conv: ConvDesc::vgg3x3().map_err(|e| err("convolution descriptor", e))?,
+            conv: ConvDesc::vgg3x3(sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH)
+                .map_err(|e| err("convolution descriptor", e))?,
             relu: ReluDesc::new().map_err(|e| err("activation descriptor", e))?,
             plans: HashMap::new(),
             workspace: None,
@@ -318,7 +328,7 @@ impl CudnnConvs {
             .map(|k| {
                 let p = &state.plans[k];
                 format!(
-                    "conv {} ({}→{}, {}×{}×{}): {:?}{}, workspace {} KiB",
+                    "conv {} ({}→{}, {}×{}×{}): {:?} {:?}{}, workspace {} KiB",
                     k.layer,
                     p.cin,
                     p.cout,
@@ -326,6 +336,7 @@ impl CudnnConvs {
                     k.h,
                     k.w,
                     p.algo,
+                    p.math,
                     if p.found_ms.is_nan() {
                         " (fused bias + ReLU)".to_string()
                     } else {
@@ -361,10 +372,10 @@ impl CudnnConvs {
         }
         let State {
             handle,
-            conv,
             relu,
             plans,
             workspace,
+            ..
         } = &mut *guard;
         let plan = plans
             .get(&op.key)
@@ -400,7 +411,7 @@ impl CudnnConvs {
                     xp as *const c_void,
                     plan.filter.0,
                     wp as *const c_void,
-                    conv.0,
+                    plan.conv.0,
                     plan.algo,
                     wsp as *mut c_void,
                     plan.workspace,
@@ -421,7 +432,7 @@ impl CudnnConvs {
                     xp as *const c_void,
                     plan.filter.0,
                     wp as *const c_void,
-                    conv.0,
+                    plan.conv.0,
                     plan.algo,
                     wsp as *mut c_void,
                     plan.workspace,
