@@ -82,23 +82,11 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlcmMatrix {
     let idx = roi.level_index();
     let n = roi.gray_levels.len();
     let mut mats: Vec<Vec<f64>> = vec![vec![0.0; n * n]; offsets.len()];
-    let [sx, sy, sz] = roi.size;
-    for z in 0..sz {
-        for y in 0..sy {
-            for x in 0..sx {
-                let li = roi.levels[roi.offset(x, y, z)];
-                if li == 0 {
-                    continue;
-                }
-                let ri = idx[li as usize];
-                for (a, off) in offsets.iter().enumerate() {
-                    if let Some(q) = roi.step([x, y, z], *off) {
-                        let lj = roi.levels[roi.offset(q[0], q[1], q[2])];
-                        if lj > 0 {
-                            mats[a][ri * n + idx[lj as usize]] += 1.0;
-                        }
-                    }
-                }
+    for (p, _, li) in roi.voxels() {
+        let ri = idx[li as usize];
+        for (a, off) in offsets.iter().enumerate() {
+            if let Some(lj) = roi.neighbour_level(p, *off).filter(|&l| l > 0) {
+                mats[a][ri * n + idx[lj as usize]] += 1.0;
             }
         }
     }

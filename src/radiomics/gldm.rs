@@ -58,26 +58,13 @@ pub struct GldmMatrix {
 pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GldmMatrix {
     let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
     let mut cells = BTreeMap::new();
-    let [sx, sy, sz] = roi.size;
-    for z in 0..sz {
-        for y in 0..sy {
-            for x in 0..sx {
-                let l = roi.levels[roi.offset(x, y, z)];
-                if l == 0 {
-                    continue;
-                }
-                let mut dep = 0usize;
-                for off in &offsets {
-                    if let Some(q) = roi.step([x, y, z], *off) {
-                        let lq = roi.levels[roi.offset(q[0], q[1], q[2])];
-                        if lq > 0 && (l as f64 - lq as f64).abs() <= opts.gldm_a {
-                            dep += 1;
-                        }
-                    }
-                }
-                *cells.entry((l, dep + 1)).or_insert(0.0) += 1.0;
-            }
-        }
+    for (p, _, l) in roi.voxels() {
+        let dep = offsets
+            .iter()
+            .filter_map(|off| roi.neighbour_level(p, *off))
+            .filter(|&lq| lq > 0 && (l as f64 - lq as f64).abs() <= opts.gldm_a)
+            .count();
+        *cells.entry((l, dep + 1)).or_insert(0.0) += 1.0;
     }
     GldmMatrix { cells }
 }

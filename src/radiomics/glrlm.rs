@@ -66,49 +66,37 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlrlmMatrix {
     let n = roi.gray_levels.len();
     let max_run = *roi.size.iter().max().unwrap_or(&1);
     let mut mats = Vec::with_capacity(offsets.len());
-    let [sx, sy, sz] = roi.size;
     for off in &offsets {
         let back = [-off[0], -off[1], -off[2]];
         let mut m = vec![0.0; n * max_run];
         let mut multi = false;
-        for z in 0..sz {
-            for y in 0..sy {
-                for x in 0..sx {
-                    let l = roi.levels[roi.offset(x, y, z)];
-                    if l == 0 {
-                        continue;
-                    }
-                    // A run starts where the previous voxel along the line is not part of it.
-                    let continues = roi
-                        .step([x, y, z], back)
-                        .is_some_and(|q| roi.levels[roi.offset(q[0], q[1], q[2])] == l);
-                    if continues {
-                        continue;
-                    }
-                    let mut len = 1;
-                    let mut p = [x, y, z];
-                    while let Some(q) = roi.step(p, *off) {
-                        if roi.levels[roi.offset(q[0], q[1], q[2])] != l {
-                            break;
-                        }
-                        len += 1;
-                        p = q;
-                    }
-                    if len > 1 {
+        for (start, _, l) in roi.voxels() {
+            // A run starts where the previous voxel along the line is not part of it.
+            if roi.neighbour_level(start, back) == Some(l) {
+                continue;
+            }
+            let mut len = 1;
+            let mut p = start;
+            while let Some(q) = roi
+                .step(p, *off)
+                .filter(|q| roi.levels[roi.offset(q[0], q[1], q[2])] == l)
+            {
+                len += 1;
+                p = q;
+            }
+            if len > 1 {
+                multi = true;
+            }
+            m[idx[l as usize] * max_run + len - 1] += 1.0;
+            if !multi {
+                // Does this line hold another ROI voxel further on (not necessarily adjacent)?
+                let mut p = start;
+                while let Some(q) = roi.step(p, *off) {
+                    if roi.levels[roi.offset(q[0], q[1], q[2])] > 0 {
                         multi = true;
+                        break;
                     }
-                    m[idx[l as usize] * max_run + len - 1] += 1.0;
-                    if !multi {
-                        // Does this line hold another ROI voxel further on (not necessarily adjacent)?
-                        let mut p = [x, y, z];
-                        while let Some(q) = roi.step(p, *off) {
-                            if roi.levels[roi.offset(q[0], q[1], q[2])] > 0 {
-                                multi = true;
-                                break;
-                            }
-                            p = q;
-                        }
-                    }
+                    p = q;
                 }
             }
         }

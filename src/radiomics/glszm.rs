@@ -61,33 +61,26 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlszmMatrix {
     let mut seen = vec![false; roi.levels.len()];
     let mut zones = BTreeMap::new();
     let mut stack = Vec::new();
-    let [sx, sy, sz] = roi.size;
-    for z in 0..sz {
-        for y in 0..sy {
-            for x in 0..sx {
-                let o = roi.offset(x, y, z);
-                let l = roi.levels[o];
-                if l == 0 || seen[o] {
-                    continue;
-                }
-                seen[o] = true;
-                stack.push([x, y, z]);
-                let mut size = 0usize;
-                while let Some(p) = stack.pop() {
-                    size += 1;
-                    for off in &offsets {
-                        if let Some(q) = roi.step(p, *off) {
-                            let qo = roi.offset(q[0], q[1], q[2]);
-                            if !seen[qo] && roi.levels[qo] == l {
-                                seen[qo] = true;
-                                stack.push(q);
-                            }
-                        }
+    for (start, o, l) in roi.voxels() {
+        if seen[o] {
+            continue;
+        }
+        seen[o] = true;
+        stack.push(start);
+        let mut size = 0usize;
+        while let Some(p) = stack.pop() {
+            size += 1;
+            for off in &offsets {
+                if let Some(q) = roi.step(p, *off) {
+                    let qo = roi.offset(q[0], q[1], q[2]);
+                    if !seen[qo] && roi.levels[qo] == l {
+                        seen[qo] = true;
+                        stack.push(q);
                     }
                 }
-                *zones.entry((l, size)).or_insert(0.0) += 1.0;
             }
         }
+        *zones.entry((l, size)).or_insert(0.0) += 1.0;
     }
     GlszmMatrix { zones }
 }

@@ -37,34 +37,22 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> NgtdmMatrix {
     let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
     let idx = roi.level_index();
     let mut rows: Vec<(f64, f64, f64)> = roi.gray_levels.iter().map(|&g| (g as f64, 0.0, 0.0)).collect();
-    let [sx, sy, sz] = roi.size;
-    for z in 0..sz {
-        for y in 0..sy {
-            for x in 0..sx {
-                let l = roi.levels[roi.offset(x, y, z)];
-                if l == 0 {
-                    continue;
-                }
-                let (mut count, mut sum) = (0.0f64, 0.0f64);
-                for off in &offsets {
-                    if let Some(q) = roi.step([x, y, z], *off) {
-                        let lq = roi.levels[roi.offset(q[0], q[1], q[2])];
-                        if lq > 0 {
-                            count += 1.0;
-                            sum += lq as f64;
-                        }
-                    }
-                }
-                let diff = if count == 0.0 {
-                    0.0
-                } else {
-                    (l as f64 - sum / count).abs()
-                };
-                let r = &mut rows[idx[l as usize]];
-                r.1 += 1.0;
-                r.2 += diff;
+    for (p, _, l) in roi.voxels() {
+        let (mut count, mut sum) = (0.0f64, 0.0f64);
+        for lq in offsets.iter().filter_map(|off| roi.neighbour_level(p, *off)) {
+            if lq > 0 {
+                count += 1.0;
+                sum += lq as f64;
             }
         }
+        let diff = if count == 0.0 {
+            0.0
+        } else {
+            (l as f64 - sum / count).abs()
+        };
+        let r = &mut rows[idx[l as usize]];
+        r.1 += 1.0;
+        r.2 += diff;
     }
     rows.retain(|r| r.1 > 0.0);
     NgtdmMatrix { rows }

@@ -61,6 +61,23 @@ impl DiscreteRoi {
         x + self.size[0] * (y + self.size[1] * z)
     }
 
+    /// The ROI's voxels in storage order (x fastest, as every texture matrix scans them): index `[x, y, z]`,
+    /// linear offset and gray level, for each voxel with a level.
+    pub fn voxels(&self) -> Voxels<'_> {
+        Voxels {
+            levels: &self.levels,
+            size: self.size,
+            p: [0; 3],
+            o: 0,
+        }
+    }
+
+    /// The gray level at the neighbour of `p` at `a` (0 outside the ROI), if that lies inside the box.
+    #[inline]
+    pub fn neighbour_level(&self, p: [usize; 3], a: [isize; 3]) -> Option<u32> {
+        self.step(p, a).map(|q| self.levels[self.offset(q[0], q[1], q[2])])
+    }
+
     /// The neighbour of `(x, y, z)` at `a`, if it lies inside the box.
     #[inline]
     pub fn step(&self, p: [usize; 3], a: [isize; 3]) -> Option<[usize; 3]> {
@@ -73,6 +90,39 @@ impl DiscreteRoi {
             q[d] = v as usize;
         }
         Some(q)
+    }
+}
+
+/// [`DiscreteRoi::voxels`]: counts its way through the box (no division per voxel).
+pub struct Voxels<'a> {
+    levels: &'a [u32],
+    size: [usize; 3],
+    /// Index of offset `o`.
+    p: [usize; 3],
+    o: usize,
+}
+
+impl Iterator for Voxels<'_> {
+    type Item = ([usize; 3], usize, u32);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while let Some(&l) = self.levels.get(self.o) {
+            let (p, o) = (self.p, self.o);
+            self.o += 1;
+            self.p[0] += 1;
+            if self.p[0] == self.size[0] {
+                self.p[0] = 0;
+                self.p[1] += 1;
+                if self.p[1] == self.size[1] {
+                    self.p[1] = 0;
+                    self.p[2] += 1;
+                }
+            }
+            if l != 0 {
+                return Some((p, o, l));
+            }
+        }
+        None
     }
 }
 
@@ -171,6 +221,32 @@ mod tests {
         assert_eq!(angles([10, 10, 10], &[1], Some(2), false).len(), 4);
         assert_eq!(angles([10, 10, 1], &[1], None, true).len(), 8);
         assert_eq!(angles([10, 10, 10], &[1, 2], None, false).len(), 62);
+    }
+
+    #[test]
+    fn voxels_are_the_roi_voxels_in_storage_order_with_their_index() {
+        let size = [3, 2, 4];
+        let levels: Vec<u32> = (0..24).map(|i| if i % 5 == 0 { 0 } else { i % 7 }).collect();
+        let roi = DiscreteRoi::new(size, levels.clone(), [1.0; 3]);
+        let got: Vec<_> = roi.voxels().collect();
+        let mut want = Vec::new();
+        for z in 0..4 {
+            for y in 0..2 {
+                for x in 0..3 {
+                    let o = roi.offset(x, y, z);
+                    if levels[o] != 0 {
+                        want.push(([x, y, z], o, levels[o]));
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want);
+        assert_eq!(got.len(), roi.n_voxels);
+        assert_eq!(roi.neighbour_level([2, 1, 3], [1, 0, 0]), None);
+        assert_eq!(
+            roi.neighbour_level([2, 1, 3], [-1, 0, -1]),
+            Some(levels[roi.offset(1, 1, 2)])
+        );
     }
 }
 
