@@ -97,6 +97,24 @@ fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, s: &str) {
     put(obj, tag, vr, PrimitiveValue::from(s));
 }
 
+/// The Image Pixel module (PS3.3 C.7.6.3) of a monochrome image: `rows × columns`, `bits` allocated and stored,
+/// signed or not.
+fn put_image_pixel(obj: &mut InMemDicomObject, rows: usize, columns: usize, bits: u16, signed: bool) {
+    put(obj, tags::ROWS, VR::US, PrimitiveValue::from(rows as u16));
+    put(obj, tags::COLUMNS, VR::US, PrimitiveValue::from(columns as u16));
+    put(obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put_str(obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+    put(obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits));
+    put(obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(bits));
+    put(obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1));
+    put(
+        obj,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(u16::from(signed)),
+    );
+}
+
 fn ds(values: &[f64]) -> String {
     values
         .iter()
@@ -330,14 +348,7 @@ pub fn write_classic_series(
                 &ds(&[grid.spacing[1], grid.spacing[0]]),
             );
             put_str(&mut obj, tags::SLICE_THICKNESS, VR::DS, &ds(&[grid.spacing[2]]));
-            put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(ny as u16));
-            put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16));
-            put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-            put_str(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-            put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
-            put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
-            put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
-            put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(1u16));
+            put_image_pixel(&mut obj, ny, nx, 16, true);
             let px = pixel_bytes(
                 (0..ny)
                     .flat_map(|j| (0..nx).map(move |i| (i, j)))
@@ -374,14 +385,7 @@ pub fn write_enhanced(
         VR::IS,
         PrimitiveValue::from((phases * nz).to_string()),
     );
-    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(ny as u16));
-    put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16));
-    put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-    put_str(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-    put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
-    put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
-    put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
-    put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(1u16));
+    put_image_pixel(&mut obj, ny, nx, 16, true);
     seq(
         &mut obj,
         tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
@@ -510,15 +514,7 @@ pub fn write_seg(
         VR::IS,
         PrimitiveValue::from(order.len().to_string()),
     );
-    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(ny as u16));
-    put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16));
-    put(&mut obj, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-    put_str(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-    let bits: u16 = if opts.binary { 1 } else { 8 };
-    put(&mut obj, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits));
-    put(&mut obj, tags::BITS_STORED, VR::US, PrimitiveValue::from(bits));
-    put(&mut obj, tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1));
-    put(&mut obj, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put_image_pixel(&mut obj, ny, nx, if opts.binary { 1 } else { 8 }, false);
     seq(
         &mut obj,
         tags::SEGMENT_SEQUENCE,
