@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use alnrisk::deep::conv::{Nhwc, PackedConv, padded_channels, padded_k};
+use alnrisk::deep::conv::{Nhwc, PackedConv, eight_channel_kernels, padded_channels, padded_k};
 use alnrisk::deep::{Vgg16, VggConfig, vgg::he_init};
 use candle_core::{Device, Tensor};
 
@@ -73,6 +73,16 @@ fn kernel(name: &str, ints: &[usize], x: &[f32], bias: Option<&[f32]>) -> Vec<f3
     let y = read(&out);
     let _ = std::fs::remove_dir_all(&d);
     y
+}
+
+/// The kernel the CUDA trunk launches on a map of `c` channels: the `_c8` variant when
+/// [`eight_channel_kernels`] (the harness's name with an "8").
+fn variant(base: &str, c: usize) -> String {
+    if eight_channel_kernels(c) {
+        format!("{base}8")
+    } else {
+        base.to_string()
+    }
 }
 
 /// Deterministic values in [-1, 1).
@@ -178,13 +188,16 @@ fn the_im2col_schedule_on_the_kernels_equals_the_cpu_trunk() {
     let (mut h, mut w, mut c) = (s, s, 3usize);
     let mut pending: Option<Vec<f32>> = None;
     let mut conv = fx.net.conv_tensors().iter();
+    let mut variants = std::collections::BTreeSet::new();
     for step in &fx.cfg.plan {
         match step {
             Some(_) => {
                 let (wt, b) = conv.next().unwrap();
                 let packed = PackedConv::new(wt, b).unwrap();
                 let kp = padded_k(c);
-                let col = kernel("im2col", &[n, h, w, c, kp], &a, pending.as_deref());
+                let name = variant("im2col", c);
+                variants.insert(name.clone());
+                let col = kernel(&name, &[n, h, w, c, kp], &a, pending.as_deref());
                 assert_eq!(col.len(), n * h * w * kp);
                 // the padding columns are written, and zero
                 assert!(col.chunks(kp).all(|r| r[9 * c..].iter().all(|&v| v == 0.0)));
@@ -205,13 +218,15 @@ fn the_im2col_schedule_on_the_kernels_equals_the_cpu_trunk() {
                 pending = Some(packed.bias().to_vec());
             }
             None => {
-                a = kernel("maxpool", &[n, h, w, c], &a, pending.as_deref());
+                a = kernel(&variant("maxpool", c), &[n, h, w, c], &a, pending.as_deref());
                 h /= 2;
                 w /= 2;
                 pending = None;
             }
         }
     }
+    // the reduced VGG has 3- and 4-channel maps (one channel per thread) and 8- to 32-channel ones (eight)
+    assert_eq!(variants.len(), 2, "{variants:?}");
     fx.check(&a, (h, w, c));
 }
 
@@ -277,7 +292,7 @@ fn the_cudnn_schedules_on_the_kernels_and_the_krsc_packing_equal_the_cpu_trunk()
                     first = false;
                     assert_eq!(cin, c, "the engine's channels");
                     if let Some(bias) = pending.take() {
-                        a = kernel("biasrelu", &[n, h, w, c], &a, Some(&bias));
+                        a = kernel(&variant("biasrelu", c), &[n, h, w, c], &a, Some(&bias));
                         bias_relu_passes += 1;
                     }
                     let krsc = packed.krsc_weight(cin);
@@ -288,7 +303,7 @@ fn the_cudnn_schedules_on_the_kernels_and_the_krsc_packing_equal_the_cpu_trunk()
                     pending = (!fused).then_some(bias);
                 }
                 None => {
-                    a = kernel("maxpool", &[n, h, w, c], &a, pending.as_deref());
+                    a = kernel(&variant("maxpool", c), &[n, h, w, c], &a, pending.as_deref());
                     h /= 2;
                     w /= 2;
                     pending = None;
@@ -310,4 +325,33 @@ fn bias_relu_applies_the_bias_of_each_channel_or_copies() {
     let want: Vec<f32> = x.iter().enumerate().map(|(i, v)| (v + b[i % c]).max(0.0)).collect();
     assert_eq!(y, want);
     assert_eq!(kernel("biasrelu", &[n, h, w, c], &x, None), x);
+}
+
+#[test]
+fn the_eight_channel_kernels_equal_the_one_channel_kernels() {
+    let (n, h, w, c) = (2, 6, 10, 24);
+    assert!(eight_channel_kernels(c) && !eight_channel_kernels(12));
+    let x = pseudo(n * h * w * c, 21);
+    let b = pseudo(c, 22);
+    for bias in [None, Some(&b[..])] {
+        let kp = padded_k(c);
+        assert_eq!(kp, 9 * c);
+        let one = kernel("im2col", &[n, h, w, c, kp], &x, bias);
+        assert_eq!(
+            one,
+            kernel("im2col8", &[n, h, w, c, kp], &x, bias),
+            "im2col, bias {}",
+            bias.is_some()
+        );
+        for k in ["maxpool", "biasrelu"] {
+            let one = kernel(k, &[n, h, w, c], &x, bias);
+            assert!(!one.contains(&-1.0), "{k}: every output written");
+            assert_eq!(
+                one,
+                kernel(&format!("{k}8"), &[n, h, w, c], &x, bias),
+                "{k}, bias {}",
+                bias.is_some()
+            );
+        }
+    }
 }

@@ -128,6 +128,12 @@ pub fn padded_channels(cin: usize) -> usize {
     cin.div_ceil(8) * 8
 }
 
+/// Whether the CUDA trunk's kernels move 8 channels per thread (their `_c8` variants, 16-byte accesses) on a map
+/// of `c` channels: when `c` is a multiple of 8 — then 9·C is one too, and [`padded_k`] adds no column.
+pub fn eight_channel_kernels(c: usize) -> bool {
+    c.is_multiple_of(8)
+}
+
 /// Width of the CUDA trunk's im2col rows: 9·C_in rounded up to a multiple of 8 (f16 tensor-core alignment).
 pub fn padded_k(cin: usize) -> usize {
     (9 * cin).div_ceil(8) * 8

@@ -1,16 +1,21 @@
 // Runs one kernel of src/deep/cuda_trunk/kernels.cu on the CPU (see shim.h). Used by tests/cuda_kernels_host.rs.
-//   harness im2col  N H W C KP ACT in.f32 bias.f32 out.f32
-//   harness maxpool N H W C ACT    in.f32 bias.f32 out.f32
-//   harness biasrelu N H W C ACT   in.f32 bias.f32 out.f32
+//   harness im2col[8]   N H W C KP ACT in.f32 bias.f32 out.f32
+//   harness maxpool[8]  N H W C ACT    in.f32 bias.f32 out.f32
+//   harness biasrelu[8] N H W C ACT    in.f32 bias.f32 out.f32
+// The "8" names run the _c8 variants (8 channels per thread).
 // Files are raw little-endian f32.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 extern "C" void alnrisk_im2col3x3_nhwc(const __half*, const __half*, __half*, int, int, int, int, int, int);
 extern "C" void alnrisk_maxpool2_nhwc(const __half*, const __half*, __half*, int, int, int, int, int);
 extern "C" void alnrisk_bias_relu_nhwc(const __half*, const __half*, __half*, int, int, int, int, int);
+extern "C" void alnrisk_im2col3x3_nhwc_c8(const __half*, const __half*, __half*, int, int, int, int, int, int);
+extern "C" void alnrisk_maxpool2_nhwc_c8(const __half*, const __half*, __half*, int, int, int, int, int);
+extern "C" void alnrisk_bias_relu_nhwc_c8(const __half*, const __half*, __half*, int, int, int, int, int);
 
 static std::vector<float> read_f32(const char* path) {
     std::vector<float> v;
@@ -35,34 +40,36 @@ static void write_f32(const char* path, const std::vector<float>& v) {
 }
 
 int main(int argc, char** argv) {
-    if (argc == 11 && !std::strcmp(argv[1], "im2col")) {
+    const bool c8 = argc > 1 && argv[1][0] != 0 && argv[1][std::strlen(argv[1]) - 1] == '8';
+    std::string name = argc > 1 ? std::string(argv[1], std::strlen(argv[1]) - (c8 ? 1 : 0)) : "";
+    if (argc == 11 && name == "im2col") {
         int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
         int kp = std::atoi(argv[6]), act = std::atoi(argv[7]);
         std::vector<float> x = read_f32(argv[8]), b = read_f32(argv[9]);
         std::vector<float> col((size_t)n * h * w * kp, -1.0f);  // -1: a column the kernel forgot to write
-        alnrisk_im2col3x3_nhwc(x.data(), b.data(), col.data(), n, h, w, c, kp, act);
+        (c8 ? alnrisk_im2col3x3_nhwc_c8 : alnrisk_im2col3x3_nhwc)(x.data(), b.data(), col.data(), n, h, w, c, kp, act);
         write_f32(argv[10], col);
         return 0;
     }
-    if (argc == 10 && !std::strcmp(argv[1], "maxpool")) {
+    if (argc == 10 && name == "maxpool") {
         int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
         int act = std::atoi(argv[6]);
         std::vector<float> x = read_f32(argv[7]), b = read_f32(argv[8]);
         std::vector<float> y((size_t)n * (h / 2) * (w / 2) * c, -1.0f);
-        alnrisk_maxpool2_nhwc(x.data(), b.data(), y.data(), n, h, w, c, act);
+        (c8 ? alnrisk_maxpool2_nhwc_c8 : alnrisk_maxpool2_nhwc)(x.data(), b.data(), y.data(), n, h, w, c, act);
         write_f32(argv[9], y);
         return 0;
     }
-    if (argc == 10 && !std::strcmp(argv[1], "biasrelu")) {
+    if (argc == 10 && name == "biasrelu") {
         int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
         int act = std::atoi(argv[6]);
         std::vector<float> x = read_f32(argv[7]), b = read_f32(argv[8]);
         std::vector<float> y((size_t)n * h * w * c, -1.0f);
-        alnrisk_bias_relu_nhwc(x.data(), b.data(), y.data(), n, h, w, c, act);
+        (c8 ? alnrisk_bias_relu_nhwc_c8 : alnrisk_bias_relu_nhwc)(x.data(), b.data(), y.data(), n, h, w, c, act);
         write_f32(argv[9], y);
         return 0;
     }
     std::fprintf(stderr,
-                 "usage: harness im2col N H W C KP ACT in bias out | maxpool|biasrelu N H W C ACT in bias out\n");
+                 "usage: harness im2col[8] N H W C KP ACT in bias out | maxpool[8]|biasrelu[8] N H W C ACT in bias out\n");
     return 2;
 }

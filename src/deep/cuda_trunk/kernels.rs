@@ -7,6 +7,8 @@ use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
 use half::f16;
 
+use crate::deep::conv::eight_channel_kernels;
+
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/trunk.ptx"));
 const MODULE: &str = "alnrisk_trunk";
 const THREADS: u32 = 256;
@@ -26,16 +28,17 @@ pub(super) fn i32_of(v: usize, what: &str) -> candle_core::Result<i32> {
 }
 
 /// Launch one of `kernels.cu`'s kernels, whose signature is `(const half* x, const half* bias, half* out,
-/// int…)`, over `total` output elements; returns the output.
+/// int…)`, writing `total` output elements with `threads` work items (`total`, or `total / 8` for the `_c8`
+/// variants); returns the output.
 fn launch(
     dev: &CudaDevice,
     kernel: &str,
     x: &CudaView<'_, f16>,
     bias: &CudaView<'_, f16>,
     ints: &[i32],
-    total: usize,
+    (total, threads): (usize, usize),
 ) -> candle_core::Result<CudaSlice<f16>> {
-    // SAFETY: every element is written by the kernel (one grid-stride pass over `total`).
+    // SAFETY: every element is written by the kernel (one grid-stride pass over its work items).
     let mut out = unsafe { dev.alloc::<f16>(total)? };
     let func = dev.get_or_load_custom_func(kernel, MODULE, PTX)?;
     let mut builder = func.builder();
@@ -47,7 +50,7 @@ fn launch(
     }
     // SAFETY: the callers pass the argument list of `kernel`'s signature; they checked that the views hold the
     // extents the kernel reads, and `out` holds `total` elements.
-    unsafe { builder.launch(launch_config(total)) }.w()?;
+    unsafe { builder.launch(launch_config(threads)) }.w()?;
     Ok(out)
 }
 
@@ -126,25 +129,38 @@ impl CustomOp2 for TrunkOp {
             i32_of(self.w, "w")?,
             i32_of(self.c, "c")?,
         ];
-        let (kernel, rows, cols) = match self.kind {
-            TrunkKernel::Im2Col { kp } => {
+        // 8 channels per thread when the map allows it and the input view starts 16-byte aligned (the output is
+        // a fresh allocation)
+        let c8 = eight_channel_kernels(self.c) && xl.start_offset().is_multiple_of(8);
+        let (kernel, rows, cols) = match (self.kind, c8) {
+            (TrunkKernel::Im2Col { kp }, _) => {
                 ints.push(i32_of(kp, "kp")?);
-                ("alnrisk_im2col3x3_nhwc", self.n * self.h * self.w, kp)
+                let name = if c8 && kp == 9 * self.c {
+                    "alnrisk_im2col3x3_nhwc_c8"
+                } else {
+                    "alnrisk_im2col3x3_nhwc"
+                };
+                (name, self.n * self.h * self.w, kp)
             }
-            TrunkKernel::MaxPool => {
-                if !self.h.is_multiple_of(2) || !self.w.is_multiple_of(2) {
-                    candle_core::bail!("max-pooling needs even sizes, got {}×{}", self.h, self.w);
-                }
-                ("alnrisk_maxpool2_nhwc", self.n * (self.h / 2) * (self.w / 2), self.c)
+            (TrunkKernel::MaxPool, _) if !self.h.is_multiple_of(2) || !self.w.is_multiple_of(2) => {
+                candle_core::bail!("max-pooling needs even sizes, got {}×{}", self.h, self.w);
             }
-            TrunkKernel::BiasRelu => ("alnrisk_bias_relu_nhwc", self.n * self.h * self.w, self.c),
+            (TrunkKernel::MaxPool, true) => ("alnrisk_maxpool2_nhwc_c8", self.n * (self.h / 2) * (self.w / 2), self.c),
+            (TrunkKernel::MaxPool, false) => ("alnrisk_maxpool2_nhwc", self.n * (self.h / 2) * (self.w / 2), self.c),
+            (TrunkKernel::BiasRelu, true) => ("alnrisk_bias_relu_nhwc_c8", self.n * self.h * self.w, self.c),
+            (TrunkKernel::BiasRelu, false) => ("alnrisk_bias_relu_nhwc", self.n * self.h * self.w, self.c),
+        };
+        let threads = if kernel.ends_with("_c8") {
+            rows * cols / 8
+        } else {
+            rows * cols
         };
         ints.push(i32::from(self.act));
         i32_of(rows * cols, "output elements")?;
         let xs = contiguous_f16(x, xl, input, self.name())?;
         let bs = contiguous_f16(b, bl, if self.act { self.c } else { 1 }, "bias")?;
         let dev = x.device().clone();
-        let out = launch(&dev, kernel, &xs, &bs, &ints, rows * cols)?;
+        let out = launch(&dev, kernel, &xs, &bs, &ints, (rows * cols, threads))?;
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((rows, cols))))
     }
 }

@@ -10,7 +10,8 @@
 //! - **im2col** ([`CudaTrunkKind::Nhwc`]): our im2col kernel ([`kernels`], which applies the pending bias +
 //!   ReLU as it reads) and one cuBLAS product with the kernel packed as `Kp × C_out` (rows in the CPU path's
 //!   `(ky, kx, c)` order, `Kp` = 9·C_in rounded up to 8 for the tensor cores). The product's output *is* the
-//!   next layer's input: two launches per convolution.
+//!   next layer's input: two launches per convolution. On maps whose channels are a multiple of 8 (all but the
+//!   input), every kernel moves 8 channels per thread with 16-byte accesses (`_c8` variants).
 //! - **cuDNN** ([`CudaTrunkKind::Cudnn`], `cudnn` feature; [`cudnn`]): `cudnnConvolutionForward` on NHWC f16
 //!   with f32 accumulation and tensor-core math, descriptors built once per input shape and the algorithm
 //!   measured once by `cudnnFindConvolutionForwardAlgorithm` (PyTorch's `cudnn.benchmark`); the pending bias +
