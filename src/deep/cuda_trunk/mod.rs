@@ -27,8 +27,6 @@
 mod cudnn;
 mod kernels;
 
-use std::str::FromStr;
-
 use candle_core::{DType, Device, Tensor};
 
 #[cfg(feature = "cudnn")]
@@ -38,44 +36,7 @@ use super::vgg::ce;
 use crate::error::{Error, Result};
 use kernels::{TrunkKernel, TrunkOp};
 
-/// Which convolution path the CUDA trunk uses (`ALNRISK_CUDA_TRUNK`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CudaTrunkKind {
-    /// candle's `conv2d` (NCHW im2col + GEMM + copy), then bias and ReLU.
-    #[default]
-    Candle,
-    /// NHWC, our im2col + cuBLAS.
-    Nhwc,
-    /// NHWC, cuDNN convolutions (the `cudnn` feature).
-    Cudnn,
-    /// NHWC, cuDNN convolutions with cuDNN's fused bias + ReLU (the `cudnn` feature).
-    CudnnFused,
-}
-
-impl FromStr for CudaTrunkKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "candle" => Ok(CudaTrunkKind::Candle),
-            "nhwc" => Ok(CudaTrunkKind::Nhwc),
-            "cudnn" => Ok(CudaTrunkKind::Cudnn),
-            "cudnn-fused" => Ok(CudaTrunkKind::CudnnFused),
-            _ => Err(format!("'{s}' is not a CUDA trunk: candle, nhwc, cudnn or cudnn-fused")),
-        }
-    }
-}
-
-impl CudaTrunkKind {
-    /// From `ALNRISK_CUDA_TRUNK` (`candle`, the default, `nhwc`, `cudnn` or `cudnn-fused`).
-    pub fn from_env() -> Result<Self> {
-        match std::env::var("ALNRISK_CUDA_TRUNK") {
-            Ok(v) => v
-                .parse()
-                .map_err(|e: String| Error::Compute(format!("ALNRISK_CUDA_TRUNK: {e}"))),
-            Err(_) => Ok(CudaTrunkKind::Candle),
-        }
-    }
-}
+pub use super::device::CudaTrunkKind;
 
 /// What computes the convolutions.
 enum ConvEngine {
