@@ -838,6 +838,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     tracing::info!(
         ms = t.elapsed().as_millis() as u64,
         gpu = !device.is_cpu(),
+        on = %predictor.compute_path(),
         "network warmed up"
     );
 

@@ -259,6 +259,15 @@ impl Vgg16 {
         self.cuda_trunk.as_ref()
     }
 
+    /// Which convolution path runs the trunk on CUDA (`Candle` on the CPU, where [`super::conv`] runs it).
+    pub fn cuda_trunk_kind(&self) -> super::device::CudaTrunkKind {
+        #[cfg(feature = "cuda")]
+        if let Some(t) = &self.cuda_trunk {
+            return t.kind();
+        }
+        super::device::CudaTrunkKind::Candle
+    }
+
     /// Load a safetensors file with torchvision names.
     pub fn load(config: VggConfig, path: &Path, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

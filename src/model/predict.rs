@@ -78,6 +78,15 @@ impl Predictor {
         Ok(CaseFeatures { radiomics, deep: deep? })
     }
 
+    /// Where the network runs, for the log: `cpu`, or `cuda` with the trunk's convolution path.
+    pub fn compute_path(&self) -> String {
+        if self.net.device.is_cpu() {
+            "cpu".into()
+        } else {
+            format!("cuda ({:?} trunk)", self.net.cuda_trunk_kind())
+        }
+    }
+
     /// Run the network once on a blank crop, so that a GPU's kernels are loaded (and JIT-compiled) at start-up
     /// rather than inside the first examination's latency.
     pub fn warm_up(&self) -> Result<()> {
