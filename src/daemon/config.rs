@@ -114,6 +114,10 @@ pub struct ModelConfig {
     /// `auto` (CUDA when built with it and a GPU answers, else CPU), `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// On CUDA, the trunk's convolution path: `candle`, `nhwc`, `cudnn` or `cudnn-fused` (README "GPU"); absent:
+    /// `ALNRISK_CUDA_TRUNK`, else `candle`. Ignored on the CPU.
+    #[serde(default)]
+    pub cuda_trunk: Option<String>,
 }
 
 /// Which broker.
@@ -362,6 +366,14 @@ impl DaemonConfig {
         if let Err(e) = self.model.device.parse::<crate::deep::DeviceChoice>() {
             return bad("model.device", e);
         }
+        if let Some(Err(e)) = self
+            .model
+            .cuda_trunk
+            .as_deref()
+            .map(str::parse::<crate::deep::CudaTrunkKind>)
+        {
+            return bad("model.cuda_trunk", e);
+        }
         if let Some(tls) = &self.mqtt.tls {
             for (key, p) in [
                 ("mqtt.tls.ca", Some(&tls.ca)),
@@ -471,5 +483,15 @@ dir = "/tmp/s"
         .unwrap_err()
         .to_string();
         assert!(e.contains("spool_max_entriez"), "{e}");
+        let e = DaemonConfig::parse(
+            &MINIMAL.replace("allow_unsigned = true", "allow_unsigned = true\ncuda_trunk = \"cuDNN\""),
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("model.cuda_trunk") && e.contains("cudnn-fused"), "{e}");
+        let ok = MINIMAL.replace("allow_unsigned = true", "allow_unsigned = true\ncuda_trunk = \"cudnn\"");
+        let c = DaemonConfig::parse(&ok, Path::new("m.toml")).unwrap();
+        assert_eq!(c.model.cuda_trunk.as_deref(), Some("cudnn"));
     }
 }

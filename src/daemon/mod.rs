@@ -832,7 +832,15 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         .set(1);
     let online = status("online", &bundle);
     let offline = status("offline", &bundle);
-    let predictor = Arc::new(Predictor::new(bundle, &device)?);
+    let mut predictor = Predictor::new(bundle, &device)?;
+    if let Some(kind) = &cfg.model.cuda_trunk {
+        predictor.set_cuda_trunk(kind.parse().map_err(|e: String| Error::Config {
+            file: PathBuf::from("(config)"),
+            key: "model.cuda_trunk".into(),
+            reason: e,
+        })?)?;
+    }
+    let predictor = Arc::new(predictor);
     let t = Instant::now();
     predictor.warm_up()?;
     tracing::info!(

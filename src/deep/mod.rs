@@ -17,7 +17,7 @@ pub mod npy;
 pub mod preprocess;
 pub mod vgg;
 
-pub use device::DeviceChoice;
+pub use device::{CudaTrunkKind, DeviceChoice};
 pub use preprocess::{Crop, crop_largest_slice, to_input};
 pub use vgg::{Vgg16, VggConfig, VggOutputs};
 

@@ -259,6 +259,18 @@ impl Vgg16 {
         self.cuda_trunk.as_ref()
     }
 
+    /// Choose the CUDA convolution path in any build: [`Vgg16::set_cuda_trunk`] with the `cuda` feature; without
+    /// it the network is on the CPU, where the choice does not apply.
+    pub fn use_cuda_trunk(&mut self, kind: super::device::CudaTrunkKind) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        return self.set_cuda_trunk(kind);
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = kind;
+            Ok(())
+        }
+    }
+
     /// Which convolution path runs the trunk on CUDA (`Candle` on the CPU, where [`super::conv`] runs it).
     pub fn cuda_trunk_kind(&self) -> super::device::CudaTrunkKind {
         #[cfg(feature = "cuda")]

@@ -78,6 +78,11 @@ impl Predictor {
         Ok(CaseFeatures { radiomics, deep: deep? })
     }
 
+    /// Choose the CUDA trunk's convolution path (`model.cuda_trunk`; ignored on the CPU).
+    pub fn set_cuda_trunk(&mut self, kind: crate::deep::CudaTrunkKind) -> Result<()> {
+        self.net.use_cuda_trunk(kind)
+    }
+
     /// Where the network runs, for the log: `cpu`, or `cuda` with the trunk's convolution path.
     pub fn compute_path(&self) -> String {
         if self.net.device.is_cpu() {
