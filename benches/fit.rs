@@ -9,7 +9,7 @@ use std::time::Instant;
 use alnrisk::case::CaseInputs;
 use alnrisk::deep::finetune::{FinetuneConfig, FinetuneMode};
 use alnrisk::fit::{self, DeepSettings, FitConfig, SelectOptions};
-use alnrisk::synth::{cohort, phantom::PhantomSpec};
+use alnrisk::synth::cohort;
 
 fn main() -> anyhow::Result<()> {
     let patients: usize = std::env::var("ALNRISK_BENCH_PATIENTS")
@@ -20,16 +20,7 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let spec = cohort::CohortSpec {
         patients,
-        seed: 7,
-        vendor: cohort::Vendor::Ge,
-        roi: cohort::RoiFormat::Seg,
-        image: PhantomSpec {
-            matrix: 256,
-            slices: 60,
-            phases: 3,
-            snr: 20.0,
-        },
-        roi_jitter: true,
+        ..cohort::CohortSpec::default()
     };
     let t = Instant::now();
     cohort::write_cohort(&spec, &dir.join("cohort"))?;

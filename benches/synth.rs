@@ -5,8 +5,7 @@
 
 use std::time::Instant;
 
-use alnrisk::synth::cohort::{CohortSpec, RoiFormat, Vendor, write_cohort};
-use alnrisk::synth::phantom::PhantomSpec;
+use alnrisk::synth::cohort::{CohortSpec, write_cohort};
 
 fn dir_bytes(p: &std::path::Path) -> u64 {
     alnrisk::ingest::list_files(p)
@@ -19,19 +18,7 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
 
 fn main() {
     let out = std::env::temp_dir().join(format!("alnrisk-bench-synth-{}", std::process::id()));
-    let spec = CohortSpec {
-        patients: 151,
-        seed: 7,
-        vendor: Vendor::Ge,
-        roi: RoiFormat::Seg,
-        image: PhantomSpec {
-            matrix: 256,
-            slices: 60,
-            phases: 3,
-            snr: 20.0,
-        },
-        roi_jitter: true,
-    };
+    let spec = CohortSpec::default();
     let t = Instant::now();
     let summary = write_cohort(&spec, &out).expect("cohort");
     let secs = t.elapsed().as_secs_f64();

@@ -112,10 +112,10 @@ struct SynthArgs {
     #[command(subcommand)]
     command: Option<SynthCommand>,
     /// Number of patients.
-    #[arg(long, default_value_t = 151)]
+    #[arg(long, default_value_t = alnrisk::synth::cohort::CohortSpec::default().patients)]
     patients: usize,
     /// Seed (same seed, same bytes).
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = alnrisk::synth::cohort::CohortSpec::default().seed)]
     seed: u64,
     /// Output folder.
     #[arg(long)]
@@ -127,16 +127,16 @@ struct SynthArgs {
     #[arg(long, value_enum, default_value = "seg")]
     roi: alnrisk::synth::cohort::RoiFormat,
     /// In-plane matrix.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = alnrisk::synth::phantom::PhantomSpec::default().matrix)]
     matrix: usize,
     /// Slices.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = alnrisk::synth::phantom::PhantomSpec::default().slices)]
     slices: usize,
     /// Dynamic phases (the first is pre-contrast).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = alnrisk::synth::phantom::PhantomSpec::default().phases)]
     phases: usize,
     /// Signal-to-noise ratio of fibroglandular tissue before contrast.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = alnrisk::synth::phantom::PhantomSpec::default().snr)]
     snr: f64,
     /// Do not jitter the reader's ROI by ±1 voxel.
     #[arg(long)]
@@ -419,16 +419,12 @@ fn demo_chain() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("alnrisk-demo-{}", std::process::id()));
     let spec = cohort::CohortSpec {
         patients: 3,
-        seed: 7,
-        vendor: cohort::Vendor::Ge,
-        roi: cohort::RoiFormat::Seg,
         image: PhantomSpec {
             matrix: 128,
             slices: 32,
-            phases: 3,
-            snr: 20.0,
+            ..PhantomSpec::default()
         },
-        roi_jitter: true,
+        ..cohort::CohortSpec::default()
     };
     println!(
         "\nSYNTHETIC DATA: three generated patients (not patient data), written as a GE console would export them,"

@@ -72,6 +72,21 @@ pub struct CohortSpec {
     pub roi_jitter: bool,
 }
 
+impl Default for CohortSpec {
+    /// The study-sized cohort: 151 patients (the study's 106 + 45), seed 7, GE-style export, SEG ROIs, the default
+    /// examination, reader jitter on. `alnrisk synth`'s defaults.
+    fn default() -> Self {
+        CohortSpec {
+            patients: 151,
+            seed: 7,
+            vendor: Vendor::Ge,
+            roi: RoiFormat::Seg,
+            image: PhantomSpec::default(),
+            roi_jitter: true,
+        }
+    }
+}
+
 /// One synthetic patient.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Patient {

@@ -68,6 +68,18 @@ pub struct PhantomSpec {
     pub snr: f64,
 }
 
+impl Default for PhantomSpec {
+    /// The study-sized examination: 256 × 256 × 60, three phases, SNR 20.
+    fn default() -> Self {
+        PhantomSpec {
+            matrix: 256,
+            slices: 60,
+            phases: 3,
+            snr: 20.0,
+        }
+    }
+}
+
 /// The rendered examination.
 pub struct Phantom {
     /// The grid.
