@@ -241,15 +241,21 @@ impl Vgg16 {
     }
 
     /// Choose the CUDA convolution path (candle's `conv2d`, or one of the NHWC trunk's engines); ignored on the
-    /// CPU. The default comes from `ALNRISK_CUDA_TRUNK`.
-    #[cfg(feature = "cuda")]
-    pub fn set_cuda_trunk(&mut self, kind: super::cuda_trunk::CudaTrunkKind) -> Result<()> {
-        use super::cuda_trunk::{CudaTrunk, CudaTrunkKind};
-        self.cuda_trunk = match kind {
-            CudaTrunkKind::Candle => None,
-            _ if !self.device.is_cuda() => None,
-            _ => Some(CudaTrunk::new(kind, &self.config.plan, &self.convs, &self.device)?),
-        };
+    /// CPU, and in a build without the `cuda` feature (whose networks are all on the CPU). The default comes from
+    /// `ALNRISK_CUDA_TRUNK`.
+    pub fn set_cuda_trunk(&mut self, kind: super::device::CudaTrunkKind) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        {
+            use super::cuda_trunk::CudaTrunk;
+            use super::device::CudaTrunkKind;
+            self.cuda_trunk = match kind {
+                CudaTrunkKind::Candle => None,
+                _ if !self.device.is_cuda() => None,
+                _ => Some(CudaTrunk::new(kind, &self.config.plan, &self.convs, &self.device)?),
+            };
+        }
+        #[cfg(not(feature = "cuda"))]
+        let _ = kind;
         Ok(())
     }
 
@@ -257,18 +263,6 @@ impl Vgg16 {
     #[cfg(feature = "cuda")]
     pub fn cuda_trunk(&self) -> Option<&super::cuda_trunk::CudaTrunk> {
         self.cuda_trunk.as_ref()
-    }
-
-    /// Choose the CUDA convolution path in any build: [`Vgg16::set_cuda_trunk`] with the `cuda` feature; without
-    /// it the network is on the CPU, where the choice does not apply.
-    pub fn use_cuda_trunk(&mut self, kind: super::device::CudaTrunkKind) -> Result<()> {
-        #[cfg(feature = "cuda")]
-        return self.set_cuda_trunk(kind);
-        #[cfg(not(feature = "cuda"))]
-        {
-            let _ = kind;
-            Ok(())
-        }
     }
 
     /// Which convolution path runs the trunk on CUDA (`Candle` on the CPU, where [`super::conv`] runs it).

@@ -80,7 +80,7 @@ impl Predictor {
 
     /// Choose the CUDA trunk's convolution path (`model.cuda_trunk`; ignored on the CPU).
     pub fn set_cuda_trunk(&mut self, kind: crate::deep::CudaTrunkKind) -> Result<()> {
-        self.net.use_cuda_trunk(kind)
+        self.net.set_cuda_trunk(kind)
     }
 
     /// Where the network runs, for the log: `cpu`, or `cuda` with the trunk's convolution path.

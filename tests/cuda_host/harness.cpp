@@ -51,21 +51,22 @@ int main(int argc, char** argv) {
         write_f32(argv[10], col);
         return 0;
     }
-    if (argc == 10 && name == "maxpool") {
+    if (argc == 10 && (name == "maxpool" || name == "biasrelu")) {
         int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
         int act = std::atoi(argv[6]);
         std::vector<float> x = read_f32(argv[7]), b = read_f32(argv[8]);
-        std::vector<float> y((size_t)n * (h / 2) * (w / 2) * c, -1.0f);
-        (c8 ? alnrisk_maxpool2_nhwc_c8 : alnrisk_maxpool2_nhwc)(x.data(), b.data(), y.data(), n, h, w, c, act);
-        write_f32(argv[9], y);
-        return 0;
-    }
-    if (argc == 10 && name == "biasrelu") {
-        int n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]), c = std::atoi(argv[5]);
-        int act = std::atoi(argv[6]);
-        std::vector<float> x = read_f32(argv[7]), b = read_f32(argv[8]);
-        std::vector<float> y((size_t)n * h * w * c, -1.0f);
-        (c8 ? alnrisk_bias_relu_nhwc_c8 : alnrisk_bias_relu_nhwc)(x.data(), b.data(), y.data(), n, h, w, c, act);
+        typedef void (*map_kernel)(const __half*, const __half*, __half*, int, int, int, int, int);
+        map_kernel k;
+        size_t out;
+        if (name == "maxpool") {
+            k = c8 ? alnrisk_maxpool2_nhwc_c8 : alnrisk_maxpool2_nhwc;
+            out = (size_t)n * (h / 2) * (w / 2) * c;
+        } else {
+            k = c8 ? alnrisk_bias_relu_nhwc_c8 : alnrisk_bias_relu_nhwc;
+            out = (size_t)n * h * w * c;
+        }
+        std::vector<float> y(out, -1.0f);  // -1: an output the kernel forgot to write
+        k(x.data(), b.data(), y.data(), n, h, w, c, act);
         write_f32(argv[9], y);
         return 0;
     }

@@ -149,7 +149,7 @@ impl ReluDesc {
     }
 }
 
-/// Which convolution of the trunk, on which input shape.
+/// Which convolution of the trunk (0 = the first), on which input shape.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord)]
 struct PlanKey {
     layer: usize,

@@ -124,26 +124,24 @@ impl CudaTrunk {
                         .next()
                         .ok_or_else(|| Error::Compute("layer plan mismatch".into()))?;
                     let packed = PackedConv::new(&cpu(w).map_err(ce)?, &cpu(b).map_err(ce)?)?;
-                    let (cin, cout) = match engine {
-                        ConvEngine::Im2col => (packed.cin(), packed.cout()),
-                        #[cfg(feature = "cudnn")]
-                        // the first layer reads the input, zero-padded to 8 channels at no cost; the others
-                        // read the previous layer's output as it is
-                        ConvEngine::Cudnn(_) if input_channels.is_none() => {
-                            (padded_channels(packed.cin()), packed.cout())
+                    let cout = packed.cout();
+                    let (cin, weight) = match engine {
+                        ConvEngine::Im2col => {
+                            let (cin, kp) = (packed.cin(), padded_k(packed.cin()));
+                            (cin, f16_on(packed.padded_weight(kp), (kp, cout))?)
                         }
                         #[cfg(feature = "cudnn")]
-                        ConvEngine::Cudnn(_) => (packed.cin(), packed.cout()),
+                        ConvEngine::Cudnn(_) => {
+                            // the first layer reads the input, zero-padded to 8 channels at no cost; the others
+                            // read the previous layer's output as it is
+                            let cin = match input_channels {
+                                None => padded_channels(packed.cin()),
+                                Some(_) => packed.cin(),
+                            };
+                            (cin, f16_on(packed.krsc_weight(cin), (cout, 9 * cin))?)
+                        }
                     };
                     input_channels.get_or_insert(cin);
-                    let weight = match engine {
-                        ConvEngine::Im2col => {
-                            let kp = padded_k(cin);
-                            f16_on(packed.padded_weight(kp), (kp, cout))?
-                        }
-                        #[cfg(feature = "cudnn")]
-                        ConvEngine::Cudnn(_) => f16_on(packed.krsc_weight(cin), (cout, 9 * cin))?,
-                    };
                     Step::Conv {
                         weight,
                         bias: f16_on(packed.bias().to_vec(), (1, cout))?.flatten_all().map_err(ce)?,
@@ -201,7 +199,8 @@ impl CudaTrunk {
         let (mut h, mut w, mut c) = (h0, w0, self.input_channels);
         let mut pending: Option<&Tensor> = None;
         let op = |kind, h, w, c, act| TrunkOp { kind, n, h, w, c, act };
-        for (layer, step) in self.steps.iter().enumerate() {
+        let mut conv_index = 0;
+        for step in &self.steps {
             match step {
                 Step::Conv {
                     weight,
@@ -211,7 +210,7 @@ impl CudaTrunk {
                 } => {
                     if *cin != c {
                         return Err(Error::Compute(format!(
-                            "layer {layer}: {c} channels in, {cin} expected"
+                            "convolution {conv_index}: {c} channels in, {cin} expected"
                         )));
                     }
                     match &self.engine {
@@ -230,12 +229,13 @@ impl CudaTrunk {
                                     .apply_op2_no_bwd(b, &op(TrunkKernel::BiasRelu, h, w, c, true))
                                     .map_err(ce)?;
                             }
-                            a = convs.forward(layer, &a, weight, bias, (n, h, w, c, *cout))?;
+                            a = convs.forward(conv_index, &a, weight, bias, (n, h, w, c, *cout))?;
                             pending = (!convs.fused()).then_some(bias);
                         }
                     }
                     after(format!("conv {c}→{cout} {h}×{w}"))?;
                     c = *cout;
+                    conv_index += 1;
                 }
                 Step::Pool => {
                     let pool = op(TrunkKernel::MaxPool, h, w, c, pending.is_some());
