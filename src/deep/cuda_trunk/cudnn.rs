@@ -7,8 +7,8 @@
 //! fastest that succeeds within a 256 MiB workspace), and one workspace is kept and grown. Tensors are NHWC f16
 //! (filters KRSC, [`crate::deep::conv::PackedConv::krsc_weight`]), accumulation in f32
 //! (`CUDNN_DATA_FLOAT` compute type: cuDNN's "pseudo-half" configuration, as PyTorch's fp16), tensor-core math.
-//! With `fused`, `cudnnConvolutionBiasActivationForward` also applies the bias and ReLU (cuDNN supports that
-//! only with its implicit-precomputed-GEMM algorithm, so that one is used and not measured).
+//! With `fused`, `cudnnConvolutionBiasActivationForward` also applies the bias and ReLU; it runs the implicit
+//! precomputed GEMM algorithm (the one cuDNN's documentation names for this call), which is not measured.
 //!
 //! cuDNN handles are not to be used by two threads at once, so the handle, descriptors and workspace live behind
 //! one mutex; the handle runs on candle's stream for the device, so ordering with candle's own kernels is the
@@ -487,8 +487,14 @@ impl CustomOp3 for CudnnConvOp<'_> {
         let ws = contiguous_f16(w, wl, cout * 9 * cin, "kernel")?;
         let bs = contiguous_f16(b, bl, cout, "bias")?;
         let dev = x.device().clone();
-        // SAFETY: cuDNN writes every output element (beta = 0).
-        let mut y = unsafe { dev.alloc::<f16>(pixels * cout)? };
+        let mut y = if self.convs.fused {
+            // The fused call's `z` input is `y` itself, scaled by alpha2 = 0. cuDNN promises not to read an output
+            // whose beta is 0, but says nothing of the kind for `z`, and 0 × a stale NaN is NaN: start from zeros.
+            dev.alloc_zeros::<f16>(pixels * cout)?
+        } else {
+            // SAFETY: cuDNN writes every output element and, with beta = 0, does not read it first.
+            unsafe { dev.alloc::<f16>(pixels * cout)? }
+        };
         self.convs.launch(self, &xs, &ws, &bs, &mut y)?;
         Ok((CudaStorage::wrap_cuda_slice(y, dev), Shape::from((pixels, cout))))
     }

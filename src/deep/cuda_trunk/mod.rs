@@ -17,7 +17,7 @@
 //!   measured once by `cudnnFindConvolutionForwardAlgorithm` (PyTorch's `cudnn.benchmark`); the pending bias +
 //!   ReLU goes into the max-pool, or into one `bias_relu` pass between two convolutions.
 //!   [`CudaTrunkKind::CudnnFused`] instead lets cuDNN apply bias + ReLU itself
-//!   (`cudnnConvolutionBiasActivationForward`, which only its implicit-precomputed-GEMM algorithm supports).
+//!   (`cudnnConvolutionBiasActivationForward`, with the implicit precomputed GEMM algorithm).
 //!
 //! Per pool: one launch. The default stays candle's convolution until a GPU run has shown which path is correct
 //! and fastest (`tests/deep_cuda.rs`, `cargo bench --bench vgg -- --cuda`); the kernels' index arithmetic and
