@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
                 seed: 7,
                 ..Default::default()
             },
-            layer: "fc7".into(),
+            layer: alnrisk::deep::FeatureLayer::Fc7,
             config: alnrisk::deep::VggConfig::vgg16(2),
             device: candle_core::Device::Cpu,
         },

@@ -3,8 +3,8 @@
 //! not computed or published again; an MRI LN read finds the study's image-based values here to publish the
 //! update. Keys are HMACs, so the ledger holds no UIDs.
 //!
-//! A crash between the spool write and the ledger append is covered: the spool entry names its series, and
-//! [`Ledger::open`] is given those names too (see `daemon::Daemon::start`).
+//! A crash between the spool write and the ledger append is covered: the spool entry names its series, and the
+//! daemon records every spooled series the ledger lacks when it starts (`recover_ledger` in the daemon's core).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

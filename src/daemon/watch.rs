@@ -10,6 +10,44 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+/// What inotify saw change under the export folder.
+#[derive(Debug)]
+pub enum FolderChange {
+    /// A file renamed into place: ready at once.
+    RenamedInto(PathBuf),
+    /// Anything else: walk the folder soon.
+    Other,
+}
+
+/// Call `on` for every inotify event under `dir` (recursively) while the returned watcher lives; a rename into
+/// place is reported as such, and is followed by an `Other` too. `None` when inotify cannot watch `dir` (then the
+/// periodic walk alone finds the files, as on SMB/NFS); an error only when no watcher can be made at all.
+pub fn wake_on_changes(
+    dir: &Path,
+    on: impl Fn(FolderChange) + Send + 'static,
+) -> crate::error::Result<Option<notify::RecommendedWatcher>> {
+    use notify::Watcher;
+    use notify::event::{EventKind, ModifyKind, RenameMode};
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            if let EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) = ev.kind
+                && let Some(p) = ev.paths.last()
+            {
+                on(FolderChange::RenamedInto(p.clone()));
+            }
+            on(FolderChange::Other);
+        }
+    })
+    .map_err(|e| crate::error::Error::Compute(format!("inotify: {e}")))?;
+    match w.watch(dir, notify::RecursiveMode::Recursive) {
+        Ok(()) => Ok(Some(w)),
+        Err(e) => {
+            tracing::warn!("inotify unavailable ({e}); polling only");
+            Ok(None)
+        }
+    }
+}
+
 /// Whether a name is temporary (never read).
 pub fn is_temporary(name: &str) -> bool {
     name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part") || name.ends_with('~')

@@ -19,7 +19,7 @@ pub mod vgg;
 
 pub use device::{CudaTrunkKind, DeviceChoice};
 pub use preprocess::{Crop, crop_largest_slice, to_input};
-pub use vgg::{Vgg16, VggConfig, VggOutputs};
+pub use vgg::{FeatureLayer, Vgg16, VggConfig, VggOutputs};
 
 use candle_core::{Device, Tensor};
 

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -129,6 +130,81 @@ pub struct VggOutputs {
     pub fc7: Tensor,
     /// fc8 (logits).
     pub logits: Tensor,
+}
+
+impl VggOutputs {
+    /// The activations of `layer`.
+    pub fn layer(self, layer: FeatureLayer) -> Tensor {
+        layer.pick(self.fc6, self.fc7, self.logits)
+    }
+}
+
+/// Which activations are the deep features. The study takes "the last fully connected layer" of its fine-tuned
+/// network; ours is fc7 after ReLU (4096-d) unless configured. Written in a bundle as `fc6`, `fc7` or `logits`,
+/// and a bundle naming anything else is refused when it is read (never served as another layer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureLayer {
+    /// fc6 after ReLU (4096-d).
+    Fc6,
+    /// fc7 after ReLU (4096-d).
+    #[default]
+    Fc7,
+    /// fc8, the logits (one per class).
+    Logits,
+}
+
+impl FeatureLayer {
+    /// `fc6`, `fc7` or `logits`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureLayer::Fc6 => "fc6",
+            FeatureLayer::Fc7 => "fc7",
+            FeatureLayer::Logits => "logits",
+        }
+    }
+
+    /// This layer's tensor among the head's three outputs.
+    pub fn pick(self, fc6: Tensor, fc7: Tensor, logits: Tensor) -> Tensor {
+        match self {
+            FeatureLayer::Fc6 => fc6,
+            FeatureLayer::Fc7 => fc7,
+            FeatureLayer::Logits => logits,
+        }
+    }
+
+    /// The feature name of unit `k`: `deep_fc7_0000`, … (the column names of feature tables and signatures).
+    pub fn feature_name(self, k: usize) -> String {
+        format!("deep_{}_{k:04}", self.name())
+    }
+
+    /// The unit a feature name of this layer refers to (`deep_fc7_0042` → 42); `None` for any other name.
+    pub fn unit_of(self, feature: &str) -> Option<usize> {
+        feature
+            .strip_prefix("deep_")?
+            .strip_prefix(self.name())?
+            .strip_prefix('_')?
+            .parse()
+            .ok()
+    }
+}
+
+impl std::fmt::Display for FeatureLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FeatureLayer {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fc6" => Ok(FeatureLayer::Fc6),
+            "fc7" => Ok(FeatureLayer::Fc7),
+            "logits" => Ok(FeatureLayer::Logits),
+            other => Err(format!("unknown feature layer {other:?} (fc6, fc7 or logits)")),
+        }
+    }
 }
 
 /// The network.
@@ -601,4 +677,26 @@ pub fn he_init(config: &VggConfig, seed: u64) -> Result<HashMap<String, Tensor>>
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FeatureLayer;
+
+    #[test]
+    fn feature_layer_names_round_trip_and_units_parse_only_their_own_layer() {
+        for l in [FeatureLayer::Fc6, FeatureLayer::Fc7, FeatureLayer::Logits] {
+            assert_eq!(l.name().parse::<FeatureLayer>(), Ok(l));
+            assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{}\"", l.name()));
+            assert_eq!(l.unit_of(&l.feature_name(42)), Some(42));
+        }
+        assert_eq!(FeatureLayer::default(), FeatureLayer::Fc7);
+        assert_eq!(FeatureLayer::Fc7.feature_name(7), "deep_fc7_0007");
+        assert_eq!(FeatureLayer::Fc7.unit_of("deep_fc6_0007"), None);
+        assert_eq!(FeatureLayer::Fc7.unit_of("deep_fc70_0007"), None);
+        assert_eq!(FeatureLayer::Fc7.unit_of("original_glcm_Contrast"), None);
+        // a bundle naming another layer is refused, never served as fc7
+        assert!(serde_json::from_str::<FeatureLayer>("\"fc8\"").is_err());
+        assert!("fc8".parse::<FeatureLayer>().is_err());
+    }
 }

@@ -175,8 +175,8 @@ pub struct DeepSettings {
     pub init: Option<PathBuf>,
     /// Fine-tuning recipe.
     pub finetune: FinetuneConfig,
-    /// `fc6`, `fc7` or `logits`.
-    pub layer: String,
+    /// Which activations are the features.
+    pub layer: deep::FeatureLayer,
     /// Network shape: VGG-16, or a reduced-width VGG for tests (`VggConfig::scaled`).
     pub config: deep::VggConfig,
     /// Compute device.
@@ -311,11 +311,7 @@ pub fn deep_features(
     // served model see the same numbers (the f32 weights are kept for the bundle and the f32 comparison).
     let f32_weights = net.named_tensors()?;
     net.quantize_dense()?;
-    let pick = |fc6: Tensor, fc7: Tensor, logits: Tensor| match s.layer.as_str() {
-        "fc6" => fc6,
-        "logits" => logits,
-        _ => fc7,
-    };
+    let pick = |fc6, fc7, logits| s.layer.pick(fc6, fc7, logits);
     let mut features = Vec::with_capacity(crops.len());
     match &pool5_all {
         Some(rows) => {

@@ -294,7 +294,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
     let crops: Vec<(String, crate::deep::Crop)> = ok.iter().map(|(_, e)| (e.key.clone(), e.crop())).collect();
     let deep = features::deep_features(&crops, &tr_idx, &labels, &cfg.deep, cfg.cache.as_deref())?;
     let deep_names: Vec<String> = (0..deep.features.first().map_or(0, Vec::len))
-        .map(|k| format!("deep_{}_{k:04}", cfg.deep.layer))
+        .map(|k| cfg.deep.layer.feature_name(k))
         .collect();
     notes.push(format!(
         "VGG fine-tuning ({:?}): best epoch {} of {} (validation loss {:.4})",
@@ -649,7 +649,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
             weights,
             quantized,
             quantization: "Q8_0".into(),
-            layer: cfg.deep.layer.clone(),
+            layer: cfg.deep.layer,
             init: deep.init.clone(),
             finetune: format!(
                 "{:?}: best epoch {} of {}",
@@ -729,12 +729,7 @@ fn q8_change(
 ) -> Result<(f64, f64)> {
     let col = names.iter().position(|n| n == "deep_signature");
     let Some(col) = col else { return Ok((0.0, 0.0)) };
-    let prefix = format!("deep_{}_", s.layer);
-    let idx: Vec<usize> = sig
-        .features
-        .iter()
-        .filter_map(|f| f.strip_prefix(&prefix).and_then(|k| k.parse().ok()))
-        .collect();
+    let idx: Vec<usize> = sig.features.iter().filter_map(|f| s.layer.unit_of(f)).collect();
     let (mut worst, mut sum) = (0.0f64, 0.0);
     for (k, (_, crop)) in crops.iter().enumerate() {
         let (fc6, fc7, logits) = match pool5 {
@@ -752,11 +747,7 @@ fn q8_change(
                 (o.fc6, o.fc7, o.logits)
             }
         };
-        let t = match s.layer.as_str() {
-            "fc6" => fc6,
-            "logits" => logits,
-            _ => fc7,
-        };
+        let t = s.layer.pick(fc6, fc7, logits);
         let v: Vec<f32> = t
             .flatten_all()
             .and_then(|t| t.to_vec1())

@@ -1,7 +1,7 @@
 //! The study's Table 1: clinical characteristics by ALN status within a cohort.
 //!
 //! - Numeric factors: Student's t-test when both groups pass Shapiro–Wilk (p > 0.05), otherwise Mann–Whitney U;
-//!   summarised as mean ± sd or median [IQR] accordingly.
+//!   summarised as mean ± sd or median \[IQR\] accordingly.
 //! - Categorical factors: Pearson's chi-square (Yates for 2 × 2), or Fisher's exact test when a 2 × 2 table has an
 //!   expected count below 5; summarised as n (%) per level. Fisher's test of larger tables is not implemented: such
 //!   tables keep chi-square and say that an expected count is below 5.

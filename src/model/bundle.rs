@@ -65,8 +65,8 @@ pub struct VggEntry {
     pub quantized: String,
     /// `Q8_0`.
     pub quantization: String,
-    /// Activations the deep signature reads: `fc6`, `fc7` or `logits`.
-    pub layer: String,
+    /// Activations the deep signature reads: `fc6`, `fc7` or `logits` (anything else is refused on load).
+    pub layer: crate::deep::FeatureLayer,
     /// Where the starting weights came from.
     pub init: String,
     /// Fine-tuning mode and outcome.

@@ -113,12 +113,8 @@ impl Predictor {
         let out = self
             .net
             .forward(&deep::batch(std::slice::from_ref(&crop), &Device::Cpu)?)?;
-        let layer = match m.vgg.layer.as_str() {
-            "fc6" => out.fc6,
-            "logits" => out.logits,
-            _ => out.fc7,
-        };
-        Ok(layer
+        Ok(out
+            .layer(m.vgg.layer)
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| Error::Compute(e.to_string()))?
@@ -132,13 +128,12 @@ impl Predictor {
         let m = &self.bundle.manifest;
         let mut signatures = BTreeMap::new();
         let mut ood = Vec::new();
-        let layer = m.vgg.layer.clone();
+        let layer = m.vgg.layer;
         let lookup = |name: &str| -> Option<f64> {
             if let Some(v) = f.radiomics.get(name) {
                 return Some(*v);
             }
-            let idx: usize = name.strip_prefix(&format!("deep_{layer}_"))?.parse().ok()?;
-            f.deep.get(idx).copied()
+            f.deep.get(layer.unit_of(name)?).copied()
         };
         for sig in [&m.signatures.radiomics, &m.signatures.deep].into_iter().flatten() {
             let key = format!("{}_signature", sig.name);

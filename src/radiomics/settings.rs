@@ -82,7 +82,7 @@ pub struct Settings {
     pub pre_crop: bool,
     /// `padDistance` (5).
     pub pad_distance: usize,
-    /// `distances` ([1]).
+    /// `distances` (`[1]`).
     pub distances: Vec<usize>,
     /// `weightingNorm` (none): `manhattan`, `euclidean`, `infinity` or `no_weighting`.
     pub weighting_norm: Option<String>,

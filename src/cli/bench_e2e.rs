@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::demo::{DaemonProcess, http_get, subscribe, wait_message};
+use super::demo::{DaemonProcess, http_get, subscribe, wait_message};
 use alnrisk::radiomics::firstorder::percentile_sorted as percentile;
 use alnrisk::synth::replay::{ReplayStyle, replay};
 

@@ -1,0 +1,176 @@
+//! Command-line interface (clap): one module per subcommand, each with its arguments and its handler. Errors
+//! from the library are reported through `anyhow` with their context and a non-zero exit status.
+//!
+//! - [`extract`], [`deep`]: radiomics and VGG-16 features of one case (or a cohort CSV);
+//! - [`synth`]: the SYNTHETIC cohort and console replay; [`inspect`]: what a DICOM folder holds;
+//! - [`fit`], [`predict`]: the study's pipeline → a signed bundle, and one case through a bundle;
+//! - `serve` / `keygen` (here: they only call the library), [`demo`] (the product end to end), [`bench_e2e`]
+//!   (the daemon's latency benchmark), [`parity`] (radiomics against PyRadiomics, then the chain).
+
+mod bench_e2e;
+mod deep;
+mod demo;
+mod extract;
+mod fit;
+mod inspect;
+mod parity;
+mod predict;
+mod synth;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use alnrisk::fit::report::csv_cell as csv_field;
+
+#[derive(Parser)]
+#[command(
+    name = "alnrisk",
+    version,
+    about = "Axillary lymph node metastasis risk from breast DCE-MRI (Wang et al. 2022)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute PyRadiomics-compatible radiomics features of an image inside a label-map ROI.
+    Extract(extract::ExtractArgs),
+    /// VGG-16 deep features of the largest ROI cross-section.
+    Deep(deep::DeepArgs),
+    /// Generate the SYNTHETIC DCE-MRI cohort (DICOM series + ROI + cohort.csv), or replay one examination.
+    Synth(synth::SynthArgs),
+    /// Fit the study's model on a cohort: features, selection, classifiers, nomogram; write a signed bundle and a report.
+    Fit(Box<fit::FitArgs>),
+    /// Predict one examination with a bundle; prints the JSON result the daemon publishes.
+    Predict(predict::PredictArgs),
+    /// Run the scanner-side daemon: watch the export folder, compute, publish over MQTT (see firmware-config/).
+    Serve {
+        /// Configuration file (firmware-config/alnrisk.toml or dev.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Validate the configuration and the bundle, then exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Make an ed25519 key pair for signing bundles: PREFIX.key (secret) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, default_value = "alnrisk-signing")]
+        out: PathBuf,
+    },
+    /// List the studies, series, phases, geometry, ROI objects and problems found in a DICOM folder.
+    Inspect {
+        /// Folder to scan (recursively).
+        dir: PathBuf,
+    },
+    /// The product end to end on a SYNTHETIC cohort: synth → fit + sign → serve → replay three exams → MQTT → LN read → metrics.
+    Demo(demo::DemoArgs),
+    /// Benchmark the daemon: last file → result latency (p50/p95) and 20 queued examinations (time, peak RSS).
+    #[command(name = "bench-e2e")]
+    BenchE2e(bench_e2e::BenchArgs),
+    /// Radiomics parity with PyRadiomics on its own test images, then synthetic DICOM → radiomics → VGG-16.
+    Parity {
+        /// Folder holding `pyradiomics/` and `pyradiomics-3.1.0-reference/` (default: the repository's tests/data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+/// Entry point.
+pub fn run() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Extract(args) => extract::extract(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Parity { data } => parity::parity(data),
+        Command::BenchE2e(args) => bench_e2e::run(args),
+        Command::Inspect { dir } => inspect::inspect(&dir),
+        Command::Synth(args) => synth::synth(args),
+        Command::Deep(args) => deep::deep(args),
+        Command::Fit(args) => fit::fit(*args),
+        Command::Predict(args) => predict::predict(args),
+        Command::Serve { config, check } => {
+            let cfg = alnrisk::daemon::config::DaemonConfig::load(&config)?;
+            if check {
+                let b = alnrisk::daemon::load_bundle(&cfg)?;
+                println!(
+                    "{}: configuration valid; bundle {} ({}, {})",
+                    config.display(),
+                    b.manifest.bundle_id,
+                    b.manifest.version,
+                    if b.signed { "signed" } else { "UNSIGNED" }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            alnrisk::daemon::serve(cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { out } => {
+            let (secret, public) = alnrisk::model::bundle::keygen(&out)?;
+            println!(
+                "secret key: {} (keep it off the appliance)\npublic key: {} (install on the appliance)",
+                secret.display(),
+                public.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Logs: journald when the process runs under systemd (`JOURNAL_STREAM` set and the socket answers), else stderr.
+/// `RUST_LOG` sets the level (default `warn`; `alnrisk serve` logs at `info` unless told otherwise).
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let serving = std::env::args().nth(1).as_deref() == Some("serve");
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    match journald {
+        Some(layer) => tracing_subscriber::registry().with(filter).with(layer).init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// How DICOM inputs are turned into an image and a mask.
+type Inputs = alnrisk::case::CaseInputs;
+
+fn load_inputs(image: &Path, mask: &Path, input: &Inputs) -> anyhow::Result<alnrisk::case::LoadedCase> {
+    Ok(alnrisk::case::load_case(image, mask, input)?)
+}

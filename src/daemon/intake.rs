@@ -1,0 +1,82 @@
+//! What a file in the export folder is, once it is stable: an image instance (its header), an ROI object (what it
+//! references), a label map, an LN-read sidecar — or a bad file, with the typed error that sends it to quarantine
+//! and the short reason code that labels its counter.
+
+use std::path::Path;
+
+use super::assemble::SeriesAssembler;
+use super::payload::LnStatusCommand;
+use crate::error::Error;
+use crate::ingest::header::InstanceHeader;
+use crate::roi::RoiReferences;
+
+/// What a ready file turned out to be.
+#[derive(Debug)]
+pub(super) enum Classified {
+    Image(Box<InstanceHeader>),
+    Roi(RoiReferences),
+    Label,
+    LnSidecar(LnStatusCommand),
+    Bad(Error),
+}
+
+pub(super) fn classify(path: &Path) -> Classified {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".ln.json") {
+        let parsed = std::fs::read(path).map_err(|e| Error::io(path, e)).and_then(|b| {
+            serde_json::from_slice::<LnStatusCommand>(&b).map_err(|e| Error::Format {
+                path: path.to_path_buf(),
+                format: "LN read JSON",
+                reason: e.to_string(),
+            })
+        });
+        return match parsed {
+            Ok(c) => Classified::LnSidecar(c),
+            Err(e) => Classified::Bad(e),
+        };
+    }
+    if SeriesAssembler::is_label_map(path) {
+        return Classified::Label;
+    }
+    match crate::ingest::header::read_instance(path) {
+        Ok(h) => Classified::Image(Box::new(h)),
+        Err(Error::Unsupported { reason, .. })
+            if reason.contains(crate::ingest::header::SEGMENTATION)
+                || reason.contains(crate::ingest::header::RT_STRUCTURE_SET) =>
+        {
+            match crate::roi::references(path) {
+                Ok(r) => Classified::Roi(r),
+                Err(e) => Classified::Bad(e),
+            }
+        }
+        Err(e) => Classified::Bad(e),
+    }
+}
+
+/// [`classify`], with a panic in a parser turned into a quarantine reason instead of a stalled scan.
+pub(super) fn classify_guarded(path: &Path) -> Classified {
+    std::panic::catch_unwind(|| classify(path)).unwrap_or_else(|_| {
+        Classified::Bad(Error::Format {
+            path: path.to_path_buf(),
+            format: "DICOM",
+            reason: "the parser panicked on this file".into(),
+        })
+    })
+}
+
+/// Short machine-readable reason of an error, for the quarantine counter's label.
+pub fn reason_code(e: &Error) -> &'static str {
+    match e {
+        Error::Io { .. } => "io",
+        Error::Format { .. } => "malformed",
+        Error::TooLarge { .. } => "too_large",
+        Error::Unsupported { .. } => "unsupported",
+        Error::Series { .. } => "bad_series",
+        Error::InvalidRoi { .. } | Error::GeometryMismatch { .. } => "bad_roi",
+        Error::NonFinite { .. } => "non_finite",
+        _ => "compute",
+    }
+}
