@@ -166,4 +166,26 @@ impl Error {
             source,
         }
     }
+
+    /// A short machine-readable reason: the `reason` label of `alnrisk_quarantined_total` and of a quarantine
+    /// note. Bad input has its own codes; everything else (a setting, the model, the machine) is `compute`.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Format { .. } => "malformed",
+            Error::TooLarge { .. } => "too_large",
+            Error::Unsupported { .. } => "unsupported",
+            Error::Series { .. } => "bad_series",
+            Error::InvalidRoi { .. } | Error::GeometryMismatch { .. } => "bad_roi",
+            Error::NonFinite { .. } => "non_finite",
+            Error::Settings { .. }
+            | Error::Weights { .. }
+            | Error::Compute(_)
+            | Error::Bundle { .. }
+            | Error::Cohort { .. }
+            | Error::Config { .. }
+            | Error::Spool { .. }
+            | Error::Mqtt(_) => "compute",
+        }
+    }
 }

@@ -244,6 +244,15 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
     let e = Bundle::load(&tampered, &Trust::Key(key)).unwrap_err().to_string();
     assert!(e.contains("unsigned bundle"), "{e}");
     assert!(Bundle::load(&tampered, &Trust::AllowUnsigned).is_ok());
+    // a manifest naming a layer the network does not have is refused, not served as another layer
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        text.contains("\"layer\": \"fc7\""),
+        "the bundle's layer is written as fc7"
+    );
+    std::fs::write(&manifest, text.replace("\"layer\": \"fc7\"", "\"layer\": \"fc8\"")).unwrap();
+    let e = Bundle::load(&tampered, &Trust::AllowUnsigned).unwrap_err().to_string();
+    assert!(e.contains("bundle.json") && e.contains("fc8"), "{e}");
 
     // a rerun reads every case from the cache
     let again = fit(

@@ -13,12 +13,12 @@ use tokio::sync::mpsc;
 use super::assemble::{Assembled, ReadySeries, SeriesAssembler};
 use super::config::DaemonConfig;
 use super::fsio;
-use super::intake::{Classified, reason_code};
+use super::intake::Classified;
 use super::ledger::{Ledger, LedgerRecord};
 use super::metrics::Metrics;
 use super::mqtt::PublisherCmd;
 use super::outbox::{Outbox, Push};
-use super::payload::{EventMessage, Identifiers, LnStatusCommand, ResultMessage, StudyKey};
+use super::payload::{self, EventMessage, Identifiers, LnStatusCommand, ResultMessage, Severity, StudyKey};
 use super::watch::ExportWatcher;
 use crate::error::{Error, Result};
 use crate::model::Predictor;
@@ -95,11 +95,7 @@ pub(super) fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()>
                 message_id: msg.message_id.clone(),
                 kind: msg.kind.clone(),
                 updates: msg.updates.clone(),
-                ln: match msg.mri_ln_status.as_str() {
-                    "positive" => Some(1.0),
-                    "negative" => Some(0.0),
-                    _ => None,
-                },
+                ln: payload::ln_value(&msg.mri_ln_status),
                 signatures: msg.signatures.clone(),
                 out_of_distribution: msg.out_of_distribution.clone(),
                 at: crate::time::utc_now(),
@@ -137,11 +133,11 @@ fn relative(path: &Path, root: &Path) -> String {
 }
 
 impl Daemon {
-    pub(super) fn event(&self, severity: &str, event: &str, detail: String, study: Option<StudyKey>) {
+    pub(super) fn event(&self, severity: Severity, event: &str, detail: String, study: Option<StudyKey>) {
         match severity {
-            "error" | "alarm" => tracing::error!(event, "{detail}"),
-            "warning" => tracing::warn!(event, "{detail}"),
-            _ => tracing::info!(event, "{detail}"),
+            Severity::Error | Severity::Alarm => tracing::error!(event, "{detail}"),
+            Severity::Warning => tracing::warn!(event, "{detail}"),
+            Severity::Info => tracing::info!(event, "{detail}"),
         }
         self.metrics.events.with_label_values(&[event]).inc();
         // Spooled (fsync) like a result, published by the publisher and removed on PUBACK: an event survives a
@@ -170,7 +166,7 @@ impl Daemon {
     /// Raise an alarm: counted in `alnrisk_alarms_total{alarm}` and published as an `alarm` event.
     fn alarm(&self, alarm: &str, detail: String) {
         self.metrics.alarms.with_label_values(&[alarm]).inc();
-        self.event("alarm", alarm, detail, None);
+        self.event(Severity::Alarm, alarm, detail, None);
     }
 
     /// Move a file to quarantine with its `.reason.json`; count and report it.
@@ -181,7 +177,7 @@ impl Daemon {
     /// Move files (one bad file, or every file of a series that failed) to `quarantine/<day>/` — a series into a
     /// folder of its own — with one `.reason.json`, one event and one count.
     fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<&StudyKey>) {
-        let code = reason_code(err);
+        let code = err.reason_code();
         let root = &self.cfg.watch.export_dir;
         let day = crate::time::utc_now().get(..10).unwrap_or("undated").to_string();
         let mut dir = self.quarantine.join(day);
@@ -231,7 +227,7 @@ impl Daemon {
         }
         self.metrics.quarantined.with_label_values(&[code]).inc();
         self.event(
-            "warning",
+            Severity::Warning,
             "quarantined",
             format!("{what}: {code}: {err}"),
             series.cloned(),
@@ -258,7 +254,7 @@ impl Daemon {
                     }
                     if let Some(Assembled::Ignored { path, reason }) = self.assembler.add_image(*h, at, wall) {
                         self.event(
-                            "warning",
+                            Severity::Warning,
                             "ignored_file",
                             format!("{}: {reason}", relative(&path, &self.cfg.watch.export_dir)),
                             None,
@@ -291,7 +287,7 @@ impl Daemon {
     pub(super) fn on_ln_read(&mut self, cmd: &LnStatusCommand, via: &str) {
         let (Some(key), Some(v)) = (cmd.key(&self.secret), cmd.value()) else {
             self.event(
-                "warning",
+                Severity::Warning,
                 "bad_ln_read",
                 format!("LN read via {via} without a valid study key or status"),
                 None,
@@ -308,7 +304,7 @@ impl Daemon {
                 tracing::error!("could not keep the LN read: {e}");
             }
             self.event(
-                "info",
+                Severity::Info,
                 "ln_read_pending",
                 format!("LN read via {via} kept for a study not computed yet"),
                 Some(key),
@@ -339,7 +335,7 @@ impl Daemon {
                     };
                     self.commit(msg, record, None);
                 }
-                Err(e) => self.event("error", "ln_update_failed", e.to_string(), Some(key.clone())),
+                Err(e) => self.event(Severity::Error, "ln_update_failed", e.to_string(), Some(key.clone())),
             }
         }
     }
@@ -391,7 +387,12 @@ impl Daemon {
                     let _ = self.publisher.try_send(PublisherCmd::Kick);
                     if self.spool_alarm && self.held.is_empty() {
                         self.spool_alarm = false;
-                        self.event("info", "spool_full_cleared", "the spool has room again".into(), None);
+                        self.event(
+                            Severity::Info,
+                            "spool_full_cleared",
+                            "the spool has room again".into(),
+                            None,
+                        );
                     }
                 }
                 Ok(Push::Full(why)) => {
@@ -510,7 +511,7 @@ impl Daemon {
                 }
                 if !p.out_of_distribution.is_empty() {
                     self.event(
-                        "warning",
+                        Severity::Warning,
                         "out_of_distribution",
                         format!(
                             "{} input(s) outside the training range: {}",
@@ -543,7 +544,7 @@ impl Daemon {
             Err(e) => {
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
                 self.event(
-                    "error",
+                    Severity::Error,
                     "series_failed",
                     format!("series of {} file(s) could not be computed: {e}", ready.instances.len()),
                     Some(study_key),
@@ -577,14 +578,14 @@ impl Daemon {
                 Assembled::NotSelected { study_uid, reason, .. } => {
                     self.metrics.series_processed.with_label_values(&["not_selected"]).inc();
                     self.event(
-                        "info",
+                        Severity::Info,
                         "series_not_selected",
                         format!("series not selected as breast DCE: {reason}"),
                         Some(StudyKey::of(&self.secret, &study_uid)),
                     );
                 }
                 Assembled::WaitingForRoi { study_uid, waited, .. } => self.event(
-                    "warning",
+                    Severity::Warning,
                     "waiting_for_roi",
                     format!(
                         "series complete for {:.0} s without a ROI; still waiting",
@@ -593,7 +594,7 @@ impl Daemon {
                     Some(StudyKey::of(&self.secret, &study_uid)),
                 ),
                 Assembled::Ignored { path, reason } => self.event(
-                    "warning",
+                    Severity::Warning,
                     "ignored_file",
                     format!("{}: {reason}", relative(&path, &self.cfg.watch.export_dir)),
                     None,

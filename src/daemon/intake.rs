@@ -66,17 +66,3 @@ pub(super) fn classify_guarded(path: &Path) -> Classified {
         })
     })
 }
-
-/// Short machine-readable reason of an error, for the quarantine counter's label.
-pub fn reason_code(e: &Error) -> &'static str {
-    match e {
-        Error::Io { .. } => "io",
-        Error::Format { .. } => "malformed",
-        Error::TooLarge { .. } => "too_large",
-        Error::Unsupported { .. } => "unsupported",
-        Error::Series { .. } => "bad_series",
-        Error::InvalidRoi { .. } | Error::GeometryMismatch { .. } => "bad_roi",
-        Error::NonFinite { .. } => "non_finite",
-        _ => "compute",
-    }
-}

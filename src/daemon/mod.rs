@@ -39,12 +39,11 @@ use self::config::DaemonConfig;
 use self::core::{Computed, CoreMsg, Daemon, StatePaths, recover_ledger, state_paths};
 pub use self::core::{PENDING_LN_READS, READY_QUEUE};
 use self::intake::classify_guarded;
-pub use self::intake::reason_code;
 use self::ledger::Ledger;
 use self::metrics::Metrics;
 use self::mqtt::{PublisherCmd, PublisherNote};
 use self::outbox::{Outbox, OutboxBounds};
-use self::payload::{LnStatusCommand, StatusMessage};
+use self::payload::{LnStatusCommand, Severity, StatusMessage};
 use self::watch::ExportWatcher;
 use crate::error::{Error, Result};
 use crate::model::predict::MRI_LN;
@@ -265,7 +264,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         identifiers: BTreeMap::new(),
     };
     for p in problems.into_iter().chain(event_problems) {
-        d.event("error", "spool_entry_corrupt", p.to_string(), None);
+        d.event(Severity::Error, "spool_entry_corrupt", p.to_string(), None);
     }
     if let Ok(text) = std::fs::read_to_string(cfg.state.dir.join(PENDING_LN_READS)) {
         for line in text.lines() {
@@ -368,7 +367,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             note = note_rx.recv() => match note {
                 Some(PublisherNote::LnStatus(raw)) => match serde_json::from_slice::<LnStatusCommand>(&raw) {
                     Ok(cmd) => d.on_ln_read(&cmd, "mqtt"),
-                    Err(e) => d.event("warning", "bad_ln_read", format!("cmd/ln-status payload: {e}"), None),
+                    Err(e) => d.event(Severity::Warning, "bad_ln_read", format!("cmd/ln-status payload: {e}"), None),
                 },
                 // Nothing to do but wake the loop, so that the outbox gauge follows at once.
                 Some(PublisherNote::Acked(_)) => {}

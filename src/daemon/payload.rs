@@ -178,6 +178,15 @@ pub fn ln_text(v: Option<f64>) -> &'static str {
     }
 }
 
+/// The inverse of [`ln_text`]: `positive` → 1, `negative` → 0, anything else unknown.
+pub fn ln_value(text: &str) -> Option<f64> {
+    match text {
+        "positive" => Some(1.0),
+        "negative" => Some(0.0),
+        _ => None,
+    }
+}
+
 /// Message id: 32 hex digits of sha256 over the parts.
 pub fn message_id(parts: &[&str]) -> String {
     use sha2::Digest;
@@ -250,13 +259,29 @@ pub struct StatusMessage {
     pub at: String,
 }
 
+/// How bad an event is: `info`, `warning`, `error` or `alarm` in the payload. An alarm needs someone at the
+/// box (spool full or stale, state disk low); an error lost a piece of work (a series that failed, kept in
+/// quarantine); a warning is bad input handled (a quarantined file, an unreadable LN read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Something worth knowing.
+    Info,
+    /// Bad input, handled.
+    Warning,
+    /// Work that failed.
+    Error,
+    /// Needs someone at the box.
+    Alarm,
+}
+
 /// `event` topic payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventMessage {
     /// [`EVENT_SCHEMA`].
     pub schema: String,
-    /// `info`, `warning`, `error` or `alarm`.
-    pub severity: String,
+    /// How bad it is.
+    pub severity: Severity,
     /// Machine-readable kind: `quarantined`, `waiting_for_roi`, `out_of_distribution`, `spool_full`, ….
     pub event: String,
     /// Human-readable detail (file names are reduced to their name within the export folder; no UIDs).
@@ -270,10 +295,15 @@ pub struct EventMessage {
 
 impl EventMessage {
     /// A new event now.
-    pub fn new(severity: &str, event: &str, detail: impl Into<String>, study_key: Option<StudyKey>) -> EventMessage {
+    pub fn new(
+        severity: Severity,
+        event: &str,
+        detail: impl Into<String>,
+        study_key: Option<StudyKey>,
+    ) -> EventMessage {
         EventMessage {
             schema: EVENT_SCHEMA.into(),
-            severity: severity.into(),
+            severity,
             event: event.into(),
             detail: detail.into(),
             study_key,
@@ -350,5 +380,16 @@ mod tests {
         assert_eq!(c.value(), Some(1.0));
         let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":"maybe"}"#).unwrap();
         assert_eq!(c.value(), None);
+    }
+
+    #[test]
+    fn ln_text_and_value_are_inverse_and_severity_is_lowercase_in_the_payload() {
+        for v in [Some(0.0), Some(1.0), None] {
+            assert_eq!(ln_value(ln_text(v)), v);
+        }
+        let e = EventMessage::new(Severity::Alarm, "spool_full", "x", None);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["severity"], "alarm");
+        assert_eq!(serde_json::from_value::<EventMessage>(json).unwrap(), e);
     }
 }
