@@ -8,15 +8,19 @@
 //!   loop standing in for cuDNN), `bias_relu` between two convolutions, the pool applying the last bias; and the
 //!   fused variant, where the convolution applies its own bias + ReLU.
 //!
-//! This checks the kernels' index arithmetic, padding, batch boundaries, the fused activation and the cuDNN
-//! packing without a GPU; the f16 arithmetic, cuDNN itself and the launch glue are checked on a GPU by
-//! `tests/deep_cuda.rs`. Needs a C++ compiler (`c++`), as the rest of the build does.
+//! Every kernel call here is a launch planned by the library (`alnrisk::deep::trunk_launch`: kernel name, integer
+//! arguments, variant, extent), the same plan the GPU build carries out; a non-square map checks im2col and the
+//! pool against their definitions with both variants. This checks the kernels' index arithmetic, padding, batch
+//! boundaries, the fused activation, the launch arguments and the cuDNN packing without a GPU; the f16
+//! arithmetic, cuDNN itself and candle's launch glue are checked on a GPU by `tests/deep_cuda.rs`. Needs a C++
+//! compiler (`c++`), as the rest of the build does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use alnrisk::deep::conv::{Nhwc, PackedConv, eight_channel_kernels, padded_channels, padded_k};
+use alnrisk::deep::trunk_launch::{KernelLaunch, TrunkKernel};
 use alnrisk::deep::{Vgg16, VggConfig, vgg::he_init};
 use candle_core::{Device, Tensor};
 
@@ -52,37 +56,40 @@ fn read(path: &Path) -> Vec<f32> {
         .collect()
 }
 
-/// Run one kernel: `args` are the integer arguments, then input / bias / output files.
-fn kernel(name: &str, ints: &[usize], x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Carry out a launch the library planned, on the harness: the kernel by its name, with the planned integer
+/// arguments; `bias` is the pending bias the launch applies (required exactly when it applies one).
+fn run(l: &KernelLaunch, x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(l.applies_bias(), bias.is_some(), "{l:?}");
     // one folder per call: the tests run in parallel threads of one process
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("alnrisk-trunk-{}-{name}-{call}", std::process::id()));
+    let d = std::env::temp_dir().join(format!("alnrisk-trunk-{}-{}-{call}", std::process::id(), l.kernel));
     std::fs::create_dir_all(&d).unwrap();
     let (xi, bi, out) = (d.join("x.f32"), d.join("b.f32"), d.join("out.f32"));
     write(&xi, x);
     write(&bi, bias.unwrap_or(&[0.0]));
     let mut cmd = Command::new(harness());
-    cmd.arg(name);
-    for i in ints {
+    cmd.arg(l.kernel);
+    for i in &l.ints {
         cmd.arg(i.to_string());
     }
-    cmd.arg(u8::from(bias.is_some()).to_string());
     let st = cmd.arg(&xi).arg(&bi).arg(&out).status().unwrap();
-    assert!(st.success(), "harness {name} {ints:?}");
+    assert!(st.success(), "harness {l:?}");
     let y = read(&out);
     let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(y.len(), l.rows * l.cols, "{l:?}: output extent");
+    assert!(!y.contains(&-1.0), "{l:?}: every output element written");
     y
 }
 
-/// The kernel the CUDA trunk launches on a map of `c` channels: the `_c8` variant when
-/// [`eight_channel_kernels`] (the harness's name with an "8").
-fn variant(base: &str, c: usize) -> String {
-    if eight_channel_kernels(c) {
-        format!("{base}8")
-    } else {
-        base.to_string()
-    }
+/// `kernel` on the NHWC map `n × h × w × c` (`x`), as the CUDA trunk launches it on an aligned map, applying
+/// `bias` when given.
+fn kernel(kernel: TrunkKernel, map: (usize, usize, usize, usize), x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    run(&launch(kernel, map, bias.is_some(), 0), x, bias)
+}
+
+fn launch(kernel: TrunkKernel, map: (usize, usize, usize, usize), act: bool, x_offset: usize) -> KernelLaunch {
+    kernel.launch(map, act, x_offset).unwrap()
 }
 
 /// Deterministic values in [-1, 1).
@@ -195,10 +202,9 @@ fn the_im2col_schedule_on_the_kernels_equals_the_cpu_trunk() {
                 let (wt, b) = conv.next().unwrap();
                 let packed = PackedConv::new(wt, b).unwrap();
                 let kp = padded_k(c);
-                let name = variant("im2col", c);
-                variants.insert(name.clone());
-                let col = kernel(&name, &[n, h, w, c, kp], &a, pending.as_deref());
-                assert_eq!(col.len(), n * h * w * kp);
+                let l = launch(TrunkKernel::Im2Col { kp }, (n, h, w, c), pending.is_some(), 0);
+                variants.insert(l.kernel);
+                let col = run(&l, &a, pending.as_deref());
                 // the padding columns are written, and zero
                 assert!(col.chunks(kp).all(|r| r[9 * c..].iter().all(|&v| v == 0.0)));
                 let wp = packed.padded_weight(kp);
@@ -218,7 +224,7 @@ fn the_im2col_schedule_on_the_kernels_equals_the_cpu_trunk() {
                 pending = Some(packed.bias().to_vec());
             }
             None => {
-                a = kernel(&variant("maxpool", c), &[n, h, w, c], &a, pending.as_deref());
+                a = kernel(TrunkKernel::MaxPool, (n, h, w, c), &a, pending.as_deref());
                 h /= 2;
                 w /= 2;
                 pending = None;
@@ -292,7 +298,7 @@ fn the_cudnn_schedules_on_the_kernels_and_the_krsc_packing_equal_the_cpu_trunk()
                     first = false;
                     assert_eq!(cin, c, "the engine's channels");
                     if let Some(bias) = pending.take() {
-                        a = kernel(&variant("biasrelu", c), &[n, h, w, c], &a, Some(&bias));
+                        a = kernel(TrunkKernel::BiasRelu, (n, h, w, c), &a, Some(&bias));
                         bias_relu_passes += 1;
                     }
                     let krsc = packed.krsc_weight(cin);
@@ -303,7 +309,7 @@ fn the_cudnn_schedules_on_the_kernels_and_the_krsc_packing_equal_the_cpu_trunk()
                     pending = (!fused).then_some(bias);
                 }
                 None => {
-                    a = kernel(&variant("maxpool", c), &[n, h, w, c], &a, pending.as_deref());
+                    a = kernel(TrunkKernel::MaxPool, (n, h, w, c), &a, pending.as_deref());
                     h /= 2;
                     w /= 2;
                     pending = None;
@@ -321,10 +327,10 @@ fn bias_relu_applies_the_bias_of_each_channel_or_copies() {
     let (n, h, w, c) = (2, 3, 5, 7);
     let x = pseudo(n * h * w * c, 11);
     let b = pseudo(c, 12);
-    let y = kernel("biasrelu", &[n, h, w, c], &x, Some(&b));
+    let y = kernel(TrunkKernel::BiasRelu, (n, h, w, c), &x, Some(&b));
     let want: Vec<f32> = x.iter().enumerate().map(|(i, v)| (v + b[i % c]).max(0.0)).collect();
     assert_eq!(y, want);
-    assert_eq!(kernel("biasrelu", &[n, h, w, c], &x, None), x);
+    assert_eq!(kernel(TrunkKernel::BiasRelu, (n, h, w, c), &x, None), x);
 }
 
 #[test]
@@ -333,25 +339,73 @@ fn the_eight_channel_kernels_equal_the_one_channel_kernels() {
     assert!(eight_channel_kernels(c) && !eight_channel_kernels(12));
     let x = pseudo(n * h * w * c, 21);
     let b = pseudo(c, 22);
+    let kp = padded_k(c);
+    assert_eq!(kp, 9 * c);
     for bias in [None, Some(&b[..])] {
-        let kp = padded_k(c);
-        assert_eq!(kp, 9 * c);
-        let one = kernel("im2col", &[n, h, w, c, kp], &x, bias);
-        assert_eq!(
-            one,
-            kernel("im2col8", &[n, h, w, c, kp], &x, bias),
-            "im2col, bias {}",
-            bias.is_some()
-        );
-        for k in ["maxpool", "biasrelu"] {
-            let one = kernel(k, &[n, h, w, c], &x, bias);
-            assert!(!one.contains(&-1.0), "{k}: every output written");
+        for k in [TrunkKernel::Im2Col { kp }, TrunkKernel::MaxPool, TrunkKernel::BiasRelu] {
+            // an aligned map takes the 8-channel variant, a view 4 elements in (not 16-byte aligned) does not
+            let eight = launch(k, (n, h, w, c), bias.is_some(), 0);
+            let one = launch(k, (n, h, w, c), bias.is_some(), 4);
+            assert!(
+                eight.kernel.ends_with("_c8") && !one.kernel.ends_with("_c8"),
+                "{eight:?} / {one:?}"
+            );
+            assert_eq!(eight.threads * 8, one.threads);
             assert_eq!(
-                one,
-                kernel(&format!("{k}8"), &[n, h, w, c], &x, bias),
-                "{k}, bias {}",
+                run(&one, &x, bias),
+                run(&eight, &x, bias),
+                "{k:?}, bias {}",
                 bias.is_some()
             );
+        }
+    }
+}
+
+/// im2col and max-pooling by their definitions, on a non-square map (so swapped sizes or arguments show), for
+/// both variants of each kernel: the launch arguments the library plans mean what the kernels read.
+#[test]
+fn the_planned_launches_compute_the_definitions_on_a_non_square_map() {
+    let (n, h, w, c) = (2, 6, 10, 16);
+    let x = pseudo(n * h * w * c, 31);
+    let b = pseudo(c, 32);
+    let at = |i: usize, y: isize, xx: isize, ch: usize, bias: Option<&[f32]>| -> f32 {
+        if y < 0 || xx < 0 || y >= h as isize || xx >= w as isize {
+            return 0.0;
+        }
+        let v = x[((i * h + y as usize) * w + xx as usize) * c + ch];
+        bias.map_or(v, |b| (v + b[ch]).max(0.0))
+    };
+    for bias in [None, Some(&b[..])] {
+        let kp = padded_k(c);
+        let mut col = Vec::with_capacity(n * h * w * kp);
+        for i in 0..n {
+            for y in 0..h {
+                for xx in 0..w {
+                    for t in 0..9 {
+                        for ch in 0..c {
+                            col.push(at(i, (y + t / 3) as isize - 1, (xx + t % 3) as isize - 1, ch, bias));
+                        }
+                    }
+                    col.resize(col.len() + kp - 9 * c, 0.0);
+                }
+            }
+        }
+        let mut pool = Vec::with_capacity(n * h * w * c / 4);
+        for i in 0..n {
+            for y in 0..h / 2 {
+                for xx in 0..w / 2 {
+                    for ch in 0..c {
+                        let v = |dy: usize, dx: usize| at(i, (2 * y + dy) as isize, (2 * xx + dx) as isize, ch, bias);
+                        pool.push(v(0, 0).max(v(0, 1)).max(v(1, 0)).max(v(1, 1)));
+                    }
+                }
+            }
+        }
+        for offset in [0, 4] {
+            let l = launch(TrunkKernel::Im2Col { kp }, (n, h, w, c), bias.is_some(), offset);
+            assert_eq!(run(&l, &x, bias), col, "{l:?}");
+            let l = launch(TrunkKernel::MaxPool, (n, h, w, c), bias.is_some(), offset);
+            assert_eq!(run(&l, &x, bias), pool, "{l:?}");
         }
     }
 }

@@ -2,7 +2,12 @@
 //!
 //! - [`preprocess`]: ROI → crop → 3×224×224 tensor (PyTorch-exact conventions);
 //! - [`vgg`]: the network with torchvision parameter names, f32 or Q8_0 fully connected layers, and the seeded
-//!   He initialisation used when no pretrained weights are given.
+//!   He initialisation used when no pretrained weights are given;
+//! - [`conv`]: the CPU trunk (packed 3×3 convolutions on NHWC maps) and the kernel packings the CUDA trunk
+//!   shares; [`trunk_launch`]: which CUDA kernel runs with which arguments; `cuda_trunk` (`cuda` feature): the
+//!   NHWC f16 trunk on the GPU; [`device`]: `cpu|cuda[:N]|auto` and the CUDA trunk's kind;
+//! - [`finetune`] / [`head_train`]: the study's fine-tuning recipe (full network, or the head on cached pool5
+//!   features); [`npy`]: the `--dump-input` writer.
 //!
 //! The feature vector is fc7 after ReLU (4096 values for VGG-16) by default: the study takes "the last fully
 //! connected layer" of its fine-tuned network; fc6 and the logits are available too.
@@ -15,6 +20,7 @@ pub mod finetune;
 pub mod head_train;
 pub mod npy;
 pub mod preprocess;
+pub mod trunk_launch;
 pub mod vgg;
 
 pub use device::{CudaTrunkKind, DeviceChoice};

@@ -26,12 +26,17 @@ use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use half::f16;
 
-use super::kernels::{contiguous_f16, cuda_only, i32_of};
+use super::kernels::{contiguous_f16, cuda_only};
 use crate::deep::vgg::ce;
 use crate::error::{Error, Result};
 
 /// The largest workspace an algorithm may ask for.
 const WORKSPACE_LIMIT: usize = 256 << 20;
+
+/// `v` as the C `int` cuDNN takes, or an error naming `what`.
+fn i32_of(v: usize, what: &str) -> candle_core::Result<i32> {
+    i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what} = {v} does not fit the kernel's int")))
+}
 
 fn msg(what: &str, e: CudnnError) -> candle_core::Error {
     candle_core::Error::Msg(format!("cuDNN {what}: {e:?}"))
