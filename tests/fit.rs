@@ -266,6 +266,15 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
         again.status.success() && s.contains("151 cases extracted (151 from the cache)"),
         "{s}"
     );
+    // ... and fits exactly the same model as the first run, which computed every case (the cache round-trips
+    // every value exactly; only the creation time differs)
+    let manifest_of = |dir: &Path| {
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
+        m.as_object_mut().unwrap().remove("created");
+        m
+    };
+    assert_eq!(manifest_of(&b), manifest_of(&dir.join("bundle2")));
 
     // the report renders in headless Chromium
     if std::env::var_os("ALNRISK_NO_BROWSER").is_none() {

@@ -8,8 +8,12 @@
 //!
 //! The test cohort is never used to fit, standardise or select anything: it is only scored.
 
+mod classifiers;
+mod clinical;
 pub mod cohort;
+mod evaluate;
 pub mod features;
+mod nomogram;
 pub mod plots;
 pub mod report;
 pub mod select;
@@ -23,18 +27,14 @@ use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
 use crate::case::CaseInputs;
-use crate::classify::{ClassifierKind, CvMetrics, cross_validate};
+use crate::classify::CvMetrics;
 use crate::deep::Vgg16;
 use crate::error::{Error, Result};
 use crate::model::bundle::{self, ClinicalCoding, FeatureRange, Manifest, RoiRules, Signatures, VggEntry};
 use crate::model::{Nomogram, Signature};
 use crate::radiomics::Settings;
-use crate::stats::evaluation::{
-    BootstrapCalibration, CalibrationGroup, ClassificationMetrics, bootstrap_calibration, calibration_groups,
-    classification_metrics, net_benefit, youden_cutoff,
-};
-use crate::stats::hypothesis::hosmer_lemeshow;
-use crate::stats::{DelongAuc, delong, delong_paired, logistic_fit, logistic_probability, sigmoid};
+use crate::stats::evaluation::{BootstrapCalibration, CalibrationGroup, ClassificationMetrics};
+use crate::stats::{DelongAuc, logistic_probability};
 
 pub use features::DeepSettings;
 pub use select::{SelectOptions, Selection};
@@ -203,38 +203,75 @@ fn subset<T: Clone>(v: &[T], idx: &[usize]) -> Vec<T> {
     idx.iter().map(|&i| v[i].clone()).collect()
 }
 
+/// The features of the usable cases by name: radiomics, then the deep layer's units.
+pub(crate) struct FeatureTable<'a> {
+    rad_names: &'a [String],
+    rad: &'a [Vec<f64>],
+    deep_names: &'a [String],
+    deep: &'a [Vec<f64>],
+}
+
+impl FeatureTable<'_> {
+    /// Case `k`'s value of feature `name`, if it has one.
+    pub(crate) fn value(&self, k: usize, name: &str) -> Option<f64> {
+        self.rad_names
+            .iter()
+            .position(|n| n == name)
+            .map(|j| self.rad[k][j])
+            .or_else(|| self.deep_names.iter().position(|n| n == name).map(|j| self.deep[k][j]))
+    }
+}
+
+/// Seconds per stage, printed as they pass.
+struct StageClock {
+    since: Instant,
+    timings: Vec<(String, f64)>,
+}
+
+impl StageClock {
+    fn new() -> Self {
+        StageClock {
+            since: Instant::now(),
+            timings: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, name: &str) {
+        let s = self.since.elapsed().as_secs_f64();
+        eprintln!("  stage {name}: {s:.1} s");
+        self.timings.push((name.to_string(), s));
+        self.since = Instant::now();
+    }
+}
+
 /// Run the whole pipeline.
 pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
-    let mut timings = Vec::new();
+    let mut clock = StageClock::new();
     let mut notes = Vec::new();
-    let mut clock = Instant::now();
-    let mut lap = |name: &str, timings: &mut Vec<(String, f64)>| {
-        let s = clock.elapsed().as_secs_f64();
-        eprintln!("  stage {name}: {s:.1} s");
-        timings.push((name.to_string(), s));
-        clock = Instant::now();
-    };
-
-    // 1–2. cohort and split
-    let table = cohort::read_cohort(&cfg.cohort)?;
-    let (train_flag, split) = cohort::split(&table, cfg.split_date.as_deref(), cfg.seed)?;
     let bad = |reason: String| Error::Cohort {
         path: cfg.cohort.clone(),
         reason,
     };
-    let train_pos = table
+    let single_class = |y: &[bool]| y.iter().all(|&b| b) || y.iter().all(|&b| !b);
+
+    // 1–2. cohort and split
+    let table = cohort::read_cohort(&cfg.cohort)?;
+    let (train_flag, split) = cohort::split(&table, cfg.split_date.as_deref(), cfg.seed)?;
+    let y_train_all: Vec<bool> = table
         .rows
         .iter()
         .zip(&train_flag)
-        .filter(|(r, t)| **t && r.label)
-        .count();
-    let train_n = train_flag.iter().filter(|&&t| t).count();
-    if train_pos == 0 || train_pos == train_n {
+        .filter(|(_, t)| **t)
+        .map(|(r, _)| r.label)
+        .collect();
+    if single_class(&y_train_all) {
+        let pos = y_train_all.iter().filter(|&&b| b).count();
         return Err(bad(format!(
-            "the training cohort has a single class ({train_pos} of {train_n} cases ALN+): nothing to fit"
+            "the training cohort has a single class ({pos} of {} cases ALN+): nothing to fit",
+            y_train_all.len()
         )));
     }
-    lap("cohort", &mut timings);
+    clock.lap("cohort");
 
     // 3. radiomics and crops
     let extracted = features::extract_all(
@@ -274,8 +311,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
     let tr_idx: Vec<usize> = (0..ok.len()).filter(|&k| train[k]).collect();
     let te_idx: Vec<usize> = (0..ok.len()).filter(|&k| !train[k]).collect();
     let y_tr = subset(&labels, &tr_idx);
-    let y_te = subset(&labels, &te_idx);
-    if y_tr.iter().all(|&b| b) || y_tr.iter().all(|&b| !b) {
+    if single_class(&y_tr) {
         return Err(bad("after failed cases, the training cohort has a single class".into()));
     }
     let rad_names: Vec<String> = ok[0].1.radiomics.iter().map(|(k, _)| k.clone()).collect();
@@ -288,7 +324,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
                 .collect()
         })
         .collect();
-    lap("radiomics", &mut timings);
+    clock.lap("radiomics");
 
     // 4. deep features
     let crops: Vec<(String, crate::deep::Crop)> = ok.iter().map(|(_, e)| (e.key.clone(), e.crop())).collect();
@@ -307,368 +343,131 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
             .copied()
             .unwrap_or(f64::NAN)
     ));
-    lap("deep features", &mut timings);
+    clock.lap("deep features");
 
-    // 5. selection
+    // 5. selection: t-test, then LASSO, per modality → the signatures
     let mut selections = Vec::new();
     for (name, names, x) in [("radiomics", &rad_names, &rad), ("deep", &deep_names, &deep.features)] {
         let s = select::select(name, names, &subset(x, &tr_idx), &y_tr, &cfg.select);
         notes.extend(s.notes.clone());
         selections.push(s);
     }
-    lap("selection", &mut timings);
-
-    // signature values for every case
-    let (rad_names_ref, deep_names_ref, rad_ref, deep_ref) = (&rad_names, &deep_names, &rad, &deep.features);
-    let lookup_row = |k: usize| {
-        move |name: &str| -> Option<f64> {
-            rad_names_ref
-                .iter()
-                .position(|n| n == name)
-                .map(|j| rad_ref[k][j])
-                .or_else(|| deep_names_ref.iter().position(|n| n == name).map(|j| deep_ref[k][j]))
-        }
+    let table_of_features = FeatureTable {
+        rad_names: &rad_names,
+        rad: &rad,
+        deep_names: &deep_names,
+        deep: &deep.features,
     };
-    let mut scores: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut selected_values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for s in &selections {
-        if let Some(sig) = &s.signature {
-            let v: Vec<f64> = (0..ok.len())
-                .map(|k| sig.score(lookup_row(k)).unwrap_or(f64::NAN))
-                .collect();
-            scores.insert(format!("{}_signature", sig.name), v);
-            for f in &sig.features {
-                selected_values.insert(
-                    f.clone(),
-                    (0..ok.len()).map(|k| lookup_row(k)(f).unwrap_or(f64::NAN)).collect(),
-                );
-            }
-        }
-    }
+    let (mut scores, selected_values) = signature_values(&selections, &table_of_features, ok.len());
+    clock.lap("selection");
 
-    // 6. classifiers on the selected features, per modality
-    let mut classifiers = Vec::new();
-    for s in &selections {
-        let Some(sig) = &s.signature else { continue };
-        let x: Vec<Vec<f64>> = (0..ok.len())
-            .map(|k| {
-                sig.features
-                    .iter()
-                    .enumerate()
-                    .map(|(j, f)| (lookup_row(k)(f).unwrap_or(f64::NAN) - sig.means[j]) / sig.sds[j])
-                    .collect()
-            })
-            .collect();
-        let (xtr, xte) = (subset(&x, &tr_idx), subset(&x, &te_idx));
-        let folds = 5
-            .min(y_tr.iter().filter(|&&b| b).count())
-            .min(y_tr.iter().filter(|&&b| !b).count())
-            .max(2);
-        for kind in ClassifierKind::ALL {
-            let cv = cross_validate(kind, &xtr, &y_tr, folds, cfg.seed);
-            let model = kind.fit(&xtr, &y_tr, cfg.seed);
-            let test_prob: Vec<f64> = xte.iter().map(|r| model.predict_proba(r)).collect();
-            let test = if te_idx.is_empty() {
-                ClassificationMetrics::default()
-            } else {
-                classification_metrics(&test_prob, &y_te, 0.5)
-            };
-            classifiers.push(ClassifierRow {
-                modality: sig.name.clone(),
-                model: kind.label().into(),
-                cv,
-                test,
-                test_prob,
-            });
-        }
-    }
-    lap("classifiers", &mut timings);
+    // 6. the seven classifiers per signature (Tables 2 and 3)
+    let classifiers = classifiers::rows(&selections, &table_of_features, &labels, (&tr_idx, &te_idx), cfg.seed);
+    clock.lap("classifiers");
 
-    // 7. Table 1 and clinical factors
+    // 7. Table 1 and the clinical factors that enter the nomogram
     let rows_tr: Vec<&cohort::CohortRow> = tr_idx.iter().map(|&k| rows[k]).collect();
     let rows_te: Vec<&cohort::CohortRow> = te_idx.iter().map(|&k| rows[k]).collect();
     let t1_train = table1::table1("training", &rows_tr, &table.clinical_columns);
     let t1_test = table1::table1("test", &rows_te, &table.clinical_columns);
-    let mut clinical_codings = Vec::new();
-    for (col, &p) in &t1_train.p {
-        if p >= 0.05 {
-            continue;
-        }
-        if let Some(c) = &cfg.clinical_candidates
-            && !c.contains(col)
-        {
-            notes.push(format!(
-                "clinical factor {col} has p = {p:.2e} in training but is not a nomogram candidate"
-            ));
-            continue;
-        }
-        if table1::is_numeric(&rows_tr, col) {
-            clinical_codings.push(ClinicalCoding {
-                name: col.clone(),
-                column: col.clone(),
-                level: None,
-            });
-        } else {
-            let mut levels: Vec<String> = rows
-                .iter()
-                .filter_map(|r| r.clinical.get(col).cloned())
-                .filter(|v| !v.is_empty())
-                .collect();
-            levels.sort();
-            levels.dedup();
-            // binary factors code their "positive"/"yes"/"1" level (else the second level) as 1; others: one
-            // indicator per non-reference level
-            let positive = levels
-                .iter()
-                .find(|l| ["positive", "yes", "1", "true"].contains(&l.to_lowercase().as_str()));
-            if levels.len() == 2 {
-                let lvl = positive.cloned().unwrap_or_else(|| levels[1].clone());
-                clinical_codings.push(ClinicalCoding {
-                    name: col.clone(),
-                    column: col.clone(),
-                    level: Some(lvl),
-                });
-            } else {
-                for l in levels.iter().skip(1) {
-                    clinical_codings.push(ClinicalCoding {
-                        name: format!("{col}={l}"),
-                        column: col.clone(),
-                        level: Some(l.clone()),
-                    });
-                }
-            }
-        }
-        notes.push(format!(
-            "clinical factor {col} (training p = {p:.2e}) enters the nomogram"
-        ));
-    }
-    let clinical_value = |r: &cohort::CohortRow, c: &ClinicalCoding| -> f64 {
-        let v = r.clinical.get(&c.column).cloned().unwrap_or_default();
-        match &c.level {
-            Some(l) => f64::from(u8::from(&v == l)),
-            None => v.parse().unwrap_or(f64::NAN),
-        }
-    };
-    for c in &clinical_codings {
-        scores.insert(c.name.clone(), rows.iter().map(|r| clinical_value(r, c)).collect());
+    let codings = clinical::codings(
+        &t1_train,
+        &rows_tr,
+        &rows,
+        cfg.clinical_candidates.as_deref(),
+        &mut notes,
+    );
+    for c in &codings {
+        scores.insert(c.name.clone(), rows.iter().map(|r| clinical::value(r, c)).collect());
     }
 
     // 8. nomogram
-    let mut predictor_names: Vec<String> = selections
-        .iter()
-        .filter(|s| s.signature.is_some())
-        .map(|s| format!("{}_signature", s.name))
-        .collect();
-    predictor_names.extend(clinical_codings.iter().map(|c| c.name.clone()));
-    if predictor_names.is_empty() {
-        return Err(bad(
-            "no signature and no clinical factor was selected: there is no nomogram to fit".into(),
-        ));
-    }
-    let design: Vec<Vec<f64>> = (0..ok.len())
-        .map(|k| predictor_names.iter().map(|n| scores[n][k]).collect())
-        .collect();
-    let design_tr = subset(&design, &tr_idx);
-    // The nomogram is fitted on each signature's pre-validated (out-of-fold) training values unless
-    // `in_sample_signatures`: an in-sample LASSO signature chosen among thousands of deep features is optimistic on
-    // the very cases it was fitted to, and the regression would over-weight it (README "Fitting").
-    let mut design_fit = design_tr.clone();
-    if !cfg.in_sample_signatures {
-        for s in &selections {
-            let (Some(oof), Some(c)) = (
-                &s.out_of_fold,
-                predictor_names
-                    .iter()
-                    .position(|n| *n == format!("{}_signature", s.name)),
-            ) else {
-                continue;
-            };
-            for (row, v) in design_fit.iter_mut().zip(oof) {
-                row[c] = *v;
-            }
-        }
-        notes.push("nomogram fitted on the signatures' out-of-fold (pre-validated) training values".into());
-    }
-    let fit = logistic_fit(&design_fit, &y_tr)
-        .ok_or_else(|| bad("the nomogram's logistic regression did not converge (complete separation?)".into()))?;
-    let nomo_prob: Vec<f64> = design.iter().map(|r| logistic_probability(&fit.coef, r)).collect();
-    let cutoff = youden_cutoff(&subset(&nomo_prob, &tr_idx), &y_tr);
-    let nomogram = Nomogram::new(&predictor_names, &fit.coef, &fit.se, &fit.p, &design_tr, cutoff);
-    scores.insert("nomogram".into(), nomo_prob.clone());
-    let mut coefficients = Vec::new();
-    for (k, term) in std::iter::once("(intercept)".to_string())
-        .chain(predictor_names.iter().cloned())
-        .enumerate()
-    {
-        coefficients.push(CoefficientRow {
-            term,
-            coefficient: fit.coef[k],
-            se: fit.se[k],
-            z: fit.z[k],
-            p: fit.p[k],
-            odds_ratio: fit.coef[k].exp(),
-            or_ci: (
-                (fit.coef[k] - 1.959_964 * fit.se[k]).exp(),
-                (fit.coef[k] + 1.959_964 * fit.se[k]).exp(),
-            ),
-        });
-    }
-    lap("nomogram", &mut timings);
+    let nomo = nomogram::fit(
+        &selections,
+        &codings,
+        &scores,
+        (&tr_idx, &y_tr),
+        cfg.in_sample_signatures,
+        &mut notes,
+    )
+    .map_err(bad)?;
+    scores.insert("nomogram".into(), nomo.probability.clone());
+    clock.lap("nomogram");
 
     // 9. evaluation
-    let score_names: Vec<String> = std::iter::once("nomogram".to_string())
-        .chain(
-            selections
-                .iter()
-                .filter(|s| s.signature.is_some())
-                .map(|s| format!("{}_signature", s.name)),
-        )
-        .collect();
-    let mut evaluations = Vec::new();
-    for (name, idx) in [("training", &tr_idx), ("test", &te_idx)] {
-        let y = subset(&labels, idx);
-        if y.iter().all(|&b| b) || y.iter().all(|&b| !b) {
-            notes.push(format!("{name} cohort has a single class: no ROC evaluation"));
-            continue;
-        }
-        let p = subset(&nomo_prob, idx);
-        let mut auc = BTreeMap::new();
-        let mut paired = BTreeMap::new();
-        for s in &score_names {
-            let v = subset(&scores[s], idx);
-            auc.insert(s.clone(), delong(&v, &y));
-            if s != "nomogram" {
-                paired.insert(s.clone(), delong_paired(&p, &v, &y).1);
-            }
-        }
-        evaluations.push(CohortEvaluation {
-            cohort: name.into(),
-            n: y.len(),
-            auc,
-            delong_vs_nomogram: paired,
-            at_cutoff: classification_metrics(&p, &y, cutoff),
-            calibration: calibration_groups(&p, &y, 10.min(y.len())),
-            hosmer_lemeshow: hosmer_lemeshow(&p, &y, 10),
-        });
-    }
-    let calibration_curve = bootstrap_calibration(&design_fit, &y_tr, cfg.bootstrap, cfg.seed);
-    let thresholds = dca_thresholds();
-    let mut decision_curves = BTreeMap::new();
-    for s in &score_names {
-        let prob: Vec<f64> = if s == "nomogram" {
-            nomo_prob.clone()
-        } else {
-            scores[s].iter().map(|&v| sigmoid(v)).collect()
-        };
-        decision_curves.insert(
-            s.clone(),
-            thresholds.iter().map(|&t| net_benefit(&prob, &labels, t)).collect(),
-        );
-    }
-    decision_curves.insert(
-        "treat all".into(),
-        thresholds
-            .iter()
-            .map(|&t| net_benefit(&vec![1.0; labels.len()], &labels, t))
-            .collect(),
+    let evaluation = evaluate::evaluate(
+        &nomo,
+        &selections,
+        &scores,
+        &labels,
+        (&tr_idx, &te_idx),
+        (cfg.bootstrap, cfg.seed),
+        &mut notes,
     );
-    decision_curves.insert("treat none".into(), vec![0.0; thresholds.len()]);
-    lap("evaluation", &mut timings);
+    clock.lap("evaluation");
 
-    // 10. bundle
+    // 10. bundle: the fine-tuned weights, their Q8_0 form (served), and the signed manifest
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
-    let weights = "vgg16.safetensors".to_string();
-    let quantized = "vgg16-q8.gguf".to_string();
-    let weights_path = cfg.out.join(&weights);
+    let weights_path = cfg.out.join(VGG_WEIGHTS);
     candle_core::safetensors::save(&deep.f32_weights, &weights_path)
         .map_err(|e| Error::io(&weights_path, std::io::Error::other(e.to_string())))?;
-    deep.net.save_gguf(&cfg.out.join(&quantized))?;
-    // The model was fitted on the Q8_0 features it serves; how much the nomogram probability would move with the
-    // f32 dense layers instead (the size of the quantization effect, reported, not served).
-    let deep_sig = selections
-        .iter()
-        .find(|s| s.name == "deep")
-        .and_then(|s| s.signature.clone());
-    let f32_net = Vgg16::from_tensors(
-        deep.net.config.clone(),
-        &deep.f32_weights,
-        &weights_path,
-        &deep.net.device,
-    )?;
-    let q8_probability_change = match &deep_sig {
-        Some(sig) => Some(q8_change(
-            (&f32_net, deep.pool5.as_deref()),
-            &crops,
-            sig,
-            &predictor_names,
-            &design,
-            &fit.coef,
-            &cfg.deep,
-        )?),
-        None => None,
-    };
-    let mut feature_ranges = BTreeMap::new();
-    for (name, v) in selected_values.iter().chain(scores.iter()) {
-        if name == "nomogram" {
-            continue;
-        }
-        feature_ranges.insert(name.clone(), FeatureRange::of(&subset(v, &tr_idx)));
-    }
-    let performance = serde_json::json!({
-        "evaluations": evaluations,
-        "split": split,
-        "cases": {"training": tr_idx.len(), "test": te_idx.len(), "failed": failed.len()},
-        "q8_probability_change": q8_probability_change,
-    });
+    deep.net.save_gguf(&cfg.out.join(VGG_QUANTIZED))?;
     let signatures = Signatures {
         radiomics: selections
             .iter()
             .find(|s| s.name == "radiomics")
             .and_then(|s| s.signature.clone()),
-        deep: deep_sig,
+        deep: selections
+            .iter()
+            .find(|s| s.name == "deep")
+            .and_then(|s| s.signature.clone()),
     };
-    let id_source = serde_json::to_string(&(&signatures, &nomogram)).unwrap_or_default()
-        + &bundle::sha256_file(&cfg.out.join(&weights))?;
-    let bundle_id = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(id_source.as_bytes())[..8]);
-    let mut manifest = Manifest {
-        schema: bundle::SCHEMA.into(),
-        version: format!("{}+{bundle_id}", env!("CARGO_PKG_VERSION")),
-        bundle_id,
-        alnrisk_version: env!("CARGO_PKG_VERSION").into(),
-        created: crate::time::utc_now(),
-        radiomics_settings: cfg.settings.clone(),
-        phase: cfg.inputs.phase,
-        roi: RoiRules {
-            segment: cfg.inputs.roi.choice.to_rule(),
-            fractional_threshold: cfg.inputs.roi.fractional_threshold,
-            label: cfg.settings.label,
-            crop_margin: cfg.crop_margin,
-        },
+    // The model was fitted on the Q8_0 features it serves; how much the nomogram probability would move with the
+    // f32 dense layers instead (the size of the quantization effect, reported, not served).
+    let q8_probability_change = match &signatures.deep {
+        Some(sig) => {
+            let f32_net = Vgg16::from_tensors(
+                deep.net.config.clone(),
+                &deep.f32_weights,
+                &weights_path,
+                &deep.net.device,
+            )?;
+            Some(q8_change(
+                (&f32_net, deep.pool5.as_deref()),
+                &crops,
+                sig,
+                &nomo,
+                &cfg.deep,
+            )?)
+        }
+        None => None,
+    };
+    let feature_ranges = selected_values
+        .iter()
+        .chain(scores.iter())
+        .filter(|(name, _)| *name != "nomogram")
+        .map(|(name, v)| (name.clone(), FeatureRange::of(&subset(v, &tr_idx))))
+        .collect();
+    let performance = serde_json::json!({
+        "evaluations": evaluation.cohorts,
+        "split": split,
+        "cases": {"training": tr_idx.len(), "test": te_idx.len(), "failed": failed.len()},
+        "q8_probability_change": q8_probability_change,
+    });
+    let mut manifest = manifest(
+        cfg,
+        &deep,
         signatures,
-        vgg: VggEntry {
-            weights,
-            quantized,
-            quantization: "Q8_0".into(),
-            layer: cfg.deep.layer,
-            init: deep.init.clone(),
-            finetune: format!(
-                "{:?}: best epoch {} of {}",
-                cfg.deep.finetune.mode,
-                deep.report.best_epoch + 1,
-                deep.report.train_loss.len()
-            ),
-        },
-        clinical: clinical_codings,
-        nomogram,
+        codings,
+        nomo.nomogram,
         feature_ranges,
         performance,
-        files: BTreeMap::new(),
-    };
+    )?;
     let bundle_sha256 = bundle::write_bundle(&cfg.out, &mut manifest, cfg.key.as_ref())?;
     if cfg.key.is_none() {
         notes.push("the bundle is UNSIGNED (no --key): the daemon loads it only with --allow-unsigned".into());
     }
-    lap("bundle", &mut timings);
+    clock.lap("bundle");
 
     let cases = CaseValues {
         ids: rows.iter().map(|r| r.id.clone()).collect(),
@@ -697,23 +496,101 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
         selections,
         classifiers,
         table1: vec![t1_train, t1_test],
-        coefficients,
-        evaluations,
-        calibration_curve,
-        decision_curves,
+        coefficients: nomo.coefficients,
+        evaluations: evaluation.cohorts,
+        calibration_curve: evaluation.calibration_curve,
+        decision_curves: evaluation.decision_curves,
         cases,
-        timings,
+        timings: clock.timings.clone(),
         notes,
         finetune_losses: (deep.report.train_loss.clone(), deep.report.validation_loss.clone()),
         q8_probability_change,
     };
     if let Some(dir) = &cfg.report {
         report::write_report(dir, &outcome)?;
-        let s = clock.elapsed().as_secs_f64();
-        eprintln!("  stage report: {s:.1} s");
-        outcome.timings.push(("report".into(), s));
+        clock.lap("report");
+        outcome.timings = clock.timings;
     }
     Ok(outcome)
+}
+
+/// The bundle's f32 VGG weights (torchvision names) and their Q8_0 form, which the daemon serves.
+const VGG_WEIGHTS: &str = "vgg16.safetensors";
+const VGG_QUANTIZED: &str = "vgg16-q8.gguf";
+
+/// Every usable case's signature values (`radiomics_signature`, `deep_signature`) and the raw values of each
+/// selected feature.
+fn signature_values(
+    selections: &[Selection],
+    features: &FeatureTable<'_>,
+    cases: usize,
+) -> (BTreeMap<String, Vec<f64>>, BTreeMap<String, Vec<f64>>) {
+    let mut scores = BTreeMap::new();
+    let mut selected = BTreeMap::new();
+    for sig in selections.iter().filter_map(|s| s.signature.as_ref()) {
+        let v: Vec<f64> = (0..cases)
+            .map(|k| sig.score(|name| features.value(k, name)).unwrap_or(f64::NAN))
+            .collect();
+        scores.insert(format!("{}_signature", sig.name), v);
+        for f in &sig.features {
+            selected.insert(
+                f.clone(),
+                (0..cases).map(|k| features.value(k, f).unwrap_or(f64::NAN)).collect(),
+            );
+        }
+    }
+    (scores, selected)
+}
+
+/// The bundle's manifest: settings, ROI rules, signatures, the VGG files, the clinical codings and the
+/// nomogram; its id is a hash of the signatures, the nomogram and the f32 weights (already written to
+/// `cfg.out`).
+fn manifest(
+    cfg: &FitConfig,
+    deep: &features::DeepOutcome,
+    signatures: Signatures,
+    clinical: Vec<ClinicalCoding>,
+    nomogram: Nomogram,
+    feature_ranges: BTreeMap<String, FeatureRange>,
+    performance: serde_json::Value,
+) -> Result<Manifest> {
+    let id_source = serde_json::to_string(&(&signatures, &nomogram)).unwrap_or_default()
+        + &bundle::sha256_file(&cfg.out.join(VGG_WEIGHTS))?;
+    let bundle_id = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(id_source.as_bytes())[..8]);
+    Ok(Manifest {
+        schema: bundle::SCHEMA.into(),
+        version: format!("{}+{bundle_id}", env!("CARGO_PKG_VERSION")),
+        bundle_id,
+        alnrisk_version: env!("CARGO_PKG_VERSION").into(),
+        created: crate::time::utc_now(),
+        radiomics_settings: cfg.settings.clone(),
+        phase: cfg.inputs.phase,
+        roi: RoiRules {
+            segment: cfg.inputs.roi.choice.to_rule(),
+            fractional_threshold: cfg.inputs.roi.fractional_threshold,
+            label: cfg.settings.label,
+            crop_margin: cfg.crop_margin,
+        },
+        signatures,
+        vgg: VggEntry {
+            weights: VGG_WEIGHTS.into(),
+            quantized: VGG_QUANTIZED.into(),
+            quantization: "Q8_0".into(),
+            layer: cfg.deep.layer,
+            init: deep.init.clone(),
+            finetune: format!(
+                "{:?}: best epoch {} of {}",
+                cfg.deep.finetune.mode,
+                deep.report.best_epoch + 1,
+                deep.report.train_loss.len()
+            ),
+        },
+        clinical,
+        nomogram,
+        feature_ranges,
+        performance,
+        files: BTreeMap::new(),
+    })
 }
 
 /// Largest and mean |Δp| of the nomogram when the deep signature reads the Q8_0 network's features.
@@ -722,12 +599,10 @@ fn q8_change(
     (net, pool5): (&Vgg16, Option<&[Vec<f32>]>),
     crops: &[(String, crate::deep::Crop)],
     sig: &Signature,
-    names: &[String],
-    design: &[Vec<f64>],
-    coef: &[f64],
+    nomo: &nomogram::NomogramFit,
     s: &DeepSettings,
 ) -> Result<(f64, f64)> {
-    let col = names.iter().position(|n| n == "deep_signature");
+    let col = nomo.predictors.iter().position(|n| n == "deep_signature");
     let Some(col) = col else { return Ok((0.0, 0.0)) };
     let idx: Vec<usize> = sig.features.iter().filter_map(|f| s.layer.unit_of(f)).collect();
     let (mut worst, mut sum) = (0.0f64, 0.0);
@@ -758,10 +633,10 @@ fn q8_change(
                 .enumerate()
                 .map(|(j, &i)| sig.coefficients[j] * (f64::from(v[i]) - sig.means[j]) / sig.sds[j])
                 .sum::<f64>();
-        let mut row = design[k].clone();
-        let before = logistic_probability(coef, &row);
+        let mut row = nomo.design[k].clone();
+        let before = logistic_probability(&nomo.coef, &row);
         row[col] = score;
-        let after = logistic_probability(coef, &row);
+        let after = logistic_probability(&nomo.coef, &row);
         worst = worst.max((after - before).abs());
         sum += (after - before).abs();
     }
