@@ -39,10 +39,15 @@ pub(super) struct Computed {
     pub(super) outcome: Result<(crate::model::Prediction, BTreeMap<String, f64>)>,
 }
 
+/// What the loop hands the core, from the blocking pool, inotify and the workers.
 pub(super) enum CoreMsg {
+    /// A scan's stable files, classified: (path, what it is, when it was stable, when it was read).
     Classified(Vec<(PathBuf, Classified, Instant, SystemTime)>),
+    /// A file renamed into place (ready at once).
     Renamed(PathBuf),
+    /// Something changed in the export folder: walk it soon.
     Wake,
+    /// A worker finished a series.
     Computed(Box<Computed>),
 }
 
