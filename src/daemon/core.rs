@@ -17,7 +17,7 @@ use super::intake::Classified;
 use super::ledger::{Ledger, LedgerRecord};
 use super::metrics::Metrics;
 use super::mqtt::PublisherCmd;
-use super::outbox::{Outbox, Push};
+use super::outbox::{Outbox, OutboxBounds, Push};
 use super::payload::{self, EventMessage, Identifiers, LnStatusCommand, ResultMessage, Severity, StudyKey};
 use super::watch::ExportWatcher;
 use crate::error::{Error, Result};
@@ -60,33 +60,33 @@ pub(super) struct Held {
 
 /// The daemon's core state.
 pub(super) struct Daemon {
-    pub(super) cfg: DaemonConfig,
+    cfg: DaemonConfig,
     pub(super) predictor: Arc<Predictor>,
-    pub(super) secret: Vec<u8>,
-    pub(super) metrics: Arc<Metrics>,
+    secret: Vec<u8>,
+    metrics: Arc<Metrics>,
     pub(super) outbox: Arc<Mutex<Outbox>>,
     /// Events waiting for the broker (a spool of their own, so they never take a result's room).
-    pub(super) events: Arc<Mutex<Outbox>>,
-    pub(super) ledger: Ledger,
+    events: Arc<Mutex<Outbox>>,
+    ledger: Ledger,
     pub(super) watcher: ExportWatcher,
     pub(super) assembler: SeriesAssembler,
     pub(super) ready: heapless::Deque<Box<ReadySeries>, READY_QUEUE>,
     pub(super) in_flight: usize,
-    pub(super) ln_reads: BTreeMap<StudyKey, f64>,
+    ln_reads: BTreeMap<StudyKey, f64>,
     pub(super) held: VecDeque<Held>,
-    pub(super) spool_alarm: bool,
-    pub(super) stale_alarm: bool,
-    pub(super) disk_alarm: bool,
-    pub(super) disk_checked: Option<Instant>,
-    pub(super) quarantine: PathBuf,
-    pub(super) publisher: mpsc::Sender<PublisherCmd>,
-    pub(super) identifiers: BTreeMap<String, Identifiers>,
+    spool_alarm: bool,
+    stale_alarm: bool,
+    disk_alarm: bool,
+    disk_checked: Option<Instant>,
+    quarantine: PathBuf,
+    publisher: mpsc::Sender<PublisherCmd>,
+    identifiers: BTreeMap<String, Identifiers>,
 }
 
 /// Record in the ledger every spooled result it lacks. A crash between the spool write and the ledger append
 /// leaves a spool entry whose series the ledger does not know; the entry proves the series was committed, so it
 /// must not be computed or published again.
-pub(super) fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
+fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
     for e in &outbox.all()? {
         if let Some(key) = StudyKey::parse(&e.series_key)
             && !ledger.contains(&key, &e.bundle_sha256)
@@ -111,18 +111,18 @@ pub(super) fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()>
 }
 
 /// Where the daemon keeps its state, below `state.dir`.
-pub(super) struct StatePaths {
+struct StatePaths {
     /// Results and updates waiting for PUBACK.
-    pub(super) spool: PathBuf,
+    spool: PathBuf,
     /// Events waiting for PUBACK.
-    pub(super) events: PathBuf,
-    pub(super) quarantine: PathBuf,
-    pub(super) ledger: PathBuf,
+    events: PathBuf,
+    quarantine: PathBuf,
+    ledger: PathBuf,
     /// LN-read sidecars, filed once applied.
-    pub(super) ln_reads: PathBuf,
+    ln_reads: PathBuf,
 }
 
-pub(super) fn state_paths(cfg: &DaemonConfig) -> StatePaths {
+fn state_paths(cfg: &DaemonConfig) -> StatePaths {
     let d = &cfg.state.dir;
     StatePaths {
         spool: d.join("spool"),
@@ -133,11 +133,112 @@ pub(super) fn state_paths(cfg: &DaemonConfig) -> StatePaths {
     }
 }
 
+/// The daemon's durable state, opened: the result and event spools (shared with the publisher), the ledger
+/// (recovered from the spool), and what was found corrupt on the way.
+pub(super) struct DurableState {
+    pub(super) outbox: Arc<Mutex<Outbox>>,
+    pub(super) events: Arc<Mutex<Outbox>>,
+    ledger: Ledger,
+    /// Spool entries that could not be read (kept on disk; each becomes an event once the core runs).
+    problems: Vec<Error>,
+}
+
+/// Open the spools and the ledger below `state.dir` (created if missing).
+pub(super) fn open_state(cfg: &DaemonConfig, metrics: &Metrics) -> Result<DurableState> {
+    std::fs::create_dir_all(&cfg.state.dir).map_err(|e| Error::io(&cfg.state.dir, e))?;
+    let paths = state_paths(cfg);
+    let (outbox, mut problems) = Outbox::open(
+        &paths.spool,
+        OutboxBounds {
+            max_entries: cfg.state.spool_max_entries,
+            max_bytes: cfg.state.spool_max_bytes,
+            max_age: Duration::from_secs_f64(cfg.state.spool_max_age_h * 3600.0),
+        },
+    )?;
+    let (events, event_problems) = Outbox::open(
+        &paths.events,
+        OutboxBounds {
+            max_entries: cfg.state.event_spool_max_entries,
+            max_bytes: cfg.state.event_spool_max_entries as u64 * 4096,
+            max_age: Duration::MAX,
+        },
+    )?;
+    problems.extend(event_problems);
+    metrics.event_outbox_depth.set(events.depth() as i64);
+    let mut ledger = Ledger::open(&paths.ledger)?;
+    recover_ledger(&mut ledger, &outbox)?;
+    Ok(DurableState {
+        outbox: Arc::new(Mutex::new(outbox)),
+        events: Arc::new(Mutex::new(events)),
+        ledger,
+        problems,
+    })
+}
+
 fn relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
 impl Daemon {
+    /// The core over the opened `state`, before the loop runs: corrupt spool entries become events, and the LN
+    /// reads that arrived before their images (kept across restarts in [`PENDING_LN_READS`]) are loaded.
+    pub(super) fn new(
+        cfg: &DaemonConfig,
+        predictor: Arc<Predictor>,
+        secret: Vec<u8>,
+        metrics: Arc<Metrics>,
+        state: DurableState,
+        publisher: mpsc::Sender<PublisherCmd>,
+    ) -> Daemon {
+        let DurableState {
+            outbox,
+            events,
+            ledger,
+            problems,
+        } = state;
+        let mut ln_reads = BTreeMap::new();
+        if let Ok(text) = std::fs::read_to_string(cfg.state.dir.join(PENDING_LN_READS)) {
+            for line in text.lines() {
+                if let Ok(c) = serde_json::from_str::<LnStatusCommand>(line)
+                    && let (Some(k), Some(v)) = (c.key(&secret), c.value())
+                {
+                    ln_reads.insert(k, v);
+                }
+            }
+        }
+        let mut d = Daemon {
+            watcher: ExportWatcher::new(&cfg.watch.export_dir, Duration::from_millis(cfg.watch.stable_ms)),
+            assembler: SeriesAssembler::new(
+                Duration::from_secs_f64(cfg.assemble.quiet_period_s),
+                Duration::from_secs_f64(cfg.assemble.roi_wait_s),
+                &cfg.select,
+            ),
+            cfg: cfg.clone(),
+            predictor,
+            secret,
+            metrics,
+            outbox,
+            events,
+            ledger,
+            ready: heapless::Deque::new(),
+            in_flight: 0,
+            ln_reads,
+            held: VecDeque::new(),
+            spool_alarm: false,
+            stale_alarm: false,
+            disk_alarm: false,
+            disk_checked: None,
+            quarantine: state_paths(cfg).quarantine,
+            publisher,
+            identifiers: BTreeMap::new(),
+        };
+        for p in problems {
+            d.event(Severity::Error, "spool_entry_corrupt", p.to_string(), None);
+        }
+        d.update_gauges();
+        d
+    }
+
     pub(super) fn event(&self, severity: Severity, event: &str, detail: String, study: Option<StudyKey>) {
         match severity {
             Severity::Error | Severity::Alarm => tracing::error!(event, "{detail}"),

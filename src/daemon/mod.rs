@@ -27,28 +27,23 @@ pub mod outbox;
 pub mod payload;
 pub mod watch;
 
-use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
 pub use self::compute::compute_series;
 use self::config::DaemonConfig;
-use self::core::{Computed, CoreMsg, Daemon, StatePaths, recover_ledger, state_paths};
+use self::core::{Computed, CoreMsg, Daemon, open_state};
 pub use self::core::{PENDING_LN_READS, READY_QUEUE};
 use self::intake::classify_guarded;
-use self::ledger::Ledger;
 use self::metrics::Metrics;
 use self::mqtt::{PublisherCmd, PublisherNote};
-use self::outbox::{Outbox, OutboxBounds};
 use self::payload::{LnStatusCommand, Severity, StatusMessage};
-use self::watch::ExportWatcher;
 use crate::error::{Error, Result};
 use crate::model::predict::MRI_LN;
 use crate::model::{Bundle, Predictor, Trust};
-use assemble::SeriesAssembler;
 
 /// Shortest time between two walks of the export folder when inotify keeps waking the loop.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
@@ -99,6 +94,45 @@ fn sd_notify(state: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(state);
 }
 
+/// Load, check and warm up the model the configuration names, on its device (and CUDA trunk); returns the
+/// predictor and the retained `online` / `offline` status messages naming its bundle.
+fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, StatusMessage, StatusMessage)> {
+    let config_error = |key: &str, reason: String| Error::Config {
+        file: PathBuf::from("(config)"),
+        key: key.into(),
+        reason,
+    };
+    let bundle = load_bundle(cfg)?;
+    if !bundle.signed {
+        tracing::warn!("serving an UNSIGNED bundle (model.allow_unsigned = true): development only");
+    }
+    let device_choice: crate::deep::DeviceChoice =
+        cfg.model.device.parse().map_err(|e| config_error("model.device", e))?;
+    let (device, note) = device_choice.open()?;
+    if let Some(n) = note {
+        tracing::info!("{n}");
+    }
+    metrics.gpu_in_use.set(i64::from(!device.is_cpu()));
+    metrics
+        .build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), &bundle.manifest.bundle_id])
+        .set(1);
+    let (online, offline) = (status("online", &bundle), status("offline", &bundle));
+    let mut predictor = Predictor::new(bundle, &device)?;
+    if let Some(kind) = &cfg.model.cuda_trunk {
+        predictor.set_cuda_trunk(kind.parse().map_err(|e| config_error("model.cuda_trunk", e))?)?;
+    }
+    let t = Instant::now();
+    predictor.warm_up()?;
+    tracing::info!(
+        ms = t.elapsed().as_millis() as u64,
+        gpu = !device.is_cpu(),
+        on = %predictor.compute_path(),
+        "network warmed up"
+    );
+    Ok((Arc::new(predictor), online, offline))
+}
+
 /// Run the daemon until SIGTERM / SIGINT. Blocks; builds its own tokio runtime.
 pub fn serve(cfg: DaemonConfig) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -112,14 +146,6 @@ pub fn serve(cfg: DaemonConfig) -> Result<()> {
 async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     mqtt::install_crypto();
     let metrics = Metrics::new();
-    let StatePaths {
-        spool: spool_dir,
-        events: events_dir,
-        quarantine,
-        ledger: ledger_path,
-        ..
-    } = state_paths(&cfg);
-    std::fs::create_dir_all(&cfg.state.dir).map_err(|e| Error::io(&cfg.state.dir, e))?;
     if !cfg.watch.export_dir.is_dir() {
         return Err(Error::Config {
             file: PathBuf::from("(config)"),
@@ -127,76 +153,16 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             reason: format!("{} is not a folder", cfg.watch.export_dir.display()),
         });
     }
+    let state = open_state(&cfg, &metrics)?;
     let secret_path = cfg
         .phi
         .study_key_secret_file
         .clone()
         .unwrap_or_else(|| cfg.state.dir.join("study-key.secret"));
     let secret = payload::load_or_create_secret(&secret_path)?;
+    let (predictor, online, offline) = open_model(&cfg, &metrics)?;
 
-    // Model.
-    let bundle = load_bundle(&cfg)?;
-    if !bundle.signed {
-        tracing::warn!("serving an UNSIGNED bundle (model.allow_unsigned = true): development only");
-    }
-    let device_choice: crate::deep::DeviceChoice = cfg.model.device.parse().map_err(|e: String| Error::Config {
-        file: PathBuf::from("(config)"),
-        key: "model.device".into(),
-        reason: e,
-    })?;
-    let (device, note) = device_choice.open()?;
-    if let Some(n) = note {
-        tracing::info!("{n}");
-    }
-    metrics.gpu_in_use.set(i64::from(!device.is_cpu()));
-    metrics
-        .build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), &bundle.manifest.bundle_id])
-        .set(1);
-    let online = status("online", &bundle);
-    let offline = status("offline", &bundle);
-    let mut predictor = Predictor::new(bundle, &device)?;
-    if let Some(kind) = &cfg.model.cuda_trunk {
-        predictor.set_cuda_trunk(kind.parse().map_err(|e: String| Error::Config {
-            file: PathBuf::from("(config)"),
-            key: "model.cuda_trunk".into(),
-            reason: e,
-        })?)?;
-    }
-    let predictor = Arc::new(predictor);
-    let t = Instant::now();
-    predictor.warm_up()?;
-    tracing::info!(
-        ms = t.elapsed().as_millis() as u64,
-        gpu = !device.is_cpu(),
-        on = %predictor.compute_path(),
-        "network warmed up"
-    );
-
-    // Durable state.
-    let (outbox, problems) = Outbox::open(
-        &spool_dir,
-        OutboxBounds {
-            max_entries: cfg.state.spool_max_entries,
-            max_bytes: cfg.state.spool_max_bytes,
-            max_age: Duration::from_secs_f64(cfg.state.spool_max_age_h * 3600.0),
-        },
-    )?;
-    let (events, event_problems) = Outbox::open(
-        &events_dir,
-        OutboxBounds {
-            max_entries: cfg.state.event_spool_max_entries,
-            max_bytes: cfg.state.event_spool_max_entries as u64 * 4096,
-            max_age: Duration::MAX,
-        },
-    )?;
-    metrics.event_outbox_depth.set(events.depth() as i64);
-    let events = Arc::new(Mutex::new(events));
-    let mut ledger = Ledger::open(&ledger_path)?;
-    recover_ledger(&mut ledger, &outbox)?;
-    let outbox = Arc::new(Mutex::new(outbox));
-
-    // Broker.
+    // Broker and publisher.
     if cfg.mqtt.broker == config::BrokerKind::Embedded {
         broker::start_embedded(&cfg.mqtt.host, cfg.mqtt.port)?;
     }
@@ -206,8 +172,8 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         cfg.clone(),
         online,
         offline,
-        outbox.clone(),
-        events.clone(),
+        state.outbox.clone(),
+        state.events.clone(),
         metrics.clone(),
         pub_rx,
         note_tx,
@@ -237,45 +203,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         })?
     };
 
-    let mut d = Daemon {
-        watcher: ExportWatcher::new(&cfg.watch.export_dir, Duration::from_millis(cfg.watch.stable_ms)),
-        assembler: SeriesAssembler::new(
-            Duration::from_secs_f64(cfg.assemble.quiet_period_s),
-            Duration::from_secs_f64(cfg.assemble.roi_wait_s),
-            &cfg.select,
-        ),
-        cfg: cfg.clone(),
-        predictor,
-        secret,
-        metrics: metrics.clone(),
-        outbox,
-        events,
-        ledger,
-        ready: heapless::Deque::new(),
-        in_flight: 0,
-        ln_reads: BTreeMap::new(),
-        held: VecDeque::new(),
-        spool_alarm: false,
-        stale_alarm: false,
-        disk_alarm: false,
-        disk_checked: None,
-        quarantine,
-        publisher: pub_tx.clone(),
-        identifiers: BTreeMap::new(),
-    };
-    for p in problems.into_iter().chain(event_problems) {
-        d.event(Severity::Error, "spool_entry_corrupt", p.to_string(), None);
-    }
-    if let Ok(text) = std::fs::read_to_string(cfg.state.dir.join(PENDING_LN_READS)) {
-        for line in text.lines() {
-            if let Ok(c) = serde_json::from_str::<LnStatusCommand>(line)
-                && let (Some(k), Some(v)) = (c.key(&d.secret), c.value())
-            {
-                d.ln_reads.insert(k, v);
-            }
-        }
-    }
-    d.update_gauges();
+    let mut d = Daemon::new(&cfg, predictor, secret, metrics.clone(), state, pub_tx.clone());
     metrics.tick();
     sd_notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(export = %cfg.watch.export_dir.display(), bundle = %d.predictor.bundle.manifest.bundle_id, "serving");
