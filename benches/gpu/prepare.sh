@@ -35,4 +35,6 @@ rm -rf .gpu && mkdir -p .gpu
 pack cudnn ""
 pack cuda "-nocudnn"
 cp ../shared/gpu/run-on-gpu.sh benches/gpu/run.sh .gpu/
+# which commit the binaries are, so the numbers measured with them can be put against it (run.sh prints it)
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches tests Cargo.toml Cargo.lock build.rs || echo '+uncommitted changes')" > .gpu/COMMIT
 du -sh .gpu && ls -la .gpu

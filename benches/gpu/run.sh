@@ -10,6 +10,7 @@
 # call). Prints everything; the numbers go into the issue note with the card's name (printed by run-on-gpu.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+echo "== binaries built from commit $(cat .gpu/COMMIT 2>/dev/null || echo unknown)"
 for f in .gpu/*.xz; do xz -dkf "$f"; done
 chmod +x .gpu/alnrisk* .gpu/deep_cuda* .gpu/vgg*
 sfx="" e2e=${E2E_TRUNK:-cudnn}
