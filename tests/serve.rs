@@ -598,6 +598,7 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
     );
     assert_eq!(d.metric("alnrisk_quarantined_total", None), 0.0);
     assert_eq!(d.metric("alnrisk_end_to_end_seconds_count", None), 2.0);
+    assert_eq!(d.metric("alnrisk_compute_info", Some(("path", "cpu"))), 1.0);
     assert_eq!(http_get(&d.metrics, "/health/ready").unwrap().0, 200);
     // Nothing was moved out of the export folder.
     // (the LN sidecar was filed under state/ln-reads)

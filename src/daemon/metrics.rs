@@ -47,6 +47,9 @@ pub struct Metrics {
     pub gpu_in_use: IntGauge,
     /// `alnrisk_build_info{version,bundle}` (always 1).
     pub build_info: IntGaugeVec,
+    /// `alnrisk_compute_info{path}` (always 1): where the network runs — `cpu`, or `cuda (… trunk)` with the
+    /// CUDA trunk the box chose, so a fleet can see which boxes run which path.
+    pub compute_info: IntGaugeVec,
     /// `alnrisk_files_seen_total`: files taken from the export folder.
     pub files_seen: IntCounter,
     /// `alnrisk_series_pending`: series being assembled or waiting.
@@ -125,6 +128,13 @@ impl Metrics {
             Opts::new("alnrisk_build_info", "Build and bundle served"),
             &["version", "bundle"],
         ));
+        let compute_info = must(IntGaugeVec::new(
+            Opts::new(
+                "alnrisk_compute_info",
+                "Where the network runs (cpu, or cuda with its trunk)",
+            ),
+            &["path"],
+        ));
         let files_seen = must(IntCounter::new(
             "alnrisk_files_seen_total",
             "Files taken from the export folder",
@@ -149,6 +159,7 @@ impl Metrics {
             Box::new(alarms.clone()),
             Box::new(gpu_in_use.clone()),
             Box::new(build_info.clone()),
+            Box::new(compute_info.clone()),
             Box::new(files_seen.clone()),
             Box::new(series_pending.clone()),
         ] {
@@ -171,6 +182,7 @@ impl Metrics {
             alarms,
             gpu_in_use,
             build_info,
+            compute_info,
             files_seen,
             series_pending,
             last_tick: AtomicU64::new(0),

@@ -122,6 +122,10 @@ fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, 
     if let Some(kind) = &cfg.model.cuda_trunk {
         predictor.set_cuda_trunk(kind.parse().map_err(|e| config_error("model.cuda_trunk", e))?)?;
     }
+    metrics
+        .compute_info
+        .with_label_values(&[&predictor.compute_path()])
+        .set(1);
     let t = Instant::now();
     predictor.warm_up()?;
     tracing::info!(
