@@ -35,7 +35,7 @@ const WORKSPACE_LIMIT: usize = 256 << 20;
 
 /// `v` as the C `int` cuDNN takes, or an error naming `what`.
 fn i32_of(v: usize, what: &str) -> candle_core::Result<i32> {
-    i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what} = {v} does not fit the kernel's int")))
+    i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what} = {v} does not fit cuDNN's int")))
 }
 
 fn msg(what: &str, e: CudnnError) -> candle_core::Error {
