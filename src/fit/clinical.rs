@@ -8,12 +8,13 @@ use crate::model::bundle::ClinicalCoding;
 
 /// The codings of the factors with training p < 0.05 that are candidates (`None`: every column). A numeric
 /// column enters as it is; a binary one codes its `positive` / `yes` / `1` / `true` level (else its second level
-/// in sorted order) as 1; a column with more levels gets one indicator per level after the first. `rows` are all
-/// usable cases (for the levels), `rows_tr` the training ones. Each decision is added to `notes`.
+/// in sorted order) as 1; a column with more levels gets one indicator per level after the first. The levels
+/// are the training cases' (`rows_tr`): the test cohort shapes nothing, and a level seen only in the test
+/// cohort codes as the reference level (all indicators 0) rather than as a column that is 0 for every training
+/// case, which the regression could not fit. Each decision is added to `notes`.
 pub fn codings(
     t1_train: &Table1,
     rows_tr: &[&CohortRow],
-    rows: &[&CohortRow],
     candidates: Option<&[String]>,
     notes: &mut Vec<String>,
 ) -> Vec<ClinicalCoding> {
@@ -37,7 +38,7 @@ pub fn codings(
                 level: None,
             });
         } else {
-            let mut levels: Vec<String> = rows
+            let mut levels: Vec<String> = rows_tr
                 .iter()
                 .filter_map(|r| r.clinical.get(col).cloned())
                 .filter(|v| !v.is_empty())
@@ -77,5 +78,60 @@ pub fn value(row: &CohortRow, coding: &ClinicalCoding) -> f64 {
     match &coding.level {
         Some(l) => f64::from(u8::from(&v == l)),
         None => v.parse().unwrap_or(f64::NAN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn row(id: usize, histology: &str, er: &str) -> CohortRow {
+        CohortRow {
+            row: id + 1,
+            id: format!("P{id}"),
+            series_dir: "dce".into(),
+            roi: "roi".into(),
+            label: id % 2 == 0,
+            cohort: None,
+            exam_date: None,
+            clinical: BTreeMap::from([("histology".into(), histology.into()), ("er".into(), er.into())]),
+        }
+    }
+
+    #[test]
+    fn levels_come_from_the_training_cases_and_binary_factors_code_their_positive_level() {
+        let train: Vec<CohortRow> = ["ductal", "lobular", "mucinous", "ductal"]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| row(i, h, if i % 2 == 0 { "positive" } else { "negative" }))
+            .collect();
+        let rows_tr: Vec<&CohortRow> = train.iter().collect();
+        let t1 = Table1 {
+            cohort: "training".into(),
+            n_positive: 2,
+            n_negative: 2,
+            rows: Vec::new(),
+            p: BTreeMap::from([("histology".into(), 0.01), ("er".into(), 0.02)]),
+        };
+        let mut notes = Vec::new();
+        let c = codings(&t1, &rows_tr, None, &mut notes);
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["er", "histology=lobular", "histology=mucinous"]);
+        assert_eq!(c[0].level.as_deref(), Some("positive"));
+        // a test case with a level no training case has codes as the reference level
+        let unseen = row(9, "medullary", "negative");
+        assert!(c[1..].iter().all(|k| value(&unseen, k) == 0.0));
+        assert_eq!(value(&row(8, "lobular", "positive"), &c[1]), 1.0);
+        assert_eq!(value(&unseen, &c[0]), 0.0);
+        // a non-candidate is left out, with a note
+        let c = codings(&t1, &rows_tr, Some(&["er".to_string()]), &mut notes);
+        assert_eq!(c.len(), 1);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("histology") && n.contains("not a nomogram candidate"))
+        );
     }
 }
