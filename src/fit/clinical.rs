@@ -93,7 +93,7 @@ mod tests {
             id: format!("P{id}"),
             series_dir: "dce".into(),
             roi: "roi".into(),
-            label: id % 2 == 0,
+            label: id.is_multiple_of(2),
             cohort: None,
             exam_date: None,
             clinical: BTreeMap::from([("histology".into(), histology.into()), ("er".into(), er.into())]),
@@ -105,7 +105,7 @@ mod tests {
         let train: Vec<CohortRow> = ["ductal", "lobular", "mucinous", "ductal"]
             .iter()
             .enumerate()
-            .map(|(i, h)| row(i, h, if i % 2 == 0 { "positive" } else { "negative" }))
+            .map(|(i, h)| row(i, h, if i.is_multiple_of(2) { "positive" } else { "negative" }))
             .collect();
         let rows_tr: Vec<&CohortRow> = train.iter().collect();
         let t1 = Table1 {
