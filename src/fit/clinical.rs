@@ -72,6 +72,38 @@ pub fn codings(
     codings
 }
 
+/// Every case must have a value for every factor that enters the nomogram: a missing value would be NaN in the
+/// regression (numeric) or silently the reference level (categorical). `Err` names the factor and the first
+/// cases without one, and what the user can do.
+pub fn check_complete(codings: &[ClinicalCoding], rows: &[&CohortRow]) -> Result<(), String> {
+    let mut checked: Vec<&str> = Vec::new();
+    for coding in codings {
+        let col = coding.column.as_str();
+        if checked.contains(&col) {
+            continue; // one indicator of a factor already checked
+        }
+        checked.push(col);
+        let missing: Vec<String> = rows
+            .iter()
+            .filter(|r| {
+                let v = r.clinical.get(col).map_or("", |v| v.trim());
+                v.is_empty() || (coding.level.is_none() && !value(r, coding).is_finite())
+            })
+            .map(|r| format!("{} (row {})", r.id, r.row))
+            .collect();
+        if !missing.is_empty() {
+            let shown = missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            let more = if missing.len() > 5 { ", …" } else { "" };
+            return Err(format!(
+                "clinical factor {col} enters the nomogram but has no usable value for {} case(s): {shown}{more}; \
+                 fill them in, or leave the factor out with --clinical-candidates",
+                missing.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One case's value of `coding`: the number, or 1/0 for its level; NaN when a numeric value is missing.
 pub fn value(row: &CohortRow, coding: &ClinicalCoding) -> f64 {
     let v = row.clinical.get(&coding.column).cloned().unwrap_or_default();
@@ -125,6 +157,13 @@ mod tests {
         assert!(c[1..].iter().all(|k| value(&unseen, k) == 0.0));
         assert_eq!(value(&row(8, "lobular", "positive"), &c[1]), 1.0);
         assert_eq!(value(&unseen, &c[0]), 0.0);
+        // every case needs a value of every factor that enters
+        let all: Vec<&CohortRow> = rows_tr.iter().copied().chain([&unseen]).collect();
+        assert_eq!(check_complete(&c, &all), Ok(()));
+        let blank = row(7, "", "positive");
+        let all: Vec<&CohortRow> = rows_tr.iter().copied().chain([&blank]).collect();
+        let e = check_complete(&c, &all).unwrap_err();
+        assert!(e.contains("histology") && e.contains("P7 (row 8)"), "{e}");
         // a non-candidate is left out, with a note
         let c = codings(&t1, &rows_tr, Some(&["er".to_string()]), &mut notes);
         assert_eq!(c.len(), 1);

@@ -371,6 +371,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
     let t1_train = table1::table1("training", &rows_tr, &table.clinical_columns);
     let t1_test = table1::table1("test", &rows_te, &table.clinical_columns);
     let codings = clinical::codings(&t1_train, &rows_tr, cfg.clinical_candidates.as_deref(), &mut notes);
+    clinical::check_complete(&codings, &rows).map_err(bad)?;
     for c in &codings {
         scores.insert(c.name.clone(), rows.iter().map(|r| clinical::value(r, c)).collect());
     }
