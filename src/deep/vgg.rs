@@ -155,6 +155,9 @@ pub enum FeatureLayer {
 }
 
 impl FeatureLayer {
+    /// Every layer, in network order.
+    pub const ALL: [FeatureLayer; 3] = [FeatureLayer::Fc6, FeatureLayer::Fc7, FeatureLayer::Logits];
+
     /// `fc6`, `fc7` or `logits`.
     pub fn name(self) -> &'static str {
         match self {
@@ -198,12 +201,10 @@ impl std::fmt::Display for FeatureLayer {
 impl std::str::FromStr for FeatureLayer {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "fc6" => Ok(FeatureLayer::Fc6),
-            "fc7" => Ok(FeatureLayer::Fc7),
-            "logits" => Ok(FeatureLayer::Logits),
-            other => Err(format!("unknown feature layer {other:?} (fc6, fc7 or logits)")),
-        }
+        FeatureLayer::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown feature layer {s:?} (fc6, fc7 or logits)"))
     }
 }
 
@@ -685,7 +686,7 @@ mod tests {
 
     #[test]
     fn feature_layer_names_round_trip_and_units_parse_only_their_own_layer() {
-        for l in [FeatureLayer::Fc6, FeatureLayer::Fc7, FeatureLayer::Logits] {
+        for l in FeatureLayer::ALL {
             assert_eq!(l.name().parse::<FeatureLayer>(), Ok(l));
             assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{}\"", l.name()));
             assert_eq!(l.unit_of(&l.feature_name(42)), Some(42));
