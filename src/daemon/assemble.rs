@@ -16,7 +16,10 @@
 //!   in the label's folder, in a sibling folder (`exam/dce/…` + `exam/roi/label.nii.gz`) or one level below a
 //!   sibling (`exam/dce/s01/…`, a folder per phase), when exactly one series (or linked DCE set) does.
 //! - A selected series waiting for its ROI longer than `roi_wait` is reported once (`waiting_for_roi`) and keeps
-//!   waiting: nothing accepted is dropped.
+//!   waiting: nothing accepted is dropped. So is a ROI that no series has matched for `roi_wait`
+//!   (`roi_without_series`).
+//! - Two ROIs for one series before it is computed: the newer one is used ([`supersedes`]) and the other is
+//!   reported as ignored. A ROI for a series already computed is the daemon core's business (a revision).
 //!
 //! Pure state: the daemon feeds it headers and time; it does no I/O.
 
@@ -39,6 +42,12 @@ pub struct ReadySeries {
     pub instances: Vec<InstanceHeader>,
     /// The ROI file.
     pub roi: PathBuf,
+    /// The ROI object's identity ([`RoiCandidate::id`]).
+    pub roi_id: String,
+    /// When the ROI was drawn, when it says ([`crate::roi::dicom_date_time`]).
+    pub roi_drawn_at: Option<String>,
+    /// Set when this is the recomputation of an answered series with a revised ROI.
+    pub revision: Option<RevisionOf>,
     /// Wall time of the first and last file.
     pub first_file: SystemTime,
     /// Wall time of the last file (image or ROI) that made it ready.
@@ -50,6 +59,63 @@ pub struct ReadySeries {
     /// Every SeriesInstanceUID the phases come from: `[series_uid]`, or the members of a linked DCE set in
     /// acquisition order (the first is `series_uid`).
     pub member_series: Vec<String>,
+}
+
+/// What a revision replaces: the series' first answer, and the LN read its latest message used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionOf {
+    /// Message id of the series' first result (what every later message of the series `updates`).
+    pub original: String,
+    /// The MRI LN read known so far.
+    pub ln: Option<f64>,
+}
+
+/// One ROI object: where it is, what it is, when it was drawn and when it arrived.
+#[derive(Debug, Clone)]
+pub struct RoiCandidate {
+    /// The file.
+    pub path: PathBuf,
+    /// Identity: the SOPInstanceUID of a SEG / RTSTRUCT, or `sha256:` + the hex digest of a label map's bytes.
+    pub id: String,
+    /// When it was drawn (DICOM ROIs that say so).
+    pub drawn_at: Option<String>,
+    /// Monotonic arrival time.
+    pub arrived: Instant,
+    /// Wall time of arrival.
+    pub wall: SystemTime,
+}
+
+impl RoiCandidate {
+    /// A SEG or RTSTRUCT, known by its SOPInstanceUID (by its path if it has none).
+    pub fn dicom(path: &Path, refs: &RoiReferences, arrived: Instant, wall: SystemTime) -> RoiCandidate {
+        RoiCandidate {
+            path: path.to_path_buf(),
+            id: refs
+                .sop_instance_uid
+                .clone()
+                .unwrap_or_else(|| format!("file:{}", path.display())),
+            drawn_at: refs.drawn_at.clone(),
+            arrived,
+            wall,
+        }
+    }
+
+    /// A label map, known by the sha256 (hex) of its bytes.
+    pub fn label(path: &Path, sha256: &str, arrived: Instant, wall: SystemTime) -> RoiCandidate {
+        RoiCandidate {
+            path: path.to_path_buf(),
+            id: format!("sha256:{sha256}"),
+            drawn_at: None,
+            arrived,
+            wall,
+        }
+    }
+}
+
+/// Whether a ROI drawn at `new` that arrived after one drawn at `old` replaces it: the later arrival wins, unless
+/// both say when they were drawn and the later arrival was drawn earlier (a stale copy exported late).
+pub fn supersedes(new: Option<&str>, old: Option<&str>) -> bool {
+    !matches!((new, old), (Some(n), Some(o)) if n < o)
 }
 
 impl ReadySeries {
@@ -85,7 +151,14 @@ pub enum Assembled {
         /// How long it has waited.
         waited: Duration,
     },
-    /// A file that came after its series was dispatched, or a second ROI for one series: kept, not used.
+    /// A ROI that no series awaiting one has matched for the ROI wait; it keeps waiting.
+    RoiWithoutSeries {
+        /// The file.
+        path: PathBuf,
+        /// How long it has waited.
+        waited: Duration,
+    },
+    /// A file that came after its series was dispatched, or the older of two ROIs for one series: kept, not used.
     Ignored {
         /// The file.
         path: PathBuf,
@@ -105,7 +178,7 @@ struct Pending {
     last: Instant,
     complete_since: Option<Instant>,
     rule: Option<String>,
-    roi: Option<(PathBuf, Instant, SystemTime)>,
+    roi: Option<RoiCandidate>,
     waiting_reported: bool,
 }
 
@@ -153,6 +226,52 @@ enum RoiFile {
     Label,
 }
 
+/// A ROI not matched to a series yet.
+#[derive(Debug)]
+struct Orphan {
+    roi: RoiCandidate,
+    kind: RoiFile,
+    /// `roi_without_series` was reported.
+    reported: bool,
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Attach `roi` to `p`; of two different ROIs the one that does not [`supersedes`] the other is returned as
+/// ignored.
+fn attach(p: &mut Pending, roi: RoiCandidate) -> Option<Assembled> {
+    let Some(old) = p.roi.take() else {
+        p.roi = Some(roi);
+        return None;
+    };
+    if old.id == roi.id {
+        // the same object again (re-sent, or a second copy): nothing to choose
+        p.roi = Some(roi);
+        return None;
+    }
+    let (used, ignored, reason) = if supersedes(roi.drawn_at.as_deref(), old.drawn_at.as_deref()) {
+        let reason = format!(
+            "superseded by a newer ROI for the same series ({})",
+            file_name(&roi.path)
+        );
+        (roi, old, reason)
+    } else {
+        let reason = format!(
+            "drawn before the ROI already matched to its series ({})",
+            file_name(&old.path)
+        );
+        (old, roi, reason)
+    };
+    p.roi = Some(used);
+    Some(Assembled::Ignored {
+        path: ignored.path,
+        reason,
+    })
+}
+
 /// The assembler's state.
 #[derive(Debug)]
 pub struct SeriesAssembler {
@@ -162,8 +281,10 @@ pub struct SeriesAssembler {
     pending: BTreeMap<String, Pending>,
     /// Member SeriesInstanceUID → the key of the linked set it joined.
     linked_into: BTreeMap<String, String>,
-    orphan_rois: Vec<(PathBuf, RoiFile, Instant, SystemTime)>,
+    orphan_rois: Vec<Orphan>,
     dispatched: std::collections::BTreeSet<String>,
+    /// Ignored ROIs found while matching, reported by the next tick.
+    notices: Vec<Assembled>,
 }
 
 fn is_label_map(path: &Path) -> bool {
@@ -190,6 +311,7 @@ impl SeriesAssembler {
             linked_into: BTreeMap::new(),
             orphan_rois: Vec::new(),
             dispatched: Default::default(),
+            notices: Vec::new(),
         }
     }
 
@@ -231,17 +353,23 @@ impl SeriesAssembler {
         None
     }
 
-    /// A SEG or RTSTRUCT arrived.
-    pub fn add_roi(&mut self, path: &Path, refs: RoiReferences, now: Instant, wall: SystemTime) -> Option<Assembled> {
-        self.orphan_rois
-            .push((path.to_path_buf(), RoiFile::Dicom(refs), now, wall));
+    /// A SEG or RTSTRUCT arrived ([`RoiCandidate::dicom`]), with its references.
+    pub fn add_roi(&mut self, roi: RoiCandidate, refs: RoiReferences) {
+        self.orphan_rois.push(Orphan {
+            roi,
+            kind: RoiFile::Dicom(refs),
+            reported: false,
+        });
         self.match_orphans();
-        None
     }
 
-    /// A label map arrived.
-    pub fn add_label(&mut self, path: &Path, now: Instant, wall: SystemTime) {
-        self.orphan_rois.push((path.to_path_buf(), RoiFile::Label, now, wall));
+    /// A label map arrived ([`RoiCandidate::label`]).
+    pub fn add_label(&mut self, roi: RoiCandidate) {
+        self.orphan_rois.push(Orphan {
+            roi,
+            kind: RoiFile::Label,
+            reported: false,
+        });
         self.match_orphans();
     }
 
@@ -282,22 +410,20 @@ impl SeriesAssembler {
 
     fn match_orphans(&mut self) {
         let mut keep = Vec::new();
-        for (path, roi, now, wall) in std::mem::take(&mut self.orphan_rois) {
+        for o in std::mem::take(&mut self.orphan_rois) {
             let hits: Vec<String> = self
                 .pending
                 .iter()
-                .filter(|(_, p)| p.roi.is_none() && Self::matches(p, &path, &roi))
+                .filter(|(_, p)| Self::matches(p, &o.roi.path, &o.kind))
                 .map(|(uid, _)| uid.clone())
                 .collect();
-            let one = match roi {
+            let one = match o.kind {
                 RoiFile::Label => (hits.len() == 1).then(|| hits[0].clone()),
                 RoiFile::Dicom(_) => hits.first().cloned(),
             };
             match one.and_then(|uid| self.pending.get_mut(&uid)) {
-                Some(p) => {
-                    p.roi = Some((path, now, wall));
-                }
-                None => keep.push((path, roi, now, wall)),
+                Some(p) => self.notices.extend(attach(p, o.roi)),
+                None => keep.push(o),
             }
         }
         self.orphan_rois = keep;
@@ -359,7 +485,17 @@ impl SeriesAssembler {
     /// Advance time: complete, select and release what is ready (at most `max_ready` series; the rest stay
     /// pending until the next tick).
     pub fn tick(&mut self, now: Instant, max_ready: usize) -> Vec<Assembled> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.notices);
+        for o in &mut self.orphan_rois {
+            let waited = now.saturating_duration_since(o.roi.arrived);
+            if !o.reported && waited >= self.roi_wait {
+                o.reported = true;
+                out.push(Assembled::RoiWithoutSeries {
+                    path: o.roi.path.clone(),
+                    waited,
+                });
+            }
+        }
         let mut released = 0;
         let uids: Vec<String> = self.pending.keys().cloned().collect();
         for uid in uids {
@@ -408,12 +544,12 @@ impl SeriesAssembler {
             let Some(p) = self.pending.get_mut(&uid) else { continue };
             match p.roi.clone() {
                 Some(_) if released >= max_ready => {}
-                Some((roi, roi_at, roi_wall)) => {
+                Some(roi) => {
                     released += 1;
                     let Some(p) = self.pending.remove(&uid) else { continue };
                     self.dispatch(p.members.clone());
-                    let (last_arrival, last_file) = if roi_at > p.last {
-                        (roi_at, roi_wall)
+                    let (last_arrival, last_file) = if roi.arrived > p.last {
+                        (roi.arrived, roi.wall)
                     } else {
                         (p.last, p.last_wall)
                     };
@@ -421,7 +557,10 @@ impl SeriesAssembler {
                         series_uid: uid,
                         study_uid: p.study_uid,
                         instances: p.instances.into_values().collect(),
-                        roi,
+                        roi: roi.path,
+                        roi_id: roi.id,
+                        roi_drawn_at: roi.drawn_at,
+                        revision: None,
                         first_file: p.first_wall,
                         last_file,
                         last_arrival,
@@ -462,8 +601,8 @@ impl SeriesAssembler {
     }
 
     /// Link the single-phase series `uid` with the other single-phase series of its study that share its frame
-    /// of reference and grid into one pending DCE set; returns the set's key, or `None` when nothing links. A
-    /// second ROI among the members is reported as ignored.
+    /// of reference and grid into one pending DCE set; returns the set's key, or `None` when nothing links. Of
+    /// two ROIs among the members the newer is used and the other reported as ignored.
     fn link(&mut self, uid: &str, out: &mut Vec<Assembled>) -> Option<String> {
         let study_uid = self.pending.get(uid)?.study_uid.clone();
         let candidates: Vec<String> = self
@@ -495,13 +634,8 @@ impl SeriesAssembler {
             set.first_wall = set.first_wall.min(q.first_wall);
             set.last_wall = set.last_wall.max(q.last_wall);
             set.last = set.last.max(q.last);
-            match (&set.roi, q.roi) {
-                (None, roi) => set.roi = roi,
-                (Some(_), Some((path, _, _))) => out.push(Assembled::Ignored {
-                    path,
-                    reason: "a second ROI for one DCE set".into(),
-                }),
-                (Some(_), None) => {}
+            if let Some(roi) = q.roi {
+                out.extend(attach(&mut set, roi));
             }
         }
         set.members = linked.member_series.clone();
@@ -571,6 +705,10 @@ mod tests {
         }
     }
 
+    fn add_seg(a: &mut SeriesAssembler, path: &str, refs: RoiReferences, t: Instant) {
+        a.add_roi(RoiCandidate::dicom(Path::new(path), &refs, t, SystemTime::now()), refs);
+    }
+
     fn add_series(a: &mut SeriesAssembler, uid: &str, dir: &str, count: Option<i64>, t: Instant) {
         for p in 0..2 {
             for k in 0..3 {
@@ -589,14 +727,14 @@ mod tests {
         let out = a.tick(t0 + Duration::from_secs(6), 4);
         assert!(matches!(out.as_slice(), [Assembled::WaitingForRoi { .. }]), "{out:?}");
         assert!(a.tick(t0 + Duration::from_secs(20), 4).is_empty(), "reported once");
-        a.add_roi(
-            Path::new("/export/exam/roi/seg.dcm"),
+        add_seg(
+            &mut a,
+            "/export/exam/roi/seg.dcm",
             RoiReferences {
                 series_uids: vec!["1.1".into()],
                 ..Default::default()
             },
             t0 + Duration::from_secs(21),
-            SystemTime::now(),
         );
         let out = a.tick(t0 + Duration::from_secs(21), 4);
         let [Assembled::Ready(r)] = out.as_slice() else {
@@ -622,7 +760,12 @@ mod tests {
         let mut a = SeriesAssembler::new(Duration::from_secs(2), Duration::from_secs(60), &[rule(2, "(?i)dyn")]);
         add_series(&mut a, "2.1", "e1/dce", None, t0);
         // a label map by the exam-folder rule (sibling folder)
-        a.add_label(Path::new("/export/e1/roi/label.nii.gz"), t0, SystemTime::now());
+        a.add_label(RoiCandidate::label(
+            Path::new("/export/e1/roi/label.nii.gz"),
+            "/export/e1/roi/label.nii.gz",
+            t0,
+            SystemTime::now(),
+        ));
         assert!(
             a.tick(t0 + Duration::from_secs(1), 4).is_empty(),
             "still within the quiet period"
@@ -645,14 +788,14 @@ mod tests {
         let mut a = SeriesAssembler::new(Duration::from_secs(1), Duration::from_secs(60), &[]);
         add_series(&mut a, "4.1", "e/a", None, t0);
         add_series(&mut a, "4.2", "e/b", None, t0);
-        a.add_roi(
-            Path::new("/export/e/seg.dcm"),
+        add_seg(
+            &mut a,
+            "/export/e/seg.dcm",
             RoiReferences {
                 instance_uids: vec!["4.2.0.1".into()],
                 ..Default::default()
             },
             t0,
-            SystemTime::now(),
         );
         let out = a.tick(t0 + Duration::from_secs(2), 1);
         let [Assembled::Ready(r)] = out.as_slice() else {
@@ -661,7 +804,12 @@ mod tests {
         assert_eq!(r.series_uid, "4.2");
         assert_eq!(a.pending(), 1, "the other series keeps waiting for its own ROI");
         // max_ready bounds what one tick releases
-        a.add_label(Path::new("/export/e/a/label.nrrd"), t0, SystemTime::now());
+        a.add_label(RoiCandidate::label(
+            Path::new("/export/e/a/label.nrrd"),
+            "/export/e/a/label.nrrd",
+            t0,
+            SystemTime::now(),
+        ));
         assert!(a.tick(t0 + Duration::from_secs(3), 0).is_empty());
         assert_eq!(a.tick(t0 + Duration::from_secs(3), 1).len(), 1);
     }
@@ -693,14 +841,14 @@ mod tests {
             h.image_type = vec!["DERIVED".into(), "PRIMARY".into(), "SUBTRACTION".into()];
             a.add_image(h, t0 + s(1), SystemTime::now());
         }
-        a.add_roi(
-            Path::new("/export/e/roi/seg.dcm"),
+        add_seg(
+            &mut a,
+            "/export/e/roi/seg.dcm",
             RoiReferences {
                 series_uids: vec!["5.2".into()],
                 ..Default::default()
             },
             t0 + s(1),
-            SystemTime::now(),
         );
         assert!(a.tick(t0 + s(2), 4).is_empty(), "the study is quiet only from t0 + 3 s");
         let out = a.tick(t0 + s(4), 4);
@@ -740,9 +888,19 @@ mod tests {
             dynamic(&mut a, uid, dir, 4, t0);
         }
         // a label at the top of the export folder belongs to no examination
-        a.add_label(Path::new("/export/label.nii.gz"), t0, SystemTime::now());
+        a.add_label(RoiCandidate::label(
+            Path::new("/export/label.nii.gz"),
+            "/export/label.nii.gz",
+            t0,
+            SystemTime::now(),
+        ));
         // before linking, three series share the exam folder: the label waits (ambiguous), then goes to the set
-        a.add_label(Path::new("/export/e/roi/tumour.nii.gz"), t0, SystemTime::now());
+        a.add_label(RoiCandidate::label(
+            Path::new("/export/e/roi/tumour.nii.gz"),
+            "/export/e/roi/tumour.nii.gz",
+            t0,
+            SystemTime::now(),
+        ));
         let out = a.tick(t0 + s(2), 4);
         let [Assembled::Ready(r)] = out.as_slice() else {
             panic!("{out:?}")
@@ -750,5 +908,107 @@ mod tests {
         assert_eq!(r.member_series, ["6.1", "6.2", "6.3"]);
         assert!(r.roi.ends_with("e/roi/tumour.nii.gz"), "{:?}", r.roi);
         assert_eq!(a.orphan_rois.len(), 1, "the stray label is kept, unmatched");
+    }
+
+    fn seg_drawn(series: &str, sop: &str, drawn_at: Option<&str>) -> RoiReferences {
+        RoiReferences {
+            series_uids: vec![series.into()],
+            sop_instance_uid: Some(sop.into()),
+            drawn_at: drawn_at.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn of_two_rois_before_computing_the_newer_is_used_and_the_other_reported() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut a = SeriesAssembler::new(s(30), s(60), &[rule(2, "(?i)dyn")]);
+        add_series(&mut a, "7.1", "e/dce", None, t0);
+        // v2 (drawn 10:30) arrives first, then v1 (drawn 10:00) exported late: v2 stays
+        add_seg(
+            &mut a,
+            "/export/e/roi/v2.dcm",
+            seg_drawn("7.1", "9.2", Some("20190307103000.000000")),
+            t0,
+        );
+        add_seg(
+            &mut a,
+            "/export/e/roi/v1.dcm",
+            seg_drawn("7.1", "9.1", Some("20190307100000.000000")),
+            t0 + s(1),
+        );
+        // v3 without a drawing time: the later arrival wins
+        add_seg(&mut a, "/export/e/roi/v3.dcm", seg_drawn("7.1", "9.3", None), t0 + s(2));
+        // the same object again under another name changes nothing but the path
+        add_seg(
+            &mut a,
+            "/export/e/roi/v3-copy.dcm",
+            seg_drawn("7.1", "9.3", None),
+            t0 + s(3),
+        );
+        let out = a.tick(t0 + s(40), 4);
+        let ignored: Vec<(String, String)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::Ignored { path, reason } => Some((file_name(path), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ignored.len(), 2, "{out:?}");
+        assert_eq!(ignored[0].0, "v1.dcm");
+        assert!(
+            ignored[0].1.contains("drawn before") && ignored[0].1.contains("v2.dcm"),
+            "{ignored:?}"
+        );
+        assert_eq!(ignored[1].0, "v2.dcm");
+        assert!(
+            ignored[1].1.contains("superseded") && ignored[1].1.contains("v3.dcm"),
+            "{ignored:?}"
+        );
+        let [r] = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::Ready(r) => Some(r),
+                _ => None,
+            })
+            .collect::<Vec<_>>()[..]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!((r.roi_id.as_str(), file_name(&r.roi).as_str()), ("9.3", "v3-copy.dcm"));
+        assert_eq!(r.revision, None);
+    }
+
+    #[test]
+    fn a_roi_that_matches_no_series_is_reported_once_after_the_roi_wait_and_kept() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut a = SeriesAssembler::new(s(1), s(10), &[rule(2, "(?i)dyn")]);
+        add_seg(&mut a, "/export/x/seg.dcm", seg_drawn("8.1", "9.8", None), t0);
+        assert!(a.tick(t0 + s(9), 4).is_empty());
+        let out = a.tick(t0 + s(10), 4);
+        assert!(
+            matches!(out.as_slice(), [Assembled::RoiWithoutSeries { path, waited }]
+                if path.ends_with("x/seg.dcm") && *waited == s(10)),
+            "{out:?}"
+        );
+        assert!(a.tick(t0 + s(20), 4).is_empty(), "reported once");
+        // its series arrives after all: the ROI was kept and is used
+        add_series(&mut a, "8.1", "x/dce", None, t0 + s(20));
+        let out = a.tick(t0 + s(22), 4);
+        assert!(
+            matches!(out.as_slice(), [Assembled::Ready(r)] if r.roi_id == "9.8"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_later_arrival_supersedes_unless_it_says_it_was_drawn_earlier() {
+        let (early, late) = (Some("20190307100000.000000"), Some("20190307103000.000000"));
+        assert!(supersedes(late, early));
+        assert!(!supersedes(early, late));
+        assert!(supersedes(early, early), "same time: the later arrival");
+        assert!(supersedes(None, late) && supersedes(early, None) && supersedes(None, None));
     }
 }

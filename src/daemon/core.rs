@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::assemble::{Assembled, ReadySeries, SeriesAssembler};
+use super::assemble::{Assembled, ReadySeries, RoiCandidate, SeriesAssembler, supersedes};
 use super::config::DaemonConfig;
 use super::fsio;
 use super::intake::Classified;
@@ -18,7 +18,10 @@ use super::ledger::{Ledger, LedgerRecord};
 use super::metrics::Metrics;
 use super::mqtt::PublisherCmd;
 use super::outbox::{Outbox, OutboxBounds, Push};
-use super::payload::{self, EventMessage, Identifiers, LnStatusCommand, ResultMessage, Severity, StudyKey};
+use super::payload::{
+    self, AnswerOf, EventMessage, Identifiers, LnStatusCommand, MessageKind, ResultMessage, Severity, StudyKey,
+};
+use super::revision::RevisionRequest;
 use super::watch::ExportWatcher;
 use crate::error::{Error, Result};
 use crate::model::Predictor;
@@ -49,6 +52,8 @@ pub(super) enum CoreMsg {
     Wake,
     /// A worker finished a series.
     Computed(Box<Computed>),
+    /// The images of a series to compute again with a revised ROI were read (or could not be).
+    Recollected(Box<(RevisionRequest, Result<ReadySeries>)>),
 }
 
 /// A result that could not be spooled yet (spool full).
@@ -60,9 +65,9 @@ pub(super) struct Held {
 
 /// The daemon's core state.
 pub(super) struct Daemon {
-    cfg: DaemonConfig,
+    pub(super) cfg: DaemonConfig,
     pub(super) predictor: Arc<Predictor>,
-    secret: Vec<u8>,
+    pub(super) secret: Vec<u8>,
     metrics: Arc<Metrics>,
     pub(super) outbox: Arc<Mutex<Outbox>>,
     /// Events waiting for the broker (a spool of their own, so they never take a result's room).
@@ -71,6 +76,12 @@ pub(super) struct Daemon {
     pub(super) watcher: ExportWatcher,
     pub(super) assembler: SeriesAssembler,
     pub(super) ready: heapless::Deque<Box<ReadySeries>, READY_QUEUE>,
+    /// Revisions whose images were read, waiting for a worker.
+    pub(super) revised: VecDeque<Box<ReadySeries>>,
+    /// Revised ROIs waiting for their series' images to be read.
+    revisions: VecDeque<RevisionRequest>,
+    /// Series with a revision being read or computed (one at a time per series, so they commit in order).
+    revising: std::collections::BTreeSet<StudyKey>,
     pub(super) in_flight: usize,
     ln_reads: BTreeMap<StudyKey, f64>,
     pub(super) held: VecDeque<Held>,
@@ -83,14 +94,14 @@ pub(super) struct Daemon {
     identifiers: BTreeMap<String, Identifiers>,
 }
 
-/// Record in the ledger every spooled result it lacks. A crash between the spool write and the ledger append
-/// leaves a spool entry whose series the ledger does not know; the entry proves the series was committed, so it
-/// must not be computed or published again.
+/// Record in the ledger every spooled message it lacks. A crash between the spool write and the ledger append
+/// leaves a spool entry the ledger does not know; the entry proves the message was committed, so its series (or
+/// revision) must not be computed or published again.
 fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
     for e in &outbox.all()? {
         if let Some(key) = StudyKey::parse(&e.series_key)
-            && !ledger.contains(&key, &e.bundle_sha256)
             && let Ok(msg) = serde_json::from_str::<ResultMessage>(&e.payload)
+            && !ledger.has_message(&msg.message_id)
         {
             ledger.record(LedgerRecord {
                 series_key: key,
@@ -98,8 +109,10 @@ fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
                 study_key: msg.study_key.clone(),
                 bundle_sha256: e.bundle_sha256.clone(),
                 message_id: msg.message_id.clone(),
-                kind: msg.kind.clone(),
+                kind: msg.kind,
                 updates: msg.updates.clone(),
+                roi_key: msg.roi_key.clone(),
+                roi_drawn_at: None,
                 ln: payload::ln_value(&msg.mri_ln_status),
                 signatures: msg.signatures.clone(),
                 out_of_distribution: msg.out_of_distribution.clone(),
@@ -221,6 +234,9 @@ impl Daemon {
             events,
             ledger,
             ready: heapless::Deque::new(),
+            revised: VecDeque::new(),
+            revisions: VecDeque::new(),
+            revising: Default::default(),
             in_flight: 0,
             ln_reads,
             held: VecDeque::new(),
@@ -368,17 +384,27 @@ impl Daemon {
                     }
                 }
                 Classified::Roi(r) => {
-                    let sha = &self.predictor.bundle.sha256;
-                    if r.series_uids
-                        .iter()
-                        .any(|u| self.ledger.contains(&StudyKey::of(&self.secret, u), sha))
-                    {
-                        tracing::debug!(file = %path.display(), "ROI of a series already answered by this bundle");
+                    let roi = RoiCandidate::dicom(&path, &r, at, wall);
+                    if self.roi_used(&roi) {
                         continue;
                     }
-                    self.assembler.add_roi(&path, r, at, wall);
+                    let sha = &self.predictor.bundle.sha256;
+                    let answered = r
+                        .series_uids
+                        .iter()
+                        .find_map(|u| self.ledger.latest(&StudyKey::of(&self.secret, u), sha))
+                        .cloned();
+                    match answered {
+                        None => self.assembler.add_roi(roi, r),
+                        Some(of) => self.on_revised_roi(roi, of),
+                    }
                 }
-                Classified::Label => self.assembler.add_label(&path, at, wall),
+                Classified::Label { sha256 } => {
+                    let roi = RoiCandidate::label(&path, &sha256, at, wall);
+                    if !self.roi_used(&roi) {
+                        self.assembler.add_label(roi);
+                    }
+                }
                 Classified::LnSidecar(cmd) => {
                     self.on_ln_read(&cmd, "sidecar");
                     if let Err(e) = fsio::move_into(&path, &state_paths(&self.cfg).ln_reads) {
@@ -386,6 +412,98 @@ impl Daemon {
                     }
                 }
                 Classified::Bad(e) => self.quarantine_file(&path, &e),
+            }
+        }
+    }
+
+    /// The key of a ROI's identity under the site secret (ROI UIDs are UIDs too).
+    fn roi_key(&self, roi: &RoiCandidate) -> StudyKey {
+        StudyKey::of(&self.secret, &format!("roi:{}", roi.id))
+    }
+
+    /// Whether an answer of this bundle already used this ROI (a restart, or the same ROI exported again).
+    fn roi_used(&self, roi: &RoiCandidate) -> bool {
+        let used = self.ledger.used_roi(&self.roi_key(roi), &self.predictor.bundle.sha256);
+        if used {
+            tracing::debug!(file = %roi.path.display(), "ROI already used by this bundle");
+        }
+        used
+    }
+
+    /// A ROI not used yet for a series already answered: a revision, unless it was drawn before the ROI of the
+    /// answer (then reported and not applied) or the answer predates ROI identities (then nothing can be said).
+    fn on_revised_roi(&mut self, roi: RoiCandidate, of: super::ledger::LedgerRecord) {
+        let file = relative(&roi.path, &self.cfg.watch.export_dir);
+        if of.roi_key.is_none() {
+            tracing::info!(
+                file,
+                "ROI for a series answered before ROIs were identified: not a revision"
+            );
+            return;
+        }
+        if !supersedes(roi.drawn_at.as_deref(), of.roi_drawn_at.as_deref()) {
+            self.event(
+                Severity::Warning,
+                "roi_not_applied",
+                format!("{file}: drawn before the ROI the series was answered with; the answer stands"),
+                Some(of.study_key.clone()),
+            );
+            return;
+        }
+        self.event(
+            Severity::Info,
+            "roi_revised",
+            format!("{file}: a newer ROI for a series already answered; computing it again"),
+            Some(of.study_key.clone()),
+        );
+        self.revisions.push_back(RevisionRequest { roi, of });
+    }
+
+    /// The next revision whose series has none in progress, checked against the series' latest answer (an
+    /// earlier revision may have committed since it was queued).
+    pub(super) fn next_revision(&mut self) -> Option<RevisionRequest> {
+        let sha = self.predictor.bundle.sha256.clone();
+        while let Some(i) = self
+            .revisions
+            .iter()
+            .position(|r| !self.revising.contains(&r.of.series_key))
+        {
+            let mut req = self.revisions.remove(i)?;
+            if let Some(latest) = self.ledger.latest(&req.of.series_key, &sha) {
+                req.of = latest.clone();
+            }
+            if self.roi_used(&req.roi) {
+                continue;
+            }
+            if !supersedes(req.roi.drawn_at.as_deref(), req.of.roi_drawn_at.as_deref()) {
+                let file = relative(&req.roi.path, &self.cfg.watch.export_dir);
+                self.event(
+                    Severity::Warning,
+                    "roi_not_applied",
+                    format!("{file}: drawn before the ROI of a later revision; that revision stands"),
+                    Some(req.of.study_key.clone()),
+                );
+                continue;
+            }
+            self.revising.insert(req.of.series_key.clone());
+            return Some(req);
+        }
+        None
+    }
+
+    /// The images of a revision were read: queue it for a worker, or report why it cannot be computed.
+    pub(super) fn on_recollected(&mut self, req: RevisionRequest, got: Result<ReadySeries>) {
+        match got {
+            Ok(ready) => self.revised.push_back(Box::new(ready)),
+            Err(e) => {
+                self.revising.remove(&req.of.series_key);
+                self.event(
+                    Severity::Error,
+                    "revision_failed",
+                    e.to_string(),
+                    Some(req.of.study_key.clone()),
+                );
+                self.quarantine(&[req.roi.path], &e, Some(&req.of.series_key));
             }
         }
     }
@@ -428,12 +546,17 @@ impl Daemon {
             {
                 Ok(p) => {
                     let original = rec.updates.clone().unwrap_or_else(|| rec.message_id.clone());
-                    let mut msg =
-                        ResultMessage::new(&p, key.clone(), rec.series_key.clone(), Some(v), Some(original.clone()));
+                    let of = AnswerOf {
+                        study_key: key.clone(),
+                        series_key: rec.series_key.clone(),
+                        roi_key: rec.roi_key.clone(),
+                        ln: Some(v),
+                    };
+                    let mut msg = ResultMessage::new(&p, of, MessageKind::Update, Some(original.clone()));
                     msg.timestamps.insert("computed".into(), crate::time::utc_now());
                     let record = LedgerRecord {
                         message_id: msg.message_id.clone(),
-                        kind: "update".into(),
+                        kind: MessageKind::Update,
                         updates: Some(original),
                         ln: Some(v),
                         at: crate::time::utc_now(),
@@ -487,8 +610,10 @@ impl Daemon {
                     if let Some(t) = h.ready_at {
                         self.metrics.end_to_end.observe(t.elapsed().as_secs_f64());
                     }
-                    if h.message.kind == "result" {
-                        self.metrics.series_processed.with_label_values(&["published"]).inc();
+                    match h.message.kind {
+                        MessageKind::Result => self.metrics.series_processed.with_label_values(&["published"]).inc(),
+                        MessageKind::Revision => self.metrics.series_processed.with_label_values(&["revised"]).inc(),
+                        MessageKind::Update => {}
                     }
                     let _ = self.publisher.try_send(PublisherCmd::Kick);
                     if self.spool_alarm && self.held.is_empty() {
@@ -585,9 +710,17 @@ impl Daemon {
         let ready = c.ready;
         let study_key = StudyKey::of(&self.secret, &ready.study_uid);
         let series_key = StudyKey::of(&self.secret, &ready.series_uid);
+        if ready.revision.is_some() {
+            self.revising.remove(&series_key);
+        }
+        let roi_key = StudyKey::of(&self.secret, &format!("roi:{}", ready.roi_id));
         match c.outcome {
             Ok((p, timing)) => {
-                let ln = self.ln_reads.get(&study_key).copied();
+                let ln = self
+                    .ln_reads
+                    .get(&study_key)
+                    .copied()
+                    .or(ready.revision.as_ref().and_then(|r| r.ln));
                 let p = match ln {
                     Some(v) => self
                         .predictor
@@ -599,7 +732,17 @@ impl Daemon {
                         .unwrap_or(p),
                     None => p,
                 };
-                let mut msg = ResultMessage::new(&p, study_key.clone(), series_key.clone(), ln, None);
+                let (kind, updates) = match &ready.revision {
+                    Some(r) => (MessageKind::Revision, Some(r.original.clone())),
+                    None => (MessageKind::Result, None),
+                };
+                let of = AnswerOf {
+                    study_key: study_key.clone(),
+                    series_key: series_key.clone(),
+                    roi_key: Some(roi_key.clone()),
+                    ln,
+                };
+                let mut msg = ResultMessage::new(&p, of, kind, updates.clone());
                 msg.timing_ms = timing;
                 msg.timing_ms.insert(
                     "last_file_to_result".into(),
@@ -638,14 +781,27 @@ impl Daemon {
                     study_key,
                     bundle_sha256: p.bundle_sha256.clone(),
                     message_id: msg.message_id.clone(),
-                    kind: "result".into(),
-                    updates: None,
+                    kind,
+                    updates,
+                    roi_key: Some(roi_key),
+                    roi_drawn_at: ready.roi_drawn_at.clone(),
                     ln,
                     signatures: p.signatures.clone(),
                     out_of_distribution: p.out_of_distribution.clone(),
                     at: crate::time::utc_now(),
                 };
                 self.commit(msg, record, Some(ready.last_arrival));
+            }
+            Err(e) if ready.revision.is_some() => {
+                // The series' answer stands; only the revised ROI is set aside.
+                self.metrics.series_processed.with_label_values(&["failed"]).inc();
+                self.event(
+                    Severity::Error,
+                    "revision_failed",
+                    format!("the series could not be computed with the revised ROI: {e}"),
+                    Some(study_key),
+                );
+                self.quarantine(std::slice::from_ref(&ready.roi), &e, Some(&series_key));
             }
             Err(e) => {
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
@@ -698,6 +854,16 @@ impl Daemon {
                         waited.as_secs_f64()
                     ),
                     Some(StudyKey::of(&self.secret, &study_uid)),
+                ),
+                Assembled::RoiWithoutSeries { path, waited } => self.event(
+                    Severity::Warning,
+                    "roi_without_series",
+                    format!(
+                        "{}: no series awaiting a ROI has matched it for {:.0} s; still waiting",
+                        relative(&path, &self.cfg.watch.export_dir),
+                        waited.as_secs_f64()
+                    ),
+                    None,
                 ),
                 Assembled::Ignored { path, reason } => self.event(
                     Severity::Warning,

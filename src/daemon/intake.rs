@@ -15,7 +15,10 @@ use crate::roi::RoiReferences;
 pub(super) enum Classified {
     Image(Box<InstanceHeader>),
     Roi(RoiReferences),
-    Label,
+    /// A label map, with the sha256 of its bytes (its identity).
+    Label {
+        sha256: String,
+    },
     LnSidecar(LnStatusCommand),
     Bad(Error),
 }
@@ -39,7 +42,15 @@ pub(super) fn classify(path: &Path) -> Classified {
         };
     }
     if SeriesAssembler::is_label_map(path) {
-        return Classified::Label;
+        return match std::fs::read(path) {
+            Ok(bytes) => {
+                use sha2::Digest;
+                Classified::Label {
+                    sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                }
+            }
+            Err(e) => Classified::Bad(Error::io(path, e)),
+        };
     }
     match crate::ingest::header::read_instance(path) {
         Ok(h) => Classified::Image(Box::new(h)),

@@ -6,13 +6,13 @@
 //! A crash between the spool write and the ledger append is covered: the spool entry names its series, and the
 //! daemon records every spooled series the ledger lacks when it starts (`recover_ledger` in the daemon's core).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::fsio;
-use super::payload::StudyKey;
+use super::payload::{MessageKind, StudyKey};
 use crate::error::{Error, Result};
 
 /// One committed message.
@@ -29,11 +29,18 @@ pub struct LedgerRecord {
     pub bundle_sha256: String,
     /// Message id published.
     pub message_id: String,
-    /// `result` or `update`.
-    pub kind: String,
-    /// For an update: the message id of the result it updates.
+    /// `result`, `update` or `revision`.
+    pub kind: MessageKind,
+    /// For an update or a revision: the message id of the series' first result.
     #[serde(default)]
     pub updates: Option<String>,
+    /// HMAC of the ROI's identity (absent in records written before ROIs were identified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roi_key: Option<StudyKey>,
+    /// When that ROI was drawn, when it said so ([`crate::roi::dicom_date_time`]): a later revision must not be
+    /// older.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roi_drawn_at: Option<String>,
     /// The LN read it used (`None`: unknown).
     pub ln: Option<f64>,
     /// Signature values (to re-evaluate the nomogram when the LN read arrives).
@@ -51,6 +58,10 @@ pub struct Ledger {
     by_series: BTreeMap<(StudyKey, String), LedgerRecord>,
     /// (other member of a linked set, bundle) → the set's series key.
     members: BTreeMap<(StudyKey, String), StudyKey>,
+    /// (ROI key, bundle) of every ROI an answer was computed from.
+    rois: BTreeSet<(StudyKey, String)>,
+    /// Every message id committed.
+    messages: BTreeSet<String>,
 }
 
 impl Ledger {
@@ -60,6 +71,8 @@ impl Ledger {
             path: path.to_path_buf(),
             by_series: BTreeMap::new(),
             members: BTreeMap::new(),
+            rois: BTreeSet::new(),
+            messages: BTreeSet::new(),
         };
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -83,6 +96,10 @@ impl Ledger {
     }
 
     fn index(&mut self, r: LedgerRecord) {
+        if let Some(k) = &r.roi_key {
+            self.rois.insert((k.clone(), r.bundle_sha256.clone()));
+        }
+        self.messages.insert(r.message_id.clone());
         for m in &r.member_keys {
             self.members
                 .insert((m.clone(), r.bundle_sha256.clone()), r.series_key.clone());
@@ -95,6 +112,23 @@ impl Ledger {
     pub fn contains(&self, series_key: &StudyKey, bundle_sha256: &str) -> bool {
         let k = (series_key.clone(), bundle_sha256.to_string());
         self.by_series.contains_key(&k) || self.members.contains_key(&k)
+    }
+
+    /// The latest record of the series (or of the linked DCE set it is a member of) answered by this bundle.
+    pub fn latest(&self, series_key: &StudyKey, bundle_sha256: &str) -> Option<&LedgerRecord> {
+        let k = (series_key.clone(), bundle_sha256.to_string());
+        let set = self.members.get(&k).map_or(k.clone(), |s| (s.clone(), k.1.clone()));
+        self.by_series.get(&set)
+    }
+
+    /// Whether an answer of this bundle was computed from the ROI with this key.
+    pub fn used_roi(&self, roi_key: &StudyKey, bundle_sha256: &str) -> bool {
+        self.rois.contains(&(roi_key.clone(), bundle_sha256.to_string()))
+    }
+
+    /// Whether a message with this id was committed.
+    pub fn has_message(&self, message_id: &str) -> bool {
+        self.messages.contains(message_id)
     }
 
     /// Record a committed message (durably).
@@ -131,15 +165,17 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    fn rec(series: &str, kind: &str) -> LedgerRecord {
+    fn rec(series: &str, kind: MessageKind) -> LedgerRecord {
         LedgerRecord {
             series_key: StudyKey::of(b"k", series),
             member_keys: vec![],
             study_key: StudyKey::of(b"k", "study"),
             bundle_sha256: "b".into(),
-            message_id: format!("m-{series}-{kind}"),
-            kind: kind.into(),
+            message_id: format!("m-{series}-{}", kind.as_str()),
+            kind,
             updates: None,
+            roi_key: Some(StudyKey::of(b"k", &format!("roi of {series}"))),
+            roi_drawn_at: None,
             ln: None,
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
@@ -154,12 +190,22 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("ledger.jsonl");
         let mut l = Ledger::open(&p).unwrap();
-        l.record(rec("s1", "result")).unwrap();
-        l.record(rec("s1", "update")).unwrap();
+        l.record(rec("s1", MessageKind::Result)).unwrap();
+        l.record(rec("s1", MessageKind::Update)).unwrap();
         l.record(LedgerRecord {
             member_keys: vec![StudyKey::of(b"k", "s2-phase2"), StudyKey::of(b"k", "s2-phase3")],
-            ..rec("s2", "result")
+            ..rec("s2", MessageKind::Result)
         })
+        .unwrap();
+        // a record from before ROIs were identified still reads
+        fsio::append_line(
+            &p,
+            &serde_json::to_string(&LedgerRecord {
+                roi_key: None,
+                ..rec("s4", MessageKind::Result)
+            })
+            .unwrap(),
+        )
         .unwrap();
         std::fs::OpenOptions::new()
             .append(true)
@@ -167,7 +213,22 @@ mod tests {
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"series_key\":\"ab"))
             .unwrap();
         let l = Ledger::open(&p).unwrap();
-        assert_eq!(l.len(), 2);
+        assert_eq!(l.len(), 3);
+        assert!(l.contains(&StudyKey::of(b"k", "s4"), "b"));
+        assert!(l.has_message("m-s1-result") && l.has_message("m-s1-update") && !l.has_message("m-s3-result"));
+        assert!(l.used_roi(&StudyKey::of(b"k", "roi of s1"), "b"));
+        assert!(!l.used_roi(&StudyKey::of(b"k", "roi of s1"), "other bundle"));
+        assert!(!l.used_roi(&StudyKey::of(b"k", "roi of s3"), "b"));
+        // the latest record of a series, also when asked through another member of a linked set
+        assert_eq!(
+            l.latest(&StudyKey::of(b"k", "s1"), "b").unwrap().kind,
+            MessageKind::Update
+        );
+        assert_eq!(
+            l.latest(&StudyKey::of(b"k", "s2-phase3"), "b").unwrap().message_id,
+            "m-s2-result"
+        );
+        assert!(l.latest(&StudyKey::of(b"k", "s3"), "b").is_none());
         assert!(l.contains(&StudyKey::of(b"k", "s1"), "b"));
         assert!(!l.contains(&StudyKey::of(b"k", "s1"), "other bundle"));
         // the other members of a linked DCE set count as answered, and only for that bundle
@@ -175,7 +236,7 @@ mod tests {
         assert!(!l.contains(&StudyKey::of(b"k", "s2-phase3"), "other bundle"));
         assert!(!l.contains(&StudyKey::of(b"k", "s3"), "b"));
         let study = l.for_study(&StudyKey::of(b"k", "study"), "b");
-        assert_eq!(study.len(), 2);
+        assert_eq!(study.len(), 3);
         assert!(study.iter().any(|r| r.message_id == "m-s1-update"));
     }
 }

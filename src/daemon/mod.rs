@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;
+mod revision;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -254,8 +255,18 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             let items = d.assembler.tick(Instant::now(), READY_QUEUE - d.ready.len());
             d.on_assembled(items);
         }
+        // Revised ROIs: read their series' images again (blocking pool), one revision per series at a time.
+        while !stopping && let Some(req) = d.next_revision() {
+            let (tx, dir, secret) = (core_tx.clone(), cfg.watch.export_dir.clone(), d.secret.clone());
+            tokio::task::spawn_blocking(move || {
+                let got = revision::collect(&dir, &secret, &req);
+                let _ = tx.blocking_send(CoreMsg::Recollected(Box::new((req, got))));
+            });
+        }
         while d.in_flight < cfg.state.workers && d.held.is_empty() {
-            let Some(r) = d.ready.pop_front() else { break };
+            let Some(r) = d.ready.pop_front().or_else(|| d.revised.pop_front()) else {
+                break;
+            };
             d.in_flight += 1;
             let (pred, tx, mx) = (d.predictor.clone(), core_tx.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || {
@@ -294,6 +305,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
                 Some(CoreMsg::Renamed(p)) => { d.watcher.mark_renamed(&p); wake = true; }
                 Some(CoreMsg::Wake) => { wake = true; }
                 Some(CoreMsg::Computed(c)) => d.on_computed(*c),
+                Some(CoreMsg::Recollected(r)) => { let (req, got) = *r; d.on_recollected(req, got); }
                 None => break,
             },
             note = note_rx.recv() => match note {

@@ -130,18 +130,45 @@ pub struct Identifiers {
     pub patient_name: String,
 }
 
+/// What a result-topic message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// The first answer for a series.
+    Result,
+    /// The same images re-evaluated once the MRI LN read arrived.
+    Update,
+    /// The series recomputed with a revised ROI (a newer SEG / RTSTRUCT for it).
+    Revision,
+}
+
+impl MessageKind {
+    /// As in the payload.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Result => "result",
+            MessageKind::Update => "update",
+            MessageKind::Revision => "revision",
+        }
+    }
+}
+
 /// `result` topic payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMessage {
     /// [`RESULT_SCHEMA`].
     pub schema: String,
-    /// Unique id of this message (deterministic: the same study, series, bundle and read give the same id).
+    /// Unique id of this message (deterministic: the same kind, study, series, ROI, bundle and read give the same
+    /// id).
     pub message_id: String,
-    /// `result` (first answer) or `update` (the MRI LN read arrived).
-    pub kind: String,
-    /// For an update: the message id of the result it updates.
+    /// `result` (first answer), `update` (the MRI LN read arrived) or `revision` (recomputed with a revised ROI).
+    pub kind: MessageKind,
+    /// For an update or a revision: the message id of the series' first result, which it replaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updates: Option<String>,
+    /// HMAC of the ROI object's identity (SOPInstanceUID, or a label map's digest): which ROI this answer used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roi_key: Option<StudyKey>,
     /// The bundle that computed it.
     pub bundle: BundleRef,
     /// HMAC of StudyInstanceUID.
@@ -198,28 +225,43 @@ pub fn message_id(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// Which answer a [`ResultMessage`] is: the series, the ROI and the LN read it was computed from.
+#[derive(Debug, Clone)]
+pub struct AnswerOf {
+    /// HMAC of StudyInstanceUID.
+    pub study_key: StudyKey,
+    /// HMAC of SeriesInstanceUID.
+    pub series_key: StudyKey,
+    /// HMAC of the ROI's identity (`None` only for answers recorded before ROIs were identified).
+    pub roi_key: Option<StudyKey>,
+    /// The MRI LN read (`None`: unknown).
+    pub ln: Option<f64>,
+}
+
 impl ResultMessage {
-    /// Build the message of a prediction.
-    pub fn new(
-        p: &Prediction,
-        study_key: StudyKey,
-        series_key: StudyKey,
-        ln: Option<f64>,
-        updates: Option<String>,
-    ) -> ResultMessage {
-        let kind = if updates.is_some() { "update" } else { "result" };
+    /// Build the message of a prediction: a `Result` has no `updates`; an update or a revision names the
+    /// series' first result.
+    pub fn new(p: &Prediction, of: AnswerOf, kind: MessageKind, updates: Option<String>) -> ResultMessage {
         let message_id = message_id(&[
-            kind,
-            study_key.as_str(),
-            series_key.as_str(),
+            kind.as_str(),
+            of.study_key.as_str(),
+            of.series_key.as_str(),
+            of.roi_key.as_ref().map_or("", StudyKey::as_str),
             &p.bundle_sha256,
-            ln_text(ln),
+            ln_text(of.ln),
         ]);
+        let AnswerOf {
+            study_key,
+            series_key,
+            roi_key,
+            ln,
+        } = of;
         ResultMessage {
             schema: RESULT_SCHEMA.into(),
             message_id,
-            kind: kind.into(),
+            kind,
             updates,
+            roi_key,
             bundle: BundleRef {
                 id: p.bundle_id.clone(),
                 version: p.bundle_version.clone(),

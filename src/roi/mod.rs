@@ -155,6 +155,27 @@ pub struct RoiReferences {
     pub series_uids: Vec<String>,
     /// Referenced SOP Instance UIDs (source images, contour images).
     pub instance_uids: Vec<String>,
+    /// SOPInstanceUID of the ROI object itself: its identity (a revised ROI is a new object with a new UID).
+    pub sop_instance_uid: Option<String>,
+    /// When the ROI was drawn, as [`dicom_date_time`] writes it: ContentDate/Time (SEG), StructureSetDate/Time
+    /// (RTSTRUCT), else InstanceCreationDate/Time, else SeriesDate/Time. Orders two revisions of one ROI.
+    pub drawn_at: Option<String>,
+}
+
+/// A DICOM date (DA, `YYYYMMDD`) and time (TM, `HH[MM[SS[.F{1,6}]]]`) as `YYYYMMDDHHMMSS.ffffff`, which sorts
+/// as time does; `None` unless both are well formed. (No time zone: both ROIs of one series come from one site.)
+pub fn dicom_date_time(date: &str, time: &str) -> Option<String> {
+    let date = date.trim();
+    let time = time.trim();
+    let (whole, frac) = time.split_once('.').unwrap_or((time, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if date.len() != 8 || !digits(date) || whole.is_empty() || whole.len() > 6 || whole.len() % 2 != 0 {
+        return None;
+    }
+    if !digits(whole) || frac.len() > 6 || !digits(frac) {
+        return None;
+    }
+    Some(format!("{date}{whole:0<6}.{frac:0<6}"))
 }
 
 fn collect_references(ds: &crate::ingest::tags::Dataset, depth: usize, out: &mut RoiReferences) {
@@ -196,9 +217,19 @@ pub fn references(path: &Path) -> Result<RoiReferences> {
             reason: format!("SOP class {class} is not a SEG or RTSTRUCT"),
         });
     }
+    let drawn_at = [
+        (tags::CONTENT_DATE, tags::CONTENT_TIME),
+        (tags::STRUCTURE_SET_DATE, tags::STRUCTURE_SET_TIME),
+        (tags::INSTANCE_CREATION_DATE, tags::INSTANCE_CREATION_TIME),
+        (tags::SERIES_DATE, tags::SERIES_TIME),
+    ]
+    .into_iter()
+    .find_map(|(d, t)| dicom_date_time(&string(&obj, d)?, &string(&obj, t)?));
     let mut out = RoiReferences {
         study_uid: string(&obj, tags::STUDY_INSTANCE_UID),
         frame_of_reference_uid: string(&obj, tags::FRAME_OF_REFERENCE_UID),
+        sop_instance_uid: string(&obj, tags::SOP_INSTANCE_UID),
+        drawn_at,
         ..Default::default()
     };
     collect_references(&obj, 0, &mut out);
@@ -224,4 +255,36 @@ pub(crate) fn check_frame_of_reference(path: &Path, referenced: Option<String>, 
 /// rounds half away from zero, numpy half to even; neither is what ITK's nearest-neighbour uses.)
 pub(crate) fn round_half_up(x: f64) -> i64 {
     (x + 0.5).floor() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dicom_date_time;
+
+    #[test]
+    fn dicom_date_and_time_become_one_sortable_text() {
+        assert_eq!(
+            dicom_date_time("20190307", "101500").as_deref(),
+            Some("20190307101500.000000")
+        );
+        // TM may stop after the hour or the minute, and carry up to six fraction digits
+        assert_eq!(
+            dicom_date_time("20190307", "10").as_deref(),
+            Some("20190307100000.000000")
+        );
+        assert_eq!(
+            dicom_date_time("20190307", "1015.5").as_deref(),
+            Some("20190307101500.500000")
+        );
+        assert!(dicom_date_time("20190307", "095959.999999") < dicom_date_time("20190307", "10"));
+        for (d, t) in [
+            ("2019037", "10"),
+            ("20190307", ""),
+            ("20190307", "101"),
+            ("20190307", "10:15"),
+            ("2019-03-07", "10"),
+        ] {
+            assert_eq!(dicom_date_time(d, t), None, "{d} {t}");
+        }
+    }
 }

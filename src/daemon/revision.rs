@@ -1,0 +1,107 @@
+//! ROI revisions: a SEG or RTSTRUCT that arrives for a series this bundle has already answered, drawn later than
+//! the ROI that answer used (a radiologist corrected the outline and exported it again).
+//!
+//! The risk shown at the console must follow the ROI the radiologist stands by, so the series is computed again
+//! with the new ROI and published as a `revision` whose `updates` names the series' first result (as an LN
+//! update does): a dashboard replaces what it shows. The LN read known so far is kept. What counts:
+//!
+//! - a ROI is known by its identity (SOPInstanceUID; for a label map, the digest of its bytes), recorded in the
+//!   ledger with every answer, so a restart or a re-export of a ROI already used changes nothing;
+//! - a ROI that says it was drawn *before* the one the answer used is not applied
+//!   ([`super::assemble::supersedes`]);
+//! - the series' images are read again from the export folder (the daemon never moves them unless they fail),
+//!   found by their series keys in the ledger record; a linked DCE set is linked again and must be the same set.
+//!
+//! Label maps cannot be revisions: nothing but the folder they lie in ties them to a series, and the daemon does
+//! not remember the folders of answered series. A new label map there is reported as `roi_without_series`.
+
+use std::path::{Path, PathBuf};
+
+use super::assemble::{ReadySeries, RevisionOf, RoiCandidate};
+use super::ledger::LedgerRecord;
+use super::payload::StudyKey;
+use crate::error::{Error, Result};
+use crate::ingest::header::InstanceHeader;
+
+/// A revised ROI and the latest ledger record of the series it revises.
+#[derive(Debug, Clone)]
+pub(super) struct RevisionRequest {
+    /// The new ROI.
+    pub roi: RoiCandidate,
+    /// What the series' latest message was computed from.
+    pub of: LedgerRecord,
+}
+
+/// Read the headers of every image file in `export_dir` and keep the instances of the series (or linked set) of
+/// `req.of`; the revision's [`ReadySeries`] with the new ROI. Blocking: runs in the worker pool.
+pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -> Result<ReadySeries> {
+    use rayon::prelude::*;
+    let of = &req.of;
+    let keys: Vec<&StudyKey> = std::iter::once(&of.series_key).chain(&of.member_keys).collect();
+    let files: Vec<PathBuf> = crate::ingest::list_files(export_dir)?
+        .into_iter()
+        .filter(|f| {
+            f != &req.roi.path
+                && f.file_name()
+                    .is_some_and(|n| !super::watch::is_temporary(&n.to_string_lossy()))
+        })
+        .collect();
+    let instances: Vec<InstanceHeader> = files
+        .par_iter()
+        .filter_map(|f| crate::ingest::header::read_instance(f).ok())
+        .filter(|h| keys.contains(&&StudyKey::of(secret, &h.series_uid)))
+        .collect();
+    let missing = |reason: &str| Error::Series {
+        series: "(revision)".into(),
+        dir: export_dir.to_path_buf(),
+        reason: format!(
+            "{reason}; the revised ROI {} was not applied",
+            req.roi.path.file_name().unwrap_or_default().to_string_lossy()
+        ),
+    };
+    let Some(first) = instances
+        .iter()
+        .find(|h| StudyKey::of(secret, &h.series_uid) == of.series_key)
+    else {
+        return Err(missing(
+            "the answered series' images are no longer in the export folder",
+        ));
+    };
+    let (series_uid, study_uid) = (first.series_uid.clone(), first.study_uid.clone());
+    let member_series = if of.member_keys.is_empty() {
+        vec![series_uid.clone()]
+    } else {
+        let (studies, _) = crate::ingest::series::assemble(export_dir, instances.clone());
+        let linked = studies
+            .iter()
+            .find(|s| s.uid == study_uid)
+            .and_then(|s| crate::ingest::series::link_with(s, &series_uid))
+            .ok_or_else(|| missing("the answered DCE set could not be linked again"))?;
+        let mut found: Vec<StudyKey> = linked.member_series.iter().map(|m| StudyKey::of(secret, m)).collect();
+        let mut recorded: Vec<StudyKey> = keys.iter().map(|k| (*k).clone()).collect();
+        found.sort();
+        recorded.sort();
+        if found != recorded {
+            return Err(missing("the DCE set in the export folder is not the one answered"));
+        }
+        linked.member_series
+    };
+    let now = std::time::SystemTime::now();
+    Ok(ReadySeries {
+        series_uid,
+        study_uid,
+        instances,
+        roi: req.roi.path.clone(),
+        roi_id: req.roi.id.clone(),
+        roi_drawn_at: req.roi.drawn_at.clone(),
+        revision: Some(RevisionOf {
+            original: of.updates.clone().unwrap_or_else(|| of.message_id.clone()),
+            ln: of.ln,
+        }),
+        first_file: req.roi.wall.min(now),
+        last_file: req.roi.wall,
+        last_arrival: req.roi.arrived,
+        rule: "revision".into(),
+        member_series,
+    })
+}
