@@ -1140,3 +1140,137 @@ fn a_bad_configuration_stops_the_daemon_with_the_key_named() {
         alnrisk::daemon::config::DaemonConfig::parse(&text, &p).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
 }
+
+/// A copy of the BINARY SEG `src` as a revision written into `dest` (atomically: `.part`, then renamed): a new
+/// SOPInstanceUID, drawn at `content_time` on the same day, and the outline cut: of the bytes of its pixel data
+/// that hold any voxel, those from `cut.0` to `cut.1` of the way are cleared (the mask loses those rows).
+fn revised_seg(src: &Path, dest: &Path, sop: &str, content_time: &str, cut: (f64, f64)) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let mut obj = dicom_object::open_file(src).unwrap();
+    let mut bits = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().to_vec();
+    let set: Vec<usize> = (0..bits.len()).filter(|&i| bits[i] != 0).collect();
+    let n = set.len() as f64;
+    for &i in &set[(n * cut.0) as usize..(n * cut.1) as usize] {
+        bits[i] = 0;
+    }
+    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(bits)));
+    obj.put(DataElement::new(
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(sop),
+    ));
+    obj.put(DataElement::new(
+        tags::CONTENT_TIME,
+        VR::TM,
+        PrimitiveValue::from(content_time),
+    ));
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = sop.to_string());
+    let part = dest.with_extension("part");
+    obj.write_to_file(&part).unwrap();
+    std::fs::rename(part, dest).unwrap();
+}
+
+#[test]
+fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart() {
+    let broker = Mosquitto::new("revise", "");
+    let sub = Subscriber::new(broker.port, "revise-sub");
+    let mut d = Daemon::new("revise", broker.port);
+    let src = exam(14);
+    let seg = src.join("roi/seg.dcm");
+    d.drop_exam(&src, "a", ReplayStyle::Atomic);
+    let first = sub.wait("result", 1, Duration::from_secs(60))[0].clone();
+    assert_eq!(first["kind"], "result");
+    assert!(first["roi_key"].is_string(), "{first}");
+
+    // The radiologist corrects the outline (drawn at 11:00; the first was drawn at 10:00) and exports it again.
+    revised_seg(
+        &seg,
+        &d.export.join("a/roi/seg-v2.dcm"),
+        "2.25.4242",
+        "110000",
+        (0.0, 0.5),
+    );
+    let all = sub.wait("result", 2, Duration::from_secs(60));
+    let rev = &all[1];
+    assert_valid(rev);
+    assert_eq!(rev["kind"], "revision");
+    assert_eq!(rev["updates"], first["message_id"]);
+    assert_ne!(rev["message_id"], first["message_id"]);
+    let secret = hex::decode(SECRET_HEX).unwrap();
+    assert_eq!(rev["roi_key"], StudyKey::of(&secret, "roi:2.25.4242").as_str());
+    let original_sop = dicom_object::open_file(&seg)
+        .unwrap()
+        .meta()
+        .media_storage_sop_instance_uid
+        .clone();
+    let original_sop = original_sop.trim_end_matches('\0');
+    assert_eq!(
+        first["roi_key"],
+        StudyKey::of(&secret, &format!("roi:{original_sop}")).as_str()
+    );
+    for k in ["study_key", "series_key", "bundle"] {
+        assert_eq!(rev[k], first[k], "{k}");
+    }
+    assert_ne!(rev["signatures"], first["signatures"], "computed from the new outline");
+    assert_eq!(
+        d.metric("alnrisk_series_processed_total", Some(("outcome", "revised"))),
+        1.0
+    );
+    assert!(
+        sub.of("event")
+            .iter()
+            .any(|e| e["event"] == "roi_revised" && e["study_key"] == first["study_key"]),
+        "{}",
+        sub.everything()
+    );
+
+    // A copy of an older outline (drawn at 09:00) exported late is reported, not applied.
+    revised_seg(
+        &seg,
+        &d.export.join("a/roi/seg-v0.dcm"),
+        "2.25.4141",
+        "090000",
+        (0.5, 1.0),
+    );
+    wait_for("roi_not_applied", Duration::from_secs(20), || {
+        sub.of("event").iter().any(|e| e["event"] == "roi_not_applied")
+    });
+
+    // The LN read updates the revised answer, not the first one.
+    let key = first["study_key"].as_str().unwrap().to_string();
+    sub.publish(
+        "alnrisk/v1/test-site/revise/cmd/ln-status",
+        &format!(r#"{{"study_key":"{key}","mri_ln_status":"positive"}}"#),
+    );
+    let all = sub.wait("result", 3, Duration::from_secs(20));
+    let update = &all[2];
+    assert_valid(update);
+    assert_eq!(update["kind"], "update");
+    assert_eq!(update["updates"], first["message_id"]);
+    assert_eq!(update["roi_key"], rev["roi_key"]);
+    assert_eq!(update["signatures"], rev["signatures"]);
+    assert_eq!(
+        update["risk"]["probability"],
+        rev["scenarios"]["if_ln_positive"]["probability"]
+    );
+
+    // After a restart the folder holds three outlines of one series: nothing is computed or published again.
+    d.kill9();
+    d.start();
+    wait_for("the restarted daemon's scan", Duration::from_secs(20), || {
+        d.metric("alnrisk_files_seen_total", None) >= count_files(&d.export) as f64
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(sub.of("result").len(), 3, "{}", sub.everything());
+    assert_eq!(
+        sub.of("event").iter().filter(|e| e["event"] == "roi_revised").count(),
+        1
+    );
+    assert_eq!(d.metric("alnrisk_series_processed_total", None), 0.0);
+    assert!(
+        quarantine_notes(&d.state).is_empty(),
+        "{:?}",
+        quarantine_notes(&d.state)
+    );
+}
