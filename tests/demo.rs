@@ -1,5 +1,6 @@
 //! `alnrisk demo` (the README's main command) in its quick form: synth → fit + sign → serve → three held-out
-//! examinations over MQTT (atomic, partial write, late ROI) → LN read update → metrics, exit 0, SYNTHETIC said.
+//! examinations over MQTT (atomic, partial write, late ROI) → LN read update → revised ROI → metrics, exit 0,
+//! SYNTHETIC said.
 
 use std::process::Command;
 
@@ -23,16 +24,21 @@ fn demo_runs_end_to_end_and_says_the_data_are_synthetic() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("ALL DATA HERE ARE SYNTHETIC"), "{text}");
-    for step in ["[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]"] {
+    for step in ["[1/8]", "[2/8]", "[3/8]", "[4/8]", "[5/8]", "[6/8]", "[7/8]", "[8/8]"] {
         assert!(text.contains(step), "missing {step}: {text}");
     }
     assert!(text.contains("Table 2/3"), "the paper-style tables: {text}");
     assert!(text.contains("event: waiting_for_roi"), "{text}");
     assert_eq!(text.matches("[result · message").count(), 3, "{text}");
     assert!(text.contains("[update · message"), "{text}");
+    assert!(text.contains("[revision · message"), "{text}");
     assert!(
         text.contains("alnrisk_series_processed_total{outcome=\"published\"} 3"),
         "{text}"
     );
-    assert!(text.contains("alnrisk_messages_published_total 4"), "{text}");
+    assert!(
+        text.contains("alnrisk_series_processed_total{outcome=\"revised\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("alnrisk_messages_published_total 5"), "{text}");
 }

@@ -592,3 +592,50 @@ fn corrupt_element_length_is_refused_before_allocation() {
         "{e}"
     );
 }
+
+#[test]
+fn a_revised_seg_is_a_new_object_drawn_later_with_the_outline_eroded_on_the_same_frames() {
+    let dir = tmp("revised-seg");
+    let g = axial([9, 8, 4]);
+    let (ids, _) = plain_series(&dir.join("dce"), "revised", &g, 2);
+    // slice 1: a 5 × 4 block; slice 2: a 3 × 3 block with one more pixel sticking out (row 5, column 4)
+    let inside = |i: usize, j: usize, k: usize| {
+        (k == 1 && (2..7).contains(&i) && (1..5).contains(&j))
+            || (k == 2 && (((3..6).contains(&i) && (2..5).contains(&j)) || (i, j) == (4, 5)))
+    };
+    let original = dir.join("seg.dcm");
+    w::write_seg(&original, &ids, &g, SegOptions::default(), inside).unwrap();
+    let revised = dir.join("seg-v2.dcm");
+    alnrisk::synth::revision::write_revised_seg(&original, &revised, "test/revision", "113000", 1).unwrap();
+
+    let scan = scan_dir(&dir.join("dce")).unwrap();
+    let series = single_series(&dir.join("dce"), &scan).unwrap();
+    let m = roi::load(&revised, &series, &RoiOptions::default()).unwrap();
+    // eroded by one pixel (4-neighbourhood): the 5 × 4 block keeps its 3 × 2 interior; of the 3 × 3 block the
+    // centre stays, and so does the pixel below it, whose fourth neighbour is the one sticking out
+    let eroded = |i: usize, j: usize, k: usize| {
+        (k == 1 && (3..6).contains(&i) && (2..4).contains(&j)) || (k == 2 && i == 4 && (3..5).contains(&j))
+    };
+    for k in 0..4 {
+        for j in 0..8 {
+            for i in 0..9 {
+                assert_eq!(m.volume.at(i, j, k) == 1.0, eroded(i, j, k), "({i},{j},{k})");
+            }
+        }
+    }
+    let (a, b) = (roi::references(&original).unwrap(), roi::references(&revised).unwrap());
+    assert_eq!(
+        (&a.series_uids, &a.instance_uids),
+        (&b.series_uids, &b.instance_uids),
+        "same references"
+    );
+    assert_ne!(a.sop_instance_uid, b.sop_instance_uid);
+    assert!(b.sop_instance_uid.is_some());
+    let (drawn, redrawn) = (a.drawn_at.unwrap(), b.drawn_at.unwrap());
+    assert_eq!(
+        (&drawn[..8], &drawn[8..]),
+        (&redrawn[..8], "100000.000000"),
+        "same day, 10:00"
+    );
+    assert_eq!(&redrawn[8..], "113000.000000");
+}

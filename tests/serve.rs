@@ -1141,33 +1141,11 @@ fn a_bad_configuration_stops_the_daemon_with_the_key_named() {
     }
 }
 
-/// A copy of the BINARY SEG `src` as a revision written into `dest` (atomically: `.part`, then renamed): a new
-/// SOPInstanceUID, drawn at `content_time` on the same day, and the outline cut: of the bytes of its pixel data
-/// that hold any voxel, those from `cut.0` to `cut.1` of the way are cleared (the mask loses those rows).
-fn revised_seg(src: &Path, dest: &Path, sop: &str, content_time: &str, cut: (f64, f64)) {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::tags;
-    let mut obj = dicom_object::open_file(src).unwrap();
-    let mut bits = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().to_vec();
-    let set: Vec<usize> = (0..bits.len()).filter(|&i| bits[i] != 0).collect();
-    let n = set.len() as f64;
-    for &i in &set[(n * cut.0) as usize..(n * cut.1) as usize] {
-        bits[i] = 0;
-    }
-    obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(bits)));
-    obj.put(DataElement::new(
-        tags::SOP_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(sop),
-    ));
-    obj.put(DataElement::new(
-        tags::CONTENT_TIME,
-        VR::TM,
-        PrimitiveValue::from(content_time),
-    ));
-    obj.update_meta(|m| m.media_storage_sop_instance_uid = sop.to_string());
+/// A radiologist's corrected outline of the SEG `src`, exported into `dest` atomically (`.part`, then renamed): a
+/// new object drawn at `content_time`, eroded by `erode` pixels.
+fn revised_seg(src: &Path, dest: &Path, seed: &str, content_time: &str, erode: usize) {
     let part = dest.with_extension("part");
-    obj.write_to_file(&part).unwrap();
+    alnrisk::synth::revision::write_revised_seg(src, &part, seed, content_time, erode).unwrap();
     std::fs::rename(part, dest).unwrap();
 }
 
@@ -1182,15 +1160,11 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
     let first = sub.wait("result", 1, Duration::from_secs(60))[0].clone();
     assert_eq!(first["kind"], "result");
     assert!(first["roi_key"].is_string(), "{first}");
+    // The console exports the same examination again (not computed again; the revision below reads one copy).
+    d.drop_exam(&src, "again", ReplayStyle::Atomic);
 
     // The radiologist corrects the outline (drawn at 11:00; the first was drawn at 10:00) and exports it again.
-    revised_seg(
-        &seg,
-        &d.export.join("a/roi/seg-v2.dcm"),
-        "2.25.4242",
-        "110000",
-        (0.0, 0.5),
-    );
+    revised_seg(&seg, &d.export.join("a/roi/seg-v2.dcm"), "revise/v2", "110000", 1);
     let all = sub.wait("result", 2, Duration::from_secs(60));
     let rev = &all[1];
     assert_valid(rev);
@@ -1198,13 +1172,10 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
     assert_eq!(rev["updates"], first["message_id"]);
     assert_ne!(rev["message_id"], first["message_id"]);
     let secret = hex::decode(SECRET_HEX).unwrap();
-    assert_eq!(rev["roi_key"], StudyKey::of(&secret, "roi:2.25.4242").as_str());
-    let original_sop = dicom_object::open_file(&seg)
-        .unwrap()
-        .meta()
-        .media_storage_sop_instance_uid
-        .clone();
-    let original_sop = original_sop.trim_end_matches('\0');
+    let sop = |f: &Path| alnrisk::roi::references(f).unwrap().sop_instance_uid.unwrap();
+    let v2_sop = sop(&d.export.join("a/roi/seg-v2.dcm"));
+    assert_eq!(rev["roi_key"], StudyKey::of(&secret, &format!("roi:{v2_sop}")).as_str());
+    let original_sop = sop(&seg);
     assert_eq!(
         first["roi_key"],
         StudyKey::of(&secret, &format!("roi:{original_sop}")).as_str()
@@ -1226,13 +1197,7 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
     );
 
     // A copy of an older outline (drawn at 09:00) exported late is reported, not applied.
-    revised_seg(
-        &seg,
-        &d.export.join("a/roi/seg-v0.dcm"),
-        "2.25.4141",
-        "090000",
-        (0.5, 1.0),
-    );
+    revised_seg(&seg, &d.export.join("a/roi/seg-v0.dcm"), "revise/v0", "090000", 0);
     wait_for("roi_not_applied", Duration::from_secs(20), || {
         sub.of("event").iter().any(|e| e["event"] == "roi_not_applied")
     });

@@ -7,7 +7,8 @@
 //!    ROI arrives late (after the `waiting_for_roi` event);
 //! 5. subscribe and print each risk message as a summary;
 //! 6. send the MRI LN read of one study on `cmd/ln-status` and print the updated result;
-//! 7. print a metrics snapshot, stop the daemon with SIGTERM, and exit 0.
+//! 7. export a corrected outline (a revised SEG) for that study and print the revision;
+//! 8. print a metrics snapshot, stop the daemon with SIGTERM, and exit 0.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -233,7 +234,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(" alnrisk demo — ALL DATA HERE ARE SYNTHETIC (generated phantoms, no patient). Not for clinical use.");
     println!("════════════════════════════════════════════════════════════════════════════════════════");
     println!(
-        "\n[1/7] synthesising {patients} patients ({matrix}×{matrix}×{slices}, 3 phases, DICOM + SEG) in {}",
+        "\n[1/8] synthesising {patients} patients ({matrix}×{matrix}×{slices}, 3 phases, DICOM + SEG) in {}",
         dir.display()
     );
     let cohort = dir.join("cohort");
@@ -248,7 +249,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "\n[2/7] fitting the study's model (radiomics + VGG-16 → t-test + LASSO → signatures → classifiers → nomogram) and signing the bundle"
+        "\n[2/8] fitting the study's model (radiomics + VGG-16 → t-test + LASSO → signatures → classifiers → nomogram) and signing the bundle"
     );
     let (secret, public) = alnrisk::model::bundle::keygen(&dir.join("signing"))?;
     let bundle = dir.join("bundle");
@@ -274,7 +275,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "\n[3/7] starting `alnrisk serve` (embedded MQTT broker on 127.0.0.1:{}, metrics on {})",
+        "\n[3/8] starting `alnrisk serve` (embedded MQTT broker on 127.0.0.1:{}, metrics on {})",
         a.mqtt_port, a.metrics
     );
     let export = dir.join("export");
@@ -340,7 +341,7 @@ listen = "{metrics}"
         status["bundle"]["version"].as_str().unwrap_or("?")
     );
 
-    println!("\n[4/7] replaying three held-out test examinations into the export folder");
+    println!("\n[4/8] replaying three held-out test examinations into the export folder");
     let tests = test_rows(&cohort)?;
     if tests.len() < 3 {
         bail!("the synthetic test cohort has fewer than three examinations");
@@ -388,7 +389,7 @@ listen = "{metrics}"
     )?;
     last_files.push((id_c.clone(), Instant::now(), "ROI (DICOM SEG) arrived late"));
 
-    println!("\n[5/7] risk messages on alnrisk/v1/demo-site/demo-box/result (a department dashboard's view)");
+    println!("\n[5/8] risk messages on alnrisk/v1/demo-site/demo-box/result (a department dashboard's view)");
     let secret_key = std::fs::read_to_string(state.join("study-key.secret"))?;
     let secret_bytes = hex::decode(secret_key.trim())?;
     let study_key = |id: &str| -> anyhow::Result<String> {
@@ -411,7 +412,7 @@ listen = "{metrics}"
         }
     }
 
-    println!("\n[6/7] the radiologist's MRI LN read for {id_a} arrives on cmd/ln-status: {ln_a}");
+    println!("\n[6/8] the radiologist's MRI LN read for {id_a} arrives on cmd/ln-status: {ln_a}");
     let key_a = study_key(id_a)?;
     let body = format!(r#"{{"study_key":"{key_a}","mri_ln_status":"{ln_a}"}}"#);
     let sent = Instant::now();
@@ -426,17 +427,48 @@ listen = "{metrics}"
         update["updates"].as_str().unwrap_or(""),
         at.duration_since(sent).as_secs_f64() * 1e3
     );
-    if first_a.is_some_and(|f| f["message_id"] != update["updates"]) {
+    if first_a.as_ref().is_some_and(|f| f["message_id"] != update["updates"]) {
         bail!("the update does not link to the first result");
     }
 
-    println!("\n[7/7] metrics snapshot (http://{}/metrics)", a.metrics);
+    println!("\n[7/8] the radiologist corrects the outline of {id_a}: a revised SEG (one pixel tighter, drawn later)");
+    let roi_dir = export.join(id_a).join("roi");
+    let part = roi_dir.join("seg-revised.part");
+    alnrisk::synth::revision::write_revised_seg(
+        &cohort.join(id_a).join("roi/seg.dcm"),
+        &part,
+        &format!("demo/{id_a}/revision-1"),
+        "110000",
+        1,
+    )?;
+    std::fs::rename(&part, roi_dir.join("seg-revised.dcm"))?;
+    let sent = Instant::now();
+    let (revision, at) = wait_message(&inbox, Duration::from_secs(60), |t, v| {
+        t.ends_with("/result") && v["kind"] == "revision" && v["study_key"] == key_a.as_str()
+    })?;
+    summary(
+        &format!("{id_a}: computed again with the revised ROI"),
+        &revision,
+        None,
+        at,
+    );
+    println!(
+        "      revision {} replaces result {} ({:.0} ms after the file was written)",
+        revision["message_id"].as_str().unwrap_or(""),
+        revision["updates"].as_str().unwrap_or(""),
+        at.duration_since(sent).as_secs_f64() * 1e3
+    );
+    if first_a.as_ref().is_some_and(|f| f["message_id"] != revision["updates"]) {
+        bail!("the revision does not link to the first result");
+    }
+
+    println!("\n[8/8] metrics snapshot (http://{}/metrics)", a.metrics);
     // The broker forwards a message before the daemon has counted its PUBACK: give the count a moment.
     let t = Instant::now();
     let mut metrics = String::new();
     while t.elapsed() < Duration::from_secs(5) {
         metrics = http_get(&a.metrics, "/metrics").unwrap_or_default();
-        if metrics.contains("alnrisk_messages_published_total 4") && metrics.contains("alnrisk_outbox_depth 0") {
+        if metrics.contains("alnrisk_messages_published_total 5") && metrics.contains("alnrisk_outbox_depth 0") {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

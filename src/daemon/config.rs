@@ -70,7 +70,8 @@ pub struct WatchConfig {
 pub struct AssembleConfig {
     /// A series without a known instance count is complete after this long with no new instance (s).
     pub quiet_period_s: f64,
-    /// A selected series that has waited this long for its ROI gets a `waiting_for_roi` event (s).
+    /// A selected series that has waited this long for its ROI gets a `waiting_for_roi` event, and a ROI that no
+    /// series has matched for this long a `roi_without_series` event (s).
     pub roi_wait_s: f64,
 }
 

@@ -10,7 +10,8 @@
 //! - a ROI that says it was drawn *before* the one the answer used is not applied
 //!   ([`super::assemble::supersedes`]);
 //! - the series' images are read again from the export folder (the daemon never moves them unless they fail),
-//!   found by their series keys in the ledger record; a linked DCE set is linked again and must be the same set.
+//!   found by their series keys in the ledger record, one copy of each instance; a linked DCE set is linked again
+//!   and must be the same set.
 //!
 //! Label maps cannot be revisions: nothing but the folder they lie in ties them to a series, and the daemon does
 //! not remember the folders of answered series. A new label map there is reported as `roi_without_series`.
@@ -46,11 +47,18 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
                     .is_some_and(|n| !super::watch::is_temporary(&n.to_string_lossy()))
         })
         .collect();
-    let instances: Vec<InstanceHeader> = files
+    let found: Vec<InstanceHeader> = files
         .par_iter()
         .filter_map(|f| crate::ingest::header::read_instance(f).ok())
         .filter(|h| keys.contains(&&StudyKey::of(secret, &h.series_uid)))
         .collect();
+    // One copy of each instance, as the assembler keeps them: a console may have exported the series twice.
+    let mut unique = std::collections::BTreeMap::new();
+    for h in found {
+        let id = h.slices.first().map(|s| (s.sop_instance_uid.clone(), s.frame));
+        unique.entry(id).or_insert(h);
+    }
+    let instances: Vec<InstanceHeader> = unique.into_values().collect();
     let missing = |reason: &str| Error::Series {
         series: "(revision)".into(),
         dir: export_dir.to_path_buf(),
