@@ -180,6 +180,11 @@ fn cli_inspect_lists_series_phases_and_roi_objects() {
     assert!(text.contains("3 phase(s) × 60 slices"), "{text}");
     assert!(text.contains("grid 256×256×60"), "{text}");
     assert!(text.contains("ROI object SEG:"), "{text}");
+    // ContentDate/Time and SOPInstanceUID of mask/1-1.dcm, as pydicom reads them
+    assert!(
+        text.contains("drawn 2008-05-15 12:17:22 · SOPInstanceUID 1.3.6.1.4.1.14519.5.2.1.7695.2311.137509213600336717167021736033"),
+        "{text}"
+    );
     assert!(
         text.contains("1 study(ies), 1 series, 1 ROI object(s), 0 problem(s)"),
         "{text}"

@@ -1174,12 +1174,9 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
     let secret = hex::decode(SECRET_HEX).unwrap();
     let sop = |f: &Path| alnrisk::roi::references(f).unwrap().sop_instance_uid.unwrap();
     let v2_sop = sop(&d.export.join("a/roi/seg-v2.dcm"));
-    assert_eq!(rev["roi_key"], StudyKey::of(&secret, &format!("roi:{v2_sop}")).as_str());
+    assert_eq!(rev["roi_key"], StudyKey::of_roi(&secret, &v2_sop).as_str());
     let original_sop = sop(&seg);
-    assert_eq!(
-        first["roi_key"],
-        StudyKey::of(&secret, &format!("roi:{original_sop}")).as_str()
-    );
+    assert_eq!(first["roi_key"], StudyKey::of_roi(&secret, &original_sop).as_str());
     for k in ["study_key", "series_key", "bundle"] {
         assert_eq!(rev[k], first[k], "{k}");
     }

@@ -52,6 +52,19 @@ pub(super) fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {
             "RTSTRUCT"
         };
         println!("ROI object {kind}: {}", path.display());
+        // what tells two revisions of an outline apart (the daemon's rule: the newer one is used)
+        match alnrisk::roi::references(path) {
+            Ok(r) => println!(
+                "  drawn {} · SOPInstanceUID {} · references {} series, {} instance(s)",
+                r.drawn_at
+                    .as_deref()
+                    .map_or_else(|| "(not stated)".to_string(), readable_time),
+                r.sop_instance_uid.as_deref().unwrap_or("(none)"),
+                r.series_uids.len(),
+                r.instance_uids.len()
+            ),
+            Err(e) => println!("  unreadable: {e}"),
+        }
     }
     for p in &scan.problems {
         println!("problem: {p}");
@@ -64,4 +77,19 @@ pub(super) fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {
         scan.problems.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYYMMDDHHMMSS.ffffff` ([`alnrisk::roi::dicom_date_time`]) as `YYYY-MM-DD HH:MM:SS`.
+fn readable_time(t: &str) -> String {
+    match (
+        t.get(..4),
+        t.get(4..6),
+        t.get(6..8),
+        t.get(8..10),
+        t.get(10..12),
+        t.get(12..14),
+    ) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) => format!("{y}-{mo}-{d} {h}:{mi}:{s}"),
+        _ => t.to_string(),
+    }
 }

@@ -46,6 +46,9 @@ pub struct ReadySeries {
     pub roi_id: String,
     /// When the ROI was drawn, when it says ([`crate::roi::dicom_date_time`]).
     pub roi_drawn_at: Option<String>,
+    /// Identities of the other ROIs for this series that arrived before it was computed and were set aside (the
+    /// ledger records them, so that a restart does not take one of them for a revision).
+    pub set_aside_roi_ids: Vec<String>,
     /// Set when this is the recomputation of an answered series with a revised ROI.
     pub revision: Option<RevisionOf>,
     /// Wall time of the first and last file.
@@ -179,6 +182,8 @@ struct Pending {
     complete_since: Option<Instant>,
     rule: Option<String>,
     roi: Option<RoiCandidate>,
+    /// Identities of ROIs that lost to `roi`.
+    set_aside: Vec<String>,
     waiting_reported: bool,
 }
 
@@ -266,6 +271,7 @@ fn attach(p: &mut Pending, roi: RoiCandidate) -> Option<Assembled> {
         (old, roi, reason)
     };
     p.roi = Some(used);
+    p.set_aside.push(ignored.id);
     Some(Assembled::Ignored {
         path: ignored.path,
         reason,
@@ -339,6 +345,7 @@ impl SeriesAssembler {
             complete_since: None,
             rule: None,
             roi: None,
+            set_aside: Vec::new(),
             waiting_reported: false,
         });
         let key = (
@@ -560,6 +567,7 @@ impl SeriesAssembler {
                         roi: roi.path,
                         roi_id: roi.id,
                         roi_drawn_at: roi.drawn_at,
+                        set_aside_roi_ids: p.set_aside,
                         revision: None,
                         first_file: p.first_wall,
                         last_file,
@@ -634,6 +642,7 @@ impl SeriesAssembler {
             set.first_wall = set.first_wall.min(q.first_wall);
             set.last_wall = set.last_wall.max(q.last_wall);
             set.last = set.last.max(q.last);
+            set.set_aside.extend(q.set_aside);
             if let Some(roi) = q.roi {
                 out.extend(attach(&mut set, roi));
             }
@@ -977,6 +986,11 @@ mod tests {
             panic!("{out:?}")
         };
         assert_eq!((r.roi_id.as_str(), file_name(&r.roi).as_str()), ("9.3", "v3-copy.dcm"));
+        assert_eq!(
+            r.set_aside_roi_ids,
+            ["9.1", "9.2"],
+            "recorded, so a restart cannot revive them"
+        );
         assert_eq!(r.revision, None);
     }
 

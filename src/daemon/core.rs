@@ -113,6 +113,7 @@ fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
                 updates: msg.updates.clone(),
                 roi_key: msg.roi_key.clone(),
                 roi_drawn_at: None,
+                set_aside_roi_keys: Vec::new(),
                 ln: payload::ln_value(&msg.mri_ln_status),
                 signatures: msg.signatures.clone(),
                 out_of_distribution: msg.out_of_distribution.clone(),
@@ -385,7 +386,7 @@ impl Daemon {
                 }
                 Classified::Roi(r) => {
                     let roi = RoiCandidate::dicom(&path, &r, at, wall);
-                    if self.roi_used(&roi) {
+                    if self.roi_known(&roi) {
                         continue;
                     }
                     let sha = &self.predictor.bundle.sha256;
@@ -401,7 +402,7 @@ impl Daemon {
                 }
                 Classified::Label { sha256 } => {
                     let roi = RoiCandidate::label(&path, &sha256, at, wall);
-                    if !self.roi_used(&roi) {
+                    if !self.roi_known(&roi) {
                         self.assembler.add_label(roi);
                     }
                 }
@@ -416,16 +417,14 @@ impl Daemon {
         }
     }
 
-    /// The key of a ROI's identity under the site secret (ROI UIDs are UIDs too).
-    fn roi_key(&self, roi: &RoiCandidate) -> StudyKey {
-        StudyKey::of(&self.secret, &format!("roi:{}", roi.id))
-    }
-
-    /// Whether an answer of this bundle already used this ROI (a restart, or the same ROI exported again).
-    fn roi_used(&self, roi: &RoiCandidate) -> bool {
-        let used = self.ledger.used_roi(&self.roi_key(roi), &self.predictor.bundle.sha256);
+    /// Whether an answer of this bundle already used this ROI or set it aside for a newer one (a restart, or the
+    /// same ROI exported again).
+    fn roi_known(&self, roi: &RoiCandidate) -> bool {
+        let used = self
+            .ledger
+            .known_roi(&StudyKey::of_roi(&self.secret, &roi.id), &self.predictor.bundle.sha256);
         if used {
-            tracing::debug!(file = %roi.path.display(), "ROI already used by this bundle");
+            tracing::debug!(file = %roi.path.display(), "ROI already used or set aside by this bundle");
         }
         used
     }
@@ -472,7 +471,7 @@ impl Daemon {
             if let Some(latest) = self.ledger.latest(&req.of.series_key, &sha) {
                 req.of = latest.clone();
             }
-            if self.roi_used(&req.roi) {
+            if self.roi_known(&req.roi) {
                 continue;
             }
             if !supersedes(req.roi.drawn_at.as_deref(), req.of.roi_drawn_at.as_deref()) {
@@ -713,7 +712,7 @@ impl Daemon {
         if ready.revision.is_some() {
             self.revising.remove(&series_key);
         }
-        let roi_key = StudyKey::of(&self.secret, &format!("roi:{}", ready.roi_id));
+        let roi_key = StudyKey::of_roi(&self.secret, &ready.roi_id);
         match c.outcome {
             Ok((p, timing)) => {
                 let ln = self
@@ -785,6 +784,11 @@ impl Daemon {
                     updates,
                     roi_key: Some(roi_key),
                     roi_drawn_at: ready.roi_drawn_at.clone(),
+                    set_aside_roi_keys: ready
+                        .set_aside_roi_ids
+                        .iter()
+                        .map(|id| StudyKey::of_roi(&self.secret, id))
+                        .collect(),
                     ln,
                     signatures: p.signatures.clone(),
                     out_of_distribution: p.out_of_distribution.clone(),

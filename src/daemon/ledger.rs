@@ -43,6 +43,9 @@ pub struct LedgerRecord {
     /// older.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roi_drawn_at: Option<String>,
+    /// HMACs of the ROIs for the series that arrived before it was computed and lost to the one used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside_roi_keys: Vec<StudyKey>,
     /// The LN read it used (`None`: unknown).
     pub ln: Option<f64>,
     /// Signature values (to re-evaluate the nomogram when the LN read arrives).
@@ -60,7 +63,7 @@ pub struct Ledger {
     by_series: BTreeMap<(StudyKey, String), LedgerRecord>,
     /// (other member of a linked set, bundle) → the set's series key.
     members: BTreeMap<(StudyKey, String), StudyKey>,
-    /// (ROI key, bundle) of every ROI an answer was computed from.
+    /// (ROI key, bundle) of every ROI an answer was computed from or set aside for.
     rois: BTreeSet<(StudyKey, String)>,
     /// Every message id committed.
     messages: BTreeSet<String>,
@@ -98,7 +101,7 @@ impl Ledger {
     }
 
     fn index(&mut self, r: LedgerRecord) {
-        if let Some(k) = &r.roi_key {
+        for k in r.roi_key.iter().chain(&r.set_aside_roi_keys) {
             self.rois.insert((k.clone(), r.bundle_sha256.clone()));
         }
         self.messages.insert(r.message_id.clone());
@@ -123,8 +126,8 @@ impl Ledger {
         self.by_series.get(&set)
     }
 
-    /// Whether an answer of this bundle was computed from the ROI with this key.
-    pub fn used_roi(&self, roi_key: &StudyKey, bundle_sha256: &str) -> bool {
+    /// Whether an answer of this bundle was computed from the ROI with this key, or set it aside for a newer one.
+    pub fn known_roi(&self, roi_key: &StudyKey, bundle_sha256: &str) -> bool {
         self.rois.contains(&(roi_key.clone(), bundle_sha256.to_string()))
     }
 
@@ -178,6 +181,7 @@ mod tests {
             updates: None,
             roi_key: Some(StudyKey::of(b"k", &format!("roi of {series}"))),
             roi_drawn_at: None,
+            set_aside_roi_keys: vec![],
             ln: None,
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
@@ -192,7 +196,11 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("ledger.jsonl");
         let mut l = Ledger::open(&p).unwrap();
-        l.record(rec("s1", MessageKind::Result)).unwrap();
+        l.record(LedgerRecord {
+            set_aside_roi_keys: vec![StudyKey::of(b"k", "older roi of s1")],
+            ..rec("s1", MessageKind::Result)
+        })
+        .unwrap();
         l.record(rec("s1", MessageKind::Update)).unwrap();
         l.record(LedgerRecord {
             member_keys: vec![StudyKey::of(b"k", "s2-phase2"), StudyKey::of(b"k", "s2-phase3")],
@@ -218,9 +226,10 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert!(l.contains(&StudyKey::of(b"k", "s4"), "b"));
         assert!(l.has_message("m-s1-result") && l.has_message("m-s1-update") && !l.has_message("m-s3-result"));
-        assert!(l.used_roi(&StudyKey::of(b"k", "roi of s1"), "b"));
-        assert!(!l.used_roi(&StudyKey::of(b"k", "roi of s1"), "other bundle"));
-        assert!(!l.used_roi(&StudyKey::of(b"k", "roi of s3"), "b"));
+        assert!(l.known_roi(&StudyKey::of(b"k", "roi of s1"), "b"));
+        assert!(!l.known_roi(&StudyKey::of(b"k", "roi of s1"), "other bundle"));
+        assert!(!l.known_roi(&StudyKey::of(b"k", "roi of s3"), "b"));
+        assert!(l.known_roi(&StudyKey::of(b"k", "older roi of s1"), "b"), "set aside");
         // the latest record of a series, also when asked through another member of a linked set
         assert_eq!(
             l.latest(&StudyKey::of(b"k", "s1"), "b").unwrap().kind,

@@ -38,6 +38,12 @@ impl StudyKey {
         StudyKey(s)
     }
 
+    /// Key of a ROI object's identity ([`super::assemble::RoiCandidate::id`]: a SOPInstanceUID, or a label map's
+    /// digest) under `secret`; `roi:` keeps it apart from the key of a study or series UID.
+    pub fn of_roi(secret: &[u8], roi_id: &str) -> StudyKey {
+        StudyKey::of(secret, &format!("roi:{roi_id}"))
+    }
+
     /// Parse a key from text (64 lowercase hex digits).
     pub fn parse(text: &str) -> Option<StudyKey> {
         let t = text.trim();

@@ -6,7 +6,8 @@
 //! update does): a dashboard replaces what it shows. The LN read known so far is kept. What counts:
 //!
 //! - a ROI is known by its identity (SOPInstanceUID; for a label map, the digest of its bytes), recorded in the
-//!   ledger with every answer, so a restart or a re-export of a ROI already used changes nothing;
+//!   ledger with every answer together with the ROIs set aside for it, so a restart or a re-export of a ROI
+//!   already used (or already set aside) changes nothing;
 //! - a ROI that says it was drawn *before* the one the answer used is not applied
 //!   ([`super::assemble::supersedes`]);
 //! - the series' images are read again from the export folder (the daemon never moves them unless they fail),
@@ -94,7 +95,6 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
         }
         linked.member_series
     };
-    let now = std::time::SystemTime::now();
     Ok(ReadySeries {
         series_uid,
         study_uid,
@@ -102,11 +102,13 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
         roi: req.roi.path.clone(),
         roi_id: req.roi.id.clone(),
         roi_drawn_at: req.roi.drawn_at.clone(),
+        set_aside_roi_ids: Vec::new(),
         revision: Some(RevisionOf {
             original: of.updates.clone().unwrap_or_else(|| of.message_id.clone()),
             ln: of.ln,
         }),
-        first_file: req.roi.wall.min(now),
+        // the revision starts and ends with its ROI file
+        first_file: req.roi.wall,
         last_file: req.roi.wall,
         last_arrival: req.roi.arrived,
         rule: "revision".into(),
