@@ -76,6 +76,26 @@ fn fmt_points(points: &serde_json::Value) -> String {
         .unwrap_or_default()
 }
 
+/// Print which result an update or a revision replaces, and check that it is the study's first result.
+fn replaces(
+    msg: &serde_json::Value,
+    first: Option<&serde_json::Value>,
+    since: &str,
+    took: Duration,
+) -> anyhow::Result<()> {
+    let kind = msg["kind"].as_str().unwrap_or("?");
+    println!(
+        "      {kind} {} replaces result {} ({:.0} ms after {since})",
+        msg["message_id"].as_str().unwrap_or(""),
+        msg["updates"].as_str().unwrap_or(""),
+        took.as_secs_f64() * 1e3
+    );
+    if first.is_some_and(|f| f["message_id"] != msg["updates"]) {
+        bail!("the {kind} does not name the study's first result");
+    }
+    Ok(())
+}
+
 fn summary(label: &str, v: &serde_json::Value, last_file: Option<Instant>, at: Instant) {
     println!(
         "\n  ┌ {label}  [{} · message {}]",
@@ -421,15 +441,7 @@ listen = "{metrics}"
         t.ends_with("/result") && v["kind"] == "update" && v["study_key"] == key_a.as_str()
     })?;
     summary(&format!("{id_a}: updated with the LN read"), &update, None, at);
-    println!(
-        "      update {} links to result {} ({:.0} ms after the read was sent)",
-        update["message_id"].as_str().unwrap_or(""),
-        update["updates"].as_str().unwrap_or(""),
-        at.duration_since(sent).as_secs_f64() * 1e3
-    );
-    if first_a.as_ref().is_some_and(|f| f["message_id"] != update["updates"]) {
-        bail!("the update does not link to the first result");
-    }
+    replaces(&update, first_a.as_ref(), "the read was sent", at.duration_since(sent))?;
 
     println!("\n[7/8] the radiologist corrects the outline of {id_a}: a revised SEG (one pixel tighter, drawn later)");
     let roi_dir = export.join(id_a).join("roi");
@@ -452,15 +464,12 @@ listen = "{metrics}"
         None,
         at,
     );
-    println!(
-        "      revision {} replaces result {} ({:.0} ms after the file was written)",
-        revision["message_id"].as_str().unwrap_or(""),
-        revision["updates"].as_str().unwrap_or(""),
-        at.duration_since(sent).as_secs_f64() * 1e3
-    );
-    if first_a.as_ref().is_some_and(|f| f["message_id"] != revision["updates"]) {
-        bail!("the revision does not link to the first result");
-    }
+    replaces(
+        &revision,
+        first_a.as_ref(),
+        "the file was written",
+        at.duration_since(sent),
+    )?;
 
     println!("\n[8/8] metrics snapshot (http://{}/metrics)", a.metrics);
     // The broker forwards a message before the daemon has counted its PUBACK: give the count a moment.
