@@ -1,7 +1,8 @@
 //! The daemon's core state and what it does with each message: classified files go to the assembler, ready
 //! series to the workers, computed results to the spool and the ledger, LN reads to updates, bad input to
 //! quarantine; events and alarms are spooled for the publisher. It owns the watcher, the assembler, the ledger and
-//! the LN reads; [`super::serve`] runs the loop that feeds it.
+//! the LN reads; [`super::serve`] runs the loop that feeds it. What it does with a newer ROI for an answered series
+//! is in [`super::revision`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::assemble::{Assembled, ReadySeries, RoiCandidate, SeriesAssembler, supersedes};
+use super::assemble::{Assembled, ReadySeries, RoiCandidate, SeriesAssembler};
 use super::config::DaemonConfig;
 use super::fsio;
 use super::intake::Classified;
@@ -72,16 +73,16 @@ pub(super) struct Daemon {
     pub(super) outbox: Arc<Mutex<Outbox>>,
     /// Events waiting for the broker (a spool of their own, so they never take a result's room).
     events: Arc<Mutex<Outbox>>,
-    ledger: Ledger,
+    pub(super) ledger: Ledger,
     pub(super) watcher: ExportWatcher,
     pub(super) assembler: SeriesAssembler,
     pub(super) ready: heapless::Deque<Box<ReadySeries>, READY_QUEUE>,
     /// Revisions whose images were read, waiting for a worker.
     pub(super) revised: VecDeque<Box<ReadySeries>>,
     /// Revised ROIs waiting for their series' images to be read.
-    revisions: VecDeque<RevisionRequest>,
+    pub(super) revisions: VecDeque<RevisionRequest>,
     /// Series with a revision being read or computed (one at a time per series, so they commit in order).
-    revising: std::collections::BTreeSet<StudyKey>,
+    pub(super) revising: std::collections::BTreeSet<StudyKey>,
     pub(super) in_flight: usize,
     ln_reads: BTreeMap<StudyKey, f64>,
     pub(super) held: VecDeque<Held>,
@@ -189,7 +190,7 @@ pub(super) fn open_state(cfg: &DaemonConfig, metrics: &Metrics) -> Result<Durabl
     })
 }
 
-fn relative(path: &Path, root: &Path) -> String {
+pub(super) fn relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
@@ -299,7 +300,7 @@ impl Daemon {
 
     /// Move files (one bad file, or every file of a series that failed) to `quarantine/<day>/` — a series into a
     /// folder of its own — with one `.reason.json`, one event and one count.
-    fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<&StudyKey>) {
+    pub(super) fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<&StudyKey>) {
         let code = err.reason_code();
         let root = &self.cfg.watch.export_dir;
         let day = crate::time::utc_now().get(..10).unwrap_or("undated").to_string();
@@ -413,96 +414,6 @@ impl Daemon {
                     }
                 }
                 Classified::Bad(e) => self.quarantine_file(&path, &e),
-            }
-        }
-    }
-
-    /// Whether an answer of this bundle already used this ROI or set it aside for a newer one (a restart, or the
-    /// same ROI exported again).
-    fn roi_known(&self, roi: &RoiCandidate) -> bool {
-        let used = self
-            .ledger
-            .known_roi(&StudyKey::of_roi(&self.secret, &roi.id), &self.predictor.bundle.sha256);
-        if used {
-            tracing::debug!(file = %roi.path.display(), "ROI already used or set aside by this bundle");
-        }
-        used
-    }
-
-    /// A ROI not used yet for a series already answered: a revision, unless it was drawn before the ROI of the
-    /// answer (then reported and not applied) or the answer predates ROI identities (then nothing can be said).
-    fn on_revised_roi(&mut self, roi: RoiCandidate, of: super::ledger::LedgerRecord) {
-        let file = relative(&roi.path, &self.cfg.watch.export_dir);
-        if of.roi_key.is_none() {
-            tracing::info!(
-                file,
-                "ROI for a series answered before ROIs were identified: not a revision"
-            );
-            return;
-        }
-        if !supersedes(roi.drawn_at.as_deref(), of.roi_drawn_at.as_deref()) {
-            self.event(
-                Severity::Warning,
-                "roi_not_applied",
-                format!("{file}: drawn before the ROI the series was answered with; the answer stands"),
-                Some(of.study_key.clone()),
-            );
-            return;
-        }
-        self.event(
-            Severity::Info,
-            "roi_revised",
-            format!("{file}: a newer ROI for a series already answered; computing it again"),
-            Some(of.study_key.clone()),
-        );
-        self.revisions.push_back(RevisionRequest { roi, of });
-    }
-
-    /// The next revision whose series has none in progress, checked against the series' latest answer (an
-    /// earlier revision may have committed since it was queued).
-    pub(super) fn next_revision(&mut self) -> Option<RevisionRequest> {
-        let sha = self.predictor.bundle.sha256.clone();
-        while let Some(i) = self
-            .revisions
-            .iter()
-            .position(|r| !self.revising.contains(&r.of.series_key))
-        {
-            let mut req = self.revisions.remove(i)?;
-            if let Some(latest) = self.ledger.latest(&req.of.series_key, &sha) {
-                req.of = latest.clone();
-            }
-            if self.roi_known(&req.roi) {
-                continue;
-            }
-            if !supersedes(req.roi.drawn_at.as_deref(), req.of.roi_drawn_at.as_deref()) {
-                let file = relative(&req.roi.path, &self.cfg.watch.export_dir);
-                self.event(
-                    Severity::Warning,
-                    "roi_not_applied",
-                    format!("{file}: drawn before the ROI of a later revision; that revision stands"),
-                    Some(req.of.study_key.clone()),
-                );
-                continue;
-            }
-            self.revising.insert(req.of.series_key.clone());
-            return Some(req);
-        }
-        None
-    }
-
-    /// The images of a revision were read: queue it for a worker, or report why it cannot be computed.
-    pub(super) fn on_recollected(&mut self, req: RevisionRequest, got: Result<ReadySeries>) {
-        match got {
-            Ok(ready) => self.revised.push_back(Box::new(ready)),
-            Err(e) => {
-                self.revising.remove(&req.of.series_key);
-                self.event(
-                    Severity::Error,
-                    "revision_failed",
-                    e.to_string(),
-                    Some(req.of.study_key.clone()),
-                );
-                self.quarantine(&[req.roi.path], &e, Some(&req.of.series_key));
             }
         }
     }

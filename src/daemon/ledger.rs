@@ -1,8 +1,8 @@
 //! The idempotency ledger: one fsynced JSON line per message the daemon committed to publish, keyed by
 //! (series key, bundle sha256), with the key of the ROI the answer used. A restart or a duplicate export of a
-//! series already answered by this bundle is not computed or published again, nor is a ROI already used; a newer
-//! ROI is a revision ([`super::revision`]). An MRI LN read finds the study's latest image-based values here to
-//! publish the update. Keys are HMACs, so the ledger holds no UIDs.
+//! series already answered by this bundle is not computed or published again, nor is a ROI already used (or set
+//! aside); a newer ROI is a revision (the daemon's `revision` module). An MRI LN read finds the study's latest
+//! image-based values here to publish the update. Keys are HMACs, so the ledger holds no UIDs.
 //!
 //! A crash between the spool write and the ledger append is covered: the spool entry carries its message, and
 //! the daemon records every spooled message the ledger lacks when it starts (`recover_ledger` in the daemon's

@@ -10,7 +10,8 @@
 //! buffer in front of it: when the queue is full the folder is not scanned). Bad files go to `quarantine/` with a
 //! `.reason.json`, an event and a counter; nothing accepted is dropped: a series waits for its ROI indefinitely
 //! (with an event), a result that finds the spool full waits in memory with an alarm until there is room, and a
-//! restart recomputes whatever was not committed (its files are still in the export folder).
+//! restart recomputes whatever was not committed (its files are still in the export folder). A newer ROI for a
+//! series already answered (a corrected outline) is a `revision`: the series is computed again with it.
 
 pub mod assemble;
 pub mod broker;

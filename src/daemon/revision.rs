@@ -19,9 +19,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::assemble::{ReadySeries, RevisionOf, RoiCandidate};
+use super::assemble::{ReadySeries, RevisionOf, RoiCandidate, supersedes};
+use super::core::{Daemon, relative};
 use super::ledger::LedgerRecord;
-use super::payload::StudyKey;
+use super::payload::{Severity, StudyKey};
 use crate::error::{Error, Result};
 use crate::ingest::header::InstanceHeader;
 
@@ -32,6 +33,99 @@ pub(super) struct RevisionRequest {
     pub roi: RoiCandidate,
     /// What the series' latest message was computed from.
     pub of: LedgerRecord,
+}
+
+/// What the daemon's core does with ROIs for answered series.
+impl Daemon {
+    /// Whether an answer of this bundle already used this ROI or set it aside for a newer one (a restart, or the
+    /// same ROI exported again).
+    pub(super) fn roi_known(&self, roi: &RoiCandidate) -> bool {
+        let used = self
+            .ledger
+            .known_roi(&StudyKey::of_roi(&self.secret, &roi.id), &self.predictor.bundle.sha256);
+        if used {
+            tracing::debug!(file = %roi.path.display(), "ROI already used or set aside by this bundle");
+        }
+        used
+    }
+
+    /// A ROI not used yet for a series already answered: a revision, unless it was drawn before the ROI of the
+    /// answer (then reported and not applied) or the answer predates ROI identities (then nothing can be said).
+    pub(super) fn on_revised_roi(&mut self, roi: RoiCandidate, of: LedgerRecord) {
+        let file = relative(&roi.path, &self.cfg.watch.export_dir);
+        if of.roi_key.is_none() {
+            tracing::info!(
+                file,
+                "ROI for a series answered before ROIs were identified: not a revision"
+            );
+            return;
+        }
+        if !supersedes(roi.drawn_at.as_deref(), of.roi_drawn_at.as_deref()) {
+            self.event(
+                Severity::Warning,
+                "roi_not_applied",
+                format!("{file}: drawn before the ROI the series was answered with; the answer stands"),
+                Some(of.study_key.clone()),
+            );
+            return;
+        }
+        self.event(
+            Severity::Info,
+            "roi_revised",
+            format!("{file}: a newer ROI for a series already answered; computing it again"),
+            Some(of.study_key.clone()),
+        );
+        self.revisions.push_back(RevisionRequest { roi, of });
+    }
+
+    /// The next revision whose series has none in progress, checked against the series' latest answer (an
+    /// earlier revision may have committed since it was queued).
+    pub(super) fn next_revision(&mut self) -> Option<RevisionRequest> {
+        let sha = self.predictor.bundle.sha256.clone();
+        while let Some(i) = self
+            .revisions
+            .iter()
+            .position(|r| !self.revising.contains(&r.of.series_key))
+        {
+            let mut req = self.revisions.remove(i)?;
+            if let Some(latest) = self.ledger.latest(&req.of.series_key, &sha) {
+                req.of = latest.clone();
+            }
+            if self.roi_known(&req.roi) {
+                continue;
+            }
+            if !supersedes(req.roi.drawn_at.as_deref(), req.of.roi_drawn_at.as_deref()) {
+                let file = relative(&req.roi.path, &self.cfg.watch.export_dir);
+                self.event(
+                    Severity::Warning,
+                    "roi_not_applied",
+                    format!("{file}: drawn before the ROI of a later revision; that revision stands"),
+                    Some(req.of.study_key.clone()),
+                );
+                continue;
+            }
+            self.revising.insert(req.of.series_key.clone());
+            return Some(req);
+        }
+        None
+    }
+
+    /// The images of a revision were read: queue it for a worker, or report why it cannot be computed.
+    pub(super) fn on_recollected(&mut self, req: RevisionRequest, got: Result<ReadySeries>) {
+        match got {
+            Ok(ready) => self.revised.push_back(Box::new(ready)),
+            Err(e) => {
+                self.revising.remove(&req.of.series_key);
+                self.event(
+                    Severity::Error,
+                    "revision_failed",
+                    e.to_string(),
+                    Some(req.of.study_key.clone()),
+                );
+                self.quarantine(&[req.roi.path], &e, Some(&req.of.series_key));
+            }
+        }
+    }
 }
 
 /// Read the headers of every image file in `export_dir` and keep the instances of the series (or linked set) of
