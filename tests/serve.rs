@@ -262,6 +262,8 @@ struct DaemonOpts<'a> {
     notify_socket: Option<PathBuf>,
     /// phi.include_identifiers.
     phi: bool,
+    /// watch.max_age_h (0: no limit).
+    max_age_h: f64,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -274,6 +276,7 @@ impl<'a> DaemonOpts<'a> {
             min_free_mb: 1,
             notify_socket: None,
             phi: false,
+            max_age_h: 0.0,
         }
     }
 
@@ -316,6 +319,7 @@ device = "{name}"
 export_dir = "{export}"
 poll_interval_ms = 200
 stable_ms = 300
+max_age_h = {max_age_h}
 [assemble]
 quiet_period_s = 1.5
 roi_wait_s = 3.0
@@ -352,6 +356,7 @@ listen = "{metrics}"
                 metrics = metrics,
                 extra = o.extra,
                 phi = o.phi,
+                max_age_h = o.max_age_h,
             ),
         )
         .unwrap();
@@ -1234,5 +1239,61 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
         quarantine_notes(&d.state).is_empty(),
         "{:?}",
         quarantine_notes(&d.state)
+    );
+}
+
+#[test]
+fn files_older_than_max_age_are_counted_and_reported_not_computed_and_new_ones_are() {
+    let broker = Mosquitto::new("old", "");
+    let sub = Subscriber::new(broker.port, "old-sub");
+    let d = Daemon::with(
+        "old",
+        DaemonOpts {
+            max_age_h: 1.0,
+            ..DaemonOpts::external(broker.port)
+        },
+    );
+    sub.wait("status", 1, Duration::from_secs(10));
+    // An examination exported two hours ago, already in the folder (as at a first start beside a full folder).
+    let staging = tmp("old-staging").join("exam");
+    replay(&exam(15), &staging, Duration::ZERO, ReplayStyle::Atomic).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    let files = alnrisk::ingest::list_files(&staging).unwrap();
+    for f in &files {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .and_then(|f| f.set_modified(two_hours_ago))
+            .unwrap();
+    }
+    std::fs::rename(&staging, d.export.join("old")).unwrap();
+    let ev = sub.wait("event", 1, Duration::from_secs(20));
+    let skipped: Vec<_> = ev.iter().filter(|e| e["event"] == "too_old_skipped").collect();
+    assert_eq!(skipped.len(), 1, "{}", sub.everything());
+    let detail = skipped[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "{} file(s) of 1 new series and 1 ROI object(s)",
+            files.len() - 1
+        )),
+        "{detail}"
+    );
+    assert_eq!(
+        d.metric("alnrisk_series_processed_total", Some(("outcome", "too_old"))),
+        1.0
+    );
+    // A fresh examination is computed as ever; the old one never is, and its files stay where they are.
+    d.drop_exam(&exam(16), "new", ReplayStyle::Atomic);
+    let r = sub.wait("result", 1, Duration::from_secs(60));
+    assert_eq!(r[0]["study_key"], key_of(&exam(16)).as_str());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sub.of("result").len(), 1);
+    assert_eq!(count_files(&d.export.join("old")), files.len());
+    assert!(
+        sub.of("event")
+            .iter()
+            .all(|e| e["event"] != "roi_without_series" && e["event"] != "waiting_for_roi"),
+        "{}",
+        sub.everything()
     );
 }

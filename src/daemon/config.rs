@@ -62,6 +62,11 @@ pub struct WatchConfig {
     /// A file counts once its size and mtime have not changed for this long (ms), or once renamed into place.
     #[serde(default = "default_stable_ms")]
     pub stable_ms: u64,
+    /// Image and ROI files last modified longer ago than this (hours) when the daemon first reads them are not
+    /// computed; they are counted and reported (`too_old_skipped`). Bounds the backlog when the daemon starts
+    /// beside, or serves a new bundle on, an export folder that keeps months of examinations. 0: no limit.
+    #[serde(default)]
+    pub max_age_h: f64,
 }
 
 /// `[assemble]`.
@@ -342,6 +347,9 @@ impl DaemonConfig {
         if self.watch.poll_interval_ms == 0 || self.watch.poll_interval_ms > 60_000 {
             return bad("watch.poll_interval_ms", "must be 1…60000".into());
         }
+        if self.watch.max_age_h.is_nan() || self.watch.max_age_h < 0.0 {
+            return bad("watch.max_age_h", "must be ≥ 0 (0: no limit)".into());
+        }
         if self.watch.stable_ms > 600_000 {
             return bad("watch.stable_ms", "must be at most 600000".into());
         }
@@ -484,6 +492,13 @@ dir = "/tmp/s"
         .unwrap_err()
         .to_string();
         assert!(e.contains("spool_max_entriez"), "{e}");
+        let e = DaemonConfig::parse(
+            &MINIMAL.replace("[watch]", "[watch]\nmax_age_h = -1"),
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("watch.max_age_h"), "{e}");
         let e = DaemonConfig::parse(
             &MINIMAL.replace("allow_unsigned = true", "allow_unsigned = true\ncuda_trunk = \"cuDNN\""),
             Path::new("m.toml"),

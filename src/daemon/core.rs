@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::assemble::{Assembled, ReadySeries, RoiCandidate, SeriesAssembler};
 use super::config::DaemonConfig;
 use super::fsio;
-use super::intake::Classified;
+use super::intake::{Classified, Intake};
 use super::ledger::{Ledger, LedgerRecord};
 use super::metrics::Metrics;
 use super::mqtt::PublisherCmd;
@@ -45,8 +45,8 @@ pub(super) struct Computed {
 
 /// What the loop hands the core, from the blocking pool, inotify and the workers.
 pub(super) enum CoreMsg {
-    /// A scan's stable files, classified: (path, what it is, when it was stable, when it was read).
-    Classified(Vec<(PathBuf, Classified, Instant, SystemTime)>),
+    /// A scan's stable files, read.
+    Classified(Vec<Intake>),
     /// A file renamed into place (ready at once).
     Renamed(PathBuf),
     /// Something changed in the export folder: walk it soon.
@@ -55,6 +55,15 @@ pub(super) enum CoreMsg {
     Computed(Box<Computed>),
     /// The images of a series to compute again with a revised ROI were read (or could not be).
     Recollected(Box<(RevisionRequest, Result<ReadySeries>)>),
+}
+
+/// What one walk's batch skipped for `watch.max_age_h`.
+#[derive(Default)]
+struct TooOld {
+    files: usize,
+    /// Series not counted before.
+    series: u64,
+    rois: usize,
 }
 
 /// A result that could not be spooled yet (spool full).
@@ -93,6 +102,8 @@ pub(super) struct Daemon {
     quarantine: PathBuf,
     publisher: mpsc::Sender<PublisherCmd>,
     identifiers: BTreeMap<String, Identifiers>,
+    /// SeriesInstanceUIDs skipped for `watch.max_age_h` (each counted once).
+    too_old_series: std::collections::BTreeSet<String>,
 }
 
 /// Record in the ledger every spooled message it lacks. A crash between the spool write and the ledger append
@@ -249,6 +260,7 @@ impl Daemon {
             quarantine: state_paths(cfg).quarantine,
             publisher,
             identifiers: BTreeMap::new(),
+            too_old_series: Default::default(),
         };
         for p in problems {
             d.event(Severity::Error, "spool_entry_corrupt", p.to_string(), None);
@@ -358,14 +370,30 @@ impl Daemon {
         );
     }
 
-    pub(super) fn on_classified(&mut self, batch: Vec<(PathBuf, Classified, Instant, SystemTime)>) {
-        for (path, c, at, wall) in batch {
+    pub(super) fn on_classified(&mut self, batch: Vec<Intake>) {
+        let mut too_old = TooOld::default();
+        for Intake {
+            path,
+            what,
+            stable_at: at,
+            read_at: wall,
+            modified,
+        } in batch
+        {
             self.metrics.files_seen.inc();
-            match c {
+            let old = self.older_than_max_age(modified);
+            match what {
                 Classified::Image(h) => {
                     let series_key = StudyKey::of(&self.secret, &h.series_uid);
                     if self.ledger.contains(&series_key, &self.predictor.bundle.sha256) {
                         tracing::debug!(file = %path.display(), "series already answered by this bundle");
+                        continue;
+                    }
+                    if old {
+                        too_old.files += 1;
+                        if self.too_old_series.insert(h.series_uid.clone()) {
+                            too_old.series += 1;
+                        }
                         continue;
                     }
                     if self.cfg.phi.include_identifiers
@@ -390,6 +418,10 @@ impl Daemon {
                     if self.roi_known(&roi) {
                         continue;
                     }
+                    if old {
+                        too_old.rois += 1;
+                        continue;
+                    }
                     let sha = &self.predictor.bundle.sha256;
                     let answered = r
                         .series_uids
@@ -403,9 +435,14 @@ impl Daemon {
                 }
                 Classified::Label { sha256 } => {
                     let roi = RoiCandidate::label(&path, &sha256, at, wall);
-                    if !self.roi_known(&roi) {
-                        self.assembler.add_label(roi);
+                    if self.roi_known(&roi) {
+                        continue;
                     }
+                    if old {
+                        too_old.rois += 1;
+                        continue;
+                    }
+                    self.assembler.add_label(roi);
                 }
                 Classified::LnSidecar(cmd) => {
                     self.on_ln_read(&cmd, "sidecar");
@@ -416,6 +453,32 @@ impl Daemon {
                 Classified::Bad(e) => self.quarantine_file(&path, &e),
             }
         }
+        if too_old.files + too_old.rois > 0 {
+            self.metrics
+                .series_processed
+                .with_label_values(&["too_old"])
+                .inc_by(too_old.series);
+            self.event(
+                Severity::Info,
+                "too_old_skipped",
+                format!(
+                    "{} file(s) of {} new series and {} ROI object(s), last modified more than {} h ago \
+                     (watch.max_age_h), are not computed; they stay in the export folder",
+                    too_old.files, too_old.series, too_old.rois, self.cfg.watch.max_age_h
+                ),
+                None,
+            );
+        }
+    }
+
+    /// Whether a file modified at `modified` is older than `watch.max_age_h` (never when the limit is 0 or the
+    /// time is unknown or in the future).
+    fn older_than_max_age(&self, modified: Option<SystemTime>) -> bool {
+        let max_h = self.cfg.watch.max_age_h;
+        max_h > 0.0
+            && modified
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age.as_secs_f64() > max_h * 3600.0)
     }
 
     pub(super) fn on_ln_read(&mut self, cmd: &LnStatusCommand, via: &str) {

@@ -2,7 +2,8 @@
 //! references), a label map, an LN-read sidecar — or a bad file, with the typed error that sends it to quarantine
 //! and the short reason code that labels its counter.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
 
 use super::assemble::SeriesAssembler;
 use super::payload::LnStatusCommand;
@@ -21,6 +22,31 @@ pub(super) enum Classified {
     },
     LnSidecar(LnStatusCommand),
     Bad(Error),
+}
+
+/// A stable file of the export folder, read.
+pub(super) struct Intake {
+    pub path: PathBuf,
+    pub what: Classified,
+    /// When the watcher found it stable (monotonic).
+    pub stable_at: Instant,
+    /// When it was read.
+    pub read_at: SystemTime,
+    /// Its modification time, when the file system says.
+    pub modified: Option<SystemTime>,
+}
+
+impl Intake {
+    /// Read the file `path`, found stable at `stable_at` ([`classify_guarded`]; blocking).
+    pub fn read(path: &Path, stable_at: Instant) -> Intake {
+        Intake {
+            path: path.to_path_buf(),
+            modified: std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+            what: classify_guarded(path),
+            stable_at,
+            read_at: SystemTime::now(),
+        }
+    }
 }
 
 pub(super) fn classify(path: &Path) -> Classified {

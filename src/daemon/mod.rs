@@ -31,7 +31,7 @@ pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -39,7 +39,7 @@ pub use self::compute::compute_series;
 use self::config::DaemonConfig;
 use self::core::{Computed, CoreMsg, Daemon, open_state};
 pub use self::core::{PENDING_LN_READS, READY_QUEUE};
-use self::intake::classify_guarded;
+use self::intake::Intake;
 use self::metrics::Metrics;
 use self::mqtt::{PublisherCmd, PublisherNote};
 use self::payload::{LnStatusCommand, Severity, StatusMessage};
@@ -243,10 +243,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
                 let tx = core_tx.clone();
                 tokio::task::spawn_blocking(move || {
                     use rayon::prelude::*;
-                    let out: Vec<_> = files
-                        .par_iter()
-                        .map(|p| (p.clone(), classify_guarded(p), now, SystemTime::now()))
-                        .collect();
+                    let out: Vec<Intake> = files.par_iter().map(|p| Intake::read(p, now)).collect();
                     let _ = tx.blocking_send(CoreMsg::Classified(out));
                 });
             }
