@@ -1297,3 +1297,52 @@ fn files_older_than_max_age_are_counted_and_reported_not_computed_and_new_ones_a
         sub.everything()
     );
 }
+
+#[test]
+fn a_new_label_map_beside_an_answered_series_is_a_revision() {
+    let broker = Mosquitto::new("relabel", "");
+    let sub = Subscriber::new(broker.port, "relabel-sub");
+    let mut d = Daemon::new("relabel", broker.port);
+    let src = synth_export("ge", "nifti", 1).join("SYN0001");
+    d.drop_exam(&src, "x", ReplayStyle::Atomic);
+    let first = sub.wait("result", 1, Duration::from_secs(60))[0].clone();
+
+    // The outline redrawn one voxel tighter and saved beside the first label map (a research workstation's way).
+    let label = alnrisk::io::nifti::read(&src.join("roi/tumour.nii.gz")).unwrap();
+    let inside: Vec<bool> = label.data.iter().map(|&v| v > 0.0).collect();
+    let tighter = alnrisk::synth::phantom::jitter(&inside, label.geometry.size, -1);
+    assert!(tighter.iter().any(|&b| b) && tighter != inside);
+    let revised = alnrisk::image::Volume {
+        data: tighter.iter().map(|&b| f64::from(u8::from(b))).collect(),
+        ..label
+    };
+    let dest = d.export.join("x/roi/tumour-v2.nii.gz");
+    let part = d.export.join("x/roi/tumour-v2.part");
+    alnrisk::io::nifti::write(&part, &revised).unwrap();
+    std::fs::rename(&part, &dest).unwrap();
+
+    let all = sub.wait("result", 2, Duration::from_secs(60));
+    let rev = &all[1];
+    assert_valid(rev);
+    assert_eq!(rev["kind"], "revision");
+    assert_eq!(rev["updates"], first["message_id"]);
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(std::fs::read(&dest).unwrap()));
+    let secret = hex::decode(SECRET_HEX).unwrap();
+    assert_eq!(
+        rev["roi_key"],
+        StudyKey::of_roi(&secret, &format!("sha256:{digest}")).as_str()
+    );
+    assert_ne!(rev["signatures"], first["signatures"]);
+
+    // After a restart both label maps are known: nothing is computed again, nothing is reported as unmatched.
+    d.kill9();
+    d.start();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(sub.of("result").len(), 2, "{}", sub.everything());
+    assert!(
+        sub.of("event").iter().all(|e| e["event"] != "roi_without_series"),
+        "{}",
+        sub.everything()
+    );
+}

@@ -161,6 +161,14 @@ pub enum Assembled {
         /// How long it has waited.
         waited: Duration,
     },
+    /// A ROI that belongs to a series already released to be computed (by its references, or a label map by the
+    /// folder rule): a candidate revision, for the daemon core to weigh against the series' answer.
+    RoiForAnswered {
+        /// The series' key (the first member of a linked set).
+        series_uid: String,
+        /// The ROI.
+        roi: RoiCandidate,
+    },
     /// A file that came after its series was dispatched, or the older of two ROIs for one series: kept, not used.
     Ignored {
         /// The file.
@@ -240,6 +248,19 @@ struct Orphan {
     reported: bool,
 }
 
+/// The folder rule of label maps: a series whose files lie in one of `dirs` owns the label map at `label` when
+/// it lies in the label's folder, in a sibling of it (`exam/dce` + `exam/roi`), or one level below a sibling
+/// (`exam/dce/s01`, one folder per phase, + `exam/roi`).
+fn label_near(label: &Path, dirs: &[PathBuf]) -> bool {
+    let Some(dir) = label.parent() else { return false };
+    let exam = dir.parent();
+    dirs.iter().any(|d| {
+        d == dir
+            || (exam.is_some() && d.parent() == exam)
+            || (exam.is_some() && d.parent().and_then(Path::parent) == exam)
+    })
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
@@ -289,8 +310,18 @@ pub struct SeriesAssembler {
     linked_into: BTreeMap<String, String>,
     orphan_rois: Vec<Orphan>,
     dispatched: std::collections::BTreeSet<String>,
-    /// Ignored ROIs found while matching, reported by the next tick.
+    /// Series (and linked sets) released to be computed since start, by key: their members and folders, so that a
+    /// ROI arriving later can be told to belong to one (in memory only: after a restart the ledger knows).
+    answered: BTreeMap<String, AnsweredSet>,
+    /// Ignored ROIs found while matching, and ROIs for answered series, reported by the next tick.
     notices: Vec<Assembled>,
+}
+
+/// What a ROI needs to find a series after it was released.
+#[derive(Debug)]
+struct AnsweredSet {
+    members: Vec<String>,
+    dirs: Vec<PathBuf>,
 }
 
 fn is_label_map(path: &Path) -> bool {
@@ -317,6 +348,7 @@ impl SeriesAssembler {
             linked_into: BTreeMap::new(),
             orphan_rois: Vec::new(),
             dispatched: Default::default(),
+            answered: BTreeMap::new(),
             notices: Vec::new(),
         }
     }
@@ -401,17 +433,7 @@ impl SeriesAssembler {
                     && first.is_some_and(|f| f.frame_of_reference_uid == r.frame_of_reference_uid)
                     && r.study_uid.as_deref().is_none_or(|s| s == p.study_uid)
             }
-            RoiFile::Label => {
-                let Some(dir) = path.parent() else { return false };
-                let exam = dir.parent();
-                // the label's folder, a sibling of it (`exam/dce` + `exam/roi`), or one level further down
-                // (`exam/dce/s01`, one folder per phase, + `exam/roi`)
-                p.dirs().iter().any(|d| {
-                    d == dir
-                        || (exam.is_some() && d.parent() == exam)
-                        || (exam.is_some() && d.parent().and_then(Path::parent) == exam)
-                })
-            }
+            RoiFile::Label => label_near(path, &p.dirs()),
         }
     }
 
@@ -430,10 +452,32 @@ impl SeriesAssembler {
             };
             match one.and_then(|uid| self.pending.get_mut(&uid)) {
                 Some(p) => self.notices.extend(attach(p, o.roi)),
-                None => keep.push(o),
+                None => match self.answered_owner(&o) {
+                    Some(series_uid) => self.notices.push(Assembled::RoiForAnswered { series_uid, roi: o.roi }),
+                    None => keep.push(o),
+                },
             }
         }
         self.orphan_rois = keep;
+    }
+
+    /// The one released series (or set) a ROI belongs to: a DICOM ROI naming one of its members, or a label map
+    /// by the folder rule; `None` when none does or the folder rule names several.
+    fn answered_owner(&self, o: &Orphan) -> Option<String> {
+        let hits: Vec<&String> = self
+            .answered
+            .iter()
+            .filter(|(_, a)| match &o.kind {
+                RoiFile::Dicom(r) => r.series_uids.iter().any(|s| a.members.contains(s)),
+                RoiFile::Label => label_near(&o.roi.path, &a.dirs),
+            })
+            .map(|(k, _)| k)
+            .collect();
+        match (&o.kind, hits.as_slice()) {
+            (_, [one]) => Some((*one).clone()),
+            (RoiFile::Dicom(_), [first, ..]) => Some((*first).clone()),
+            _ => None,
+        }
     }
 
     fn select(&self, p: &Pending) -> Result<String, String> {
@@ -555,6 +599,13 @@ impl SeriesAssembler {
                     released += 1;
                     let Some(p) = self.pending.remove(&uid) else { continue };
                     self.dispatch(p.members.clone());
+                    self.answered.insert(
+                        uid.clone(),
+                        AnsweredSet {
+                            members: p.members.clone(),
+                            dirs: p.dirs(),
+                        },
+                    );
                     let (last_arrival, last_file) = if roi.arrived > p.last {
                         (roi.arrived, roi.wall)
                     } else {
@@ -1024,5 +1075,57 @@ mod tests {
         assert!(!supersedes(early, late));
         assert!(supersedes(early, early), "same time: the later arrival");
         assert!(supersedes(None, late) && supersedes(early, None) && supersedes(None, None));
+    }
+
+    #[test]
+    fn a_roi_for_a_series_already_released_is_handed_on_as_a_candidate_revision() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut a = SeriesAssembler::new(s(1), s(60), &[rule(2, "(?i)dyn")]);
+        add_series(&mut a, "9.1", "e/dce", None, t0);
+        add_seg(&mut a, "/export/e/roi/seg.dcm", seg_drawn("9.1", "9.9.1", None), t0);
+        // a second examination in a folder of its own, still pending when the label map below arrives
+        add_series(&mut a, "9.2", "f/dce", None, t0 + s(5));
+        let out = a.tick(t0 + s(2), 4);
+        assert!(
+            matches!(out.as_slice(), [Assembled::Ready(r)] if r.series_uid == "9.1"),
+            "{out:?}"
+        );
+        // a SEG naming the released series, and a label map in its examination's ROI folder
+        add_seg(
+            &mut a,
+            "/export/e/roi/seg-v2.dcm",
+            seg_drawn("9.1", "9.9.2", None),
+            t0 + s(3),
+        );
+        a.add_label(RoiCandidate::label(
+            Path::new("/export/e/roi/v3.nii.gz"),
+            "ab",
+            t0 + s(3),
+            SystemTime::now(),
+        ));
+        let out = a.tick(t0 + s(4), 4);
+        let handed: Vec<(&str, &str)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::RoiForAnswered { series_uid, roi } => Some((series_uid.as_str(), roi.id.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(handed, [("9.1", "9.9.2"), ("9.1", "sha256:ab")], "{out:?}");
+        assert!(a.orphan_rois.is_empty());
+        // a label map between two examinations' folders belongs to neither
+        a.add_label(RoiCandidate::label(
+            Path::new("/export/g.nii.gz"),
+            "cd",
+            t0 + s(6),
+            SystemTime::now(),
+        ));
+        assert!(
+            a.tick(t0 + s(6), 0)
+                .iter()
+                .all(|o| !matches!(o, Assembled::RoiForAnswered { .. }))
+        );
+        assert_eq!(a.orphan_rois.len(), 1);
     }
 }

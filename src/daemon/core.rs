@@ -90,6 +90,8 @@ pub(super) struct Daemon {
     pub(super) revised: VecDeque<Box<ReadySeries>>,
     /// Revised ROIs waiting for their series' images to be read.
     pub(super) revisions: VecDeque<RevisionRequest>,
+    /// ROIs for series released but not answered yet (series key, ROI): weighed as revisions at the answer.
+    pub(super) awaiting_answer: Vec<(StudyKey, RoiCandidate)>,
     /// Series with a revision being read or computed (one at a time per series, so they commit in order).
     pub(super) revising: std::collections::BTreeSet<StudyKey>,
     pub(super) in_flight: usize,
@@ -250,6 +252,7 @@ impl Daemon {
             revised: VecDeque::new(),
             revisions: VecDeque::new(),
             revising: Default::default(),
+            awaiting_answer: Vec::new(),
             in_flight: 0,
             ln_reads,
             held: VecDeque::new(),
@@ -580,6 +583,9 @@ impl Daemon {
                     if let Err(e) = self.ledger.record(h.record.clone()) {
                         tracing::error!("ledger: {e}");
                     }
+                    if h.record.kind == MessageKind::Result {
+                        self.revise_awaiting(&h.record);
+                    }
                     if let Some(t) = h.ready_at {
                         self.metrics.end_to_end.observe(t.elapsed().as_secs_f64());
                     }
@@ -790,6 +796,7 @@ impl Daemon {
                     Some(study_key),
                 );
                 let series_key = StudyKey::of(&self.secret, &ready.series_uid);
+                self.drop_awaiting(&series_key, "its series could not be computed");
                 let files: Vec<PathBuf> = ready
                     .files()
                     .into_iter()
@@ -843,6 +850,14 @@ impl Daemon {
                     ),
                     None,
                 ),
+                Assembled::RoiForAnswered { series_uid, roi } => {
+                    let key = StudyKey::of(&self.secret, &series_uid);
+                    match self.ledger.latest(&key, &self.predictor.bundle.sha256).cloned() {
+                        Some(of) => self.on_revised_roi(roi, of),
+                        // still being computed (or held by a full spool): weighed once its answer is committed
+                        None => self.awaiting_answer.push((key, roi)),
+                    }
+                }
                 Assembled::Ignored { path, reason } => self.event(
                     Severity::Warning,
                     "ignored_file",

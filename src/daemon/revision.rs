@@ -1,5 +1,5 @@
-//! ROI revisions: a SEG or RTSTRUCT that arrives for a series this bundle has already answered, drawn later than
-//! the ROI that answer used (a radiologist corrected the outline and exported it again).
+//! ROI revisions: a SEG, RTSTRUCT or label map that arrives for a series this bundle has already answered, drawn
+//! later than the ROI that answer used (a radiologist corrected the outline and exported it again).
 //!
 //! The risk shown at the console must follow the ROI the radiologist stands by, so the series is computed again
 //! with the new ROI and published as a `revision` whose `updates` names the series' first result (as an LN
@@ -14,8 +14,12 @@
 //!   found by their series keys in the ledger record, one copy of each instance; a linked DCE set is linked again
 //!   and must be the same set.
 //!
-//! Label maps cannot be revisions: nothing but the folder they lie in ties them to a series, and the daemon does
-//! not remember the folders of answered series. A new label map there is reported as `roi_without_series`.
+//! - a ROI that arrives while its series is being computed waits for the answer, then is weighed the same way.
+//!
+//! A DICOM ROI names its series, so the ledger alone finds the answer it revises, also after a restart. A label
+//! map has only its folder: the assembler remembers the folders of the series it released since the daemon
+//! started, so a new label map beside one of them is a revision; one that arrives after a restart, for a series
+//! answered before it, finds no series and is reported as `roi_without_series` (and kept).
 
 use std::path::{Path, PathBuf};
 
@@ -49,9 +53,14 @@ impl Daemon {
         used
     }
 
-    /// A ROI not used yet for a series already answered: a revision, unless it was drawn before the ROI of the
-    /// answer (then reported and not applied) or the answer predates ROI identities (then nothing can be said).
+    /// A ROI for a series already answered: a revision, unless it is the answer's own ROI or one set aside for
+    /// it (nothing to do), was drawn before the ROI of the answer (reported, not applied), or the answer predates
+    /// ROI identities (nothing can be said).
     pub(super) fn on_revised_roi(&mut self, roi: RoiCandidate, of: LedgerRecord) {
+        let key = StudyKey::of_roi(&self.secret, &roi.id);
+        if of.roi_key.as_ref() == Some(&key) || of.set_aside_roi_keys.contains(&key) {
+            return;
+        }
         let file = relative(&roi.path, &self.cfg.watch.export_dir);
         if of.roi_key.is_none() {
             tracing::info!(
@@ -76,6 +85,29 @@ impl Daemon {
             Some(of.study_key.clone()),
         );
         self.revisions.push_back(RevisionRequest { roi, of });
+    }
+
+    /// The series' first answer was committed: weigh the ROIs that arrived for it while it was computed.
+    pub(super) fn revise_awaiting(&mut self, answer: &LedgerRecord) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_answer)
+            .into_iter()
+            .partition(|(k, _)| k == &answer.series_key);
+        self.awaiting_answer = later;
+        for (_, roi) in now {
+            self.on_revised_roi(roi, answer.clone());
+        }
+    }
+
+    /// The series failed: the ROIs that arrived for it while it was computed are reported, not used.
+    pub(super) fn drop_awaiting(&mut self, series_key: &StudyKey, why: &str) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_answer)
+            .into_iter()
+            .partition(|(k, _)| k == series_key);
+        self.awaiting_answer = later;
+        for (_, roi) in now {
+            let file = relative(&roi.path, &self.cfg.watch.export_dir);
+            self.event(Severity::Warning, "ignored_file", format!("{file}: {why}"), None);
+        }
     }
 
     /// The next revision whose series has none in progress, checked against the series' latest answer (an
