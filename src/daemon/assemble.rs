@@ -311,11 +311,17 @@ pub struct SeriesAssembler {
     orphan_rois: Vec<Orphan>,
     dispatched: std::collections::BTreeSet<String>,
     /// Series (and linked sets) released to be computed since start, by key: their members and folders, so that a
-    /// ROI arriving later can be told to belong to one (in memory only: after a restart the ledger knows).
+    /// ROI arriving later can be told to belong to one (in memory only: after a restart the ledger knows). The
+    /// last [`REMEMBERED_SERIES`], oldest first in `answered_order`.
     answered: BTreeMap<String, AnsweredSet>,
+    answered_order: std::collections::VecDeque<String>,
     /// Ignored ROIs found while matching, and ROIs for answered series, reported by the next tick.
     notices: Vec<Assembled>,
 }
+
+/// How many released series the assembler remembers for late ROIs (label maps need it; a DICOM ROI of an older
+/// one still finds it through the ledger). A few hundred bytes each.
+pub const REMEMBERED_SERIES: usize = 4096;
 
 /// What a ROI needs to find a series after it was released.
 #[derive(Debug)]
@@ -349,6 +355,7 @@ impl SeriesAssembler {
             orphan_rois: Vec::new(),
             dispatched: Default::default(),
             answered: BTreeMap::new(),
+            answered_order: Default::default(),
             notices: Vec::new(),
         }
     }
@@ -599,8 +606,8 @@ impl SeriesAssembler {
                     released += 1;
                     let Some(p) = self.pending.remove(&uid) else { continue };
                     self.dispatch(p.members.clone());
-                    self.answered.insert(
-                        uid.clone(),
+                    self.remember_answered(
+                        &uid,
                         AnsweredSet {
                             members: p.members.clone(),
                             dirs: p.dirs(),
@@ -641,6 +648,19 @@ impl SeriesAssembler {
             }
         }
         out
+    }
+
+    /// Remember a released series for the ROIs that may follow it, forgetting the oldest beyond
+    /// [`REMEMBERED_SERIES`].
+    fn remember_answered(&mut self, key: &str, set: AnsweredSet) {
+        if self.answered.insert(key.to_string(), set).is_none() {
+            self.answered_order.push_back(key.to_string());
+        }
+        while self.answered_order.len() > REMEMBERED_SERIES {
+            if let Some(old) = self.answered_order.pop_front() {
+                self.answered.remove(&old);
+            }
+        }
     }
 
     /// Mark series as dispatched: later instances of them are reported, not assembled.
@@ -1127,5 +1147,24 @@ mod tests {
                 .all(|o| !matches!(o, Assembled::RoiForAnswered { .. }))
         );
         assert_eq!(a.orphan_rois.len(), 1);
+    }
+
+    #[test]
+    fn released_series_are_remembered_up_to_a_bound_oldest_forgotten_first() {
+        let mut a = SeriesAssembler::new(Duration::from_secs(1), Duration::from_secs(1), &[]);
+        let set = |k: usize| AnsweredSet {
+            members: vec![format!("s{k}")],
+            dirs: vec![PathBuf::from(format!("/export/e{k}/dce"))],
+        };
+        for k in 0..=REMEMBERED_SERIES {
+            a.remember_answered(&format!("s{k}"), set(k));
+        }
+        a.remember_answered("s5", set(5));
+        assert_eq!(
+            (a.answered.len(), a.answered_order.len()),
+            (REMEMBERED_SERIES, REMEMBERED_SERIES)
+        );
+        assert!(!a.answered.contains_key("s0") && a.answered.contains_key("s1"));
+        assert!(a.answered.contains_key(&format!("s{REMEMBERED_SERIES}")));
     }
 }
