@@ -868,3 +868,79 @@ impl Daemon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result-topic message as the payload carries it (only what the recovery reads matters).
+    fn message(id: &str, kind: &str, updates: Option<&str>, series: &StudyKey, roi: &StudyKey) -> String {
+        serde_json::json!({
+            "schema": payload::RESULT_SCHEMA, "message_id": id, "kind": kind, "updates": updates,
+            "roi_key": roi, "bundle": {"id": "b", "version": "1", "sha256": "sha"},
+            "study_key": StudyKey::of(b"k", "study"), "series_key": series, "mri_ln_status": "unknown",
+            "cutoff": 0.5, "risk": null, "scenarios": {}, "signatures": {"deep_signature": 0.25},
+            "out_of_distribution": [], "timing_ms": {}, "timestamps": {}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_spooled_revision_the_ledger_lacks_is_recovered_beside_the_answer_it_revises() {
+        let d = std::env::temp_dir().join(format!("alnrisk-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let bounds = OutboxBounds {
+            max_entries: 10,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+        };
+        let (mut outbox, _) = Outbox::open(&d.join("spool"), bounds).unwrap();
+        let mut ledger = Ledger::open(&d.join("ledger.jsonl")).unwrap();
+        let series = StudyKey::of(b"k", "series");
+        let (roi1, roi2) = (StudyKey::of_roi(b"k", "1.2.1"), StudyKey::of_roi(b"k", "1.2.2"));
+        // the first result is spooled and in the ledger; the revision was spooled, then the power went
+        for body in [
+            message("a1", "result", None, &series, &roi1),
+            message("a2", "revision", Some("a1"), &series, &roi2),
+        ] {
+            outbox.push("result", &body, series.as_str(), &[], "sha").unwrap();
+        }
+        let first: ResultMessage = serde_json::from_str(&message("a1", "result", None, &series, &roi1)).unwrap();
+        ledger
+            .record(LedgerRecord {
+                series_key: series.clone(),
+                member_keys: vec![],
+                study_key: first.study_key.clone(),
+                bundle_sha256: "sha".into(),
+                message_id: "a1".into(),
+                kind: MessageKind::Result,
+                updates: None,
+                roi_key: Some(roi1.clone()),
+                roi_drawn_at: None,
+                set_aside_roi_keys: vec![],
+                ln: None,
+                signatures: first.signatures.clone(),
+                out_of_distribution: vec![],
+                at: "t".into(),
+            })
+            .unwrap();
+        recover_ledger(&mut ledger, &outbox).unwrap();
+        assert!(ledger.has_message("a2"));
+        let latest = ledger.latest(&series, "sha").unwrap();
+        assert_eq!(
+            (latest.kind, latest.updates.as_deref()),
+            (MessageKind::Revision, Some("a1"))
+        );
+        assert!(
+            ledger.known_roi(&roi2, "sha"),
+            "a restart does not compute the revision again"
+        );
+        // recovering again adds nothing
+        let lines = std::fs::read_to_string(d.join("ledger.jsonl")).unwrap().lines().count();
+        recover_ledger(&mut ledger, &outbox).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("ledger.jsonl")).unwrap().lines().count(),
+            lines
+        );
+    }
+}
