@@ -1345,4 +1345,19 @@ fn a_new_label_map_beside_an_answered_series_is_a_revision() {
         "{}",
         sub.everything()
     );
+
+    // A third outline after the restart still finds its series, through the ledger's folder keys.
+    let tightest = alnrisk::synth::phantom::jitter(&tighter, revised.geometry.size, -1);
+    assert!(tightest.iter().any(|&b| b));
+    let third = alnrisk::image::Volume {
+        data: tightest.iter().map(|&b| f64::from(u8::from(b))).collect(),
+        ..revised
+    };
+    alnrisk::io::nifti::write(&part, &third).unwrap();
+    std::fs::rename(&part, d.export.join("x/roi/tumour-v3.nii.gz")).unwrap();
+    let all = sub.wait("result", 3, Duration::from_secs(60));
+    assert_eq!(
+        (all[2]["kind"].as_str(), &all[2]["updates"]),
+        (Some("revision"), &first["message_id"])
+    );
 }

@@ -251,7 +251,7 @@ struct Orphan {
 /// The folder rule of label maps: a series whose files lie in one of `dirs` owns the label map at `label` when
 /// it lies in the label's folder, in a sibling of it (`exam/dce` + `exam/roi`), or one level below a sibling
 /// (`exam/dce/s01`, one folder per phase, + `exam/roi`).
-fn label_near(label: &Path, dirs: &[PathBuf]) -> bool {
+pub(super) fn label_near(label: &Path, dirs: &[PathBuf]) -> bool {
     let Some(dir) = label.parent() else { return false };
     let exam = dir.parent();
     dirs.iter().any(|d| {

@@ -128,6 +128,7 @@ fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
                 roi_key: msg.roi_key.clone(),
                 roi_drawn_at: None,
                 set_aside_roi_keys: Vec::new(),
+                folder_keys: Vec::new(),
                 ln: payload::ln_value(&msg.mri_ln_status),
                 signatures: msg.signatures.clone(),
                 out_of_distribution: msg.out_of_distribution.clone(),
@@ -445,7 +446,10 @@ impl Daemon {
                         too_old.rois += 1;
                         continue;
                     }
-                    self.assembler.add_label(roi);
+                    match self.answered_beside(&roi.path) {
+                        Some(of) => self.on_revised_roi(roi, of),
+                        None => self.assembler.add_label(roi),
+                    }
                 }
                 Classified::LnSidecar(cmd) => {
                     self.on_ln_read(&cmd, "sidecar");
@@ -769,6 +773,7 @@ impl Daemon {
                         .iter()
                         .map(|id| StudyKey::of_roi(&self.secret, id))
                         .collect(),
+                    folder_keys: self.folder_keys(&ready.files()),
                     ln,
                     signatures: p.signatures.clone(),
                     out_of_distribution: p.out_of_distribution.clone(),
@@ -918,6 +923,7 @@ mod tests {
                 roi_key: Some(roi1.clone()),
                 roi_drawn_at: None,
                 set_aside_roi_keys: vec![],
+                folder_keys: vec![],
                 ln: None,
                 signatures: first.signatures.clone(),
                 out_of_distribution: vec![],

@@ -46,6 +46,10 @@ pub struct LedgerRecord {
     /// HMACs of the ROIs for the series that arrived before it was computed and lost to the one used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set_aside_roi_keys: Vec<StudyKey>,
+    /// HMACs of the folders its image files lie in ([`StudyKey::of_folder`]): how a label map finds the series it
+    /// revises, also after a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folder_keys: Vec<StudyKey>,
     /// The LN read it used (`None`: unknown).
     pub ln: Option<f64>,
     /// Signature values (to re-evaluate the nomogram when the LN read arrives).
@@ -67,6 +71,8 @@ pub struct Ledger {
     rois: BTreeSet<(StudyKey, String)>,
     /// Every message id committed.
     messages: BTreeSet<String>,
+    /// (folder key, bundle) → the series answered from that folder.
+    by_folder: BTreeMap<(StudyKey, String), StudyKey>,
 }
 
 impl Ledger {
@@ -78,6 +84,7 @@ impl Ledger {
             members: BTreeMap::new(),
             rois: BTreeSet::new(),
             messages: BTreeSet::new(),
+            by_folder: BTreeMap::new(),
         };
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -105,6 +112,10 @@ impl Ledger {
             self.rois.insert((k.clone(), r.bundle_sha256.clone()));
         }
         self.messages.insert(r.message_id.clone());
+        for f in &r.folder_keys {
+            self.by_folder
+                .insert((f.clone(), r.bundle_sha256.clone()), r.series_key.clone());
+        }
         for m in &r.member_keys {
             self.members
                 .insert((m.clone(), r.bundle_sha256.clone()), r.series_key.clone());
@@ -129,6 +140,11 @@ impl Ledger {
     /// Whether an answer of this bundle was computed from the ROI with this key, or set it aside for a newer one.
     pub fn known_roi(&self, roi_key: &StudyKey, bundle_sha256: &str) -> bool {
         self.rois.contains(&(roi_key.clone(), bundle_sha256.to_string()))
+    }
+
+    /// The series this bundle answered from the folder with this key.
+    pub fn series_in_folder(&self, folder_key: &StudyKey, bundle_sha256: &str) -> Option<&StudyKey> {
+        self.by_folder.get(&(folder_key.clone(), bundle_sha256.to_string()))
     }
 
     /// Whether a message with this id was committed.
@@ -182,6 +198,7 @@ mod tests {
             roi_key: Some(StudyKey::of(b"k", &format!("roi of {series}"))),
             roi_drawn_at: None,
             set_aside_roi_keys: vec![],
+            folder_keys: vec![StudyKey::of(b"k", &format!("folder of {series}"))],
             ln: None,
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
@@ -230,6 +247,14 @@ mod tests {
         assert!(!l.known_roi(&StudyKey::of(b"k", "roi of s1"), "other bundle"));
         assert!(!l.known_roi(&StudyKey::of(b"k", "roi of s3"), "b"));
         assert!(l.known_roi(&StudyKey::of(b"k", "older roi of s1"), "b"), "set aside");
+        assert_eq!(
+            l.series_in_folder(&StudyKey::of(b"k", "folder of s2"), "b"),
+            Some(&StudyKey::of(b"k", "s2"))
+        );
+        assert_eq!(
+            l.series_in_folder(&StudyKey::of(b"k", "folder of s2"), "other bundle"),
+            None
+        );
         // the latest record of a series, also when asked through another member of a linked set
         assert_eq!(
             l.latest(&StudyKey::of(b"k", "s1"), "b").unwrap().kind,

@@ -44,6 +44,16 @@ impl StudyKey {
         StudyKey::of(secret, &format!("roi:{roi_id}"))
     }
 
+    /// Key of a folder of the export folder (its path relative to it, `/`-separated) under `secret`: folder names
+    /// may carry a patient's name, so the ledger keeps only this.
+    pub fn of_folder(secret: &[u8], relative: &Path) -> StudyKey {
+        let text: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        StudyKey::of(secret, &format!("dir:{}", text.join("/")))
+    }
+
     /// Parse a key from text (64 lowercase hex digits).
     pub fn parse(text: &str) -> Option<StudyKey> {
         let t = text.trim();

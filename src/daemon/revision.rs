@@ -16,10 +16,10 @@
 //!
 //! - a ROI that arrives while its series is being computed waits for the answer, then is weighed the same way.
 //!
-//! A DICOM ROI names its series, so the ledger alone finds the answer it revises, also after a restart. A label
-//! map has only its folder: the assembler remembers the folders of the series it released since the daemon
-//! started, so a new label map beside one of them is a revision; one that arrives after a restart, for a series
-//! answered before it, finds no series and is reported as `roi_without_series` (and kept).
+//! A DICOM ROI names its series, so the ledger finds the answer it revises. A label map has only its folder: the
+//! ledger keeps the keys of the folders every answer's images lie in ([`StudyKey::of_folder`], HMACs: folder names
+//! may name the patient), so a new label map beside an answered series finds it by the folder rule, also after a
+//! restart; the assembler does the same for series released but not answered yet.
 
 use std::path::{Path, PathBuf};
 
@@ -85,6 +85,55 @@ impl Daemon {
             Some(of.study_key.clone()),
         );
         self.revisions.push_back(RevisionRequest { roi, of });
+    }
+
+    /// The keys of the folders `files` lie in, relative to the export folder ([`StudyKey::of_folder`]).
+    pub(super) fn folder_keys(&self, files: &[PathBuf]) -> Vec<StudyKey> {
+        let root = &self.cfg.watch.export_dir;
+        let mut keys: Vec<StudyKey> = files
+            .iter()
+            .filter_map(|f| f.parent()?.strip_prefix(root).ok())
+            .map(|rel| StudyKey::of_folder(&self.secret, rel))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The latest answer of the one series this bundle answered from a folder that owns the label map `label` by
+    /// the folder rule ([`super::assemble::label_near`]), found through the ledger's folder keys: the label
+    /// map's folder, its siblings and their sub-folders, within the export folder. `None` when none or several.
+    pub(super) fn answered_beside(&self, label: &Path) -> Option<LedgerRecord> {
+        let root = &self.cfg.watch.export_dir;
+        let dir = label.parent()?;
+        let mut near = vec![dir.to_path_buf()];
+        if let Some(exam) = dir.parent().filter(|e| e.starts_with(root)) {
+            let subdirs = |d: &Path| -> Vec<PathBuf> {
+                std::fs::read_dir(d)
+                    .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                    .unwrap_or_default()
+            };
+            for sibling in subdirs(exam) {
+                near.extend(subdirs(&sibling));
+                near.push(sibling);
+            }
+        }
+        let sha = &self.predictor.bundle.sha256;
+        let mut series: Vec<&StudyKey> = near
+            .iter()
+            .filter(|d| super::assemble::label_near(label, std::slice::from_ref(d)))
+            .filter_map(|d| d.strip_prefix(root).ok())
+            .filter_map(|rel| {
+                self.ledger
+                    .series_in_folder(&StudyKey::of_folder(&self.secret, rel), sha)
+            })
+            .collect();
+        series.sort();
+        series.dedup();
+        match series.as_slice() {
+            [one] => self.ledger.latest(one, sha).cloned(),
+            _ => None,
+        }
     }
 
     /// The series' first answer was committed: weigh the ROIs that arrived for it while it was computed.
