@@ -1273,7 +1273,7 @@ fn files_older_than_max_age_are_counted_and_reported_not_computed_and_new_ones_a
     let detail = skipped[0]["detail"].as_str().unwrap();
     assert!(
         detail.starts_with(&format!(
-            "{} file(s) of 1 new series and 1 ROI object(s)",
+            "{} image file(s) (1 series not reported before) and 1 ROI object(s)",
             files.len() - 1
         )),
         "{detail}"

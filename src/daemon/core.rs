@@ -469,8 +469,8 @@ impl Daemon {
                 Severity::Info,
                 "too_old_skipped",
                 format!(
-                    "{} file(s) of {} new series and {} ROI object(s), last modified more than {} h ago \
-                     (watch.max_age_h), are not computed; they stay in the export folder",
+                    "{} image file(s) ({} series not reported before) and {} ROI object(s), last modified more \
+                     than {} h ago (watch.max_age_h), are not computed; they stay in the export folder",
                     too_old.files, too_old.series, too_old.rois, self.cfg.watch.max_age_h
                 ),
                 None,
@@ -699,11 +699,13 @@ impl Daemon {
         let roi_key = StudyKey::of_roi(&self.secret, &ready.roi_id);
         match c.outcome {
             Ok((p, timing)) => {
-                let ln = self
-                    .ln_reads
-                    .get(&study_key)
-                    .copied()
-                    .or(ready.revision.as_ref().and_then(|r| r.ln));
+                // A revision keeps the LN read of the series' latest message — read now: an LN update may have
+                // been committed while it was computed.
+                let ln = self.ln_reads.get(&study_key).copied().or_else(|| {
+                    let rev = ready.revision.as_ref()?;
+                    let latest = self.ledger.latest(&series_key, &self.predictor.bundle.sha256);
+                    latest.and_then(|r| r.ln).or(rev.ln)
+                });
                 let p = match ln {
                     Some(v) => self
                         .predictor
