@@ -1221,6 +1221,24 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
         update["risk"]["probability"],
         rev["scenarios"]["if_ln_positive"]["probability"]
     );
+    // The read is corrected, then corrected back: every message has an id of its own (a dashboard that drops ids
+    // it has seen must not drop the last one).
+    for read in ["negative", "positive"] {
+        sub.publish(
+            "alnrisk/v1/test-site/revise/cmd/ln-status",
+            &format!(r#"{{"study_key":"{key}","mri_ln_status":"{read}"}}"#),
+        );
+    }
+    let all = sub.wait("result", 5, Duration::from_secs(20));
+    let mut ids: Vec<&str> = all.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "{}", sub.everything());
+    assert_eq!(
+        (&all[3]["mri_ln_status"], &all[4]["mri_ln_status"]),
+        (&"negative".into(), &"positive".into())
+    );
+    assert_eq!(all[4]["risk"], update["risk"]);
 
     // After a restart the folder holds three outlines of one series: nothing is computed or published again.
     d.kill9();
@@ -1229,7 +1247,7 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
         d.metric("alnrisk_files_seen_total", None) >= count_files(&d.export) as f64
     });
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(sub.of("result").len(), 3, "{}", sub.everything());
+    assert_eq!(sub.of("result").len(), 5, "{}", sub.everything());
     assert_eq!(
         sub.of("event").iter().filter(|e| e["event"] == "roi_revised").count(),
         1

@@ -531,6 +531,7 @@ impl Daemon {
                         series_key: rec.series_key.clone(),
                         roi_key: rec.roi_key.clone(),
                         ln: Some(v),
+                        after: Some(rec.message_id.clone()),
                     };
                     let mut msg = ResultMessage::new(&p, of, MessageKind::Update, Some(original.clone()));
                     msg.timestamps.insert("computed".into(), crate::time::utc_now());
@@ -726,6 +727,12 @@ impl Daemon {
                     series_key: series_key.clone(),
                     roi_key: Some(roi_key.clone()),
                     ln,
+                    // a revision follows the series' latest message (as of now), a first result nothing
+                    after: ready.revision.as_ref().map(|r| {
+                        self.ledger
+                            .latest(&series_key, &self.predictor.bundle.sha256)
+                            .map_or_else(|| r.original.clone(), |l| l.message_id.clone())
+                    }),
                 };
                 let mut msg = ResultMessage::new(&p, of, kind, updates.clone());
                 msg.timing_ms = timing;

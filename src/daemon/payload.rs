@@ -174,8 +174,8 @@ impl MessageKind {
 pub struct ResultMessage {
     /// [`RESULT_SCHEMA`].
     pub schema: String,
-    /// Unique id of this message (deterministic: the same kind, study, series, ROI, bundle and read give the same
-    /// id).
+    /// Unique id of this message (deterministic: the same kind, study, series, ROI, bundle, read and preceding
+    /// message give the same id, so a result computed again after a crash repeats its id).
     pub message_id: String,
     /// `result` (first answer), `update` (the MRI LN read arrived) or `revision` (recomputed with a revised ROI).
     pub kind: MessageKind,
@@ -252,6 +252,10 @@ pub struct AnswerOf {
     pub roi_key: Option<StudyKey>,
     /// The MRI LN read (`None`: unknown).
     pub ln: Option<f64>,
+    /// The message id of the series' latest message before this one (`None` for a first result). Part of the id:
+    /// an LN read that goes positive → negative → positive must not repeat the first update's id, which a
+    /// dashboard de-duplicating by id would drop.
+    pub after: Option<String>,
 }
 
 impl ResultMessage {
@@ -265,12 +269,14 @@ impl ResultMessage {
             of.roi_key.as_ref().map_or("", StudyKey::as_str),
             &p.bundle_sha256,
             ln_text(of.ln),
+            of.after.as_deref().unwrap_or(""),
         ]);
         let AnswerOf {
             study_key,
             series_key,
             roi_key,
             ln,
+            ..
         } = of;
         ResultMessage {
             schema: RESULT_SCHEMA.into(),
