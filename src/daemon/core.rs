@@ -419,11 +419,7 @@ impl Daemon {
                 }
                 Classified::Roi(r) => {
                     let roi = RoiCandidate::dicom(&path, &r, at, wall);
-                    if self.roi_known(&roi) {
-                        continue;
-                    }
-                    if old {
-                        too_old.rois += 1;
+                    if !self.roi_is_new(&roi, old, &mut too_old) {
                         continue;
                     }
                     let sha = &self.predictor.bundle.sha256;
@@ -439,11 +435,7 @@ impl Daemon {
                 }
                 Classified::Label { sha256 } => {
                     let roi = RoiCandidate::label(&path, &sha256, at, wall);
-                    if self.roi_known(&roi) {
-                        continue;
-                    }
-                    if old {
-                        too_old.rois += 1;
+                    if !self.roi_is_new(&roi, old, &mut too_old) {
                         continue;
                     }
                     match self.answered_beside(&roi.path) {
@@ -476,6 +468,18 @@ impl Daemon {
                 None,
             );
         }
+    }
+
+    /// Whether a ROI goes on to be matched: not used or set aside already, and not older than `watch.max_age_h`
+    /// (then counted in `too_old`).
+    fn roi_is_new(&self, roi: &RoiCandidate, old: bool, too_old: &mut TooOld) -> bool {
+        if self.roi_known(roi) {
+            return false;
+        }
+        if old {
+            too_old.rois += 1;
+        }
+        !old
     }
 
     /// Whether a file modified at `modified` is older than `watch.max_age_h` (never when the limit is 0 or the

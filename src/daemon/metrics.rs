@@ -16,7 +16,7 @@ use prometheus::{
 pub struct Metrics {
     /// The registry they live in.
     pub registry: Registry,
-    /// `alnrisk_series_processed_total{outcome}`: published, failed, not_selected, duplicate.
+    /// `alnrisk_series_processed_total{outcome}`: published, revised, failed, not_selected, duplicate, too_old.
     pub series_processed: IntCounterVec,
     /// `alnrisk_stage_duration_seconds{stage}`.
     pub stage_duration: HistogramVec,
