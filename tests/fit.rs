@@ -109,6 +109,19 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
     let loaded = Bundle::load(&b, &Trust::Key(key)).unwrap();
     assert!(loaded.signed);
     let m = &loaded.manifest;
+    // provenance: the cohort file by its hash, every case accounted for, the options the fit ran with
+    let p = m.provenance.as_ref().expect("the bundle records its provenance");
+    use sha2::Digest;
+    let cohort_sha = hex::encode(sha2::Sha256::digest(std::fs::read(data.join("cohort.csv")).unwrap()));
+    assert_eq!(p.cohort_sha256, cohort_sha);
+    assert_eq!(p.inputs_sha256.len(), 64);
+    assert_eq!(p.options["clinical_candidates"], "mri_ln_status");
+    assert_eq!(p.options["lasso_lambda"], "lambda.min");
+    let md = std::fs::read_to_string(r.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!("cohort CSV sha256 {cohort_sha}")),
+        "the report shows the provenance"
+    );
     let test = m.performance["evaluations"]
         .as_array()
         .unwrap()

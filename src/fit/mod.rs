@@ -324,6 +324,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
                 .collect()
         })
         .collect();
+    let provenance = provenance(cfg, &split, &ok, &table.rows, &train)?;
     clock.lap("radiomics");
 
     // 4. deep features
@@ -458,6 +459,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
         feature_ranges,
         performance,
     )?;
+    manifest.provenance = Some(provenance);
     let bundle_sha256 = bundle::write_bundle(&cfg.out, &mut manifest, cfg.key.as_ref())?;
     if cfg.key.is_none() {
         notes.push("the bundle is UNSIGNED (no --key): the daemon loads it only with --allow-unsigned".into());
@@ -507,6 +509,95 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
         outcome.timings = clock.timings;
     }
     Ok(outcome)
+}
+
+/// What made the bundle: the cohort file's hash, the used cases and their input keys, and the fit's options.
+fn provenance(
+    cfg: &FitConfig,
+    split: &cohort::SplitRule,
+    ok: &[(usize, features::CaseExtract)],
+    rows: &[cohort::CohortRow],
+    train: &[bool],
+) -> Result<bundle::Provenance> {
+    use sha2::Digest;
+    let mut inputs = sha2::Sha256::new();
+    for ((i, e), &t) in ok.iter().zip(train) {
+        let cohort = if t { "training" } else { "test" };
+        inputs.update(format!("{}\t{cohort}\t{}\n", rows[*i].id, e.key).as_bytes());
+    }
+    let f = &cfg.deep.finetune;
+    let options = [
+        ("seed", cfg.seed.to_string()),
+        (
+            "split",
+            match split {
+                cohort::SplitRule::Column => "the cohort column".to_string(),
+                cohort::SplitRule::Date(d) => format!("training = examinations before {d}"),
+                cohort::SplitRule::Stratified { test_fraction, seed } => {
+                    format!("stratified, test fraction {test_fraction}, seed {seed}")
+                }
+            },
+        ),
+        ("t_test", if cfg.select.welch { "Welch" } else { "Student" }.to_string()),
+        (
+            "lasso_lambda",
+            if cfg.select.one_se { "lambda.1se" } else { "lambda.min" }.to_string(),
+        ),
+        ("lasso_cv_folds", cfg.select.folds.to_string()),
+        (
+            "clinical_candidates",
+            cfg.clinical_candidates
+                .as_ref()
+                .map_or("all".to_string(), |c| c.join(",")),
+        ),
+        (
+            "nomogram_signatures",
+            if cfg.in_sample_signatures {
+                "in-sample"
+            } else {
+                "pre-validated (out-of-fold)"
+            }
+            .to_string(),
+        ),
+        ("calibration_bootstrap", cfg.bootstrap.to_string()),
+        (
+            "finetune",
+            format!(
+                "{:?}: up to {} epochs, batch {}, AdamW lr {} weight decay {}, {} views, validation fraction {}, \
+                 patience {}, seed {}",
+                f.mode,
+                f.epochs,
+                f.batch,
+                f.learning_rate,
+                f.weight_decay,
+                f.views,
+                f.validation_fraction,
+                f.patience,
+                f.seed
+            ),
+        ),
+        (
+            "vgg",
+            format!(
+                "{} convolutions, fc width {}, {} classes",
+                cfg.deep.config.plan.iter().flatten().count(),
+                cfg.deep.config.hidden,
+                cfg.deep.config.classes
+            ),
+        ),
+        (
+            "device",
+            if cfg.deep.device.is_cpu() { "cpu" } else { "cuda" }.to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Ok(bundle::Provenance {
+        cohort_sha256: bundle::sha256_file(&cfg.cohort)?,
+        inputs_sha256: hex::encode(inputs.finalize()),
+        options,
+    })
 }
 
 /// The bundle's f32 VGG weights (torchvision names) and their Q8_0 form, which the daemon serves.
@@ -585,6 +676,7 @@ fn manifest(
         feature_ranges,
         performance,
         files: BTreeMap::new(),
+        provenance: None,
     })
 }
 

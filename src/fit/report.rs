@@ -345,6 +345,26 @@ pub fn write_report(dir: &Path, o: &FitOutcome) -> Result<()> {
         md += &format!("{q}\n\n");
         let _ = writeln!(html, "<p>{}</p>", html_escape(&q));
     }
+    if let Some(p) = &m.provenance {
+        let lines: Vec<String> = [
+            format!("cohort CSV sha256 {}", p.cohort_sha256),
+            format!(
+                "inputs sha256 {} (every used case's id, cohort and input key)",
+                p.inputs_sha256
+            ),
+        ]
+        .into_iter()
+        .chain(p.options.iter().map(|(k, v)| format!("{k}: {v}")))
+        .collect();
+        md += "## Provenance\n\n";
+        html += "<h2>Provenance</h2><ul>\n";
+        for l in &lines {
+            md += &format!("- {l}\n");
+            let _ = writeln!(html, "<li>{}</li>", html_escape(l));
+        }
+        md += "\n";
+        html += "</ul>\n";
+    }
     md += "## Notes\n\n";
     html += "<h2>Notes</h2><div class=\"note\"><ul>\n";
     for n in &o.notes {

@@ -162,6 +162,23 @@ pub struct Manifest {
     pub performance: serde_json::Value,
     /// sha256 (hex) of every other file in the folder.
     pub files: BTreeMap<String, String>,
+    /// Which data and options made the bundle (absent in bundles fitted before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// Where a bundle came from, for a site's quality records: the cohort file, the cases that were used and the
+/// options of the fit. Deterministic: the same cohort, files and options give the same provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// sha256 of the cohort CSV (its labels, clinical columns, split column and file names).
+    pub cohort_sha256: String,
+    /// sha256 over one line per used case, in cohort order: `id`, `training`/`test`, and the case's input key
+    /// (the sha256 of every byte of its series and ROI files and of the settings, as the feature cache keys it).
+    /// How many cases each cohort had, and which failed, is in `performance` and the report.
+    pub inputs_sha256: String,
+    /// The fit's options: seed, split, selection, fine-tuning, nomogram and bootstrap settings, device.
+    pub options: BTreeMap<String, String>,
 }
 
 /// Which bundles are accepted.
