@@ -154,7 +154,7 @@ pub enum MessageKind {
     Result,
     /// The same images re-evaluated once the MRI LN read arrived.
     Update,
-    /// The series recomputed with a revised ROI (a newer SEG / RTSTRUCT for it).
+    /// The series recomputed with a revised ROI (a newer SEG, RTSTRUCT or label map for it).
     Revision,
 }
 
