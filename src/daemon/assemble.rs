@@ -64,13 +64,11 @@ pub struct ReadySeries {
     pub member_series: Vec<String>,
 }
 
-/// What a revision replaces: the series' first answer, and the LN read its latest message used.
+/// What a revision replaces: the series' first answer (its LN read and latest message are the ledger's at commit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RevisionOf {
     /// Message id of the series' first result (what every later message of the series `updates`).
     pub original: String,
-    /// The MRI LN read known so far.
-    pub ln: Option<f64>,
 }
 
 /// One ROI object: where it is, what it is, when it was drawn and when it arrived.

@@ -704,13 +704,18 @@ impl Daemon {
         let roi_key = StudyKey::of_roi(&self.secret, &ready.roi_id);
         match c.outcome {
             Ok((p, timing)) => {
-                // A revision keeps the LN read of the series' latest message — read now: an LN update may have
-                // been committed while it was computed.
-                let ln = self.ln_reads.get(&study_key).copied().or_else(|| {
-                    let rev = ready.revision.as_ref()?;
-                    let latest = self.ledger.latest(&series_key, &self.predictor.bundle.sha256);
-                    latest.and_then(|r| r.ln).or(rev.ln)
-                });
+                // A revision follows the series' latest message, read now (an LN update may have been committed
+                // while it was computed): it keeps that message's LN read, and names it in its id.
+                let previous = ready
+                    .revision
+                    .as_ref()
+                    .and_then(|_| self.ledger.latest(&series_key, &self.predictor.bundle.sha256))
+                    .map(|r| (r.ln, r.message_id.clone()));
+                let ln = self
+                    .ln_reads
+                    .get(&study_key)
+                    .copied()
+                    .or(previous.as_ref().and_then(|(ln, _)| *ln));
                 let p = match ln {
                     Some(v) => self
                         .predictor
@@ -731,12 +736,10 @@ impl Daemon {
                     series_key: series_key.clone(),
                     roi_key: Some(roi_key.clone()),
                     ln,
-                    // a revision follows the series' latest message (as of now), a first result nothing
-                    after: ready.revision.as_ref().map(|r| {
-                        self.ledger
-                            .latest(&series_key, &self.predictor.bundle.sha256)
-                            .map_or_else(|| r.original.clone(), |l| l.message_id.clone())
-                    }),
+                    after: ready
+                        .revision
+                        .as_ref()
+                        .map(|r| previous.map_or_else(|| r.original.clone(), |(_, id)| id)),
                 };
                 let mut msg = ResultMessage::new(&p, of, kind, updates.clone());
                 msg.timing_ms = timing;
@@ -797,13 +800,8 @@ impl Daemon {
             Err(e) if ready.revision.is_some() => {
                 // The series' answer stands; only the revised ROI is set aside.
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
-                self.event(
-                    Severity::Error,
-                    "revision_failed",
-                    format!("the series could not be computed with the revised ROI: {e}"),
-                    Some(study_key),
-                );
-                self.quarantine(std::slice::from_ref(&ready.roi), &e, Some(&series_key));
+                let detail = format!("the series could not be computed with the revised ROI: {e}");
+                self.revision_failed(&ready.roi, &study_key, &series_key, &e, detail);
             }
             Err(e) => {
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();

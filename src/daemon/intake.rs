@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use super::assemble::SeriesAssembler;
 use super::payload::LnStatusCommand;
+use super::watch::StableFile;
 use crate::error::Error;
 use crate::ingest::header::InstanceHeader;
 use crate::roi::RoiReferences;
@@ -32,17 +33,17 @@ pub(super) struct Intake {
     pub stable_at: Instant,
     /// When it was read.
     pub read_at: SystemTime,
-    /// Its modification time, when the file system says.
+    /// Its modification time, as the watcher saw it when it found the file stable.
     pub modified: Option<SystemTime>,
 }
 
 impl Intake {
-    /// Read the file `path`, found stable at `stable_at` ([`classify_guarded`]; blocking).
-    pub fn read(path: &Path, stable_at: Instant) -> Intake {
+    /// Read the file the watcher found stable at `stable_at` ([`classify_guarded`]; blocking).
+    pub fn read(file: &StableFile, stable_at: Instant) -> Intake {
         Intake {
-            path: path.to_path_buf(),
-            modified: std::fs::metadata(path).and_then(|m| m.modified()).ok(),
-            what: classify_guarded(path),
+            path: file.path.clone(),
+            modified: file.modified,
+            what: classify_guarded(&file.path),
             stable_at,
             read_at: SystemTime::now(),
         }

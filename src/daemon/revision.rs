@@ -69,13 +69,7 @@ impl Daemon {
             );
             return;
         }
-        if !supersedes(roi.drawn_at.as_deref(), of.roi_drawn_at.as_deref()) {
-            self.event(
-                Severity::Warning,
-                "roi_not_applied",
-                format!("{file}: drawn before the ROI the series was answered with; the answer stands"),
-                Some(of.study_key.clone()),
-            );
+        if self.drawn_too_early(&roi, &of, "the series was answered with; the answer stands") {
             return;
         }
         self.event(
@@ -138,22 +132,23 @@ impl Daemon {
 
     /// The series' first answer was committed: weigh the ROIs that arrived for it while it was computed.
     pub(super) fn revise_awaiting(&mut self, answer: &LedgerRecord) {
-        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_answer)
-            .into_iter()
-            .partition(|(k, _)| k == &answer.series_key);
-        self.awaiting_answer = later;
-        for (_, roi) in now {
+        for roi in self.take_awaiting(&answer.series_key) {
             self.on_revised_roi(roi, answer.clone());
         }
     }
 
-    /// The series failed: the ROIs that arrived for it while it was computed are reported, not used.
-    pub(super) fn drop_awaiting(&mut self, series_key: &StudyKey, why: &str) {
+    /// The ROIs that arrived for the series while it was computed, taken out of the waiting list.
+    fn take_awaiting(&mut self, series_key: &StudyKey) -> Vec<RoiCandidate> {
         let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_answer)
             .into_iter()
             .partition(|(k, _)| k == series_key);
         self.awaiting_answer = later;
-        for (_, roi) in now {
+        now.into_iter().map(|(_, roi)| roi).collect()
+    }
+
+    /// The series failed: the ROIs that arrived for it while it was computed are reported, not used.
+    pub(super) fn drop_awaiting(&mut self, series_key: &StudyKey, why: &str) {
+        for roi in self.take_awaiting(series_key) {
             let file = relative(&roi.path, &self.cfg.watch.export_dir);
             self.event(Severity::Warning, "ignored_file", format!("{file}: {why}"), None);
         }
@@ -175,14 +170,7 @@ impl Daemon {
             if self.roi_known(&req.roi) {
                 continue;
             }
-            if !supersedes(req.roi.drawn_at.as_deref(), req.of.roi_drawn_at.as_deref()) {
-                let file = relative(&req.roi.path, &self.cfg.watch.export_dir);
-                self.event(
-                    Severity::Warning,
-                    "roi_not_applied",
-                    format!("{file}: drawn before the ROI of a later revision; that revision stands"),
-                    Some(req.of.study_key.clone()),
-                );
+            if self.drawn_too_early(&req.roi, &req.of, "of a later revision; that revision stands") {
                 continue;
             }
             self.revising.insert(req.of.series_key.clone());
@@ -197,15 +185,38 @@ impl Daemon {
             Ok(ready) => self.revised.push_back(Box::new(ready)),
             Err(e) => {
                 self.revising.remove(&req.of.series_key);
-                self.event(
-                    Severity::Error,
-                    "revision_failed",
-                    e.to_string(),
-                    Some(req.of.study_key.clone()),
-                );
-                self.quarantine(&[req.roi.path], &e, Some(&req.of.series_key));
+                self.revision_failed(&req.roi.path, &req.of.study_key, &req.of.series_key, &e, e.to_string());
             }
         }
+    }
+
+    /// Whether `roi` says it was drawn before the ROI `of` was computed from; then it is reported
+    /// (`roi_not_applied`: "drawn before the ROI {what}") and not applied.
+    fn drawn_too_early(&self, roi: &RoiCandidate, of: &LedgerRecord, what: &str) -> bool {
+        if supersedes(roi.drawn_at.as_deref(), of.roi_drawn_at.as_deref()) {
+            return false;
+        }
+        let file = relative(&roi.path, &self.cfg.watch.export_dir);
+        self.event(
+            Severity::Warning,
+            "roi_not_applied",
+            format!("{file}: drawn before the ROI {what}"),
+            Some(of.study_key.clone()),
+        );
+        true
+    }
+
+    /// A revision could not be read or computed: the series' answer stands; only the new ROI goes to quarantine.
+    pub(super) fn revision_failed(
+        &self,
+        roi: &Path,
+        study_key: &StudyKey,
+        series_key: &StudyKey,
+        err: &Error,
+        detail: String,
+    ) {
+        self.event(Severity::Error, "revision_failed", detail, Some(study_key.clone()));
+        self.quarantine(&[roi.to_path_buf()], err, Some(series_key));
     }
 }
 
@@ -280,7 +291,6 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
         set_aside_roi_ids: Vec::new(),
         revision: Some(RevisionOf {
             original: of.updates.clone().unwrap_or_else(|| of.message_id.clone()),
-            ln: of.ln,
         }),
         // the revision starts and ends with its ROI file
         first_file: req.roi.wall,

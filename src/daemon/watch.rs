@@ -66,6 +66,15 @@ struct Seen {
     looks: u32,
 }
 
+/// A file that became ready, with the modification time it was judged stable at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StableFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its mtime at the walk that found it ready (`None` where the file system keeps none).
+    pub modified: Option<SystemTime>,
+}
+
 /// The stability tracker of one export folder.
 #[derive(Debug)]
 pub struct ExportWatcher {
@@ -93,8 +102,8 @@ impl ExportWatcher {
         self.renamed.insert(path.to_path_buf());
     }
 
-    /// Walk the folder; return the files that became ready since the last walk (sorted).
-    pub fn scan(&mut self, now: Instant) -> Vec<PathBuf> {
+    /// Walk the folder; return the files that became ready since the last walk (sorted by path).
+    pub fn scan(&mut self, now: Instant) -> Vec<StableFile> {
         let mut present = HashSet::new();
         let mut ready = Vec::new();
         let mut stack = vec![self.root.clone()];
@@ -116,9 +125,10 @@ impl ExportWatcher {
                 if !meta.is_file() {
                     continue;
                 }
+                let modified = meta.modified().ok();
                 let look = Look {
                     size: meta.len(),
-                    mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    mtime: modified.unwrap_or(SystemTime::UNIX_EPOCH),
                 };
                 present.insert(path.clone());
                 if self.emitted.get(&path) == Some(&look) {
@@ -146,14 +156,14 @@ impl ExportWatcher {
                     self.seen.remove(&path);
                     self.renamed.remove(&path);
                     self.emitted.insert(path.clone(), look);
-                    ready.push(path);
+                    ready.push(StableFile { path, modified });
                 }
             }
         }
         self.seen.retain(|p, _| present.contains(p));
         self.emitted.retain(|p, _| present.contains(p));
         self.renamed.retain(|p| present.contains(p));
-        ready.sort();
+        ready.sort_by(|a, b| a.path.cmp(&b.path));
         ready
     }
 }
@@ -161,6 +171,10 @@ impl ExportWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn paths(ready: Vec<StableFile>) -> Vec<PathBuf> {
+        ready.into_iter().map(|f| f.path).collect()
+    }
 
     #[test]
     fn a_file_is_ready_only_once_stable_and_temporary_names_never() {
@@ -172,24 +186,30 @@ mod tests {
         std::fs::write(d.join(".hidden"), b"abc").unwrap();
         let mut w = ExportWatcher::new(&d, Duration::from_millis(300));
         let t0 = Instant::now();
-        assert!(w.scan(t0).is_empty(), "one look is not enough");
+        assert!(paths(w.scan(t0)).is_empty(), "one look is not enough");
         assert!(
-            w.scan(t0 + Duration::from_millis(100)).is_empty(),
+            paths(w.scan(t0 + Duration::from_millis(100))).is_empty(),
             "not stable long enough"
         );
         // grows: the clock restarts
         std::fs::write(d.join("sub/a.dcm"), b"abcdef").unwrap();
-        assert!(w.scan(t0 + Duration::from_millis(350)).is_empty());
-        assert!(w.scan(t0 + Duration::from_millis(500)).is_empty());
-        assert_eq!(w.scan(t0 + Duration::from_millis(700)), vec![d.join("sub/a.dcm")]);
-        assert!(w.scan(t0 + Duration::from_millis(1700)).is_empty(), "reported once");
+        assert!(paths(w.scan(t0 + Duration::from_millis(350))).is_empty());
+        assert!(paths(w.scan(t0 + Duration::from_millis(500))).is_empty());
+        assert_eq!(
+            paths(w.scan(t0 + Duration::from_millis(700))),
+            vec![d.join("sub/a.dcm")]
+        );
+        assert!(
+            paths(w.scan(t0 + Duration::from_millis(1700))).is_empty(),
+            "reported once"
+        );
         // renamed into place: at once
         std::fs::rename(d.join("b.part"), d.join("b.dcm")).unwrap();
         w.mark_renamed(&d.join("b.dcm"));
-        assert_eq!(w.scan(t0 + Duration::from_millis(1800)), vec![d.join("b.dcm")]);
+        assert_eq!(paths(w.scan(t0 + Duration::from_millis(1800))), vec![d.join("b.dcm")]);
         // rewritten after being reported (a partial write completed): reported again once stable
         std::fs::write(d.join("b.dcm"), b"abcdefgh").unwrap();
-        assert!(w.scan(t0 + Duration::from_millis(1900)).is_empty());
-        assert_eq!(w.scan(t0 + Duration::from_millis(2300)), vec![d.join("b.dcm")]);
+        assert!(paths(w.scan(t0 + Duration::from_millis(1900))).is_empty());
+        assert_eq!(paths(w.scan(t0 + Duration::from_millis(2300))), vec![d.join("b.dcm")]);
     }
 }
