@@ -230,6 +230,79 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
         assert!(pos > neg, "a positive MRI read raises the risk");
     }
 
+    // acquisitions: the training cohort's are the synthetic phantom's grid (0.7 × 0.7 mm in-plane, 2 mm slices),
+    // and the test case, acquired the same way, raises no acquisition flag
+    let acq = &m.acquisition_ranges;
+    let range = |name: &str| (acq[name].min, acq[name].max);
+    assert_eq!(range("pixel_spacing_mm"), (0.7, 0.7));
+    assert_eq!(range("slice_spacing_mm"), (2.0, 2.0));
+    let (lo, hi) = range("roi_gray_levels");
+    assert!(lo >= 2.0 && hi > lo, "gray levels {lo}..{hi}");
+    let (lo, hi) = range("image_intensity_p99");
+    assert!(lo > 0.0 && hi > lo, "intensity p99 {lo}..{hi}");
+    let flags = |j: &serde_json::Value| -> Vec<String> {
+        j["out_of_distribution"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        flags(&j).iter().all(|f| !f.starts_with("acquisition")),
+        "{:?}",
+        flags(&j)
+    );
+    assert!(md.contains("## Acquisitions") && md.contains("pixel_spacing_mm: 0.7 / 0.7 / 0.7"));
+    // ... the same examination as if acquired with half the in-plane resolution and written on an intensity scale
+    // 8× lower is flagged on both counts, and still answered
+    let loaded = alnrisk::case::load_case(
+        &data.join(&case[1]),
+        &data.join(&case[2]),
+        &alnrisk::case::CaseInputs {
+            phase: m.phase,
+            roi: m.roi.options(),
+        },
+    )
+    .unwrap();
+    let (mut image, mut mask) = (loaded.image, loaded.mask);
+    for g in [&mut image.geometry, &mut mask.geometry] {
+        g.spacing[0] *= 2.0;
+        g.spacing[1] *= 2.0;
+    }
+    image.data.iter_mut().for_each(|v| *v /= 8.0);
+    let other = dir.join("other-protocol");
+    std::fs::create_dir_all(&other).unwrap();
+    alnrisk::io::nrrd::write(&other.join("image.nrrd"), &image).unwrap();
+    alnrisk::io::nrrd::write(&other.join("mask.nrrd"), &mask).unwrap();
+    let p = bin()
+        .arg("predict")
+        .arg("--bundle")
+        .arg(&b)
+        .args(["--image", other.join("image.nrrd").to_str().unwrap()])
+        .args(["--mask", other.join("mask.nrrd").to_str().unwrap()])
+        .arg("--trusted-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    let o: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    let f = flags(&o);
+    assert!(
+        f.iter()
+            .any(|f| f.starts_with("acquisition pixel_spacing_mm: 1.4 outside [0.7, 0.7]")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter().any(|f| f.starts_with("acquisition image_intensity_p99: ")),
+        "{f:?}"
+    );
+    assert!(
+        !f.iter().any(|f| f.starts_with("acquisition slice_spacing_mm")),
+        "{f:?}"
+    );
+    assert!(o["result"].is_object() || o["scenarios"]["if_ln_negative"].is_object());
+
     // tampering: one byte of the manifest, one byte of the weights, a missing signature
     let tampered = dir.join("tampered");
     std::fs::create_dir_all(&tampered).unwrap();

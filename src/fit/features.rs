@@ -6,6 +6,7 @@
 //! of the frozen trunk (head mode) are cached beside it, keyed also by the starting weights. A rerun on the same
 //! inputs reads files only to hash them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -19,6 +20,7 @@ use crate::case::{CaseInputs, load_case};
 use crate::deep::finetune::{FinetuneConfig, FinetuneMode, FinetuneReport, finetune};
 use crate::deep::{self, Crop, Vgg16};
 use crate::error::{Error, Result};
+use crate::model::acquisition;
 use crate::radiomics::{self, Settings};
 
 /// What one case gives.
@@ -36,6 +38,8 @@ pub struct CaseExtract {
     pub crop_slice: usize,
     /// Crop values (row-major).
     pub crop: Vec<f32>,
+    /// Acquisition descriptors (voxel size, intensity scale: [`crate::model::acquisition`]).
+    pub acquisition: BTreeMap<String, f64>,
     /// Whether it came from the cache.
     #[serde(skip)]
     pub cached: bool,
@@ -82,6 +86,9 @@ fn hash_path(h: &mut Sha256, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What a cache entry holds; changing [`CaseExtract`] changes it, so that older entries are computed again.
+const CACHE_FORMAT: &str = "case-extract-2 (acquisition descriptors)";
+
 /// The cache key of a case.
 pub fn case_key(
     row: &CohortRow,
@@ -92,6 +99,7 @@ pub fn case_key(
 ) -> Result<String> {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION"));
+    h.update(CACHE_FORMAT);
     h.update(serde_json::to_vec(settings).unwrap_or_default());
     h.update(format!(
         "{}|{:?}|{:?}|{margin}|{label}",
@@ -130,6 +138,7 @@ fn extract_case(
         crop_cols: crop.cols,
         crop_slice: crop.slice,
         crop: crop.values,
+        acquisition: acquisition::describe(&case.image, &case.mask, settings.label as f64, settings),
         cached: false,
     };
     if let Some(p) = &cached_path {

@@ -31,7 +31,7 @@ use crate::classify::CvMetrics;
 use crate::deep::Vgg16;
 use crate::error::{Error, Result};
 use crate::model::bundle::{self, ClinicalCoding, FeatureRange, Manifest, RoiRules, Signatures, VggEntry};
-use crate::model::{Nomogram, Signature};
+use crate::model::{Nomogram, Signature, acquisition};
 use crate::radiomics::Settings;
 use crate::stats::evaluation::{BootstrapCalibration, CalibrationGroup, ClassificationMetrics};
 use crate::stats::{DelongAuc, logistic_probability};
@@ -460,6 +460,9 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
         performance,
     )?;
     manifest.provenance = Some(provenance);
+    // the acquisitions the model was fitted on (training cases; the test cohort shows how it transfers)
+    manifest.acquisition_ranges =
+        acquisition::ranges(&tr_idx.iter().map(|&k| &ok[k].1.acquisition).collect::<Vec<_>>());
     let bundle_sha256 = bundle::write_bundle(&cfg.out, &mut manifest, cfg.key.as_ref())?;
     if cfg.key.is_none() {
         notes.push("the bundle is UNSIGNED (no --key): the daemon loads it only with --allow-unsigned".into());
@@ -674,6 +677,7 @@ fn manifest(
         clinical,
         nomogram,
         feature_ranges,
+        acquisition_ranges: BTreeMap::new(),
         performance,
         files: BTreeMap::new(),
         provenance: None,

@@ -365,6 +365,23 @@ pub fn write_report(dir: &Path, o: &FitOutcome) -> Result<()> {
         md += "\n";
         html += "</ul>\n";
     }
+    if !m.acquisition_ranges.is_empty() {
+        // the intended-use envelope: what the model was validated on, and what the daemon flags
+        let intro = format!(
+            "The training cohort's acquisitions (min / median / max); a served series outside them is flagged as \
+             out of distribution (spacings with a {:.0}% tolerance).",
+            crate::model::acquisition::SPACING_TOLERANCE * 100.0
+        );
+        md += &format!("## Acquisitions\n\n{intro}\n\n");
+        let _ = writeln!(html, "<h2>Acquisitions</h2><p>{}</p><ul>", html_escape(&intro));
+        for (name, r) in &m.acquisition_ranges {
+            let l = format!("{name}: {} / {} / {}", r.min, r.p50, r.max);
+            md += &format!("- {l}\n");
+            let _ = writeln!(html, "<li>{}</li>", html_escape(&l));
+        }
+        md += "\n";
+        html += "</ul>\n";
+    }
     md += "## Notes\n\n";
     html += "<h2>Notes</h2><div class=\"note\"><ul>\n";
     for n in &o.notes {

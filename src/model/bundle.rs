@@ -158,6 +158,10 @@ pub struct Manifest {
     pub nomogram: Nomogram,
     /// Training ranges of every selected feature and of each nomogram predictor.
     pub feature_ranges: BTreeMap<String, FeatureRange>,
+    /// Training ranges of the acquisition descriptors (voxel size, intensity scale; [`super::acquisition`]);
+    /// empty in bundles fitted before they were recorded, which then judge no acquisition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acquisition_ranges: BTreeMap<String, FeatureRange>,
     /// Performance summary (AUCs with CIs, per cohort).
     pub performance: serde_json::Value,
     /// sha256 (hex) of every other file in the folder.

@@ -1,8 +1,11 @@
 //! What a fitted model is and how it predicts: [`signature`] (LASSO-weighted feature combinations),
 //! [`nomogram`] (logistic regression on the points scale), [`bundle`] (the signed folder `fit` writes and the
-//! daemon serves) and [`predict`] (one examination → probability, points, out-of-distribution flags). `fit` and
+//! daemon serves), [`acquisition`] (voxel size and intensity scale, and whether a series lies outside the
+//! acquisitions a bundle was fitted on) and [`predict`] (one examination → probability, points,
+//! out-of-distribution flags). `fit` and
 //! the daemon both call [`predict::Predictor`], so the appliance computes exactly what was validated.
 
+pub mod acquisition;
 pub mod bundle;
 pub mod nomogram;
 pub mod predict;

@@ -1,6 +1,7 @@
 //! One examination → the nomogram's answer, from a verified [`Bundle`]: radiomics features with the bundle's
 //! settings, VGG-16 (Q8_0) fc7 of the largest cross-section, both signatures, the clinical factors, and
-//! out-of-distribution flags against the training ranges.
+//! out-of-distribution flags against the training ranges (of the selected features, the nomogram's predictors and
+//! the acquisition descriptors).
 //!
 //! The MRI-reported LN status is a radiologist's read that is usually not known when the series arrives: when the
 //! nomogram uses it and no value is given, the prediction carries both scenarios (`if_ln_negative`,
@@ -12,6 +13,7 @@ use std::path::Path;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use super::acquisition;
 use super::bundle::Bundle;
 use super::nomogram::NomogramResult;
 use crate::case::LoadedCase;
@@ -39,7 +41,8 @@ pub struct Prediction {
     pub scenarios: BTreeMap<String, NomogramResult>,
     /// Probability cutoff of the class.
     pub cutoff: f64,
-    /// Inputs outside the training range (`name: value outside [min, max]`).
+    /// Inputs outside the training range (`name: value outside [min, max]`; acquisition descriptors as
+    /// `acquisition name: value outside [min, max]`).
     pub out_of_distribution: Vec<String>,
 }
 
@@ -57,6 +60,8 @@ pub struct CaseFeatures {
     pub radiomics: BTreeMap<String, f64>,
     /// Deep features (`deep_fc7_0000`, …).
     pub deep: Vec<f64>,
+    /// Acquisition descriptors ([`acquisition::describe`]).
+    pub acquisition: BTreeMap<String, f64>,
 }
 
 impl Predictor {
@@ -75,7 +80,17 @@ impl Predictor {
             || self.deep_features(case),
         );
         let radiomics = ex?.features.entries.iter().cloned().collect();
-        Ok(CaseFeatures { radiomics, deep: deep? })
+        let acquisition = acquisition::describe(
+            &case.image,
+            &case.mask,
+            m.radiomics_settings.label as f64,
+            &m.radiomics_settings,
+        );
+        Ok(CaseFeatures {
+            radiomics,
+            deep: deep?,
+            acquisition,
+        })
     }
 
     /// Choose the CUDA trunk's convolution path (`model.cuda_trunk`; ignored on the CPU).
@@ -149,6 +164,7 @@ impl Predictor {
             }
             signatures.insert(key, s);
         }
+        ood.extend(acquisition::flags(&m.acquisition_ranges, &f.acquisition));
         self.from_signatures(&signatures, ood, clinical)
     }
 
