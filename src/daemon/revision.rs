@@ -300,3 +300,90 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
         member_series,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+    use crate::daemon::payload::MessageKind;
+    use crate::synth::cohort::{CohortSpec, draw_patient, write_patient};
+    use crate::synth::phantom::PhantomSpec;
+
+    #[test]
+    fn a_revision_reads_the_series_again_with_one_copy_of_each_instance() {
+        let d = std::env::temp_dir().join(format!("alnrisk-revision-collect-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let export = d.join("export");
+        let spec = CohortSpec {
+            image: PhantomSpec {
+                matrix: 24,
+                slices: 6,
+                phases: 3,
+                snr: 20.0,
+            },
+            ..CohortSpec::default()
+        };
+        let (patient, mut rng) = draw_patient(spec.seed, 0, false);
+        let (dce, seg, _) = write_patient(&spec, &patient, &mut rng, &export).unwrap();
+        // a second patient's series beside it, and the first series exported a second time
+        let (other, mut rng) = draw_patient(spec.seed, 1, false);
+        write_patient(&spec, &other, &mut rng, &export).unwrap();
+        let again = export.join("exported-again");
+        std::fs::create_dir_all(&again).unwrap();
+        let mut images = 0;
+        for f in crate::ingest::list_files(&dce).unwrap() {
+            std::fs::copy(&f, again.join(f.file_name().unwrap())).unwrap();
+            images += 1;
+        }
+        assert_eq!(images, 6 * 3, "one classic file per slice and phase");
+
+        let secret = b"site secret";
+        let series_uid = crate::ingest::header::read_instance(&crate::ingest::list_files(&dce).unwrap()[0])
+            .unwrap()
+            .series_uid;
+        let of = LedgerRecord {
+            series_key: StudyKey::of(secret, &series_uid),
+            member_keys: vec![],
+            study_key: StudyKey::of(secret, "study"),
+            bundle_sha256: "sha".into(),
+            message_id: "first".into(),
+            kind: MessageKind::Result,
+            updates: None,
+            roi_key: Some(StudyKey::of_roi(secret, "the first outline")),
+            roi_drawn_at: None,
+            set_aside_roi_keys: vec![],
+            folder_keys: vec![],
+            ln: None,
+            signatures: BTreeMap::new(),
+            out_of_distribution: vec![],
+            at: "t".into(),
+        };
+        let refs = crate::roi::references(&seg).unwrap();
+        let req = RevisionRequest {
+            roi: RoiCandidate::dicom(&seg, &refs, Instant::now(), SystemTime::now()),
+            of,
+        };
+        let ready = collect(&export, secret, &req).unwrap();
+        assert_eq!(ready.series_uid, series_uid);
+        assert_eq!(
+            ready.instances.len(),
+            images,
+            "each instance once, none of the other patient's"
+        );
+        assert!(ready.instances.iter().all(|h| h.series_uid == series_uid));
+        assert_eq!(ready.roi, seg);
+        assert_eq!(ready.revision.as_ref().map(|r| r.original.as_str()), Some("first"));
+
+        // the series gone from the export folder: an error that names the revised ROI
+        std::fs::remove_dir_all(&dce).unwrap();
+        std::fs::remove_dir_all(&again).unwrap();
+        let e = collect(&export, secret, &req).unwrap_err().to_string();
+        assert!(
+            e.contains("no longer in the export folder") && e.contains("was not applied"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
