@@ -542,6 +542,27 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
         "{keys:?}"
     );
 
+    // The real examination is not on the synthetic cohort's intensity scale (whole-image 99th percentile 93, where
+    // the synthetic exams lie in the hundreds): answered, flagged, and reported to the people who run the box as an
+    // acquisition the model was not validated on. Its spacings match the cohort's (0.703 vs 0.7 mm, 2 mm).
+    let ucsf_result = results.iter().find(|r| r["study_key"] == ucsf_key.as_str()).unwrap();
+    let flags = ucsf_result["out_of_distribution"].to_string();
+    assert!(flags.contains("acquisition image_intensity_p99: 93 outside"), "{flags}");
+    assert!(!flags.contains("spacing"), "{flags}");
+    let acq_event = |key: &str| {
+        sub.of("event")
+            .iter()
+            .any(|e| e["event"] == "acquisition_outside_training" && e["study_key"] == key)
+    };
+    wait_for("the acquisition event", Duration::from_secs(10), || {
+        acq_event(&ucsf_key)
+    });
+    assert_eq!(
+        d.metric("alnrisk_events_total", Some(("event", "acquisition_outside_training"))),
+        1.0,
+        "the synthetic exam, acquired as the cohort was, raises none"
+    );
+
     // No UID or name anywhere in what left the box.
     let everything = sub.everything();
     for uid in [study_uid(&syn), study_uid(&ucsf())] {

@@ -757,17 +757,29 @@ impl Daemon {
                 if self.cfg.phi.include_identifiers {
                     msg.identifiers = self.identifiers.get(&ready.study_uid).cloned();
                 }
-                if !p.out_of_distribution.is_empty() {
-                    self.event(
-                        Severity::Warning,
-                        "out_of_distribution",
-                        format!(
-                            "{} input(s) outside the training range: {}",
-                            p.out_of_distribution.len(),
-                            p.out_of_distribution.join("; ")
-                        ),
-                        Some(study_key.clone()),
-                    );
+                // Acquisition flags are the fleet's business (a protocol changed at the scanner: the model was not
+                // validated on what it now sees), feature flags the patient's: two events, counted apart.
+                let (acquisition, features): (Vec<&String>, Vec<&String>) = p
+                    .out_of_distribution
+                    .iter()
+                    .partition(|f| f.starts_with(crate::model::acquisition::FLAG_PREFIX));
+                for (name, what, flags) in [
+                    (
+                        "acquisition_outside_training",
+                        "acquisition(s) outside the training cohort's",
+                        acquisition,
+                    ),
+                    ("out_of_distribution", "input(s) outside the training range", features),
+                ] {
+                    if !flags.is_empty() {
+                        let list: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+                        self.event(
+                            Severity::Warning,
+                            name,
+                            format!("{} {what}: {}", list.len(), list.join("; ")),
+                            Some(study_key.clone()),
+                        );
+                    }
                 }
                 let record = LedgerRecord {
                     series_key,

@@ -45,6 +45,8 @@ pub const SLICE_SPACING: &str = "slice_spacing_mm";
 pub const IMAGE_INTENSITY_P99: &str = "image_intensity_p99";
 /// Name of the ROI's gray-level count at the bundle's bin width.
 pub const ROI_GRAY_LEVELS: &str = "roi_gray_levels";
+/// How an acquisition flag starts (`acquisition NAME: …`), telling it from a feature's.
+pub const FLAG_PREFIX: &str = "acquisition ";
 /// Relative tolerance of the spacing comparisons.
 pub const SPACING_TOLERANCE: f64 = 0.10;
 
@@ -120,7 +122,7 @@ pub fn flags(ranges: &BTreeMap<String, FeatureRange>, descriptors: &BTreeMap<Str
             (r.min, r.max)
         };
         if !(lo..=hi).contains(&v) {
-            out.push(format!("acquisition {name}: {v} outside [{}, {}]", r.min, r.max));
+            out.push(format!("{FLAG_PREFIX}{name}: {v} outside [{}, {}]", r.min, r.max));
         }
     }
     out
