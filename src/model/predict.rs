@@ -72,20 +72,20 @@ impl Predictor {
         Ok(Predictor { bundle, net })
     }
 
-    /// Radiomics and deep features of a loaded case (the two run side by side on the thread pool).
+    /// Radiomics, deep features and acquisition descriptors of a loaded case (side by side on the thread pool).
     pub fn features(&self, case: &LoadedCase, image: &Path, mask: &Path) -> Result<CaseFeatures> {
         let m = &self.bundle.manifest;
-        let (ex, deep) = rayon::join(
-            || radiomics::extract(image, &case.image, mask, &case.mask, &m.radiomics_settings),
+        let label = m.radiomics_settings.label as f64;
+        let ((ex, acquisition), deep) = rayon::join(
+            || {
+                rayon::join(
+                    || radiomics::extract(image, &case.image, mask, &case.mask, &m.radiomics_settings),
+                    || acquisition::describe(&case.image, &case.mask, label, &m.radiomics_settings),
+                )
+            },
             || self.deep_features(case),
         );
         let radiomics = ex?.features.entries.iter().cloned().collect();
-        let acquisition = acquisition::describe(
-            &case.image,
-            &case.mask,
-            m.radiomics_settings.label as f64,
-            &m.radiomics_settings,
-        );
         Ok(CaseFeatures {
             radiomics,
             deep: deep?,
