@@ -138,9 +138,9 @@ fn summary(label: &str, v: &serde_json::Value, last_file: Option<Instant>, at: I
             .collect();
         println!("  │ signatures     {}", s.join(", "));
     }
-    let ood = v["out_of_distribution"].as_array().map_or(0, Vec::len);
-    if ood > 0 {
-        println!("  │ OOD flags      {ood}");
+    // what a dashboard shows beside the risk: the inputs the model was not fitted on
+    for flag in v["out_of_distribution"].as_array().into_iter().flatten() {
+        println!("  │ ⚠ outside training  {}", flag.as_str().unwrap_or_default());
     }
     let t = &v["timing_ms"];
     if t.as_object().is_some_and(|o| !o.is_empty()) {
