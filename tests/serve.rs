@@ -264,6 +264,8 @@ struct DaemonOpts<'a> {
     phi: bool,
     /// watch.max_age_h (0: no limit).
     max_age_h: f64,
+    /// state.quarantine_keep_days (0: keep).
+    quarantine_keep_days: u32,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -277,6 +279,7 @@ impl<'a> DaemonOpts<'a> {
             notify_socket: None,
             phi: false,
             max_age_h: 0.0,
+            quarantine_keep_days: 0,
         }
     }
 
@@ -340,6 +343,7 @@ include_identifiers = {phi}
 dir = "{state}"
 spool_max_entries = {spool}
 min_free_mb = {min_free_mb}
+quarantine_keep_days = {keep}
 drain_s = 5.0
 [metrics]
 listen = "{metrics}"
@@ -357,6 +361,7 @@ listen = "{metrics}"
                 extra = o.extra,
                 phi = o.phi,
                 max_age_h = o.max_age_h,
+                keep = o.quarantine_keep_days,
             ),
         )
         .unwrap();
@@ -1335,6 +1340,71 @@ fn files_older_than_max_age_are_counted_and_reported_not_computed_and_new_ones_a
         "{}",
         sub.everything()
     );
+}
+
+#[test]
+fn quarantine_days_past_the_retention_are_deleted_reported_and_counted() {
+    let broker = Mosquitto::new("retention", "");
+    let sub = Subscriber::new(broker.port, "retention-sub");
+    let mut d = Daemon::with(
+        "retention",
+        DaemonOpts {
+            quarantine_keep_days: 30,
+            ..DaemonOpts::external(broker.port)
+        },
+    );
+    sub.wait("status", 1, Duration::from_secs(10));
+    // What earlier runs quarantined: a day long past the retention, a recent day, and a folder that is no date.
+    d.kill9();
+    let q = d.state.join("quarantine");
+    let today = alnrisk::time::utc_now()[..10].to_string();
+    let recent = alnrisk::time::civil_date(alnrisk::time::days_from_civil(&today).unwrap() - 30);
+    for (day, files) in [
+        ("2020-01-01", 3),
+        (recent.as_str(), 1),
+        (today.as_str(), 1),
+        ("kept-by-hand", 1),
+    ] {
+        for k in 0..files {
+            std::fs::create_dir_all(q.join(day)).unwrap();
+            std::fs::write(q.join(day).join(format!("bad{k}.dcm")), [7u8; 1000]).unwrap();
+            std::fs::write(q.join(day).join(format!("bad{k}.dcm.reason.json")), b"{}").unwrap();
+        }
+    }
+    d.start();
+    let purge_events = || -> Vec<serde_json::Value> {
+        sub.of("event")
+            .into_iter()
+            .filter(|e| e["event"] == "quarantine_purged")
+            .collect()
+    };
+    wait_for("the purge event", Duration::from_secs(20), || {
+        !purge_events().is_empty()
+    });
+    let purged = purge_events();
+    assert_eq!(purged.len(), 1, "{}", sub.everything());
+    assert!(
+        purged[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("deleted the 3 file(s) (3006 bytes) quarantined on 2020-01-01"),
+        "{}",
+        purged[0]
+    );
+    assert!(!q.join("2020-01-01").exists());
+    for kept in [recent.as_str(), today.as_str(), "kept-by-hand"] {
+        assert!(q.join(kept).join("bad0.dcm").exists(), "{kept} was deleted");
+    }
+    assert_eq!(d.metric("alnrisk_quarantine_purged_files_total", None), 3.0);
+    assert_eq!(d.metric("alnrisk_quarantine_files", None), 3.0);
+    assert_eq!(d.metric("alnrisk_quarantine_bytes", None), 3.0 * 1002.0);
+    // a new bad file raises the gauges at once
+    std::fs::write(d.export.join("not-dicom.dcm"), b"hello").unwrap();
+    wait_for("the bad file quarantined", Duration::from_secs(20), || {
+        d.metric("alnrisk_quarantine_files", None) == 4.0
+    });
+    assert!(d.metric("alnrisk_quarantine_bytes", None) > 3.0 * 1002.0 + 5.0);
+    assert_eq!(count_files(&q.join(&today)), 4, "two inputs and their notes");
 }
 
 #[test]

@@ -228,6 +228,10 @@ pub struct StateConfig {
     /// `/health/ready` answers 503 (MB). The spool cannot take results on a full disk.
     #[serde(default = "default_min_free_mb")]
     pub min_free_mb: u64,
+    /// Quarantined files are deleted, a day folder at a time, once older than this many days (each deletion
+    /// reported); 0 keeps them for ever.
+    #[serde(default)]
+    pub quarantine_keep_days: u32,
     /// Compute workers (series processed at once).
     #[serde(default = "default_workers")]
     pub workers: usize,

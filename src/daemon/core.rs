@@ -2,7 +2,8 @@
 //! series to the workers, computed results to the spool and the ledger, LN reads to updates, bad input to
 //! quarantine; events and alarms are spooled for the publisher. It owns the watcher, the assembler, the ledger and
 //! the LN reads; [`super::serve`] runs the loop that feeds it. What it does with a newer ROI for an answered series
-//! is in [`super::revision`].
+//! is in [`super::revision`], how it quarantines and how long it keeps quarantined files in
+//! [`super::quarantine`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -78,7 +79,7 @@ pub(super) struct Daemon {
     pub(super) cfg: DaemonConfig,
     pub(super) predictor: Arc<Predictor>,
     pub(super) secret: Vec<u8>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     pub(super) outbox: Arc<Mutex<Outbox>>,
     /// Events waiting for the broker (a spool of their own, so they never take a result's room).
     events: Arc<Mutex<Outbox>>,
@@ -101,7 +102,8 @@ pub(super) struct Daemon {
     stale_alarm: bool,
     disk_alarm: bool,
     disk_checked: Option<Instant>,
-    quarantine: PathBuf,
+    /// When the quarantine folder was last surveyed ([`super::quarantine`]).
+    pub(super) quarantine_swept: Option<Instant>,
     publisher: mpsc::Sender<PublisherCmd>,
     identifiers: BTreeMap<String, Identifiers>,
     /// SeriesInstanceUIDs skipped for `watch.max_age_h` (each counted once).
@@ -261,7 +263,7 @@ impl Daemon {
             stale_alarm: false,
             disk_alarm: false,
             disk_checked: None,
-            quarantine: state_paths(cfg).quarantine,
+            quarantine_swept: None,
             publisher,
             identifiers: BTreeMap::new(),
             too_old_series: Default::default(),
@@ -304,74 +306,14 @@ impl Daemon {
     }
 
     /// Raise an alarm: counted in `alnrisk_alarms_total{alarm}` and published as an `alarm` event.
+    /// `state.dir/quarantine` ([`super::quarantine`]).
+    pub(super) fn quarantine_dir(&self) -> PathBuf {
+        state_paths(&self.cfg).quarantine
+    }
+
     fn alarm(&self, alarm: &str, detail: String) {
         self.metrics.alarms.with_label_values(&[alarm]).inc();
         self.event(Severity::Alarm, alarm, detail, None);
-    }
-
-    /// Move a file to quarantine with its `.reason.json`; count and report it.
-    fn quarantine_file(&self, path: &Path, err: &Error) {
-        self.quarantine(&[path.to_path_buf()], err, None);
-    }
-
-    /// Move files (one bad file, or every file of a series that failed) to `quarantine/<day>/` — a series into a
-    /// folder of its own — with one `.reason.json`, one event and one count.
-    pub(super) fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<&StudyKey>) {
-        let code = err.reason_code();
-        let root = &self.cfg.watch.export_dir;
-        let day = crate::time::utc_now().get(..10).unwrap_or("undated").to_string();
-        let mut dir = self.quarantine.join(day);
-        if let Some(k) = series {
-            dir = dir.join(format!("series-{}", &k.as_str()[..16]));
-        }
-        let mut moved = Vec::new();
-        for f in files {
-            match fsio::move_into(f, &dir) {
-                Ok(dest) => moved.push(dest),
-                Err(e) => tracing::error!(file = %f.display(), "could not move to quarantine: {e}"),
-            }
-        }
-        let what = match (series, files) {
-            (None, [one]) => relative(one, root),
-            _ => format!(
-                "series of {} file(s) under {}",
-                files.len(),
-                files
-                    .first()
-                    .map(|f| relative(f.parent().unwrap_or(f), root))
-                    .unwrap_or_default()
-            ),
-        };
-        let note = serde_json::json!({
-            "files": files.iter().map(|f| relative(f, root)).collect::<Vec<_>>(),
-            "reason": code,
-            "detail": err.to_string(),
-            "at": crate::time::utc_now(),
-        });
-        let note_path = match (series, moved.first()) {
-            (Some(_), _) => dir.join("series.reason.json"),
-            (None, Some(dest)) => {
-                let name = dest
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                dir.join(format!("{name}.reason.json"))
-            }
-            (None, None) => dir.join("unmoved.reason.json"),
-        };
-        if let Err(e) = fsio::write_durable(
-            &note_path,
-            serde_json::to_string_pretty(&note).unwrap_or_default().as_bytes(),
-        ) {
-            tracing::error!("quarantine note: {e}");
-        }
-        self.metrics.quarantined.with_label_values(&[code]).inc();
-        self.event(
-            Severity::Warning,
-            "quarantined",
-            format!("{what}: {code}: {err}"),
-            series.cloned(),
-        );
     }
 
     pub(super) fn on_classified(&mut self, batch: Vec<Intake>) {
@@ -646,6 +588,7 @@ impl Daemon {
             .series_pending
             .set((self.assembler.pending() + self.ready.len() + self.in_flight) as i64);
         let disk_ok = self.check_disk();
+        self.sweep_quarantine();
         self.metrics.ready.store(
             room && disk_ok && !self.spool_alarm,
             std::sync::atomic::Ordering::Relaxed,

@@ -36,6 +36,12 @@ pub struct Metrics {
     pub published: IntCounter,
     /// `alnrisk_quarantined_total{reason}`.
     pub quarantined: IntCounterVec,
+    /// `alnrisk_quarantine_files`: quarantined input files kept in `state.dir/quarantine` (notes not counted).
+    pub quarantine_files: IntGauge,
+    /// `alnrisk_quarantine_bytes`: bytes in `state.dir/quarantine`.
+    pub quarantine_bytes: IntGauge,
+    /// `alnrisk_quarantine_purged_files_total`: quarantined files deleted after `state.quarantine_keep_days`.
+    pub quarantine_purged_files: IntCounter,
     /// `alnrisk_events_total{event}`.
     pub events: IntCounterVec,
     /// `alnrisk_events_dropped_total`: events that could not be spooled (event spool full or unwritable); they
@@ -111,6 +117,18 @@ impl Metrics {
             Opts::new("alnrisk_quarantined_total", "Files moved to quarantine, by reason"),
             &["reason"],
         ));
+        let quarantine_files = must(IntGauge::new(
+            "alnrisk_quarantine_files",
+            "Quarantined input files kept in the state folder",
+        ));
+        let quarantine_bytes = must(IntGauge::new(
+            "alnrisk_quarantine_bytes",
+            "Bytes in the quarantine folder",
+        ));
+        let quarantine_purged_files = must(IntCounter::new(
+            "alnrisk_quarantine_purged_files_total",
+            "Quarantined files deleted after state.quarantine_keep_days",
+        ));
         let events = must(IntCounterVec::new(
             Opts::new("alnrisk_events_total", "Events raised, by kind"),
             &["event"],
@@ -154,6 +172,9 @@ impl Metrics {
             Box::new(mqtt_connect_failures.clone()),
             Box::new(published.clone()),
             Box::new(quarantined.clone()),
+            Box::new(quarantine_files.clone()),
+            Box::new(quarantine_bytes.clone()),
+            Box::new(quarantine_purged_files.clone()),
             Box::new(events.clone()),
             Box::new(events_dropped.clone()),
             Box::new(alarms.clone()),
@@ -177,6 +198,9 @@ impl Metrics {
             mqtt_connect_failures,
             published,
             quarantined,
+            quarantine_files,
+            quarantine_bytes,
+            quarantine_purged_files,
             events,
             events_dropped,
             alarms,

@@ -8,7 +8,8 @@
 //! of state has one owner. This file starts everything ([`serve`]) and runs the loop that feeds the core. Stage
 //! queues are bounded (a `heapless` ready queue of [`READY_QUEUE`] series; the export folder itself is the
 //! buffer in front of it: when the queue is full the folder is not scanned). Bad files go to `quarantine/` with a
-//! `.reason.json`, an event and a counter; nothing accepted is dropped: a series waits for its ROI indefinitely
+//! `.reason.json`, an event and a counter (kept as long as `state.quarantine_keep_days` says: `quarantine`);
+//! nothing accepted is dropped: a series waits for its ROI indefinitely
 //! (with an event), a result that finds the spool full waits in memory with an alarm until there is room, and a
 //! restart recomputes whatever was not committed (its files are still in the export folder). A newer ROI for a
 //! series already answered (a corrected outline) is a `revision`: the series is computed again with it.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;
+mod quarantine;
 mod revision;
 pub mod watch;
 
