@@ -45,6 +45,24 @@ fn fit(cohort: &Path, out: &Path, report: &Path, extra: &[&str]) -> std::process
         .unwrap()
 }
 
+/// `alnrisk predict` of one examination with a signed bundle: its JSON.
+fn predict(bundle: &Path, image: &Path, mask: &Path, public_key: &Path) -> serde_json::Value {
+    let p = bin()
+        .arg("predict")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--image")
+        .arg(image)
+        .arg("--mask")
+        .arg(mask)
+        .arg("--trusted-key")
+        .arg(public_key)
+        .output()
+        .unwrap();
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    serde_json::from_slice(&p.stdout).unwrap()
+}
+
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut r = csv::Reader::from_path(path).unwrap();
     let h = r.headers().unwrap().iter().map(String::from).collect();
@@ -195,20 +213,7 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
     // predict gives the same radiomics signature as fit, and both LN scenarios without a read
     let (_, cohort) = read_csv(&data.join("cohort.csv"));
     let case = cohort.iter().find(|row| row[13] == "test").unwrap();
-    let p = bin()
-        .arg("predict")
-        .arg("--bundle")
-        .arg(&b)
-        .arg("--image")
-        .arg(data.join(&case[1]))
-        .arg("--mask")
-        .arg(data.join(&case[2]))
-        .arg("--trusted-key")
-        .arg(&public)
-        .output()
-        .unwrap();
-    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    let j = predict(&b, &data.join(&case[1]), &data.join(&case[2]), &public);
     let row = design.iter().find(|d| d[0] == case[0]).unwrap();
     let fitted: f64 = row[c].parse().unwrap();
     let served = j["signatures"]["radiomics_signature"].as_f64().unwrap();
@@ -275,18 +280,7 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
     std::fs::create_dir_all(&other).unwrap();
     alnrisk::io::nrrd::write(&other.join("image.nrrd"), &image).unwrap();
     alnrisk::io::nrrd::write(&other.join("mask.nrrd"), &mask).unwrap();
-    let p = bin()
-        .arg("predict")
-        .arg("--bundle")
-        .arg(&b)
-        .args(["--image", other.join("image.nrrd").to_str().unwrap()])
-        .args(["--mask", other.join("mask.nrrd").to_str().unwrap()])
-        .arg("--trusted-key")
-        .arg(&public)
-        .output()
-        .unwrap();
-    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
-    let o: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    let o = predict(&b, &other.join("image.nrrd"), &other.join("mask.nrrd"), &public);
     let f = flags(&o);
     assert!(
         f.iter()
