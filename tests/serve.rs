@@ -630,6 +630,55 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
     assert_eq!(d.metric("alnrisk_quarantined_total", None), 0.0);
     assert_eq!(d.metric("alnrisk_end_to_end_seconds_count", None), 2.0);
     assert_eq!(d.metric("alnrisk_compute_info", Some(("path", "cpu"))), 1.0);
+    // The signatures' live distribution (one observation per answered series; the LN updates add none) beside
+    // the bundle's training quantiles.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture().bundle.join("bundle.json")).unwrap()).unwrap();
+    let scrape = d.metrics();
+    let signatures: Vec<String> = results[0]["signatures"].as_object().unwrap().keys().cloned().collect();
+    assert!(!signatures.is_empty());
+    for sig in signatures.iter().map(String::as_str) {
+        // (prometheus_parse keeps a labelled histogram's buckets, not its _sum and _count)
+        let buckets = scrape
+            .samples
+            .iter()
+            .find_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(b)
+                    if s.metric == "alnrisk_signature_value" && s.labels.get("signature") == Some(sig) =>
+                {
+                    Some(b.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no histogram for {sig}"));
+        let published: Vec<f64> = results.iter().map(|r| r["signatures"][sig].as_f64().unwrap()).collect();
+        assert_eq!(buckets.len(), 26, "-6 … 6 by 0.5, and +Inf");
+        for b in &buckets {
+            let below = published.iter().filter(|v| **v <= b.less_than).count() as f64;
+            assert_eq!(b.count, below, "{sig}: bucket le {}", b.less_than);
+        }
+        let training = |q: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| {
+                    s.metric == "alnrisk_signature_training"
+                        && s.labels.get("signature") == Some(sig)
+                        && s.labels.get("quantile") == Some(q)
+                })
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Gauge(v) => v,
+                    _ => f64::NAN,
+                })
+        };
+        for (q, field) in [("0.01", "p01"), ("0.5", "p50"), ("0.99", "p99")] {
+            assert_eq!(
+                training(q),
+                manifest["feature_ranges"][sig][field].as_f64(),
+                "{sig} {q}"
+            );
+        }
+    }
     assert_eq!(http_get(&d.metrics, "/health/ready").unwrap().0, 200);
     // Nothing was moved out of the export folder.
     // (the LN sidecar was filed under state/ln-reads)

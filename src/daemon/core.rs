@@ -541,7 +541,12 @@ impl Daemon {
                         self.metrics.end_to_end.observe(t.elapsed().as_secs_f64());
                     }
                     match h.message.kind {
-                        MessageKind::Result => self.metrics.series_processed.with_label_values(&["published"]).inc(),
+                        MessageKind::Result => {
+                            self.metrics.series_processed.with_label_values(&["published"]).inc();
+                            for (name, v) in &h.message.signatures {
+                                self.metrics.signature_value.with_label_values(&[name]).observe(*v);
+                            }
+                        }
                         MessageKind::Revision => self.metrics.series_processed.with_label_values(&["revised"]).inc(),
                         MessageKind::Update => {}
                     }

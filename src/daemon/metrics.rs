@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric the daemon exports.
@@ -56,6 +56,13 @@ pub struct Metrics {
     /// `alnrisk_compute_info{path}` (always 1): where the network runs — `cpu`, or `cuda (… trunk)` with the
     /// CUDA trunk the box chose, so a fleet can see which boxes run which path.
     pub compute_info: IntGaugeVec,
+    /// `alnrisk_signature_value{signature}`: each answered series' signature values (results, not LN updates or
+    /// revisions: one observation per series) — the live distribution, without labels or outcomes, that
+    /// post-market monitoring compares with the training one.
+    pub signature_value: HistogramVec,
+    /// `alnrisk_signature_training{signature,quantile}`: the bundle's training quantiles (0.01, 0.5, 0.99) of
+    /// each signature, to plot beside the live histogram.
+    pub signature_training: GaugeVec,
     /// `alnrisk_files_seen_total`: files taken from the export folder.
     pub files_seen: IntCounter,
     /// `alnrisk_series_pending`: series being assembled or waiting.
@@ -153,6 +160,21 @@ impl Metrics {
             ),
             &["path"],
         ));
+        let signature_value = must(HistogramVec::new(
+            HistogramOpts::new(
+                "alnrisk_signature_value",
+                "Signature values of the answered series (one observation per series)",
+            )
+            .buckets((-12..=12).map(|k| f64::from(k) * 0.5).collect()),
+            &["signature"],
+        ));
+        let signature_training = must(GaugeVec::new(
+            Opts::new(
+                "alnrisk_signature_training",
+                "The bundle's training quantiles of each signature",
+            ),
+            &["signature", "quantile"],
+        ));
         let files_seen = must(IntCounter::new(
             "alnrisk_files_seen_total",
             "Files taken from the export folder",
@@ -181,6 +203,8 @@ impl Metrics {
             Box::new(gpu_in_use.clone()),
             Box::new(build_info.clone()),
             Box::new(compute_info.clone()),
+            Box::new(signature_value.clone()),
+            Box::new(signature_training.clone()),
             Box::new(files_seen.clone()),
             Box::new(series_pending.clone()),
         ] {
@@ -207,6 +231,8 @@ impl Metrics {
             gpu_in_use,
             build_info,
             compute_info,
+            signature_value,
+            signature_training,
             files_seen,
             series_pending,
             last_tick: AtomicU64::new(0),

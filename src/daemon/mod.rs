@@ -121,6 +121,13 @@ fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, 
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), &bundle.manifest.bundle_id])
         .set(1);
+    for (name, r) in &bundle.manifest.feature_ranges {
+        if name.ends_with("_signature") {
+            for (q, v) in [("0.01", r.p01), ("0.5", r.p50), ("0.99", r.p99)] {
+                metrics.signature_training.with_label_values(&[name, q]).set(v);
+            }
+        }
+    }
     let (online, offline) = (status("online", &bundle), status("offline", &bundle));
     let mut predictor = Predictor::new(bundle, &device)?;
     if let Some(kind) = &cfg.model.cuda_trunk {
