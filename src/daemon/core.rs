@@ -594,10 +594,7 @@ impl Daemon {
             .set((self.assembler.pending() + self.ready.len() + self.in_flight) as i64);
         let disk_ok = self.check_disk();
         self.sweep_quarantine();
-        self.metrics.ready.store(
-            room && disk_ok && !self.spool_alarm,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.metrics.set_ready(room && disk_ok && !self.spool_alarm);
         if stale && !self.stale_alarm {
             self.stale_alarm = true;
             let h = self.cfg.state.spool_max_age_h;

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub files_seen: IntCounter,
     /// `alnrisk_series_pending`: series being assembled or waiting.
     pub series_pending: IntGauge,
+    /// `alnrisk_ready`: 1 when `/health/ready` would answer 200 apart from liveness (see [`Metrics::set_ready`]).
+    pub ready_gauge: IntGauge,
     /// Health: the main loop's last tick (unix seconds).
     pub last_tick: AtomicU64,
     /// Health: ready.
@@ -183,6 +185,27 @@ impl Metrics {
             "alnrisk_series_pending",
             "Series being assembled or waiting",
         ));
+        let ready_gauge = must(IntGauge::new(
+            "alnrisk_ready",
+            "1 when the daemon can take results (spool has room, state disk not low)",
+        ));
+        // Every label value an alert rule watches exists from the start at 0, so that the first increment is an
+        // increase (a series that appears at 1 shows no `increase()`): firmware-config/prometheus/.
+        for outcome in ["published", "revised", "failed", "not_selected", "duplicate", "too_old"] {
+            series_processed.with_label_values(&[outcome]);
+        }
+        for alarm in ["spool_full", "spool_stale", "disk_low"] {
+            alarms.with_label_values(&[alarm]);
+        }
+        for event in [
+            "quarantined",
+            "out_of_distribution",
+            "acquisition_outside_training",
+            "revision_failed",
+            "quarantine_purged",
+        ] {
+            events.with_label_values(&[event]);
+        }
         for c in [
             Box::new(series_processed.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_duration.clone()),
@@ -207,6 +230,7 @@ impl Metrics {
             Box::new(signature_training.clone()),
             Box::new(files_seen.clone()),
             Box::new(series_pending.clone()),
+            Box::new(ready_gauge.clone()),
         ] {
             must(registry.register(c));
         }
@@ -235,9 +259,16 @@ impl Metrics {
             signature_training,
             files_seen,
             series_pending,
+            ready_gauge,
             last_tick: AtomicU64::new(0),
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the daemon can take results: `/health/ready` and `alnrisk_ready`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+        self.ready_gauge.set(i64::from(ready));
     }
 
     /// The text exposition format.
@@ -310,5 +341,28 @@ pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>
         );
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("metrics server: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_series_alert_rules_watch_exist_at_zero_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render();
+        for line in [
+            "alnrisk_alarms_total{alarm=\"disk_low\"} 0",
+            "alnrisk_alarms_total{alarm=\"spool_full\"} 0",
+            "alnrisk_series_processed_total{outcome=\"failed\"} 0",
+            "alnrisk_events_total{event=\"acquisition_outside_training\"} 0",
+            "alnrisk_ready 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        m.set_ready(true);
+        assert!(m.render().lines().any(|l| l == "alnrisk_ready 1"));
+        assert!(m.ready.load(Ordering::Relaxed));
     }
 }
