@@ -167,6 +167,18 @@ impl Error {
         }
     }
 
+    /// Every [`Error::reason_code`].
+    pub const REASON_CODES: [&'static str; 8] = [
+        "io",
+        "malformed",
+        "too_large",
+        "unsupported",
+        "bad_series",
+        "bad_roi",
+        "non_finite",
+        "compute",
+    ];
+
     /// A short machine-readable reason: the `reason` label of `alnrisk_quarantined_total` and of a quarantine
     /// note. Bad input has its own codes; everything else (a setting, the model, the machine) is `compute`.
     pub fn reason_code(&self) -> &'static str {

@@ -194,6 +194,9 @@ impl Metrics {
         for outcome in ["published", "revised", "failed", "not_selected", "duplicate", "too_old"] {
             series_processed.with_label_values(&[outcome]);
         }
+        for reason in crate::error::Error::REASON_CODES {
+            quarantined.with_label_values(&[reason]);
+        }
         for alarm in ["spool_full", "spool_stale", "disk_low"] {
             alarms.with_label_values(&[alarm]);
         }
@@ -358,6 +361,7 @@ mod tests {
             "alnrisk_series_processed_total{outcome=\"failed\"} 0",
             "alnrisk_events_total{event=\"acquisition_outside_training\"} 0",
             "alnrisk_ready 0",
+            "alnrisk_quarantined_total{reason=\"malformed\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
