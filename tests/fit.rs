@@ -259,6 +259,10 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
         flags(&j)
     );
     assert!(md.contains("## Acquisitions") && md.contains("pixel_spacing_mm: 0.7 / 0.7 / 0.7"));
+    assert!(
+        md.contains(" test case(s) lie outside the training cohort's acquisitions"),
+        "the report says how many test cases the daemon would flag"
+    );
     // ... the same examination as if acquired with half the in-plane resolution and written on an intensity scale
     // 8× lower is flagged on both counts, and still answered
     let loaded = alnrisk::case::load_case(

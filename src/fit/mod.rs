@@ -463,6 +463,23 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
     // the acquisitions the model was fitted on (training cases; the test cohort shows how it transfers)
     manifest.acquisition_ranges =
         acquisition::ranges(&tr_idx.iter().map(|&k| &ok[k].1.acquisition).collect::<Vec<_>>());
+    let outside: Vec<&str> = te_idx
+        .iter()
+        .filter(|&&k| !acquisition::flags(&manifest.acquisition_ranges, &ok[k].1.acquisition).is_empty())
+        .map(|&k| rows[k].id.as_str())
+        .collect();
+    if !te_idx.is_empty() {
+        notes.push(format!(
+            "{} of {} test case(s) lie outside the training cohort's acquisitions (the daemon would flag them){}",
+            outside.len(),
+            te_idx.len(),
+            if outside.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", outside.join(", "))
+            }
+        ));
+    }
     let bundle_sha256 = bundle::write_bundle(&cfg.out, &mut manifest, cfg.key.as_ref())?;
     if cfg.key.is_none() {
         notes.push("the bundle is UNSIGNED (no --key): the daemon loads it only with --allow-unsigned".into());
