@@ -305,12 +305,12 @@ impl Daemon {
         }
     }
 
-    /// Raise an alarm: counted in `alnrisk_alarms_total{alarm}` and published as an `alarm` event.
     /// `state.dir/quarantine` ([`super::quarantine`]).
     pub(super) fn quarantine_dir(&self) -> PathBuf {
         state_paths(&self.cfg).quarantine
     }
 
+    /// Raise an alarm: counted in `alnrisk_alarms_total{alarm}` and published as an `alarm` event.
     fn alarm(&self, alarm: &str, detail: String) {
         self.metrics.alarms.with_label_values(&[alarm]).inc();
         self.event(Severity::Alarm, alarm, detail, None);
