@@ -684,6 +684,26 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
     // (the LN sidecar was filed under state/ln-reads)
     assert_eq!(count_files(&d.export), count_files(&syn) + count_files(&ucsf()));
     assert_eq!(count_files(&d.state.join("ln-reads")), 1);
+
+    // `serve --check` validates the same configuration and shows the acquisitions the bundle was fitted on
+    let check = bin()
+        .arg("serve")
+        .arg("--config")
+        .arg(&d.config)
+        .arg("--check")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && text.contains("configuration valid"), "{text}");
+    let spacing = &manifest["acquisition_ranges"]["pixel_spacing_mm"];
+    assert!(
+        text.contains(&format!(
+            "pixel_spacing_mm     {} … {}",
+            spacing["min"].as_f64().unwrap(),
+            spacing["max"].as_f64().unwrap()
+        )),
+        "{text}"
+    );
 }
 
 #[test]

@@ -123,6 +123,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     b.manifest.version,
                     if b.signed { "signed" } else { "UNSIGNED" }
                 );
+                // what the model was fitted on, to hold against the scanner's protocol when a box is commissioned
+                let acq = &b.manifest.acquisition_ranges;
+                if acq.is_empty() {
+                    println!("the bundle records no training acquisitions (fitted before they were recorded)");
+                } else {
+                    println!("training acquisitions (a series outside them is flagged):");
+                    for (name, r) in acq {
+                        println!("  {name:<20} {} … {} (median {})", r.min, r.max, r.p50);
+                    }
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             alnrisk::daemon::serve(cfg)?;
