@@ -98,7 +98,8 @@ fn nearest_rank(values: &[f64], q: f64) -> Option<f64> {
     if lo > hi {
         return None;
     }
-    if whole && hi - lo < (1 << 24) as f64 {
+    if whole && hi - lo < (1 << 20) as f64 {
+        // (at most 8 MB of counts: 16-bit pixel data spans 65,536 values)
         let mut counts = vec![0u64; (hi - lo) as usize + 1];
         for &x in values.iter().filter(|x| !x.is_nan()) {
             counts[(x - lo) as usize] += 1;
