@@ -40,25 +40,13 @@ pub struct QuarantineSize {
 }
 
 impl QuarantineSize {
-    /// Walk `dir` (a missing folder is empty; unreadable entries are skipped).
+    /// Everything below `dir` ([`crate::ingest::list_files`]; a missing or unreadable folder counts as empty).
     pub fn of(dir: &Path) -> QuarantineSize {
-        let mut size = QuarantineSize::default();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for e in entries.flatten() {
-                let Ok(meta) = e.metadata() else { continue };
-                if meta.is_dir() {
-                    stack.push(e.path());
-                } else {
-                    size.bytes += meta.len();
-                    if !e.file_name().to_string_lossy().ends_with(NOTE_SUFFIX) {
-                        size.files += 1;
-                    }
-                }
-            }
-        }
-        size
+        let files = crate::ingest::list_files(dir).unwrap_or_default();
+        files.iter().fold(QuarantineSize::default(), |size, f| QuarantineSize {
+            files: size.files + u64::from(!f.to_string_lossy().ends_with(NOTE_SUFFIX)),
+            bytes: size.bytes + std::fs::metadata(f).map_or(0, |m| m.len()),
+        })
     }
 }
 
