@@ -99,9 +99,49 @@ pub enum Error {
         reason: String,
     },
 
-    /// A numerical backend (candle) failed, or a requested device is not available.
-    #[error("compute: {0}")]
-    Compute(String),
+    /// The numerical backend (candle, on the CPU or CUDA) failed.
+    #[error("compute backend: {0}")]
+    Backend(#[from] candle_core::Error),
+
+    /// A requested device (a GPU, a CUDA trunk) is not available or not built in.
+    #[error("device: {0}")]
+    Device(String),
+
+    /// The network or the model cannot do what was asked of it (a layer plan that does not fit, a quantized
+    /// layer asked to train, a predictor the nomogram needs and nobody computed).
+    #[error("model: {0}")]
+    Model(String),
+
+    /// The process' own machinery (the async runtime, a signal handler) could not be set up.
+    #[error("runtime: {what}: {source}")]
+    Runtime {
+        /// What was being set up.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Watching the export folder (inotify) failed.
+    #[error("folder watch: {0}")]
+    Watch(#[from] notify::Error),
+
+    /// Drawing a figure of the fit report failed.
+    #[error("plot: {0}")]
+    Plot(String),
+
+    /// A JSON document of our own (a manifest, a message) could not be written.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// Our own code panicked while working on an input (caught, so the daemon lives on).
+    #[error("{stage} panicked: {message}")]
+    Panicked {
+        /// What was running (`compute`, `the DICOM parser`).
+        stage: &'static str,
+        /// The panic's message, when it had one.
+        message: String,
+    },
 
     /// A model bundle that cannot be trusted or read: a missing or tampered file, a bad signature, a wrong schema.
     #[error("{path}: model bundle refused: {reason}")]
@@ -167,6 +207,30 @@ impl Error {
         }
     }
 
+    /// A [`Error::Format`]: `path` is not valid `format` because of `reason`.
+    pub fn format(path: impl Into<PathBuf>, format: &'static str, reason: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            format,
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`Error::Format`] of a DICOM file.
+    pub fn dicom(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::format(path, "DICOM", reason)
+    }
+
+    /// A [`Error::Panicked`] from what `std::panic::catch_unwind` caught.
+    pub fn panicked(stage: &'static str, payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        Error::Panicked { stage, message }
+    }
+
     /// Every [`Error::reason_code`].
     pub const REASON_CODES: [&'static str; 8] = [
         "io",
@@ -192,7 +256,14 @@ impl Error {
             Error::NonFinite { .. } => "non_finite",
             Error::Settings { .. }
             | Error::Weights { .. }
-            | Error::Compute(_)
+            | Error::Backend(_)
+            | Error::Device(_)
+            | Error::Model(_)
+            | Error::Runtime { .. }
+            | Error::Watch(_)
+            | Error::Plot(_)
+            | Error::Json(_)
+            | Error::Panicked { .. }
             | Error::Bundle { .. }
             | Error::Cohort { .. }
             | Error::Config { .. }

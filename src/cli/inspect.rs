@@ -46,11 +46,7 @@ pub(super) fn inspect(dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     for (path, class) in &scan.roi_objects {
-        let kind = if class == alnrisk::ingest::header::SEGMENTATION {
-            "SEG"
-        } else {
-            "RTSTRUCT"
-        };
+        let kind = class.name();
         println!("ROI object {kind}: {}", path.display());
         // what tells two revisions of an outline apart (the daemon's rule: the newer one is used)
         match alnrisk::roi::references(path) {

@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::Inputs;
-
 #[derive(clap::Args)]
 pub(super) struct PredictArgs {
     /// Bundle folder.
@@ -48,10 +46,7 @@ pub(super) fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let trust = Trust::from_public_key(a.trusted_key.as_deref())?;
     let bundle = Bundle::load(&a.bundle, &trust)?;
     let m = &bundle.manifest;
-    let inputs = Inputs {
-        phase: m.phase,
-        roi: m.roi.options(),
-    };
+    let inputs = m.case_inputs();
     let (device, _) = a.device.open()?;
     let predictor = Predictor::new(bundle, &device)?;
     let case = alnrisk::case::load_case(&a.image, &a.mask, &inputs)?;

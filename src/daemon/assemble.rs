@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::config::SelectionRule;
 use crate::ingest::header::InstanceHeader;
+use crate::ingest::series::Assembly;
 use crate::roi::RoiReferences;
 
 /// A series ready to compute.
@@ -328,11 +329,6 @@ struct AnsweredSet {
     dirs: Vec<PathBuf>,
 }
 
-fn is_label_map(path: &Path) -> bool {
-    let n = path.to_string_lossy().to_ascii_lowercase();
-    n.ends_with(".nii") || n.ends_with(".nii.gz") || n.ends_with(".nrrd") || n.ends_with(".nhdr")
-}
-
 impl SeriesAssembler {
     /// New assembler. Invalid regexes were refused by the config validation; here they are skipped.
     pub fn new(quiet: Duration, roi_wait: Duration, rules: &[SelectionRule]) -> SeriesAssembler {
@@ -356,11 +352,6 @@ impl SeriesAssembler {
             answered_order: Default::default(),
             notices: Vec::new(),
         }
-    }
-
-    /// Whether `path` names a label-map ROI file.
-    pub fn is_label_map(path: &Path) -> bool {
-        is_label_map(path)
     }
 
     /// An MR image file arrived. Returns an [`Assembled::Ignored`] when its series was already dispatched.
@@ -696,9 +687,7 @@ impl SeriesAssembler {
             .filter_map(|k| self.pending.get(k))
             .flat_map(|q| q.instances.values().cloned())
             .collect();
-        let (studies, _) = crate::ingest::series::assemble(Path::new("."), instances);
-        let study = studies.iter().find(|s| s.uid == study_uid)?;
-        let linked = crate::ingest::series::link_with(study, uid)?;
+        let linked = crate::ingest::series::assemble_one(instances, uid, Assembly::Linked).ok()?;
         let mut parts = linked
             .member_series
             .iter()
@@ -741,7 +730,7 @@ mod tests {
 
     fn image(series: &str, dir: &str, phase: usize, k: usize, images_in_acq: Option<i64>) -> InstanceHeader {
         InstanceHeader {
-            sop_class_uid: crate::ingest::header::MR_IMAGE.into(),
+            kind: crate::ingest::InstanceKind::MrImage,
             study_uid: "1.2.3".into(),
             series_uid: series.into(),
             frame_of_reference_uid: Some("9.9".into()),

@@ -1,13 +1,13 @@
-//! The worker's job: one ready series → image, ROI, features, nomogram (the same [`Predictor`] as
+//! The worker's job: one ready series → image, ROI ([`crate::case::from_series`]), features, nomogram (the same [`Predictor`] as
 //! `alnrisk predict`), with the time per stage.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use super::assemble::ReadySeries;
 use super::metrics::Metrics;
 use crate::error::{Error, Result};
+use crate::ingest::series::{Assembly, assemble_one};
 use crate::model::Predictor;
 
 /// Compute one series (blocking): load, features, nomogram. Returns the prediction and the stage times (ms).
@@ -18,42 +18,23 @@ pub fn compute_series(
 ) -> Result<(crate::model::Prediction, BTreeMap<String, f64>)> {
     let m = &predictor.bundle.manifest;
     let t0 = Instant::now();
-    let files = ready.files();
-    let dir = files
-        .first()
-        .and_then(|f| f.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let (studies, errors) = crate::ingest::series::assemble(&dir, ready.instances.clone());
-    let not_assembled = |errors: Vec<Error>, reason: &str| {
-        errors.into_iter().next().unwrap_or_else(|| Error::Series {
-            series: "(daemon)".into(),
-            dir: dir.clone(),
-            reason: reason.into(),
-        })
-    };
-    let series = if ready.member_series.len() > 1 {
-        // A linked DCE set: link again from the same headers; the assembler linked exactly these members.
-        studies
-            .iter()
-            .find(|s| s.uid == ready.study_uid)
-            .and_then(|s| crate::ingest::series::link_with(s, &ready.series_uid))
-            .filter(|l| l.member_series == ready.member_series)
-            .ok_or_else(|| not_assembled(errors, "the linked DCE set could not be assembled again"))?
+    // The same path as `alnrisk predict` on a folder: assemble the series (or link the DCE set) by the scan's
+    // rules, then `case::from_series`.
+    let how = if ready.member_series.len() > 1 {
+        Assembly::Linked
     } else {
-        studies
-            .into_iter()
-            .flat_map(|s| s.series)
-            .find(|s| s.series_uid == ready.series_uid)
-            .ok_or_else(|| not_assembled(errors, "series could not be assembled"))?
+        Assembly::Alone
     };
-    let image = m.phase.load(&series)?;
-    let roi = crate::roi::load(&ready.roi, &series, &m.roi.options())?;
-    let case = crate::case::LoadedCase {
-        image,
-        mask: roi.volume,
-        notes: Vec::new(),
-    };
+    let series = assemble_one(ready.instances.clone(), &ready.series_uid, how)?;
+    if series.member_series != ready.member_series {
+        return Err(Error::Series {
+            series: ready.series_uid.clone(),
+            dir: series.dir.clone(),
+            reason: "the linked DCE set assembled again is not the set the assembler released".into(),
+        });
+    }
+    let case = crate::case::from_series(&series, &ready.roi, &m.case_inputs())?;
+    let dir = series.dir.clone();
     let t1 = Instant::now();
     let features = predictor.features(&case, &dir, &ready.roi)?;
     let t2 = Instant::now();

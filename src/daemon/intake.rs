@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use super::assemble::SeriesAssembler;
 use super::payload::LnStatusCommand;
 use super::watch::StableFile;
 use crate::error::Error;
@@ -68,7 +67,7 @@ pub(super) fn classify(path: &Path) -> Classified {
             Err(e) => Classified::Bad(e),
         };
     }
-    if SeriesAssembler::is_label_map(path) {
+    if crate::io::VolumeFormat::of(path).is_some() {
         return match std::fs::read(path) {
             Ok(bytes) => {
                 use sha2::Digest;
@@ -79,28 +78,20 @@ pub(super) fn classify(path: &Path) -> Classified {
             Err(e) => Classified::Bad(Error::io(path, e)),
         };
     }
-    match crate::ingest::header::read_instance(path) {
-        Ok(h) => Classified::Image(Box::new(h)),
-        Err(Error::Unsupported { reason, .. })
-            if reason.contains(crate::ingest::header::SEGMENTATION)
-                || reason.contains(crate::ingest::header::RT_STRUCTURE_SET) =>
-        {
-            match crate::roi::references(path) {
-                Ok(r) => Classified::Roi(r),
-                Err(e) => Classified::Bad(e),
-            }
-        }
+    use crate::ingest::header::{DicomFile, not_an_image, read_dicom};
+    match read_dicom(path) {
+        Ok(DicomFile::Image(h)) => Classified::Image(h),
+        Ok(DicomFile::Roi(_)) => match crate::roi::references(path) {
+            Ok(r) => Classified::Roi(r),
+            Err(e) => Classified::Bad(e),
+        },
+        Ok(DicomFile::Other(kind)) => Classified::Bad(not_an_image(path, &kind)),
         Err(e) => Classified::Bad(e),
     }
 }
 
 /// [`classify`], with a panic in a parser turned into a quarantine reason instead of a stalled scan.
 pub(super) fn classify_guarded(path: &Path) -> Classified {
-    std::panic::catch_unwind(|| classify(path)).unwrap_or_else(|_| {
-        Classified::Bad(Error::Format {
-            path: path.to_path_buf(),
-            format: "DICOM",
-            reason: "the parser panicked on this file".into(),
-        })
-    })
+    std::panic::catch_unwind(|| classify(path))
+        .unwrap_or_else(|_| Classified::Bad(Error::dicom(path, "the parser panicked on this file")))
 }

@@ -154,7 +154,10 @@ pub fn serve(cfg: DaemonConfig) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Compute(format!("tokio runtime: {e}")))?;
+        .map_err(|source| Error::Runtime {
+            what: "tokio runtime",
+            source,
+        })?;
     rt.block_on(serve_async(cfg))
 }
 
@@ -223,8 +226,11 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     sd_notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(export = %cfg.watch.export_dir.display(), bundle = %d.predictor.bundle.manifest.bundle_id, "serving");
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::Compute(format!("signal handler: {e}")))?;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|source| Error::Runtime {
+            what: "SIGTERM handler",
+            source,
+        })?;
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.watch.poll_interval_ms.min(100)));
     let mut last_scan = Instant::now() - Duration::from_secs(3600);
     let mut scanning = false;
@@ -280,7 +286,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
                 // A panic in a dependency must not leave the series in flight forever: it becomes a failure.
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compute_series(&pred, &r, Some(&mx))))
-                        .unwrap_or_else(|_| Err(Error::Compute("the computation panicked".into())));
+                        .unwrap_or_else(|panic| Err(Error::panicked("compute", panic.as_ref())));
                 let _ = tx.blocking_send(CoreMsg::Computed(Box::new(Computed { ready: r, outcome })));
             });
         }

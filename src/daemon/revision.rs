@@ -266,12 +266,9 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
     let member_series = if of.member_keys.is_empty() {
         vec![series_uid.clone()]
     } else {
-        let (studies, _) = crate::ingest::series::assemble(export_dir, instances.clone());
-        let linked = studies
-            .iter()
-            .find(|s| s.uid == study_uid)
-            .and_then(|s| crate::ingest::series::link_with(s, &series_uid))
-            .ok_or_else(|| missing("the answered DCE set could not be linked again"))?;
+        use crate::ingest::series::{Assembly, assemble_one};
+        let linked = assemble_one(instances.clone(), &series_uid, Assembly::Linked)
+            .map_err(|_| missing("the answered DCE set could not be linked again"))?;
         let mut found: Vec<StudyKey> = linked.member_series.iter().map(|m| StudyKey::of(secret, m)).collect();
         let mut recorded: Vec<StudyKey> = keys.iter().map(|k| (*k).clone()).collect();
         found.sort();

@@ -37,8 +37,7 @@ pub fn wake_on_changes(
             }
             on(FolderChange::Other);
         }
-    })
-    .map_err(|e| crate::error::Error::Compute(format!("inotify: {e}")))?;
+    })?;
     match w.watch(dir, notify::RecursiveMode::Recursive) {
         Ok(()) => Ok(Some(w)),
         Err(e) => {

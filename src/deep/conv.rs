@@ -10,7 +10,6 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use super::vgg::ce;
 use crate::error::Result;
 
 /// Activations of one image, `h × w × c`, channels fastest.
@@ -63,8 +62,8 @@ pub struct PackedConv {
 impl PackedConv {
     /// Pack a `(cout, cin, 3, 3)` kernel and its bias.
     pub fn new(weight: &Tensor, bias: &Tensor) -> Result<Self> {
-        let (cout, cin, _, _) = weight.dims4().map_err(ce)?;
-        let w: Vec<f32> = weight.flatten_all().and_then(|t| t.to_vec1()).map_err(ce)?;
+        let (cout, cin, _, _) = weight.dims4()?;
+        let w: Vec<f32> = weight.flatten_all().and_then(|t| t.to_vec1())?;
         let mut packed = vec![0f32; 9 * cin * cout];
         for co in 0..cout {
             for ci in 0..cin {
@@ -77,7 +76,7 @@ impl PackedConv {
             cin,
             cout,
             weight: packed,
-            bias: bias.to_vec1().map_err(ce)?,
+            bias: bias.to_vec1()?,
         })
     }
 }

@@ -84,7 +84,7 @@ impl CudaTrunkKind {
         match std::env::var("ALNRISK_CUDA_TRUNK") {
             Ok(v) => v
                 .parse()
-                .map_err(|e: String| Error::Compute(format!("ALNRISK_CUDA_TRUNK: {e}"))),
+                .map_err(|e: String| Error::Device(format!("ALNRISK_CUDA_TRUNK: {e}"))),
             Err(_) => Ok(CudaTrunkKind::Candle),
         }
     }
@@ -92,12 +92,12 @@ impl CudaTrunkKind {
 
 #[cfg(feature = "cuda")]
 fn cuda(n: usize) -> Result<Device> {
-    Device::new_cuda(n).map_err(|e| Error::Compute(format!("CUDA device {n} requested but not available: {e}")))
+    Device::new_cuda(n).map_err(|e| Error::Device(format!("CUDA device {n} requested but not available: {e}")))
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(n: usize) -> Result<Device> {
-    Err(Error::Compute(format!(
+    Err(Error::Device(format!(
         "CUDA device {n} requested, but this binary was built without the `cuda` feature (cargo build --features cuda)"
     )))
 }

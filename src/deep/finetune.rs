@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use super::preprocess::{Crop, INPUT_SIZE, normalize, resized_plane};
-use super::vgg::{Dense, Vgg16, ce};
+use super::vgg::{Dense, Vgg16};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -113,7 +113,7 @@ pub fn augment(plane: &[f32], rng: &mut Rng) -> Vec<f32> {
 
 fn images(planes: &[Vec<f32>], device: &Device) -> Result<Tensor> {
     let data: Vec<f32> = planes.iter().flat_map(|p| normalize(p)).collect();
-    Tensor::from_vec(data, (planes.len(), 3, INPUT_SIZE, INPUT_SIZE), device).map_err(ce)
+    Tensor::from_vec(data, (planes.len(), 3, INPUT_SIZE, INPUT_SIZE), device).map_err(Error::from)
 }
 
 /// Inverted dropout with a seeded mask.
@@ -193,13 +193,13 @@ impl EarlyStopping {
 /// Fine-tune `net` in place on `crops` with labels `labels` (`< classes`).
 pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneConfig) -> Result<FinetuneReport> {
     if crops.len() != labels.len() || crops.len() < 4 {
-        return Err(Error::Compute(format!(
+        return Err(Error::Model(format!(
             "fine-tuning needs at least 4 labelled crops ({} given)",
             crops.len()
         )));
     }
     if net.is_quantized() {
-        return Err(Error::Compute("fine-tune the f32 network, then quantize".into()));
+        return Err(Error::Model("fine-tune the f32 network, then quantize".into()));
     }
     let dev = net.device.clone();
     let mut rng = Rng::new(cfg.seed);
@@ -226,11 +226,8 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
         .dense
         .iter()
         .map(|d| match d {
-            Dense::F32 { weight, bias } => Ok((
-                Var::from_tensor(weight).map_err(ce)?,
-                Var::from_tensor(bias).map_err(ce)?,
-            )),
-            Dense::Q8 { .. } => Err(Error::Compute("quantized layer".into())),
+            Dense::F32 { weight, bias } => Ok((Var::from_tensor(weight)?, Var::from_tensor(bias)?)),
+            Dense::Q8 { .. } => Err(Error::Model("quantized layer".into())),
         })
         .collect::<Result<_>>()?;
     let conv_vars: Vec<(Var, Var)> = if cfg.mode == FinetuneMode::Full {
@@ -238,8 +235,8 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
             .iter()
             .map(|(w, b)| {
                 Ok((
-                    Var::from_tensor(&w.to_dtype(DType::F32).map_err(ce)?).map_err(ce)?,
-                    Var::from_tensor(&b.to_dtype(DType::F32).map_err(ce)?).map_err(ce)?,
+                    Var::from_tensor(&w.to_dtype(DType::F32)?)?,
+                    Var::from_tensor(&b.to_dtype(DType::F32)?)?,
                 ))
             })
             .collect::<Result<_>>()?
@@ -255,11 +252,9 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
             weight_decay: cfg.weight_decay,
             ..Default::default()
         },
-    )
-    .map_err(ce)?;
+    )?;
 
-    let val_targets =
-        Tensor::from_vec(val.iter().map(|&i| labels[i]).collect::<Vec<u32>>(), val.len(), &dev).map_err(ce)?;
+    let val_targets = Tensor::from_vec(val.iter().map(|&i| labels[i]).collect::<Vec<u32>>(), val.len(), &dev)?;
 
     let head_forward = |x: &Tensor, train_mode: bool, rng: &mut Rng| -> candle_core::Result<Tensor> {
         let lin = |x: &Tensor, (w, b): &(Var, Var)| x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor());
@@ -310,28 +305,26 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
             let (x, targets): (Tensor, Vec<u32>) = {
                 let idx: Vec<usize> = chunk.iter().map(|&k| train[k]).collect();
                 let batch: Vec<Vec<f32>> = idx.iter().map(|&i| augment(&planes[i], &mut rng)).collect();
-                let x = trunk_forward(&images(&batch, &dev)?).map_err(ce)?;
+                let x = trunk_forward(&images(&batch, &dev)?)?;
                 (x, idx.iter().map(|&i| labels[i]).collect())
             };
-            let t = Tensor::from_vec(targets, chunk.len(), &dev).map_err(ce)?;
-            let logits = head_forward(&x, true, &mut rng).map_err(ce)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &t).map_err(ce)?;
-            opt.backward_step(&loss).map_err(ce)?;
-            total += loss.to_scalar::<f32>().map_err(ce)? as f64 * chunk.len() as f64;
+            let t = Tensor::from_vec(targets, chunk.len(), &dev)?;
+            let logits = head_forward(&x, true, &mut rng)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &t)?;
+            opt.backward_step(&loss)?;
+            total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             count += chunk.len();
         }
         report.train_loss.push(total / count as f64);
         let vx = {
             let plain: Vec<Vec<f32>> = val.iter().map(|&i| planes[i].clone()).collect();
-            trunk_forward(&images(&plain, &dev)?).map_err(ce)?
+            trunk_forward(&images(&plain, &dev)?)?
         };
         let vl = if val.is_empty() {
             report.train_loss[epoch]
         } else {
-            let logits = head_forward(&vx, false, &mut rng).map_err(ce)?;
-            candle_nn::loss::cross_entropy(&logits, &val_targets)
-                .and_then(|l| l.to_scalar::<f32>())
-                .map_err(ce)? as f64
+            let logits = head_forward(&vx, false, &mut rng)?;
+            candle_nn::loss::cross_entropy(&logits, &val_targets).and_then(|l| l.to_scalar::<f32>())? as f64
         };
         record_epoch(&mut report, epoch, vl, epoch_start, "full");
         match stopping.observe(epoch, vl) {
@@ -340,8 +333,7 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
                     .iter()
                     .chain(conv_vars.iter())
                     .flat_map(|(w, b)| [w.as_tensor().copy(), b.as_tensor().copy()])
-                    .collect::<candle_core::Result<_>>()
-                    .map_err(ce)?;
+                    .collect::<candle_core::Result<_>>()?;
                 best = Some(snapshot);
             }
             Verdict::Continue => {}
@@ -349,7 +341,7 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
         }
     }
     report.best_epoch = stopping.best_epoch;
-    let weights = best.ok_or_else(|| Error::Compute("no epoch ran".into()))?;
+    let weights = best.ok_or_else(|| Error::Model("no epoch ran".into()))?;
     let mut it = weights.into_iter();
     for d in net.dense.iter_mut() {
         let (weight, bias) = (it.next(), it.next());
@@ -378,7 +370,7 @@ fn train_head(
     use super::head_train::{AdamW as FusedAdamW, DenseLayer, Head};
     let dev = net.device.clone();
     let pool5_rows = |batch: &[Vec<f32>], net: &Vgg16| -> Result<Vec<Vec<f32>>> {
-        net.trunk(&images(batch, &dev)?)?.to_vec2::<f32>().map_err(ce)
+        net.trunk(&images(batch, &dev)?)?.to_vec2::<f32>().map_err(Error::from)
     };
     let mut items: Vec<(Vec<f32>, u32)> = Vec::new();
     for &i in train {
@@ -400,17 +392,17 @@ fn train_head(
         .iter()
         .map(|d| match d {
             Dense::F32 { weight, bias } => {
-                let (out, inp) = weight.dims2().map_err(ce)?;
-                let w: Vec<f32> = weight.flatten_all().and_then(|t| t.to_vec1()).map_err(ce)?;
-                let b: Vec<f32> = bias.to_vec1().map_err(ce)?;
+                let (out, inp) = weight.dims2()?;
+                let w: Vec<f32> = weight.flatten_all().and_then(|t| t.to_vec1())?;
+                let b: Vec<f32> = bias.to_vec1()?;
                 Ok(DenseLayer::new(out, inp, w, b))
             }
-            Dense::Q8 { .. } => Err(Error::Compute("quantized layer".into())),
+            Dense::Q8 { .. } => Err(Error::Model("quantized layer".into())),
         })
         .collect::<Result<_>>()?;
     let [l6, l7, l8]: [DenseLayer; 3] = layers
         .try_into()
-        .map_err(|_| Error::Compute("the head needs three dense layers".into()))?;
+        .map_err(|_| Error::Model("the head needs three dense layers".into()))?;
     let mut head = Head::new([l6, l7, l8]);
     let opt = FusedAdamW::new(cfg.learning_rate, cfg.weight_decay);
     let mut report = FinetuneReport {
@@ -450,11 +442,11 @@ fn train_head(
         }
     }
     report.best_epoch = stopping.best_epoch;
-    let kept = best.ok_or_else(|| Error::Compute("no epoch ran".into()))?;
+    let kept = best.ok_or_else(|| Error::Model("no epoch ran".into()))?;
     for ((d, (w, b)), l) in net.dense.iter_mut().zip(kept).zip(&head.layers) {
         *d = Dense::F32 {
-            weight: Tensor::from_vec(w, (l.out, l.inp), &dev).map_err(ce)?,
-            bias: Tensor::from_vec(b, l.out, &dev).map_err(ce)?,
+            weight: Tensor::from_vec(w, (l.out, l.inp), &dev)?,
+            bias: Tensor::from_vec(b, l.out, &dev)?,
         };
     }
     Ok(report)

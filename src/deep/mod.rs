@@ -50,5 +50,5 @@ pub fn batch(crops: &[Crop], device: &Device) -> Result<Tensor> {
         (crops.len(), 3, preprocess::INPUT_SIZE, preprocess::INPUT_SIZE),
         device,
     )
-    .map_err(vgg::ce)
+    .map_err(crate::error::Error::from)
 }

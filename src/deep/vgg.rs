@@ -226,10 +226,6 @@ pub struct Vgg16 {
     cuda_trunk: Option<super::cuda_trunk::CudaTrunk>,
 }
 
-pub(crate) fn ce(e: candle_core::Error) -> Error {
-    Error::Compute(e.to_string())
-}
-
 impl Vgg16 {
     /// Build from named tensors (torchvision names), checking every name, shape and dtype; `origin` names the
     /// weights file in errors.
@@ -259,14 +255,16 @@ impl Vgg16 {
                     ),
                 });
             }
-            t.to_dtype(DType::F32).and_then(|t| t.to_device(device)).map_err(ce)
+            t.to_dtype(DType::F32)
+                .and_then(|t| t.to_device(device))
+                .map_err(Error::from)
         };
         let conv_dtype = if device.is_cpu() { DType::F32 } else { DType::F16 };
         let mut convs = Vec::new();
         for (idx, cin, cout) in config.convs() {
             let w = get(&format!("features.{idx}.weight"), &[cout, cin, 3, 3])?;
             let b = get(&format!("features.{idx}.bias"), &[cout])?;
-            convs.push((w.to_dtype(conv_dtype).map_err(ce)?, b.to_dtype(conv_dtype).map_err(ce)?));
+            convs.push((w.to_dtype(conv_dtype)?, b.to_dtype(conv_dtype)?));
         }
         let flat = config.last_channels() * 49;
         let dense = |i: usize, n_in: usize, n_out: usize| -> Result<Dense> {
@@ -306,7 +304,7 @@ impl Vgg16 {
             self.packed = Some(
                 self.convs
                     .iter()
-                    .map(|(w, b)| super::conv::PackedConv::new(&f32(w).map_err(ce)?, &f32(b).map_err(ce)?))
+                    .map(|(w, b)| super::conv::PackedConv::new(&f32(w)?, &f32(b)?))
                     .collect::<Result<Vec<_>>>()?,
             );
         }
@@ -364,7 +362,7 @@ impl Vgg16 {
     /// Quantize fc6, fc7 and fc8 to Q8_0.
     pub fn quantize_dense(&mut self) -> Result<()> {
         for d in self.dense.iter_mut() {
-            *d = d.quantize().map_err(ce)?;
+            *d = d.quantize()?;
         }
         Ok(())
     }
@@ -378,11 +376,11 @@ impl Vgg16 {
     /// for the CPU path are packed again.
     pub fn set_conv_tensors(&mut self, convs: Vec<(Tensor, Tensor)>) -> Result<()> {
         if convs.len() != self.convs.len() {
-            return Err(Error::Compute("wrong number of convolution layers".into()));
+            return Err(Error::Model("wrong number of convolution layers".into()));
         }
         for ((w, _), (old, _)) in convs.iter().zip(&self.convs) {
             if w.dims() != old.dims() {
-                return Err(Error::Compute(format!(
+                return Err(Error::Model(format!(
                     "convolution weight of shape {:?}, expected {:?}",
                     w.dims(),
                     old.dims()
@@ -391,12 +389,7 @@ impl Vgg16 {
         }
         self.convs = convs
             .into_iter()
-            .map(|(w, b)| {
-                Ok((
-                    w.to_dtype(self.conv_dtype).map_err(ce)?,
-                    b.to_dtype(self.conv_dtype).map_err(ce)?,
-                ))
-            })
+            .map(|(w, b)| Ok((w.to_dtype(self.conv_dtype)?, b.to_dtype(self.conv_dtype)?)))
             .collect::<Result<_>>()?;
         self.pack()
     }
@@ -407,7 +400,7 @@ impl Vgg16 {
         let cpu = |t: &Tensor| {
             t.to_dtype(DType::F32)
                 .and_then(|t| t.to_device(&Device::Cpu))
-                .map_err(ce)
+                .map_err(Error::from)
         };
         for ((idx, _, _), (w, b)) in self.config.convs().iter().zip(&self.convs) {
             out.insert(format!("features.{idx}.weight"), cpu(w)?);
@@ -419,7 +412,7 @@ impl Vgg16 {
                     out.insert(format!("classifier.{i}.weight"), cpu(weight)?);
                     out.insert(format!("classifier.{i}.bias"), cpu(bias)?);
                 }
-                Dense::Q8 { .. } => return Err(Error::Compute("save the f32 network; quantize at load time".into())),
+                Dense::Q8 { .. } => return Err(Error::Model("save the f32 network; quantize at load time".into())),
             }
         }
         Ok(out)
@@ -458,7 +451,7 @@ impl Vgg16 {
                 bias,
             } = d
             else {
-                return Err(Error::Compute("GGUF export needs the quantized (Q8_0) network".into()));
+                return Err(Error::Model("GGUF export needs the quantized (Q8_0) network".into()));
             };
             owned.push((format!("classifier.{i}.weight"), q.clone()));
             owned.push((
@@ -495,15 +488,12 @@ impl Vgg16 {
             if name.starts_with("classifier.") && name.ends_with(".weight") {
                 dense_q.push((name.clone(), t.shape().dims().to_vec(), t));
             } else {
-                plain.insert(name, t.dequantize(&Device::Cpu).map_err(ce)?);
+                plain.insert(name, t.dequantize(&Device::Cpu)?);
             }
         }
         // shapes decide the configuration; load f32 placeholders for the dense weights, then swap in Q8_0
         for (name, dims, _) in &dense_q {
-            plain.insert(
-                name.clone(),
-                Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).map_err(ce)?,
-            );
+            plain.insert(name.clone(), Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu)?);
         }
         let first = plain
             .get("features.0.weight")
@@ -528,14 +518,10 @@ impl Vgg16 {
             let t = if device.is_cpu() {
                 t
             } else {
-                QTensor::quantize(
-                    &t.dequantize(&Device::Cpu).map_err(ce)?.to_device(device).map_err(ce)?,
-                    GgmlDType::Q8_0,
-                )
-                .map_err(ce)?
+                QTensor::quantize(&t.dequantize(&Device::Cpu)?.to_device(device)?, GgmlDType::Q8_0)?
             };
             net.dense[i] = Dense::Q8 {
-                weight: QMatMul::from_qtensor(t).map_err(ce)?,
+                weight: QMatMul::from_qtensor(t)?,
                 bias,
             };
         }
@@ -554,13 +540,10 @@ impl Vgg16 {
         }
         #[cfg(feature = "cuda")]
         if let Some(trunk) = &self.cuda_trunk {
-            let x = x.to_device(&self.device).map_err(ce)?;
+            let x = x.to_device(&self.device)?;
             return trunk.forward(&x);
         }
-        let mut h = x
-            .to_device(&self.device)
-            .and_then(|t| t.to_dtype(self.conv_dtype))
-            .map_err(ce)?;
+        let mut h = x.to_device(&self.device).and_then(|t| t.to_dtype(self.conv_dtype))?;
         let mut c = 0;
         for step in &self.config.plan {
             h = match step {
@@ -569,48 +552,41 @@ impl Vgg16 {
                     c += 1;
                     h.conv2d(w, 1, 1, 1, 1)
                         .and_then(|y| y.broadcast_add(&b.reshape((1, b.dims()[0], 1, 1))?))
-                        .and_then(|y| y.relu())
-                        .map_err(ce)?
+                        .and_then(|y| y.relu())?
                 }
-                None => h.max_pool2d(2).map_err(ce)?,
+                None => h.max_pool2d(2)?,
             };
         }
         let dims = h.dims().to_vec();
         if dims.len() != 4 || dims[2] != 7 || dims[3] != 7 {
-            return Err(Error::Compute(format!("trunk output {dims:?}; inputs must be 224×224")));
+            return Err(Error::Model(format!("trunk output {dims:?}; inputs must be 224×224")));
         }
-        h.flatten_from(1).and_then(|t| t.to_dtype(DType::F32)).map_err(ce)
+        h.flatten_from(1)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(Error::from)
     }
 
     /// The CPU trunk on packed kernels and NHWC activations, one image at a time.
     fn trunk_cpu(&self, x: &Tensor, packed: &[super::conv::PackedConv]) -> Result<Tensor> {
         use super::conv::{Nhwc, conv3x3_relu, maxpool2};
-        let x = x
-            .to_device(&Device::Cpu)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(ce)?;
-        let (n, c, h, w) = x.dims4().map_err(ce)?;
+        let x = x.to_device(&Device::Cpu).and_then(|t| t.to_dtype(DType::F32))?;
+        let (n, c, h, w) = x.dims4()?;
         let mut rows = Vec::with_capacity(n);
         for i in 0..n {
-            let img: Vec<f32> = x
-                .get(i)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .map_err(ce)?;
+            let img: Vec<f32> = x.get(i).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1())?;
             let mut a = Nhwc::from_chw(c, h, w, &img);
             let mut conv = packed.iter();
             for step in &self.config.plan {
                 a = match step {
                     Some(_) => conv3x3_relu(
                         &a,
-                        conv.next()
-                            .ok_or_else(|| Error::Compute("layer plan mismatch".into()))?,
+                        conv.next().ok_or_else(|| Error::Model("layer plan mismatch".into()))?,
                     ),
                     None => maxpool2(&a),
                 };
             }
             if a.h != 7 || a.w != 7 {
-                return Err(Error::Compute(format!(
+                return Err(Error::Model(format!(
                     "trunk output {}×{}; inputs must be 224×224",
                     a.h, a.w
                 )));
@@ -618,14 +594,14 @@ impl Vgg16 {
             rows.push(a.to_chw());
         }
         let len = rows.first().map(|r| r.len()).unwrap_or(0);
-        Tensor::from_vec(rows.concat(), (n, len), &Device::Cpu).map_err(ce)
+        Tensor::from_vec(rows.concat(), (n, len), &Device::Cpu).map_err(Error::from)
     }
 
     /// Classifier head on flattened pool5.
     pub fn head(&self, pool5: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let fc6 = self.dense[0].forward(pool5).and_then(|t| t.relu()).map_err(ce)?;
-        let fc7 = self.dense[1].forward(&fc6).and_then(|t| t.relu()).map_err(ce)?;
-        let logits = self.dense[2].forward(&fc7).map_err(ce)?;
+        let fc6 = self.dense[0].forward(pool5).and_then(|t| t.relu())?;
+        let fc7 = self.dense[1].forward(&fc6).and_then(|t| t.relu())?;
+        let logits = self.dense[2].forward(&fc7)?;
         Ok((fc6, fc7, logits))
     }
 
@@ -650,7 +626,7 @@ pub fn he_init(config: &VggConfig, seed: u64) -> Result<HashMap<String, Tensor>>
     let mut normal = |shape: &[usize], std: f64| -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| (rng.normal() * std) as f32).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).map_err(ce)
+        Tensor::from_vec(v, shape, &Device::Cpu).map_err(Error::from)
     };
     for (idx, cin, cout) in config.convs() {
         out.insert(
@@ -659,7 +635,7 @@ pub fn he_init(config: &VggConfig, seed: u64) -> Result<HashMap<String, Tensor>>
         );
         out.insert(
             format!("features.{idx}.bias"),
-            Tensor::zeros(cout, DType::F32, &Device::Cpu).map_err(ce)?,
+            Tensor::zeros(cout, DType::F32, &Device::Cpu)?,
         );
     }
     let flat = config.last_channels() * 49;
@@ -674,7 +650,7 @@ pub fn he_init(config: &VggConfig, seed: u64) -> Result<HashMap<String, Tensor>>
         );
         out.insert(
             format!("classifier.{i}.bias"),
-            Tensor::zeros(n_out, DType::F32, &Device::Cpu).map_err(ce)?,
+            Tensor::zeros(n_out, DType::F32, &Device::Cpu)?,
         );
     }
     Ok(out)

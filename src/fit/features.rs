@@ -257,7 +257,7 @@ pub fn initial_network(s: &DeepSettings, seed: u64) -> Result<(Vgg16, String)> {
 }
 
 fn tensor_rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
-    let v: Vec<Vec<f32>> = t.to_vec2().map_err(|e| Error::Compute(e.to_string()))?;
+    let v: Vec<Vec<f32>> = t.to_vec2()?;
     Ok(v.into_iter().map(|r| r.into_iter().map(f64::from).collect()).collect())
 }
 
@@ -288,10 +288,7 @@ pub fn deep_features(
                 Some(v) if !v.is_empty() => v,
                 _ => {
                     let t = net.trunk(&deep::batch(std::slice::from_ref(crop), &Device::Cpu)?)?;
-                    let v: Vec<f32> = t
-                        .flatten_all()
-                        .and_then(|t| t.to_vec1())
-                        .map_err(|e| Error::Compute(e.to_string()))?;
+                    let v: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1())?;
                     if let Some(p) = &path {
                         let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
                         write_atomic(p, &bytes)?;
@@ -327,8 +324,7 @@ pub fn deep_features(
             for chunk in rows.chunks(32) {
                 let len = chunk[0].len();
                 let t = Tensor::from_vec(chunk.concat(), (chunk.len(), len), &Device::Cpu)
-                    .and_then(|t| t.to_device(&net.device))
-                    .map_err(|e| Error::Compute(e.to_string()))?;
+                    .and_then(|t| t.to_device(&net.device))?;
                 let (fc6, fc7, logits) = net.head(&t)?;
                 features.extend(tensor_rows(&pick(fc6, fc7, logits))?);
             }

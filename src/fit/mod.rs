@@ -712,14 +712,12 @@ fn q8_change(
 ) -> Result<(f64, f64)> {
     let col = nomo.predictors.iter().position(|n| n == "deep_signature");
     let Some(col) = col else { return Ok((0.0, 0.0)) };
-    let idx: Vec<usize> = sig.features.iter().filter_map(|f| s.layer.unit_of(f)).collect();
     let (mut worst, mut sum) = (0.0f64, 0.0);
     for (k, (_, crop)) in crops.iter().enumerate() {
         let (fc6, fc7, logits) = match pool5 {
             Some(p) => {
                 let t = candle_core::Tensor::from_vec(p[k].clone(), (1, p[k].len()), &candle_core::Device::Cpu)
-                    .and_then(|t| t.to_device(&net.device))
-                    .map_err(|e| Error::Compute(e.to_string()))?;
+                    .and_then(|t| t.to_device(&net.device))?;
                 net.head(&t)?
             }
             None => {
@@ -731,16 +729,11 @@ fn q8_change(
             }
         };
         let t = s.layer.pick(fc6, fc7, logits);
-        let v: Vec<f32> = t
-            .flatten_all()
-            .and_then(|t| t.to_vec1())
-            .map_err(|e| Error::Compute(e.to_string()))?;
-        let score = sig.intercept
-            + idx
-                .iter()
-                .enumerate()
-                .map(|(j, &i)| sig.coefficients[j] * (f64::from(v[i]) - sig.means[j]) / sig.sds[j])
-                .sum::<f64>();
+        let v: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1())?;
+        let unit = |name: &str| s.layer.unit_of(name).and_then(|i| v.get(i)).map(|&x| f64::from(x));
+        let score = sig
+            .score(unit)
+            .map_err(|missing| Error::Model(format!("deep signature feature {missing} is not a unit of the layer")))?;
         let mut row = nomo.design[k].clone();
         let before = logistic_probability(&nomo.coef, &row);
         row[col] = score;

@@ -64,7 +64,7 @@ pub struct Chart {
 }
 
 fn plot_err(e: impl std::fmt::Display) -> Error {
-    Error::Compute(format!("plot: {e}"))
+    Error::Plot(e.to_string())
 }
 
 fn draw_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> Result<()>

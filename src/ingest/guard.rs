@@ -18,7 +18,6 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{StandardDataDictionary, tags};
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
-use super::header::fmt_err;
 use crate::error::{Error, Result};
 
 /// Largest DICOM file we read.
@@ -171,32 +170,35 @@ pub fn open(path: &Path, until_pixels: bool) -> Result<DefaultDicomObject> {
     } else if bytes.get(0..4) == Some(b"DICM") {
         0
     } else {
-        return Err(fmt_err(path, "not a DICOM Part 10 file (no DICM prefix)"));
+        return Err(Error::dicom(path, "not a DICOM Part 10 file (no DICM prefix)"));
     };
     let start = magic + 4;
     if bytes.get(start..start + 2) != Some(&[0x02, 0x00]) {
-        return Err(fmt_err(path, "no file meta group after the DICM prefix"));
+        return Err(Error::dicom(path, "no file meta group after the DICM prefix"));
     }
     // file meta group: explicit VR LE, its length in (0002,0000)
-    let meta_len = u32le(&bytes, start + 8).ok_or_else(|| fmt_err(path, "truncated file meta group"))? as usize;
+    let meta_len = u32le(&bytes, start + 8).ok_or_else(|| Error::dicom(path, "truncated file meta group"))? as usize;
     let meta_end = start + 12 + meta_len;
     if meta_end > bytes.len() {
-        return Err(fmt_err(path, "file meta group length runs past the end of the file"));
+        return Err(Error::dicom(
+            path,
+            "file meta group length runs past the end of the file",
+        ));
     }
-    walk(&bytes, start, meta_end, true).map_err(|r| fmt_err(path, r))?;
+    walk(&bytes, start, meta_end, true).map_err(|r| Error::dicom(path, r))?;
     let ts = find_transfer_syntax(&bytes[start..meta_end]).unwrap_or_default();
     match ts.as_str() {
         "1.2.840.10008.1.2" => walk(&bytes, meta_end, bytes.len(), false),
         "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.2" => Ok(()),
         _ => walk(&bytes, meta_end, bytes.len(), true),
     }
-    .map_err(|r| fmt_err(path, format!("corrupt element lengths: {r}")))?;
+    .map_err(|r| Error::dicom(path, format!("corrupt element lengths: {r}")))?;
     let mut opts = OpenFileOptions::new();
     if until_pixels {
         opts = opts.read_until(tags::PIXEL_DATA);
     }
     opts.from_reader(&bytes[magic..])
-        .map_err(|e| fmt_err(path, format!("not a readable DICOM file: {e}")))
+        .map_err(|e| Error::dicom(path, format!("not a readable DICOM file: {e}")))
 }
 
 fn find_transfer_syntax(meta: &[u8]) -> Option<String> {

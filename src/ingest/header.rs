@@ -5,17 +5,9 @@ use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 
+use super::sop_class::InstanceKind;
 use super::tags::{Dataset, float, floats, int, item, items, string, time_seconds};
 use crate::error::{Error, Result};
-
-/// MR Image Storage.
-pub const MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
-/// Enhanced MR Image Storage.
-pub const ENHANCED_MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4.1";
-/// Segmentation Storage.
-pub const SEGMENTATION: &str = "1.2.840.10008.5.1.4.1.1.66.4";
-/// RT Structure Set Storage.
-pub const RT_STRUCTURE_SET: &str = "1.2.840.10008.5.1.4.1.1.481.3";
 
 /// The largest pixel payload (bytes) an instance may declare.
 pub const MAX_PIXEL_BYTES: u64 = 2 << 30;
@@ -58,8 +50,8 @@ pub struct SliceHeader {
 /// What one image file contributes.
 #[derive(Debug, Clone)]
 pub struct InstanceHeader {
-    /// SOPClassUID.
-    pub sop_class_uid: String,
+    /// What it is (SOPClassUID): an MR or Enhanced MR image.
+    pub kind: InstanceKind,
     /// StudyInstanceUID.
     pub study_uid: String,
     /// SeriesInstanceUID.
@@ -86,47 +78,71 @@ pub struct InstanceHeader {
     pub slices: Vec<SliceHeader>,
 }
 
-pub(crate) fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        format: "DICOM",
-        reason: reason.into(),
-    }
-}
-
 /// Open a DICOM file's header (everything before Pixel Data), after the length check of [`super::guard`].
 pub fn open_header(path: &Path) -> Result<dicom_object::DefaultDicomObject> {
     super::guard::open(path, true)
 }
 
 fn required<T>(path: &Path, v: Option<T>, what: &str) -> Result<T> {
-    v.ok_or_else(|| fmt_err(path, format!("missing or invalid {what}")))
+    v.ok_or_else(|| Error::dicom(path, format!("missing or invalid {what}")))
+}
+
+/// One DICOM file, read as far as its kind needs: an image's header, or the kind of anything else.
+#[derive(Debug, Clone)]
+pub enum DicomFile {
+    /// An MR or Enhanced MR image.
+    Image(Box<InstanceHeader>),
+    /// A SEG or RTSTRUCT (read by [`crate::roi`]).
+    Roi(InstanceKind),
+    /// A SOP class alnrisk does not read.
+    Other(InstanceKind),
+}
+
+/// The SOP class of an open file: SOPClassUID, else the file meta's MediaStorageSOPClassUID.
+pub fn kind_of(obj: &dicom_object::DefaultDicomObject) -> InstanceKind {
+    let uid = string(obj, tags::SOP_CLASS_UID).unwrap_or_else(|| obj.meta().media_storage_sop_class_uid().to_string());
+    InstanceKind::from_uid(&uid)
+}
+
+/// Read a DICOM file's header and tell what it is ([`InstanceKind`]); an image's header is read in full.
+pub fn read_dicom(path: &Path) -> Result<DicomFile> {
+    let obj = open_header(path)?;
+    let kind = kind_of(&obj);
+    if kind.is_image() {
+        image_header(path, &obj, kind).map(|h| DicomFile::Image(Box::new(h)))
+    } else if kind.is_roi() {
+        Ok(DicomFile::Roi(kind))
+    } else {
+        Ok(DicomFile::Other(kind))
+    }
 }
 
 /// Read the header of an MR image file (classic or Enhanced). Other SOP classes are reported as
 /// [`Error::Unsupported`] naming the class.
 pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
-    let obj = open_header(path)?;
-    let ds: &Dataset = &obj;
-    let sop_class_uid = string(ds, tags::SOP_CLASS_UID).unwrap_or_else(|| {
-        obj.meta()
-            .media_storage_sop_class_uid()
-            .trim_end_matches('\0')
-            .to_string()
-    });
-    if sop_class_uid != MR_IMAGE && sop_class_uid != ENHANCED_MR_IMAGE {
-        return Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            reason: format!("SOP class {sop_class_uid} is not an MR image"),
-        });
+    match read_dicom(path)? {
+        DicomFile::Image(h) => Ok(*h),
+        DicomFile::Roi(kind) | DicomFile::Other(kind) => Err(not_an_image(path, &kind)),
     }
+}
+
+/// The error for a file of SOP class `kind` where an MR image was needed.
+pub fn not_an_image(path: &Path, kind: &InstanceKind) -> Error {
+    Error::Unsupported {
+        path: path.to_path_buf(),
+        reason: format!("SOP class {} ({kind}) is not an MR image", kind.uid()),
+    }
+}
+
+fn image_header(path: &Path, obj: &dicom_object::DefaultDicomObject, kind: InstanceKind) -> Result<InstanceHeader> {
+    let ds: &Dataset = obj;
     let rows = required(path, int(ds, tags::ROWS), "Rows (0028,0010)")?;
     let columns = required(path, int(ds, tags::COLUMNS), "Columns (0028,0011)")?;
     let frames = int(ds, tags::NUMBER_OF_FRAMES).unwrap_or(1);
     let bits = int(ds, tags::BITS_ALLOCATED).unwrap_or(16);
     let samples = int(ds, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if rows <= 0 || columns <= 0 || frames <= 0 || !(1..=64).contains(&bits) {
-        return Err(fmt_err(
+        return Err(Error::dicom(
             path,
             format!("absurd image size: {rows}×{columns}×{frames} frames, {bits} bits"),
         ));
@@ -147,11 +163,11 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
     }
     let sop_instance_uid = required(path, string(ds, tags::SOP_INSTANCE_UID), "SOPInstanceUID")?;
     let mut slices = Vec::new();
-    if sop_class_uid == ENHANCED_MR_IMAGE {
+    if kind == InstanceKind::EnhancedMrImage {
         let shared = item(ds, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
         let per_frame = items(ds, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
         if per_frame.len() != frames as usize {
-            return Err(fmt_err(
+            return Err(Error::dicom(
                 path,
                 format!("{} per-frame functional groups for {frames} frames", per_frame.len()),
             ));
@@ -206,7 +222,7 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
         });
     }
     Ok(InstanceHeader {
-        sop_class_uid,
+        kind,
         study_uid: required(path, string(ds, tags::STUDY_INSTANCE_UID), "StudyInstanceUID")?,
         series_uid: required(path, string(ds, tags::SERIES_INSTANCE_UID), "SeriesInstanceUID")?,
         frame_of_reference_uid: string(ds, tags::FRAME_OF_REFERENCE_UID),
@@ -227,7 +243,7 @@ pub fn read_instance(path: &Path) -> Result<InstanceHeader> {
 fn vec3(path: &Path, v: Option<Vec<f64>>, what: &str) -> Result<[f64; 3]> {
     match v {
         Some(v) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
-        _ => Err(fmt_err(path, format!("missing or invalid {what}"))),
+        _ => Err(Error::dicom(path, format!("missing or invalid {what}"))),
     }
 }
 
@@ -239,17 +255,23 @@ fn vec6(path: &Path, v: Option<Vec<f64>>) -> Result<[f64; 6]> {
             let n2 = (o[3] * o[3] + o[4] * o[4] + o[5] * o[5]).sqrt();
             let dot = o[0] * o[3] + o[1] * o[4] + o[2] * o[5];
             if (n1 - 1.0).abs() > 1e-3 || (n2 - 1.0).abs() > 1e-3 || dot.abs() > 1e-3 {
-                return Err(fmt_err(path, "ImageOrientationPatient is not two orthonormal vectors"));
+                return Err(Error::dicom(
+                    path,
+                    "ImageOrientationPatient is not two orthonormal vectors",
+                ));
             }
             Ok(o)
         }
-        _ => Err(fmt_err(path, "missing or invalid ImageOrientationPatient (0020,0037)")),
+        _ => Err(Error::dicom(
+            path,
+            "missing or invalid ImageOrientationPatient (0020,0037)",
+        )),
     }
 }
 
 fn vec2(path: &Path, v: Option<Vec<f64>>) -> Result<[f64; 2]> {
     match v {
         Some(v) if v.len() == 2 && v[0] > 0.0 && v[1] > 0.0 => Ok([v[0], v[1]]),
-        _ => Err(fmt_err(path, "missing or invalid PixelSpacing (0028,0030)")),
+        _ => Err(Error::dicom(path, "missing or invalid PixelSpacing (0028,0030)")),
     }
 }

@@ -13,12 +13,14 @@ pub mod header;
 pub mod phase;
 pub mod pixels;
 pub mod series;
+pub mod sop_class;
 pub mod tags;
 
 use std::path::{Path, PathBuf};
 
 pub use phase::PhaseSelector;
 pub use series::{PhaseRule, Series, Study};
+pub use sop_class::InstanceKind;
 
 use crate::error::{Error, Result};
 
@@ -27,8 +29,8 @@ use crate::error::{Error, Result};
 pub struct Scan {
     /// Studies with their series.
     pub studies: Vec<Study>,
-    /// DICOM objects that are not images: SEG and RTSTRUCT files, by path and SOP class.
-    pub roi_objects: Vec<(PathBuf, String)>,
+    /// DICOM objects that are not images: SEG and RTSTRUCT files, by path and kind.
+    pub roi_objects: Vec<(PathBuf, InstanceKind)>,
     /// Files or series that could not be used, with the reason.
     pub problems: Vec<Error>,
 }
@@ -61,23 +63,15 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn scan_dir(dir: &Path) -> Result<Scan> {
     use rayon::prelude::*;
     let files = list_files(dir)?;
-    let results: Vec<(PathBuf, Result<header::InstanceHeader>)> = files
-        .par_iter()
-        .map(|f| (f.clone(), header::read_instance(f)))
-        .collect();
+    let results: Vec<(PathBuf, Result<header::DicomFile>)> =
+        files.par_iter().map(|f| (f.clone(), header::read_dicom(f))).collect();
     let mut scan = Scan::default();
     let mut instances = Vec::new();
     for (path, r) in results {
         match r {
-            Ok(h) => instances.push(h),
-            Err(Error::Unsupported { reason, .. }) if reason.starts_with("SOP class") => {
-                let class = reason.split_whitespace().nth(2).unwrap_or_default().to_string();
-                if class == header::SEGMENTATION || class == header::RT_STRUCTURE_SET {
-                    scan.roi_objects.push((path, class));
-                } else {
-                    scan.problems.push(Error::Unsupported { path, reason });
-                }
-            }
+            Ok(header::DicomFile::Image(h)) => instances.push(*h),
+            Ok(header::DicomFile::Roi(kind)) => scan.roi_objects.push((path, kind)),
+            Ok(header::DicomFile::Other(kind)) => scan.problems.push(header::not_an_image(&path, &kind)),
             Err(e) => scan.problems.push(e),
         }
     }

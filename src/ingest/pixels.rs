@@ -11,7 +11,7 @@ use std::path::Path;
 use dicom_dictionary_std::tags;
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 
-use super::header::{SliceHeader, fmt_err};
+use super::header::SliceHeader;
 use super::series::Series;
 use super::tags::{float, int, item};
 use crate::error::{Error, Result};
@@ -25,7 +25,7 @@ pub const MAX_COMPRESSION_RATIO: u64 = 200;
 pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, PixelType)> {
     let obj = crate::ingest::guard::open(path, false)?;
     let Some(pixel_data) = obj.element_opt(tags::PIXEL_DATA).ok().flatten() else {
-        return Err(fmt_err(path, "missing Pixel Data (7FE0,0010)"));
+        return Err(Error::dicom(path, "missing Pixel Data (7FE0,0010)"));
     };
     // Decoders allocate from Rows × Columns × Frames; refuse declarations the stored bytes cannot back.
     let dim = |t| int(&obj, t).unwrap_or(1).max(0) as u64;
@@ -39,7 +39,7 @@ pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, Pixe
     };
     if (!encapsulated && stored < declared) || (encapsulated && declared > stored.saturating_mul(MAX_COMPRESSION_RATIO))
     {
-        return Err(fmt_err(
+        return Err(Error::dicom(
             path,
             format!(
                 "Pixel Data holds {stored} bytes, too few for the {declared} bytes Rows × Columns × Frames declare"
@@ -71,7 +71,7 @@ pub fn decode_frames(path: &Path, frames: &[u32]) -> Result<(Vec<Vec<f64>>, Pixe
     for &f in frames {
         let mut v: Vec<f64> = decoded
             .to_vec_frame_with_options(f, &opts)
-            .map_err(|e| fmt_err(path, format!("frame {f}: {e}")))?;
+            .map_err(|e| Error::dicom(path, format!("frame {f}: {e}")))?;
         if slope != 1.0 || intercept != 0.0 {
             v.iter_mut().for_each(|x| *x = *x * slope + intercept);
         }
@@ -114,7 +114,7 @@ pub fn load_phase(series: &Series, phase: usize) -> Result<Volume<f64>> {
         ptype = t;
         for ((k, _), values) in list.iter().zip(decoded) {
             if values.len() != plane {
-                return Err(fmt_err(
+                return Err(Error::dicom(
                     file,
                     format!("frame has {} pixels, expected {plane}", values.len()),
                 ));

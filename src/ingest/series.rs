@@ -370,6 +370,51 @@ pub fn assemble(dir: &Path, instances: Vec<InstanceHeader>) -> (Vec<Study>, Vec<
     (studies, errors)
 }
 
+/// How [`assemble_one`] puts a series together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assembly {
+    /// The series as it is (multi-phase, or a single phase).
+    Alone,
+    /// The DCE set that the single-phase series heads, linked with the other single-phase series of its study
+    /// ([`link_with`]).
+    Linked,
+}
+
+/// The one series `series_uid` of `instances` (headers of one study, as the daemon's assembler or a revision
+/// collects them), assembled by exactly the rules of a folder scan ([`assemble`], then [`link_with`] for a linked
+/// set). The folder it names is the first image's. The error says what could not be assembled.
+pub fn assemble_one(instances: Vec<InstanceHeader>, series_uid: &str, how: Assembly) -> Result<Series> {
+    let dir = instances
+        .first()
+        .and_then(|i| i.slices.first())
+        .and_then(|s| s.file.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let (studies, mut errors) = assemble(&dir, instances);
+    let not_assembled = |errors: &mut Vec<Error>, reason: &str| {
+        if errors.is_empty() {
+            Error::Series {
+                series: series_uid.to_string(),
+                dir: dir.clone(),
+                reason: reason.into(),
+            }
+        } else {
+            errors.swap_remove(0)
+        }
+    };
+    match how {
+        Assembly::Alone => studies
+            .into_iter()
+            .flat_map(|s| s.series)
+            .find(|s| s.series_uid == series_uid)
+            .ok_or_else(|| not_assembled(&mut errors, "the series could not be assembled")),
+        Assembly::Linked => studies
+            .iter()
+            .find_map(|s| link_with(s, series_uid))
+            .ok_or_else(|| not_assembled(&mut errors, "the linked DCE set could not be assembled")),
+    }
+}
+
 /// Link single-phase series of one study that share a grid (Siemens-style exports, one series per dynamic)
 /// into one DCE set, ordered by acquisition time (then SeriesNumber). The grid is that of the first single-phase
 /// series. Returns `None` when fewer than two series share it.

@@ -21,21 +21,39 @@ pub const MAX_VOXELS: u128 = 1 << 30;
 /// The largest decoded payload a header may declare.
 pub const MAX_BYTES: u128 = 4 << 30;
 
-/// Read an image or label map, choosing the reader from the file name.
+/// The file formats [`read_volume`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeFormat {
+    /// NRRD (`.nrrd`, or a detached `.nhdr` header).
+    Nrrd,
+    /// NIfTI-1 (`.nii`, `.nii.gz`).
+    Nifti,
+}
+
+impl VolumeFormat {
+    /// The format a file name says (case-insensitive), if any: the one naming rule for images and label maps,
+    /// which `extract`, the ROI loader and the daemon's export-folder intake all use.
+    pub fn of(path: &Path) -> Option<VolumeFormat> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
+            Some(VolumeFormat::Nrrd)
+        } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+            Some(VolumeFormat::Nifti)
+        } else {
+            None
+        }
+    }
+}
+
+/// Read an image or label map, choosing the reader from the file name ([`VolumeFormat::of`]).
 pub fn read_volume(path: &Path) -> Result<Volume<f64>> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
-        nrrd::read(path)
-    } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-        nifti::read(path)
-    } else {
-        Err(Error::Unsupported {
+    match VolumeFormat::of(path) {
+        Some(VolumeFormat::Nrrd) => nrrd::read(path),
+        Some(VolumeFormat::Nifti) => nifti::read(path),
+        None => Err(Error::Unsupported {
             path: path.to_path_buf(),
             reason: "unknown image file extension (expected .nrrd, .nii or .nii.gz)".into(),
-        })
+        }),
     }
 }
 

@@ -21,12 +21,8 @@ use crate::image::{Geometry, PixelType, Volume};
 
 const FORMAT: &str = "NIfTI-1";
 
-fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        format: FORMAT,
-        reason: reason.into(),
-    }
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::format(path, FORMAT, reason)
 }
 
 struct Reader<'a> {
@@ -61,7 +57,7 @@ pub fn read(path: &Path) -> Result<Volume<f64>> {
         // Decode the header first to learn the payload size, then decode exactly that much.
         let head = super::gunzip_bounded(path, &file, 352 - 1, FORMAT)?;
         if head.len() < 348 {
-            return Err(fmt_err(path, "file is shorter than a NIfTI-1 header"));
+            return Err(bad(path, "file is shorter than a NIfTI-1 header"));
         }
         let (need_total, _) = header_payload_bytes(path, &head)?;
         let all = super::gunzip_bounded(path, &file, need_total, FORMAT)?;
@@ -82,7 +78,7 @@ fn header_payload_bytes(path: &Path, b: &[u8]) -> Result<(usize, usize)> {
 
 fn reader<'a>(path: &Path, b: &'a [u8]) -> Result<Reader<'a>> {
     if b.len() < 348 {
-        return Err(fmt_err(path, "file is shorter than a NIfTI-1 header"));
+        return Err(bad(path, "file is shorter than a NIfTI-1 header"));
     }
     let le = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let be = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
@@ -91,7 +87,7 @@ fn reader<'a>(path: &Path, b: &'a [u8]) -> Result<Reader<'a>> {
     } else if be == 348 {
         true
     } else {
-        return Err(fmt_err(path, "sizeof_hdr is not 348 (not a NIfTI-1 file)"));
+        return Err(bad(path, "sizeof_hdr is not 348 (not a NIfTI-1 file)"));
     };
     if &b[344..347] != b"n+1" {
         return Err(Error::Unsupported {
@@ -105,13 +101,13 @@ fn reader<'a>(path: &Path, b: &'a [u8]) -> Result<Reader<'a>> {
 fn dims_and_type(path: &Path, r: &Reader) -> Result<([usize; 3], PixelType)> {
     let ndim = r.i16(40);
     if !(1..=7).contains(&ndim) {
-        return Err(fmt_err(path, format!("dim[0] = {ndim} is out of range")));
+        return Err(bad(path, format!("dim[0] = {ndim} is out of range")));
     }
     let mut size = [1usize; 3];
     for d in 0..ndim as usize {
         let s = r.i16(42 + 2 * d);
         if s < 1 {
-            return Err(fmt_err(path, format!("dim[{}] = {s} is not positive", d + 1)));
+            return Err(bad(path, format!("dim[{}] = {s} is not positive", d + 1)));
         }
         if d < 3 {
             size[d] = s as usize;
@@ -149,12 +145,12 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
     let n = super::check_declared_size(path, size, pixel)?;
     let vox_offset = r.f32(108);
     if !(vox_offset.is_finite() && vox_offset >= 0.0) {
-        return Err(fmt_err(path, "vox_offset is invalid"));
+        return Err(bad(path, "vox_offset is invalid"));
     }
     let start = (vox_offset as usize).max(348);
     let need = n * pixel.size();
     if b.len() < start + need {
-        return Err(fmt_err(
+        return Err(bad(
             path,
             format!(
                 "truncated data: {} bytes present, {} declared",
@@ -256,7 +252,7 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
         origin[1] = -origin[1];
     }
     if crate::image::geometry::det3(&direction).abs() < 1e-6 {
-        return Err(fmt_err(path, "orientation matrix is degenerate"));
+        return Err(bad(path, "orientation matrix is degenerate"));
     }
     Ok(Volume {
         geometry: Geometry {

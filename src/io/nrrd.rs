@@ -15,12 +15,8 @@ use crate::image::{Geometry, PixelType, Volume};
 
 const FORMAT: &str = "NRRD";
 
-fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        format: FORMAT,
-        reason: reason.into(),
-    }
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::format(path, FORMAT, reason)
 }
 
 fn parse_type(path: &Path, t: &str) -> Result<PixelType> {
@@ -41,7 +37,7 @@ fn parse_type(path: &Path, t: &str) -> Result<PixelType> {
         "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => PixelType::U64,
         "float" => PixelType::F32,
         "double" => PixelType::F64,
-        other => return Err(fmt_err(path, format!("unsupported type '{other}'"))),
+        other => return Err(bad(path, format!("unsupported type '{other}'"))),
     })
 }
 
@@ -53,11 +49,11 @@ fn parse_vector(path: &Path, s: &str) -> Result<Option<Vec<f64>>> {
     let inner = s
         .strip_prefix('(')
         .and_then(|x| x.strip_suffix(')'))
-        .ok_or_else(|| fmt_err(path, format!("bad vector '{s}'")))?;
+        .ok_or_else(|| bad(path, format!("bad vector '{s}'")))?;
     let v: std::result::Result<Vec<f64>, _> = inner.split(',').map(|c| c.trim().parse::<f64>()).collect();
-    let v = v.map_err(|_| fmt_err(path, format!("bad number in vector '{s}'")))?;
+    let v = v.map_err(|_| bad(path, format!("bad number in vector '{s}'")))?;
     if v.iter().any(|x| !x.is_finite()) {
-        return Err(fmt_err(path, format!("non-finite number in vector '{s}'")));
+        return Err(bad(path, format!("non-finite number in vector '{s}'")));
     }
     Ok(Some(v))
 }
@@ -104,7 +100,7 @@ pub fn read(path: &Path) -> Result<Volume<f64>> {
 /// Parse NRRD bytes (`path` is used in error messages only).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
     if !bytes.starts_with(b"NRRD000") {
-        return Err(fmt_err(path, "missing NRRD magic"));
+        return Err(bad(path, "missing NRRD magic"));
     }
     // The header ends at the first empty line.
     let mut header_end = None;
@@ -122,8 +118,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
         }
         i += 1;
     }
-    let (hend, data_start) = header_end.ok_or_else(|| fmt_err(path, "header is not terminated by an empty line"))?;
-    let header = std::str::from_utf8(&bytes[..hend]).map_err(|_| fmt_err(path, "header is not text"))?;
+    let (hend, data_start) = header_end.ok_or_else(|| bad(path, "header is not terminated by an empty line"))?;
+    let header = std::str::from_utf8(&bytes[..hend]).map_err(|_| bad(path, "header is not text"))?;
 
     let mut pixel = None;
     let mut dimension = None;
@@ -144,7 +140,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
             continue; // key/value pairs carry no geometry
         }
         let Some((key, value)) = line.split_once(':') else {
-            return Err(fmt_err(path, format!("bad header line '{line}'")));
+            return Err(bad(path, format!("bad header line '{line}'")));
         };
         let value = value.trim();
         match key.trim() {
@@ -153,12 +149,12 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
                 dimension = Some(
                     value
                         .parse::<usize>()
-                        .map_err(|_| fmt_err(path, format!("bad dimension '{value}'")))?,
+                        .map_err(|_| bad(path, format!("bad dimension '{value}'")))?,
                 )
             }
             "sizes" => {
                 let s: std::result::Result<Vec<usize>, _> = value.split_whitespace().map(|x| x.parse()).collect();
-                sizes = Some(s.map_err(|_| fmt_err(path, format!("bad sizes '{value}'")))?);
+                sizes = Some(s.map_err(|_| bad(path, format!("bad sizes '{value}'")))?);
             }
             "encoding" => encoding = value.to_ascii_lowercase(),
             "endian" => big_endian = value == "big",
@@ -173,7 +169,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
             }
             "spacings" => {
                 let s: std::result::Result<Vec<f64>, _> = value.split_whitespace().map(|x| x.parse()).collect();
-                spacings = Some(s.map_err(|_| fmt_err(path, format!("bad spacings '{value}'")))?);
+                spacings = Some(s.map_err(|_| bad(path, format!("bad spacings '{value}'")))?);
             }
             "space origin" => origin = parse_vector(path, value)?,
             "data file" | "datafile" => {
@@ -186,9 +182,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
         }
     }
 
-    let pixel = pixel.ok_or_else(|| fmt_err(path, "missing 'type'"))?;
-    let dimension = dimension.ok_or_else(|| fmt_err(path, "missing 'dimension'"))?;
-    let sizes = sizes.ok_or_else(|| fmt_err(path, "missing 'sizes'"))?;
+    let pixel = pixel.ok_or_else(|| bad(path, "missing 'type'"))?;
+    let dimension = dimension.ok_or_else(|| bad(path, "missing 'dimension'"))?;
+    let sizes = sizes.ok_or_else(|| bad(path, "missing 'sizes'"))?;
     if !(2..=3).contains(&dimension) || sizes.len() != dimension {
         return Err(Error::Unsupported {
             path: path.to_path_buf(),
@@ -203,7 +199,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
     let mut direction = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     if let Some(dirs) = &directions {
         if dirs.len() != dimension {
-            return Err(fmt_err(path, "'space directions' does not have one entry per axis"));
+            return Err(bad(path, "'space directions' does not have one entry per axis"));
         }
         for (c, d) in dirs.iter().enumerate() {
             let Some(d) = d else {
@@ -213,11 +209,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
                 });
             };
             if d.len() < dimension || d.len() > 3 {
-                return Err(fmt_err(path, "space direction has the wrong length"));
+                return Err(bad(path, "space direction has the wrong length"));
             }
             let norm = d.iter().map(|x| x * x).sum::<f64>().sqrt();
             if norm == 0.0 {
-                return Err(fmt_err(path, "zero-length space direction"));
+                return Err(bad(path, "zero-length space direction"));
             }
             spacing[c] = norm;
             for r in 0..3 {
@@ -255,7 +251,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
         }
     }
     if crate::image::geometry::det3(&direction).abs() < 1e-6 {
-        return Err(fmt_err(path, "space directions are degenerate"));
+        return Err(bad(path, "space directions are degenerate"));
     }
 
     let n = super::check_declared_size(path, size, pixel)?;
@@ -264,7 +260,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
     let raw = match encoding.as_str() {
         "raw" => {
             if payload.len() < need {
-                return Err(fmt_err(
+                return Err(bad(
                     path,
                     format!("truncated data: {} bytes present, {need} declared", payload.len()),
                 ));
@@ -275,7 +271,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
         "gzip" | "gz" => {
             let out = super::gunzip_bounded(path, payload, need, FORMAT)?;
             if out.len() < need {
-                return Err(fmt_err(
+                return Err(bad(
                     path,
                     format!("truncated data: {} bytes decompressed, {need} declared", out.len()),
                 ));

@@ -46,6 +46,17 @@ pub struct RoiRules {
     pub crop_margin: usize,
 }
 
+impl Manifest {
+    /// How this bundle turns a DICOM series and its ROI file into a case: its phase and ROI rules (what `predict`
+    /// and the daemon both load with).
+    pub fn case_inputs(&self) -> crate::case::CaseInputs {
+        crate::case::CaseInputs {
+            phase: self.phase,
+            roi: self.roi.options(),
+        }
+    }
+}
+
 impl RoiRules {
     /// The ROI reading options these rules stand for.
     pub fn options(&self) -> crate::roi::RoiOptions {
@@ -290,7 +301,7 @@ pub fn write_bundle(dir: &Path, manifest: &mut Manifest, key: Option<&SigningKey
     for name in [&manifest.vgg.weights, &manifest.vgg.quantized] {
         manifest.files.insert(name.clone(), sha256_file(&dir.join(name))?);
     }
-    let text = serde_json::to_string_pretty(manifest).map_err(|e| Error::Compute(format!("bundle.json: {e}")))? + "\n";
+    let text = serde_json::to_string_pretty(manifest)? + "\n";
     let path = dir.join(MANIFEST);
     std::fs::write(&path, &text).map_err(|e| Error::io(&path, e))?;
     let sig_path = dir.join(SIGNATURE);
@@ -334,6 +345,12 @@ impl Bundle {
                 &path,
                 format!("schema {:?}, this build reads {SCHEMA:?}", manifest.schema),
             ));
+        }
+        for sig in [&manifest.signatures.radiomics, &manifest.signatures.deep]
+            .into_iter()
+            .flatten()
+        {
+            sig.check().map_err(|reason| refuse(&path, reason))?;
         }
         for (name, want) in &manifest.files {
             if name.contains('/') || name.contains("..") {

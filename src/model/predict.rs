@@ -131,8 +131,7 @@ impl Predictor {
         Ok(out
             .layer(m.vgg.layer)
             .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| Error::Compute(e.to_string()))?
+            .and_then(|t| t.to_vec1::<f32>())?
             .into_iter()
             .map(f64::from)
             .collect())
@@ -154,7 +153,7 @@ impl Predictor {
             let key = format!("{}_signature", sig.name);
             let s = sig
                 .score(lookup)
-                .map_err(|missing| Error::Compute(format!("feature {missing} not computed")))?;
+                .map_err(|missing| Error::Model(format!("feature {missing} not computed")))?;
             for name in &sig.features {
                 if let (Some(r), Some(v)) = (m.feature_ranges.get(name), lookup(name))
                     && r.outside(v)
@@ -196,7 +195,7 @@ impl Predictor {
                 let r = m
                     .nomogram
                     .evaluate(&with)
-                    .map_err(|n| Error::Compute(format!("needs predictor {n}")))?;
+                    .map_err(|n| Error::Model(format!("needs predictor {n}")))?;
                 scenarios.insert(label.to_string(), r);
             }
             None
@@ -204,7 +203,7 @@ impl Predictor {
             Some(
                 m.nomogram
                     .evaluate(&values)
-                    .map_err(|n| Error::Compute(format!("needs clinical factor {n}")))?,
+                    .map_err(|n| Error::Model(format!("needs clinical factor {n}")))?,
             )
         };
         Ok(Prediction {

@@ -23,6 +23,33 @@ pub struct Signature {
 }
 
 impl Signature {
+    /// Whether the signature can be scored: one name, mean, standard deviation and coefficient per feature, and
+    /// every standard deviation finite and positive. `Err` says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.features.len();
+        for (what, len) in [
+            ("means", self.means.len()),
+            ("standard deviations", self.sds.len()),
+            ("coefficients", self.coefficients.len()),
+        ] {
+            if len != n {
+                return Err(format!("signature {}: {len} {what} for {n} features", self.name));
+            }
+        }
+        if let Some((name, sd)) = self
+            .features
+            .iter()
+            .zip(&self.sds)
+            .find(|(_, sd)| !(sd.is_finite() && **sd > 0.0))
+        {
+            return Err(format!(
+                "signature {}: feature {name} has standard deviation {sd}",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
     /// The score from raw feature values looked up by name; `None` names the first missing feature.
     pub fn score(&self, value: impl Fn(&str) -> Option<f64>) -> Result<f64, String> {
         let mut s = self.intercept;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::image::{Geometry, Volume};
-use crate::ingest::Series;
+use crate::ingest::{InstanceKind, Series};
 
 /// Which segment / structure to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,19 +127,21 @@ impl Mask {
 
 /// Load a ROI for `series` from a SEG, an RTSTRUCT, or a NIfTI/NRRD label map, chosen by content.
 pub fn load(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".nrrd") || name.ends_with(".nhdr") || name.ends_with(".nii") || name.ends_with(".nii.gz") {
+    if crate::io::VolumeFormat::of(path).is_some() {
         return labelmap::read(path, series);
     }
     let obj = crate::ingest::header::open_header(path)?;
-    let class = crate::ingest::tags::string(&obj, dicom_dictionary_std::tags::SOP_CLASS_UID).unwrap_or_default();
-    match class.as_str() {
-        crate::ingest::header::SEGMENTATION => seg::read(path, series, opts),
-        crate::ingest::header::RT_STRUCTURE_SET => rtstruct::read(path, series, opts),
-        other => Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            reason: format!("SOP class {other} is not a SEG or RTSTRUCT"),
-        }),
+    match crate::ingest::header::kind_of(&obj) {
+        InstanceKind::Segmentation => seg::read(path, series, opts),
+        InstanceKind::RtStructureSet => rtstruct::read(path, series, opts),
+        other => Err(not_a_roi(path, &other)),
+    }
+}
+
+fn not_a_roi(path: &Path, kind: &InstanceKind) -> Error {
+    Error::Unsupported {
+        path: path.to_path_buf(),
+        reason: format!("SOP class {} ({kind}) is not a SEG or RTSTRUCT", kind.uid()),
     }
 }
 
@@ -210,12 +212,9 @@ pub fn references(path: &Path) -> Result<RoiReferences> {
     use crate::ingest::tags::string;
     use dicom_dictionary_std::tags;
     let obj = crate::ingest::header::open_header(path)?;
-    let class = string(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
-    if class != crate::ingest::header::SEGMENTATION && class != crate::ingest::header::RT_STRUCTURE_SET {
-        return Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            reason: format!("SOP class {class} is not a SEG or RTSTRUCT"),
-        });
+    let kind = crate::ingest::header::kind_of(&obj);
+    if !kind.is_roi() {
+        return Err(not_a_roi(path, &kind));
     }
     let drawn_at = [
         (tags::CONTENT_DATE, tags::CONTENT_TIME),

@@ -21,7 +21,6 @@ use dicom_dictionary_std::tags;
 use super::{Mask, RoiChoice, RoiOptions, round_half_up};
 use crate::error::{Error, Result};
 use crate::ingest::Series;
-use crate::ingest::header::{SEGMENTATION, fmt_err};
 use crate::ingest::tags::{Dataset, float, floats, int, item, items, string};
 
 /// Largest distance, in slice spacings, between a frame and the slice it is assigned to.
@@ -56,8 +55,10 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         path: path.to_path_buf(),
         reason,
     };
-    if string(ds, tags::SOP_CLASS_UID).as_deref() != Some(SEGMENTATION) {
-        return Err(fmt_err(path, "not a Segmentation Storage object"));
+    if crate::ingest::InstanceKind::from_uid(&string(ds, tags::SOP_CLASS_UID).unwrap_or_default())
+        != crate::ingest::InstanceKind::Segmentation
+    {
+        return Err(Error::dicom(path, "not a Segmentation Storage object"));
     }
     // Does it belong to this series?
     super::check_frame_of_reference(path, string(ds, tags::FRAME_OF_REFERENCE_UID), series)?;
@@ -130,14 +131,14 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
         .element_opt(tags::PIXEL_DATA)
         .ok()
         .flatten()
-        .ok_or_else(|| fmt_err(path, "missing Pixel Data (7FE0,0010)"))?
+        .ok_or_else(|| Error::dicom(path, "missing Pixel Data (7FE0,0010)"))?
         .to_bytes()
         .map_err(|e| Error::Unsupported {
             path: path.to_path_buf(),
             reason: format!("SEG pixel data must be uncompressed: {e}"),
         })?;
     if (pixels.len() as u128) * 8 < need_bits {
-        return Err(fmt_err(
+        return Err(Error::dicom(
             path,
             format!(
                 "pixel data holds {} bytes, {} needed",

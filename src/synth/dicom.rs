@@ -12,7 +12,10 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
 use crate::error::{Error, Result};
 use crate::image::Geometry;
-use crate::ingest::header::{ENHANCED_MR_IMAGE, MR_IMAGE, RT_STRUCTURE_SET, SEGMENTATION};
+use dicom_dictionary_std::uids::{
+    ENHANCED_MR_IMAGE_STORAGE as ENHANCED_MR_IMAGE, MR_IMAGE_STORAGE as MR_IMAGE,
+    RT_STRUCTURE_SET_STORAGE as RT_STRUCTURE_SET, SEGMENTATION_STORAGE as SEGMENTATION,
+};
 
 /// A deterministic DICOM UID: `2.25.` + the integer value of a version-8 UUID hashed from `seed`.
 pub fn uid(seed: &str) -> String {

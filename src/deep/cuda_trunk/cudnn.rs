@@ -27,7 +27,6 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use half::f16;
 
 use super::kernels::{contiguous_f16, cuda_only};
-use crate::deep::vgg::ce;
 use crate::error::{Error, Result};
 
 /// The largest workspace an algorithm may ask for.
@@ -273,13 +272,13 @@ pub(super) struct CudnnConvs {
 impl CudnnConvs {
     /// A handle on `device`'s stream (cuDNN must be loadable: it is linked with the `cudnn` feature).
     pub fn new(device: &Device, fused: bool) -> Result<Self> {
-        let dev = device.as_cuda_device().map_err(ce)?.clone();
+        let dev = device.as_cuda_device()?.clone();
         let stream = dev.cuda_stream();
-        let err = |what: &str, e: CudnnError| Error::Compute(format!("cuDNN {what}: {e:?}"));
+        let err = |what: &str, e: CudnnError| Error::Device(format!("cuDNN {what}: {e:?}"));
         stream
             .context()
             .bind_to_thread()
-            .map_err(|e| Error::Compute(format!("CUDA context: {e:?}")))?;
+            .map_err(|e| Error::Device(format!("CUDA context: {e:?}")))?;
         let handle = Handle(result::create_handle().map_err(|e| err("create handle", e))?);
         // SAFETY: a live handle and candle's live stream for this device.
         unsafe { result::set_stream(handle.0, stream.cu_stream() as *mut _) }.map_err(|e| err("set stream", e))?;
@@ -319,7 +318,7 @@ impl CudnnConvs {
             cin,
             cout,
         };
-        a.apply_op3_no_bwd(weight, bias, &op).map_err(ce)
+        a.apply_op3_no_bwd(weight, bias, &op).map_err(Error::from)
     }
 
     /// One line per plan made so far: layer, shape, algorithm, measured time, workspace.

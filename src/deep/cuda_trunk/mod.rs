@@ -32,7 +32,6 @@ use candle_core::{DType, Device, Tensor};
 #[cfg(feature = "cudnn")]
 use super::conv::padded_channels;
 use super::conv::{PackedConv, padded_k};
-use super::vgg::ce;
 use crate::error::{Error, Result};
 use kernels::{TrunkKernel, TrunkOp};
 
@@ -81,12 +80,10 @@ impl CudaTrunk {
         device: &Device,
     ) -> Result<Self> {
         if !device.is_cuda() {
-            return Err(Error::Compute("the NHWC trunk runs on CUDA only".into()));
+            return Err(Error::Device("the NHWC trunk runs on CUDA only".into()));
         }
         if plan.last() != Some(&None) {
-            return Err(Error::Compute(
-                "the NHWC trunk needs a plan that ends with a pool".into(),
-            ));
+            return Err(Error::Model("the NHWC trunk needs a plan that ends with a pool".into()));
         }
         let engine = match kind {
             CudaTrunkKind::Nhwc => ConvEngine::Im2col,
@@ -97,12 +94,12 @@ impl CudaTrunk {
             )?)),
             #[cfg(not(feature = "cudnn"))]
             CudaTrunkKind::Cudnn | CudaTrunkKind::CudnnFused => {
-                return Err(Error::Compute(
+                return Err(Error::Device(
                     "the cuDNN trunk needs a build with the `cudnn` feature".into(),
                 ));
             }
             CudaTrunkKind::Candle => {
-                return Err(Error::Compute(
+                return Err(Error::Model(
                     "candle's convolution is not an NHWC trunk (Vgg16 runs it itself)".into(),
                 ));
             }
@@ -111,7 +108,7 @@ impl CudaTrunk {
             Tensor::from_vec(v, shape, &Device::Cpu)
                 .and_then(|t| t.to_dtype(DType::F16))
                 .and_then(|t| t.to_device(device))
-                .map_err(ce)
+                .map_err(Error::from)
         };
         let cpu = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_device(&Device::Cpu));
         let mut convs = convs.iter();
@@ -120,10 +117,8 @@ impl CudaTrunk {
         for step in plan {
             steps.push(match step {
                 Some(_) => {
-                    let (w, b) = convs
-                        .next()
-                        .ok_or_else(|| Error::Compute("layer plan mismatch".into()))?;
-                    let packed = PackedConv::new(&cpu(w).map_err(ce)?, &cpu(b).map_err(ce)?)?;
+                    let (w, b) = convs.next().ok_or_else(|| Error::Model("layer plan mismatch".into()))?;
+                    let packed = PackedConv::new(&cpu(w)?, &cpu(b)?)?;
                     let cout = packed.cout();
                     let (cin, weight) = match engine {
                         ConvEngine::Im2col => {
@@ -144,7 +139,7 @@ impl CudaTrunk {
                     input_channels.get_or_insert(cin);
                     Step::Conv {
                         weight,
-                        bias: f16_on(packed.bias().to_vec(), (1, cout))?.flatten_all().map_err(ce)?,
+                        bias: f16_on(packed.bias().to_vec(), (1, cout))?.flatten_all()?,
                         cin,
                         cout,
                     }
@@ -152,7 +147,7 @@ impl CudaTrunk {
                 None => Step::Pool,
             });
         }
-        let no_bias = Tensor::zeros(1, DType::F16, device).map_err(ce)?;
+        let no_bias = Tensor::zeros(1, DType::F16, device)?;
         Ok(CudaTrunk {
             kind,
             steps,
@@ -185,15 +180,14 @@ impl CudaTrunk {
     /// [`CudaTrunk::forward`], calling `after` with a label after each step (`input`, `conv 64→128 112×112`,
     /// `pool 112×112`, `output`) — for the per-layer profile of `benches/vgg.rs`, which synchronises there.
     pub fn run(&self, x: &Tensor, after: &mut dyn FnMut(String) -> Result<()>) -> Result<Tensor> {
-        let (n, c0, h0, w0) = x.dims4().map_err(ce)?;
+        let (n, c0, h0, w0) = x.dims4()?;
         // NHWC f16, channels zero-padded to what the first convolution reads
         let mut a = x
             .to_dtype(DType::F16)
             .and_then(|t| t.permute((0, 2, 3, 1)))
-            .and_then(|t| t.contiguous())
-            .map_err(ce)?;
+            .and_then(|t| t.contiguous())?;
         if self.input_channels > c0 {
-            a = a.pad_with_zeros(3, 0, self.input_channels - c0).map_err(ce)?;
+            a = a.pad_with_zeros(3, 0, self.input_channels - c0)?;
         }
         after("input".into())?;
         let (mut h, mut w, mut c) = (h0, w0, self.input_channels);
@@ -209,25 +203,21 @@ impl CudaTrunk {
                     cout,
                 } => {
                     if *cin != c {
-                        return Err(Error::Compute(format!(
+                        return Err(Error::Model(format!(
                             "convolution {conv_index}: {c} channels in, {cin} expected"
                         )));
                     }
                     match &self.engine {
                         ConvEngine::Im2col => {
                             let im2col = op(TrunkKernel::Im2Col { kp: weight.dims()[0] }, h, w, c, pending.is_some());
-                            let col = a
-                                .apply_op2_no_bwd(pending.unwrap_or(&self.no_bias), &im2col)
-                                .map_err(ce)?;
-                            a = col.matmul(weight).map_err(ce)?;
+                            let col = a.apply_op2_no_bwd(pending.unwrap_or(&self.no_bias), &im2col)?;
+                            a = col.matmul(weight)?;
                             pending = Some(bias);
                         }
                         #[cfg(feature = "cudnn")]
                         ConvEngine::Cudnn(convs) => {
                             if let Some(b) = pending.take() {
-                                a = a
-                                    .apply_op2_no_bwd(b, &op(TrunkKernel::BiasRelu, h, w, c, true))
-                                    .map_err(ce)?;
+                                a = a.apply_op2_no_bwd(b, &op(TrunkKernel::BiasRelu, h, w, c, true))?;
                             }
                             a = convs.forward(conv_index, &a, weight, bias, (n, h, w, c, *cout))?;
                             pending = (!convs.fused()).then_some(bias);
@@ -239,9 +229,7 @@ impl CudaTrunk {
                 }
                 Step::Pool => {
                     let pool = op(TrunkKernel::MaxPool, h, w, c, pending.is_some());
-                    a = a
-                        .apply_op2_no_bwd(pending.unwrap_or(&self.no_bias), &pool)
-                        .map_err(ce)?;
+                    a = a.apply_op2_no_bwd(pending.unwrap_or(&self.no_bias), &pool)?;
                     after(format!("pool {h}×{w}"))?;
                     h /= 2;
                     w /= 2;
@@ -254,8 +242,7 @@ impl CudaTrunk {
             .and_then(|t| t.permute((0, 3, 1, 2)))
             .and_then(|t| t.contiguous())
             .and_then(|t| t.reshape((n, c * h * w)))
-            .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(ce)?;
+            .and_then(|t| t.to_dtype(DType::F32))?;
         after("output".into())?;
         Ok(out)
     }
