@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         key: None,
         bootstrap: 200,
         in_sample_signatures: false,
+        progress: Default::default(),
     };
     let t = Instant::now();
     let o = fit::run(&cfg)?;

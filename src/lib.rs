@@ -14,20 +14,25 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod case;
+#[cfg(feature = "tools")]
 pub mod classify;
 pub mod daemon;
 pub mod deep;
 pub mod error;
+#[cfg(feature = "tools")]
 pub mod fit;
 pub mod image;
 pub mod ingest;
 pub mod io;
 pub mod linalg;
 pub mod model;
+pub mod progress;
 pub mod radiomics;
 pub mod rng;
 pub mod roi;
+#[cfg(feature = "tools")]
 pub mod stats;
+#[cfg(feature = "tools")]
 pub mod synth;
 pub mod time;
 

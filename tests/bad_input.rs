@@ -1,6 +1,8 @@
 //! Bad input never panics: each case yields a typed error naming the file and the reason, and the CLI
 //! exits non-zero.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,12 +14,6 @@ fn data(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/pyradiomics")
         .join(p)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("alnrisk-bad-input-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
 }
 
 fn breast() -> (Volume<f64>, Volume<f64>) {
@@ -122,17 +118,17 @@ fn read_err(path: &Path) -> Error {
 #[test]
 fn truncated_and_garbage_nrrd() {
     let bytes = std::fs::read(data("breast1_image.nrrd")).unwrap();
-    let p = tmp("truncated.nrrd");
+    let p = common::tmp_file("bad-input", "truncated.nrrd");
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     let e = read_err(&p);
     assert!(
         matches!(e, Error::Format { .. }) && e.to_string().contains("truncated.nrrd"),
         "{e}"
     );
-    let p = tmp("garbage.nrrd");
+    let p = common::tmp_file("bad-input", "garbage.nrrd");
     std::fs::write(&p, b"\x00\x01garbage that is not a header").unwrap();
     assert!(matches!(read_err(&p), Error::Format { .. }));
-    let p = tmp("header-only.nrrd");
+    let p = common::tmp_file("bad-input", "header-only.nrrd");
     std::fs::write(
         &p,
         b"NRRD0004\ntype: short\ndimension: 3\nsizes: 10 10 10\nencoding: raw\n\n\x00\x00",
@@ -143,7 +139,7 @@ fn truncated_and_garbage_nrrd() {
 
 #[test]
 fn huge_declared_size_is_refused_before_allocation() {
-    let p = tmp("huge.nrrd");
+    let p = common::tmp_file("bad-input", "huge.nrrd");
     std::fs::write(
         &p,
         b"NRRD0004\ntype: double\ndimension: 3\nsizes: 100000 100000 100000\nencoding: gzip\n\n",
@@ -153,7 +149,7 @@ fn huge_declared_size_is_refused_before_allocation() {
     // NIfTI with dims 32767³
     let mut h = nifti_header([32767, 32767, 32767], 64);
     h.extend_from_slice(&[0u8; 16]);
-    let p = tmp("huge.nii");
+    let p = common::tmp_file("bad-input", "huge.nii");
     std::fs::write(&p, &h).unwrap();
     assert!(matches!(read_err(&p), Error::TooLarge { .. }));
 }
@@ -176,16 +172,16 @@ fn nifti_header(dims: [i16; 3], datatype: i16) -> Vec<u8> {
 
 #[test]
 fn truncated_and_garbage_nifti() {
-    let p = tmp("short.nii");
+    let p = common::tmp_file("bad-input", "short.nii");
     std::fs::write(&p, b"not a nifti").unwrap();
     assert!(matches!(read_err(&p), Error::Format { .. }));
     let mut h = nifti_header([10, 10, 10], 4);
     h.extend_from_slice(&[0u8; 100]); // 2000 bytes declared
-    let p = tmp("truncated.nii");
+    let p = common::tmp_file("bad-input", "truncated.nii");
     std::fs::write(&p, &h).unwrap();
     let e = read_err(&p);
     assert!(e.to_string().contains("truncated"), "{e}");
-    let p = tmp("corrupt.nii.gz");
+    let p = common::tmp_file("bad-input", "corrupt.nii.gz");
     std::fs::write(&p, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]).unwrap();
     assert!(matches!(read_err(&p), Error::Format { .. }));
 }
@@ -204,7 +200,7 @@ fn nifti_qform_is_converted_to_lps_like_itk() {
         h[268 + 4 * i..272 + 4 * i].copy_from_slice(&v.to_le_bytes());
     }
     h.extend(std::iter::repeat_n(0u8, 24 * 4));
-    let p = tmp("qform.nii");
+    let p = common::tmp_file("bad-input", "qform.nii");
     std::fs::write(&p, &h).unwrap();
     let v = alnrisk::io::read_volume(&p).unwrap();
     assert_eq!(v.geometry.spacing, [2.0, 3.0, 4.0]);
@@ -221,8 +217,8 @@ fn nifti_qform_is_converted_to_lps_like_itk() {
 #[test]
 fn nifti_and_nrrd_give_the_same_features() {
     let (img, msk) = breast();
-    let pi = tmp("breast1.nii.gz");
-    let pm = tmp("breast1_label.nii");
+    let pi = common::tmp_file("bad-input", "breast1.nii.gz");
+    let pm = common::tmp_file("bad-input", "breast1_label.nii");
     alnrisk::io::nifti::write(&pi, &img).unwrap();
     alnrisk::io::nifti::write(&pm, &msk).unwrap();
     let img2 = alnrisk::io::read_volume(&pi).unwrap();
@@ -247,7 +243,7 @@ fn nifti_and_nrrd_give_the_same_features() {
 #[test]
 fn cli_reports_errors_and_exits_non_zero() {
     let bin = env!("CARGO_BIN_EXE_alnrisk");
-    let p = tmp("cli-garbage.nrrd");
+    let p = common::tmp_file("bad-input", "cli-garbage.nrrd");
     std::fs::write(&p, b"garbage").unwrap();
     let out = Command::new(bin)
         .args(["extract", "--image"])
@@ -288,9 +284,9 @@ fn cli_extract_and_batch() {
     assert!(v["original_glcm_Contrast"].as_f64().unwrap() > 0.0);
 
     // batch: one good case, one failing case; the good one still finishes, the failure is reported
-    let garbage = tmp("batch-garbage.nrrd");
+    let garbage = common::tmp_file("bad-input", "batch-garbage.nrrd");
     std::fs::write(&garbage, b"NRRD0004\n").unwrap();
-    let cohort = tmp("cohort.csv");
+    let cohort = common::tmp_file("bad-input", "cohort.csv");
     std::fs::write(
         &cohort,
         format!(
@@ -302,7 +298,7 @@ fn cli_extract_and_batch() {
         ),
     )
     .unwrap();
-    let table = tmp("features.csv");
+    let table = common::tmp_file("bad-input", "features.csv");
     let out = Command::new(bin)
         .args(["extract", "--batch"])
         .arg(&cohort)

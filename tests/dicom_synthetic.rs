@@ -2,6 +2,8 @@
 //! order, oblique geometry, SEG placement and RTSTRUCT rasterisation, each checked against values known by
 //! construction; and bad DICOM input, each a typed error naming the file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use alnrisk::Error;
@@ -9,13 +11,6 @@ use alnrisk::image::Geometry;
 use alnrisk::ingest::{PhaseRule, PhaseSelector, scan_dir, single_series};
 use alnrisk::roi::{self, RoiOptions};
 use alnrisk::synth::dicom::{self as w, ClassicOptions, SegOptions, SeriesIds};
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("alnrisk-dicom-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn axial(size: [usize; 3]) -> Geometry {
     Geometry::new(size, [0.7, 0.8, 2.0], [-50.0, -40.0, 10.0])
@@ -43,7 +38,7 @@ fn name_in_order(p: usize, k: usize) -> String {
 
 #[test]
 fn ge_style_one_series_with_repeated_positions() {
-    let dir = tmp("ge");
+    let dir = common::tmp("dicom", "ge");
     let g = axial([6, 5, 4]);
     plain_series(&dir, "ge", &g, 3);
     let scan = scan_dir(&dir).unwrap();
@@ -60,7 +55,7 @@ fn ge_style_one_series_with_repeated_positions() {
 
 #[test]
 fn temporal_position_identifier_wins_and_shuffled_file_names_do_not_matter() {
-    let dir = tmp("shuffled");
+    let dir = common::tmp("dicom", "shuffled");
     let g = axial([5, 4, 6]);
     let ids = SeriesIds::from_seed("shuffled", 1);
     let opts = ClassicOptions {
@@ -81,7 +76,7 @@ fn temporal_position_identifier_wins_and_shuffled_file_names_do_not_matter() {
 
 #[test]
 fn siemens_style_one_series_per_phase_is_linked() {
-    let dir = tmp("siemens");
+    let dir = common::tmp("dicom", "siemens");
     let g = axial([4, 4, 3]);
     for p in 0..3 {
         let mut ids = SeriesIds::from_seed("siemens", p as i64 + 10);
@@ -116,7 +111,7 @@ fn siemens_style_one_series_per_phase_is_linked() {
 
 #[test]
 fn enhanced_multiframe_splits_by_temporal_position_index() {
-    let dir = tmp("enhanced");
+    let dir = common::tmp("dicom", "enhanced");
     let g = axial([5, 3, 4]);
     let ids = SeriesIds::from_seed("enhanced", 1);
     w::write_enhanced(&dir.join("multiframe.dcm"), &ids, &g, 3, value).unwrap();
@@ -132,7 +127,7 @@ fn enhanced_multiframe_splits_by_temporal_position_index() {
 
 #[test]
 fn oblique_geometry_is_recovered() {
-    let dir = tmp("oblique");
+    let dir = common::tmp("dicom", "oblique");
     let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
     // rows tilted 30° about z, columns along −z: an oblique sagittal-ish plane
     let g = Geometry {
@@ -156,7 +151,7 @@ fn oblique_geometry_is_recovered() {
 
 #[test]
 fn seg_is_placed_by_position_not_frame_order() {
-    let dir = tmp("seg");
+    let dir = common::tmp("dicom", "seg");
     let g = axial([8, 7, 6]);
     let (ids, _) = plain_series(&dir.join("dce"), "seg", &g, 2);
     let inside = |i: usize, j: usize, k: usize| (2..5).contains(&i) && (1..4).contains(&j) && (k == 1 || k == 4);
@@ -224,7 +219,7 @@ fn seg_is_placed_by_position_not_frame_order() {
 
 #[test]
 fn rtstruct_rasterises_voxel_centres_inside_with_half_open_edges() {
-    let dir = tmp("rtstruct");
+    let dir = common::tmp("dicom", "rtstruct");
     let g = axial([10, 10, 3]);
     let (ids, _) = plain_series(&dir.join("dce"), "rt", &g, 1);
     let scan = scan_dir(&dir.join("dce")).unwrap();
@@ -266,7 +261,7 @@ fn rtstruct_rasterises_voxel_centres_inside_with_half_open_edges() {
 
 #[test]
 fn radiomics_agree_between_seg_and_nifti_label_map() {
-    let dir = tmp("seg-vs-nifti");
+    let dir = common::tmp("dicom", "seg-vs-nifti");
     let g = axial([12, 12, 6]);
     let ids = SeriesIds::from_seed("sn", 1);
     w::write_classic_series(
@@ -314,7 +309,7 @@ fn expect_problem(dir: &Path, needle: &str) {
 
 #[test]
 fn bad_dicom_input_gives_typed_errors_naming_the_file() {
-    let dir = tmp("bad");
+    let dir = common::tmp("dicom", "bad");
     let g = axial([4, 4, 3]);
     let (ids, files) = plain_series(&dir.join("dce"), "bad", &g, 1);
 
@@ -443,7 +438,7 @@ fn bad_dicom_input_gives_typed_errors_naming_the_file() {
 
 #[test]
 fn transfer_syntaxes_implicit_and_deflate_decode_unsupported_is_named() {
-    let dir = tmp("ts");
+    let dir = common::tmp("dicom", "ts");
     let g = axial([4, 3, 3]);
     let (_, files) = plain_series(&dir.join("src"), "ts", &g, 1);
     for (name, ts) in [("implicit", "1.2.840.10008.1.2"), ("deflate", "1.2.840.10008.1.2.1.99")] {
@@ -507,7 +502,7 @@ fn ds_elem(tag: dicom_core::Tag, v: &str) -> dicom_core::DataElement<dicom_objec
 #[test]
 fn rescale_and_real_world_value_mapping_are_applied() {
     use dicom_dictionary_std::tags;
-    let dir = tmp("rescale");
+    let dir = common::tmp("dicom", "rescale");
     let g = axial([3, 3, 2]);
     let (_, files) = plain_series(&dir.join("src"), "rescale", &g, 1);
     rewrite_all(&files, &dir.join("rescale"), |_, o| {
@@ -547,7 +542,7 @@ fn rescale_and_real_world_value_mapping_are_applied() {
 #[test]
 fn mixed_orientations_and_duplicate_positions_are_refused() {
     use dicom_dictionary_std::tags;
-    let dir = tmp("mixed");
+    let dir = common::tmp("dicom", "mixed");
     let g = axial([3, 3, 3]);
     let (_, files) = plain_series(&dir.join("src"), "mixed", &g, 1);
     rewrite_all(&files, &dir.join("orient"), |n, o| {
@@ -574,7 +569,7 @@ fn mixed_orientations_and_duplicate_positions_are_refused() {
 
 #[test]
 fn corrupt_element_length_is_refused_before_allocation() {
-    let dir = tmp("length");
+    let dir = common::tmp("dicom", "length");
     let g = axial([4, 4, 1]);
     let (_, files) = plain_series(&dir.join("src"), "length", &g, 1);
     let mut bytes = std::fs::read(&files[0]).unwrap();
@@ -595,7 +590,7 @@ fn corrupt_element_length_is_refused_before_allocation() {
 
 #[test]
 fn a_revised_seg_is_a_new_object_drawn_later_with_the_outline_eroded_on_the_same_frames() {
-    let dir = tmp("revised-seg");
+    let dir = common::tmp("dicom", "revised-seg");
     let g = axial([9, 8, 4]);
     let (ids, _) = plain_series(&dir.join("dce"), "revised", &g, 2);
     // slice 1: a 5 × 4 block; slice 2: a 3 × 3 block with one more pixel sticking out (row 5, column 4)

@@ -2,25 +2,16 @@
 //! table's bad inputs. The VGG here is the reduced-width network (`--vgg-scale 8`) so the suite stays fast on two
 //! cores; the full VGG-16 run is the benchmark (README "Fitting").
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use alnrisk::model::{Bundle, Trust, bundle};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_alnrisk"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("alnrisk-fit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn synth(dir: &Path, patients: usize, matrix: usize, slices: usize) {
-    let out = bin()
+    let out = common::bin()
         .args(["synth", "--patients", &patients.to_string(), "--seed", "7"])
         .args(["--matrix", &matrix.to_string(), "--slices", &slices.to_string()])
         .arg("--out")
@@ -31,7 +22,7 @@ fn synth(dir: &Path, patients: usize, matrix: usize, slices: usize) {
 }
 
 fn fit(cohort: &Path, out: &Path, report: &Path, extra: &[&str]) -> std::process::Output {
-    bin()
+    common::bin()
         .arg("fit")
         .arg("--cohort")
         .arg(cohort)
@@ -47,7 +38,7 @@ fn fit(cohort: &Path, out: &Path, report: &Path, extra: &[&str]) -> std::process
 
 /// `alnrisk predict` of one examination with a signed bundle: its JSON.
 fn predict(bundle: &Path, image: &Path, mask: &Path, public_key: &Path) -> serde_json::Value {
-    let p = bin()
+    let p = common::bin()
         .arg("predict")
         .arg("--bundle")
         .arg(bundle)
@@ -96,7 +87,7 @@ fn find_chromium() -> Option<PathBuf> {
 
 #[test]
 fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bundle() {
-    let dir = tmp("e2e");
+    let dir = common::tmp("fit", "e2e");
     let data = dir.join("cohort");
     synth(&data, 151, 96, 24);
     let (secret, public) = bundle::keygen(&dir.join("site")).unwrap();
@@ -400,7 +391,7 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
 }
 
 fn small_cohort(name: &str, patients: usize) -> (PathBuf, String) {
-    let dir = tmp(name);
+    let dir = common::tmp("fit", name);
     synth(&dir, patients, 64, 16);
     let text = std::fs::read_to_string(dir.join("cohort.csv")).unwrap();
     (dir, text)

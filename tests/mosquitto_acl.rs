@@ -2,21 +2,14 @@
 //! only on its own topics, a dashboard only reads. (The TLS half of the production broker is exercised in
 //! `tests/serve.rs`; here a plain loopback listener carries the ACL.)
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alnrisk::daemon::listen::Listener;
 use rumqttc::v5::MqttOptions;
-
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn client(port: u16, user: &str) -> Listener {
     let mut o = MqttOptions::new(format!("{user}-{}", std::process::id()), "127.0.0.1", port);
@@ -26,9 +19,7 @@ fn client(port: u16, user: &str) -> Listener {
 
 #[test]
 fn devices_write_only_their_topics_and_dashboards_only_read() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("alnrisk-acl-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::tmp("acl", "broker");
     let acl = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/mosquitto/alnrisk.acl");
     let passwd = dir.join("passwd");
     for user in ["alnrisk-hospital-a-mri1-jetson", "dashboard-hospital-a"] {
@@ -42,11 +33,7 @@ fn devices_write_only_their_topics_and_dashboards_only_read() {
             .expect("mosquitto_passwd (package mosquitto) must be installed");
         assert!(st.success());
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let conf = dir.join("m.conf");
     std::fs::write(
         &conf,
@@ -57,20 +44,7 @@ fn devices_write_only_their_topics_and_dashboards_only_read() {
         ),
     )
     .unwrap();
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _broker = common::Mosquitto::with_config(conf, port);
     let dash = client(port, "dashboard-hospital-a");
     let device = client(port, "alnrisk-hospital-a-mri1-jetson");
     let publish = |c: &Listener, topic: &str| c.publish(topic, "{}").unwrap();

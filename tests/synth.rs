@@ -1,6 +1,8 @@
 //! The synthetic cohort: determinism, the planted signal, vendor layouts and ROI formats that read back to the
 //! same data, DICOM conformance (dciodvfy, pydicom) and the console replay styles.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -11,12 +13,6 @@ use alnrisk::roi::{self, RoiOptions};
 use alnrisk::synth::cohort::{CohortSpec, RoiFormat, Vendor, draw_patient, write_cohort};
 use alnrisk::synth::phantom::{Kinetic, PhantomSpec};
 use alnrisk::synth::replay::{ReplayStyle, replay};
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("alnrisk-synth-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 fn small(patients: usize, vendor: Vendor, roi: RoiFormat) -> CohortSpec {
     CohortSpec {
@@ -44,7 +40,7 @@ fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn same_seed_gives_byte_identical_files() {
-    let (a, b) = (tmp("det-a"), tmp("det-b"));
+    let (a, b) = (common::tmp("synth", "det-a"), common::tmp("synth", "det-b"));
     write_cohort(&small(3, Vendor::Ge, RoiFormat::Seg), &a).unwrap();
     // a different thread count must not change anything
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
@@ -56,7 +52,7 @@ fn same_seed_gives_byte_identical_files() {
         assert_eq!(pa, pb);
         assert!(ba == bb, "{} differs", pa.display());
     }
-    let c = tmp("det-c");
+    let c = common::tmp("synth", "det-c");
     let mut other = small(3, Vendor::Ge, RoiFormat::Seg);
     other.seed = 8;
     write_cohort(&other, &c).unwrap();
@@ -120,7 +116,7 @@ fn vendors_and_roi_formats_read_back_to_the_same_image_and_features() {
         (Vendor::Siemens, RoiFormat::Seg, "seg.dcm"),
         (Vendor::Enhanced, RoiFormat::Seg, "seg.dcm"),
     ] {
-        let dir = tmp(&format!("{vendor:?}-{roi_format:?}"));
+        let dir = common::tmp("synth", &format!("{vendor:?}-{roi_format:?}"));
         write_cohort(&small(1, vendor, roi_format), &dir).unwrap();
         let (img, mask) = load(&dir, "SYN0001", file);
         let ex = extract(&dir, &img, &dir, &mask.volume, &Settings::default()).unwrap();
@@ -139,7 +135,7 @@ fn vendors_and_roi_formats_read_back_to_the_same_image_and_features() {
 
 #[test]
 fn cohort_csv_has_the_site_schema() {
-    let dir = tmp("schema");
+    let dir = common::tmp("synth", "schema");
     write_cohort(&small(4, Vendor::Ge, RoiFormat::Seg), &dir).unwrap();
     let text = std::fs::read_to_string(dir.join("cohort.csv")).unwrap();
     let mut lines = text.lines();
@@ -182,7 +178,7 @@ fn dciodvfy_reports_no_errors_for_mr_seg_and_rtstruct() {
         tool("dciodvfy"),
         "dciodvfy (Debian dicom3tools) is required; .ci/run installs it"
     );
-    let dir = tmp("dciodvfy");
+    let dir = common::tmp("synth", "dciodvfy");
     write_cohort(&small(1, Vendor::Ge, RoiFormat::Seg), &dir.join("seg")).unwrap();
     write_cohort(&small(1, Vendor::Ge, RoiFormat::Rtstruct), &dir.join("rt")).unwrap();
     let mr = alnrisk::ingest::list_files(&dir.join("seg/SYN0001/dce")).unwrap()[0].clone();
@@ -206,7 +202,7 @@ fn pydicom_reads_every_file_without_warnings() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     assert!(ok, "python3 with pydicom is required; .ci/run installs it");
-    let dir = tmp("pydicom");
+    let dir = common::tmp("synth", "pydicom");
     for (sub, vendor, roi_format) in [
         ("ge", Vendor::Ge, RoiFormat::Seg),
         ("rt", Vendor::Siemens, RoiFormat::Rtstruct),
@@ -223,7 +219,7 @@ fn pydicom_reads_every_file_without_warnings() {
 
 #[test]
 fn replay_styles_end_with_identical_files() {
-    let dir = tmp("replay");
+    let dir = common::tmp("synth", "replay");
     write_cohort(&small(1, Vendor::Ge, RoiFormat::Seg), &dir.join("cohort")).unwrap();
     let exam = dir.join("cohort/SYN0001");
     for style in [ReplayStyle::Atomic, ReplayStyle::SlowWrite, ReplayStyle::Partial] {

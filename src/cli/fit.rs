@@ -76,6 +76,38 @@ pub(super) struct FitArgs {
     vgg_scale: Option<usize>,
 }
 
+/// `fit`'s progress as bars on stderr (hidden when stderr is not a terminal), stages and notes as lines.
+fn progress_bars() -> alnrisk::progress::Reporter {
+    use alnrisk::progress::{Progress, Reporter};
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bars = std::sync::Mutex::new(std::collections::BTreeMap::<String, ProgressBar>::new());
+    Reporter::new(move |p| {
+        let Ok(mut bars) = bars.lock() else { return };
+        match p {
+            Progress::Begin { task, total } => {
+                let bar = ProgressBar::new(total as u64);
+                if let Ok(style) = ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len} {elapsed_precise}") {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_message(task.to_string());
+                bars.insert(task.to_string(), bar);
+            }
+            Progress::Step { task } => {
+                if let Some(b) = bars.get(task) {
+                    b.inc(1);
+                }
+            }
+            Progress::End { task } => {
+                if let Some(b) = bars.remove(task) {
+                    b.finish();
+                }
+            }
+            Progress::Stage { name, seconds } => eprintln!("  stage {name}: {seconds:.1} s"),
+            Progress::Note(text) => eprintln!("{text}"),
+        }
+    })
+}
+
 pub(super) fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
     use alnrisk::deep::finetune::FinetuneConfig;
     use alnrisk::fit::{self, DeepSettings, FitConfig, SelectOptions};
@@ -138,6 +170,7 @@ pub(super) fn fit(a: FitArgs) -> anyhow::Result<ExitCode> {
         key,
         bootstrap: 200,
         in_sample_signatures: a.in_sample_signatures,
+        progress: progress_bars(),
     };
     let o = fit::run(&cfg)?;
     print_fit_summary(&o);

@@ -7,14 +7,19 @@
 //! - `serve` / `keygen` (here: they only call the library), [`demo`] (the product end to end), [`bench_e2e`]
 //!   (the daemon's latency benchmark), [`parity`] (radiomics against PyRadiomics, then the chain).
 
+#[cfg(feature = "tools")]
 mod bench_e2e;
 mod deep;
+#[cfg(feature = "tools")]
 mod demo;
 mod extract;
+#[cfg(feature = "tools")]
 mod fit;
 mod inspect;
+#[cfg(feature = "tools")]
 mod parity;
 mod predict;
+#[cfg(feature = "tools")]
 mod synth;
 
 use std::io::Write;
@@ -24,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use alnrisk::fit::report::csv_cell as csv_field;
+use alnrisk::io::csv_cell as csv_field;
 
 #[derive(Parser)]
 #[command(
@@ -49,8 +54,10 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// VGG-16 deep features of the largest ROI cross-section.
     Deep(deep::DeepArgs),
+    #[cfg(feature = "tools")]
     /// Generate the SYNTHETIC DCE-MRI cohort (DICOM series + ROI + cohort.csv), or replay one examination.
     Synth(synth::SynthArgs),
+    #[cfg(feature = "tools")]
     /// Fit the study's model on a cohort: features, selection, classifiers, nomogram; write a signed bundle and a report.
     Fit(Box<fit::FitArgs>),
     /// Predict one examination with a bundle; prints the JSON result the daemon publishes.
@@ -75,11 +82,14 @@ enum Command {
         /// Folder to scan (recursively).
         dir: PathBuf,
     },
+    #[cfg(feature = "tools")]
     /// The product end to end on a SYNTHETIC cohort: synth → fit + sign → serve → replay three exams → MQTT → LN read → metrics.
     Demo(demo::DemoArgs),
+    #[cfg(feature = "tools")]
     /// Benchmark the daemon: last file → result latency (p50/p95) and 20 queued examinations (time, peak RSS).
     #[command(name = "bench-e2e")]
     BenchE2e(bench_e2e::BenchArgs),
+    #[cfg(feature = "tools")]
     /// Radiomics parity with PyRadiomics on its own test images, then synthetic DICOM → radiomics → VGG-16.
     Parity {
         /// Folder holding `pyradiomics/` and `pyradiomics-3.1.0-reference/` (default: the repository's tests/data).
@@ -104,12 +114,17 @@ pub fn run() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Extract(args) => extract::extract(args),
+        #[cfg(feature = "tools")]
         Command::Demo(args) => demo::run(args),
+        #[cfg(feature = "tools")]
         Command::Parity { data } => parity::parity(data),
+        #[cfg(feature = "tools")]
         Command::BenchE2e(args) => bench_e2e::run(args),
         Command::Inspect { dir } => inspect::inspect(&dir),
+        #[cfg(feature = "tools")]
         Command::Synth(args) => synth::synth(args),
         Command::Deep(args) => deep::deep(args),
+        #[cfg(feature = "tools")]
         Command::Fit(args) => fit::fit(*args),
         Command::Predict(args) => predict::predict(args),
         Command::Serve { config, check } => {

@@ -15,6 +15,7 @@
 //! series already answered (a corrected outline) is a `revision`: the series is computed again with it.
 
 pub mod assemble;
+#[cfg(feature = "tools")]
 pub mod broker;
 mod compute;
 pub mod config;
@@ -182,7 +183,14 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
 
     // Broker and publisher.
     if cfg.mqtt.broker == config::BrokerKind::Embedded {
+        #[cfg(feature = "tools")]
         broker::start_embedded(&cfg.mqtt.host, cfg.mqtt.port)?;
+        #[cfg(not(feature = "tools"))]
+        return Err(Error::Config {
+            file: PathBuf::from("(config)"),
+            key: "mqtt.broker".into(),
+            reason: "the appliance build has no embedded broker; use an external one (mosquitto)".into(),
+        });
     }
     let (pub_tx, pub_rx) = mpsc::channel::<PublisherCmd>(1024);
     let (note_tx, mut note_rx) = mpsc::channel::<PublisherNote>(256);

@@ -298,7 +298,7 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tools"))]
 mod tests {
     use std::collections::BTreeMap;
     use std::time::{Instant, SystemTime};

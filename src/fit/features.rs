@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,6 +20,7 @@ use crate::deep::finetune::{FinetuneConfig, FinetuneMode, FinetuneReport, finetu
 use crate::deep::{self, Crop, Vgg16};
 use crate::error::{Error, Result};
 use crate::model::acquisition;
+use crate::progress::Reporter;
 use crate::radiomics::{self, Settings};
 
 /// What one case gives.
@@ -55,16 +55,6 @@ impl CaseExtract {
             slice: self.crop_slice,
         }
     }
-}
-
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress(len: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len} {elapsed_precise}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_string());
-    bar
 }
 
 fn hash_path(h: &mut Sha256, path: &Path) -> Result<()> {
@@ -160,20 +150,22 @@ pub fn extract_all(
     inputs: &CaseInputs,
     margin: usize,
     cache: Option<&Path>,
+    progress: &Reporter,
 ) -> Vec<std::result::Result<CaseExtract, String>> {
     if let Some(c) = cache {
         let _ = std::fs::create_dir_all(c);
     }
-    let bar = progress(rows.len(), "radiomics + crops");
+    const TASK: &str = "radiomics + crops";
+    progress.begin(TASK, rows.len());
     let out = rows
         .par_iter()
         .map(|r| {
             let res = extract_case(r, settings, inputs, margin, cache).map_err(|e| e.to_string());
-            bar.inc(1);
+            progress.step(TASK);
             res
         })
         .collect();
-    bar.finish();
+    progress.end(TASK);
     out
 }
 
@@ -269,13 +261,15 @@ pub fn deep_features(
     labels: &[bool],
     s: &DeepSettings,
     cache: Option<&Path>,
+    progress: &Reporter,
 ) -> Result<DeepOutcome> {
     let (mut net, init) = initial_network(s, s.finetune.seed)?;
     let init_id = hex::encode(&Sha256::digest(format!("{init}|{:?}", net.config).as_bytes())[..8]);
     let train_crops: Vec<Crop> = train.iter().map(|&i| crops[i].1.clone()).collect();
     let train_labels: Vec<u32> = train.iter().map(|&i| u32::from(labels[i])).collect();
     let pool5_all = if s.finetune.mode == FinetuneMode::Head {
-        let bar = progress(crops.len(), "VGG trunk (pool5)");
+        const TASK: &str = "VGG trunk (pool5)";
+        progress.begin(TASK, crops.len());
         let mut rows = Vec::with_capacity(crops.len());
         for (key, crop) in crops {
             let path = cache.map(|c| c.join(format!("{key}-{init_id}.pool5")));
@@ -297,21 +291,21 @@ pub fn deep_features(
                 }
             };
             rows.push(v);
-            bar.inc(1);
+            progress.step(TASK);
         }
-        bar.finish();
+        progress.end(TASK);
         Some(rows)
     } else {
         None
     };
-    eprintln!(
+    progress.note(&format!(
         "fine-tuning VGG ({:?}, up to {} epochs, batch {}, {} views) on {} training crops",
         s.finetune.mode,
         s.finetune.epochs,
         s.finetune.batch,
         s.finetune.views,
         train_crops.len()
-    );
+    ));
     let report = finetune(&mut net, &train_crops, &train_labels, &s.finetune)?;
     // The bundle serves fc6–fc8 as Q8_0: compute the cohort's features with those, so the fitted model and the
     // served model see the same numbers (the f32 weights are kept for the bundle and the f32 comparison).
@@ -330,13 +324,14 @@ pub fn deep_features(
             }
         }
         None => {
-            let bar = progress(crops.len(), "VGG features");
+            const TASK: &str = "VGG features";
+            progress.begin(TASK, crops.len());
             for (_, crop) in crops {
                 let o = net.forward(&deep::batch(std::slice::from_ref(crop), &Device::Cpu)?)?;
                 features.extend(tensor_rows(&pick(o.fc6, o.fc7, o.logits))?);
-                bar.inc(1);
+                progress.step(TASK);
             }
-            bar.finish();
+            progress.end(TASK);
         }
     }
     Ok(DeepOutcome {

@@ -32,6 +32,7 @@ use crate::deep::Vgg16;
 use crate::error::{Error, Result};
 use crate::model::bundle::{self, ClinicalCoding, FeatureRange, Manifest, RoiRules, Signatures, VggEntry};
 use crate::model::{Nomogram, Signature, acquisition};
+use crate::progress::{Progress, Reporter};
 use crate::radiomics::Settings;
 use crate::stats::evaluation::{BootstrapCalibration, CalibrationGroup, ClassificationMetrics};
 use crate::stats::{DelongAuc, logistic_probability};
@@ -73,6 +74,8 @@ pub struct FitConfig {
     /// Fit the nomogram on the in-sample signature values (as a naive reading of the study) instead of their
     /// out-of-fold values.
     pub in_sample_signatures: bool,
+    /// Where progress goes (bars on the command line; silent by default).
+    pub progress: Reporter,
 }
 
 /// One classifier row of Tables 2 and 3.
@@ -226,19 +229,21 @@ impl FeatureTable<'_> {
 struct StageClock {
     since: Instant,
     timings: Vec<(String, f64)>,
+    progress: Reporter,
 }
 
 impl StageClock {
-    fn new() -> Self {
+    fn new(progress: Reporter) -> Self {
         StageClock {
             since: Instant::now(),
             timings: Vec::new(),
+            progress,
         }
     }
 
     fn lap(&mut self, name: &str) {
         let s = self.since.elapsed().as_secs_f64();
-        eprintln!("  stage {name}: {s:.1} s");
+        self.progress.report(Progress::Stage { name, seconds: s });
         self.timings.push((name.to_string(), s));
         self.since = Instant::now();
     }
@@ -246,7 +251,7 @@ impl StageClock {
 
 /// Run the whole pipeline.
 pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
-    let mut clock = StageClock::new();
+    let mut clock = StageClock::new(cfg.progress.clone());
     let mut notes = Vec::new();
     let bad = |reason: String| Error::Cohort {
         path: cfg.cohort.clone(),
@@ -280,6 +285,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
         &cfg.inputs,
         cfg.crop_margin,
         cfg.cache.as_deref(),
+        &cfg.progress,
     );
     let mut failed = Vec::new();
     let mut ok: Vec<(usize, features::CaseExtract)> = Vec::new();
@@ -288,7 +294,10 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
             Ok(e) => ok.push((i, e)),
             Err(reason) => {
                 let row = &table.rows[i];
-                eprintln!("case {} (row {}): feature extraction failed: {reason}", row.id, row.row);
+                cfg.progress.note(&format!(
+                    "case {} (row {}): feature extraction failed: {reason}",
+                    row.id, row.row
+                ));
                 failed.push(FailedCase {
                     id: row.id.clone(),
                     row: row.row,
@@ -329,7 +338,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
 
     // 4. deep features
     let crops: Vec<(String, crate::deep::Crop)> = ok.iter().map(|(_, e)| (e.key.clone(), e.crop())).collect();
-    let deep = features::deep_features(&crops, &tr_idx, &labels, &cfg.deep, cfg.cache.as_deref())?;
+    let deep = features::deep_features(&crops, &tr_idx, &labels, &cfg.deep, cfg.cache.as_deref(), &cfg.progress)?;
     let deep_names: Vec<String> = (0..deep.features.first().map_or(0, Vec::len))
         .map(|k| cfg.deep.layer.feature_name(k))
         .collect();

@@ -18,14 +18,7 @@ struct Table {
     rows: Vec<Vec<String>>,
 }
 
-/// A CSV field, quoted when it holds a comma, quote or newline.
-pub fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+pub use crate::io::csv_cell;
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")

@@ -21,6 +21,15 @@ pub const MAX_VOXELS: u128 = 1 << 30;
 /// The largest decoded payload a header may declare.
 pub const MAX_BYTES: u128 = 4 << 30;
 
+/// A CSV field, quoted when it holds a comma, quote or newline.
+pub fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// The file formats [`read_volume`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VolumeFormat {

@@ -1,0 +1,418 @@
+//! The serve tests' shared parts: the fitted bundle (once per run), the examinations, the subscriber on `alnrisk/#`,
+//! and the daemon under test with its configuration.
+
+#![allow(dead_code)]
+
+pub use std::io::Read;
+pub use std::path::{Path, PathBuf};
+pub use std::process::{Child, Command, Stdio};
+pub use std::sync::OnceLock;
+pub use std::time::Duration;
+
+pub use crate::common::{Mosquitto, bin, free_port, http_get, tmp as tmp_in, wait_for};
+pub use alnrisk::daemon::listen::Listener;
+pub use alnrisk::daemon::payload::StudyKey;
+pub use alnrisk::synth::replay::{ReplayStyle, replay};
+
+pub const SECRET_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+pub struct Fixture {
+    pub cohort: PathBuf,
+    pub bundle: PathBuf,
+    pub public_key: PathBuf,
+}
+
+/// Synthetic cohort + signed bundle, made once for every test of this file.
+pub fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let d = tmp("fixture");
+        let cohort = d.join("cohort");
+        let out = bin()
+            .args([
+                "synth",
+                "--patients",
+                "40",
+                "--seed",
+                "7",
+                "--matrix",
+                "64",
+                "--slices",
+                "16",
+                "--out",
+            ])
+            .arg(&cohort)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = bin().args(["keygen", "--out"]).arg(d.join("signing")).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bundle = d.join("bundle");
+        let out = bin()
+            .args(["fit", "--cohort"])
+            .arg(cohort.join("cohort.csv"))
+            .arg("--out")
+            .arg(&bundle)
+            .arg("--report")
+            .arg(d.join("report"))
+            .args([
+                "--vgg-scale",
+                "8",
+                "--views",
+                "2",
+                "--epochs",
+                "10",
+                "--clinical-candidates",
+                "mri_ln_status",
+            ])
+            .arg("--key")
+            .arg(d.join("signing.key"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(bundle.join("bundle.json")).unwrap()).unwrap();
+        let predictors = manifest["nomogram"]["predictors"].to_string();
+        assert!(
+            predictors.contains("mri_ln_status"),
+            "the tests need a nomogram with the LN read: {predictors}"
+        );
+        Fixture {
+            cohort,
+            bundle,
+            public_key: d.join("signing.pub"),
+        }
+    })
+}
+
+pub fn exam(n: usize) -> PathBuf {
+    fixture().cohort.join(format!("SYN{n:04}"))
+}
+
+pub fn ucsf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tcia-breast-mri-nact-pilot/UCSF-BR-06")
+}
+
+/// StudyInstanceUID of the first DICOM image below `dir`.
+pub fn study_uid(dir: &Path) -> String {
+    let files = alnrisk::ingest::list_files(dir).unwrap();
+    let f = files.iter().find(|f| !f.to_string_lossy().contains("seg")).unwrap();
+    alnrisk::ingest::header::read_instance(f).unwrap().study_uid
+}
+
+pub fn key_of(dir: &Path) -> String {
+    StudyKey::of(&hex::decode(SECRET_HEX).unwrap(), &study_uid(dir))
+        .as_str()
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------------------------
+// subscriber
+
+/// Everything published under `alnrisk/#`, collected by a persistent-session MQTT 5 client (it keeps its
+/// subscription and queued messages across a broker restart).
+pub struct Subscriber(pub Listener);
+
+impl Subscriber {
+    pub fn new(port: u16, id: &str) -> Subscriber {
+        use rumqttc::v5::MqttOptions;
+        use rumqttc::v5::mqttbytes::v5::ConnectProperties;
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_start(false);
+        let mut props = ConnectProperties::new();
+        props.session_expiry_interval = Some(3600);
+        o.set_connect_properties(props);
+        o.set_keep_alive(Duration::from_secs(5));
+        Subscriber(Listener::connect(o, "alnrisk/#").expect("subscriber connected"))
+    }
+
+    pub fn of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.0.of(kind)
+    }
+
+    pub fn everything(&self) -> String {
+        format!("{:?}", self.0.inbox.lock().unwrap())
+    }
+
+    pub fn wait(&self, kind: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        wait_for(&format!("{n} {kind} message(s)"), timeout, || self.of(kind).len() >= n);
+        self.of(kind)
+    }
+
+    pub fn publish(&self, topic: &str, body: &str) {
+        self.0.publish(topic, body).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the daemon
+
+pub struct Daemon {
+    pub notify_socket: Option<PathBuf>,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub metrics: String,
+    pub export: PathBuf,
+    pub state: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct DaemonOpts<'a> {
+    pub mqtt: String,
+    pub spool_max_entries: usize,
+    pub extra: &'a str,
+    /// state.min_free_mb (1 by default here: the tests are not about the build machine's free space).
+    pub min_free_mb: u64,
+    /// systemd's NOTIFY_SOCKET for the daemon.
+    pub notify_socket: Option<PathBuf>,
+    /// phi.include_identifiers.
+    pub phi: bool,
+    /// watch.max_age_h (0: no limit).
+    pub max_age_h: f64,
+    /// state.quarantine_keep_days (0: keep).
+    pub quarantine_keep_days: u32,
+}
+
+impl<'a> DaemonOpts<'a> {
+    /// Defaults with this `[mqtt]` table body.
+    pub fn mqtt(mqtt: String) -> DaemonOpts<'a> {
+        DaemonOpts {
+            mqtt,
+            spool_max_entries: 100,
+            extra: "",
+            min_free_mb: 1,
+            notify_socket: None,
+            phi: false,
+            max_age_h: 0.0,
+            quarantine_keep_days: 0,
+        }
+    }
+
+    /// Defaults with the plain broker on loopback `port`.
+    pub fn external(port: u16) -> DaemonOpts<'a> {
+        Self::mqtt(format!(
+            "broker = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_ms = 300\n"
+        ))
+    }
+}
+
+/// The daemon keeps failing to connect (counted) and never gets online.
+pub fn assert_never_connects(d: &Daemon) {
+    wait_for("refused connection attempts", Duration::from_secs(20), || {
+        d.metric("alnrisk_mqtt_connect_failures_total", None) >= 2.0
+    });
+    assert_eq!(d.metric("alnrisk_mqtt_connected", None), 0.0);
+}
+
+impl Daemon {
+    pub fn new(name: &str, mqtt_port: u16) -> Daemon {
+        Self::with(name, DaemonOpts::external(mqtt_port))
+    }
+
+    pub fn with(name: &str, o: DaemonOpts) -> Daemon {
+        let f = fixture();
+        let dir = tmp(&format!("daemon-{name}"));
+        let export = dir.join("export");
+        std::fs::create_dir_all(&export).unwrap();
+        std::fs::write(dir.join("secret"), SECRET_HEX).unwrap();
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("alnrisk.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[site]
+site = "test-site"
+device = "{name}"
+[watch]
+export_dir = "{export}"
+poll_interval_ms = 200
+stable_ms = 300
+max_age_h = {max_age_h}
+[assemble]
+quiet_period_s = 1.5
+roi_wait_s = 3.0
+[[select]]
+name = "dce"
+modality = "MR"
+min_temporal_positions = 2
+[model]
+bundle = "{bundle}"
+public_key = "{key}"
+device = "cpu"
+[mqtt]
+{mqtt}
+[phi]
+study_key_secret_file = "{secret}"
+include_identifiers = {phi}
+[state]
+dir = "{state}"
+spool_max_entries = {spool}
+min_free_mb = {min_free_mb}
+quarantine_keep_days = {keep}
+drain_s = 5.0
+[metrics]
+listen = "{metrics}"
+{extra}
+"#,
+                export = export.display(),
+                bundle = f.bundle.display(),
+                key = f.public_key.display(),
+                mqtt = o.mqtt,
+                secret = dir.join("secret").display(),
+                state = dir.join("state").display(),
+                spool = o.spool_max_entries,
+                min_free_mb = o.min_free_mb,
+                metrics = metrics,
+                extra = o.extra,
+                phi = o.phi,
+                max_age_h = o.max_age_h,
+                keep = o.quarantine_keep_days,
+            ),
+        )
+        .unwrap();
+        let mut d = Daemon {
+            notify_socket: o.notify_socket,
+            config,
+            log: dir.join("daemon.log"),
+            metrics,
+            export,
+            state: dir.join("state"),
+            child: None,
+        };
+        d.start();
+        d
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = bin();
+        if let Some(sock) = &self.notify_socket {
+            cmd.env("NOTIFY_SOCKET", sock);
+        }
+        let child = cmd
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let m = self.metrics.clone();
+        wait_for("the daemon's /health/live", Duration::from_secs(30), || {
+            http_get(&m, "/health/live").is_some_and(|(code, _)| code == 200)
+        });
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn term(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        c.wait().unwrap()
+    }
+
+    pub fn metrics(&self) -> prometheus_parse::Scrape {
+        let (code, body) = http_get(&self.metrics, "/metrics").expect("metrics endpoint");
+        assert_eq!(code, 200);
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
+    }
+
+    pub fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        self.metrics()
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn drop_exam(&self, from: &Path, name: &str, style: ReplayStyle) {
+        replay(from, &self.export.join(name), Duration::from_millis(2), style).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/schema/result-v1.schema.json"),
+    )
+    .unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+pub fn assert_valid(v: &serde_json::Value) {
+    let s = schema();
+    let errors: Vec<String> = s.iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "schema errors {errors:?} in {v}");
+}
+
+pub fn count_files(dir: &Path) -> usize {
+    alnrisk::ingest::list_files(dir).map(|f| f.len()).unwrap_or(0)
+}
+
+pub fn quarantine_notes(state: &Path) -> Vec<serde_json::Value> {
+    let q = state.join("quarantine");
+    let mut out = Vec::new();
+    let mut stack = vec![q];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".reason.json") {
+                out.push(serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A fresh temporary folder of this suite.
+pub fn tmp(name: &str) -> PathBuf {
+    tmp_in("serve", name)
+}
+
+/// `patients` synthetic examinations (seed 7, 64×64×16, the fixture cohort's patients) exported `vendor`-style
+/// with the ROI as `roi` (seg, rtstruct, nifti).
+pub fn synth_export(vendor: &str, roi: &str, patients: usize) -> PathBuf {
+    let dir = tmp(&format!("{vendor}-{roi}"));
+    let out = bin()
+        .args(["synth", "--seed", "7", "--matrix", "64", "--slices", "16", "--patients"])
+        .arg(patients.to_string())
+        .args(["--vendor", vendor, "--roi", roi, "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}

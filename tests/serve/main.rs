@@ -1,0 +1,18 @@
+//! `alnrisk serve` end to end, as separate processes against a real mosquitto on loopback (installed by
+//! `.ci/run`): the synthetic and the real UCSF-BR-06 examination checked against the JSON Schema, the LN read
+//! update, a broker outage, `kill -9` in the middle of a series, a burst of bad files, a full spool, TLS with the
+//! right and a wrong CA, and `/metrics` parsed as Prometheus text. The bundle is fitted once (reduced-width VGG,
+//! small synthetic cohort) and signed with a key made here.
+//!
+//! One test binary, split by concern (one bundle fitted for all): [`harness`] holds the fixture, the subscriber
+//! and the daemon under test; the other modules are the tests.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+
+mod delivery;
+mod end_to_end;
+mod intake;
+mod revision;
+mod tls;
