@@ -32,7 +32,7 @@ fn read_columns(path: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
 /// PyRadiomics prints its settings as a Python dict literal; YAML's flow syntax reads it once `None` is null.
 fn settings_from_python_dict(dict: &str) -> Settings {
     let yaml = dict.replace("None", "null");
-    let value: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
     let mut s = Settings::default();
     for (k, v) in value.as_mapping().unwrap() {
         s.apply("baseline", k.as_str().unwrap(), v).unwrap();

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::error::{Error, Result};
 
@@ -308,7 +308,7 @@ impl Settings {
 
     /// Parse PyRadiomics parameter-file text.
     pub fn from_yaml_str(origin: &str, text: &str) -> Result<Settings> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| err(origin, format!("not valid YAML: {e}")))?;
+        let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| err(origin, format!("not valid YAML: {e}")))?;
         let mut s = Settings::default();
         let Value::Mapping(top) = doc else {
             if doc.is_null() {
