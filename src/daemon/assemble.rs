@@ -303,7 +303,7 @@ fn attach(p: &mut Pending, roi: RoiCandidate) -> Option<Assembled> {
 pub struct SeriesAssembler {
     quiet: Duration,
     roi_wait: Duration,
-    rules: Vec<(SelectionRule, Option<regex::Regex>)>,
+    rules: Vec<SelectionRule>,
     pending: BTreeMap<String, Pending>,
     /// Member SeriesInstanceUID → the key of the linked set it joined.
     linked_into: BTreeMap<String, String>,
@@ -330,20 +330,12 @@ struct AnsweredSet {
 }
 
 impl SeriesAssembler {
-    /// New assembler. Invalid regexes were refused by the config validation; here they are skipped.
+    /// New assembler, selecting by `rules` (their regexes compiled when the configuration was read).
     pub fn new(quiet: Duration, roi_wait: Duration, rules: &[SelectionRule]) -> SeriesAssembler {
         SeriesAssembler {
             quiet,
             roi_wait,
-            rules: rules
-                .iter()
-                .map(|r| {
-                    (
-                        r.clone(),
-                        r.description_regex.as_deref().and_then(|re| regex::Regex::new(re).ok()),
-                    )
-                })
-                .collect(),
+            rules: rules.to_vec(),
             pending: BTreeMap::new(),
             linked_into: BTreeMap::new(),
             orphan_rois: Vec::new(),
@@ -495,20 +487,20 @@ impl SeriesAssembler {
             .max(phases)
             .max(p.members.len() as i64);
         let mut why = Vec::new();
-        for (rule, re) in &self.rules {
+        for rule in &self.rules {
             let mut fails = Vec::new();
             if let Some(m) = &rule.modality
                 && &first.modality != m
             {
                 fails.push(format!("modality {} ≠ {m}", first.modality));
             }
-            if let Some(re) = re
+            if let Some(re) = &rule.description_regex
                 && !re.is_match(&first.series_description)
             {
                 fails.push(format!(
                     "description {:?} does not match /{}/",
                     first.series_description,
-                    re.as_str()
+                    re.0.as_str()
                 ));
             }
             for t in &rule.image_type_contains {
@@ -766,7 +758,7 @@ mod tests {
         SelectionRule {
             name: "dce".into(),
             modality: Some("MR".into()),
-            description_regex: Some(re.into()),
+            description_regex: Some(crate::daemon::config::DescriptionRegex::try_from(re.to_string()).unwrap()),
             image_type_contains: vec!["ORIGINAL".into()],
             min_temporal_positions: Some(min_phases),
         }

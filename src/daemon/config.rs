@@ -89,6 +89,43 @@ impl Default for AssembleConfig {
     }
 }
 
+/// A `description_regex`, compiled as it is read: a configuration with an invalid one is refused, naming it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DescriptionRegex(pub regex::Regex);
+
+impl TryFrom<String> for DescriptionRegex {
+    type Error = regex::Error;
+    fn try_from(text: String) -> std::result::Result<Self, regex::Error> {
+        regex::Regex::new(&text).map(DescriptionRegex)
+    }
+}
+
+impl DescriptionRegex {
+    /// Whether `description` matches.
+    pub fn is_match(&self, description: &str) -> bool {
+        self.0.is_match(description)
+    }
+}
+
+/// Deserialize a value by its `FromStr` (the device and trunk choices, whose parsers name the valid values).
+fn parsed<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+fn parsed_opt<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    parsed(d).map(Some)
+}
+
 /// One `[[select]]` rule; every given field must match.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,8 +134,8 @@ pub struct SelectionRule {
     pub name: String,
     /// Modality (exact, e.g. `MR`).
     pub modality: Option<String>,
-    /// Regex that SeriesDescription must match.
-    pub description_regex: Option<String>,
+    /// Regex that SeriesDescription must match (compiled when the configuration is read).
+    pub description_regex: Option<DescriptionRegex>,
     /// Values ImageType must contain (e.g. `ORIGINAL`).
     #[serde(default)]
     pub image_type_contains: Vec<String>,
@@ -118,12 +155,12 @@ pub struct ModelConfig {
     #[serde(default)]
     pub allow_unsigned: bool,
     /// `auto` (CUDA when built with it and a GPU answers, else CPU), `cpu`, `cuda` or `cuda:N`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    #[serde(default, deserialize_with = "parsed")]
+    pub device: crate::deep::DeviceChoice,
     /// On CUDA, the trunk's convolution path: `candle`, `nhwc`, `cudnn` or `cudnn-fused` (README "GPU"); absent:
     /// `ALNRISK_CUDA_TRUNK`, else `candle`. Ignored on the CPU.
-    #[serde(default)]
-    pub cuda_trunk: Option<String>,
+    #[serde(default, deserialize_with = "parsed_opt")]
+    pub cuda_trunk: Option<crate::deep::CudaTrunkKind>,
 }
 
 /// Which broker.
@@ -263,8 +300,31 @@ fn default_poll_ms() -> u64 {
 fn default_stable_ms() -> u64 {
     2000
 }
-fn default_device() -> String {
-    "auto".into()
+/// The dotted key of the value at byte `at` of TOML `text` (`select[0].description_regex`, `model.device`): the
+/// table header above it (an array of tables counted from 0) and the key on its line. `None` when the line holds
+/// no `key = value`.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[line_start..];
+    let line = line.lines().next().unwrap_or_default();
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let mut table = String::new();
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for l in before[..line_start].lines().map(str::trim) {
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = counts.entry(name.to_string()).and_modify(|c| *c += 1).or_insert(0);
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.to_string();
+        }
+    }
+    Some(if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    })
 }
 fn default_host() -> String {
     "127.0.0.1".into()
@@ -321,8 +381,11 @@ impl DaemonConfig {
     pub fn parse(text: &str, path: &Path) -> Result<DaemonConfig> {
         let cfg: DaemonConfig = toml::from_str(text).map_err(|e| Error::Config {
             file: path.to_path_buf(),
-            key: "(file)".into(),
-            reason: e.to_string().replace('\n', " "),
+            key: e
+                .span()
+                .and_then(|s| key_at(text, s.start))
+                .unwrap_or_else(|| "(file)".into()),
+            reason: e.message().replace('\n', " "),
         })?;
         cfg.validate(path)?;
         Ok(cfg)
@@ -363,29 +426,11 @@ impl DaemonConfig {
         if self.assemble.roi_wait_s.is_nan() || self.assemble.roi_wait_s < 0.0 {
             return bad("assemble.roi_wait_s", "must be ≥ 0".into());
         }
-        for (k, rule) in self.select.iter().enumerate() {
-            if let Some(re) = &rule.description_regex
-                && let Err(e) = regex::Regex::new(re)
-            {
-                return bad(&format!("select[{k}].description_regex"), e.to_string());
-            }
-        }
         if !self.model.allow_unsigned && self.model.public_key.is_none() {
             return bad(
                 "model.public_key",
                 "required (the daemon serves only signed bundles unless model.allow_unsigned = true)".into(),
             );
-        }
-        if let Err(e) = self.model.device.parse::<crate::deep::DeviceChoice>() {
-            return bad("model.device", e);
-        }
-        if let Some(Err(e)) = self
-            .model
-            .cuda_trunk
-            .as_deref()
-            .map(str::parse::<crate::deep::CudaTrunkKind>)
-        {
-            return bad("model.cuda_trunk", e);
         }
         if let Some(tls) = &self.mqtt.tls {
             for (key, p) in [
@@ -510,8 +555,20 @@ dir = "/tmp/s"
         .unwrap_err()
         .to_string();
         assert!(e.contains("model.cuda_trunk") && e.contains("cudnn-fused"), "{e}");
+        // a value the type refuses as it is read names its key too, and what is valid
+        let e = DaemonConfig::parse(
+            &MINIMAL.replace("allow_unsigned = true", "allow_unsigned = true\ndevice = \"gpu\""),
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("model.device") && e.contains("cuda:N"), "{e}");
+        assert_eq!(
+            key_at("a = 1\n[x]\nb = 2\n[[r]]\nc = 3\n[[r]]\nd = \"(\"\n", 40).as_deref(),
+            Some("r[1].d")
+        );
         let ok = MINIMAL.replace("allow_unsigned = true", "allow_unsigned = true\ncuda_trunk = \"cudnn\"");
         let c = DaemonConfig::parse(&ok, Path::new("m.toml")).unwrap();
-        assert_eq!(c.model.cuda_trunk.as_deref(), Some("cudnn"));
+        assert_eq!(c.model.cuda_trunk, Some(crate::deep::CudaTrunkKind::Cudnn));
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::assemble::{Assembled, ReadySeries, RoiCandidate, SeriesAssembler};
 use super::config::DaemonConfig;
+use super::event::EventKind;
 use super::fsio;
 use super::intake::{Classified, Intake};
 use super::ledger::{Ledger, LedgerRecord};
@@ -21,7 +22,7 @@ use super::metrics::Metrics;
 use super::mqtt::PublisherCmd;
 use super::outbox::{Outbox, OutboxBounds, Push};
 use super::payload::{
-    self, AnswerOf, EventMessage, Identifiers, LnStatusCommand, MessageKind, ResultMessage, Severity, StudyKey,
+    AnswerOf, EventMessage, Identifiers, LnStatusCommand, MessageKind, ResultMessage, Severity, StudyKey,
 };
 use super::revision::RevisionRequest;
 use super::watch::ExportWatcher;
@@ -96,7 +97,7 @@ pub(super) struct Daemon {
     /// Series with a revision being read or computed (one at a time per series, so they commit in order).
     pub(super) revising: std::collections::BTreeSet<StudyKey>,
     pub(super) in_flight: usize,
-    ln_reads: BTreeMap<StudyKey, f64>,
+    ln_reads: BTreeMap<StudyKey, crate::model::LnRead>,
     pub(super) held: VecDeque<Held>,
     spool_alarm: bool,
     stale_alarm: bool,
@@ -131,7 +132,7 @@ fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
                 roi_drawn_at: None,
                 set_aside_roi_keys: Vec::new(),
                 folder_keys: Vec::new(),
-                ln: payload::ln_value(&msg.mri_ln_status),
+                ln: msg.mri_ln_status,
                 signatures: msg.signatures.clone(),
                 out_of_distribution: msg.out_of_distribution.clone(),
                 at: crate::time::utc_now(),
@@ -269,14 +270,15 @@ impl Daemon {
             too_old_series: Default::default(),
         };
         for p in problems {
-            d.event(Severity::Error, "spool_entry_corrupt", p.to_string(), None);
+            d.event(EventKind::SpoolEntryCorrupt, p.to_string(), None);
         }
         d.update_gauges();
         d
     }
 
-    pub(super) fn event(&self, severity: Severity, event: &str, detail: String, study: Option<StudyKey>) {
-        match severity {
+    pub(super) fn event(&self, kind: EventKind, detail: String, study: Option<StudyKey>) {
+        let event = kind.name();
+        match kind.severity() {
             Severity::Error | Severity::Alarm => tracing::error!(event, "{detail}"),
             Severity::Warning => tracing::warn!(event, "{detail}"),
             Severity::Info => tracing::info!(event, "{detail}"),
@@ -284,7 +286,7 @@ impl Daemon {
         self.metrics.events.with_label_values(&[event]).inc();
         // Spooled (fsync) like a result, published by the publisher and removed on PUBACK: an event survives a
         // broker outage and a restart. A full or unwritable event spool leaves it in the log, counted.
-        let body = serde_json::to_string(&EventMessage::new(severity, event, detail, study));
+        let body = serde_json::to_string(&EventMessage::new(kind, detail, study));
         let pushed = match (&body, self.events.lock()) {
             (Ok(b), Ok(mut o)) => o.push("event", b, "", &[], "").map(|p| (p, o.depth())),
             _ => Err(Error::Mqtt("event spool unavailable".into())),
@@ -311,9 +313,10 @@ impl Daemon {
     }
 
     /// Raise an alarm: counted in `alnrisk_alarms_total{alarm}` and published as an `alarm` event.
-    fn alarm(&self, alarm: &str, detail: String) {
-        self.metrics.alarms.with_label_values(&[alarm]).inc();
-        self.event(Severity::Alarm, alarm, detail, None);
+    fn alarm(&self, alarm: EventKind, detail: String) {
+        debug_assert!(alarm.is_alarm());
+        self.metrics.alarms.with_label_values(&[alarm.name()]).inc();
+        self.event(alarm, detail, None);
     }
 
     pub(super) fn on_classified(&mut self, batch: Vec<Intake>) {
@@ -352,8 +355,7 @@ impl Daemon {
                     }
                     if let Some(Assembled::Ignored { path, reason }) = self.assembler.add_image(*h, at, wall) {
                         self.event(
-                            Severity::Warning,
-                            "ignored_file",
+                            EventKind::IgnoredFile,
                             format!("{}: {reason}", relative(&path, &self.cfg.watch.export_dir)),
                             None,
                         );
@@ -400,8 +402,7 @@ impl Daemon {
                 .with_label_values(&["too_old"])
                 .inc_by(too_old.series);
             self.event(
-                Severity::Info,
-                "too_old_skipped",
+                EventKind::TooOldSkipped,
                 format!(
                     "{} image file(s) ({} series not reported before) and {} ROI object(s), last modified more \
                      than {} h ago (watch.max_age_h), are not computed; they stay in the export folder",
@@ -437,8 +438,7 @@ impl Daemon {
     pub(super) fn on_ln_read(&mut self, cmd: &LnStatusCommand, via: &str) {
         let (Some(key), Some(v)) = (cmd.key(&self.secret), cmd.value()) else {
             self.event(
-                Severity::Warning,
-                "bad_ln_read",
+                EventKind::BadLnRead,
                 format!("LN read via {via} without a valid study key or status"),
                 None,
             );
@@ -449,13 +449,12 @@ impl Daemon {
         if records.is_empty() {
             // Not computed yet: applied when it is; kept on disk so a restart does not lose it.
             self.ln_reads.insert(key.clone(), v);
-            let line = serde_json::json!({"study_key": key.as_str(), "mri_ln_status": v as i64}).to_string();
+            let line = serde_json::json!({"study_key": key.as_str(), "mri_ln_status": v}).to_string();
             if let Err(e) = fsio::append_line(&self.cfg.state.dir.join(PENDING_LN_READS), &line) {
                 tracing::error!("could not keep the LN read: {e}");
             }
             self.event(
-                Severity::Info,
-                "ln_read_pending",
+                EventKind::LnReadPending,
                 format!("LN read via {via} kept for a study not computed yet"),
                 Some(key),
             );
@@ -465,7 +464,7 @@ impl Daemon {
             if rec.ln == Some(v) {
                 continue;
             }
-            let clinical = BTreeMap::from([(MRI_LN.to_string(), v)]);
+            let clinical = BTreeMap::from([(MRI_LN.to_string(), v.value())]);
             match self
                 .predictor
                 .from_signatures(&rec.signatures, rec.out_of_distribution.clone(), &clinical)
@@ -491,7 +490,7 @@ impl Daemon {
                     };
                     self.commit(msg, record, None);
                 }
-                Err(e) => self.event(Severity::Error, "ln_update_failed", e.to_string(), Some(key.clone())),
+                Err(e) => self.event(EventKind::LnUpdateFailed, e.to_string(), Some(key.clone())),
             }
         }
     }
@@ -553,12 +552,7 @@ impl Daemon {
                     let _ = self.publisher.try_send(PublisherCmd::Kick);
                     if self.spool_alarm && self.held.is_empty() {
                         self.spool_alarm = false;
-                        self.event(
-                            Severity::Info,
-                            "spool_full_cleared",
-                            "the spool has room again".into(),
-                            None,
-                        );
+                        self.event(EventKind::SpoolFullCleared, "the spool has room again".into(), None);
                     }
                 }
                 Ok(Push::Full(why)) => {
@@ -567,7 +561,7 @@ impl Daemon {
                         self.spool_alarm = true;
                         let held = self.held.len();
                         self.alarm(
-                            "spool_full",
+                            EventKind::SpoolFull,
                             format!("outbox full ({why}); {held} result(s) held in memory, nothing deleted"),
                         );
                     }
@@ -598,7 +592,10 @@ impl Daemon {
         if stale && !self.stale_alarm {
             self.stale_alarm = true;
             let h = self.cfg.state.spool_max_age_h;
-            self.alarm("spool_stale", format!("oldest spooled result is older than {h} h"));
+            self.alarm(
+                EventKind::SpoolStale,
+                format!("oldest spooled result is older than {h} h"),
+            );
         } else if !stale {
             self.stale_alarm = false;
         }
@@ -625,7 +622,7 @@ impl Daemon {
         if free < min && !self.disk_alarm {
             self.disk_alarm = true;
             self.alarm(
-                "disk_low",
+                EventKind::DiskLow,
                 format!(
                     "{} MB free on the state folder's file system (minimum {} MB)",
                     free >> 20,
@@ -667,7 +664,7 @@ impl Daemon {
                         .from_signatures(
                             &p.signatures,
                             p.out_of_distribution.clone(),
-                            &BTreeMap::from([(MRI_LN.to_string(), v)]),
+                            &BTreeMap::from([(MRI_LN.to_string(), v.value())]),
                         )
                         .unwrap_or(p),
                     None => p,
@@ -710,16 +707,19 @@ impl Daemon {
                     .partition(|f| f.starts_with(crate::model::acquisition::FLAG_PREFIX));
                 for (name, what, flags) in [
                     (
-                        "acquisition_outside_training",
+                        EventKind::AcquisitionOutsideTraining,
                         "acquisition(s) outside the training cohort's",
                         acquisition,
                     ),
-                    ("out_of_distribution", "input(s) outside the training range", features),
+                    (
+                        EventKind::OutOfDistribution,
+                        "input(s) outside the training range",
+                        features,
+                    ),
                 ] {
                     if !flags.is_empty() {
                         let list: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
                         self.event(
-                            Severity::Warning,
                             name,
                             format!("{} {what}: {}", list.len(), list.join("; ")),
                             Some(study_key.clone()),
@@ -763,8 +763,7 @@ impl Daemon {
             Err(e) => {
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
                 self.event(
-                    Severity::Error,
-                    "series_failed",
+                    EventKind::SeriesFailed,
                     format!("series of {} file(s) could not be computed: {e}", ready.instances.len()),
                     Some(study_key),
                 );
@@ -798,15 +797,13 @@ impl Daemon {
                 Assembled::NotSelected { study_uid, reason, .. } => {
                     self.metrics.series_processed.with_label_values(&["not_selected"]).inc();
                     self.event(
-                        Severity::Info,
-                        "series_not_selected",
+                        EventKind::SeriesNotSelected,
                         format!("series not selected as breast DCE: {reason}"),
                         Some(StudyKey::of(&self.secret, &study_uid)),
                     );
                 }
                 Assembled::WaitingForRoi { study_uid, waited, .. } => self.event(
-                    Severity::Warning,
-                    "waiting_for_roi",
+                    EventKind::WaitingForRoi,
                     format!(
                         "series complete for {:.0} s without a ROI; still waiting",
                         waited.as_secs_f64()
@@ -814,8 +811,7 @@ impl Daemon {
                     Some(StudyKey::of(&self.secret, &study_uid)),
                 ),
                 Assembled::RoiWithoutSeries { path, waited } => self.event(
-                    Severity::Warning,
-                    "roi_without_series",
+                    EventKind::RoiWithoutSeries,
                     format!(
                         "{}: no series awaiting a ROI has matched it for {:.0} s; still waiting",
                         relative(&path, &self.cfg.watch.export_dir),
@@ -832,8 +828,7 @@ impl Daemon {
                     }
                 }
                 Assembled::Ignored { path, reason } => self.event(
-                    Severity::Warning,
-                    "ignored_file",
+                    EventKind::IgnoredFile,
                     format!("{}: {reason}", relative(&path, &self.cfg.watch.export_dir)),
                     None,
                 ),
@@ -849,7 +844,7 @@ mod tests {
     /// A result-topic message as the payload carries it (only what the recovery reads matters).
     fn message(id: &str, kind: &str, updates: Option<&str>, series: &StudyKey, roi: &StudyKey) -> String {
         serde_json::json!({
-            "schema": payload::RESULT_SCHEMA, "message_id": id, "kind": kind, "updates": updates,
+            "schema": super::super::payload::RESULT_SCHEMA, "message_id": id, "kind": kind, "updates": updates,
             "roi_key": roi, "bundle": {"id": "b", "version": "1", "sha256": "sha"},
             "study_key": StudyKey::of(b"k", "study"), "series_key": series, "mri_ln_status": "unknown",
             "cutoff": 0.5, "risk": null, "scenarios": {}, "signatures": {"deep_signature": 0.25},

@@ -51,7 +51,7 @@ pub struct LedgerRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folder_keys: Vec<StudyKey>,
     /// The LN read it used (`None`: unknown).
-    pub ln: Option<f64>,
+    pub ln: Option<crate::model::LnRead>,
     /// Signature values (to re-evaluate the nomogram when the LN read arrives).
     pub signatures: BTreeMap<String, f64>,
     /// Out-of-distribution flags of the images.

@@ -197,17 +197,19 @@ impl Metrics {
         for reason in crate::error::Error::REASON_CODES {
             quarantined.with_label_values(&[reason]);
         }
-        for alarm in ["spool_full", "spool_stale", "disk_low"] {
-            alarms.with_label_values(&[alarm]);
+        for kind in super::event::EventKind::ALL {
+            if kind.is_alarm() {
+                alarms.with_label_values(&[kind.name()]);
+            }
         }
-        for event in [
-            "quarantined",
-            "out_of_distribution",
-            "acquisition_outside_training",
-            "revision_failed",
-            "quarantine_purged",
+        for kind in [
+            super::event::EventKind::Quarantined,
+            super::event::EventKind::OutOfDistribution,
+            super::event::EventKind::AcquisitionOutsideTraining,
+            super::event::EventKind::RevisionFailed,
+            super::event::EventKind::QuarantinePurged,
         ] {
-            events.with_label_values(&[event]);
+            events.with_label_values(&[kind.name()]);
         }
         for c in [
             Box::new(series_processed.clone()) as Box<dyn prometheus::core::Collector>,

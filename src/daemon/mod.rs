@@ -20,6 +20,7 @@ pub mod broker;
 mod compute;
 pub mod config;
 mod core;
+pub mod event;
 pub mod fsio;
 mod intake;
 pub mod ledger;
@@ -42,10 +43,11 @@ pub use self::compute::compute_series;
 use self::config::DaemonConfig;
 use self::core::{Computed, CoreMsg, Daemon, open_state};
 pub use self::core::{PENDING_LN_READS, READY_QUEUE};
+use self::event::EventKind;
 use self::intake::Intake;
 use self::metrics::Metrics;
 use self::mqtt::{PublisherCmd, PublisherNote};
-use self::payload::{LnStatusCommand, Severity, StatusMessage};
+use self::payload::{LnStatusCommand, StatusMessage};
 use crate::error::{Error, Result};
 use crate::model::predict::MRI_LN;
 use crate::model::{Bundle, Predictor, Trust};
@@ -102,18 +104,11 @@ fn sd_notify(state: &[sd_notify::NotifyState]) {
 /// Load, check and warm up the model the configuration names, on its device (and CUDA trunk); returns the
 /// predictor and the retained `online` / `offline` status messages naming its bundle.
 fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, StatusMessage, StatusMessage)> {
-    let config_error = |key: &str, reason: String| Error::Config {
-        file: PathBuf::from("(config)"),
-        key: key.into(),
-        reason,
-    };
     let bundle = load_bundle(cfg)?;
     if !bundle.signed {
         tracing::warn!("serving an UNSIGNED bundle (model.allow_unsigned = true): development only");
     }
-    let device_choice: crate::deep::DeviceChoice =
-        cfg.model.device.parse().map_err(|e| config_error("model.device", e))?;
-    let (device, note) = device_choice.open()?;
+    let (device, note) = cfg.model.device.open()?;
     if let Some(n) = note {
         tracing::info!("{n}");
     }
@@ -131,8 +126,8 @@ fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, 
     }
     let (online, offline) = (status("online", &bundle), status("offline", &bundle));
     let mut predictor = Predictor::new(bundle, &device)?;
-    if let Some(kind) = &cfg.model.cuda_trunk {
-        predictor.set_cuda_trunk(kind.parse().map_err(|e| config_error("model.cuda_trunk", e))?)?;
+    if let Some(kind) = cfg.model.cuda_trunk {
+        predictor.set_cuda_trunk(kind)?;
     }
     metrics
         .compute_info
@@ -332,7 +327,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             note = note_rx.recv() => match note {
                 Some(PublisherNote::LnStatus(raw)) => match serde_json::from_slice::<LnStatusCommand>(&raw) {
                     Ok(cmd) => d.on_ln_read(&cmd, "mqtt"),
-                    Err(e) => d.event(Severity::Warning, "bad_ln_read", format!("cmd/ln-status payload: {e}"), None),
+                    Err(e) => d.event(EventKind::BadLnRead, format!("cmd/ln-status payload: {e}"), None),
                 },
                 // Nothing to do but wake the loop, so that the outbox gauge follows at once.
                 Some(PublisherNote::Acked(_)) => {}

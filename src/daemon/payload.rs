@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::model::{NomogramResult, Prediction};
+use crate::model::{LnRead, NomogramResult, Prediction};
 
 /// Schema name and version carried by every result message.
 pub const RESULT_SCHEMA: &str = "alnrisk.result/1";
@@ -192,7 +192,8 @@ pub struct ResultMessage {
     /// HMAC of SeriesInstanceUID.
     pub series_key: StudyKey,
     /// `negative`, `positive` or `unknown` (not read yet).
-    pub mri_ln_status: String,
+    #[serde(with = "crate::model::ln_read::status")]
+    pub mri_ln_status: Option<LnRead>,
     /// Probability cutoff of the class.
     pub cutoff: f64,
     /// The answer when every predictor is known (null while the LN read is unknown).
@@ -210,24 +211,6 @@ pub struct ResultMessage {
     /// Only with `phi.include_identifiers = true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifiers: Option<Identifiers>,
-}
-
-/// LN read as text.
-pub fn ln_text(v: Option<f64>) -> &'static str {
-    match v {
-        Some(x) if x >= 0.5 => "positive",
-        Some(_) => "negative",
-        None => "unknown",
-    }
-}
-
-/// The inverse of [`ln_text`]: `positive` → 1, `negative` → 0, anything else unknown.
-pub fn ln_value(text: &str) -> Option<f64> {
-    match text {
-        "positive" => Some(1.0),
-        "negative" => Some(0.0),
-        _ => None,
-    }
 }
 
 /// Message id: 32 hex digits of sha256 over the parts.
@@ -251,7 +234,7 @@ pub struct AnswerOf {
     /// HMAC of the ROI's identity (`None` only for answers recorded before ROIs were identified).
     pub roi_key: Option<StudyKey>,
     /// The MRI LN read (`None`: unknown).
-    pub ln: Option<f64>,
+    pub ln: Option<LnRead>,
     /// The message id of the series' latest message before this one (`None` for a first result). Part of the id:
     /// an LN read that goes positive → negative → positive must not repeat the first update's id, which a
     /// dashboard de-duplicating by id would drop.
@@ -268,7 +251,7 @@ impl ResultMessage {
             of.series_key.as_str(),
             of.roi_key.as_ref().map_or("", StudyKey::as_str),
             &p.bundle_sha256,
-            ln_text(of.ln),
+            LnRead::status_text(of.ln),
             of.after.as_deref().unwrap_or(""),
         ]);
         let AnswerOf {
@@ -291,7 +274,7 @@ impl ResultMessage {
             },
             study_key,
             series_key,
-            mri_ln_status: ln_text(ln).into(),
+            mri_ln_status: ln,
             cutoff: p.cutoff,
             risk: p.result.as_ref().map(RiskFigures::of),
             scenarios: p
@@ -346,8 +329,8 @@ pub struct EventMessage {
     pub schema: String,
     /// How bad it is.
     pub severity: Severity,
-    /// Machine-readable kind: `quarantined`, `waiting_for_roi`, `out_of_distribution`, `spool_full`, ….
-    pub event: String,
+    /// What happened (`quarantined`, `waiting_for_roi`, `spool_full`, …).
+    pub event: super::event::EventKind,
     /// Human-readable detail (file names are reduced to their name within the export folder; no UIDs).
     pub detail: String,
     /// The study concerned, when known.
@@ -358,17 +341,12 @@ pub struct EventMessage {
 }
 
 impl EventMessage {
-    /// A new event now.
-    pub fn new(
-        severity: Severity,
-        event: &str,
-        detail: impl Into<String>,
-        study_key: Option<StudyKey>,
-    ) -> EventMessage {
+    /// A new event of `event` now, with its kind's severity.
+    pub fn new(event: super::event::EventKind, detail: impl Into<String>, study_key: Option<StudyKey>) -> EventMessage {
         EventMessage {
             schema: EVENT_SCHEMA.into(),
-            severity,
-            event: event.into(),
+            severity: event.severity(),
+            event,
             detail: detail.into(),
             study_key,
             at: crate::time::utc_now(),
@@ -386,27 +364,15 @@ pub struct LnStatusCommand {
     /// Or, in a sidecar file on the box only, the StudyInstanceUID itself.
     #[serde(default)]
     pub study_instance_uid: Option<String>,
-    /// `positive` / `negative` (or 1 / 0).
-    pub mri_ln_status: serde_json::Value,
+    /// `positive` / `negative` (or 1 / 0, true / false, yes / no); `None` when it says none of these.
+    #[serde(with = "crate::model::ln_read::lenient")]
+    pub mri_ln_status: Option<LnRead>,
 }
 
 impl LnStatusCommand {
-    /// The read as 0/1.
-    pub fn value(&self) -> Option<f64> {
-        match &self.mri_ln_status {
-            serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "positive" | "1" | "yes" => Some(1.0),
-                "negative" | "0" | "no" => Some(0.0),
-                _ => None,
-            },
-            serde_json::Value::Number(n) => match n.as_f64() {
-                Some(x) if (x - 1.0).abs() < 1e-9 => Some(1.0),
-                Some(x) if x.abs() < 1e-9 => Some(0.0),
-                _ => None,
-            },
-            serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-            _ => None,
-        }
+    /// The read, if it says one.
+    pub fn value(&self) -> Option<LnRead> {
+        self.mri_ln_status
     }
 
     /// The study key, from the key or the UID.
@@ -437,21 +403,32 @@ mod tests {
     #[test]
     fn ln_command_accepts_words_and_numbers() {
         let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":"Positive"}"#).unwrap();
-        assert_eq!(c.value(), Some(1.0));
+        assert_eq!(c.value(), Some(LnRead::Positive));
         let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":0}"#).unwrap();
-        assert_eq!(c.value(), Some(0.0));
+        assert_eq!(c.value(), Some(LnRead::Negative));
         let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":1.0}"#).unwrap();
-        assert_eq!(c.value(), Some(1.0));
+        assert_eq!(c.value(), Some(LnRead::Positive));
         let c: LnStatusCommand = serde_json::from_str(r#"{"study_key":"00","mri_ln_status":"maybe"}"#).unwrap();
         assert_eq!(c.value(), None);
     }
 
     #[test]
-    fn ln_text_and_value_are_inverse_and_severity_is_lowercase_in_the_payload() {
-        for v in [Some(0.0), Some(1.0), None] {
-            assert_eq!(ln_value(ln_text(v)), v);
+    fn the_ln_status_round_trips_in_a_message_and_severity_is_lowercase_in_the_payload() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct M {
+            #[serde(with = "crate::model::ln_read::status")]
+            mri_ln_status: Option<LnRead>,
         }
-        let e = EventMessage::new(Severity::Alarm, "spool_full", "x", None);
+        for (v, text) in [
+            (Some(LnRead::Negative), "negative"),
+            (Some(LnRead::Positive), "positive"),
+            (None, "unknown"),
+        ] {
+            let json = serde_json::to_value(M { mri_ln_status: v }).unwrap();
+            assert_eq!(json["mri_ln_status"], text);
+            assert_eq!(serde_json::from_value::<M>(json).unwrap().mri_ln_status, v);
+        }
+        let e = EventMessage::new(super::super::event::EventKind::SpoolFull, "x", None);
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["severity"], "alarm");
         assert_eq!(serde_json::from_value::<EventMessage>(json).unwrap(), e);

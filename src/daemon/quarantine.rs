@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::core::{Daemon, relative};
+use super::event::EventKind;
 use super::fsio;
-use super::payload::{Severity, StudyKey};
+use super::payload::StudyKey;
 use crate::error::Error;
 
 /// How often the quarantine folder is surveyed (and old days deleted).
@@ -129,8 +130,7 @@ impl Daemon {
             .add((moved_bytes + note_bytes.len() as u64) as i64);
         self.metrics.quarantined.with_label_values(&[code]).inc();
         self.event(
-            Severity::Warning,
-            "quarantined",
+            EventKind::Quarantined,
             format!("{what}: {code}: {err}"),
             series.cloned(),
         );
@@ -166,8 +166,7 @@ impl Daemon {
                     Ok(()) => {
                         self.metrics.quarantine_purged_files.inc_by(size.files);
                         self.event(
-                            Severity::Info,
-                            "quarantine_purged",
+                            EventKind::QuarantinePurged,
                             format!(
                                 "deleted the {} file(s) ({} bytes) quarantined on {name}: older than \
                                  state.quarantine_keep_days = {keep}",

@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 
 use super::assemble::{ReadySeries, RevisionOf, RoiCandidate, supersedes};
 use super::core::{Daemon, relative};
+use super::event::EventKind;
 use super::ledger::LedgerRecord;
-use super::payload::{Severity, StudyKey};
+use super::payload::StudyKey;
 use crate::error::{Error, Result};
 use crate::ingest::header::InstanceHeader;
 
@@ -73,8 +74,7 @@ impl Daemon {
             return;
         }
         self.event(
-            Severity::Info,
-            "roi_revised",
+            EventKind::RoiRevised,
             format!("{file}: a newer ROI for a series already answered; computing it again"),
             Some(of.study_key.clone()),
         );
@@ -150,7 +150,7 @@ impl Daemon {
     pub(super) fn drop_awaiting(&mut self, series_key: &StudyKey, why: &str) {
         for roi in self.take_awaiting(series_key) {
             let file = relative(&roi.path, &self.cfg.watch.export_dir);
-            self.event(Severity::Warning, "ignored_file", format!("{file}: {why}"), None);
+            self.event(EventKind::IgnoredFile, format!("{file}: {why}"), None);
         }
     }
 
@@ -198,8 +198,7 @@ impl Daemon {
         }
         let file = relative(&roi.path, &self.cfg.watch.export_dir);
         self.event(
-            Severity::Warning,
-            "roi_not_applied",
+            EventKind::RoiNotApplied,
             format!("{file}: drawn before the ROI {what}"),
             Some(of.study_key.clone()),
         );
@@ -215,7 +214,7 @@ impl Daemon {
         err: &Error,
         detail: String,
     ) {
-        self.event(Severity::Error, "revision_failed", detail, Some(study_key.clone()));
+        self.event(EventKind::RevisionFailed, detail, Some(study_key.clone()));
         self.quarantine(&[roi.to_path_buf()], err, Some(series_key));
     }
 }

@@ -7,11 +7,13 @@
 
 pub mod acquisition;
 pub mod bundle;
+pub mod ln_read;
 pub mod nomogram;
 pub mod predict;
 pub mod signature;
 
 pub use bundle::{Bundle, Manifest, Trust};
+pub use ln_read::LnRead;
 pub use nomogram::{Nomogram, NomogramResult};
 pub use predict::{Prediction, Predictor};
 pub use signature::Signature;
