@@ -231,6 +231,43 @@ impl Error {
         Error::Panicked { stage, message }
     }
 
+    /// What went wrong without naming the input: no path, file or folder name (consoles name folders after
+    /// patients). What leaves the box (event details) says this; the full [`std::fmt::Display`] text, with the
+    /// paths, stays in the quarantine note on the box.
+    pub fn neutral(&self) -> String {
+        match self {
+            Error::Io { source, .. } => format!("I/O error: {}", source.kind()),
+            Error::Format { format, reason, .. } => format!("malformed {format}: {reason}"),
+            Error::TooLarge {
+                declared_bytes,
+                limit_bytes,
+                ..
+            } => format!("declared size {declared_bytes} bytes exceeds the limit of {limit_bytes} bytes"),
+            Error::NonFinite { count, .. } => {
+                format!("image contains {count} non-finite voxel(s) (NaN or infinity) inside the ROI")
+            }
+            Error::GeometryMismatch { reason, .. } => format!("mask geometry does not match the image: {reason}"),
+            Error::InvalidRoi { reason, .. } => format!("invalid ROI: {reason}"),
+            Error::Settings { reason, .. } => format!("invalid setting: {reason}"),
+            Error::Series { reason, .. } => format!("series: {reason}"),
+            Error::Weights { reason, .. } => format!("weights: {reason}"),
+            Error::Bundle { reason, .. } => format!("model bundle refused: {reason}"),
+            Error::Cohort { reason, .. } => format!("cohort: {reason}"),
+            Error::Config { key, reason, .. } => format!("configuration: {key}: {reason}"),
+            Error::Spool { reason, .. } => format!("spool: {reason}"),
+            Error::Unsupported { reason, .. } => format!("unsupported: {reason}"),
+            Error::Watch(e) => format!("folder watch: {:?}", e.kind),
+            Error::Runtime { what, source } => format!("runtime: {what}: {}", source.kind()),
+            Error::Backend(_)
+            | Error::Device(_)
+            | Error::Model(_)
+            | Error::Plot(_)
+            | Error::Json(_)
+            | Error::Panicked { .. }
+            | Error::Mqtt(_) => self.to_string(),
+        }
+    }
+
     /// Every [`Error::reason_code`].
     pub const REASON_CODES: [&'static str; 8] = [
         "io",

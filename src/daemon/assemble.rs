@@ -174,6 +174,8 @@ pub enum Assembled {
         path: PathBuf,
         /// Why.
         reason: String,
+        /// The file it gave way to (the ROI used instead), if any.
+        instead: Option<PathBuf>,
     },
 }
 
@@ -260,6 +262,7 @@ pub(super) fn label_near(label: &Path, dirs: &[PathBuf]) -> bool {
     })
 }
 
+#[cfg(test)]
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
@@ -278,23 +281,19 @@ fn attach(p: &mut Pending, roi: RoiCandidate) -> Option<Assembled> {
         return None;
     }
     let (used, ignored, reason) = if supersedes(roi.drawn_at.as_deref(), old.drawn_at.as_deref()) {
-        let reason = format!(
-            "superseded by a newer ROI for the same series ({})",
-            file_name(&roi.path)
-        );
+        let reason = "superseded by a newer ROI for the same series".to_string();
         (roi, old, reason)
     } else {
-        let reason = format!(
-            "drawn before the ROI already matched to its series ({})",
-            file_name(&old.path)
-        );
+        let reason = "drawn before the ROI already matched to its series".to_string();
         (old, roi, reason)
     };
+    let instead = Some(used.path.clone());
     p.roi = Some(used);
     p.set_aside.push(ignored.id);
     Some(Assembled::Ignored {
         path: ignored.path,
         reason,
+        instead,
     })
 }
 
@@ -308,7 +307,7 @@ pub struct SeriesAssembler {
     /// Member SeriesInstanceUID → the key of the linked set it joined.
     linked_into: BTreeMap<String, String>,
     orphan_rois: Vec<Orphan>,
-    dispatched: std::collections::BTreeSet<String>,
+    dispatched: super::bounded::BoundedSet<String>,
     /// Series (and linked sets) released to be computed since start, by key: their members and folders, so that a
     /// ROI arriving later can be told to belong to one (in memory only: after a restart the ledger knows). The
     /// last [`REMEMBERED_SERIES`], oldest first in `answered_order`.
@@ -339,7 +338,7 @@ impl SeriesAssembler {
             pending: BTreeMap::new(),
             linked_into: BTreeMap::new(),
             orphan_rois: Vec::new(),
-            dispatched: Default::default(),
+            dispatched: super::bounded::BoundedSet::new(REMEMBERED_SERIES),
             answered: BTreeMap::new(),
             answered_order: Default::default(),
             notices: Vec::new(),
@@ -348,10 +347,11 @@ impl SeriesAssembler {
 
     /// An MR image file arrived. Returns an [`Assembled::Ignored`] when its series was already dispatched.
     pub fn add_image(&mut self, h: InstanceHeader, now: Instant, wall: SystemTime) -> Option<Assembled> {
-        if self.dispatched.contains(&h.series_uid) {
+        if self.dispatched.contains_key(&h.series_uid) {
             return Some(Assembled::Ignored {
                 path: h.slices.first().map(|s| s.file.clone()).unwrap_or_default(),
                 reason: "instance arrived after its series was computed".into(),
+                instead: None,
             });
         }
         let key = self.linked_into.get(&h.series_uid).unwrap_or(&h.series_uid).clone();
@@ -648,7 +648,7 @@ impl SeriesAssembler {
     fn dispatch(&mut self, members: Vec<String>) {
         for m in members {
             self.linked_into.remove(&m);
-            self.dispatched.insert(m);
+            self.dispatched.add(m);
         }
     }
 
@@ -1010,7 +1010,10 @@ mod tests {
         let ignored: Vec<(String, String)> = out
             .iter()
             .filter_map(|o| match o {
-                Assembled::Ignored { path, reason } => Some((file_name(path), reason.clone())),
+                Assembled::Ignored { path, reason, instead } => Some((
+                    file_name(path),
+                    format!("{reason} ({})", instead.as_deref().map(file_name).unwrap_or_default()),
+                )),
                 _ => None,
             })
             .collect();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use super::assemble::{Assembled, ReadySeries, RoiCandidate, SeriesAssembler};
+use super::bounded::{BoundedMap, BoundedSet};
 use super::config::DaemonConfig;
 use super::event::EventKind;
 use super::fsio;
@@ -35,6 +36,13 @@ pub const PENDING_LN_READS: &str = "ln-reads-pending.jsonl";
 
 /// How often free disk space is looked at.
 const DISK_CHECK: Duration = Duration::from_secs(5);
+
+/// LN reads remembered in memory (waiting for their study, or applied to it): the oldest are forgotten first, so
+/// a flood of reads for unknown studies cannot grow the process.
+pub const REMEMBERED_LN_READS: usize = 4096;
+
+/// Studies whose identifiers are held (only with `phi.include_identifiers`; empty otherwise).
+pub const REMEMBERED_IDENTIFIERS: usize = 256;
 
 /// Series computed or waiting to be computed at once (the bounded ready queue).
 pub const READY_QUEUE: usize = 16;
@@ -97,7 +105,7 @@ pub(super) struct Daemon {
     /// Series with a revision being read or computed (one at a time per series, so they commit in order).
     pub(super) revising: std::collections::BTreeSet<StudyKey>,
     pub(super) in_flight: usize,
-    ln_reads: BTreeMap<StudyKey, crate::model::LnRead>,
+    ln_reads: BoundedMap<StudyKey, crate::model::LnRead>,
     pub(super) held: VecDeque<Held>,
     spool_alarm: bool,
     stale_alarm: bool,
@@ -106,9 +114,9 @@ pub(super) struct Daemon {
     /// When the quarantine folder was last surveyed ([`super::quarantine`]).
     pub(super) quarantine_swept: Option<Instant>,
     publisher: mpsc::Sender<PublisherCmd>,
-    identifiers: BTreeMap<String, Identifiers>,
+    identifiers: BoundedMap<String, Identifiers>,
     /// SeriesInstanceUIDs skipped for `watch.max_age_h` (each counted once).
-    too_old_series: std::collections::BTreeSet<String>,
+    too_old_series: BoundedSet<String>,
 }
 
 /// Record in the ledger every spooled message it lacks. A crash between the spool write and the ledger append
@@ -211,6 +219,16 @@ pub(super) fn relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
+/// Every DICOM UID in `text` (four or more dot-separated numeric components) replaced by `(UID)`: the last guard
+/// on what leaves the box in an event detail, behind details that name things by key.
+pub(super) fn scrub_uids(text: &str) -> String {
+    static UID: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    match UID.get_or_init(|| regex::Regex::new(r"\b[0-9]+(\.[0-9]+){3,}\b").ok()) {
+        Some(re) => re.replace_all(text, "(UID)").into_owned(),
+        None => text.to_string(),
+    }
+}
+
 impl Daemon {
     /// The core over the opened `state`, before the loop runs: corrupt spool entries become events, and the LN
     /// reads that arrived before their images (kept across restarts in [`PENDING_LN_READS`]) are loaded.
@@ -228,7 +246,7 @@ impl Daemon {
             ledger,
             problems,
         } = state;
-        let mut ln_reads = BTreeMap::new();
+        let mut ln_reads = BoundedMap::new(REMEMBERED_LN_READS);
         if let Ok(text) = std::fs::read_to_string(cfg.state.dir.join(PENDING_LN_READS)) {
             for line in text.lines() {
                 if let Ok(c) = serde_json::from_str::<LnStatusCommand>(line)
@@ -266,18 +284,25 @@ impl Daemon {
             disk_checked: None,
             quarantine_swept: None,
             publisher,
-            identifiers: BTreeMap::new(),
-            too_old_series: Default::default(),
+            identifiers: BoundedMap::new(REMEMBERED_IDENTIFIERS),
+            too_old_series: BoundedSet::new(super::assemble::REMEMBERED_SERIES),
         };
         for p in problems {
-            d.event(EventKind::SpoolEntryCorrupt, p.to_string(), None);
+            d.event(EventKind::SpoolEntryCorrupt, p.neutral(), None);
         }
         d.update_gauges();
         d
     }
 
+    /// Publish (spooled), count and log an event. `detail` names files by [`Daemon::file_ref`] and errors by
+    /// [`Error::neutral`]; UIDs are scrubbed from it unless `phi.include_identifiers` is on.
     pub(super) fn event(&self, kind: EventKind, detail: String, study: Option<StudyKey>) {
         let event = kind.name();
+        let detail = if self.cfg.phi.include_identifiers {
+            detail
+        } else {
+            scrub_uids(&detail)
+        };
         match kind.severity() {
             Severity::Error | Severity::Alarm => tracing::error!(event, "{detail}"),
             Severity::Warning => tracing::warn!(event, "{detail}"),
@@ -305,6 +330,15 @@ impl Daemon {
                 self.metrics.events_dropped.inc();
             }
         }
+    }
+
+    /// A file of the export folder as an event names it: `file ` and 12 hex digits of the HMAC of its path
+    /// within the export folder (its name may name the patient). The quarantine note on the box lists the same
+    /// reference beside the real name, so an operator can find it.
+    pub(super) fn file_ref(&self, path: &Path) -> String {
+        let rel = relative(path, &self.cfg.watch.export_dir);
+        let key = StudyKey::of(&self.secret, &format!("file:{rel}"));
+        format!("file {}", &key.as_str()[..12])
     }
 
     /// `state.dir/quarantine` ([`super::quarantine`]).
@@ -340,23 +374,27 @@ impl Daemon {
                     }
                     if old {
                         too_old.files += 1;
-                        if self.too_old_series.insert(h.series_uid.clone()) {
+                        if self.too_old_series.add(h.series_uid.clone()) {
                             too_old.series += 1;
                         }
                         continue;
                     }
                     if self.cfg.phi.include_identifiers
                         && let (Some(a), Some(n)) = (&h.accession_number, &h.patient_name)
+                        && !self.identifiers.contains_key(&h.study_uid)
                     {
-                        self.identifiers.entry(h.study_uid.clone()).or_insert(Identifiers {
-                            accession_number: a.clone(),
-                            patient_name: n.clone(),
-                        });
+                        self.identifiers.insert(
+                            h.study_uid.clone(),
+                            Identifiers {
+                                accession_number: a.clone(),
+                                patient_name: n.clone(),
+                            },
+                        );
                     }
-                    if let Some(Assembled::Ignored { path, reason }) = self.assembler.add_image(*h, at, wall) {
+                    if let Some(Assembled::Ignored { path, reason, .. }) = self.assembler.add_image(*h, at, wall) {
                         self.event(
                             EventKind::IgnoredFile,
-                            format!("{}: {reason}", relative(&path, &self.cfg.watch.export_dir)),
+                            format!("{}: {reason}", self.file_ref(&path)),
                             None,
                         );
                     }
@@ -490,7 +528,7 @@ impl Daemon {
                     };
                     self.commit(msg, record, None);
                 }
-                Err(e) => self.event(EventKind::LnUpdateFailed, e.to_string(), Some(key.clone())),
+                Err(e) => self.event(EventKind::LnUpdateFailed, e.neutral(), Some(key.clone())),
             }
         }
     }
@@ -757,14 +795,18 @@ impl Daemon {
             Err(e) if ready.revision.is_some() => {
                 // The series' answer stands; only the revised ROI is set aside.
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
-                let detail = format!("the series could not be computed with the revised ROI: {e}");
+                let detail = format!("the series could not be computed with the revised ROI: {}", e.neutral());
                 self.revision_failed(&ready.roi, &study_key, &series_key, &e, detail);
             }
             Err(e) => {
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
                 self.event(
                     EventKind::SeriesFailed,
-                    format!("series of {} file(s) could not be computed: {e}", ready.instances.len()),
+                    format!(
+                        "series of {} file(s) could not be computed: {}",
+                        ready.instances.len(),
+                        e.neutral()
+                    ),
                     Some(study_key),
                 );
                 let series_key = StudyKey::of(&self.secret, &ready.series_uid);
@@ -814,7 +856,7 @@ impl Daemon {
                     EventKind::RoiWithoutSeries,
                     format!(
                         "{}: no series awaiting a ROI has matched it for {:.0} s; still waiting",
-                        relative(&path, &self.cfg.watch.export_dir),
+                        self.file_ref(&path),
                         waited.as_secs_f64()
                     ),
                     None,
@@ -827,9 +869,12 @@ impl Daemon {
                         None => self.awaiting_answer.push((key, roi)),
                     }
                 }
-                Assembled::Ignored { path, reason } => self.event(
+                Assembled::Ignored { path, reason, instead } => self.event(
                     EventKind::IgnoredFile,
-                    format!("{}: {reason}", relative(&path, &self.cfg.watch.export_dir)),
+                    match instead {
+                        Some(used) => format!("{}: {reason} ({} is used)", self.file_ref(&path), self.file_ref(&used)),
+                        None => format!("{}: {reason}", self.file_ref(&path)),
+                    },
                     None,
                 ),
             }

@@ -15,6 +15,7 @@
 //! series already answered (a corrected outline) is a `revision`: the series is computed again with it.
 
 pub mod assemble;
+pub mod bounded;
 #[cfg(feature = "tools")]
 pub mod broker;
 mod compute;
@@ -327,7 +328,17 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             note = note_rx.recv() => match note {
                 Some(PublisherNote::LnStatus(raw)) => match serde_json::from_slice::<LnStatusCommand>(&raw) {
                     Ok(cmd) => d.on_ln_read(&cmd, "mqtt"),
-                    Err(e) => d.event(EventKind::BadLnRead, format!("cmd/ln-status payload: {e}"), None),
+                    Err(e) => d.event(
+                        EventKind::BadLnRead,
+                        // what serde says may quote the payload: only where and what kind of error
+                        format!(
+                            "cmd/ln-status payload is not an LN read command ({:?} error at line {}, column {})",
+                            e.classify(),
+                            e.line(),
+                            e.column()
+                        ),
+                        None,
+                    ),
                 },
                 // Nothing to do but wake the loop, so that the outbox gauge follows at once.
                 Some(PublisherNote::Acked(_)) => {}

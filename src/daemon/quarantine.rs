@@ -88,18 +88,12 @@ impl Daemon {
             }
         }
         let what = match (series, files) {
-            (None, [one]) => relative(one, root),
-            _ => format!(
-                "series of {} file(s) under {}",
-                files.len(),
-                files
-                    .first()
-                    .map(|f| relative(f.parent().unwrap_or(f), root))
-                    .unwrap_or_default()
-            ),
+            (None, [one]) => self.file_ref(one),
+            _ => format!("series of {} file(s)", files.len()),
         };
         let note = serde_json::json!({
             "files": files.iter().map(|f| relative(f, root)).collect::<Vec<_>>(),
+            "file_refs": files.iter().map(|f| self.file_ref(f)).collect::<Vec<_>>(),
             "reason": code,
             "detail": err.to_string(),
             "at": crate::time::utc_now(),
@@ -131,7 +125,7 @@ impl Daemon {
         self.metrics.quarantined.with_label_values(&[code]).inc();
         self.event(
             EventKind::Quarantined,
-            format!("{what}: {code}: {err}"),
+            format!("{what}: {code}: {}", err.neutral()),
             series.cloned(),
         );
     }

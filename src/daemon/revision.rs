@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 
 use super::assemble::{ReadySeries, RevisionOf, RoiCandidate, supersedes};
-use super::core::{Daemon, relative};
+use super::core::Daemon;
 use super::event::EventKind;
 use super::ledger::LedgerRecord;
 use super::payload::StudyKey;
@@ -62,7 +62,7 @@ impl Daemon {
         if of.roi_key.as_ref() == Some(&key) || of.set_aside_roi_keys.contains(&key) {
             return;
         }
-        let file = relative(&roi.path, &self.cfg.watch.export_dir);
+        let file = self.file_ref(&roi.path);
         if of.roi_key.is_none() {
             tracing::info!(
                 file,
@@ -149,7 +149,7 @@ impl Daemon {
     /// The series failed: the ROIs that arrived for it while it was computed are reported, not used.
     pub(super) fn drop_awaiting(&mut self, series_key: &StudyKey, why: &str) {
         for roi in self.take_awaiting(series_key) {
-            let file = relative(&roi.path, &self.cfg.watch.export_dir);
+            let file = self.file_ref(&roi.path);
             self.event(EventKind::IgnoredFile, format!("{file}: {why}"), None);
         }
     }
@@ -196,7 +196,7 @@ impl Daemon {
         if supersedes(roi.drawn_at.as_deref(), of.roi_drawn_at.as_deref()) {
             return false;
         }
-        let file = relative(&roi.path, &self.cfg.watch.export_dir);
+        let file = self.file_ref(&roi.path);
         self.event(
             EventKind::RoiNotApplied,
             format!("{file}: drawn before the ROI {what}"),
@@ -248,10 +248,7 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
     let missing = |reason: &str| Error::Series {
         series: "(revision)".into(),
         dir: export_dir.to_path_buf(),
-        reason: format!(
-            "{reason}; the revised ROI {} was not applied",
-            req.roi.path.file_name().unwrap_or_default().to_string_lossy()
-        ),
+        reason: format!("{reason}; the revised ROI was not applied"),
     };
     let Some(first) = instances
         .iter()

@@ -106,11 +106,13 @@ fn events_are_spooled_through_a_broker_outage_and_a_restart_none_lost() {
     let files: std::collections::BTreeSet<String> = events
         .iter()
         .filter(|e| e["event"] == "quarantined")
+        // each file is named by its reference (`file <12 hex>`), never by its name
         .filter_map(|e| {
             e["detail"]
                 .as_str()
-                .and_then(|s| s.split("N").nth(1))
-                .map(|s| s[..3].to_string())
+                .and_then(|s| s.split(':').next())
+                .filter(|r| r.starts_with("file "))
+                .map(str::to_string)
         })
         .collect();
     assert_eq!(files.len(), 300, "every quarantined file's event arrived");

@@ -14,5 +14,6 @@ mod harness;
 mod delivery;
 mod end_to_end;
 mod intake;
+mod privacy;
 mod revision;
 mod tls;
