@@ -1,14 +1,18 @@
 //! alnrisk: axillary lymph node metastasis risk from breast DCE-MRI, as an edge appliance.
 //!
 //! The library follows the way one examination's data travels:
-//! - [`ingest`]: DICOM files → studies, series, dynamic phases, volumes ([`ingest::PhaseSelector`]);
+//! - [`ingest`]: DICOM files → typed instances ([`ingest::InstanceKind`]) → studies, series, dynamic phases,
+//!   volumes ([`ingest::PhaseSelector`]);
 //! - [`roi`]: SEG, RTSTRUCT and label maps → a mask on the series grid;
+//! - [`case`]: the one path from a series (or image file) and its ROI to the voxels every command and the daemon
+//!   use;
 //! - [`radiomics`]: PyRadiomics-compatible features; [`deep`]: VGG-16 features (candle);
-//! - [`synth`]: the synthetic cohort and DICOM writers (what ingest reads); [`stats`]: shared statistics;
+//! - [`model`]: signatures, nomogram, the signed bundle and the one [`model::Predictor`];
+//! - [`daemon`]: `alnrisk serve`, the scanner-side appliance (watch → assemble → compute → spool → MQTT);
+//! - beside the model, with the `tools` feature (the default; the appliance is built without it): `fit` (the
+//!   study's pipeline), `classify`, `stats`, `synth` (the synthetic cohort and DICOM writers);
 //! - underneath: [`image`] (the one volume type, ITK/LPS geometry), [`io`] (NRRD/NIfTI), [`linalg`], [`rng`],
-//!   [`error`].
-//!
-//! Model fitting, the bundle and the daemon build on these (see `README.md` for what exists today).
+//!   [`progress`], [`time`], [`error`].
 
 // Numeric kernels index several arrays with one loop variable, mirroring the formulas they implement.
 #![allow(clippy::needless_range_loop)]
