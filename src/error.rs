@@ -216,6 +216,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::InvalidRoi`]: the ROI in `path` cannot be used because of `reason`.
+    pub fn invalid_roi(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::InvalidRoi {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// A [`Error::Format`] of a DICOM file.
     pub fn dicom(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::format(path, "DICOM", reason)

@@ -1,27 +1,17 @@
 //! The seven classifiers against scikit-learn / XGBoost / LightGBM on the same data: test AUC within 0.05.
 //! Reference numbers from `tests/golden/make_classifier_golden.py` (`tests/data/golden/classifiers_golden.json`).
 
+mod common;
+
 use alnrisk::classify::{ClassifierKind, cross_validate};
 use alnrisk::stats::auc;
 
 fn golden() -> serde_json::Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/classifiers_golden.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    common::golden("classifiers_golden.json")
 }
 
 fn dataset(g: &serde_json::Value) -> (Vec<Vec<f64>>, Vec<bool>, usize) {
-    let x = g["x"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
-        .collect();
-    let y = g["y"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64() == Some(1))
-        .collect();
+    let (x, y) = common::golden_xy(g);
     (x, y, g["train"].as_u64().unwrap() as usize)
 }
 

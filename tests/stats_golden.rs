@@ -1,11 +1,12 @@
 //! Statistics against scipy / statsmodels / numpy: reference numbers written by
 //! `tests/golden/make_stats_golden.py` into `tests/data/golden/stats_golden.json`.
 
+mod common;
+
 use alnrisk::stats::{self, hypothesis as st};
 
 fn golden() -> serde_json::Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/stats_golden.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    common::golden("stats_golden.json")
 }
 
 fn f(v: &serde_json::Value) -> f64 {
@@ -13,20 +14,7 @@ fn f(v: &serde_json::Value) -> f64 {
 }
 
 fn data() -> (Vec<Vec<f64>>, Vec<bool>) {
-    let g = golden();
-    let x = g["x"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(f).collect())
-        .collect();
-    let y = g["y"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64() == Some(1))
-        .collect();
-    (x, y)
+    common::golden_xy(&golden())
 }
 
 fn close(ours: f64, theirs: f64, rel: f64, what: &str) {

@@ -26,26 +26,86 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{DiscreteRoi, EmphasisStats, angles};
-use super::{FeatureValues, TextureOptions};
+use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, angles};
+use super::{Feature, FeatureValues, TextureOptions};
 
-/// Feature names and deprecated flags.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("DependenceEntropy", false),
-    ("DependenceNonUniformity", false),
-    ("DependenceNonUniformityNormalized", false),
-    ("DependenceVariance", false),
-    ("GrayLevelNonUniformity", false),
-    ("GrayLevelNonUniformityNormalized", true),
-    ("GrayLevelVariance", false),
-    ("HighGrayLevelEmphasis", false),
-    ("LargeDependenceEmphasis", false),
-    ("LargeDependenceHighGrayLevelEmphasis", false),
-    ("LargeDependenceLowGrayLevelEmphasis", false),
-    ("LowGrayLevelEmphasis", false),
-    ("SmallDependenceEmphasis", false),
-    ("SmallDependenceHighGrayLevelEmphasis", false),
-    ("SmallDependenceLowGrayLevelEmphasis", false),
+/// The class: each feature with its name, deprecated flag and formula (see the table above).
+pub const FEATURES: &[Feature<Emphasis>] = &[
+    Feature {
+        name: "DependenceEntropy",
+        deprecated: false,
+        value: |c| c.e.entropy,
+    },
+    Feature {
+        name: "DependenceNonUniformity",
+        deprecated: false,
+        value: |c| c.e.j_nonuniformity,
+    },
+    Feature {
+        name: "DependenceNonUniformityNormalized",
+        deprecated: false,
+        value: |c| c.e.j_nonuniformity / c.n,
+    },
+    Feature {
+        name: "DependenceVariance",
+        deprecated: false,
+        value: |c| c.e.j_variance,
+    },
+    Feature {
+        name: "GrayLevelNonUniformity",
+        deprecated: false,
+        value: |c| c.e.gray_nonuniformity,
+    },
+    Feature {
+        name: "GrayLevelNonUniformityNormalized",
+        deprecated: true,
+        value: |c| c.e.gray_nonuniformity / c.n,
+    },
+    Feature {
+        name: "GrayLevelVariance",
+        deprecated: false,
+        value: |c| c.e.gray_variance,
+    },
+    Feature {
+        name: "HighGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.high_gray,
+    },
+    Feature {
+        name: "LargeDependenceEmphasis",
+        deprecated: false,
+        value: |c| c.e.large,
+    },
+    Feature {
+        name: "LargeDependenceHighGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.large_high_gray,
+    },
+    Feature {
+        name: "LargeDependenceLowGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.large_low_gray,
+    },
+    Feature {
+        name: "LowGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.low_gray,
+    },
+    Feature {
+        name: "SmallDependenceEmphasis",
+        deprecated: false,
+        value: |c| c.e.small,
+    },
+    Feature {
+        name: "SmallDependenceHighGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.small_high_gray,
+    },
+    Feature {
+        name: "SmallDependenceLowGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.small_low_gray,
+    },
 ];
 
 /// The dependence matrix, sparse: `(gray level, dependence j ≥ 1) → count`.
@@ -74,23 +134,7 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let g = matrix(roi, opts);
     let cells: Vec<(f64, f64, f64)> = g.cells.iter().map(|(&(l, j), &c)| (l as f64, j as f64, c)).collect();
     let e = EmphasisStats::from_cells(&cells);
-    let nz = if e.n.is_nan() { 1.0 } else { e.n };
-    let vals = [
-        e.entropy,
-        e.j_nonuniformity,
-        e.j_nonuniformity / nz,
-        e.j_variance,
-        e.gray_nonuniformity,
-        e.gray_nonuniformity / nz,
-        e.gray_variance,
-        e.high_gray,
-        e.large,
-        e.large_high_gray,
-        e.large_low_gray,
-        e.low_gray,
-        e.small,
-        e.small_high_gray,
-        e.small_low_gray,
-    ];
-    FeatureValues::from_table(FEATURES, vals)
+    let n = if e.n.is_nan() { 1.0 } else { e.n };
+    let voxels = roi.n_voxels as f64;
+    FeatureValues::from_features(FEATURES, &Emphasis { e, n, voxels })
 }

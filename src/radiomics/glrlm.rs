@@ -26,27 +26,91 @@
 //! | LongRunLowGrayLevelEmphasis | `Σ P(i,j) j²/i² / N_r` |
 //! | LongRunHighGrayLevelEmphasis | `Σ P(i,j) i² j² / N_r` |
 
-use super::texture::{DiscreteRoi, EmphasisStats, angle_weight, angles, nanmean};
-use super::{FeatureValues, TextureOptions};
+use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, angle_weight, angles, nanmean};
+use super::{Feature, FeatureValues, TextureOptions};
 
-/// Feature names and deprecated flags.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("GrayLevelNonUniformity", false),
-    ("GrayLevelNonUniformityNormalized", false),
-    ("GrayLevelVariance", false),
-    ("HighGrayLevelRunEmphasis", false),
-    ("LongRunEmphasis", false),
-    ("LongRunHighGrayLevelEmphasis", false),
-    ("LongRunLowGrayLevelEmphasis", false),
-    ("LowGrayLevelRunEmphasis", false),
-    ("RunEntropy", false),
-    ("RunLengthNonUniformity", false),
-    ("RunLengthNonUniformityNormalized", false),
-    ("RunPercentage", false),
-    ("RunVariance", false),
-    ("ShortRunEmphasis", false),
-    ("ShortRunHighGrayLevelEmphasis", false),
-    ("ShortRunLowGrayLevelEmphasis", false),
+/// The class: each feature with its name, deprecated flag and formula (see the table above).
+pub const FEATURES: &[Feature<Emphasis>] = &[
+    Feature {
+        name: "GrayLevelNonUniformity",
+        deprecated: false,
+        value: |c| c.e.gray_nonuniformity,
+    },
+    Feature {
+        name: "GrayLevelNonUniformityNormalized",
+        deprecated: false,
+        value: |c| c.e.gray_nonuniformity / c.n,
+    },
+    Feature {
+        name: "GrayLevelVariance",
+        deprecated: false,
+        value: |c| c.e.gray_variance,
+    },
+    Feature {
+        name: "HighGrayLevelRunEmphasis",
+        deprecated: false,
+        value: |c| c.e.high_gray,
+    },
+    Feature {
+        name: "LongRunEmphasis",
+        deprecated: false,
+        value: |c| c.e.large,
+    },
+    Feature {
+        name: "LongRunHighGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.large_high_gray,
+    },
+    Feature {
+        name: "LongRunLowGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.large_low_gray,
+    },
+    Feature {
+        name: "LowGrayLevelRunEmphasis",
+        deprecated: false,
+        value: |c| c.e.low_gray,
+    },
+    Feature {
+        name: "RunEntropy",
+        deprecated: false,
+        value: |c| c.e.entropy,
+    },
+    Feature {
+        name: "RunLengthNonUniformity",
+        deprecated: false,
+        value: |c| c.e.j_nonuniformity,
+    },
+    Feature {
+        name: "RunLengthNonUniformityNormalized",
+        deprecated: false,
+        value: |c| c.e.j_nonuniformity / c.n,
+    },
+    Feature {
+        name: "RunPercentage",
+        deprecated: false,
+        value: |c| c.e.n / c.e.j_weighted,
+    },
+    Feature {
+        name: "RunVariance",
+        deprecated: false,
+        value: |c| c.e.j_variance,
+    },
+    Feature {
+        name: "ShortRunEmphasis",
+        deprecated: false,
+        value: |c| c.e.small,
+    },
+    Feature {
+        name: "ShortRunHighGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.small_high_gray,
+    },
+    Feature {
+        name: "ShortRunLowGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.small_low_gray,
+    },
 ];
 
 /// Run-length matrices, one per kept angle, rows = gray levels present, columns = run length − 1.
@@ -138,27 +202,21 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
             .map(|(o, &c)| (g.levels[o / cols], (o % cols + 1) as f64, c))
             .collect();
         let e = EmphasisStats::from_cells(&cells);
-        let vals = [
-            e.gray_nonuniformity,
-            e.gray_nonuniformity / e.n,
-            e.gray_variance,
-            e.high_gray,
-            e.large,
-            e.large_high_gray,
-            e.large_low_gray,
-            e.low_gray,
-            e.entropy,
-            e.j_nonuniformity,
-            e.j_nonuniformity / e.n,
-            e.n / e.j_weighted,
-            e.j_variance,
-            e.small,
-            e.small_high_gray,
-            e.small_low_gray,
-        ];
+        let c = Emphasis {
+            e,
+            n: e.n,
+            voxels: roi.n_voxels as f64,
+        };
+        let vals = FEATURES.iter().map(|f| (f.value)(&c));
         for (slot, v) in per.iter_mut().zip(vals) {
             slot.push(v);
         }
     }
-    FeatureValues::from_table(FEATURES, per.iter().map(|v| nanmean(v)))
+    FeatureValues {
+        entries: FEATURES
+            .iter()
+            .map(|f| f.name)
+            .zip(per.iter().map(|v| nanmean(v)))
+            .collect(),
+    }
 }

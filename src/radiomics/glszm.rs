@@ -26,27 +26,91 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{DiscreteRoi, EmphasisStats, angles};
-use super::{FeatureValues, TextureOptions};
+use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, angles};
+use super::{Feature, FeatureValues, TextureOptions};
 
-/// Feature names and deprecated flags.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("GrayLevelNonUniformity", false),
-    ("GrayLevelNonUniformityNormalized", false),
-    ("GrayLevelVariance", false),
-    ("HighGrayLevelZoneEmphasis", false),
-    ("LargeAreaEmphasis", false),
-    ("LargeAreaHighGrayLevelEmphasis", false),
-    ("LargeAreaLowGrayLevelEmphasis", false),
-    ("LowGrayLevelZoneEmphasis", false),
-    ("SizeZoneNonUniformity", false),
-    ("SizeZoneNonUniformityNormalized", false),
-    ("SmallAreaEmphasis", false),
-    ("SmallAreaHighGrayLevelEmphasis", false),
-    ("SmallAreaLowGrayLevelEmphasis", false),
-    ("ZoneEntropy", false),
-    ("ZonePercentage", false),
-    ("ZoneVariance", false),
+/// The class: each feature with its name, deprecated flag and formula (see the table above).
+pub const FEATURES: &[Feature<Emphasis>] = &[
+    Feature {
+        name: "GrayLevelNonUniformity",
+        deprecated: false,
+        value: |c| c.e.gray_nonuniformity,
+    },
+    Feature {
+        name: "GrayLevelNonUniformityNormalized",
+        deprecated: false,
+        value: |c| c.e.gray_nonuniformity / c.n,
+    },
+    Feature {
+        name: "GrayLevelVariance",
+        deprecated: false,
+        value: |c| c.e.gray_variance,
+    },
+    Feature {
+        name: "HighGrayLevelZoneEmphasis",
+        deprecated: false,
+        value: |c| c.e.high_gray,
+    },
+    Feature {
+        name: "LargeAreaEmphasis",
+        deprecated: false,
+        value: |c| c.e.large,
+    },
+    Feature {
+        name: "LargeAreaHighGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.large_high_gray,
+    },
+    Feature {
+        name: "LargeAreaLowGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.large_low_gray,
+    },
+    Feature {
+        name: "LowGrayLevelZoneEmphasis",
+        deprecated: false,
+        value: |c| c.e.low_gray,
+    },
+    Feature {
+        name: "SizeZoneNonUniformity",
+        deprecated: false,
+        value: |c| c.e.j_nonuniformity,
+    },
+    Feature {
+        name: "SizeZoneNonUniformityNormalized",
+        deprecated: false,
+        value: |c| c.e.j_nonuniformity / c.n,
+    },
+    Feature {
+        name: "SmallAreaEmphasis",
+        deprecated: false,
+        value: |c| c.e.small,
+    },
+    Feature {
+        name: "SmallAreaHighGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.small_high_gray,
+    },
+    Feature {
+        name: "SmallAreaLowGrayLevelEmphasis",
+        deprecated: false,
+        value: |c| c.e.small_low_gray,
+    },
+    Feature {
+        name: "ZoneEntropy",
+        deprecated: false,
+        value: |c| c.e.entropy,
+    },
+    Feature {
+        name: "ZonePercentage",
+        deprecated: false,
+        value: |c| c.e.n / c.voxels,
+    },
+    Feature {
+        name: "ZoneVariance",
+        deprecated: false,
+        value: |c| c.e.j_variance,
+    },
 ];
 
 /// The zones as a sparse matrix: `(gray level, zone size) → count`.
@@ -90,24 +154,7 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let g = matrix(roi, opts);
     let cells: Vec<(f64, f64, f64)> = g.zones.iter().map(|(&(l, s), &c)| (l as f64, s as f64, c)).collect();
     let e = EmphasisStats::from_cells(&cells);
-    let nz = if e.n.is_nan() { 1.0 } else { e.n };
-    let vals = [
-        e.gray_nonuniformity,
-        e.gray_nonuniformity / nz,
-        e.gray_variance,
-        e.high_gray,
-        e.large,
-        e.large_high_gray,
-        e.large_low_gray,
-        e.low_gray,
-        e.j_nonuniformity,
-        e.j_nonuniformity / nz,
-        e.small,
-        e.small_high_gray,
-        e.small_low_gray,
-        e.entropy,
-        e.n / roi.n_voxels as f64,
-        e.j_variance,
-    ];
-    FeatureValues::from_table(FEATURES, vals)
+    let n = if e.n.is_nan() { 1.0 } else { e.n };
+    let voxels = roi.n_voxels as f64;
+    FeatureValues::from_features(FEATURES, &Emphasis { e, n, voxels })
 }

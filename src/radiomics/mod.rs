@@ -43,6 +43,13 @@ impl FeatureValues {
         self.entries.push((name, value));
     }
 
+    /// Every feature of `table` computed from `stats`, in the table's order: names and values cannot drift apart.
+    pub fn from_features<S>(table: &[Feature<S>], stats: &S) -> Self {
+        FeatureValues {
+            entries: table.iter().map(|f| (f.name, (f.value)(stats))).collect(),
+        }
+    }
+
     /// Pair a class's feature table (`FEATURES`: name, deprecated flag) with values in the same order.
     pub fn from_table(table: &[(&'static str, bool)], values: impl IntoIterator<Item = f64>) -> Self {
         FeatureValues {
@@ -102,17 +109,31 @@ pub struct TextureOptions {
     pub gldm_a: f64,
 }
 
+/// One feature of a class: its PyRadiomics name, whether PyRadiomics deprecates it (computed only when named in
+/// `featureClass`), and how it is computed from the class' statistics `S`. A class is one table of these.
+pub struct Feature<S> {
+    /// PyRadiomics' name (`LongRunEmphasis`).
+    pub name: &'static str,
+    /// Deprecated in PyRadiomics.
+    pub deprecated: bool,
+    /// Its value.
+    pub value: fn(&S) -> f64,
+}
+
 /// Feature names and deprecated flags of a class.
-pub fn class_features(class: &str) -> &'static [(&'static str, bool)] {
+pub fn class_features(class: &str) -> Vec<(&'static str, bool)> {
+    fn names<S>(t: &[Feature<S>]) -> Vec<(&'static str, bool)> {
+        t.iter().map(|f| (f.name, f.deprecated)).collect()
+    }
     match class {
-        "firstorder" => firstorder::FEATURES,
-        "shape" => shape::FEATURES,
-        "shape2D" => shape2d::FEATURES,
-        "glcm" => glcm::FEATURES,
-        "glrlm" => glrlm::FEATURES,
-        "glszm" => glszm::FEATURES,
-        "gldm" => gldm::FEATURES,
-        "ngtdm" => ngtdm::FEATURES,
-        _ => &[],
+        "firstorder" => firstorder::FEATURES.to_vec(),
+        "shape" => shape::FEATURES.to_vec(),
+        "shape2D" => shape2d::FEATURES.to_vec(),
+        "glcm" => glcm::FEATURES.to_vec(),
+        "glrlm" => names(glrlm::FEATURES),
+        "glszm" => names(glszm::FEATURES),
+        "gldm" => names(gldm::FEATURES),
+        "ngtdm" => ngtdm::FEATURES.to_vec(),
+        _ => Vec::new(),
     }
 }

@@ -252,6 +252,19 @@ mod tests {
 
 /// The statistics shared by the matrices indexed by gray level `i` and a second index `j` (run length for
 /// GLRLM, zone size for GLSZM, dependence count for GLDM). From cells `(i, j, P(i,j))`, with `N = Σ P`:
+/// What an emphasis class' feature table reads: the [`EmphasisStats`] of one matrix, the count the normalised
+/// non-uniformities divide by (`N`, or 1 where PyRadiomics replaces an empty GLSZM/GLDM's NaN), and the ROI's
+/// voxel count (for ZonePercentage).
+#[derive(Debug, Clone, Copy)]
+pub struct Emphasis {
+    /// The matrix' statistics.
+    pub e: EmphasisStats,
+    /// The divisor of the normalised non-uniformities.
+    pub n: f64,
+    /// Voxels in the ROI.
+    pub voxels: f64,
+}
+
 /// small/large emphasis `Σ P/j² / N`, `Σ P j² / N`; gray-level and `j` non-uniformity `Σᵢ(Σⱼ P)² / N`,
 /// `Σⱼ(Σᵢ P)² / N`; variances of `i` and `j` under `p = P/N`; entropy `−Σ p log₂(p + ε)`; low/high
 /// gray-level emphasis `Σ P/i² / N`, `Σ P i² / N`; and the four joint emphases `Σ P/(i²j²)`, `Σ P i²/j²`,

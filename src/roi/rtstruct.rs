@@ -49,10 +49,7 @@ pub fn fill_polygon(mask: &mut Mask, k: usize, poly: &[[f64; 2]]) {
 pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     let obj = crate::ingest::guard::open(path, false)?;
     let ds: &Dataset = &obj;
-    let bad = |reason: String| Error::InvalidRoi {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| Error::invalid_roi(path, reason);
     let rois: Vec<(i64, String)> =
         super::numbered(ds, tags::STRUCTURE_SET_ROI_SEQUENCE, tags::ROI_NUMBER, tags::ROI_NAME);
     let (chosen, name) = opts.choice.pick(&rois).cloned().ok_or_else(|| {

@@ -51,10 +51,7 @@ fn refs(ds: &Dataset, out: &mut Vec<ImageRef>) {
 pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     let obj = crate::ingest::guard::open(path, false)?;
     let ds: &Dataset = &obj;
-    let bad = |reason: String| Error::InvalidRoi {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| Error::invalid_roi(path, reason);
     if crate::ingest::InstanceKind::from_uid(&string(ds, tags::SOP_CLASS_UID).unwrap_or_default())
         != crate::ingest::InstanceKind::Segmentation
     {

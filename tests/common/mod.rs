@@ -31,6 +31,28 @@ pub fn tmp_file(suite: &str, name: &str) -> PathBuf {
     d.join(name)
 }
 
+/// A golden file of `tests/data/golden/`, written by a committed script of `tests/golden/`.
+pub fn golden(name: &str) -> serde_json::Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/golden")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).expect("the golden file is committed")).expect("valid JSON")
+}
+
+/// A golden file's design matrix `x` (rows of numbers) and binary outcome `y` (1 = positive).
+pub fn golden_xy(g: &serde_json::Value) -> (Vec<Vec<f64>>, Vec<bool>) {
+    let number = |v: &serde_json::Value| v.as_f64().expect("a number");
+    let rows = |v: &serde_json::Value| v.as_array().expect("an array").iter().map(number).collect();
+    let x = g["x"].as_array().expect("x").iter().map(rows).collect();
+    let y = g["y"]
+        .as_array()
+        .expect("y")
+        .iter()
+        .map(|v| v.as_i64() == Some(1))
+        .collect();
+    (x, y)
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
