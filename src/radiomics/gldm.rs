@@ -31,81 +31,21 @@ use super::{Feature, FeatureValues, TextureOptions};
 
 /// The class: each feature with its name, deprecated flag and formula (see the table above).
 pub const FEATURES: &[Feature<Emphasis>] = &[
-    Feature {
-        name: "DependenceEntropy",
-        deprecated: false,
-        value: |c| c.e.entropy,
-    },
-    Feature {
-        name: "DependenceNonUniformity",
-        deprecated: false,
-        value: |c| c.e.j_nonuniformity,
-    },
-    Feature {
-        name: "DependenceNonUniformityNormalized",
-        deprecated: false,
-        value: |c| c.e.j_nonuniformity / c.n,
-    },
-    Feature {
-        name: "DependenceVariance",
-        deprecated: false,
-        value: |c| c.e.j_variance,
-    },
-    Feature {
-        name: "GrayLevelNonUniformity",
-        deprecated: false,
-        value: |c| c.e.gray_nonuniformity,
-    },
-    Feature {
-        name: "GrayLevelNonUniformityNormalized",
-        deprecated: true,
-        value: |c| c.e.gray_nonuniformity / c.n,
-    },
-    Feature {
-        name: "GrayLevelVariance",
-        deprecated: false,
-        value: |c| c.e.gray_variance,
-    },
-    Feature {
-        name: "HighGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.high_gray,
-    },
-    Feature {
-        name: "LargeDependenceEmphasis",
-        deprecated: false,
-        value: |c| c.e.large,
-    },
-    Feature {
-        name: "LargeDependenceHighGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.large_high_gray,
-    },
-    Feature {
-        name: "LargeDependenceLowGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.large_low_gray,
-    },
-    Feature {
-        name: "LowGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.low_gray,
-    },
-    Feature {
-        name: "SmallDependenceEmphasis",
-        deprecated: false,
-        value: |c| c.e.small,
-    },
-    Feature {
-        name: "SmallDependenceHighGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.small_high_gray,
-    },
-    Feature {
-        name: "SmallDependenceLowGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.small_low_gray,
-    },
+    Feature::new("DependenceEntropy", |c| c.e.entropy),
+    Feature::new("DependenceNonUniformity", |c| c.e.j_nonuniformity),
+    Feature::new("DependenceNonUniformityNormalized", |c| c.e.j_nonuniformity / c.n),
+    Feature::new("DependenceVariance", |c| c.e.j_variance),
+    Feature::new("GrayLevelNonUniformity", |c| c.e.gray_nonuniformity),
+    Feature::deprecated("GrayLevelNonUniformityNormalized", |c| c.e.gray_nonuniformity / c.n),
+    Feature::new("GrayLevelVariance", |c| c.e.gray_variance),
+    Feature::new("HighGrayLevelEmphasis", |c| c.e.high_gray),
+    Feature::new("LargeDependenceEmphasis", |c| c.e.large),
+    Feature::new("LargeDependenceHighGrayLevelEmphasis", |c| c.e.large_high_gray),
+    Feature::new("LargeDependenceLowGrayLevelEmphasis", |c| c.e.large_low_gray),
+    Feature::new("LowGrayLevelEmphasis", |c| c.e.low_gray),
+    Feature::new("SmallDependenceEmphasis", |c| c.e.small),
+    Feature::new("SmallDependenceHighGrayLevelEmphasis", |c| c.e.small_high_gray),
+    Feature::new("SmallDependenceLowGrayLevelEmphasis", |c| c.e.small_low_gray),
 ];
 
 /// The dependence matrix, sparse: `(gray level, dependence j ≥ 1) → count`.

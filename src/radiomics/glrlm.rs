@@ -31,86 +31,22 @@ use super::{Feature, FeatureValues, TextureOptions};
 
 /// The class: each feature with its name, deprecated flag and formula (see the table above).
 pub const FEATURES: &[Feature<Emphasis>] = &[
-    Feature {
-        name: "GrayLevelNonUniformity",
-        deprecated: false,
-        value: |c| c.e.gray_nonuniformity,
-    },
-    Feature {
-        name: "GrayLevelNonUniformityNormalized",
-        deprecated: false,
-        value: |c| c.e.gray_nonuniformity / c.n,
-    },
-    Feature {
-        name: "GrayLevelVariance",
-        deprecated: false,
-        value: |c| c.e.gray_variance,
-    },
-    Feature {
-        name: "HighGrayLevelRunEmphasis",
-        deprecated: false,
-        value: |c| c.e.high_gray,
-    },
-    Feature {
-        name: "LongRunEmphasis",
-        deprecated: false,
-        value: |c| c.e.large,
-    },
-    Feature {
-        name: "LongRunHighGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.large_high_gray,
-    },
-    Feature {
-        name: "LongRunLowGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.large_low_gray,
-    },
-    Feature {
-        name: "LowGrayLevelRunEmphasis",
-        deprecated: false,
-        value: |c| c.e.low_gray,
-    },
-    Feature {
-        name: "RunEntropy",
-        deprecated: false,
-        value: |c| c.e.entropy,
-    },
-    Feature {
-        name: "RunLengthNonUniformity",
-        deprecated: false,
-        value: |c| c.e.j_nonuniformity,
-    },
-    Feature {
-        name: "RunLengthNonUniformityNormalized",
-        deprecated: false,
-        value: |c| c.e.j_nonuniformity / c.n,
-    },
-    Feature {
-        name: "RunPercentage",
-        deprecated: false,
-        value: |c| c.e.n / c.e.j_weighted,
-    },
-    Feature {
-        name: "RunVariance",
-        deprecated: false,
-        value: |c| c.e.j_variance,
-    },
-    Feature {
-        name: "ShortRunEmphasis",
-        deprecated: false,
-        value: |c| c.e.small,
-    },
-    Feature {
-        name: "ShortRunHighGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.small_high_gray,
-    },
-    Feature {
-        name: "ShortRunLowGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.small_low_gray,
-    },
+    Feature::new("GrayLevelNonUniformity", |c| c.e.gray_nonuniformity),
+    Feature::new("GrayLevelNonUniformityNormalized", |c| c.e.gray_nonuniformity / c.n),
+    Feature::new("GrayLevelVariance", |c| c.e.gray_variance),
+    Feature::new("HighGrayLevelRunEmphasis", |c| c.e.high_gray),
+    Feature::new("LongRunEmphasis", |c| c.e.large),
+    Feature::new("LongRunHighGrayLevelEmphasis", |c| c.e.large_high_gray),
+    Feature::new("LongRunLowGrayLevelEmphasis", |c| c.e.large_low_gray),
+    Feature::new("LowGrayLevelRunEmphasis", |c| c.e.low_gray),
+    Feature::new("RunEntropy", |c| c.e.entropy),
+    Feature::new("RunLengthNonUniformity", |c| c.e.j_nonuniformity),
+    Feature::new("RunLengthNonUniformityNormalized", |c| c.e.j_nonuniformity / c.n),
+    Feature::new("RunPercentage", |c| c.e.n / c.e.j_weighted),
+    Feature::new("RunVariance", |c| c.e.j_variance),
+    Feature::new("ShortRunEmphasis", |c| c.e.small),
+    Feature::new("ShortRunHighGrayLevelEmphasis", |c| c.e.small_high_gray),
+    Feature::new("ShortRunLowGrayLevelEmphasis", |c| c.e.small_low_gray),
 ];
 
 /// Run-length matrices, one per kept angle, rows = gray levels present, columns = run length − 1.

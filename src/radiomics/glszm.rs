@@ -31,86 +31,22 @@ use super::{Feature, FeatureValues, TextureOptions};
 
 /// The class: each feature with its name, deprecated flag and formula (see the table above).
 pub const FEATURES: &[Feature<Emphasis>] = &[
-    Feature {
-        name: "GrayLevelNonUniformity",
-        deprecated: false,
-        value: |c| c.e.gray_nonuniformity,
-    },
-    Feature {
-        name: "GrayLevelNonUniformityNormalized",
-        deprecated: false,
-        value: |c| c.e.gray_nonuniformity / c.n,
-    },
-    Feature {
-        name: "GrayLevelVariance",
-        deprecated: false,
-        value: |c| c.e.gray_variance,
-    },
-    Feature {
-        name: "HighGrayLevelZoneEmphasis",
-        deprecated: false,
-        value: |c| c.e.high_gray,
-    },
-    Feature {
-        name: "LargeAreaEmphasis",
-        deprecated: false,
-        value: |c| c.e.large,
-    },
-    Feature {
-        name: "LargeAreaHighGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.large_high_gray,
-    },
-    Feature {
-        name: "LargeAreaLowGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.large_low_gray,
-    },
-    Feature {
-        name: "LowGrayLevelZoneEmphasis",
-        deprecated: false,
-        value: |c| c.e.low_gray,
-    },
-    Feature {
-        name: "SizeZoneNonUniformity",
-        deprecated: false,
-        value: |c| c.e.j_nonuniformity,
-    },
-    Feature {
-        name: "SizeZoneNonUniformityNormalized",
-        deprecated: false,
-        value: |c| c.e.j_nonuniformity / c.n,
-    },
-    Feature {
-        name: "SmallAreaEmphasis",
-        deprecated: false,
-        value: |c| c.e.small,
-    },
-    Feature {
-        name: "SmallAreaHighGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.small_high_gray,
-    },
-    Feature {
-        name: "SmallAreaLowGrayLevelEmphasis",
-        deprecated: false,
-        value: |c| c.e.small_low_gray,
-    },
-    Feature {
-        name: "ZoneEntropy",
-        deprecated: false,
-        value: |c| c.e.entropy,
-    },
-    Feature {
-        name: "ZonePercentage",
-        deprecated: false,
-        value: |c| c.e.n / c.voxels,
-    },
-    Feature {
-        name: "ZoneVariance",
-        deprecated: false,
-        value: |c| c.e.j_variance,
-    },
+    Feature::new("GrayLevelNonUniformity", |c| c.e.gray_nonuniformity),
+    Feature::new("GrayLevelNonUniformityNormalized", |c| c.e.gray_nonuniformity / c.n),
+    Feature::new("GrayLevelVariance", |c| c.e.gray_variance),
+    Feature::new("HighGrayLevelZoneEmphasis", |c| c.e.high_gray),
+    Feature::new("LargeAreaEmphasis", |c| c.e.large),
+    Feature::new("LargeAreaHighGrayLevelEmphasis", |c| c.e.large_high_gray),
+    Feature::new("LargeAreaLowGrayLevelEmphasis", |c| c.e.large_low_gray),
+    Feature::new("LowGrayLevelZoneEmphasis", |c| c.e.low_gray),
+    Feature::new("SizeZoneNonUniformity", |c| c.e.j_nonuniformity),
+    Feature::new("SizeZoneNonUniformityNormalized", |c| c.e.j_nonuniformity / c.n),
+    Feature::new("SmallAreaEmphasis", |c| c.e.small),
+    Feature::new("SmallAreaHighGrayLevelEmphasis", |c| c.e.small_high_gray),
+    Feature::new("SmallAreaLowGrayLevelEmphasis", |c| c.e.small_low_gray),
+    Feature::new("ZoneEntropy", |c| c.e.entropy),
+    Feature::new("ZonePercentage", |c| c.e.n / c.voxels),
+    Feature::new("ZoneVariance", |c| c.e.j_variance),
 ];
 
 /// The zones as a sparse matrix: `(gray level, zone size) → count`.

@@ -120,6 +120,26 @@ pub struct Feature<S> {
     pub value: fn(&S) -> f64,
 }
 
+impl<S> Feature<S> {
+    /// A feature PyRadiomics computes by default.
+    pub const fn new(name: &'static str, value: fn(&S) -> f64) -> Self {
+        Feature {
+            name,
+            deprecated: false,
+            value,
+        }
+    }
+
+    /// A feature PyRadiomics deprecates (computed only when named in `featureClass`).
+    pub const fn deprecated(name: &'static str, value: fn(&S) -> f64) -> Self {
+        Feature {
+            name,
+            deprecated: true,
+            value,
+        }
+    }
+}
+
 /// Feature names and deprecated flags of a class.
 pub fn class_features(class: &str) -> Vec<(&'static str, bool)> {
     fn names<S>(t: &[Feature<S>]) -> Vec<(&'static str, bool)> {
