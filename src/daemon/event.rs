@@ -4,7 +4,21 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::payload::Severity;
+/// How bad an event is: `info`, `warning`, `error` or `alarm` in the payload. An alarm needs someone at the
+/// box (spool full or stale, state disk low); an error lost a piece of work (a series that failed, kept in
+/// quarantine); a warning is bad input handled (a quarantined file, an unreadable LN read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Something worth knowing.
+    Info,
+    /// Bad input, handled.
+    Warning,
+    /// Work that failed.
+    Error,
+    /// Needs someone at the box.
+    Alarm,
+}
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -306,21 +306,7 @@ pub struct StatusMessage {
     pub at: String,
 }
 
-/// How bad an event is: `info`, `warning`, `error` or `alarm` in the payload. An alarm needs someone at the
-/// box (spool full or stale, state disk low); an error lost a piece of work (a series that failed, kept in
-/// quarantine); a warning is bad input handled (a quarantined file, an unreadable LN read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Something worth knowing.
-    Info,
-    /// Bad input, handled.
-    Warning,
-    /// Work that failed.
-    Error,
-    /// Needs someone at the box.
-    Alarm,
-}
+pub use super::event::Severity;
 
 /// `event` topic payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
