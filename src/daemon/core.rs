@@ -23,7 +23,8 @@ use super::metrics::Metrics;
 use super::mqtt::PublisherCmd;
 use super::outbox::{Outbox, OutboxBounds, Push};
 use super::payload::{
-    AnswerOf, EventMessage, Identifiers, LnStatusCommand, MessageKind, ResultMessage, Severity, StudyKey,
+    AnswerOf, EventMessage, Identifiers, LnStatusCommand, MessageKind, ResultMessage, RoiKey, SeriesKey, Severity,
+    StudyKey,
 };
 use super::revision::RevisionRequest;
 use super::watch::ExportWatcher;
@@ -101,9 +102,9 @@ pub(super) struct Daemon {
     /// Revised ROIs waiting for their series' images to be read.
     pub(super) revisions: VecDeque<RevisionRequest>,
     /// ROIs for series released but not answered yet (series key, ROI): weighed as revisions at the answer.
-    pub(super) awaiting_answer: Vec<(StudyKey, RoiCandidate)>,
+    pub(super) awaiting_answer: Vec<(SeriesKey, RoiCandidate)>,
     /// Series with a revision being read or computed (one at a time per series, so they commit in order).
-    pub(super) revising: std::collections::BTreeSet<StudyKey>,
+    pub(super) revising: std::collections::BTreeSet<SeriesKey>,
     pub(super) in_flight: usize,
     ln_reads: BoundedMap<StudyKey, crate::model::LnRead>,
     pub(super) held: VecDeque<Held>,
@@ -124,13 +125,13 @@ pub(super) struct Daemon {
 /// revision) must not be computed or published again.
 fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()> {
     for e in &outbox.all()? {
-        if let Some(key) = StudyKey::parse(&e.series_key)
+        if let Some(key) = SeriesKey::parse(&e.series_key)
             && let Ok(msg) = serde_json::from_str::<ResultMessage>(&e.payload)
             && !ledger.has_message(&msg.message_id)
         {
             ledger.record(LedgerRecord {
                 series_key: key,
-                member_keys: e.member_keys.iter().filter_map(|k| StudyKey::parse(k)).collect(),
+                member_keys: e.member_keys.iter().filter_map(|k| SeriesKey::parse(k)).collect(),
                 study_key: msg.study_key.clone(),
                 bundle_sha256: e.bundle_sha256.clone(),
                 message_id: msg.message_id.clone(),
@@ -367,7 +368,7 @@ impl Daemon {
             let old = self.older_than_max_age(modified);
             match what {
                 Classified::Image(h) => {
-                    let series_key = StudyKey::of(&self.secret, &h.series_uid);
+                    let series_key = SeriesKey::of(&self.secret, &h.series_uid);
                     if self.ledger.contains(&series_key, &self.predictor.bundle.sha256) {
                         tracing::debug!(file = %path.display(), "series already answered by this bundle");
                         continue;
@@ -408,7 +409,7 @@ impl Daemon {
                     let answered = r
                         .series_uids
                         .iter()
-                        .find_map(|u| self.ledger.latest(&StudyKey::of(&self.secret, u), sha))
+                        .find_map(|u| self.ledger.latest(&SeriesKey::of(&self.secret, u), sha))
                         .cloned();
                     match answered {
                         None => self.assembler.add_roi(roi, r),
@@ -677,11 +678,11 @@ impl Daemon {
         self.in_flight = self.in_flight.saturating_sub(1);
         let ready = c.ready;
         let study_key = StudyKey::of(&self.secret, &ready.study_uid);
-        let series_key = StudyKey::of(&self.secret, &ready.series_uid);
+        let series_key = SeriesKey::of(&self.secret, &ready.series_uid);
         if ready.revision.is_some() {
             self.revising.remove(&series_key);
         }
-        let roi_key = StudyKey::of_roi(&self.secret, &ready.roi_id);
+        let roi_key = RoiKey::of(&self.secret, &ready.roi_id);
         match c.outcome {
             Ok((p, timing)) => {
                 // A revision follows the series' latest message, read now (an LN update may have been committed
@@ -770,7 +771,7 @@ impl Daemon {
                         .member_series
                         .iter()
                         .skip(1)
-                        .map(|m| StudyKey::of(&self.secret, m))
+                        .map(|m| SeriesKey::of(&self.secret, m))
                         .collect(),
                     study_key,
                     bundle_sha256: p.bundle_sha256.clone(),
@@ -782,7 +783,7 @@ impl Daemon {
                     set_aside_roi_keys: ready
                         .set_aside_roi_ids
                         .iter()
-                        .map(|id| StudyKey::of_roi(&self.secret, id))
+                        .map(|id| RoiKey::of(&self.secret, id))
                         .collect(),
                     folder_keys: self.folder_keys(&ready.files()),
                     ln,
@@ -807,9 +808,9 @@ impl Daemon {
                         ready.instances.len(),
                         e.neutral()
                     ),
-                    Some(study_key),
+                    Some(study_key.clone()),
                 );
-                let series_key = StudyKey::of(&self.secret, &ready.series_uid);
+                let series_key = SeriesKey::of(&self.secret, &ready.series_uid);
                 self.drop_awaiting(&series_key, "its series could not be computed");
                 let files: Vec<PathBuf> = ready
                     .files()
@@ -817,7 +818,7 @@ impl Daemon {
                     .chain(std::iter::once(ready.roi.clone()))
                     .filter(|f| f.exists())
                     .collect();
-                self.quarantine(&files, &e, Some(&series_key));
+                self.quarantine(&files, &e, Some((&series_key, &study_key)));
             }
         }
     }
@@ -826,7 +827,7 @@ impl Daemon {
         for a in items {
             match a {
                 Assembled::Ready(r) => {
-                    let series_key = StudyKey::of(&self.secret, &r.series_uid);
+                    let series_key = SeriesKey::of(&self.secret, &r.series_uid);
                     if self.ledger.contains(&series_key, &self.predictor.bundle.sha256) {
                         self.metrics.series_processed.with_label_values(&["duplicate"]).inc();
                         continue;
@@ -862,7 +863,7 @@ impl Daemon {
                     None,
                 ),
                 Assembled::RoiForAnswered { series_uid, roi } => {
-                    let key = StudyKey::of(&self.secret, &series_uid);
+                    let key = SeriesKey::of(&self.secret, &series_uid);
                     match self.ledger.latest(&key, &self.predictor.bundle.sha256).cloned() {
                         Some(of) => self.on_revised_roi(roi, of),
                         // still being computed (or held by a full spool): weighed once its answer is committed
@@ -887,7 +888,7 @@ mod tests {
     use super::*;
 
     /// A result-topic message as the payload carries it (only what the recovery reads matters).
-    fn message(id: &str, kind: &str, updates: Option<&str>, series: &StudyKey, roi: &StudyKey) -> String {
+    fn message(id: &str, kind: &str, updates: Option<&str>, series: &SeriesKey, roi: &RoiKey) -> String {
         serde_json::json!({
             "schema": super::super::payload::RESULT_SCHEMA, "message_id": id, "kind": kind, "updates": updates,
             "roi_key": roi, "bundle": {"id": "b", "version": "1", "sha256": "sha"},
@@ -909,8 +910,8 @@ mod tests {
         };
         let (mut outbox, _) = Outbox::open(&d.join("spool"), bounds).unwrap();
         let mut ledger = Ledger::open(&d.join("ledger.jsonl")).unwrap();
-        let series = StudyKey::of(b"k", "series");
-        let (roi1, roi2) = (StudyKey::of_roi(b"k", "1.2.1"), StudyKey::of_roi(b"k", "1.2.2"));
+        let series = SeriesKey::of(b"k", "series");
+        let (roi1, roi2) = (RoiKey::of(b"k", "1.2.1"), RoiKey::of(b"k", "1.2.2"));
         // the first result is spooled and in the ledger; the revision was spooled, then the power went
         for body in [
             message("a1", "result", None, &series, &roi1),

@@ -14,17 +14,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::fsio;
-use super::payload::{MessageKind, StudyKey};
+use super::payload::{FolderKey, MessageKind, RoiKey, SeriesKey, StudyKey};
 use crate::error::{Error, Result};
 
 /// One committed message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerRecord {
     /// HMAC of SeriesInstanceUID (of the first member of a linked DCE set).
-    pub series_key: StudyKey,
+    pub series_key: SeriesKey,
     /// HMACs of the other members of a linked DCE set (Siemens-style, one series per phase); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub member_keys: Vec<StudyKey>,
+    pub member_keys: Vec<SeriesKey>,
     /// HMAC of StudyInstanceUID.
     pub study_key: StudyKey,
     /// Bundle sha256.
@@ -38,18 +38,18 @@ pub struct LedgerRecord {
     pub updates: Option<String>,
     /// HMAC of the ROI's identity (absent in records written before ROIs were identified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roi_key: Option<StudyKey>,
+    pub roi_key: Option<RoiKey>,
     /// When that ROI was drawn, when it said so ([`crate::roi::dicom_date_time`]): a later revision must not be
     /// older.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roi_drawn_at: Option<String>,
     /// HMACs of the ROIs for the series that arrived before it was computed and lost to the one used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub set_aside_roi_keys: Vec<StudyKey>,
-    /// HMACs of the folders its image files lie in ([`StudyKey::of_folder`]): how a label map finds the series it
+    pub set_aside_roi_keys: Vec<RoiKey>,
+    /// HMACs of the folders its image files lie in ([`FolderKey::of_path`]): how a label map finds the series it
     /// revises, also after a restart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub folder_keys: Vec<StudyKey>,
+    pub folder_keys: Vec<FolderKey>,
     /// The LN read it used (`None`: unknown).
     pub ln: Option<crate::model::LnRead>,
     /// Signature values (to re-evaluate the nomogram when the LN read arrives).
@@ -64,15 +64,15 @@ pub struct LedgerRecord {
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
-    by_series: BTreeMap<(StudyKey, String), LedgerRecord>,
+    by_series: BTreeMap<(SeriesKey, String), LedgerRecord>,
     /// (other member of a linked set, bundle) → the set's series key.
-    members: BTreeMap<(StudyKey, String), StudyKey>,
+    members: BTreeMap<(SeriesKey, String), SeriesKey>,
     /// (ROI key, bundle) of every ROI an answer was computed from or set aside for.
-    rois: BTreeSet<(StudyKey, String)>,
+    rois: BTreeSet<(RoiKey, String)>,
     /// Every message id committed.
     messages: BTreeSet<String>,
     /// (folder key, bundle) → the series answered from that folder.
-    by_folder: BTreeMap<(StudyKey, String), StudyKey>,
+    by_folder: BTreeMap<(FolderKey, String), SeriesKey>,
 }
 
 impl Ledger {
@@ -125,25 +125,25 @@ impl Ledger {
     }
 
     /// Whether this series (or a linked DCE set it is a member of) was already answered by this bundle.
-    pub fn contains(&self, series_key: &StudyKey, bundle_sha256: &str) -> bool {
+    pub fn contains(&self, series_key: &SeriesKey, bundle_sha256: &str) -> bool {
         let k = (series_key.clone(), bundle_sha256.to_string());
         self.by_series.contains_key(&k) || self.members.contains_key(&k)
     }
 
     /// The latest record of the series (or of the linked DCE set it is a member of) answered by this bundle.
-    pub fn latest(&self, series_key: &StudyKey, bundle_sha256: &str) -> Option<&LedgerRecord> {
+    pub fn latest(&self, series_key: &SeriesKey, bundle_sha256: &str) -> Option<&LedgerRecord> {
         let k = (series_key.clone(), bundle_sha256.to_string());
         let set = self.members.get(&k).map_or(k.clone(), |s| (s.clone(), k.1.clone()));
         self.by_series.get(&set)
     }
 
     /// Whether an answer of this bundle was computed from the ROI with this key, or set it aside for a newer one.
-    pub fn known_roi(&self, roi_key: &StudyKey, bundle_sha256: &str) -> bool {
+    pub fn known_roi(&self, roi_key: &RoiKey, bundle_sha256: &str) -> bool {
         self.rois.contains(&(roi_key.clone(), bundle_sha256.to_string()))
     }
 
     /// The series this bundle answered from the folder with this key.
-    pub fn series_in_folder(&self, folder_key: &StudyKey, bundle_sha256: &str) -> Option<&StudyKey> {
+    pub fn series_in_folder(&self, folder_key: &FolderKey, bundle_sha256: &str) -> Option<&SeriesKey> {
         self.by_folder.get(&(folder_key.clone(), bundle_sha256.to_string()))
     }
 
@@ -188,17 +188,17 @@ mod tests {
 
     fn rec(series: &str, kind: MessageKind) -> LedgerRecord {
         LedgerRecord {
-            series_key: StudyKey::of(b"k", series),
+            series_key: SeriesKey::of(b"k", series),
             member_keys: vec![],
             study_key: StudyKey::of(b"k", "study"),
             bundle_sha256: "b".into(),
             message_id: format!("m-{series}-{}", kind.as_str()),
             kind,
             updates: None,
-            roi_key: Some(StudyKey::of(b"k", &format!("roi of {series}"))),
+            roi_key: Some(RoiKey::of(b"k", &format!("roi of {series}"))),
             roi_drawn_at: None,
             set_aside_roi_keys: vec![],
-            folder_keys: vec![StudyKey::of(b"k", &format!("folder of {series}"))],
+            folder_keys: vec![FolderKey::of(b"k", &format!("folder of {series}"))],
             ln: None,
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
@@ -214,13 +214,13 @@ mod tests {
         let p = d.join("ledger.jsonl");
         let mut l = Ledger::open(&p).unwrap();
         l.record(LedgerRecord {
-            set_aside_roi_keys: vec![StudyKey::of(b"k", "older roi of s1")],
+            set_aside_roi_keys: vec![RoiKey::of(b"k", "older roi of s1")],
             ..rec("s1", MessageKind::Result)
         })
         .unwrap();
         l.record(rec("s1", MessageKind::Update)).unwrap();
         l.record(LedgerRecord {
-            member_keys: vec![StudyKey::of(b"k", "s2-phase2"), StudyKey::of(b"k", "s2-phase3")],
+            member_keys: vec![SeriesKey::of(b"k", "s2-phase2"), SeriesKey::of(b"k", "s2-phase3")],
             ..rec("s2", MessageKind::Result)
         })
         .unwrap();
@@ -241,36 +241,36 @@ mod tests {
             .unwrap();
         let l = Ledger::open(&p).unwrap();
         assert_eq!(l.len(), 3);
-        assert!(l.contains(&StudyKey::of(b"k", "s4"), "b"));
+        assert!(l.contains(&SeriesKey::of(b"k", "s4"), "b"));
         assert!(l.has_message("m-s1-result") && l.has_message("m-s1-update") && !l.has_message("m-s3-result"));
-        assert!(l.known_roi(&StudyKey::of(b"k", "roi of s1"), "b"));
-        assert!(!l.known_roi(&StudyKey::of(b"k", "roi of s1"), "other bundle"));
-        assert!(!l.known_roi(&StudyKey::of(b"k", "roi of s3"), "b"));
-        assert!(l.known_roi(&StudyKey::of(b"k", "older roi of s1"), "b"), "set aside");
+        assert!(l.known_roi(&RoiKey::of(b"k", "roi of s1"), "b"));
+        assert!(!l.known_roi(&RoiKey::of(b"k", "roi of s1"), "other bundle"));
+        assert!(!l.known_roi(&RoiKey::of(b"k", "roi of s3"), "b"));
+        assert!(l.known_roi(&RoiKey::of(b"k", "older roi of s1"), "b"), "set aside");
         assert_eq!(
-            l.series_in_folder(&StudyKey::of(b"k", "folder of s2"), "b"),
-            Some(&StudyKey::of(b"k", "s2"))
+            l.series_in_folder(&FolderKey::of(b"k", "folder of s2"), "b"),
+            Some(&SeriesKey::of(b"k", "s2"))
         );
         assert_eq!(
-            l.series_in_folder(&StudyKey::of(b"k", "folder of s2"), "other bundle"),
+            l.series_in_folder(&FolderKey::of(b"k", "folder of s2"), "other bundle"),
             None
         );
         // the latest record of a series, also when asked through another member of a linked set
         assert_eq!(
-            l.latest(&StudyKey::of(b"k", "s1"), "b").unwrap().kind,
+            l.latest(&SeriesKey::of(b"k", "s1"), "b").unwrap().kind,
             MessageKind::Update
         );
         assert_eq!(
-            l.latest(&StudyKey::of(b"k", "s2-phase3"), "b").unwrap().message_id,
+            l.latest(&SeriesKey::of(b"k", "s2-phase3"), "b").unwrap().message_id,
             "m-s2-result"
         );
-        assert!(l.latest(&StudyKey::of(b"k", "s3"), "b").is_none());
-        assert!(l.contains(&StudyKey::of(b"k", "s1"), "b"));
-        assert!(!l.contains(&StudyKey::of(b"k", "s1"), "other bundle"));
+        assert!(l.latest(&SeriesKey::of(b"k", "s3"), "b").is_none());
+        assert!(l.contains(&SeriesKey::of(b"k", "s1"), "b"));
+        assert!(!l.contains(&SeriesKey::of(b"k", "s1"), "other bundle"));
         // the other members of a linked DCE set count as answered, and only for that bundle
-        assert!(l.contains(&StudyKey::of(b"k", "s2-phase3"), "b"));
-        assert!(!l.contains(&StudyKey::of(b"k", "s2-phase3"), "other bundle"));
-        assert!(!l.contains(&StudyKey::of(b"k", "s3"), "b"));
+        assert!(l.contains(&SeriesKey::of(b"k", "s2-phase3"), "b"));
+        assert!(!l.contains(&SeriesKey::of(b"k", "s2-phase3"), "other bundle"));
+        assert!(!l.contains(&SeriesKey::of(b"k", "s3"), "b"));
         let study = l.for_study(&StudyKey::of(b"k", "study"), "b");
         assert_eq!(study.len(), 3);
         assert!(study.iter().any(|r| r.message_id == "m-s1-update"));

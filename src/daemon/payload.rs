@@ -21,53 +21,139 @@ pub const STATUS_SCHEMA: &str = "alnrisk.status/1";
 /// Schema of event messages.
 pub const EVENT_SCHEMA: &str = "alnrisk.event/1";
 
-/// HMAC-SHA256 of a UID under the site secret, 64 hex digits (fixed size: a `heapless` string on the hot path).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StudyKey(pub heapless::String<64>);
+/// What a [`Key`] keys: its domain separates the HMACs of different things under one secret.
+pub trait KeyKind {
+    /// Prefix of the keyed text (`roi:`, `dir:`; empty for UIDs, as the keys have always been made).
+    const DOMAIN: &'static str;
+}
 
-impl StudyKey {
-    /// Key of `uid` under `secret`.
-    pub fn of(secret: &[u8], uid: &str) -> StudyKey {
+macro_rules! key_kind {
+    ($(#[$doc:meta])* $kind:ident, $alias:ident, $domain:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub enum $kind {}
+        impl KeyKind for $kind {
+            const DOMAIN: &'static str = $domain;
+        }
+        $(#[$doc])*
+        pub type $alias = Key<$kind>;
+    };
+}
+
+key_kind!(
+    /// The key of a study: HMAC of StudyInstanceUID.
+    Study, StudyKey, ""
+);
+key_kind!(
+    /// The key of a series: HMAC of SeriesInstanceUID.
+    SeriesOf, SeriesKey, ""
+);
+key_kind!(
+    /// The key of a ROI object's identity ([`super::assemble::RoiCandidate::id`]: a SOPInstanceUID, or a label
+    /// map's digest), `roi:`-separated from the UIDs.
+    Roi, RoiKey, "roi:"
+);
+key_kind!(
+    /// The key of a folder of the export folder (its path relative to it, `/`-separated), `dir:`-separated:
+    /// folder names may carry a patient's name, so the ledger keeps only this.
+    Folder, FolderKey, "dir:"
+);
+
+/// HMAC-SHA256 of an identifier under the site secret, 64 hex digits (fixed size: a `heapless` string on the
+/// hot path), typed by what it keys ([`StudyKey`], [`SeriesKey`], [`RoiKey`], [`FolderKey`]) so that one cannot be
+/// passed for another. On the wire it is the bare hex text.
+pub struct Key<K>(heapless::String<64>, std::marker::PhantomData<K>);
+
+impl<K: KeyKind> Key<K> {
+    /// Key of `id` under `secret` (the kind's domain prefixed).
+    pub fn of(secret: &[u8], id: &str) -> Key<K> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
-        mac.update(uid.trim_end_matches('\0').trim().as_bytes());
+        // the domain and the id as one text, trimmed as a whole: the keys are bit for bit those of earlier
+        // versions, so a ledger written by them still refuses what it answered
+        let text = format!("{}{id}", K::DOMAIN);
+        mac.update(text.trim_end_matches('\0').trim().as_bytes());
         let hex = hex::encode(mac.finalize().into_bytes());
         let mut s = heapless::String::new();
         // 64 hex digits always fit.
         let _ = s.push_str(&hex);
-        StudyKey(s)
+        Key(s, std::marker::PhantomData)
     }
+}
 
-    /// Key of a ROI object's identity ([`super::assemble::RoiCandidate::id`]: a SOPInstanceUID, or a label map's
-    /// digest) under `secret`; `roi:` keeps it apart from the key of a study or series UID.
-    pub fn of_roi(secret: &[u8], roi_id: &str) -> StudyKey {
-        StudyKey::of(secret, &format!("roi:{roi_id}"))
-    }
-
-    /// Key of a folder of the export folder (its path relative to it, `/`-separated) under `secret`: folder names
-    /// may carry a patient's name, so the ledger keeps only this.
-    pub fn of_folder(secret: &[u8], relative: &Path) -> StudyKey {
-        let text: Vec<String> = relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        StudyKey::of(secret, &format!("dir:{}", text.join("/")))
-    }
-
-    /// Parse a key from text (64 lowercase hex digits).
-    pub fn parse(text: &str) -> Option<StudyKey> {
+impl<K> Key<K> {
+    /// Parse a key from text (64 hex digits).
+    pub fn parse(text: &str) -> Option<Key<K>> {
         let t = text.trim();
         if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut s = heapless::String::new();
         s.push_str(&t.to_ascii_lowercase()).ok()?;
-        Some(StudyKey(s))
+        Some(Key(s, std::marker::PhantomData))
     }
 
     /// The hex text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl FolderKey {
+    /// Key of a folder by its path relative to the export folder.
+    pub fn of_path(secret: &[u8], relative: &Path) -> FolderKey {
+        let text: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        FolderKey::of(secret, &text.join("/"))
+    }
+}
+
+impl<K> Clone for Key<K> {
+    fn clone(&self) -> Self {
+        Key(self.0.clone(), std::marker::PhantomData)
+    }
+}
+impl<K> PartialEq for Key<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<K> Eq for Key<K> {}
+impl<K> PartialOrd for Key<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K> Ord for Key<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+impl<K> std::hash::Hash for Key<K> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h)
+    }
+}
+impl<K> std::fmt::Debug for Key<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({})", self.0)
+    }
+}
+impl<K> std::fmt::Display for Key<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl<K> Serialize for Key<K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+impl<'de, K> Deserialize<'de> for Key<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Key::parse(&text).ok_or_else(|| serde::de::Error::custom("not a 64-hex-digit key"))
     }
 }
 
@@ -184,13 +270,13 @@ pub struct ResultMessage {
     pub updates: Option<String>,
     /// HMAC of the ROI object's identity (SOPInstanceUID, or a label map's digest): which ROI this answer used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roi_key: Option<StudyKey>,
+    pub roi_key: Option<RoiKey>,
     /// The bundle that computed it.
     pub bundle: BundleRef,
     /// HMAC of StudyInstanceUID.
     pub study_key: StudyKey,
     /// HMAC of SeriesInstanceUID.
-    pub series_key: StudyKey,
+    pub series_key: SeriesKey,
     /// `negative`, `positive` or `unknown` (not read yet).
     #[serde(with = "crate::model::ln_read::status")]
     pub mri_ln_status: Option<LnRead>,
@@ -230,9 +316,9 @@ pub struct AnswerOf {
     /// HMAC of StudyInstanceUID.
     pub study_key: StudyKey,
     /// HMAC of SeriesInstanceUID.
-    pub series_key: StudyKey,
+    pub series_key: SeriesKey,
     /// HMAC of the ROI's identity (`None` only for answers recorded before ROIs were identified).
-    pub roi_key: Option<StudyKey>,
+    pub roi_key: Option<RoiKey>,
     /// The MRI LN read (`None`: unknown).
     pub ln: Option<LnRead>,
     /// The message id of the series' latest message before this one (`None` for a first result). Part of the id:
@@ -249,7 +335,7 @@ impl ResultMessage {
             kind.as_str(),
             of.study_key.as_str(),
             of.series_key.as_str(),
-            of.roi_key.as_ref().map_or("", StudyKey::as_str),
+            of.roi_key.as_ref().map_or("", RoiKey::as_str),
             &p.bundle_sha256,
             LnRead::status_text(of.ln),
             of.after.as_deref().unwrap_or(""),
@@ -383,6 +469,23 @@ mod tests {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(StudyKey::parse(k.as_str()), Some(k));
+        // a ROI's and a folder's keys are those earlier versions wrote into ledgers (domain-prefixed text)
+        assert_eq!(
+            RoiKey::of(b"k", "1.2.3").as_str(),
+            StudyKey::of(b"k", "roi:1.2.3").as_str()
+        );
+        assert_eq!(
+            FolderKey::of_path(b"k", Path::new("DOE^JANE/dce")).as_str(),
+            StudyKey::of(b"k", "dir:DOE^JANE/dce").as_str()
+        );
+        assert_ne!(
+            RoiKey::of(b"k", "1.2.3").as_str(),
+            SeriesKey::of(b"k", "1.2.3").as_str()
+        );
+        assert_eq!(
+            SeriesKey::of(b"k", "1.2.3").as_str(),
+            StudyKey::of(b"k", "1.2.3").as_str()
+        );
         assert_eq!(StudyKey::parse("xyz"), None);
     }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::core::{Daemon, relative};
 use super::event::EventKind;
 use super::fsio;
-use super::payload::StudyKey;
+use super::payload::{SeriesKey, StudyKey};
 use crate::error::Error;
 
 /// How often the quarantine folder is surveyed (and old days deleted).
@@ -72,12 +72,12 @@ impl Daemon {
 
     /// Move files (one bad file, or every file of a series that failed) to `quarantine/<day>/` — a series into a
     /// folder of its own — with one `.reason.json`, one event and one count.
-    pub(super) fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<&StudyKey>) {
+    pub(super) fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<(&SeriesKey, &StudyKey)>) {
         let code = err.reason_code();
         let root = &self.cfg.watch.export_dir;
         let day = crate::time::utc_now().get(..10).unwrap_or("undated").to_string();
         let mut dir = self.quarantine_dir().join(day);
-        if let Some(k) = series {
+        if let Some((k, _)) = series {
             dir = dir.join(format!("series-{}", &k.as_str()[..16]));
         }
         let mut moved = Vec::new();
@@ -126,7 +126,7 @@ impl Daemon {
         self.event(
             EventKind::Quarantined,
             format!("{what}: {code}: {}", err.neutral()),
-            series.cloned(),
+            series.map(|(_, study)| study.clone()),
         );
     }
 

@@ -17,7 +17,7 @@
 //! - a ROI that arrives while its series is being computed waits for the answer, then is weighed the same way.
 //!
 //! A DICOM ROI names its series, so the ledger finds the answer it revises. A label map has only its folder: the
-//! ledger keeps the keys of the folders every answer's images lie in ([`StudyKey::of_folder`], HMACs: folder names
+//! ledger keeps the keys of the folders every answer's images lie in ([`FolderKey::of_path`], HMACs: folder names
 //! may name the patient), so a new label map beside an answered series finds it by the folder rule, also after a
 //! restart; the assembler does the same for series released but not answered yet.
 
@@ -27,7 +27,7 @@ use super::assemble::{ReadySeries, RevisionOf, RoiCandidate, supersedes};
 use super::core::Daemon;
 use super::event::EventKind;
 use super::ledger::LedgerRecord;
-use super::payload::StudyKey;
+use super::payload::{FolderKey, RoiKey, SeriesKey, StudyKey};
 use crate::error::{Error, Result};
 use crate::ingest::header::InstanceHeader;
 
@@ -47,7 +47,7 @@ impl Daemon {
     pub(super) fn roi_known(&self, roi: &RoiCandidate) -> bool {
         let used = self
             .ledger
-            .known_roi(&StudyKey::of_roi(&self.secret, &roi.id), &self.predictor.bundle.sha256);
+            .known_roi(&RoiKey::of(&self.secret, &roi.id), &self.predictor.bundle.sha256);
         if used {
             tracing::debug!(file = %roi.path.display(), "ROI already used or set aside by this bundle");
         }
@@ -58,7 +58,7 @@ impl Daemon {
     /// it (nothing to do), was drawn before the ROI of the answer (reported, not applied), or the answer predates
     /// ROI identities (nothing can be said).
     pub(super) fn on_revised_roi(&mut self, roi: RoiCandidate, of: LedgerRecord) {
-        let key = StudyKey::of_roi(&self.secret, &roi.id);
+        let key = RoiKey::of(&self.secret, &roi.id);
         if of.roi_key.as_ref() == Some(&key) || of.set_aside_roi_keys.contains(&key) {
             return;
         }
@@ -81,13 +81,13 @@ impl Daemon {
         self.revisions.push_back(RevisionRequest { roi, of });
     }
 
-    /// The keys of the folders `files` lie in, relative to the export folder ([`StudyKey::of_folder`]).
-    pub(super) fn folder_keys(&self, files: &[PathBuf]) -> Vec<StudyKey> {
+    /// The keys of the folders `files` lie in, relative to the export folder ([`FolderKey::of_path`]).
+    pub(super) fn folder_keys(&self, files: &[PathBuf]) -> Vec<FolderKey> {
         let root = &self.cfg.watch.export_dir;
-        let mut keys: Vec<StudyKey> = files
+        let mut keys: Vec<FolderKey> = files
             .iter()
             .filter_map(|f| f.parent()?.strip_prefix(root).ok())
-            .map(|rel| StudyKey::of_folder(&self.secret, rel))
+            .map(|rel| FolderKey::of_path(&self.secret, rel))
             .collect();
         keys.sort();
         keys.dedup();
@@ -113,13 +113,13 @@ impl Daemon {
             }
         }
         let sha = &self.predictor.bundle.sha256;
-        let mut series: Vec<&StudyKey> = near
+        let mut series: Vec<&SeriesKey> = near
             .iter()
             .filter(|d| super::assemble::label_near(label, std::slice::from_ref(d)))
             .filter_map(|d| d.strip_prefix(root).ok())
             .filter_map(|rel| {
                 self.ledger
-                    .series_in_folder(&StudyKey::of_folder(&self.secret, rel), sha)
+                    .series_in_folder(&FolderKey::of_path(&self.secret, rel), sha)
             })
             .collect();
         series.sort();
@@ -138,7 +138,7 @@ impl Daemon {
     }
 
     /// The ROIs that arrived for the series while it was computed, taken out of the waiting list.
-    fn take_awaiting(&mut self, series_key: &StudyKey) -> Vec<RoiCandidate> {
+    fn take_awaiting(&mut self, series_key: &SeriesKey) -> Vec<RoiCandidate> {
         let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_answer)
             .into_iter()
             .partition(|(k, _)| k == series_key);
@@ -147,7 +147,7 @@ impl Daemon {
     }
 
     /// The series failed: the ROIs that arrived for it while it was computed are reported, not used.
-    pub(super) fn drop_awaiting(&mut self, series_key: &StudyKey, why: &str) {
+    pub(super) fn drop_awaiting(&mut self, series_key: &SeriesKey, why: &str) {
         for roi in self.take_awaiting(series_key) {
             let file = self.file_ref(&roi.path);
             self.event(EventKind::IgnoredFile, format!("{file}: {why}"), None);
@@ -210,12 +210,12 @@ impl Daemon {
         &self,
         roi: &Path,
         study_key: &StudyKey,
-        series_key: &StudyKey,
+        series_key: &SeriesKey,
         err: &Error,
         detail: String,
     ) {
         self.event(EventKind::RevisionFailed, detail, Some(study_key.clone()));
-        self.quarantine(&[roi.to_path_buf()], err, Some(series_key));
+        self.quarantine(&[roi.to_path_buf()], err, Some((series_key, study_key)));
     }
 }
 
@@ -224,7 +224,7 @@ impl Daemon {
 pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -> Result<ReadySeries> {
     use rayon::prelude::*;
     let of = &req.of;
-    let keys: Vec<&StudyKey> = std::iter::once(&of.series_key).chain(&of.member_keys).collect();
+    let keys: Vec<&SeriesKey> = std::iter::once(&of.series_key).chain(&of.member_keys).collect();
     let files: Vec<PathBuf> = crate::ingest::list_files(export_dir)?
         .into_iter()
         .filter(|f| {
@@ -236,7 +236,7 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
     let found: Vec<InstanceHeader> = files
         .par_iter()
         .filter_map(|f| crate::ingest::header::read_instance(f).ok())
-        .filter(|h| keys.contains(&&StudyKey::of(secret, &h.series_uid)))
+        .filter(|h| keys.contains(&&SeriesKey::of(secret, &h.series_uid)))
         .collect();
     // One copy of each instance, as the assembler keeps them: a console may have exported the series twice.
     let mut unique = std::collections::BTreeMap::new();
@@ -252,7 +252,7 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
     };
     let Some(first) = instances
         .iter()
-        .find(|h| StudyKey::of(secret, &h.series_uid) == of.series_key)
+        .find(|h| SeriesKey::of(secret, &h.series_uid) == of.series_key)
     else {
         return Err(missing(
             "the answered series' images are no longer in the export folder",
@@ -265,8 +265,8 @@ pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -
         use crate::ingest::series::{Assembly, assemble_one};
         let linked = assemble_one(instances.clone(), &series_uid, Assembly::Linked)
             .map_err(|_| missing("the answered DCE set could not be linked again"))?;
-        let mut found: Vec<StudyKey> = linked.member_series.iter().map(|m| StudyKey::of(secret, m)).collect();
-        let mut recorded: Vec<StudyKey> = keys.iter().map(|k| (*k).clone()).collect();
+        let mut found: Vec<SeriesKey> = linked.member_series.iter().map(|m| SeriesKey::of(secret, m)).collect();
+        let mut recorded: Vec<SeriesKey> = keys.iter().map(|k| (*k).clone()).collect();
         found.sort();
         recorded.sort();
         if found != recorded {
@@ -337,14 +337,14 @@ mod tests {
             .unwrap()
             .series_uid;
         let of = LedgerRecord {
-            series_key: StudyKey::of(secret, &series_uid),
+            series_key: SeriesKey::of(secret, &series_uid),
             member_keys: vec![],
             study_key: StudyKey::of(secret, "study"),
             bundle_sha256: "sha".into(),
             message_id: "first".into(),
             kind: MessageKind::Result,
             updates: None,
-            roi_key: Some(StudyKey::of_roi(secret, "the first outline")),
+            roi_key: Some(RoiKey::of(secret, "the first outline")),
             roi_drawn_at: None,
             set_aside_roi_keys: vec![],
             folder_keys: vec![],

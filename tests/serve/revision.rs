@@ -1,6 +1,7 @@
 //! Revised ROIs (SEG and label map) for answered series.
 
 use super::harness::*;
+use alnrisk::daemon::payload::RoiKey;
 
 /// A radiologist's corrected outline of the SEG `src`, exported into `dest` atomically (`.part`, then renamed): a
 /// new object drawn at `content_time`, eroded by `erode` pixels.
@@ -35,9 +36,9 @@ fn a_revised_roi_is_computed_again_and_replaces_the_answer_once_across_a_restart
     let secret = hex::decode(SECRET_HEX).unwrap();
     let sop = |f: &Path| alnrisk::roi::references(f).unwrap().sop_instance_uid.unwrap();
     let v2_sop = sop(&d.export.join("a/roi/seg-v2.dcm"));
-    assert_eq!(rev["roi_key"], StudyKey::of_roi(&secret, &v2_sop).as_str());
+    assert_eq!(rev["roi_key"], RoiKey::of(&secret, &v2_sop).as_str());
     let original_sop = sop(&seg);
-    assert_eq!(first["roi_key"], StudyKey::of_roi(&secret, &original_sop).as_str());
+    assert_eq!(first["roi_key"], RoiKey::of(&secret, &original_sop).as_str());
     for k in ["study_key", "series_key", "bundle"] {
         assert_eq!(rev[k], first[k], "{k}");
     }
@@ -149,7 +150,7 @@ fn a_new_label_map_beside_an_answered_series_is_a_revision() {
     let secret = hex::decode(SECRET_HEX).unwrap();
     assert_eq!(
         rev["roi_key"],
-        StudyKey::of_roi(&secret, &format!("sha256:{digest}")).as_str()
+        RoiKey::of(&secret, &format!("sha256:{digest}")).as_str()
     );
     assert_ne!(rev["signatures"], first["signatures"]);
 
