@@ -220,6 +220,16 @@ pub fn split_phases(slices: &[SliceHeader]) -> Option<(PhaseRule, Vec<Vec<SliceH
     consistent(phases, &positions, n).map(|g| (PhaseRule::RepeatedPosition, g))
 }
 
+/// An image as a series reason names it: by InstanceNumber (and frame), never by file name — reasons reach the
+/// daemon's events, and consoles name files after patients. The error itself names the folder.
+fn image_name(s: &SliceHeader) -> String {
+    match (s.instance_number, s.frame) {
+        (Some(n), 0) => format!("image {n}"),
+        (Some(n), f) => format!("image {n} frame {}", f + 1),
+        (None, f) => format!("an image without InstanceNumber (frame {})", f + 1),
+    }
+}
+
 /// Build the grid of a phase (its slices sorted), checking orientation, size and spacing.
 pub fn grid(series: &str, dir: &Path, slices: &[SliceHeader]) -> Result<(Geometry, Vec<String>)> {
     let err = |reason: String| Error::Series {
@@ -235,10 +245,10 @@ pub fn grid(series: &str, dir: &Path, slices: &[SliceHeader]) -> Result<(Geometr
                 "inconsistent Rows/Columns: {}×{} in {} vs {}×{} in {}",
                 s.rows,
                 s.columns,
-                s.file.display(),
+                image_name(s),
                 first.rows,
                 first.columns,
-                first.file.display()
+                image_name(first)
             )));
         }
         if s.orientation
@@ -248,8 +258,8 @@ pub fn grid(series: &str, dir: &Path, slices: &[SliceHeader]) -> Result<(Geometr
         {
             return Err(err(format!(
                 "mixed orientations: {} differs from {}",
-                s.file.display(),
-                first.file.display()
+                image_name(s),
+                image_name(first)
             )));
         }
         if s.pixel_spacing
@@ -259,8 +269,8 @@ pub fn grid(series: &str, dir: &Path, slices: &[SliceHeader]) -> Result<(Geometr
         {
             return Err(err(format!(
                 "mixed PixelSpacing: {} differs from {}",
-                s.file.display(),
-                first.file.display()
+                image_name(s),
+                image_name(first)
             )));
         }
     }
@@ -300,7 +310,7 @@ pub fn grid(series: &str, dir: &Path, slices: &[SliceHeader]) -> Result<(Geometr
             if off > 1e-2 {
                 return Err(err(format!(
                     "slices are not stacked along the normal (in-plane offset {off:.3} mm in {})",
-                    s.file.display()
+                    image_name(s)
                 )));
             }
         }

@@ -96,9 +96,8 @@ pub fn read(path: &Path, series: &Series, opts: &RoiOptions) -> Result<Mask> {
     }
     if !top_refs.is_empty() && !top_refs.iter().any(|(u, _)| instances.contains(u.as_str())) {
         return Err(bad(format!(
-            "none of its {} referenced images belongs to series {}",
-            top_refs.len(),
-            series.series_uid
+            "none of its {} referenced images belongs to the series",
+            top_refs.len()
         )));
     }
 
