@@ -269,6 +269,10 @@ pub struct StateConfig {
     /// reported); 0 keeps them for ever.
     #[serde(default)]
     pub quarantine_keep_days: u32,
+    /// A series last answered more than this many days ago keeps only its keys in the ledger (still refused as
+    /// a duplicate; no LN update or revision any more): compacted at start and daily. 0 keeps every answer.
+    #[serde(default = "default_ledger_keep_days")]
+    pub ledger_keep_days: u32,
     /// Compute workers (series processed at once).
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -294,6 +298,9 @@ impl Default for MetricsConfig {
     }
 }
 
+fn default_ledger_keep_days() -> u32 {
+    365
+}
 fn default_poll_ms() -> u64 {
     1000
 }

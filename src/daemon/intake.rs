@@ -16,9 +16,11 @@ use crate::roi::RoiReferences;
 pub(super) enum Classified {
     Image(Box<InstanceHeader>),
     Roi(RoiReferences),
-    /// A label map, with the sha256 of its bytes (its identity).
+    /// A label map, with the sha256 of its bytes (its identity) and the folders near it where the series it
+    /// outlines may lie ([`folders_near`]).
     Label {
         sha256: String,
+        near: Vec<PathBuf>,
     },
     LnSidecar(LnStatusCommand),
     Bad(Error),
@@ -37,19 +39,45 @@ pub(super) struct Intake {
 }
 
 impl Intake {
-    /// Read the file the watcher found stable at `stable_at` ([`classify_guarded`]; blocking).
-    pub fn read(file: &StableFile, stable_at: Instant) -> Intake {
+    /// Read the file of the export folder `root` the watcher found stable at `stable_at` ([`classify_guarded`];
+    /// blocking).
+    pub fn read(file: &StableFile, stable_at: Instant, root: &Path) -> Intake {
         Intake {
             path: file.path.clone(),
             modified: file.modified,
-            what: classify_guarded(&file.path),
+            what: classify_guarded(&file.path, root),
             stable_at,
             read_at: SystemTime::now(),
         }
     }
 }
 
-pub(super) fn classify(path: &Path) -> Classified {
+/// The folders where the series a label map outlines may lie, within the export folder `root`: its own folder,
+/// and (when its folder is inside an examination folder below `root`) its sibling folders and their
+/// sub-folders. The core matches them by the folder rule ([`super::assemble::label_near`]) against the folders
+/// of answered series.
+pub(super) fn folders_near(label: &Path, root: &Path) -> Vec<PathBuf> {
+    let Some(dir) = label.parent() else {
+        return Vec::new();
+    };
+    let mut near = vec![dir.to_path_buf()];
+    if let Some(exam) = dir.parent().filter(|e| e.starts_with(root)) {
+        let subdirs = |d: &Path| -> Vec<PathBuf> {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(d)
+                .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                .unwrap_or_default();
+            dirs.sort();
+            dirs
+        };
+        for sibling in subdirs(exam) {
+            near.extend(subdirs(&sibling));
+            near.push(sibling);
+        }
+    }
+    near
+}
+
+pub(super) fn classify(path: &Path, root: &Path) -> Classified {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -73,6 +101,7 @@ pub(super) fn classify(path: &Path) -> Classified {
                 use sha2::Digest;
                 Classified::Label {
                     sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                    near: folders_near(path, root),
                 }
             }
             Err(e) => Classified::Bad(Error::io(path, e)),
@@ -91,7 +120,7 @@ pub(super) fn classify(path: &Path) -> Classified {
 }
 
 /// [`classify`], with a panic in a parser turned into a quarantine reason instead of a stalled scan.
-pub(super) fn classify_guarded(path: &Path) -> Classified {
-    std::panic::catch_unwind(|| classify(path))
+pub(super) fn classify_guarded(path: &Path, root: &Path) -> Classified {
+    std::panic::catch_unwind(|| classify(path, root))
         .unwrap_or_else(|_| Classified::Bad(Error::dicom(path, "the parser panicked on this file")))
 }

@@ -5,8 +5,16 @@
 //! image-based values here to publish the update. Keys are HMACs, so the ledger holds no UIDs.
 //!
 //! A crash between the spool write and the ledger append is covered: the spool entry carries its message, and
-//! the daemon records every spooled message the ledger lacks when it starts (`recover_ledger` in the daemon's
-//! core).
+//! the daemon records every spooled message the ledger lacks when it starts (`recover_ledger` in
+//! the daemon's store).
+//!
+//! **Retention.** A process meant to run for years cannot keep every answer: [`Ledger::compact`] rewrites the
+//! file (atomically) so that a series last answered more than `state.ledger_keep_days` days ago keeps one
+//! *retired* line: its keys (series, linked members, ROIs, folders, message id) but no signatures, LN read or
+//! flags. A retired series is still refused as a duplicate and its ROIs are still known, so a re-export of an old
+//! examination is not computed again; it can no longer take an LN update or a revision (reported, not applied).
+//! Series answered within the retention keep every line, so the message history the spool recovery needs is
+//! intact.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,12 +66,44 @@ pub struct LedgerRecord {
     pub out_of_distribution: Vec<String>,
     /// RFC 3339 UTC.
     pub at: String,
+    /// Past the retention ([`Ledger::compact`]): only the keys are left, so the series stays answered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
+}
+
+impl LedgerRecord {
+    /// What is left of the record once it is past the retention: its keys, no values.
+    pub fn retire(self) -> LedgerRecord {
+        LedgerRecord {
+            ln: None,
+            signatures: BTreeMap::new(),
+            out_of_distribution: Vec::new(),
+            retired: true,
+            ..self
+        }
+    }
+
+    /// The UTC day it was committed (days since the epoch), from `at`.
+    fn day(&self) -> Option<i64> {
+        crate::time::days_from_civil(self.at.get(..10)?)
+    }
+}
+
+/// What [`Ledger::compact`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Series retired by this compaction.
+    pub retired: usize,
+    /// Lines in the file before and after.
+    pub lines_before: usize,
+    pub lines_after: usize,
 }
 
 /// The ledger file and its index.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Ledger {
-    path: PathBuf,
+    /// `None`: in memory only (the core's unit tests).
+    path: Option<PathBuf>,
     by_series: BTreeMap<(SeriesKey, String), LedgerRecord>,
     /// (other member of a linked set, bundle) → the set's series key.
     members: BTreeMap<(SeriesKey, String), SeriesKey>,
@@ -79,12 +119,8 @@ impl Ledger {
     /// Open (or create) the ledger. A torn last line (power cut during an append) is skipped with a warning.
     pub fn open(path: &Path) -> Result<Ledger> {
         let mut ledger = Ledger {
-            path: path.to_path_buf(),
-            by_series: BTreeMap::new(),
-            members: BTreeMap::new(),
-            rois: BTreeSet::new(),
-            messages: BTreeSet::new(),
-            by_folder: BTreeMap::new(),
+            path: Some(path.to_path_buf()),
+            ..Ledger::in_memory()
         };
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -105,6 +141,11 @@ impl Ledger {
             }
         }
         Ok(ledger)
+    }
+
+    /// A ledger with no file: what it records is kept in memory only.
+    pub fn in_memory() -> Ledger {
+        Ledger::default()
     }
 
     fn index(&mut self, r: LedgerRecord) {
@@ -131,7 +172,17 @@ impl Ledger {
     }
 
     /// The latest record of the series (or of the linked DCE set it is a member of) answered by this bundle.
+    /// (`None` also for a series past the retention: [`Ledger::retired`].)
     pub fn latest(&self, series_key: &SeriesKey, bundle_sha256: &str) -> Option<&LedgerRecord> {
+        self.latest_any(series_key, bundle_sha256).filter(|r| !r.retired)
+    }
+
+    /// Whether the series was answered by this bundle so long ago that its answer was retired.
+    pub fn retired(&self, series_key: &SeriesKey, bundle_sha256: &str) -> bool {
+        self.latest_any(series_key, bundle_sha256).is_some_and(|r| r.retired)
+    }
+
+    fn latest_any(&self, series_key: &SeriesKey, bundle_sha256: &str) -> Option<&LedgerRecord> {
         let k = (series_key.clone(), bundle_sha256.to_string());
         let set = self.members.get(&k).map_or(k.clone(), |s| (s.clone(), k.1.clone()));
         self.by_series.get(&set)
@@ -155,20 +206,93 @@ impl Ledger {
     /// Record a committed message (durably).
     pub fn record(&mut self, r: LedgerRecord) -> Result<()> {
         let line = serde_json::to_string(&r).map_err(|e| Error::Spool {
-            path: self.path.clone(),
+            path: self.path.clone().unwrap_or_default(),
             reason: e.to_string(),
         })?;
-        fsio::append_line(&self.path, &line)?;
+        if let Some(path) = &self.path {
+            fsio::append_line(path, &line)?;
+        }
         self.index(r);
         Ok(())
+    }
+
+    /// Retire every series whose latest answer was committed more than `keep_days` days before `today` (days
+    /// since the epoch), and rewrite the file: one retired line for each such series, every line of the others.
+    /// Written whole and renamed over the ledger ([`fsio::write_durable`]), so a crash leaves the old or the new
+    /// file. `keep_days` 0 keeps everything.
+    pub fn compact(&mut self, keep_days: u32, today: i64) -> Result<Compaction> {
+        if keep_days == 0 {
+            return Ok(Compaction::default());
+        }
+        let expired = |r: &LedgerRecord| !r.retired && r.day().is_some_and(|d| today - d > i64::from(keep_days));
+        let to_retire: Vec<(SeriesKey, String)> = self
+            .by_series
+            .iter()
+            .filter(|(_, r)| expired(r))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut c = Compaction {
+            retired: to_retire.len(),
+            ..Compaction::default()
+        };
+        for k in &to_retire {
+            if let Some(r) = self.by_series.remove(k) {
+                self.by_series.insert(k.clone(), r.retire());
+            }
+        }
+        let Some(path) = self.path.clone() else {
+            return Ok(c);
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        c.lines_before = text.lines().filter(|l| !l.trim().is_empty()).count();
+        if to_retire.is_empty() {
+            c.lines_after = c.lines_before;
+            return Ok(c);
+        }
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            // A series now retired is written once, below; a line that does not parse is dropped (it was
+            // skipped on open, too).
+            let Ok(r) = serde_json::from_str::<LedgerRecord>(line) else {
+                continue;
+            };
+            let key = (r.series_key.clone(), r.bundle_sha256.clone());
+            if self.by_series.get(&key).is_some_and(|l| l.retired) {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        for r in self.by_series.values().filter(|r| r.retired) {
+            let line = serde_json::to_string(r).map_err(|e| Error::Spool {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        c.lines_after = out.lines().count();
+        fsio::write_durable(&path, out.as_bytes())?;
+        Ok(c)
     }
 
     /// The latest record of each series of a study answered by this bundle.
     pub fn for_study(&self, study_key: &StudyKey, bundle_sha256: &str) -> Vec<&LedgerRecord> {
         self.by_series
             .values()
-            .filter(|r| &r.study_key == study_key && r.bundle_sha256 == bundle_sha256)
+            .filter(|r| &r.study_key == study_key && r.bundle_sha256 == bundle_sha256 && !r.retired)
             .collect()
+    }
+
+    /// Whether answers of this bundle for the study were retired ([`Ledger::compact`]).
+    pub fn study_retired(&self, study_key: &StudyKey, bundle_sha256: &str) -> bool {
+        self.by_series
+            .values()
+            .any(|r| r.retired && &r.study_key == study_key && r.bundle_sha256 == bundle_sha256)
     }
 
     /// Records held.
@@ -203,6 +327,7 @@ mod tests {
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
             at: "now".into(),
+            retired: false,
         }
     }
 
@@ -274,5 +399,72 @@ mod tests {
         let study = l.for_study(&StudyKey::of(b"k", "study"), "b");
         assert_eq!(study.len(), 3);
         assert!(study.iter().any(|r| r.message_id == "m-s1-update"));
+    }
+
+    #[test]
+    fn compaction_retires_old_answers_keeps_them_refused_and_keeps_recent_history() {
+        let d = std::env::temp_dir().join(format!("alnrisk-ledger-compact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("ledger.jsonl");
+        let mut l = Ledger::open(&p).unwrap();
+        let old = |r: LedgerRecord| LedgerRecord {
+            at: "2025-01-10T08:00:00Z".into(),
+            signatures: BTreeMap::from([("deep_signature".to_string(), 0.5)]),
+            ..r
+        };
+        l.record(old(rec("s1", MessageKind::Result))).unwrap();
+        l.record(old(LedgerRecord {
+            updates: Some("m-s1-result".into()),
+            ..rec("s1", MessageKind::Update)
+        }))
+        .unwrap();
+        let recent = |r: LedgerRecord| LedgerRecord {
+            at: "2026-11-30T08:00:00Z".into(),
+            ..r
+        };
+        l.record(recent(rec("s2", MessageKind::Result))).unwrap();
+        l.record(recent(rec("s2", MessageKind::Update))).unwrap();
+        let today = crate::time::days_from_civil("2026-12-01").unwrap();
+        assert_eq!(
+            l.compact(0, today).unwrap(),
+            Compaction::default(),
+            "0 keeps everything"
+        );
+        let c = l.compact(365, today).unwrap();
+        assert_eq!(
+            c,
+            Compaction {
+                retired: 1,
+                lines_before: 4,
+                lines_after: 3
+            }
+        );
+        for l in [l, Ledger::open(&p).unwrap()] {
+            let s1 = SeriesKey::of(b"k", "s1");
+            assert!(l.contains(&s1, "b"), "a retired series is still answered");
+            assert!(l.retired(&s1, "b") && l.latest(&s1, "b").is_none());
+            assert!(l.known_roi(&RoiKey::of(b"k", "roi of s1"), "b"));
+            assert!(l.has_message("m-s1-update"));
+            assert!(l.study_retired(&StudyKey::of(b"k", "study"), "b"));
+            assert_eq!(l.for_study(&StudyKey::of(b"k", "study"), "b").len(), 1, "only s2");
+            let s2 = SeriesKey::of(b"k", "s2");
+            assert!(!l.retired(&s2, "b"));
+            assert_eq!(l.latest(&s2, "b").unwrap().kind, MessageKind::Update);
+            assert!(l.has_message("m-s2-result"), "recent history kept whole");
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let retired: Vec<&str> = text.lines().filter(|l| l.contains("\"retired\":true")).collect();
+        assert_eq!(retired.len(), 1);
+        assert!(
+            !retired[0].contains("deep_signature"),
+            "no values are kept: {}",
+            retired[0]
+        );
+        // compacting again changes nothing
+        let mut l = Ledger::open(&p).unwrap();
+        assert_eq!(l.compact(365, today).unwrap().retired, 0);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -21,6 +21,7 @@ pub mod broker;
 mod compute;
 pub mod config;
 mod core;
+mod driver;
 pub mod event;
 pub mod fsio;
 mod intake;
@@ -32,29 +33,29 @@ pub mod outbox;
 pub mod payload;
 mod quarantine;
 mod revision;
+mod store;
 pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 pub use self::compute::compute_series;
 use self::config::DaemonConfig;
-use self::core::{Computed, CoreMsg, Daemon, open_state};
-pub use self::core::{PENDING_LN_READS, READY_QUEUE};
-use self::event::EventKind;
-use self::intake::Intake;
+use self::core::{Core, Happened, LnVia};
+pub use self::core::{READY_QUEUE, REMEMBERED_IDENTIFIERS, REMEMBERED_LN_READS};
+use self::driver::{Driver, Input};
 use self::metrics::Metrics;
 use self::mqtt::{PublisherCmd, PublisherNote};
 use self::payload::{LnStatusCommand, StatusMessage};
+use self::store::DiskStore;
+pub use self::store::PENDING_LN_READS;
 use crate::error::{Error, Result};
 use crate::model::predict::MRI_LN;
 use crate::model::{Bundle, Predictor, Trust};
-
-/// Shortest time between two walks of the export folder when inotify keeps waking the loop.
-const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Load the bundle the configuration names (verified, unless unsigned bundles are allowed), and check that the
 /// daemon can serve it: at the scanner only the two signatures and the MRI-reported LN status are known, so a
@@ -168,7 +169,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
             reason: format!("{} is not a folder", cfg.watch.export_dir.display()),
         });
     }
-    let state = open_state(&cfg, &metrics)?;
+    let mut store = DiskStore::open(&cfg)?;
     let secret_path = cfg
         .phi
         .study_key_secret_file
@@ -190,12 +191,14 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     }
     let (pub_tx, pub_rx) = mpsc::channel::<PublisherCmd>(1024);
     let (note_tx, mut note_rx) = mpsc::channel::<PublisherNote>(256);
+    let (outbox, events) = store.spools();
+    store.wake(pub_tx.clone());
     let publisher = tokio::spawn(mqtt::run_publisher(
         cfg.clone(),
         online,
         offline,
-        state.outbox.clone(),
-        state.events.clone(),
+        outbox,
+        events,
         metrics.clone(),
         pub_rx,
         note_tx,
@@ -211,152 +214,88 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         Some(tokio::spawn(metrics::serve_http(listener, metrics.clone())))
     };
 
-    // Watcher: inotify wakes the scan; the scan itself is the poller.
-    let (core_tx, mut core_rx) = mpsc::channel::<CoreMsg>(256);
+    // Everything reaches the driver through one channel.
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<Input>();
+    let wake_sent = Arc::new(AtomicBool::new(false));
+    // Watcher: inotify wakes the walk; the walk itself is the poller.
     let _inotify = if cfg.watch.poll_only {
         None
     } else {
-        let tx = core_tx.clone();
-        watch::wake_on_changes(&cfg.watch.export_dir, move |change| {
-            let _ = tx.try_send(match change {
-                watch::FolderChange::RenamedInto(p) => CoreMsg::Renamed(p),
-                watch::FolderChange::Other => CoreMsg::Wake,
-            });
+        let (tx, sent) = (in_tx.clone(), wake_sent.clone());
+        watch::wake_on_changes(&cfg.watch.export_dir, move |change| match change {
+            watch::FolderChange::RenamedInto(p) => {
+                let _ = tx.send(Input::Renamed(p));
+            }
+            watch::FolderChange::Other => {
+                if !sent.swap(true, Ordering::AcqRel) {
+                    let _ = tx.send(Input::Wake);
+                }
+            }
         })?
     };
+    // LN reads from the broker.
+    let tx = in_tx.clone();
+    let notes = tokio::spawn(async move {
+        while let Some(note) = note_rx.recv().await {
+            let happened = match note {
+                PublisherNote::LnStatus(raw) => match serde_json::from_slice::<LnStatusCommand>(&raw) {
+                    Ok(cmd) => Happened::LnRead(cmd, LnVia::Mqtt),
+                    // what serde says may quote the payload: only where and what kind of error
+                    Err(e) => Happened::BadLnPayload(format!(
+                        "cmd/ln-status payload is not an LN read command ({:?} error at line {}, column {})",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    )),
+                },
+                // Nothing to tell the core: the outbox gauge follows at its next turn.
+                PublisherNote::Acked(_) => continue,
+            };
+            if tx.send(Input::Core(happened)).is_err() {
+                break;
+            }
+        }
+    });
 
-    let mut d = Daemon::new(&cfg, predictor, secret, metrics.clone(), state, pub_tx.clone());
+    let bundle_id = predictor.bundle.manifest.bundle_id.clone();
+    let core = Core::new(&cfg, predictor.clone(), secret.clone(), metrics.clone(), store);
     metrics.tick();
+    let driver = tokio::task::spawn_blocking({
+        let d = Driver {
+            cfg: cfg.clone(),
+            core,
+            predictor,
+            secret,
+            metrics: metrics.clone(),
+            inputs: in_rx,
+            answers: in_tx.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            wake_sent,
+        };
+        move || driver::run(d)
+    });
     sd_notify(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(export = %cfg.watch.export_dir.display(), bundle = %d.predictor.bundle.manifest.bundle_id, "serving");
+    tracing::info!(export = %cfg.watch.export_dir.display(), bundle = %bundle_id, "serving");
 
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|source| Error::Runtime {
             what: "SIGTERM handler",
             source,
         })?;
-    let mut tick = tokio::time::interval(Duration::from_millis(cfg.watch.poll_interval_ms.min(100)));
-    let mut last_scan = Instant::now() - Duration::from_secs(3600);
-    let mut scanning = false;
-    let poll = Duration::from_millis(cfg.watch.poll_interval_ms);
-    let mut wake = true;
-    // WATCHDOG at half the interval systemd asks for (WATCHDOG_USEC), else every 10 s.
-    let watchdog_every = std::env::var("WATCHDOG_USEC")
-        .ok()
-        .and_then(|u| u.parse::<u64>().ok())
-        .map_or(Duration::from_secs(10), |us| Duration::from_micros(us / 2));
-    let mut last_watchdog = Instant::now() - watchdog_every;
-    let mut stopping = false;
-    let mut stop_at = Instant::now();
-    loop {
-        // Scan the folder when due and when the ready queue has room (backpressure: the folder is the buffer).
-        // inotify wakes come in bursts (several per file): walk at most every MIN_SCAN_INTERVAL.
-        let due = (wake && last_scan.elapsed() >= MIN_SCAN_INTERVAL) || last_scan.elapsed() >= poll;
-        if !stopping && !scanning && due && d.ready.len() < READY_QUEUE {
-            wake = false;
-            last_scan = Instant::now();
-            let now = Instant::now();
-            let files = d.watcher.scan(now);
-            if !files.is_empty() {
-                scanning = true;
-                let tx = core_tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    use rayon::prelude::*;
-                    let out: Vec<Intake> = files.par_iter().map(|p| Intake::read(p, now)).collect();
-                    let _ = tx.blocking_send(CoreMsg::Classified(out));
-                });
-            }
+    tokio::pin!(driver);
+    tokio::select! {
+        _ = sigterm.recv() => {
+            tracing::info!("SIGTERM: finishing in-flight work");
+            sd_notify(&[sd_notify::NotifyState::Stopping]);
+            let _ = in_tx.send(Input::Stop);
         }
-        // Assemble and dispatch.
-        if !stopping {
-            let items = d.assembler.tick(Instant::now(), READY_QUEUE - d.ready.len());
-            d.on_assembled(items);
+        _ = tokio::signal::ctrl_c() => {
+            let _ = in_tx.send(Input::Stop);
         }
-        // Revised ROIs: read their series' images again (blocking pool), one revision per series at a time.
-        while !stopping && let Some(req) = d.next_revision() {
-            let (tx, dir, secret) = (core_tx.clone(), cfg.watch.export_dir.clone(), d.secret.clone());
-            tokio::task::spawn_blocking(move || {
-                let got = revision::collect(&dir, &secret, &req);
-                let _ = tx.blocking_send(CoreMsg::Recollected(Box::new((req, got))));
-            });
-        }
-        while d.in_flight < cfg.state.workers && d.held.is_empty() {
-            let Some(r) = d.ready.pop_front().or_else(|| d.revised.pop_front()) else {
-                break;
-            };
-            d.in_flight += 1;
-            let (pred, tx, mx) = (d.predictor.clone(), core_tx.clone(), metrics.clone());
-            tokio::task::spawn_blocking(move || {
-                // A panic in a dependency must not leave the series in flight forever: it becomes a failure.
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compute_series(&pred, &r, Some(&mx))))
-                        .unwrap_or_else(|panic| Err(Error::panicked("compute", panic.as_ref())));
-                let _ = tx.blocking_send(CoreMsg::Computed(Box::new(Computed { ready: r, outcome })));
-            });
-        }
-        if !d.held.is_empty() {
-            d.flush_held();
-        }
-        d.update_gauges();
-        metrics.tick();
-        if last_watchdog.elapsed() >= watchdog_every {
-            sd_notify(&[sd_notify::NotifyState::Watchdog]);
-            last_watchdog = Instant::now();
-        }
-        if stopping {
-            let depth = d.outbox.lock().map(|o| o.depth()).unwrap_or(0);
-            if (d.in_flight == 0 && depth == 0) || stop_at.elapsed().as_secs_f64() > cfg.state.drain_s {
-                if d.in_flight > 0 || depth > 0 {
-                    tracing::warn!(
-                        in_flight = d.in_flight,
-                        spooled = depth,
-                        "drain time over; spooled results go out after restart"
-                    );
-                }
-                break;
-            }
-        }
-        tokio::select! {
-            msg = core_rx.recv() => match msg {
-                Some(CoreMsg::Classified(batch)) => { scanning = false; d.on_classified(batch); wake = true; }
-                Some(CoreMsg::Renamed(p)) => { d.watcher.mark_renamed(&p); wake = true; }
-                Some(CoreMsg::Wake) => { wake = true; }
-                Some(CoreMsg::Computed(c)) => d.on_computed(*c),
-                Some(CoreMsg::Recollected(r)) => { let (req, got) = *r; d.on_recollected(req, got); }
-                None => break,
-            },
-            note = note_rx.recv() => match note {
-                Some(PublisherNote::LnStatus(raw)) => match serde_json::from_slice::<LnStatusCommand>(&raw) {
-                    Ok(cmd) => d.on_ln_read(&cmd, "mqtt"),
-                    Err(e) => d.event(
-                        EventKind::BadLnRead,
-                        // what serde says may quote the payload: only where and what kind of error
-                        format!(
-                            "cmd/ln-status payload is not an LN read command ({:?} error at line {}, column {})",
-                            e.classify(),
-                            e.line(),
-                            e.column()
-                        ),
-                        None,
-                    ),
-                },
-                // Nothing to do but wake the loop, so that the outbox gauge follows at once.
-                Some(PublisherNote::Acked(_)) => {}
-                None => {}
-            },
-            _ = tick.tick() => {}
-            _ = sigterm.recv(), if !stopping => {
-                tracing::info!("SIGTERM: finishing in-flight work");
-                sd_notify(&[sd_notify::NotifyState::Stopping]);
-                stopping = true;
-                stop_at = Instant::now();
-            }
-            _ = tokio::signal::ctrl_c(), if !stopping => {
-                stopping = true;
-                stop_at = Instant::now();
-            }
-        }
+        _ = &mut driver => {}
     }
+    let _ = (&mut driver).await;
+    notes.abort();
     let _ = pub_tx.send(PublisherCmd::Stop).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), publisher).await;
     if let Some(h) = http {

@@ -255,6 +255,19 @@ fn publish_head(spool: &Mutex<Outbox>, link: &Link, topic_of: impl Fn(&str) -> S
     }))
 }
 
+/// Remove an acknowledged entry from a spool, on the blocking pool (the removal fsyncs the spool folder, and the
+/// core may hold the spool's lock while it fsyncs a push); the spool's depth after.
+async fn remove_acked(spool: &Arc<Mutex<Outbox>>, seq: u64) -> Result<usize> {
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut o = spool.lock().map_err(|_| Error::Mqtt("spool lock".into()))?;
+        o.remove(seq)?;
+        Ok(o.depth())
+    })
+    .await
+    .map_err(|e| Error::Mqtt(format!("spool removal did not finish: {e}")))?
+}
+
 /// Run the publisher until [`PublisherCmd::Stop`].
 #[allow(clippy::too_many_arguments)]
 pub async fn run_publisher(
@@ -377,16 +390,15 @@ pub async fn run_publisher(
                     if let Some((seq, Some(p))) = inflight
                         && p == pkid
                     {
-                        outbox.lock().map_err(|_| Error::Mqtt("outbox lock".into()))?.remove(seq)?;
+                        remove_acked(&outbox, seq).await?;
                         inflight = None;
                         metrics.published.inc();
                         let _ = notes.send(PublisherNote::Acked(seq)).await;
                     } else if let Some((seq, Some(p))) = event_inflight
                         && p == pkid
                     {
-                        let mut e = events.lock().map_err(|_| Error::Mqtt("event spool lock".into()))?;
-                        e.remove(seq)?;
-                        metrics.event_outbox_depth.set(e.depth() as i64);
+                        let depth = remove_acked(&events, seq).await?;
+                        metrics.event_outbox_depth.set(depth as i64);
                         event_inflight = None;
                     }
                 }

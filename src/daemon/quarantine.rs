@@ -1,9 +1,12 @@
 //! The quarantine: where input the daemon cannot use goes, how much it holds, and how long it is kept.
 //!
+//! The core decides what goes to quarantine (and counts and reports it: `alnrisk_quarantined_total{reason}`, a
+//! `quarantined` event); [`Quarantine`] here, owned by the driver, moves the files and keeps the folder.
+//!
 //! - **Layout.** `state.dir/quarantine/<YYYY-MM-DD>/` per UTC day: a bad file with `<name>.reason.json` beside it;
 //!   the files of a series that failed in `series-<key>/` with one `series.reason.json` (the reason code, the
-//!   error, the files' names within the export folder, the time). Moves are durable ([`super::fsio::move_into`]).
-//!   Every quarantine is counted (`alnrisk_quarantined_total{reason}`) and reported (`quarantined` event).
+//!   error, the files' names within the export folder with the references events used for them, the time).
+//!   Moves are durable ([`super::fsio::move_into`]).
 //! - **Size.** `alnrisk_quarantine_files` (quarantined inputs; the reason notes are not counted) and
 //!   `alnrisk_quarantine_bytes` (everything in the folder): raised at each quarantine and surveyed again at start
 //!   and every [`SWEEP_EVERY`], so a fleet sees a box that quarantines more than it should, or a folder somebody
@@ -17,13 +20,13 @@
 //!   0 (the default) keeps everything: deleting is the site's decision, not ours.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::core::{Daemon, relative};
-use super::event::EventKind;
+use super::config::DaemonConfig;
 use super::fsio;
-use super::payload::{SeriesKey, StudyKey};
-use crate::error::Error;
+use super::metrics::Metrics;
+use super::store::StatePaths;
 
 /// How often the quarantine folder is surveyed (and old days deleted).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
@@ -57,48 +60,89 @@ pub fn expired(name: &str, today: i64, keep_days: u32) -> bool {
     keep_days > 0 && crate::time::days_from_civil(name).is_some_and(|day| today - day > i64::from(keep_days))
 }
 
-/// Today (UTC) in days since the epoch.
-fn today() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| (d.as_secs() / 86_400) as i64)
+/// `path` relative to `root`, as a quarantine note writes it (the note stays on the box).
+pub fn relative(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
-impl Daemon {
-    /// Move a file to quarantine with its `.reason.json`; count and report it.
-    pub(super) fn quarantine_file(&self, path: &Path, err: &Error) {
-        self.quarantine(&[path.to_path_buf()], err, None);
+/// What the core decided to quarantine (it has counted and reported it already).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineOrder {
+    /// The files: one bad file, or every file of a series that failed (and its ROI).
+    pub files: Vec<PathBuf>,
+    /// Their references as events named them ([`super::core::Core::file_ref`]), in the same order.
+    pub file_refs: Vec<String>,
+    /// The reason code ([`crate::error::Error::reason_code`]).
+    pub reason: &'static str,
+    /// The error in full (it may name paths: it stays in the note, on the box).
+    pub detail: String,
+    /// For a series: the folder of its own, `series-<16 hex digits of its key>`.
+    pub series_folder: Option<String>,
+}
+
+/// A quarantine day folder that was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Quarantined files it held.
+    pub files: u64,
+    /// Its bytes, notes included.
+    pub bytes: u64,
+}
+
+/// The quarantine folder: it moves what it is ordered to, keeps the size gauges and deletes what is past the
+/// retention. Owned by the driver (it touches the disk); the core only orders.
+pub struct Quarantine {
+    dir: PathBuf,
+    export_dir: PathBuf,
+    keep_days: u32,
+    metrics: Arc<Metrics>,
+    /// When the folder was last surveyed.
+    swept: Option<Instant>,
+}
+
+impl Quarantine {
+    /// `state.dir/quarantine` as `cfg` names it.
+    pub fn new(cfg: &DaemonConfig, metrics: Arc<Metrics>) -> Quarantine {
+        Quarantine {
+            dir: StatePaths::of(cfg).quarantine,
+            export_dir: cfg.watch.export_dir.clone(),
+            keep_days: cfg.state.quarantine_keep_days,
+            metrics,
+            swept: None,
+        }
     }
 
-    /// Move files (one bad file, or every file of a series that failed) to `quarantine/<day>/` — a series into a
-    /// folder of its own — with one `.reason.json`, one event and one count.
-    pub(super) fn quarantine(&self, files: &[PathBuf], err: &Error, series: Option<(&SeriesKey, &StudyKey)>) {
-        let code = err.reason_code();
-        let root = &self.cfg.watch.export_dir;
+    /// Move the order's files (those still there) to `quarantine/<day>/` — a series into a folder of its own —
+    /// with one `.reason.json` naming them, their references, the reason, the error and the time.
+    pub fn put(&self, order: &QuarantineOrder) {
         let day = crate::time::utc_now().get(..10).unwrap_or("undated").to_string();
-        let mut dir = self.quarantine_dir().join(day);
-        if let Some((k, _)) = series {
-            dir = dir.join(format!("series-{}", &k.as_str()[..16]));
+        let mut dir = self.dir.join(day);
+        if let Some(s) = &order.series_folder {
+            dir = dir.join(s);
         }
+        let present: Vec<(&PathBuf, &String)> = order
+            .files
+            .iter()
+            .zip(&order.file_refs)
+            .filter(|(f, _)| f.exists())
+            .collect();
         let mut moved = Vec::new();
-        for f in files {
+        for (f, _) in &present {
             match fsio::move_into(f, &dir) {
                 Ok(dest) => moved.push(dest),
                 Err(e) => tracing::error!(file = %f.display(), "could not move to quarantine: {e}"),
             }
         }
-        let what = match (series, files) {
-            (None, [one]) => self.file_ref(one),
-            _ => format!("series of {} file(s)", files.len()),
-        };
         let note = serde_json::json!({
-            "files": files.iter().map(|f| relative(f, root)).collect::<Vec<_>>(),
-            "file_refs": files.iter().map(|f| self.file_ref(f)).collect::<Vec<_>>(),
-            "reason": code,
-            "detail": err.to_string(),
+            "files": present.iter().map(|(f, _)| relative(f, &self.export_dir)).collect::<Vec<_>>(),
+            "file_refs": present.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(),
+            "reason": order.reason,
+            "detail": order.detail,
             "at": crate::time::utc_now(),
         });
-        let note_path = match (series, moved.first()) {
+        let note_path = match (&order.series_folder, moved.first()) {
             (Some(_), _) => dir.join(format!("series{NOTE_SUFFIX}")),
             (None, Some(dest)) => {
                 let name = dest
@@ -122,34 +166,27 @@ impl Daemon {
         self.metrics
             .quarantine_bytes
             .add((moved_bytes + note_bytes.len() as u64) as i64);
-        self.metrics.quarantined.with_label_values(&[code]).inc();
-        self.event(
-            EventKind::Quarantined,
-            format!("{what}: {code}: {}", err.neutral()),
-            series.map(|(_, study)| study.clone()),
-        );
     }
 
     /// Every [`SWEEP_EVERY`] (and at the first call): delete the day folders past `state.quarantine_keep_days`,
-    /// each reported, then survey what is left for the gauges.
-    pub(super) fn sweep_quarantine(&mut self) {
-        if self.quarantine_swept.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
-            return;
+    /// then survey what is left for the gauges. Returns the days deleted (for the core to report), or `None` when
+    /// it is not time yet.
+    pub fn sweep(&mut self, today: i64) -> Option<Vec<PurgedDay>> {
+        if self.swept.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+            return None;
         }
-        self.quarantine_swept = Some(Instant::now());
-        let root = self.quarantine_dir();
-        let keep = self.cfg.state.quarantine_keep_days;
-        if keep > 0
-            && let Ok(days) = std::fs::read_dir(&root)
+        self.swept = Some(Instant::now());
+        let mut purged = Vec::new();
+        if self.keep_days > 0
+            && let Ok(days) = std::fs::read_dir(&self.dir)
         {
-            let today = today();
             let mut days: Vec<PathBuf> = days
                 .flatten()
                 .map(|e| e.path())
                 .filter(|p| p.is_dir())
                 .filter(|p| {
                     p.file_name()
-                        .is_some_and(|n| expired(&n.to_string_lossy(), today, keep))
+                        .is_some_and(|n| expired(&n.to_string_lossy(), today, self.keep_days))
                 })
                 .collect();
             days.sort();
@@ -157,28 +194,22 @@ impl Daemon {
                 let size = QuarantineSize::of(&day);
                 let name = day.file_name().unwrap_or_default().to_string_lossy().to_string();
                 match std::fs::remove_dir_all(&day) {
-                    Ok(()) => {
-                        self.metrics.quarantine_purged_files.inc_by(size.files);
-                        self.event(
-                            EventKind::QuarantinePurged,
-                            format!(
-                                "deleted the {} file(s) ({} bytes) quarantined on {name}: older than \
-                                 state.quarantine_keep_days = {keep}",
-                                size.files, size.bytes
-                            ),
-                            None,
-                        );
-                    }
+                    Ok(()) => purged.push(PurgedDay {
+                        day: name,
+                        files: size.files,
+                        bytes: size.bytes,
+                    }),
                     Err(e) => tracing::error!(dir = %day.display(), "could not delete an expired quarantine day: {e}"),
                 }
             }
-            if let Err(e) = fsio::sync_dir(&root) {
+            if let Err(e) = fsio::sync_dir(&self.dir) {
                 tracing::warn!("quarantine folder: {e}");
             }
         }
-        let size = QuarantineSize::of(&root);
+        let size = QuarantineSize::of(&self.dir);
         self.metrics.quarantine_files.set(size.files as i64);
         self.metrics.quarantine_bytes.set(size.bytes as i64);
+        Some(purged)
     }
 }
 

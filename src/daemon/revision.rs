@@ -17,211 +17,95 @@
 //! - a ROI that arrives while its series is being computed waits for the answer, then is weighed the same way.
 //!
 //! A DICOM ROI names its series, so the ledger finds the answer it revises. A label map has only its folder: the
-//! ledger keeps the keys of the folders every answer's images lie in ([`FolderKey::of_path`], HMACs: folder names
+//! ledger keeps the keys of the folders every answer's images lie in ([`super::payload::FolderKey::of_path`], HMACs: folder names
 //! may name the patient), so a new label map beside an answered series finds it by the folder rule, also after a
 //! restart; the assembler does the same for series released but not answered yet.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::assemble::{ReadySeries, RevisionOf, RoiCandidate, supersedes};
-use super::core::Daemon;
-use super::event::EventKind;
+use super::assemble::{ReadySeries, RevisionOf, RoiCandidate};
 use super::ledger::LedgerRecord;
-use super::payload::{FolderKey, RoiKey, SeriesKey, StudyKey};
+use super::payload::SeriesKey;
 use crate::error::{Error, Result};
 use crate::ingest::header::InstanceHeader;
 
 /// A revised ROI and the latest ledger record of the series it revises.
 #[derive(Debug, Clone)]
-pub(super) struct RevisionRequest {
+pub struct RevisionRequest {
     /// The new ROI.
     pub roi: RoiCandidate,
     /// What the series' latest message was computed from.
     pub of: LedgerRecord,
 }
 
-/// What the daemon's core does with ROIs for answered series.
-impl Daemon {
-    /// Whether an answer of this bundle already used this ROI or set it aside for a newer one (a restart, or the
-    /// same ROI exported again).
-    pub(super) fn roi_known(&self, roi: &RoiCandidate) -> bool {
-        let used = self
-            .ledger
-            .known_roi(&RoiKey::of(&self.secret, &roi.id), &self.predictor.bundle.sha256);
-        if used {
-            tracing::debug!(file = %roi.path.display(), "ROI already used or set aside by this bundle");
-        }
-        used
+/// The revisions in progress, from a ROI that arrived to the revised series ready for a worker. One revision per
+/// series at a time, so that a series' revisions commit in the order they were drawn.
+#[derive(Debug, Default)]
+pub struct Revisions {
+    /// Revised ROIs waiting for their series' images to be read.
+    queued: VecDeque<RevisionRequest>,
+    /// Series with a revision being read or computed.
+    in_progress: BTreeSet<SeriesKey>,
+    /// ROIs for series released but not answered yet: weighed as revisions once the answer is committed.
+    awaiting_answer: Vec<(SeriesKey, RoiCandidate)>,
+    /// Revisions whose images were read, waiting for a worker.
+    recollected: VecDeque<Box<ReadySeries>>,
+}
+
+impl Revisions {
+    /// A revised ROI to apply.
+    pub fn queue(&mut self, req: RevisionRequest) {
+        self.queued.push_back(req);
     }
 
-    /// A ROI for a series already answered: a revision, unless it is the answer's own ROI or one set aside for
-    /// it (nothing to do), was drawn before the ROI of the answer (reported, not applied), or the answer predates
-    /// ROI identities (nothing can be said).
-    pub(super) fn on_revised_roi(&mut self, roi: RoiCandidate, of: LedgerRecord) {
-        let key = RoiKey::of(&self.secret, &roi.id);
-        if of.roi_key.as_ref() == Some(&key) || of.set_aside_roi_keys.contains(&key) {
-            return;
-        }
-        let file = self.file_ref(&roi.path);
-        if of.roi_key.is_none() {
-            tracing::info!(
-                file,
-                "ROI for a series answered before ROIs were identified: not a revision"
-            );
-            return;
-        }
-        if self.drawn_too_early(&roi, &of, "the series was answered with; the answer stands") {
-            return;
-        }
-        self.event(
-            EventKind::RoiRevised,
-            format!("{file}: a newer ROI for a series already answered; computing it again"),
-            Some(of.study_key.clone()),
-        );
-        self.revisions.push_back(RevisionRequest { roi, of });
-    }
-
-    /// The keys of the folders `files` lie in, relative to the export folder ([`FolderKey::of_path`]).
-    pub(super) fn folder_keys(&self, files: &[PathBuf]) -> Vec<FolderKey> {
-        let root = &self.cfg.watch.export_dir;
-        let mut keys: Vec<FolderKey> = files
-            .iter()
-            .filter_map(|f| f.parent()?.strip_prefix(root).ok())
-            .map(|rel| FolderKey::of_path(&self.secret, rel))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
-    }
-
-    /// The latest answer of the one series this bundle answered from a folder that owns the label map `label` by
-    /// the folder rule ([`super::assemble::label_near`]), found through the ledger's folder keys: the label
-    /// map's folder, its siblings and their sub-folders, within the export folder. `None` when none or several.
-    pub(super) fn answered_beside(&self, label: &Path) -> Option<LedgerRecord> {
-        let root = &self.cfg.watch.export_dir;
-        let dir = label.parent()?;
-        let mut near = vec![dir.to_path_buf()];
-        if let Some(exam) = dir.parent().filter(|e| e.starts_with(root)) {
-            let subdirs = |d: &Path| -> Vec<PathBuf> {
-                std::fs::read_dir(d)
-                    .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
-                    .unwrap_or_default()
-            };
-            for sibling in subdirs(exam) {
-                near.extend(subdirs(&sibling));
-                near.push(sibling);
-            }
-        }
-        let sha = &self.predictor.bundle.sha256;
-        let mut series: Vec<&SeriesKey> = near
-            .iter()
-            .filter(|d| super::assemble::label_near(label, std::slice::from_ref(d)))
-            .filter_map(|d| d.strip_prefix(root).ok())
-            .filter_map(|rel| {
-                self.ledger
-                    .series_in_folder(&FolderKey::of_path(&self.secret, rel), sha)
-            })
-            .collect();
-        series.sort();
-        series.dedup();
-        match series.as_slice() {
-            [one] => self.ledger.latest(one, sha).cloned(),
-            _ => None,
-        }
-    }
-
-    /// The series' first answer was committed: weigh the ROIs that arrived for it while it was computed.
-    pub(super) fn revise_awaiting(&mut self, answer: &LedgerRecord) {
-        for roi in self.take_awaiting(&answer.series_key) {
-            self.on_revised_roi(roi, answer.clone());
-        }
+    /// A ROI for a series being computed: weighed when its answer is committed.
+    pub fn await_answer(&mut self, series: SeriesKey, roi: RoiCandidate) {
+        self.awaiting_answer.push((series, roi));
     }
 
     /// The ROIs that arrived for the series while it was computed, taken out of the waiting list.
-    fn take_awaiting(&mut self, series_key: &SeriesKey) -> Vec<RoiCandidate> {
+    pub fn take_awaiting(&mut self, series: &SeriesKey) -> Vec<RoiCandidate> {
         let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_answer)
             .into_iter()
-            .partition(|(k, _)| k == series_key);
+            .partition(|(k, _)| k == series);
         self.awaiting_answer = later;
         now.into_iter().map(|(_, roi)| roi).collect()
     }
 
-    /// The series failed: the ROIs that arrived for it while it was computed are reported, not used.
-    pub(super) fn drop_awaiting(&mut self, series_key: &SeriesKey, why: &str) {
-        for roi in self.take_awaiting(series_key) {
-            let file = self.file_ref(&roi.path);
-            self.event(EventKind::IgnoredFile, format!("{file}: {why}"), None);
-        }
-    }
-
-    /// The next revision whose series has none in progress, checked against the series' latest answer (an
-    /// earlier revision may have committed since it was queued).
-    pub(super) fn next_revision(&mut self) -> Option<RevisionRequest> {
-        let sha = self.predictor.bundle.sha256.clone();
-        while let Some(i) = self
-            .revisions
+    /// The first queued revision whose series has none in progress, taken out of the queue.
+    pub fn take_next(&mut self) -> Option<RevisionRequest> {
+        let i = self
+            .queued
             .iter()
-            .position(|r| !self.revising.contains(&r.of.series_key))
-        {
-            let mut req = self.revisions.remove(i)?;
-            if let Some(latest) = self.ledger.latest(&req.of.series_key, &sha) {
-                req.of = latest.clone();
-            }
-            if self.roi_known(&req.roi) {
-                continue;
-            }
-            if self.drawn_too_early(&req.roi, &req.of, "of a later revision; that revision stands") {
-                continue;
-            }
-            self.revising.insert(req.of.series_key.clone());
-            return Some(req);
-        }
-        None
+            .position(|r| !self.in_progress.contains(&r.of.series_key))?;
+        self.queued.remove(i)
     }
 
-    /// The images of a revision were read: queue it for a worker, or report why it cannot be computed.
-    pub(super) fn on_recollected(&mut self, req: RevisionRequest, got: Result<ReadySeries>) {
-        match got {
-            Ok(ready) => self.revised.push_back(Box::new(ready)),
-            Err(e) => {
-                self.revising.remove(&req.of.series_key);
-                self.revision_failed(&req.roi.path, &req.of.study_key, &req.of.series_key, &e, e.to_string());
-            }
-        }
+    /// The series' revision is being read, then computed.
+    pub fn started(&mut self, series: &SeriesKey) {
+        self.in_progress.insert(series.clone());
     }
 
-    /// Whether `roi` says it was drawn before the ROI `of` was computed from; then it is reported
-    /// (`roi_not_applied`: "drawn before the ROI {what}") and not applied.
-    fn drawn_too_early(&self, roi: &RoiCandidate, of: &LedgerRecord, what: &str) -> bool {
-        if supersedes(roi.drawn_at.as_deref(), of.roi_drawn_at.as_deref()) {
-            return false;
-        }
-        let file = self.file_ref(&roi.path);
-        self.event(
-            EventKind::RoiNotApplied,
-            format!("{file}: drawn before the ROI {what}"),
-            Some(of.study_key.clone()),
-        );
-        true
+    /// The series' revision was committed, or failed.
+    pub fn finished(&mut self, series: &SeriesKey) {
+        self.in_progress.remove(series);
     }
 
-    /// A revision could not be read or computed: the series' answer stands; only the new ROI goes to quarantine.
-    pub(super) fn revision_failed(
-        &self,
-        roi: &Path,
-        study_key: &StudyKey,
-        series_key: &SeriesKey,
-        err: &Error,
-        detail: String,
-    ) {
-        self.event(EventKind::RevisionFailed, detail, Some(study_key.clone()));
-        self.quarantine(&[roi.to_path_buf()], err, Some((series_key, study_key)));
+    /// A revision's images were read: it waits for a worker.
+    pub fn recollected(&mut self, ready: ReadySeries) {
+        self.recollected.push_back(Box::new(ready));
+    }
+
+    /// The next revision ready for a worker.
+    pub fn pop_recollected(&mut self) -> Option<Box<ReadySeries>> {
+        self.recollected.pop_front()
     }
 }
 
 /// Read the headers of every image file in `export_dir` and keep the instances of the series (or linked set) of
 /// `req.of`; the revision's [`ReadySeries`] with the new ROI. Blocking: runs in the worker pool.
-pub(super) fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -> Result<ReadySeries> {
+pub fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -> Result<ReadySeries> {
     use rayon::prelude::*;
     let of = &req.of;
     let keys: Vec<&SeriesKey> = std::iter::once(&of.series_key).chain(&of.member_keys).collect();
@@ -300,7 +184,7 @@ mod tests {
     use std::time::{Instant, SystemTime};
 
     use super::*;
-    use crate::daemon::payload::MessageKind;
+    use crate::daemon::payload::{MessageKind, RoiKey, StudyKey};
     use crate::synth::cohort::{CohortSpec, draw_patient, write_patient};
     use crate::synth::phantom::PhantomSpec;
 
@@ -352,6 +236,7 @@ mod tests {
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
             at: "t".into(),
+            retired: false,
         };
         let refs = crate::roi::references(&seg).unwrap();
         let req = RevisionRequest {

@@ -1,0 +1,466 @@
+//! The core driven through whole sequences, with its store in memory: no broker, no files, no network. Each test
+//! plays the driver: it tells the core what happened (files classified, a series computed), takes the work it
+//! hands out and answers it the way a worker would. The model is a formula (`Formula`), so the numbers a test
+//! expects are its own arithmetic, not the code's.
+//!
+//! `tests/mutants/` holds one mutant of the core per sequence and the script that checks each is caught.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::*;
+use crate::daemon::assemble::RevisionOf;
+use crate::daemon::config::DaemonConfig;
+use crate::daemon::intake::{Classified, Intake};
+use crate::daemon::store::MemoryStore;
+use crate::ingest::header::{InstanceHeader, SliceHeader};
+use crate::model::NomogramResult;
+use crate::roi::RoiReferences;
+
+const STUDY: &str = "1.2.826.0.1.3680043.9.1";
+const SERIES: &str = "1.2.826.0.1.3680043.9.1.5";
+const SECRET: &[u8] = b"site secret";
+
+/// The model of these tests: linear predictor = radiomics + deep signature + 2 × LN read.
+struct Formula;
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn nomogram(lp: f64) -> NomogramResult {
+    NomogramResult {
+        points: BTreeMap::new(),
+        total_points: lp,
+        linear_predictor: lp,
+        probability: sigmoid(lp),
+        positive: sigmoid(lp) >= 0.5,
+    }
+}
+
+fn prediction(signatures: &BTreeMap<String, f64>, ln: Option<f64>, ood: Vec<String>) -> Prediction {
+    let lp: f64 = signatures.values().sum();
+    let scenarios = match ln {
+        Some(_) => BTreeMap::new(),
+        None => BTreeMap::from([
+            ("if_ln_negative".to_string(), nomogram(lp)),
+            ("if_ln_positive".to_string(), nomogram(lp + 2.0)),
+        ]),
+    };
+    Prediction {
+        bundle_id: "b".into(),
+        bundle_version: "1".into(),
+        bundle_sha256: "bundle-sha".into(),
+        signatures: signatures.clone(),
+        result: ln.map(|v| nomogram(lp + 2.0 * v)),
+        scenarios,
+        cutoff: 0.5,
+        out_of_distribution: ood,
+    }
+}
+
+impl Rescore for Formula {
+    fn bundle_sha256(&self) -> &str {
+        "bundle-sha"
+    }
+    fn rescore(
+        &self,
+        signatures: &BTreeMap<String, f64>,
+        ood: Vec<String>,
+        clinical: &BTreeMap<String, f64>,
+    ) -> Result<Prediction> {
+        Ok(prediction(signatures, clinical.get(MRI_LN).copied(), ood))
+    }
+}
+
+fn config() -> DaemonConfig {
+    let text = r#"
+        [site]
+        site = "test"
+        device = "box"
+        [watch]
+        export_dir = "/export"
+        [assemble]
+        quiet_period_s = 1.0
+        roi_wait_s = 60.0
+        [model]
+        bundle = "/bundle"
+        allow_unsigned = true
+        [mqtt]
+        broker = "external"
+        [state]
+        dir = "/state"
+        workers = 1
+        [metrics]
+        listen = ""
+    "#;
+    DaemonConfig::parse(text, Path::new("core-tests.toml")).unwrap()
+}
+
+fn core(store: MemoryStore) -> Core<MemoryStore> {
+    Core::new(&config(), Arc::new(Formula), SECRET.to_vec(), Metrics::new(), store)
+}
+
+fn intake(path: &str, what: Classified, at: Instant) -> Intake {
+    Intake {
+        path: PathBuf::from(path),
+        what,
+        stable_at: at,
+        read_at: SystemTime::now(),
+        modified: None,
+    }
+}
+
+/// The six files of a two-phase series of three slices in `/export/exam/dce` (it says how many it has, so it
+/// is complete at its last file).
+fn images(at: Instant) -> Vec<Intake> {
+    let mut out = Vec::new();
+    for phase in 0..2 {
+        for k in 0..3 {
+            let file = format!("/export/exam/dce/IM{phase}{k}.dcm");
+            let h = InstanceHeader {
+                kind: crate::ingest::InstanceKind::MrImage,
+                study_uid: STUDY.into(),
+                series_uid: SERIES.into(),
+                frame_of_reference_uid: Some("1.2.826.0.1.3680043.9.1.9".into()),
+                modality: "MR".into(),
+                series_description: "Ax VIBRANT dyn".into(),
+                series_number: Some(5),
+                image_type: vec!["ORIGINAL".into(), "PRIMARY".into()],
+                number_of_temporal_positions: Some(2),
+                images_in_acquisition: Some(3),
+                accession_number: None,
+                patient_name: None,
+                slices: vec![SliceHeader {
+                    file: PathBuf::from(&file),
+                    frame: 0,
+                    sop_instance_uid: format!("{SERIES}.{phase}.{k}"),
+                    position: [0.0, 0.0, k as f64],
+                    orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                    pixel_spacing: [1.0, 1.0],
+                    rows: 4,
+                    columns: 4,
+                    instance_number: Some((phase * 10 + k) as i64),
+                    temporal_position_identifier: Some(phase as i64 + 1),
+                    temporal_position_index: None,
+                    acquisition_number: None,
+                    trigger_time: None,
+                    acquisition_time: None,
+                    content_time: None,
+                }],
+            };
+            out.push(intake(&file, Classified::Image(Box::new(h)), at));
+        }
+    }
+    out
+}
+
+/// A SEG of the series, `/export/exam/<name>.dcm`, drawn at `drawn_at` (`YYYYMMDDHHMMSS`).
+fn seg(name: &str, drawn_at: &str, at: Instant) -> Intake {
+    let refs = RoiReferences {
+        study_uid: Some(STUDY.into()),
+        frame_of_reference_uid: Some("1.2.826.0.1.3680043.9.1.9".into()),
+        series_uids: vec![SERIES.into()],
+        instance_uids: Vec::new(),
+        sop_instance_uid: Some(format!("1.2.826.0.1.3680043.9.2.{name}")),
+        drawn_at: Some(format!("{drawn_at}.000000")),
+    };
+    intake(&format!("/export/exam/{name}.dcm"), Classified::Roi(refs), at)
+}
+
+fn ln_read(read: LnRead) -> Happened {
+    let cmd = LnStatusCommand {
+        study_key: None,
+        study_instance_uid: Some(STUDY.into()),
+        mri_ln_status: Some(read),
+    };
+    Happened::LnRead(cmd, LnVia::Mqtt)
+}
+
+/// All the work the core has now.
+fn work(c: &mut Core<MemoryStore>) -> Vec<Work> {
+    std::iter::from_fn(|| c.next_work()).collect()
+}
+
+/// The one series to compute in `work` (panics otherwise).
+fn the_compute(work: Vec<Work>) -> Box<ReadySeries> {
+    let mut computes: Vec<Box<ReadySeries>> = work
+        .into_iter()
+        .filter_map(|w| match w {
+            Work::Compute(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(computes.len(), 1, "one series to compute");
+    computes.remove(0)
+}
+
+/// A worker's answer for `ready`: radiomics signature 0.5, deep signature −0.25, no LN read (as the worker
+/// computes it).
+fn computed(ready: Box<ReadySeries>) -> Happened {
+    let signatures = BTreeMap::from([
+        ("deep_signature".to_string(), -0.25),
+        ("radiomics_signature".to_string(), 0.5),
+    ]);
+    Happened::Computed(Box::new(Computed {
+        ready,
+        outcome: Ok((prediction(&signatures, None, Vec::new()), BTreeMap::new())),
+    }))
+}
+
+fn results(c: &Core<MemoryStore>) -> Vec<Value> {
+    c.store()
+        .results
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+fn event_names(store: &MemoryStore) -> Vec<String> {
+    store
+        .events
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<Value>(b).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_series_waits_for_a_late_roi_then_is_computed_with_it() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    c.on(Happened::Classified(images(t0)));
+    c.tick(t0 + Duration::from_secs(5));
+    assert!(
+        work(&mut c).is_empty(),
+        "a complete series without a ROI is not computed"
+    );
+    // the outline is exported two minutes later
+    let t1 = t0 + Duration::from_secs(120);
+    c.tick(t1);
+    assert!(event_names(c.store()).contains(&"waiting_for_roi".to_string()));
+    c.on(Happened::Classified(vec![seg("seg1", "20261201101500", t1)]));
+    c.tick(t1 + Duration::from_secs(2));
+    let ready = the_compute(work(&mut c));
+    assert_eq!(ready.roi, Path::new("/export/exam/seg1.dcm"));
+    assert_eq!(ready.instances.len(), 6);
+    c.on(computed(ready));
+    let r = results(&c);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["kind"], "result");
+    assert_eq!(r[0]["mri_ln_status"], "unknown");
+    // no LN read: both scenarios, lp 0.25 and 2.25
+    let p = |s: &str| r[0]["scenarios"][s]["probability"].as_f64().unwrap();
+    assert!((p("if_ln_negative") - 0.562_176_500_885_798_7).abs() < 1e-12);
+    assert!((p("if_ln_positive") - 0.904_650_535_100_890_6).abs() < 1e-12);
+    // the same files seen again (a second walk, a re-export): nothing more to compute
+    c.on(Happened::Classified(images(t1)));
+    c.on(Happened::Classified(vec![seg("seg1", "20261201101500", t1)]));
+    c.tick(t1 + Duration::from_secs(10));
+    assert!(work(&mut c).is_empty());
+    assert_eq!(results(&c).len(), 1);
+}
+
+#[test]
+fn a_newer_roi_that_arrives_during_the_compute_is_applied_after_the_answer() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(2));
+    let first = the_compute(work(&mut c));
+    // while it is computed, the radiologist exports a corrected outline
+    c.on(Happened::Classified(vec![seg("seg2", "20261201104500", t0)]));
+    c.tick(t0 + Duration::from_secs(3));
+    assert!(work(&mut c).is_empty(), "nothing to do before the answer");
+    c.on(computed(first.clone()));
+    let first_id = results(&c)[0]["message_id"].as_str().unwrap().to_string();
+    assert!(event_names(c.store()).contains(&"roi_revised".to_string()));
+    // the core asks for the series' images to be read again with the new ROI
+    let req = match work(&mut c).as_slice() {
+        [Work::Recollect(req)] => (**req).clone(),
+        other => panic!("expected one revision to read, got {other:?}"),
+    };
+    assert_eq!(req.roi.path, Path::new("/export/exam/seg2.dcm"));
+    assert_eq!(req.of.message_id, first_id);
+    // what `revision::collect` would read
+    let revised = ReadySeries {
+        roi: req.roi.path.clone(),
+        roi_id: req.roi.id.clone(),
+        roi_drawn_at: req.roi.drawn_at.clone(),
+        revision: Some(RevisionOf {
+            original: first_id.clone(),
+        }),
+        set_aside_roi_ids: Vec::new(),
+        ..*first
+    };
+    c.on(Happened::Recollected(Box::new((req, Ok(revised)))));
+    let again = the_compute(work(&mut c));
+    assert_eq!(again.roi, Path::new("/export/exam/seg2.dcm"));
+    c.on(computed(again));
+    let r = results(&c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1]["kind"], "revision");
+    assert_eq!(r[1]["updates"], first_id.as_str());
+    assert_ne!(r[1]["roi_key"], r[0]["roi_key"]);
+    // the first outline exported again changes nothing: it was set aside for the second
+    c.on(Happened::Classified(vec![seg("seg1", "20261201101500", t0)]));
+    c.tick(t0 + Duration::from_secs(10));
+    assert!(work(&mut c).is_empty());
+    assert_eq!(results(&c).len(), 2);
+}
+
+#[test]
+fn an_ln_read_before_the_images_is_kept_and_used_by_the_answer() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    c.on(ln_read(LnRead::Positive));
+    assert!(event_names(c.store()).contains(&"ln_read_pending".to_string()));
+    assert_eq!(c.store().pending.len(), 1, "kept durably");
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(2));
+    let ready = the_compute(work(&mut c));
+    c.on(computed(ready));
+    let r = results(&c);
+    assert_eq!(r.len(), 1, "one result, not a result and an update");
+    assert_eq!(r[0]["mri_ln_status"], "positive");
+    let p = r[0]["risk"]["probability"].as_f64().unwrap();
+    assert!((p - 0.904_650_535_100_890_6).abs() < 1e-12, "lp = 0.5 - 0.25 + 2: {p}");
+    // a later read for the same study is an update of that answer
+    c.on(ln_read(LnRead::Negative));
+    let r = results(&c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[1]["kind"].as_str(), r[1]["updates"].as_str()),
+        (Some("update"), r[0]["message_id"].as_str())
+    );
+    assert_eq!(r[1]["mri_ln_status"], "negative");
+    assert!((r[1]["risk"]["probability"].as_f64().unwrap() - 0.562_176_500_885_798_7).abs() < 1e-12);
+}
+
+#[test]
+fn a_restart_keeps_the_ln_read_recomputes_what_was_in_flight_and_refuses_what_was_answered() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    c.on(ln_read(LnRead::Positive));
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(std::mem::take(&mut files)));
+    c.tick(t0 + Duration::from_secs(2));
+    let _lost = the_compute(work(&mut c));
+    // the power goes while the series is computed: only the store is left
+    let store = c.into_store();
+    assert!(store.results.is_empty());
+
+    let mut c = core(store);
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(2));
+    let ready = the_compute(work(&mut c));
+    c.on(computed(ready));
+    let r = results(&c);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["mri_ln_status"], "positive", "the read survived the restart");
+
+    // a second restart: the read has been used (dropped from the store), the answered series is refused
+    let mut c = core(c.into_store());
+    assert!(c.store().pending.is_empty(), "an applied read is not kept for ever");
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(10));
+    assert!(
+        work(&mut c).is_empty(),
+        "a series answered before the restart is not computed again"
+    );
+    assert_eq!(results(&c).len(), 1);
+}
+
+#[test]
+fn a_full_spool_holds_the_result_with_one_alarm_and_stops_new_computes_until_there_is_room() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    c.store_mut().full = true;
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(2));
+    let ready = the_compute(work(&mut c));
+    c.on(computed(ready));
+    c.tick(t0 + Duration::from_secs(3));
+    c.tick(t0 + Duration::from_secs(4));
+    assert!(results(&c).is_empty());
+    let alarms = |c: &Core<MemoryStore>| event_names(c.store()).iter().filter(|e| *e == "spool_full").count();
+    assert_eq!(alarms(&c), 1, "one alarm per episode");
+    c.store_mut().full = false;
+    c.tick(t0 + Duration::from_secs(5));
+    assert_eq!(results(&c).len(), 1, "held, not lost");
+    assert!(event_names(c.store()).contains(&"spool_full_cleared".to_string()));
+}
+
+#[test]
+fn bad_input_is_reported_and_ordered_to_quarantine_by_reference_not_by_name() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    let bad = crate::error::Error::dicom(Path::new("/export/DOE^JANE/IM1.dcm"), "missing or invalid Rows");
+    c.on(Happened::Classified(vec![intake(
+        "/export/DOE^JANE/IM1.dcm",
+        Classified::Bad(bad),
+        t0,
+    )]));
+    let orders = work(&mut c);
+    let [Work::Quarantine(order)] = orders.as_slice() else {
+        panic!("one quarantine order: {orders:?}");
+    };
+    assert_eq!(order.files, vec![PathBuf::from("/export/DOE^JANE/IM1.dcm")]);
+    assert_eq!(order.reason, "malformed");
+    let event: Value = serde_json::from_str(c.store().events.last().unwrap()).unwrap();
+    assert_eq!(event["event"], "quarantined");
+    let detail = event["detail"].as_str().unwrap();
+    assert!(detail.starts_with(&order.file_refs[0]), "{detail}");
+    assert!(!detail.contains("DOE") && !detail.contains("IM1"), "{detail}");
+}
+
+#[test]
+fn an_answer_past_the_retention_stays_refused_but_takes_no_ln_update() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(2));
+    let ready = the_compute(work(&mut c));
+    c.on(computed(ready));
+    // a year and a day later (ledger_keep_days = 365 by default)
+    let mut store = c.into_store();
+    let compaction = store.ledger.compact(365, today() + 366).unwrap();
+    assert_eq!(compaction.retired, 1);
+    let mut c = core(store);
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(10));
+    assert!(work(&mut c).is_empty(), "still refused as a duplicate");
+    c.on(ln_read(LnRead::Negative));
+    assert_eq!(results(&c).len(), 1, "no update of a retired answer");
+    assert_eq!(
+        event_names(c.store()).last().map(String::as_str),
+        Some("ln_update_failed")
+    );
+    assert!(
+        c.store().pending.is_empty(),
+        "and the read is not kept waiting for ever"
+    );
+}
