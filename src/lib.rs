@@ -8,7 +8,8 @@
 //!   use;
 //! - [`radiomics`]: PyRadiomics-compatible features; [`deep`]: VGG-16 features (candle);
 //! - [`model`]: signatures, nomogram, the signed bundle and the one [`model::Predictor`];
-//! - [`daemon`]: `alnrisk serve`, the scanner-side appliance (watch → assemble → compute → spool → MQTT);
+//! - [`daemon`]: `alnrisk serve`, the scanner-side appliance (watch → assemble → compute → spool → MQTT): a
+//!   core state machine that decides and does no I/O, a driver loop that does the I/O, tokio for the network;
 //! - beside the model, with the `tools` feature (the default; the appliance is built without it): `fit` (the
 //!   study's pipeline), `classify`, `stats`, `synth` (the synthetic cohort and DICOM writers);
 //! - underneath: [`image`] (the one volume type, ITK/LPS geometry), [`io`] (NRRD/NIfTI), [`linalg`], [`rng`],

@@ -1,13 +1,20 @@
 //! `alnrisk serve`: the scanner-side daemon. One examination travels
 //! export folder → [`watch`] → `intake` (header read, on the blocking pool) → [`assemble`] → `compute` (the
-//! bundle's [`crate::model::Predictor`], on a blocking worker) → [`outbox`] (fsync) + [`ledger`] → [`mqtt`]
-//! publisher → PUBACK → removed from the spool.
+//! bundle's [`crate::model::Predictor`], on a blocking worker) → `store` ([`outbox`] fsync, then [`ledger`]) →
+//! [`mqtt`] publisher → PUBACK → removed from the spool.
 //!
-//! `core` holds the daemon's state and what it does with each message; it owns the watcher, the assembler,
-//! the ledger and the LN reads. The workers only compute, and the publisher only drains the spool, so each piece
-//! of state has one owner. This file starts everything ([`serve`]) and runs the loop that feeds the core. Stage
-//! queues are bounded (a `heapless` ready queue of [`READY_QUEUE`] series; the export folder itself is the
-//! buffer in front of it: when the queue is full the folder is not scanned). Bad files go to `quarantine/` with a
+//! Three parts, each with one job:
+//! - `core` decides. It is a state machine with private state: the driver tells it what happened
+//!   (`Core::on`, `Core::tick`) and asks what to do next (`Core::next_work`). It owns the assembler, the ready
+//!   queue, the revisions in progress, the LN reads and the held results, and makes its decisions durable
+//!   through a `Store`; it does no other I/O, so its unit tests drive it with the store in memory.
+//! - `driver` does the I/O the core asks for, on a thread of its own: walks of the export folder, workers,
+//!   quarantine moves, disk checks. It decides nothing.
+//! - This file starts everything ([`serve`]) on tokio: the publisher, `/metrics`, inotify and the signal
+//!   handlers, which feed the driver through one channel.
+//!
+//! Stage queues are bounded (a `heapless` ready queue of [`READY_QUEUE`] series; the export folder itself is the
+//! buffer in front of it: when the queue is full the folder is not walked). Bad files go to `quarantine/` with a
 //! `.reason.json`, an event and a counter (kept as long as `state.quarantine_keep_days` says: `quarantine`);
 //! nothing accepted is dropped: a series waits for its ROI indefinitely
 //! (with an event), a result that finds the spool full waits in memory with an alarm until there is room, and a
