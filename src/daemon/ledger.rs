@@ -63,7 +63,7 @@ pub struct LedgerRecord {
     /// Signature values (to re-evaluate the nomogram when the LN read arrives).
     pub signatures: BTreeMap<String, f64>,
     /// Out-of-distribution flags of the images.
-    pub out_of_distribution: Vec<String>,
+    pub out_of_distribution: Vec<crate::model::OodFlag>,
     /// RFC 3339 UTC.
     pub at: String,
     /// Past the retention ([`Ledger::compact`]): only the keys are left, so the series stays answered.

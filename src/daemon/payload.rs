@@ -289,7 +289,7 @@ pub struct ResultMessage {
     /// Signature values.
     pub signatures: BTreeMap<String, f64>,
     /// Inputs outside the training range.
-    pub out_of_distribution: Vec<String>,
+    pub out_of_distribution: Vec<crate::model::OodFlag>,
     /// Time per stage (ms): `load`, `features`, `nomogram`, `total`, and `last_file_to_result`.
     pub timing_ms: BTreeMap<String, f64>,
     /// RFC 3339 UTC: `first_file`, `last_file`, `computed`.

@@ -33,6 +33,7 @@
 use std::collections::BTreeMap;
 
 use super::bundle::FeatureRange;
+use super::ood::OodFlag;
 use crate::image::Volume;
 use crate::radiomics::Settings;
 use crate::radiomics::discretize::{Binning, bin_edges, digitize};
@@ -45,8 +46,6 @@ pub const SLICE_SPACING: &str = "slice_spacing_mm";
 pub const IMAGE_INTENSITY_P99: &str = "image_intensity_p99";
 /// Name of the ROI's gray-level count at the bundle's bin width.
 pub const ROI_GRAY_LEVELS: &str = "roi_gray_levels";
-/// How an acquisition flag starts (`acquisition NAME: …`), telling it from a feature's.
-pub const FLAG_PREFIX: &str = "acquisition ";
 /// Relative tolerance of the spacing comparisons.
 pub const SPACING_TOLERANCE: f64 = 0.10;
 
@@ -137,7 +136,7 @@ pub fn ranges(per_case: &[&BTreeMap<String, f64>]) -> BTreeMap<String, FeatureRa
 
 /// The out-of-distribution flags of one examination's descriptors against the bundle's ranges (a descriptor the
 /// bundle has no range for is not judged).
-pub fn flags(ranges: &BTreeMap<String, FeatureRange>, descriptors: &BTreeMap<String, f64>) -> Vec<String> {
+pub fn flags(ranges: &BTreeMap<String, FeatureRange>, descriptors: &BTreeMap<String, f64>) -> Vec<OodFlag> {
     let mut out = Vec::new();
     for (name, &v) in descriptors {
         let Some(r) = ranges.get(name) else { continue };
@@ -147,7 +146,7 @@ pub fn flags(ranges: &BTreeMap<String, FeatureRange>, descriptors: &BTreeMap<Str
             (r.min, r.max)
         };
         if !(lo..=hi).contains(&v) {
-            out.push(format!("{FLAG_PREFIX}{name}: {v} outside [{}, {}]", r.min, r.max));
+            out.push(OodFlag::acquisition(name, v, r.min, r.max));
         }
     }
     out
@@ -243,6 +242,9 @@ mod tests {
                     (SLICE_SPACING.into(), 9.0), // no range in the bundle: not judged
                 ]),
             )
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
         };
         assert!(judge(0.703125, 40.0).is_empty(), "a routine FOV difference");
         assert!(judge(0.76, 90.0).is_empty());

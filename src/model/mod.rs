@@ -9,11 +9,13 @@ pub mod acquisition;
 pub mod bundle;
 pub mod ln_read;
 pub mod nomogram;
+pub mod ood;
 pub mod predict;
 pub mod signature;
 
 pub use bundle::{Bundle, Manifest, Trust};
 pub use ln_read::LnRead;
 pub use nomogram::{Nomogram, NomogramResult};
+pub use ood::{OodFlag, OodKind};
 pub use predict::{Prediction, Predictor};
 pub use signature::Signature;

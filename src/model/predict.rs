@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::acquisition;
 use super::bundle::Bundle;
 use super::nomogram::NomogramResult;
+use super::ood::{OodFlag, OodKind};
 use crate::case::LoadedCase;
 use crate::deep::{self, Vgg16};
 use crate::error::{Error, Result};
@@ -41,9 +42,8 @@ pub struct Prediction {
     pub scenarios: BTreeMap<String, NomogramResult>,
     /// Probability cutoff of the class.
     pub cutoff: f64,
-    /// Inputs outside the training range (`name: value outside [min, max]`; acquisition descriptors as
-    /// `acquisition name: value outside [min, max]`).
-    pub out_of_distribution: Vec<String>,
+    /// Inputs outside the training range: features and predictors, and acquisition descriptors.
+    pub out_of_distribution: Vec<OodFlag>,
 }
 
 /// A bundle with its network loaded, ready to predict.
@@ -158,7 +158,7 @@ impl Predictor {
                 if let (Some(r), Some(v)) = (m.feature_ranges.get(name), lookup(name))
                     && r.outside(v)
                 {
-                    ood.push(format!("{name}: {v} outside [{}, {}]", r.min, r.max));
+                    ood.push(OodFlag::feature(name, v, r.min, r.max));
                 }
             }
             signatures.insert(key, s);
@@ -172,7 +172,7 @@ impl Predictor {
     pub fn from_signatures(
         &self,
         signatures: &BTreeMap<String, f64>,
-        mut ood: Vec<String>,
+        mut ood: Vec<OodFlag>,
         clinical: &BTreeMap<String, f64>,
     ) -> Result<Prediction> {
         let m = &self.bundle.manifest;
@@ -181,9 +181,9 @@ impl Predictor {
         for (name, v) in &values {
             if let Some(r) = m.feature_ranges.get(name)
                 && r.outside(*v)
-                && !ood.iter().any(|o| o.starts_with(&format!("{name}: ")))
+                && !ood.iter().any(|o| o.kind == OodKind::Feature && &o.name == name)
             {
-                ood.push(format!("{name}: {v} outside [{}, {}]", r.min, r.max));
+                ood.push(OodFlag::feature(name, *v, r.min, r.max));
             }
         }
         let uses_ln = m.nomogram.predictors.iter().any(|p| p.name == MRI_LN);

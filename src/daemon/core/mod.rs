@@ -37,7 +37,7 @@ use super::revision::{RevisionRequest, Revisions};
 use super::store::Store;
 use crate::error::{Error, Result};
 use crate::model::predict::MRI_LN;
-use crate::model::{LnRead, Prediction, Predictor};
+use crate::model::{LnRead, OodFlag, OodKind, Prediction, Predictor};
 
 mod revise;
 #[cfg(test)]
@@ -62,7 +62,7 @@ pub trait Rescore: Send + Sync {
     fn rescore(
         &self,
         signatures: &BTreeMap<String, f64>,
-        ood: Vec<String>,
+        ood: Vec<OodFlag>,
         clinical: &BTreeMap<String, f64>,
     ) -> Result<Prediction>;
 }
@@ -74,7 +74,7 @@ impl Rescore for Predictor {
     fn rescore(
         &self,
         signatures: &BTreeMap<String, f64>,
-        ood: Vec<String>,
+        ood: Vec<OodFlag>,
         clinical: &BTreeMap<String, f64>,
     ) -> Result<Prediction> {
         self.from_signatures(signatures, ood, clinical)
@@ -866,10 +866,9 @@ impl<S: Store> Core<S> {
     /// Out-of-distribution flags of an answer, as two events counted apart: acquisition flags are the fleet's
     /// business (a protocol changed at the scanner: the model was not validated on what it now sees), feature
     /// flags the patient's.
-    fn report_flags(&mut self, flags: &[String], study_key: &StudyKey) {
-        let (acquisition, features): (Vec<&String>, Vec<&String>) = flags
-            .iter()
-            .partition(|f| f.starts_with(crate::model::acquisition::FLAG_PREFIX));
+    fn report_flags(&mut self, flags: &[OodFlag], study_key: &StudyKey) {
+        let (acquisition, features): (Vec<&OodFlag>, Vec<&OodFlag>) =
+            flags.iter().partition(|f| f.kind == OodKind::Acquisition);
         for (kind, what, flags) in [
             (
                 EventKind::AcquisitionOutsideTraining,
@@ -883,7 +882,7 @@ impl<S: Store> Core<S> {
             ),
         ] {
             if !flags.is_empty() {
-                let list: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+                let list: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
                 let detail = format!("{} {what}: {}", list.len(), list.join("; "));
                 self.event(kind, detail, Some(study_key.clone()));
             }

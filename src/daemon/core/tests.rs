@@ -42,7 +42,7 @@ fn nomogram(lp: f64) -> NomogramResult {
     }
 }
 
-fn prediction(signatures: &BTreeMap<String, f64>, ln: Option<f64>, ood: Vec<String>) -> Prediction {
+fn prediction(signatures: &BTreeMap<String, f64>, ln: Option<f64>, ood: Vec<OodFlag>) -> Prediction {
     let lp: f64 = signatures.values().sum();
     let scenarios = match ln {
         Some(_) => BTreeMap::new(),
@@ -70,7 +70,7 @@ impl Rescore for Formula {
     fn rescore(
         &self,
         signatures: &BTreeMap<String, f64>,
-        ood: Vec<String>,
+        ood: Vec<OodFlag>,
         clinical: &BTreeMap<String, f64>,
     ) -> Result<Prediction> {
         Ok(prediction(signatures, clinical.get(MRI_LN).copied(), ood))
@@ -462,5 +462,51 @@ fn an_answer_past_the_retention_stays_refused_but_takes_no_ln_update() {
     assert!(
         c.store().pending.is_empty(),
         "and the read is not kept waiting for ever"
+    );
+}
+
+#[test]
+fn acquisition_and_feature_flags_are_two_events_and_the_result_carries_both() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    let mut files = images(t0);
+    files.push(seg("seg1", "20261201101500", t0));
+    c.on(Happened::Classified(files));
+    c.tick(t0 + Duration::from_secs(2));
+    let ready = the_compute(work(&mut c));
+    let signatures = BTreeMap::from([("deep_signature".to_string(), 0.5)]);
+    let flags = vec![
+        OodFlag::feature("original_firstorder_Energy", 9.0, 1.0, 2.0),
+        OodFlag::acquisition("pixel_spacing_mm", 0.78, 0.7, 0.7),
+    ];
+    c.on(Happened::Computed(Box::new(Computed {
+        ready,
+        outcome: Ok((prediction(&signatures, None, flags), BTreeMap::new())),
+    })));
+    let events: Vec<Value> = c
+        .store()
+        .events
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let detail = |name: &str| {
+        let e: Vec<&Value> = events.iter().filter(|e| e["event"] == name).collect();
+        assert_eq!(e.len(), 1, "one {name} event");
+        e[0]["detail"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        detail("acquisition_outside_training"),
+        "1 acquisition(s) outside the training cohort's: acquisition pixel_spacing_mm: 0.78 outside [0.7, 0.7]"
+    );
+    assert_eq!(
+        detail("out_of_distribution"),
+        "1 input(s) outside the training range: original_firstorder_Energy: 9 outside [1, 2]"
+    );
+    assert_eq!(
+        results(&c)[0]["out_of_distribution"],
+        serde_json::json!([
+            "original_firstorder_Energy: 9 outside [1, 2]",
+            "acquisition pixel_spacing_mm: 0.78 outside [0.7, 0.7]"
+        ])
     );
 }
