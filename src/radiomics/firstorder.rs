@@ -26,29 +26,78 @@
 //!
 //! `μ_k` are central moments with denominator `N_p`.
 
-use super::FeatureValues;
+use super::{Feature, FeatureValues};
 
-/// Names in PyRadiomics order (alphabetical in its output), with the deprecated flag.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("10Percentile", false),
-    ("90Percentile", false),
-    ("Energy", false),
-    ("Entropy", false),
-    ("InterquartileRange", false),
-    ("Kurtosis", false),
-    ("Maximum", false),
-    ("Mean", false),
-    ("MeanAbsoluteDeviation", false),
-    ("Median", false),
-    ("Minimum", false),
-    ("Range", false),
-    ("RobustMeanAbsoluteDeviation", false),
-    ("RootMeanSquared", false),
-    ("Skewness", false),
-    ("StandardDeviation", true),
-    ("TotalEnergy", false),
-    ("Uniformity", false),
-    ("Variance", false),
+/// What the features are computed from: the ROI's intensities (sorted), their central moments and the
+/// gray-level probabilities.
+pub struct FirstOrderStats {
+    /// Intensities, ascending.
+    sorted: Vec<f64>,
+    /// `N_p`.
+    n: f64,
+    mean: f64,
+    /// Central moments `μ₂`, `μ₃`, `μ₄` (denominator `N_p`).
+    m2: f64,
+    m3: f64,
+    m4: f64,
+    /// `Σ (X(i) + c)²`.
+    energy: f64,
+    /// `(1/N_p) Σ |X(i) − X̄|`.
+    mad: f64,
+    /// Mean absolute deviation of the values within `[P10, P90]` from their mean.
+    rmad: f64,
+    /// `p(i)` of each gray level present.
+    p: Vec<f64>,
+    voxel_volume: f64,
+}
+
+impl FirstOrderStats {
+    fn percentile(&self, q: f64) -> f64 {
+        percentile_sorted(&self.sorted, q)
+    }
+    fn min(&self) -> f64 {
+        self.sorted[0]
+    }
+    fn max(&self) -> f64 {
+        self.sorted[self.sorted.len() - 1]
+    }
+}
+
+/// The class in PyRadiomics order (alphabetical in its output): each feature with its name, deprecated flag and
+/// formula (see the table above).
+pub const FEATURES: &[Feature<FirstOrderStats>] = &[
+    Feature::new("10Percentile", |s| s.percentile(10.0)),
+    Feature::new("90Percentile", |s| s.percentile(90.0)),
+    Feature::new("Energy", |s| s.energy),
+    Feature::new("Entropy", |s| {
+        -s.p.iter()
+            .map(|&pi| pi * (pi + super::texture::EPS).log2())
+            .sum::<f64>()
+    }),
+    Feature::new("InterquartileRange", |s| s.percentile(75.0) - s.percentile(25.0)),
+    Feature::new("Kurtosis", |s| if s.m2 == 0.0 { 0.0 } else { s.m4 / (s.m2 * s.m2) }),
+    Feature::new("Maximum", |s| s.max()),
+    Feature::new("Mean", |s| s.mean),
+    Feature::new("MeanAbsoluteDeviation", |s| s.mad),
+    Feature::new("Median", |s| {
+        let (v, h) = (&s.sorted, s.sorted.len() / 2);
+        if v.len() % 2 == 1 {
+            v[h]
+        } else {
+            (v[h - 1] + v[h]) / 2.0
+        }
+    }),
+    Feature::new("Minimum", |s| s.min()),
+    Feature::new("Range", |s| s.max() - s.min()),
+    Feature::new("RobustMeanAbsoluteDeviation", |s| s.rmad),
+    Feature::new("RootMeanSquared", |s| {
+        if s.n == 0.0 { 0.0 } else { (s.energy / s.n).sqrt() }
+    }),
+    Feature::new("Skewness", |s| if s.m2 == 0.0 { 0.0 } else { s.m3 / s.m2.powf(1.5) }),
+    Feature::deprecated("StandardDeviation", |s| s.m2.sqrt()),
+    Feature::new("TotalEnergy", |s| s.voxel_volume * s.energy),
+    Feature::new("Uniformity", |s| s.p.iter().map(|&pi| pi * pi).sum()),
+    Feature::new("Variance", |s| s.m2.sqrt() * s.m2.sqrt()),
 ];
 
 /// numpy's `percentile(..., method='linear')` on sorted data.
@@ -113,46 +162,21 @@ pub fn compute(values: &[f64], levels: &[u32], voxel_volume: f64, shift: f64) ->
     let total: usize = counts.values().sum();
     let p: Vec<f64> = counts.values().map(|&c| c as f64 / total.max(1) as f64).collect();
 
-    let std = m2.sqrt();
-    let median = if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        let h = sorted.len() / 2;
-        (sorted[h - 1] + sorted[h]) / 2.0
+    let mad = sum(values.iter().map(|&x| (x - mean).abs())) / n;
+    let stats = FirstOrderStats {
+        sorted,
+        n,
+        mean,
+        m2,
+        m3,
+        m4,
+        energy,
+        mad,
+        rmad,
+        p,
+        voxel_volume,
     };
-    let min = sorted[0];
-    let max = sorted[sorted.len() - 1];
-
-    let mut out = FeatureValues::new();
-    out.push("10Percentile", p10);
-    out.push("90Percentile", p90);
-    out.push("Energy", energy);
-    out.push(
-        "Entropy",
-        -p.iter().map(|&pi| pi * (pi + super::texture::EPS).log2()).sum::<f64>(),
-    );
-    out.push(
-        "InterquartileRange",
-        percentile_sorted(&sorted, 75.0) - percentile_sorted(&sorted, 25.0),
-    );
-    out.push("Kurtosis", if m2 == 0.0 { 0.0 } else { m4 / (m2 * m2) });
-    out.push("Maximum", max);
-    out.push("Mean", mean);
-    out.push(
-        "MeanAbsoluteDeviation",
-        sum(values.iter().map(|&x| (x - mean).abs())) / n,
-    );
-    out.push("Median", median);
-    out.push("Minimum", min);
-    out.push("Range", max - min);
-    out.push("RobustMeanAbsoluteDeviation", rmad);
-    out.push("RootMeanSquared", if n == 0.0 { 0.0 } else { (energy / n).sqrt() });
-    out.push("Skewness", if m2 == 0.0 { 0.0 } else { m3 / m2.powf(1.5) });
-    out.push("StandardDeviation", std);
-    out.push("TotalEnergy", voxel_volume * energy);
-    out.push("Uniformity", p.iter().map(|&pi| pi * pi).sum());
-    out.push("Variance", std * std);
-    out
+    FeatureValues::from_features(FEATURES, &stats)
 }
 
 #[cfg(test)]

@@ -37,35 +37,112 @@
 //! | SumSquares | `Σ (i − μ_x)² p(i,j)` |
 
 use super::texture::{DiscreteRoi, EPS, angle_weight, angles, nanmean};
-use super::{FeatureValues, TextureOptions};
+use super::{Feature, FeatureValues, TextureOptions};
 use crate::linalg::symmetric_eigenvalues;
 
-/// Feature names and deprecated flags.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("Autocorrelation", false),
-    ("ClusterProminence", false),
-    ("ClusterShade", false),
-    ("ClusterTendency", false),
-    ("Contrast", false),
-    ("Correlation", false),
-    ("DifferenceAverage", false),
-    ("DifferenceEntropy", false),
-    ("DifferenceVariance", false),
-    ("Id", false),
-    ("Idm", false),
-    ("Idmn", false),
-    ("Idn", false),
-    ("Imc1", false),
-    ("Imc2", false),
-    ("InverseVariance", false),
-    ("JointAverage", false),
-    ("JointEnergy", false),
-    ("JointEntropy", false),
-    ("MCC", false),
-    ("MaximumProbability", false),
-    ("SumAverage", false),
-    ("SumEntropy", false),
-    ("SumSquares", false),
+/// What the features of one angle's normalised matrix `p(i,j)` are computed from: its sums over `(i, j)`, its
+/// marginal entropies, and the distributions `p_{x+y}(k)` and `p_{x−y}(k)`.
+pub struct GlcmAngle {
+    /// `N_g`.
+    ng: f64,
+    /// `μ_x` (the joint average).
+    ux: f64,
+    /// `Σ p i j`.
+    autocorrelation: f64,
+    /// `Σ p (i + j − μ_x − μ_y)^k` for k = 4, 3, 2.
+    prominence: f64,
+    shade: f64,
+    tendency: f64,
+    /// `Σ p (i − j)²`.
+    contrast: f64,
+    /// `Σ p (i − μ_x)(j − μ_y)`, `σ_x²`, `σ_y²`.
+    covariance: f64,
+    sigx2: f64,
+    sigy2: f64,
+    /// `Σ p²`.
+    energy: f64,
+    /// `HXY`, `HXY1`, `HXY2`, `HX`, `HY`.
+    hxy: f64,
+    hxy1: f64,
+    hxy2: f64,
+    hx: f64,
+    hy: f64,
+    /// `max p`.
+    max_p: f64,
+    /// `Σ p (i − μ_x)²`.
+    sum_squares: f64,
+    /// `p_{x+y}(k)` for k = 2 … 2 N_g.
+    sum_k: Vec<f64>,
+    /// `p_{x−y}(k)` for k = 0 … N_g − 1.
+    diff_k: Vec<f64>,
+    /// The maximal correlation coefficient ([`mcc`]).
+    mcc: f64,
+}
+
+impl GlcmAngle {
+    /// `Σ_k p_{x−y}(k) w(k)`.
+    fn over_diff(&self, w: impl Fn(f64) -> f64) -> f64 {
+        self.diff_k.iter().enumerate().map(|(k, &v)| v * w(k as f64)).sum()
+    }
+    fn difference_average(&self) -> f64 {
+        self.over_diff(|k| k)
+    }
+}
+
+/// The class: each feature with its name, deprecated flag and formula (see the table above), for one angle.
+pub const FEATURES: &[Feature<GlcmAngle>] = &[
+    Feature::new("Autocorrelation", |a| a.autocorrelation),
+    Feature::new("ClusterProminence", |a| a.prominence),
+    Feature::new("ClusterShade", |a| a.shade),
+    Feature::new("ClusterTendency", |a| a.tendency),
+    Feature::new("Contrast", |a| a.contrast),
+    Feature::new("Correlation", |a| {
+        let sigxy = a.sigx2.sqrt() * a.sigy2.sqrt();
+        if sigxy == 0.0 {
+            1.0
+        } else {
+            a.covariance / (sigxy + EPS)
+        }
+    }),
+    Feature::new("DifferenceAverage", |a| a.difference_average()),
+    Feature::new("DifferenceEntropy", |a| entropy(&a.diff_k)),
+    Feature::new("DifferenceVariance", |a| {
+        let da = a.difference_average();
+        a.over_diff(|k| (k - da).powi(2))
+    }),
+    Feature::new("Id", |a| a.over_diff(|k| 1.0 / (1.0 + k))),
+    Feature::new("Idm", |a| a.over_diff(|k| 1.0 / (1.0 + k * k))),
+    Feature::new("Idmn", |a| a.over_diff(|k| 1.0 / (1.0 + k * k / (a.ng * a.ng)))),
+    Feature::new("Idn", |a| a.over_diff(|k| 1.0 / (1.0 + k / a.ng))),
+    Feature::new("Imc1", |a| {
+        let div = a.hx.max(a.hy);
+        if div == 0.0 { 0.0 } else { (a.hxy - a.hxy1) / div }
+    }),
+    Feature::new("Imc2", |a| {
+        if a.hxy2 == a.hxy {
+            0.0
+        } else {
+            (1.0 - (-2.0 * (a.hxy2 - a.hxy)).exp()).sqrt()
+        }
+    }),
+    Feature::new("InverseVariance", |a| {
+        a.diff_k
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(k, &v)| v / (k as f64 * k as f64))
+            .sum()
+    }),
+    Feature::new("JointAverage", |a| a.ux),
+    Feature::new("JointEnergy", |a| a.energy),
+    Feature::new("JointEntropy", |a| a.hxy),
+    Feature::new("MCC", |a| a.mcc),
+    Feature::new("MaximumProbability", |a| a.max_p),
+    Feature::new("SumAverage", |a| {
+        a.sum_k.iter().enumerate().map(|(k, &v)| (k as f64 + 2.0) * v).sum()
+    }),
+    Feature::new("SumEntropy", |a| entropy(&a.sum_k)),
+    Feature::new("SumSquares", |a| a.sum_squares),
 ];
 
 /// The per-angle normalised co-occurrence matrices over the gray levels present.
@@ -183,56 +260,41 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
                 diff_k[(gi - gj).abs() as usize] += v;
             }
         }
-        let sum_k = &sum_k[2..];
-        let hx = entropy(&px);
-        let hy = entropy(&py);
-        let da: f64 = diff_k.iter().enumerate().map(|(k, &v)| k as f64 * v).sum();
-        let dv: f64 = diff_k
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| (k as f64 - da).powi(2) * v)
-            .sum();
-        let sigxy = sigx2.sqrt() * sigy2.sqrt();
-        let corr = if sigxy == 0.0 { 1.0 } else { corm / (sigxy + EPS) };
-        let div = hx.max(hy);
-        let imc1 = if div == 0.0 { 0.0 } else { (hxy - hxy1) / div };
-        let imc2 = if hxy2 == hxy {
-            0.0
-        } else {
-            (1.0 - (-2.0 * (hxy2 - hxy)).exp()).sqrt()
+        let angle = GlcmAngle {
+            ng: ngf,
+            ux,
+            autocorrelation: ac,
+            prominence: cp,
+            shade: cs,
+            tendency: ct,
+            contrast: cont,
+            covariance: corm,
+            sigx2,
+            sigy2,
+            energy: ene,
+            hxy,
+            hxy1,
+            hxy2,
+            hx: entropy(&px),
+            hy: entropy(&py),
+            max_p: maxp,
+            sum_squares: ss,
+            sum_k: sum_k[2..].to_vec(),
+            mcc: mcc(p, &px, &py, n),
+            diff_k,
         };
-        let kf = |k: usize| k as f64;
-        let idm: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k) * kf(k))).sum();
-        let idmn: f64 = diff_k
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| v / (1.0 + kf(k) * kf(k) / (ngf * ngf)))
-            .sum();
-        let id: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k))).sum();
-        let idn: f64 = diff_k.iter().enumerate().map(|(k, &v)| v / (1.0 + kf(k) / ngf)).sum();
-        let iv: f64 = diff_k
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(k, &v)| v / (kf(k) * kf(k)))
-            .sum();
-        let sa: f64 = sum_k.iter().enumerate().map(|(k, &v)| (k as f64 + 2.0) * v).sum();
-        let se = entropy(sum_k);
-        let de = entropy(&diff_k);
-        let mcc = mcc(p, &px, &py, n);
-        let vals = [
-            ac, cp, cs, ct, cont, corr, da, de, dv, id, idm, idmn, idn, imc1, imc2, iv, ux, ene, hxy, mcc, maxp, sa,
-            se, ss,
-        ];
+        let vals = FEATURES.iter().map(|f| (f.value)(&angle));
         for (slot, v) in per.iter_mut().zip(vals) {
             slot.push(v);
         }
     }
-    let values = FEATURES
+    // the mean over angles; MCC of a matrix with one gray level is 1, as PyRadiomics has it
+    let entries = FEATURES
         .iter()
         .zip(&per)
-        .map(|((name, _), vals)| if *name == "MCC" && n < 2 { 1.0 } else { nanmean(vals) });
-    FeatureValues::from_table(FEATURES, values)
+        .map(|(f, vals)| (f.name, if f.name == "MCC" && n < 2 { 1.0 } else { nanmean(vals) }))
+        .collect();
+    FeatureValues { entries }
 }
 
 /// Maximal correlation coefficient of one normalised matrix: the square root of the second largest eigenvalue

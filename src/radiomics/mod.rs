@@ -38,22 +38,10 @@ impl FeatureValues {
         FeatureValues::default()
     }
 
-    /// Append a value.
-    pub fn push(&mut self, name: &'static str, value: f64) {
-        self.entries.push((name, value));
-    }
-
     /// Every feature of `table` computed from `stats`, in the table's order: names and values cannot drift apart.
     pub fn from_features<S>(table: &[Feature<S>], stats: &S) -> Self {
         FeatureValues {
             entries: table.iter().map(|f| (f.name, (f.value)(stats))).collect(),
-        }
-    }
-
-    /// Pair a class's feature table (`FEATURES`: name, deprecated flag) with values in the same order.
-    pub fn from_table(table: &[(&'static str, bool)], values: impl IntoIterator<Item = f64>) -> Self {
-        FeatureValues {
-            entries: table.iter().map(|(name, _)| *name).zip(values).collect(),
         }
     }
 
@@ -146,14 +134,14 @@ pub fn class_features(class: &str) -> Vec<(&'static str, bool)> {
         t.iter().map(|f| (f.name, f.deprecated)).collect()
     }
     match class {
-        "firstorder" => firstorder::FEATURES.to_vec(),
-        "shape" => shape::FEATURES.to_vec(),
-        "shape2D" => shape2d::FEATURES.to_vec(),
-        "glcm" => glcm::FEATURES.to_vec(),
+        "firstorder" => names(firstorder::FEATURES),
+        "shape" => names(shape::FEATURES),
+        "shape2D" => names(shape2d::FEATURES),
+        "glcm" => names(glcm::FEATURES),
         "glrlm" => names(glrlm::FEATURES),
         "glszm" => names(glszm::FEATURES),
         "gldm" => names(gldm::FEATURES),
-        "ngtdm" => ngtdm::FEATURES.to_vec(),
+        "ngtdm" => names(ngtdm::FEATURES),
         _ => Vec::new(),
     }
 }

@@ -15,15 +15,45 @@
 //! | Strength | `Σᵢ Σⱼ (p_i + p_j)(i − j)² / Σ s_i` (0 when `Σ s_i = 0`) |
 
 use super::texture::{DiscreteRoi, angles};
-use super::{FeatureValues, TextureOptions};
+use super::{Feature, FeatureValues, TextureOptions};
 
-/// Feature names and deprecated flags.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("Busyness", false),
-    ("Coarseness", false),
-    ("Complexity", false),
-    ("Contrast", false),
-    ("Strength", false),
+/// The sums the features are formed from (`p_i`, `s_i` and `i` over the levels present).
+pub struct NgtdmSums {
+    /// `N_{v,p}`: voxels with at least one neighbour (here: every ROI voxel counted in the matrix).
+    nvp: f64,
+    /// `N_{g,p}`: gray levels with `p_i > 0`.
+    ngp: f64,
+    /// `Σ p_i s_i`.
+    sum_ps: f64,
+    /// `Σ s_i`.
+    sum_s: f64,
+    /// `Σᵢ Σⱼ p_i p_j (i − j)²`.
+    contrast: f64,
+    /// `Σᵢ Σⱼ |i p_i − j p_j|`.
+    absdiff: f64,
+    /// `Σᵢ Σⱼ |i − j| (p_i s_i + p_j s_j) / (p_i + p_j)`.
+    complexity: f64,
+    /// `Σᵢ Σⱼ (p_i + p_j)(i − j)²`.
+    strength: f64,
+}
+
+/// The class: each feature with its name, deprecated flag and formula (see the table above).
+pub const FEATURES: &[Feature<NgtdmSums>] = &[
+    Feature::new(
+        "Busyness",
+        |s| if s.absdiff != 0.0 { s.sum_ps / s.absdiff } else { 0.0 },
+    ),
+    Feature::new("Coarseness", |s| if s.sum_ps != 0.0 { 1.0 / s.sum_ps } else { 1e6 }),
+    Feature::new("Complexity", |s| s.complexity / s.nvp),
+    Feature::new("Contrast", |s| {
+        let div = s.ngp * (s.ngp - 1.0);
+        if div != 0.0 {
+            s.contrast * s.sum_s / s.nvp / div
+        } else {
+            0.0
+        }
+    }),
+    Feature::new("Strength", |s| if s.sum_s != 0.0 { s.strength / s.sum_s } else { 0.0 }),
 ];
 
 /// Per gray level present: `(level, n_i, s_i)`.
@@ -70,12 +100,11 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
     let sum_s: f64 = s.iter().sum();
     let n = p.len();
 
-    let coarseness = if sum_ps != 0.0 { 1.0 / sum_ps } else { 1e6 };
-    let (mut c_num, mut absdiff, mut complexity, mut strength) = (0.0, 0.0, 0.0, 0.0);
+    let (mut contrast, mut absdiff, mut complexity, mut strength) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..n {
         for j in 0..n {
             let d = iv[i] - iv[j];
-            c_num += p[i] * p[j] * d * d;
+            contrast += p[i] * p[j] * d * d;
             absdiff += (iv[i] * p[i] - iv[j] * p[j]).abs();
             let div = p[i] + p[j];
             let div = if div == 0.0 { 1.0 } else { div };
@@ -83,16 +112,15 @@ pub fn compute(roi: &DiscreteRoi, opts: &TextureOptions) -> FeatureValues {
             strength += (p[i] + p[j]) * d * d;
         }
     }
-    let div = ngp * (ngp - 1.0);
-    let contrast = if div != 0.0 { c_num * sum_s / nvp / div } else { 0.0 };
-    let busyness = if absdiff != 0.0 { sum_ps / absdiff } else { 0.0 };
-    let complexity = complexity / nvp;
-    let strength = if sum_s != 0.0 { strength / sum_s } else { 0.0 };
-    let mut out = FeatureValues::new();
-    out.push("Busyness", busyness);
-    out.push("Coarseness", coarseness);
-    out.push("Complexity", complexity);
-    out.push("Contrast", contrast);
-    out.push("Strength", strength);
-    out
+    let sums = NgtdmSums {
+        nvp,
+        ngp,
+        sum_ps,
+        sum_s,
+        contrast,
+        absdiff,
+        complexity,
+        strength,
+    };
+    FeatureValues::from_features(FEATURES, &sums)
 }

@@ -22,30 +22,65 @@
 //! | Elongation | `√(λ₂/λ₁)` |
 //! | Flatness | `√(λ₃/λ₁)` |
 
-use super::FeatureValues;
 use super::diameter::{hull_candidates, max_squared_distance};
 use super::mc_table::{CORNERS, EDGE_MIDPOINTS, TRIANGLES};
+use super::{Feature, FeatureValues};
 use crate::linalg::symmetric_eigenvalues;
 
-/// Feature names and deprecated flags.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("Compactness1", true),
-    ("Compactness2", true),
-    ("Elongation", false),
-    ("Flatness", false),
-    ("LeastAxisLength", false),
-    ("MajorAxisLength", false),
-    ("Maximum2DDiameterColumn", false),
-    ("Maximum2DDiameterRow", false),
-    ("Maximum2DDiameterSlice", false),
-    ("Maximum3DDiameter", false),
-    ("MeshVolume", false),
-    ("MinorAxisLength", false),
-    ("SphericalDisproportion", true),
-    ("Sphericity", false),
-    ("SurfaceArea", false),
-    ("SurfaceVolumeRatio", false),
-    ("VoxelVolume", false),
+/// What the features are computed from: the mesh, the eigenvalues of the voxel coordinates' covariance, the
+/// voxel count.
+pub struct ShapeStats {
+    /// Mesh surface area `A` and volume `V`.
+    area: f64,
+    volume: f64,
+    /// Eigenvalues `λ_least ≤ λ_minor ≤ λ_major`.
+    l3: f64,
+    l2: f64,
+    l1: f64,
+    /// Maximum diameters of the mesh.
+    diameter_column: f64,
+    diameter_row: f64,
+    diameter_slice: f64,
+    diameter_3d: f64,
+    /// `N_v × voxel volume`.
+    voxel_volume: f64,
+}
+
+/// An axis length: `4 √λ` (NaN for a negative eigenvalue of a degenerate ROI).
+fn axis(l: f64) -> f64 {
+    if l < 0.0 { f64::NAN } else { l.sqrt() * 4.0 }
+}
+
+/// `√(a / b)`, NaN where PyRadiomics gives NaN.
+fn ratio(a: f64, b: f64) -> f64 {
+    if a < 0.0 || b <= 0.0 { f64::NAN } else { (a / b).sqrt() }
+}
+
+const PI: f64 = std::f64::consts::PI;
+
+/// The class: each feature with its name, deprecated flag and formula (see the table above).
+pub const FEATURES: &[Feature<ShapeStats>] = &[
+    Feature::deprecated("Compactness1", |s| s.volume / (PI * s.area * s.area * s.area).sqrt()),
+    Feature::deprecated("Compactness2", |s| {
+        36.0 * PI * s.volume * s.volume / (s.area * s.area * s.area)
+    }),
+    Feature::new("Elongation", |s| ratio(s.l2, s.l1)),
+    Feature::new("Flatness", |s| ratio(s.l3, s.l1)),
+    Feature::new("LeastAxisLength", |s| axis(s.l3)),
+    Feature::new("MajorAxisLength", |s| axis(s.l1)),
+    Feature::new("Maximum2DDiameterColumn", |s| s.diameter_column),
+    Feature::new("Maximum2DDiameterRow", |s| s.diameter_row),
+    Feature::new("Maximum2DDiameterSlice", |s| s.diameter_slice),
+    Feature::new("Maximum3DDiameter", |s| s.diameter_3d),
+    Feature::new("MeshVolume", |s| s.volume),
+    Feature::new("MinorAxisLength", |s| axis(s.l2)),
+    Feature::deprecated("SphericalDisproportion", |s| {
+        s.area / (36.0 * PI * s.volume * s.volume).cbrt()
+    }),
+    Feature::new("Sphericity", |s| (36.0 * PI * s.volume * s.volume).cbrt() / s.area),
+    Feature::new("SurfaceArea", |s| s.area),
+    Feature::new("SurfaceVolumeRatio", |s| s.area / s.volume),
+    Feature::new("VoxelVolume", |s| s.voxel_volume),
 ];
 
 /// A binary mask in numpy order: `at(z, y, x)`.
@@ -244,30 +279,17 @@ pub fn compute(size: [usize; 3], spacing: [f64; 3], inside: impl Fn(usize) -> bo
     }
     let nv = coords.len() as f64;
     let ev = coordinate_eigenvalues(&coords);
-    let (l3, l2, l1) = (ev[0], ev[1], ev[2]);
-    let axis = |l: f64| if l < 0.0 { f64::NAN } else { l.sqrt() * 4.0 };
-    let ratio = |a: f64, b: f64| {
-        if a < 0.0 || b <= 0.0 { f64::NAN } else { (a / b).sqrt() }
+    let stats = ShapeStats {
+        area: m.area,
+        volume: m.volume,
+        l3: ev[0],
+        l2: ev[1],
+        l1: ev[2],
+        diameter_column: m.diameter_column,
+        diameter_row: m.diameter_row,
+        diameter_slice: m.diameter_slice,
+        diameter_3d: m.diameter_3d,
+        voxel_volume: nv * spacing[0] * spacing[1] * spacing[2],
     };
-    let (a, v) = (m.area, m.volume);
-    let pi = std::f64::consts::PI;
-    let mut out = FeatureValues::new();
-    out.push("Compactness1", v / (pi * a * a * a).sqrt());
-    out.push("Compactness2", 36.0 * pi * v * v / (a * a * a));
-    out.push("Elongation", ratio(l2, l1));
-    out.push("Flatness", ratio(l3, l1));
-    out.push("LeastAxisLength", axis(l3));
-    out.push("MajorAxisLength", axis(l1));
-    out.push("Maximum2DDiameterColumn", m.diameter_column);
-    out.push("Maximum2DDiameterRow", m.diameter_row);
-    out.push("Maximum2DDiameterSlice", m.diameter_slice);
-    out.push("Maximum3DDiameter", m.diameter_3d);
-    out.push("MeshVolume", v);
-    out.push("MinorAxisLength", axis(l2));
-    out.push("SphericalDisproportion", a / (36.0 * pi * v * v).cbrt());
-    out.push("Sphericity", (36.0 * pi * v * v).cbrt() / a);
-    out.push("SurfaceArea", a);
-    out.push("SurfaceVolumeRatio", a / v);
-    out.push("VoxelVolume", nv * spacing[0] * spacing[1] * spacing[2]);
-    out
+    FeatureValues::from_features(FEATURES, &stats)
 }

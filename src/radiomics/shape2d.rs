@@ -21,22 +21,50 @@
 //! When the ROI spans several slices we use the slice with the largest ROI area along the chosen axis
 //! (lowest index on ties), and say so in the diagnostics; PyRadiomics refuses that case.
 
-use super::FeatureValues;
 use super::diameter::{hull_candidates, max_squared_distance};
 use super::shape::coordinate_eigenvalues;
+use super::{Feature, FeatureValues};
 
-/// Feature names and deprecated flags.
-pub const FEATURES: &[(&str, bool)] = &[
-    ("Elongation", false),
-    ("MajorAxisLength", false),
-    ("MaximumDiameter", false),
-    ("MeshSurface", false),
-    ("MinorAxisLength", false),
-    ("Perimeter", false),
-    ("PerimeterSurfaceRatio", false),
-    ("PixelSurface", false),
-    ("SphericalDisproportion", true),
-    ("Sphericity", false),
+/// What the features are computed from: the contour's area and perimeter, its maximum diameter, the
+/// eigenvalues of the pixel coordinates' covariance, the pixel count.
+pub struct Shape2dStats {
+    /// Mesh surface `A` and perimeter `P`.
+    area: f64,
+    perimeter: f64,
+    diameter: f64,
+    /// Eigenvalues `λ_minor ≤ λ_major`.
+    l2: f64,
+    l1: f64,
+    /// `N_p × pixel area`.
+    pixel_surface: f64,
+}
+
+const PI: f64 = std::f64::consts::PI;
+
+/// The class: each feature with its name, deprecated flag and formula (see the table above).
+pub const FEATURES: &[Feature<Shape2dStats>] = &[
+    Feature::new("Elongation", |s| {
+        if s.l2 < 0.0 || s.l1 <= 0.0 {
+            f64::NAN
+        } else {
+            (s.l2 / s.l1).sqrt()
+        }
+    }),
+    Feature::new(
+        "MajorAxisLength",
+        |s| if s.l1 < 0.0 { f64::NAN } else { 4.0 * s.l1.sqrt() },
+    ),
+    Feature::new("MaximumDiameter", |s| s.diameter),
+    Feature::new("MeshSurface", |s| s.area),
+    Feature::new(
+        "MinorAxisLength",
+        |s| if s.l2 < 0.0 { f64::NAN } else { 4.0 * s.l2.sqrt() },
+    ),
+    Feature::new("Perimeter", |s| s.perimeter),
+    Feature::new("PerimeterSurfaceRatio", |s| s.perimeter / s.area),
+    Feature::new("PixelSurface", |s| s.pixel_surface),
+    Feature::deprecated("SphericalDisproportion", |s| s.perimeter / (2.0 * (PI * s.area).sqrt())),
+    Feature::new("Sphericity", |s| 2.0 * (PI * s.area).sqrt() / s.perimeter),
 ];
 
 /// Square corners `(row, col)`: q0 (0,0), q1 (0,1), q2 (1,1), q3 (1,0); edge midpoints m0 q0–q1, m1 q1–q2,
@@ -122,28 +150,15 @@ pub fn compute(rows: usize, cols: usize, spacing: [f64; 2], inside: impl Fn(usiz
     }
     let diameter = max_squared_distance(&hull_candidates(&pts), [spacing[0] / 2.0, spacing[1] / 2.0]).sqrt();
     let ev = coordinate_eigenvalues(&coords);
-    let (l2, l1) = (ev[0], ev[1]);
-    let np = coords.len() as f64;
-    let pi = std::f64::consts::PI;
-    let mut out = FeatureValues::new();
-    out.push(
-        "Elongation",
-        if l2 < 0.0 || l1 <= 0.0 {
-            f64::NAN
-        } else {
-            (l2 / l1).sqrt()
-        },
-    );
-    out.push("MajorAxisLength", if l1 < 0.0 { f64::NAN } else { 4.0 * l1.sqrt() });
-    out.push("MaximumDiameter", diameter);
-    out.push("MeshSurface", area);
-    out.push("MinorAxisLength", if l2 < 0.0 { f64::NAN } else { 4.0 * l2.sqrt() });
-    out.push("Perimeter", perimeter);
-    out.push("PerimeterSurfaceRatio", perimeter / area);
-    out.push("PixelSurface", np * spacing[0] * spacing[1]);
-    out.push("SphericalDisproportion", perimeter / (2.0 * (pi * area).sqrt()));
-    out.push("Sphericity", 2.0 * (pi * area).sqrt() / perimeter);
-    out
+    let stats = Shape2dStats {
+        area,
+        perimeter,
+        diameter,
+        l2: ev[0],
+        l1: ev[1],
+        pixel_surface: coords.len() as f64 * spacing[0] * spacing[1],
+    };
+    FeatureValues::from_features(FEATURES, &stats)
 }
 
 #[cfg(test)]
