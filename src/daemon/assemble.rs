@@ -716,11 +716,13 @@ impl SeriesAssembler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ingest::header::SliceHeader;
 
-    fn image(series: &str, dir: &str, phase: usize, k: usize, images_in_acq: Option<i64>) -> InstanceHeader {
+    /// One classic MR image of `series` in `/export/{dir}/` (study `1.2.3`, frame of reference `9.9`): phase
+    /// `phase`, slice `k`; with `images_in_acq`, the series says how many it has (two phases of that many).
+    pub(crate) fn image(series: &str, dir: &str, phase: usize, k: usize, images_in_acq: Option<i64>) -> InstanceHeader {
         InstanceHeader {
             kind: crate::ingest::InstanceKind::MrImage,
             study_uid: "1.2.3".into(),

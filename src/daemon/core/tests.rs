@@ -17,11 +17,11 @@ use crate::daemon::assemble::RevisionOf;
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::intake::{Classified, Intake};
 use crate::daemon::store::MemoryStore;
-use crate::ingest::header::{InstanceHeader, SliceHeader};
 use crate::model::NomogramResult;
 use crate::roi::RoiReferences;
 
-const STUDY: &str = "1.2.826.0.1.3680043.9.1";
+/// The study of `assemble::tests::image`.
+const STUDY: &str = "1.2.3";
 const SERIES: &str = "1.2.826.0.1.3680043.9.1.5";
 const SECRET: &[u8] = b"site secret";
 
@@ -121,49 +121,40 @@ fn images(at: Instant) -> Vec<Intake> {
     let mut out = Vec::new();
     for phase in 0..2 {
         for k in 0..3 {
-            let file = format!("/export/exam/dce/IM{phase}{k}.dcm");
-            let h = InstanceHeader {
-                kind: crate::ingest::InstanceKind::MrImage,
-                study_uid: STUDY.into(),
-                series_uid: SERIES.into(),
-                frame_of_reference_uid: Some("1.2.826.0.1.3680043.9.1.9".into()),
-                modality: "MR".into(),
-                series_description: "Ax VIBRANT dyn".into(),
-                series_number: Some(5),
-                image_type: vec!["ORIGINAL".into(), "PRIMARY".into()],
-                number_of_temporal_positions: Some(2),
-                images_in_acquisition: Some(3),
-                accession_number: None,
-                patient_name: None,
-                slices: vec![SliceHeader {
-                    file: PathBuf::from(&file),
-                    frame: 0,
-                    sop_instance_uid: format!("{SERIES}.{phase}.{k}"),
-                    position: [0.0, 0.0, k as f64],
-                    orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-                    pixel_spacing: [1.0, 1.0],
-                    rows: 4,
-                    columns: 4,
-                    instance_number: Some((phase * 10 + k) as i64),
-                    temporal_position_identifier: Some(phase as i64 + 1),
-                    temporal_position_index: None,
-                    acquisition_number: None,
-                    trigger_time: None,
-                    acquisition_time: None,
-                    content_time: None,
-                }],
-            };
-            out.push(intake(&file, Classified::Image(Box::new(h)), at));
+            let h = crate::daemon::assemble::tests::image(SERIES, "exam/dce", phase, k, Some(3));
+            let file = h.slices[0].file.clone();
+            out.push(intake(&file.to_string_lossy(), Classified::Image(Box::new(h)), at));
         }
     }
     out
+}
+
+/// The series' images and its first outline, `seg1`, stable at `t`.
+fn exam(t: Instant) -> Vec<Intake> {
+    let mut files = images(t);
+    files.push(seg("seg1", "20261201101500", t));
+    files
+}
+
+/// The series and its first outline, `seg1`, arrived at `t0`; the series handed out to be computed.
+fn computing(c: &mut Core<MemoryStore>, t0: Instant) -> Box<ReadySeries> {
+    c.on(Happened::Classified(exam(t0)));
+    c.tick(t0 + Duration::from_secs(2));
+    the_compute(work(c))
+}
+
+/// The same files walked again (a restart, a re-export) at `t`: nothing to compute.
+fn nothing_to_do_for_the_same_files(c: &mut Core<MemoryStore>, t: Instant) {
+    c.on(Happened::Classified(exam(t)));
+    c.tick(t + Duration::from_secs(10));
+    assert!(work(c).is_empty(), "the same files again: nothing to compute");
 }
 
 /// A SEG of the series, `/export/exam/<name>.dcm`, drawn at `drawn_at` (`YYYYMMDDHHMMSS`).
 fn seg(name: &str, drawn_at: &str, at: Instant) -> Intake {
     let refs = RoiReferences {
         study_uid: Some(STUDY.into()),
-        frame_of_reference_uid: Some("1.2.826.0.1.3680043.9.1.9".into()),
+        frame_of_reference_uid: Some("9.9".into()),
         series_uids: vec![SERIES.into()],
         instance_uids: Vec::new(),
         sop_instance_uid: Some(format!("1.2.826.0.1.3680043.9.2.{name}")),
@@ -262,10 +253,7 @@ fn a_series_waits_for_a_late_roi_then_is_computed_with_it() {
     assert!((p("if_ln_negative") - 0.562_176_500_885_798_7).abs() < 1e-12);
     assert!((p("if_ln_positive") - 0.904_650_535_100_890_6).abs() < 1e-12);
     // the same files seen again (a second walk, a re-export): nothing more to compute
-    c.on(Happened::Classified(images(t1)));
-    c.on(Happened::Classified(vec![seg("seg1", "20261201101500", t1)]));
-    c.tick(t1 + Duration::from_secs(10));
-    assert!(work(&mut c).is_empty());
+    nothing_to_do_for_the_same_files(&mut c, t1);
     assert_eq!(results(&c).len(), 1);
 }
 
@@ -273,11 +261,7 @@ fn a_series_waits_for_a_late_roi_then_is_computed_with_it() {
 fn a_newer_roi_that_arrives_during_the_compute_is_applied_after_the_answer() {
     let t0 = Instant::now();
     let mut c = core(MemoryStore::default());
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(2));
-    let first = the_compute(work(&mut c));
+    let first = computing(&mut c, t0);
     // while it is computed, the radiologist exports a corrected outline
     c.on(Happened::Classified(vec![seg("seg2", "20261201104500", t0)]));
     c.tick(t0 + Duration::from_secs(3));
@@ -326,11 +310,7 @@ fn an_ln_read_before_the_images_is_kept_and_used_by_the_answer() {
     c.on(ln_read(LnRead::Positive));
     assert!(event_names(c.store()).contains(&"ln_read_pending".to_string()));
     assert_eq!(c.store().pending.len(), 1, "kept durably");
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(2));
-    let ready = the_compute(work(&mut c));
+    let ready = computing(&mut c, t0);
     c.on(computed(ready));
     let r = results(&c);
     assert_eq!(r.len(), 1, "one result, not a result and an update");
@@ -354,21 +334,13 @@ fn a_restart_keeps_the_ln_read_recomputes_what_was_in_flight_and_refuses_what_wa
     let t0 = Instant::now();
     let mut c = core(MemoryStore::default());
     c.on(ln_read(LnRead::Positive));
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(std::mem::take(&mut files)));
-    c.tick(t0 + Duration::from_secs(2));
-    let _lost = the_compute(work(&mut c));
+    let _lost = computing(&mut c, t0);
     // the power goes while the series is computed: only the store is left
     let store = c.into_store();
     assert!(store.results.is_empty());
 
     let mut c = core(store);
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(2));
-    let ready = the_compute(work(&mut c));
+    let ready = computing(&mut c, t0);
     c.on(computed(ready));
     let r = results(&c);
     assert_eq!(r.len(), 1);
@@ -377,14 +349,7 @@ fn a_restart_keeps_the_ln_read_recomputes_what_was_in_flight_and_refuses_what_wa
     // a second restart: the read has been used (dropped from the store), the answered series is refused
     let mut c = core(c.into_store());
     assert!(c.store().pending.is_empty(), "an applied read is not kept for ever");
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(10));
-    assert!(
-        work(&mut c).is_empty(),
-        "a series answered before the restart is not computed again"
-    );
+    nothing_to_do_for_the_same_files(&mut c, t0);
     assert_eq!(results(&c).len(), 1);
 }
 
@@ -393,11 +358,7 @@ fn a_full_spool_holds_the_result_with_one_alarm_and_stops_new_computes_until_the
     let t0 = Instant::now();
     let mut c = core(MemoryStore::default());
     c.store_mut().full = true;
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(2));
-    let ready = the_compute(work(&mut c));
+    let ready = computing(&mut c, t0);
     c.on(computed(ready));
     c.tick(t0 + Duration::from_secs(3));
     c.tick(t0 + Duration::from_secs(4));
@@ -437,22 +398,14 @@ fn bad_input_is_reported_and_ordered_to_quarantine_by_reference_not_by_name() {
 fn an_answer_past_the_retention_stays_refused_but_takes_no_ln_update() {
     let t0 = Instant::now();
     let mut c = core(MemoryStore::default());
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(2));
-    let ready = the_compute(work(&mut c));
+    let ready = computing(&mut c, t0);
     c.on(computed(ready));
     // a year and a day later (ledger_keep_days = 365 by default)
     let mut store = c.into_store();
     let compaction = store.ledger.compact(365, today() + 366).unwrap();
     assert_eq!(compaction.retired, 1);
     let mut c = core(store);
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(10));
-    assert!(work(&mut c).is_empty(), "still refused as a duplicate");
+    nothing_to_do_for_the_same_files(&mut c, t0);
     c.on(ln_read(LnRead::Negative));
     assert_eq!(results(&c).len(), 1, "no update of a retired answer");
     assert_eq!(
@@ -469,11 +422,7 @@ fn an_answer_past_the_retention_stays_refused_but_takes_no_ln_update() {
 fn acquisition_and_feature_flags_are_two_events_and_the_result_carries_both() {
     let t0 = Instant::now();
     let mut c = core(MemoryStore::default());
-    let mut files = images(t0);
-    files.push(seg("seg1", "20261201101500", t0));
-    c.on(Happened::Classified(files));
-    c.tick(t0 + Duration::from_secs(2));
-    let ready = the_compute(work(&mut c));
+    let ready = computing(&mut c, t0);
     let signatures = BTreeMap::from([("deep_signature".to_string(), 0.5)]);
     let flags = vec![
         OodFlag::feature("original_firstorder_Energy", 9.0, 1.0, 2.0),
