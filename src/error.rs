@@ -288,6 +288,12 @@ impl Error {
         "compute",
     ];
 
+    /// Whether the fault is alnrisk's own (a panic, the GPU or its backend, the model, the runtime, the state
+    /// folder), not the input's: the daemon tries such a series again and never quarantines its files.
+    pub fn is_own_fault(&self) -> bool {
+        self.reason_code() == "compute"
+    }
+
     /// A short machine-readable reason: the `reason` label of `alnrisk_quarantined_total` and of a quarantine
     /// note. Bad input has its own codes; everything else (a setting, the model, the machine) is `compute`.
     pub fn reason_code(&self) -> &'static str {

@@ -66,11 +66,14 @@ pub enum EventKind {
     SpoolStale,
     /// The state disk is below `state.min_free_mb` (alarm).
     DiskLow,
+    /// Computing a series failed by alnrisk's own fault (a panic, the GPU, the model), not the input's: it is
+    /// tried again and its files stay where they are (alarm).
+    ComputeFault,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::Quarantined,
         EventKind::QuarantinePurged,
         EventKind::IgnoredFile,
@@ -92,6 +95,7 @@ impl EventKind {
         EventKind::SpoolFull,
         EventKind::SpoolStale,
         EventKind::DiskLow,
+        EventKind::ComputeFault,
     ];
 
     /// How bad it is. An alarm needs someone at the box; an error lost a piece of work; a warning is bad input
@@ -99,7 +103,7 @@ impl EventKind {
     pub fn severity(self) -> Severity {
         use EventKind::*;
         match self {
-            SpoolFull | SpoolStale | DiskLow => Severity::Alarm,
+            SpoolFull | SpoolStale | DiskLow | ComputeFault => Severity::Alarm,
             SeriesFailed | RevisionFailed | LnUpdateFailed | SpoolEntryCorrupt => Severity::Error,
             Quarantined
             | IgnoredFile
@@ -145,6 +149,7 @@ impl EventKind {
             SpoolFull => "spool_full",
             SpoolStale => "spool_stale",
             DiskLow => "disk_low",
+            ComputeFault => "compute_fault",
         }
     }
 }
@@ -160,7 +165,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_serialises_as_its_name_and_the_alarms_are_the_three_that_need_someone() {
+    fn every_kind_serialises_as_its_name_and_the_alarms_are_the_four_that_need_someone() {
         for k in EventKind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.name()));
             let back: EventKind = serde_json::from_value(serde_json::json!(k.name())).unwrap();
@@ -171,7 +176,7 @@ mod tests {
             .filter(|k| k.is_alarm())
             .map(|k| k.name())
             .collect();
-        assert_eq!(alarms, ["spool_full", "spool_stale", "disk_low"]);
+        assert_eq!(alarms, ["spool_full", "spool_stale", "disk_low", "compute_fault"]);
         let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
         names.sort();
         names.dedup();

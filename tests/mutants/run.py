@@ -59,6 +59,13 @@ MUTANTS = {
         "if records.is_empty() && self.store.ledger().study_retired(&key, &sha) && false {",
         "an_answer_past_the_retention_stays_refused_but_takes_no_ln_update",
     ),
+    # a fault of ours (a panic) sends the examination to quarantine as bad input would
+    "own_fault_quarantined": (
+        CORE,
+        "Err(e) if e.is_own_fault() => self.own_fault(ready, &e, &study_key, &series_key, tried),",
+        "Err(e) if e.is_own_fault() && false => self.own_fault(ready, &e, &study_key, &series_key, tried),",
+        "a_fault_of_ours_is_retried_with_an_alarm_and_never_moves_the_examination",
+    ),
 }
 
 

@@ -53,6 +53,10 @@ pub const REMEMBERED_IDENTIFIERS: usize = 256;
 /// Series computed or waiting to be computed at once (the bounded ready queue).
 pub const READY_QUEUE: usize = 16;
 
+/// Tries of a series that fails by alnrisk's own fault ([`Error::is_own_fault`]) before it is reported failed
+/// (its files stay in the export folder; a restart tries again).
+pub const OWN_FAULT_TRIES: u32 = 3;
+
 /// What the core needs of the model: the bundle it serves, and the nomogram evaluated again from an answer's
 /// signatures (an LN read that arrives later). [`Predictor`] is the real one; the unit tests use a formula.
 pub trait Rescore: Send + Sync {
@@ -171,6 +175,11 @@ pub struct Core<S: Store> {
     store: S,
     assembler: SeriesAssembler,
     ready: heapless::Deque<Box<ReadySeries>, READY_QUEUE>,
+    /// Series to try again after a fault of ours (at most `state.workers`: each was in flight), with the tries
+    /// so far.
+    retry: VecDeque<(Box<ReadySeries>, u32)>,
+    /// Tries so far of the series in flight that are being tried again.
+    tries: BoundedMap<SeriesKey, u32>,
     revisions: Revisions,
     in_flight: usize,
     ln_reads: BoundedMap<StudyKey, LnRead>,
@@ -220,6 +229,8 @@ impl<S: Store> Core<S> {
             metrics,
             store,
             ready: heapless::Deque::new(),
+            retry: VecDeque::new(),
+            tries: BoundedMap::new(READY_QUEUE),
             revisions: Revisions::default(),
             in_flight: 0,
             ln_reads: BoundedMap::new(REMEMBERED_LN_READS),
@@ -314,7 +325,13 @@ impl<S: Store> Core<S> {
             return Some(Work::Recollect(Box::new(req)));
         }
         if self.in_flight < self.cfg.state.workers && self.held.is_empty() {
-            let next = self.ready.pop_front().or_else(|| self.revisions.pop_recollected());
+            let retried = self.retry.pop_front().map(|(r, tries)| {
+                self.tries.insert(SeriesKey::of(&self.secret, &r.series_uid), tries);
+                r
+            });
+            let next = retried
+                .or_else(|| self.ready.pop_front())
+                .or_else(|| self.revisions.pop_recollected());
             if let Some(r) = next {
                 self.in_flight += 1;
                 self.update_gauges();
@@ -751,6 +768,7 @@ impl<S: Store> Core<S> {
         if ready.revision.is_some() {
             self.revisions.finished(&series_key);
         }
+        let tried = self.tries.remove(&series_key).unwrap_or(0);
         let roi_key = RoiKey::of(&self.secret, &ready.roi_id);
         let sha = self.sha();
         match c.outcome {
@@ -838,6 +856,7 @@ impl<S: Store> Core<S> {
                 };
                 self.commit(msg, record, Some(ready.last_arrival));
             }
+            Err(e) if e.is_own_fault() => self.own_fault(ready, &e, &study_key, &series_key, tried),
             Err(e) if ready.revision.is_some() => {
                 // The series' answer stands; only the revised ROI is set aside.
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
@@ -860,6 +879,46 @@ impl<S: Store> Core<S> {
                     .collect();
                 self.quarantine(files, &e, Some((&series_key, &study_key)));
             }
+        }
+    }
+
+    /// A series failed by our fault (a panic, the GPU, the model): an alarm, and it is tried again, up to
+    /// [`OWN_FAULT_TRIES`] times; then it is reported failed. Its files are never moved: they may be a
+    /// technologist's only export, and a restart tries again.
+    fn own_fault(
+        &mut self,
+        ready: Box<ReadySeries>,
+        e: &Error,
+        study_key: &StudyKey,
+        series_key: &SeriesKey,
+        tried: u32,
+    ) {
+        let tries = tried + 1;
+        if tries < OWN_FAULT_TRIES {
+            let detail = format!(
+                "series of {} file(s): try {tries} of {OWN_FAULT_TRIES} failed by alnrisk's own fault, not the \
+                 input's; trying again: {}",
+                ready.instances.len(),
+                e.neutral()
+            );
+            self.alarm(EventKind::ComputeFault, detail);
+            if ready.revision.is_some() {
+                // still in progress: no other revision of the series starts meanwhile
+                self.revisions.started(series_key);
+            }
+            self.retry.push_back((ready, tries));
+            return;
+        }
+        self.metrics.series_processed.with_label_values(&["failed"]).inc();
+        let detail = format!(
+            "series of {} file(s) could not be computed in {OWN_FAULT_TRIES} tries, by alnrisk's own fault: {}; its \
+             files stay in the export folder (a restart tries again)",
+            ready.instances.len(),
+            e.neutral()
+        );
+        self.event(EventKind::SeriesFailed, detail, Some(study_key.clone()));
+        if ready.revision.is_none() {
+            self.drop_awaiting(series_key, "its series could not be computed");
         }
     }
 

@@ -459,3 +459,37 @@ fn acquisition_and_feature_flags_are_two_events_and_the_result_carries_both() {
         ])
     );
 }
+
+#[test]
+fn a_fault_of_ours_is_retried_with_an_alarm_and_never_moves_the_examination() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    let mut ready = computing(&mut c, t0);
+    for try_ in 1..OWN_FAULT_TRIES {
+        c.on(Happened::Computed(Box::new(Computed {
+            ready,
+            outcome: Err(Error::panicked("compute", &"index out of bounds")),
+        })));
+        let alarms = event_names(c.store()).iter().filter(|e| *e == "compute_fault").count();
+        assert_eq!(alarms, try_ as usize, "one alarm per failed try");
+        ready = the_compute(work(&mut c));
+    }
+    // the last try fails too: reported, and nothing goes to quarantine
+    c.on(Happened::Computed(Box::new(Computed {
+        ready: ready.clone(),
+        outcome: Err(Error::Device("CUDA_ERROR_ILLEGAL_ADDRESS".into())),
+    })));
+    let after = work(&mut c);
+    assert!(after.is_empty(), "no quarantine order, no further try: {after:?}");
+    assert_eq!(event_names(c.store()).last().map(String::as_str), Some("series_failed"));
+    assert!(results(&c).is_empty());
+    // an input fault is quarantined at once, as before
+    c.on(Happened::Computed(Box::new(Computed {
+        ready,
+        outcome: Err(Error::invalid_roi(
+            Path::new("/export/exam/seg1.dcm"),
+            "the ROI is empty",
+        )),
+    })));
+    assert!(matches!(work(&mut c).as_slice(), [Work::Quarantine(_)]));
+}
