@@ -16,6 +16,8 @@ pub fn compute_series(
     ready: &ReadySeries,
     metrics: Option<&Metrics>,
 ) -> Result<(crate::model::Prediction, BTreeMap<String, f64>)> {
+    #[cfg(feature = "tools")]
+    injected_fault()?;
     let m = &predictor.bundle.manifest;
     let t0 = Instant::now();
     // The same path as `alnrisk predict` on a folder: assemble the series (or link the DCE set) by the scan's
@@ -55,4 +57,27 @@ pub fn compute_series(
         }
     }
     Ok((p, timing))
+}
+
+/// A test hook of the developer build (the appliance has none): `ALNRISK_FAULT_INJECTION=panic:N` makes the first
+/// N computes of the process panic, `device:N` fail with a device (CUDA-like) error — faults of ours, which the
+/// daemon must try again and never blame on the input.
+#[cfg(feature = "tools")]
+fn injected_fault() -> Result<()> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static DONE: AtomicU32 = AtomicU32::new(0);
+    let Ok(spec) = std::env::var("ALNRISK_FAULT_INJECTION") else {
+        return Ok(());
+    };
+    let (kind, n) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
+    if DONE.fetch_add(1, Ordering::SeqCst) >= n.parse::<u32>().unwrap_or(1) {
+        return Ok(());
+    }
+    match kind {
+        "panic" => panic!("injected fault (ALNRISK_FAULT_INJECTION)"),
+        "device" => Err(Error::Device(
+            "CUDA_ERROR_LAUNCH_FAILED (injected: ALNRISK_FAULT_INJECTION)".into(),
+        )),
+        _ => Ok(()),
+    }
 }

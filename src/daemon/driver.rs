@@ -10,7 +10,7 @@
 //! 3. every [`DISK_CHECK`] the state disk's free space, and every [`super::quarantine::SWEEP_EVERY`] the
 //!    quarantine survey, told to the core;
 //! 4. the core's [`Work`] until it has none: a series to compute (a worker on the blocking pool, a panic caught
-//!    and reported as the series' failure), a revision's images to read, files to quarantine and sidecars to
+//!    and reported as the series' failure; a series tried again after a fault of ours runs on the CPU), a revision's images to read, files to quarantine and sidecars to
 //!    file (done here, in order, before the next walk);
 //! 5. gauges and the systemd watchdog; on SIGTERM, leave once nothing is in flight and the spool is empty, or
 //!    when `state.drain_s` is over;
@@ -101,6 +101,8 @@ pub fn run(d: Driver) {
         .map_or(Duration::from_secs(10), |us| Duration::from_micros(us / 2));
     let mut last_watchdog = Instant::now() - watchdog_every;
     let mut stop_at: Option<Instant> = None;
+    // The network on the CPU, once a fault of ours made the daemon leave the GPU (until the next start).
+    let mut fallback: Option<Arc<Predictor>> = None;
     loop {
         // 1. Walk the folder when due and when the core has room (backpressure: the folder is the buffer).
         // inotify wakes come in bursts (several per file): walk at most every MIN_SCAN_INTERVAL.
@@ -138,18 +140,12 @@ pub fn run(d: Driver) {
         while let Some(work) = core.next_work() {
             match work {
                 Work::Compute(r) => {
-                    let (pred, tx, mx) = (predictor.clone(), answers.clone(), metrics.clone());
-                    runtime.spawn_blocking(move || {
-                        // A panic in a dependency must not leave the series in flight forever: it becomes a failure.
-                        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            compute_series(&pred, &r, Some(&mx))
-                        }))
-                        .unwrap_or_else(|panic| Err(Error::panicked("compute", panic.as_ref())));
-                        let _ = tx.send(Input::Core(Happened::Computed(Box::new(Computed {
-                            ready: r,
-                            outcome,
-                        }))));
-                    });
+                    let pred = fallback.clone().unwrap_or_else(|| predictor.clone());
+                    spawn_compute(&runtime, pred, r, &answers, &metrics);
+                }
+                Work::ComputeOnCpu(r) => {
+                    let pred = cpu_predictor(&predictor, &mut fallback, &metrics);
+                    spawn_compute(&runtime, pred, r, &answers, &metrics);
                 }
                 Work::Recollect(req) => {
                     let (tx, dir, secret) = (answers.clone(), cfg.watch.export_dir.clone(), secret.clone());
@@ -209,6 +205,51 @@ pub fn run(d: Driver) {
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Compute `r` with `pred` on the blocking pool; the answer comes back as [`Happened::Computed`].
+fn spawn_compute(
+    runtime: &tokio::runtime::Handle,
+    pred: Arc<Predictor>,
+    r: Box<crate::daemon::assemble::ReadySeries>,
+    answers: &Sender<Input>,
+    metrics: &Arc<Metrics>,
+) {
+    let (tx, mx) = (answers.clone(), metrics.clone());
+    runtime.spawn_blocking(move || {
+        // A panic in a dependency must not leave the series in flight forever: it becomes a failure (of ours).
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compute_series(&pred, &r, Some(&mx))))
+            .unwrap_or_else(|panic| Err(Error::panicked("compute", panic.as_ref())));
+        let _ = tx.send(Input::Core(Happened::Computed(Box::new(Computed {
+            ready: r,
+            outcome,
+        }))));
+    });
+}
+
+/// The predictor to try again with after a fault of ours: the served one when it is on the CPU already, else the
+/// bundle's network loaded on the CPU (once; `alnrisk_gpu_in_use` goes to 0 and every later series is computed
+/// there too, until the next start). If even that cannot be loaded, the served one.
+fn cpu_predictor(served: &Arc<Predictor>, fallback: &mut Option<Arc<Predictor>>, metrics: &Metrics) -> Arc<Predictor> {
+    if served.on_cpu() {
+        return served.clone();
+    }
+    if let Some(p) = fallback {
+        return p.clone();
+    }
+    match Predictor::new(served.bundle.clone(), &candle_core::Device::Cpu) {
+        Ok(p) => {
+            tracing::warn!("a fault of ours on the GPU: computing on the CPU from now on (until the next start)");
+            metrics.gpu_in_use.set(0);
+            let p = Arc::new(p);
+            *fallback = Some(p.clone());
+            p
+        }
+        Err(e) => {
+            tracing::error!("the CPU fallback could not be loaded ({e}); trying again on the GPU");
+            served.clone()
         }
     }
 }

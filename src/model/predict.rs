@@ -98,6 +98,11 @@ impl Predictor {
         self.net.set_cuda_trunk(kind)
     }
 
+    /// Whether the network runs on the CPU.
+    pub fn on_cpu(&self) -> bool {
+        self.net.device.is_cpu()
+    }
+
     /// Where the network runs, for the log: `cpu`, or `cuda` with the trunk's convolution path.
     pub fn compute_path(&self) -> String {
         if self.net.device.is_cpu() {

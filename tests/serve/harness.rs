@@ -157,6 +157,8 @@ pub struct Daemon {
     pub export: PathBuf,
     pub state: PathBuf,
     pub child: Option<Child>,
+    /// `ALNRISK_FAULT_INJECTION` for the daemon (developer builds only).
+    pub fault_injection: Option<String>,
 }
 
 pub struct DaemonOpts<'a> {
@@ -173,6 +175,8 @@ pub struct DaemonOpts<'a> {
     pub max_age_h: f64,
     /// state.quarantine_keep_days (0: keep).
     pub quarantine_keep_days: u32,
+    /// `ALNRISK_FAULT_INJECTION` (`panic:N`, `device:N`: the first N computes fail so).
+    pub fault_injection: Option<String>,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -187,6 +191,7 @@ impl<'a> DaemonOpts<'a> {
             phi: false,
             max_age_h: 0.0,
             quarantine_keep_days: 0,
+            fault_injection: None,
         }
     }
 
@@ -280,6 +285,7 @@ listen = "{metrics}"
             export,
             state: dir.join("state"),
             child: None,
+            fault_injection: o.fault_injection,
         };
         d.start();
         d
@@ -294,6 +300,9 @@ listen = "{metrics}"
         let mut cmd = bin();
         if let Some(sock) = &self.notify_socket {
             cmd.env("NOTIFY_SOCKET", sock);
+        }
+        if let Some(f) = &self.fault_injection {
+            cmd.env("ALNRISK_FAULT_INJECTION", f);
         }
         let child = cmd
             .arg("serve")

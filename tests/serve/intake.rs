@@ -256,3 +256,40 @@ fn quarantine_days_past_the_retention_are_deleted_reported_and_counted() {
     assert!(d.metric("alnrisk_quarantine_bytes", None) > 3.0 * 1002.0 + 5.0);
     assert_eq!(count_files(&q.join(&today)), 4, "two inputs and their notes");
 }
+
+#[test]
+fn a_panic_in_compute_is_tried_again_with_an_alarm_and_nothing_is_quarantined() {
+    let broker = Mosquitto::new("own-fault", "");
+    let sub = Subscriber::new(broker.port, "own-fault-sub");
+    let d = Daemon::with(
+        "own-fault",
+        DaemonOpts {
+            fault_injection: Some("panic:1".into()),
+            ..DaemonOpts::external(broker.port)
+        },
+    );
+    let src = exam(12);
+    d.drop_exam(&src, "exam", ReplayStyle::Atomic);
+    let r = sub.wait("result", 1, Duration::from_secs(60));
+    assert_eq!(r[0]["study_key"], key_of(&src).as_str(), "the second try answers");
+    let faults = || -> Vec<serde_json::Value> {
+        sub.of("event")
+            .into_iter()
+            .filter(|e| e["event"] == "compute_fault")
+            .collect()
+    };
+    wait_for("the compute_fault alarm", Duration::from_secs(10), || {
+        !faults().is_empty()
+    });
+    let faults = faults();
+    assert_eq!(faults.len(), 1, "{}", sub.everything());
+    assert_eq!(faults[0]["severity"], "alarm");
+    assert_eq!(d.metric("alnrisk_alarms_total", Some(("alarm", "compute_fault"))), 1.0);
+    assert_eq!(d.metric("alnrisk_quarantined_total", None), 0.0);
+    assert!(quarantine_notes(&d.state).is_empty());
+    assert_eq!(
+        count_files(&d.export.join("exam")),
+        count_files(&src),
+        "every file of the examination is still in the export folder"
+    );
+}

@@ -133,6 +133,8 @@ pub enum Happened {
 pub enum Work {
     /// Compute this series (a worker; answer with [`Happened::Computed`]).
     Compute(Box<ReadySeries>),
+    /// Compute this series again after a fault of ours, on the CPU (the GPU may be what failed).
+    ComputeOnCpu(Box<ReadySeries>),
     /// Read a revised ROI's series again ([`super::revision::collect`]; answer with [`Happened::Recollected`]).
     Recollect(Box<RevisionRequest>),
     /// Move these files to quarantine ([`super::quarantine::Quarantine::put`]), before the next walk.
@@ -325,13 +327,13 @@ impl<S: Store> Core<S> {
             return Some(Work::Recollect(Box::new(req)));
         }
         if self.in_flight < self.cfg.state.workers && self.held.is_empty() {
-            let retried = self.retry.pop_front().map(|(r, tries)| {
+            if let Some((r, tries)) = self.retry.pop_front() {
                 self.tries.insert(SeriesKey::of(&self.secret, &r.series_uid), tries);
-                r
-            });
-            let next = retried
-                .or_else(|| self.ready.pop_front())
-                .or_else(|| self.revisions.pop_recollected());
+                self.in_flight += 1;
+                self.update_gauges();
+                return Some(Work::ComputeOnCpu(r));
+            }
+            let next = self.ready.pop_front().or_else(|| self.revisions.pop_recollected());
             if let Some(r) = next {
                 self.in_flight += 1;
                 self.update_gauges();

@@ -182,7 +182,7 @@ fn the_compute(work: Vec<Work>) -> Box<ReadySeries> {
     let mut computes: Vec<Box<ReadySeries>> = work
         .into_iter()
         .filter_map(|w| match w {
-            Work::Compute(r) => Some(r),
+            Work::Compute(r) | Work::ComputeOnCpu(r) => Some(r),
             _ => None,
         })
         .collect();
@@ -472,7 +472,10 @@ fn a_fault_of_ours_is_retried_with_an_alarm_and_never_moves_the_examination() {
         })));
         let alarms = event_names(c.store()).iter().filter(|e| *e == "compute_fault").count();
         assert_eq!(alarms, try_ as usize, "one alarm per failed try");
-        ready = the_compute(work(&mut c));
+        ready = match work(&mut c).as_slice() {
+            [Work::ComputeOnCpu(r)] => r.clone(),
+            other => panic!("one try again, on the CPU: {other:?}"),
+        };
     }
     // the last try fails too: reported, and nothing goes to quarantine
     c.on(Happened::Computed(Box::new(Computed {
