@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use super::compute_series;
+use super::compute::compute_series;
 use super::config::DaemonConfig;
 use super::core::{Computed, Core, Happened, Work, today};
 use super::fsio;
@@ -165,7 +165,7 @@ pub fn run(d: Driver) {
         // 5. Gauges, watchdog, drain.
         metrics.tick();
         if last_watchdog.elapsed() >= watchdog_every {
-            super::sd_notify(&[sd_notify::NotifyState::Watchdog]);
+            notify_systemd(&[sd_notify::NotifyState::Watchdog]);
             last_watchdog = Instant::now();
         }
         if let Some(at) = stop_at {
@@ -252,4 +252,9 @@ fn cpu_predictor(served: &Arc<Predictor>, fallback: &mut Option<Arc<Predictor>>,
             served.clone()
         }
     }
+}
+
+/// Tell systemd how the service stands (`READY`, `WATCHDOG`, `STOPPING`); nothing without `NOTIFY_SOCKET`.
+pub fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    let _ = sd_notify::notify(state);
 }

@@ -54,7 +54,7 @@ pub use self::compute::compute_series;
 use self::config::DaemonConfig;
 use self::core::{Core, Happened, LnVia};
 pub use self::core::{READY_QUEUE, REMEMBERED_IDENTIFIERS, REMEMBERED_LN_READS};
-use self::driver::{Driver, Input};
+use self::driver::{Driver, Input, notify_systemd};
 use self::metrics::Metrics;
 use self::mqtt::{PublisherCmd, PublisherNote};
 use self::payload::{LnStatusCommand, StatusMessage};
@@ -104,10 +104,6 @@ fn status(state: &str, bundle: &Bundle) -> StatusMessage {
         alnrisk_version: env!("CARGO_PKG_VERSION").into(),
         at: crate::time::utc_now(),
     }
-}
-
-fn sd_notify(state: &[sd_notify::NotifyState]) {
-    let _ = sd_notify::notify(state);
 }
 
 /// Load, check and warm up the model the configuration names, on its device (and CUDA trunk); returns the
@@ -281,7 +277,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
         };
         move || driver::run(d)
     });
-    sd_notify(&[sd_notify::NotifyState::Ready]);
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
     tracing::info!(export = %cfg.watch.export_dir.display(), bundle = %bundle_id, "serving");
 
     let mut sigterm =
@@ -293,7 +289,7 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     tokio::select! {
         _ = sigterm.recv() => {
             tracing::info!("SIGTERM: finishing in-flight work");
-            sd_notify(&[sd_notify::NotifyState::Stopping]);
+            notify_systemd(&[sd_notify::NotifyState::Stopping]);
             let _ = in_tx.send(Input::Stop);
         }
         _ = tokio::signal::ctrl_c() => {
