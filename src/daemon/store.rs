@@ -297,6 +297,8 @@ pub struct MemoryStore {
     pub pending: Vec<(StudyKey, LnRead)>,
     /// Refuse results as a full spool would.
     pub full: bool,
+    /// Fail result writes as a full disk does (`ENOSPC`).
+    pub no_space: bool,
 }
 
 #[cfg(test)]
@@ -307,6 +309,10 @@ impl Store for MemoryStore {
     fn commit(&mut self, body: &str, record: &LedgerRecord) -> Result<Push> {
         if self.full {
             return Ok(Push::Full("full (test)".into()));
+        }
+        if self.no_space {
+            let enospc = std::io::Error::from_raw_os_error(28);
+            return Err(Error::io("/state/spool/00000000000000000001.json", enospc));
         }
         self.results.push(body.to_string());
         self.ledger.record(record.clone())?;

@@ -695,8 +695,21 @@ impl<S: Store> Core<S> {
                     break;
                 }
                 Err(e) => {
+                    // A write that fails (a full disk, an I/O error) cannot spool results either: the same alarm,
+                    // the result held, nothing lost; it is tried again at the next tick.
                     self.held.push_front(h);
                     tracing::error!("spool write failed: {e}");
+                    if !self.alarms.spool_full {
+                        self.alarms.spool_full = true;
+                        let held = self.held.len();
+                        self.alarm(
+                            EventKind::SpoolFull,
+                            format!(
+                                "the spool cannot be written ({}); {held} result(s) held in memory, nothing deleted",
+                                e.neutral()
+                            ),
+                        );
+                    }
                     break;
                 }
             }

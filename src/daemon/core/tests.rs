@@ -496,3 +496,32 @@ fn a_fault_of_ours_is_retried_with_an_alarm_and_never_moves_the_examination() {
     })));
     assert!(matches!(work(&mut c).as_slice(), [Work::Quarantine(_)]));
 }
+
+#[test]
+fn a_spool_write_that_fails_for_want_of_space_holds_the_result_with_an_alarm_and_loses_nothing() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    c.store_mut().no_space = true;
+    let ready = computing(&mut c, t0);
+    c.on(computed(ready));
+    c.tick(t0 + Duration::from_secs(3));
+    assert!(results(&c).is_empty());
+    let full: Vec<Value> = c
+        .store()
+        .events
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .filter(|e| e["event"] == "spool_full")
+        .collect();
+    assert_eq!(full.len(), 1, "one alarm");
+    let detail = full[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("cannot be written") && !detail.contains("/state"),
+        "{detail}"
+    );
+    assert!(work(&mut c).is_empty(), "no new compute while a result is held");
+    c.store_mut().no_space = false;
+    c.tick(t0 + Duration::from_secs(4));
+    assert_eq!(results(&c).len(), 1, "held, then spooled");
+    assert!(event_names(c.store()).contains(&"spool_full_cleared".to_string()));
+}
