@@ -258,13 +258,20 @@ fn quarantine_days_past_the_retention_are_deleted_reported_and_counted() {
 }
 
 #[test]
-fn a_panic_in_compute_is_tried_again_with_an_alarm_and_nothing_is_quarantined() {
-    let broker = Mosquitto::new("own-fault", "");
-    let sub = Subscriber::new(broker.port, "own-fault-sub");
+fn a_panic_or_a_cuda_error_in_compute_is_tried_again_with_an_alarm_and_nothing_is_quarantined() {
+    // a panic in compute, and a device (CUDA) error on this CPU build, both through the developer build's hook
+    for (name, fault) in [("own-fault-panic", "panic:1"), ("own-fault-cuda", "device:1")] {
+        own_fault_is_retried(name, fault);
+    }
+}
+
+fn own_fault_is_retried(name: &str, fault: &str) {
+    let broker = Mosquitto::new(name, "");
+    let sub = Subscriber::new(broker.port, &format!("{name}-sub"));
     let d = Daemon::with(
-        "own-fault",
+        name,
         DaemonOpts {
-            fault_injection: Some("panic:1".into()),
+            fault_injection: Some(fault.into()),
             ..DaemonOpts::external(broker.port)
         },
     );
@@ -282,7 +289,7 @@ fn a_panic_in_compute_is_tried_again_with_an_alarm_and_nothing_is_quarantined() 
         !faults().is_empty()
     });
     let faults = faults();
-    assert_eq!(faults.len(), 1, "{}", sub.everything());
+    assert_eq!(faults.len(), 1, "{fault}: {}", sub.everything());
     assert_eq!(faults[0]["severity"], "alarm");
     assert_eq!(d.metric("alnrisk_alarms_total", Some(("alarm", "compute_fault"))), 1.0);
     assert_eq!(d.metric("alnrisk_quarantined_total", None), 0.0);
