@@ -157,7 +157,7 @@ pub fn run(d: Driver) {
                 Work::Quarantine(order) => quarantine.put(&order),
                 Work::FileLnRead(path) => {
                     if let Err(e) = fsio::move_into(&path, &ln_reads_dir) {
-                        tracing::warn!("could not file the LN read sidecar: {e}");
+                        tracing::warn!("could not file the LN read sidecar: {}", e.neutral());
                     }
                 }
             }

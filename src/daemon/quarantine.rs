@@ -129,10 +129,11 @@ impl Quarantine {
             .filter(|(f, _)| f.exists())
             .collect();
         let mut moved = Vec::new();
-        for (f, _) in &present {
+        for (f, file_ref) in &present {
             match fsio::move_into(f, &dir) {
                 Ok(dest) => moved.push(dest),
-                Err(e) => tracing::error!(file = %f.display(), "could not move to quarantine: {e}"),
+                // the log names the file by its reference, as events do (its name may name the patient)
+                Err(e) => tracing::error!(file = %file_ref, "could not move to quarantine: {}", e.neutral()),
             }
         }
         let note = serde_json::json!({

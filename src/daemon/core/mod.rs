@@ -260,7 +260,7 @@ impl<S: Store> Core<S> {
         if waiting.len() < kept.len()
             && let Err(e) = core.store.rewrite_pending_ln_reads(&waiting)
         {
-            tracing::warn!("could not rewrite the pending LN reads: {e}");
+            tracing::warn!("could not rewrite the pending LN reads: {}", e.neutral());
         }
         core.compact_ledger();
         core.update_gauges();
@@ -406,7 +406,7 @@ impl<S: Store> Core<S> {
                 self.metrics.events_dropped.inc();
             }
             Err(e) => {
-                tracing::error!(event, "event not spooled: {e}");
+                tracing::error!(event, "event not spooled: {}", e.neutral());
                 self.metrics.events_dropped.inc();
             }
         }
@@ -599,7 +599,7 @@ impl<S: Store> Core<S> {
             // Not computed yet: applied when it is; kept durably so a restart does not lose it.
             self.ln_reads.insert(key.clone(), v);
             if let Err(e) = self.store.keep_pending_ln_read(&key, v) {
-                tracing::error!("could not keep the LN read: {e}");
+                tracing::error!("could not keep the LN read: {}", e.neutral());
             }
             let detail = format!("LN read via {via} kept for a study not computed yet");
             self.event(EventKind::LnReadPending, detail, Some(key));
@@ -698,7 +698,7 @@ impl<S: Store> Core<S> {
                     // A write that fails (a full disk, an I/O error) cannot spool results either: the same alarm,
                     // the result held, nothing lost; it is tried again at the next tick.
                     self.held.push_front(h);
-                    tracing::error!("spool write failed: {e}");
+                    tracing::error!("spool write failed: {}", e.neutral());
                     if !self.alarms.spool_full {
                         self.alarms.spool_full = true;
                         let held = self.held.len();
