@@ -4,6 +4,7 @@
 //! - [`extract`], [`deep`]: radiomics and VGG-16 features of one case (or a cohort CSV);
 //! - [`synth`]: the SYNTHETIC cohort and console replay; [`inspect`]: what a DICOM folder holds;
 //! - [`fit`], [`predict`]: the study's pipeline → a signed bundle, and one case through a bundle;
+//! - [`quarantine`]: what the daemon set aside, with the real names, on the box;
 //! - `serve` / `keygen` (here: they only call the library), [`demo`] (the product end to end), [`bench_e2e`]
 //!   (the daemon's latency benchmark), [`parity`] (radiomics against PyRadiomics, then the chain).
 
@@ -19,6 +20,7 @@ mod inspect;
 #[cfg(feature = "tools")]
 mod parity;
 mod predict;
+mod quarantine;
 #[cfg(feature = "tools")]
 mod synth;
 
@@ -71,6 +73,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// What the daemon quarantined, with the real file names (on the box only): `list`, `show REF`.
+    Quarantine(quarantine::QuarantineArgs),
     /// Make an ed25519 key pair for signing bundles: PREFIX.key (secret) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files.
@@ -127,6 +131,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "tools")]
         Command::Fit(args) => fit::fit(*args),
         Command::Predict(args) => predict::predict(args),
+        Command::Quarantine(args) => quarantine::run(args),
         Command::Serve { config, check } => {
             let cfg = alnrisk::daemon::config::DaemonConfig::load(&config)?;
             if check {

@@ -54,6 +54,11 @@ impl<K: Ord + Clone, V> BoundedMap<K, V> {
         Some(v)
     }
 
+    /// The entries, oldest insertion first.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.order.iter().filter_map(|k| self.entries.get(k).map(|v| (k, v)))
+    }
+
     /// How many entries are held.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -38,7 +38,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;
-mod quarantine;
+pub mod quarantine;
 mod revision;
 mod store;
 pub mod watch;
@@ -92,10 +92,10 @@ pub fn load_bundle(cfg: &DaemonConfig) -> Result<Bundle> {
     Ok(bundle)
 }
 
-fn status(state: &str, bundle: &Bundle) -> StatusMessage {
+fn status(state: payload::DeviceState, bundle: &Bundle) -> StatusMessage {
     StatusMessage {
         schema: payload::STATUS_SCHEMA.into(),
-        state: state.into(),
+        state,
         bundle: Some(payload::BundleRef {
             id: bundle.manifest.bundle_id.clone(),
             version: bundle.manifest.version.clone(),
@@ -129,7 +129,10 @@ fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, 
             }
         }
     }
-    let (online, offline) = (status("online", &bundle), status("offline", &bundle));
+    let (online, offline) = (
+        status(payload::DeviceState::Online, &bundle),
+        status(payload::DeviceState::Offline, &bundle),
+    );
     let mut predictor = Predictor::new(bundle, &device)?;
     if let Some(kind) = cfg.model.cuda_trunk {
         predictor.set_cuda_trunk(kind)?;
@@ -251,6 +254,10 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
                         e.column()
                     )),
                 },
+                PublisherNote::LnStatusTooLarge(bytes) => Happened::BadLnPayload(format!(
+                    "cmd/ln-status payload of {bytes} bytes: an LN read is at most {} bytes; dropped unread",
+                    mqtt::LN_READ_MAX_BYTES
+                )),
                 // Nothing to tell the core: the outbox gauge follows at its next turn.
                 PublisherNote::Acked(_) => continue,
             };

@@ -22,6 +22,17 @@ use super::outbox::Outbox;
 use super::payload::StatusMessage;
 use crate::error::{Error, Result};
 
+/// The largest packet the daemon takes from the broker (advertised as MQTT 5's Maximum Packet Size, so the
+/// broker does not send it anything larger; the 3.1.1 client's limit too). Only `cmd/ln-status` comes in; a
+/// message up to this size is read, counted and reported, not parsed, when it is larger than an LN read can be.
+pub const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
+
+/// The largest `cmd/ln-status` payload parsed as an LN read (one is under 200 bytes).
+pub const LN_READ_MAX_BYTES: usize = 4096;
+
+/// The largest packet the daemon sends (a result is a few KiB; the shipped broker's `message_size_limit`).
+const MAX_OUTGOING_PACKET: usize = 256 * 1024;
+
 /// Install rustls' ring provider (once per process).
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -127,6 +138,7 @@ impl Link {
                 o.set_keep_alive(keep_alive);
                 o.set_clean_start(true);
                 o.set_connection_timeout(5);
+                o.set_max_packet_size(Some(MAX_INCOMING_PACKET as u32));
                 o.set_last_will(LastWill::new(topic(cfg, "status"), will, QoS::AtLeastOnce, true, None));
                 if let Some((u, p)) = credentials {
                     o.set_credentials(u, p);
@@ -141,6 +153,7 @@ impl Link {
                 let mut o = rumqttc::MqttOptions::new(cfg.client_id(), m.host.clone(), m.port);
                 o.set_keep_alive(keep_alive);
                 o.set_clean_session(true);
+                o.set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
                 o.set_last_will(rumqttc::LastWill::new(
                     topic(cfg, "status"),
                     will,
@@ -232,8 +245,10 @@ pub enum PublisherCmd {
 /// What the publisher tells the daemon.
 #[derive(Debug)]
 pub enum PublisherNote {
-    /// An LN read on `cmd/ln-status` (raw payload).
+    /// An LN read on `cmd/ln-status` (raw payload, at most [`LN_READ_MAX_BYTES`]).
     LnStatus(Vec<u8>),
+    /// A `cmd/ln-status` message too large to be an LN read (its size in bytes): dropped unread.
+    LnStatusTooLarge(usize),
     /// A spool entry was acknowledged and removed (its sequence number).
     Acked(u64),
 }
@@ -404,7 +419,12 @@ pub async fn run_publisher(
                 }
                 LinkEvent::Message { topic, payload } => {
                     if topic == cmd_topic {
-                        let _ = notes.send(PublisherNote::LnStatus(payload)).await;
+                        let note = if payload.len() > LN_READ_MAX_BYTES {
+                            PublisherNote::LnStatusTooLarge(payload.len())
+                        } else {
+                            PublisherNote::LnStatus(payload)
+                        };
+                        let _ = notes.send(note).await;
                     }
                 }
                 LinkEvent::Disconnected | LinkEvent::Other => {}

@@ -382,14 +382,24 @@ impl ResultMessage {
 pub struct StatusMessage {
     /// [`STATUS_SCHEMA`].
     pub schema: String,
-    /// `online` or `offline`.
-    pub state: String,
+    /// `online`, or `offline` (the last will, and a clean stop).
+    pub state: DeviceState,
     /// Bundle served.
     pub bundle: Option<BundleRef>,
     /// alnrisk version.
     pub alnrisk_version: String,
     /// RFC 3339 UTC.
     pub at: String,
+}
+
+/// Whether a box is serving, in its retained `status` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    /// Connected and serving.
+    Online,
+    /// Stopped, or gone (the broker publishes the last will).
+    Offline,
 }
 
 pub use super::event::Severity;
@@ -412,14 +422,27 @@ pub struct EventMessage {
     pub at: String,
 }
 
+/// The longest event detail, in bytes (longer ones are cut at a character boundary and end with `…`): an event
+/// fits the event spool's 4 KiB per entry with room for the rest.
+pub const MAX_DETAIL_BYTES: usize = 2048;
+
 impl EventMessage {
-    /// A new event of `event` now, with its kind's severity.
+    /// A new event of `event` now, with its kind's severity (the detail cut to [`MAX_DETAIL_BYTES`]).
     pub fn new(event: super::event::EventKind, detail: impl Into<String>, study_key: Option<StudyKey>) -> EventMessage {
+        let mut detail = detail.into();
+        if detail.len() > MAX_DETAIL_BYTES {
+            let mut end = MAX_DETAIL_BYTES - '…'.len_utf8();
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+            detail.push('…');
+        }
         EventMessage {
             schema: EVENT_SCHEMA.into(),
             severity: event.severity(),
             event,
-            detail: detail.into(),
+            detail,
             study_key,
             at: crate::time::utc_now(),
         }
@@ -459,6 +482,67 @@ impl LnStatusCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn schema(name: &str) -> jsonschema::Validator {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("firmware-config/schema")
+            .join(name);
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        jsonschema::validator_for(&v).unwrap()
+    }
+
+    fn errors(s: &jsonschema::Validator, v: &serde_json::Value) -> Vec<String> {
+        s.iter_errors(v).map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn every_event_kind_and_status_validates_against_its_schema_and_a_wrong_severity_does_not() {
+        use super::super::event::EventKind;
+        let events = schema("event-v1.schema.json");
+        let key = StudyKey::of(b"s", "1.2.3");
+        for k in EventKind::ALL {
+            let long = "ü".repeat(3 * MAX_DETAIL_BYTES);
+            for (detail, study) in [("a detail", Some(key.clone())), (long.as_str(), None)] {
+                let m = EventMessage::new(k, detail, study);
+                assert!(m.detail.len() <= MAX_DETAIL_BYTES, "{k}: cut");
+                let v = serde_json::to_value(&m).unwrap();
+                assert_eq!(errors(&events, &v), Vec::<String>::new(), "{v}");
+                // the schema ties each kind to its one severity
+                for other in ["info", "warning", "error", "alarm"] {
+                    if other != v["severity"] {
+                        let mut bad = v.clone();
+                        bad["severity"] = other.into();
+                        assert!(!events.is_valid(&bad), "{k} as {other} must be refused");
+                    }
+                }
+            }
+        }
+        let mut unknown = serde_json::to_value(EventMessage::new(EventKind::DiskLow, "x", None)).unwrap();
+        unknown["event"] = "something_new".into();
+        assert!(!events.is_valid(&unknown), "a kind the schema does not list");
+        let status = schema("status-v1.schema.json");
+        for state in [DeviceState::Online, DeviceState::Offline] {
+            let m = StatusMessage {
+                schema: STATUS_SCHEMA.into(),
+                state,
+                bundle: Some(BundleRef {
+                    id: "0123456789abcdef".into(),
+                    version: "1.0.0".into(),
+                    sha256: "ab".repeat(32),
+                }),
+                alnrisk_version: env!("CARGO_PKG_VERSION").into(),
+                at: crate::time::utc_now(),
+            };
+            let v = serde_json::to_value(&m).unwrap();
+            assert_eq!(errors(&status, &v), Vec::<String>::new(), "{v}");
+        }
+        let ln = schema("ln-status-v1.schema.json");
+        let cmd = serde_json::json!({"study_key": key.as_str(), "mri_ln_status": "positive"});
+        assert!(ln.is_valid(&cmd));
+        let parsed: LnStatusCommand = serde_json::from_value(cmd).unwrap();
+        assert_eq!(parsed.value(), Some(LnRead::Positive));
+        assert!(!ln.is_valid(&serde_json::json!({"study_key": "DOE^JANE", "mri_ln_status": "positive"})));
+    }
 
     #[test]
     fn study_key_is_hmac_sha256() {

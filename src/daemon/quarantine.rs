@@ -6,7 +6,8 @@
 //! - **Layout.** `state.dir/quarantine/<YYYY-MM-DD>/` per UTC day: a bad file with `<name>.reason.json` beside it;
 //!   the files of a series that failed in `series-<key>/` with one `series.reason.json` (the reason code, the
 //!   error, the files' names within the export folder with the references events used for them, the time).
-//!   Moves are durable ([`super::fsio::move_into`]).
+//!   Moves are durable ([`super::fsio::move_into`]). `alnrisk quarantine list` and `show REF` ([`entries`])
+//!   print the notes for someone logged in to the box: the real names never leave it.
 //! - **Size.** `alnrisk_quarantine_files` (quarantined inputs; the reason notes are not counted) and
 //!   `alnrisk_quarantine_bytes` (everything in the folder): raised at each quarantine and surveyed again at start
 //!   and every [`SWEEP_EVERY`], so a fleet sees a box that quarantines more than it should, or a folder somebody
@@ -23,9 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::config::DaemonConfig;
 use super::fsio;
 use super::metrics::Metrics;
+use super::payload::SeriesKey;
 use super::store::StatePaths;
 
 /// How often the quarantine folder is surveyed (and old days deleted).
@@ -65,12 +69,122 @@ pub fn relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
+/// How events and notes name a series that failed (the first 16 hex digits of its key): `series 0123…`; its
+/// quarantine folder is the same with a dash, `series-0123…`.
+pub fn series_ref(key: &SeriesKey) -> String {
+    format!("series {}", key.as_str().get(..16).unwrap_or(key.as_str()))
+}
+
+/// The note beside quarantined files (`<file>.reason.json`, or `series.reason.json` in a series' folder). It
+/// stays on the box: `files` are the real names (they may name the patient); events carry only `file_refs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineNote {
+    /// The files' names relative to the export folder, as they were there.
+    pub files: Vec<String>,
+    /// Their references as events named them, in the same order.
+    pub file_refs: Vec<String>,
+    /// The reason code ([`crate::error::Error::reason_code`]).
+    pub reason: String,
+    /// The error in full.
+    pub detail: String,
+    /// When (UTC, RFC 3339).
+    pub at: String,
+}
+
+/// One quarantined input as an operator looks it up: its note and where its files are now.
+#[derive(Debug, Clone)]
+pub struct QuarantineEntry {
+    /// The UTC day folder (`YYYY-MM-DD`).
+    pub day: String,
+    /// `series 0123…` for a series' folder, else the file reference (`file 3f9a…`).
+    pub reference: String,
+    /// The note's path.
+    pub note_path: PathBuf,
+    /// The note.
+    pub note: QuarantineNote,
+    /// The quarantined files that are there now (beside the note, or in the series' folder).
+    pub stored: Vec<PathBuf>,
+}
+
+impl QuarantineEntry {
+    /// Whether `query` names this entry: its reference (`file 3f9a…`, `series 0123…`), the hex digits alone or a
+    /// prefix of them (at least 6), or the series folder's name.
+    pub fn matches(&self, query: &str) -> bool {
+        let q = query.trim().trim_start_matches("file").trim_start_matches("series");
+        let q = q.trim_start_matches([' ', '-']);
+        if q.len() < 6 {
+            return false;
+        }
+        std::iter::once(&self.reference)
+            .chain(&self.note.file_refs)
+            .filter_map(|r| r.split_once(' ').map(|(_, hex)| hex))
+            .any(|hex| hex.starts_with(q))
+    }
+}
+
+/// The quarantine folder of the daemon configured by `cfg` (`state.dir/quarantine`).
+pub fn folder(cfg: &DaemonConfig) -> PathBuf {
+    StatePaths::of(cfg).quarantine
+}
+
+/// Every quarantined input below `dir` (`state.dir/quarantine`), oldest day first; notes that cannot be read are
+/// skipped with a warning. For `alnrisk quarantine list` and `show`, run on the box.
+pub fn entries(dir: &Path) -> Vec<QuarantineEntry> {
+    let mut notes: Vec<PathBuf> = crate::ingest::list_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(NOTE_SUFFIX))
+        .collect();
+    notes.sort();
+    let mut out = Vec::new();
+    for note_path in notes {
+        let note: QuarantineNote = match std::fs::read(&note_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(n) => n,
+            None => {
+                tracing::warn!(note = %note_path.display(), "an unreadable quarantine note");
+                continue;
+            }
+        };
+        let Some(folder) = note_path.parent() else { continue };
+        let name = note_path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let series = name == format!("series{NOTE_SUFFIX}");
+        let (day_folder, reference, stored) = if series {
+            let folder_name = folder
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .replacen('-', " ", 1);
+            let stored = crate::ingest::list_files(folder)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| !f.to_string_lossy().ends_with(NOTE_SUFFIX))
+                .collect();
+            (folder.parent().unwrap_or(folder), folder_name, stored)
+        } else {
+            let file = folder.join(name.trim_end_matches(NOTE_SUFFIX));
+            let reference = note.file_refs.first().cloned().unwrap_or_default();
+            (folder, reference, file.exists().then_some(file).into_iter().collect())
+        };
+        out.push(QuarantineEntry {
+            day: day_folder.file_name().unwrap_or_default().to_string_lossy().to_string(),
+            reference,
+            note_path: note_path.clone(),
+            note,
+            stored,
+        });
+    }
+    out
+}
+
 /// What the core decided to quarantine (it has counted and reported it already).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuarantineOrder {
     /// The files: one bad file, or every file of a series that failed (and its ROI).
     pub files: Vec<PathBuf>,
-    /// Their references as events named them ([`super::core::Core::file_ref`]), in the same order.
+    /// Their references as events named them (the core's `file_ref`), in the same order.
     pub file_refs: Vec<String>,
     /// The reason code ([`crate::error::Error::reason_code`]).
     pub reason: &'static str,
@@ -136,13 +250,13 @@ impl Quarantine {
                 Err(e) => tracing::error!(file = %file_ref, "could not move to quarantine: {}", e.neutral()),
             }
         }
-        let note = serde_json::json!({
-            "files": present.iter().map(|(f, _)| relative(f, &self.export_dir)).collect::<Vec<_>>(),
-            "file_refs": present.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(),
-            "reason": order.reason,
-            "detail": order.detail,
-            "at": crate::time::utc_now(),
-        });
+        let note = QuarantineNote {
+            files: present.iter().map(|(f, _)| relative(f, &self.export_dir)).collect(),
+            file_refs: present.iter().map(|(_, r)| r.to_string()).collect(),
+            reason: order.reason.to_string(),
+            detail: order.detail.clone(),
+            at: crate::time::utc_now(),
+        };
         let note_path = match (&order.series_folder, moved.first()) {
             (Some(_), _) => dir.join(format!("series{NOTE_SUFFIX}")),
             (None, Some(dest)) => {

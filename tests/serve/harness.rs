@@ -123,13 +123,22 @@ impl Subscriber {
         o.set_clean_start(false);
         let mut props = ConnectProperties::new();
         props.session_expiry_interval = Some(3600);
+        // what the broker may send it (a test's 10 MB command is not for the subscriber: without a limit it
+        // advertises, rumqttc's 10 KiB default would drop the connection on it, again at every redelivery)
+        props.max_packet_size = Some(1024 * 1024);
         o.set_connect_properties(props);
         o.set_keep_alive(Duration::from_secs(5));
         Subscriber(Listener::connect(o, "alnrisk/#").expect("subscriber connected"))
     }
 
+    /// The messages of `kind` (`result`, `status`, `event`) so far, each checked against its schema: every test
+    /// that reads a message validates it.
     pub fn of(&self, kind: &str) -> Vec<serde_json::Value> {
-        self.0.of(kind)
+        let messages = self.0.of(kind);
+        for m in &messages {
+            assert_valid_as(kind, m);
+        }
+        messages
     }
 
     pub fn everything(&self) -> String {
@@ -368,18 +377,45 @@ impl Drop for Daemon {
     }
 }
 
-pub fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/schema/result-v1.schema.json"),
-    )
-    .unwrap();
-    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+/// The JSON Schema of a message kind (`result`, `status`, `event`, `ln-status`) from `firmware-config/schema/`,
+/// compiled once.
+pub fn schema(kind: &str) -> &'static jsonschema::Validator {
+    static SCHEMAS: OnceLock<std::collections::BTreeMap<&'static str, jsonschema::Validator>> = OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| {
+        ["result", "status", "event", "ln-status"]
+            .into_iter()
+            .map(|k| {
+                let p =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("firmware-config/schema/{k}-v1.schema.json"));
+                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                (k, jsonschema::validator_for(&v).unwrap())
+            })
+            .collect()
+    });
+    &all[kind]
 }
 
+/// The message kind of a topic `alnrisk/v1/{site}/{device}/{kind}` (`cmd/ln-status` → `ln-status`).
+pub fn kind_of_topic(topic: &str) -> &str {
+    topic.rsplit('/').next().unwrap_or(topic)
+}
+
+/// `v` is valid by the schema of its `kind`.
+pub fn assert_valid_as(kind: &str, v: &serde_json::Value) {
+    let errors: Vec<String> = schema(kind).iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{kind} schema errors {errors:?} in {v}");
+}
+
+/// A result message is valid by `result-v1.schema.json`.
 pub fn assert_valid(v: &serde_json::Value) {
-    let s = schema();
-    let errors: Vec<String> = s.iter_errors(v).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "schema errors {errors:?} in {v}");
+    assert_valid_as("result", v);
+}
+
+/// Every message `l` received is valid by the schema of its topic's kind.
+pub fn assert_all_valid(l: &Listener) {
+    for r in l.inbox.lock().unwrap().iter() {
+        assert_valid_as(kind_of_topic(&r.topic), &r.body);
+    }
 }
 
 pub fn count_files(dir: &Path) -> usize {

@@ -1,7 +1,7 @@
 //! `alnrisk serve` end to end, as separate processes against a real mosquitto on loopback (installed by
 //! `.ci/run`): the synthetic and the real UCSF-BR-06 examination checked against the JSON Schema, the LN read
 //! update, a broker outage, `kill -9` in the middle of a series, a burst of bad files, a full spool, TLS with the
-//! right and a wrong CA, and `/metrics` parsed as Prometheus text. The bundle is fitted once (reduced-width VGG,
+//! right and a wrong CA, the shipped broker and daemon configurations with client certificates and the ACL, and `/metrics` parsed as Prometheus text. The bundle is fitted once (reduced-width VGG,
 //! small synthetic cohort) and signed with a key made here.
 //!
 //! One test binary, split by concern (one bundle fitted for all): [`harness`] holds the fixture, the subscriber
@@ -11,9 +11,11 @@
 mod common;
 mod harness;
 
+mod bad_mqtt;
 mod delivery;
 mod end_to_end;
 mod intake;
 mod privacy;
 mod revision;
+mod shipped;
 mod tls;

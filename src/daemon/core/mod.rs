@@ -32,7 +32,7 @@ use super::payload::{
     AnswerOf, EventMessage, Identifiers, LnStatusCommand, MessageKind, ResultMessage, RoiKey, SeriesKey, Severity,
     StudyKey,
 };
-use super::quarantine::{PurgedDay, QuarantineOrder};
+use super::quarantine::{PurgedDay, QuarantineOrder, series_ref};
 use super::revision::{RevisionRequest, Revisions};
 use super::store::Store;
 use crate::error::{Error, Result};
@@ -185,6 +185,9 @@ pub struct Core<S: Store> {
     revisions: Revisions,
     in_flight: usize,
     ln_reads: BoundedMap<StudyKey, LnRead>,
+    /// Lines in the store's pending LN reads since it was last rewritten from `ln_reads`: rewritten past twice
+    /// [`REMEMBERED_LN_READS`], so a flood of reads for unknown studies cannot grow the file without bound.
+    pending_lines: usize,
     held: VecDeque<Held>,
     alarms: Alarms,
     /// File-system work for the driver (quarantine moves, sidecars to file), in the order decided.
@@ -197,11 +200,11 @@ pub struct Core<S: Store> {
     stopping: bool,
 }
 
-/// Every DICOM UID in `text` (four or more dot-separated numeric components) replaced by `(UID)`: the last guard
-/// on what leaves the box in an event detail, behind details that name things by key.
+/// Every DICOM UID in `text` (three or more dot-separated numeric components: `2.25.<uuid>` has three) replaced
+/// by `(UID)`: the last guard on what leaves the box in an event detail, behind details that name things by key.
 pub fn scrub_uids(text: &str) -> String {
     static UID: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    match UID.get_or_init(|| regex::Regex::new(r"\b[0-9]+(\.[0-9]+){3,}\b").ok()) {
+    match UID.get_or_init(|| regex::Regex::new(r"\b[0-9]+(\.[0-9]+){2,}\b").ok()) {
         Some(re) => re.replace_all(text, "(UID)").into_owned(),
         None => text.to_string(),
     }
@@ -236,6 +239,7 @@ impl<S: Store> Core<S> {
             revisions: Revisions::default(),
             in_flight: 0,
             ln_reads: BoundedMap::new(REMEMBERED_LN_READS),
+            pending_lines: 0,
             held: VecDeque::new(),
             alarms: Alarms::default(),
             orders: VecDeque::new(),
@@ -257,10 +261,9 @@ impl<S: Store> Core<S> {
         for (k, v) in &waiting {
             core.ln_reads.insert(k.clone(), *v);
         }
-        if waiting.len() < kept.len()
-            && let Err(e) = core.store.rewrite_pending_ln_reads(&waiting)
-        {
-            tracing::warn!("could not rewrite the pending LN reads: {}", e.neutral());
+        core.pending_lines = kept.len();
+        if waiting.len() < kept.len() || waiting.len() > core.ln_reads.len() {
+            core.rewrite_pending_ln_reads();
         }
         core.compact_ledger();
         core.update_gauges();
@@ -432,9 +435,11 @@ impl<S: Store> Core<S> {
     /// by the driver ([`Work::Quarantine`]) before the next walk.
     pub(super) fn quarantine(&mut self, files: Vec<PathBuf>, err: &Error, series: Option<(&SeriesKey, &StudyKey)>) {
         let code = err.reason_code();
+        // the reference an operator looks up with `alnrisk quarantine show` (the note on the box has the names)
         let what = match (series, files.as_slice()) {
             (None, [one]) => self.file_ref(one),
-            _ => format!("series of {} file(s)", files.len()),
+            (Some((k, _)), _) => format!("{} of {} file(s)", series_ref(k), files.len()),
+            (None, _) => format!("{} file(s)", files.len()),
         };
         self.metrics.quarantined.with_label_values(&[code]).inc();
         self.event(
@@ -448,7 +453,7 @@ impl<S: Store> Core<S> {
             file_refs,
             reason: code,
             detail: err.to_string(),
-            series_folder: series.map(|(k, _)| format!("series-{}", &k.as_str()[..16])),
+            series_folder: series.map(|(k, _)| series_ref(k).replace(' ', "-")),
         }));
     }
 
@@ -570,6 +575,15 @@ impl<S: Store> Core<S> {
 
     /// Whether a file modified at `modified` is older than `watch.max_age_h` (never when the limit is 0 or the
     /// time is unknown or in the future).
+    /// The store's pending LN reads rewritten from those remembered (the oldest beyond the bound are forgotten).
+    fn rewrite_pending_ln_reads(&mut self) {
+        let reads: Vec<(StudyKey, LnRead)> = self.ln_reads.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        match self.store.rewrite_pending_ln_reads(&reads) {
+            Ok(()) => self.pending_lines = reads.len(),
+            Err(e) => tracing::warn!("could not rewrite the pending LN reads: {}", e.neutral()),
+        }
+    }
+
     fn older_than_max_age(&self, modified: Option<SystemTime>) -> bool {
         let max_h = self.cfg.watch.max_age_h;
         max_h > 0.0
@@ -600,6 +614,10 @@ impl<S: Store> Core<S> {
             self.ln_reads.insert(key.clone(), v);
             if let Err(e) = self.store.keep_pending_ln_read(&key, v) {
                 tracing::error!("could not keep the LN read: {}", e.neutral());
+            }
+            self.pending_lines += 1;
+            if self.pending_lines > 2 * REMEMBERED_LN_READS {
+                self.rewrite_pending_ln_reads();
             }
             let detail = format!("LN read via {via} kept for a study not computed yet");
             self.event(EventKind::LnReadPending, detail, Some(key));
@@ -881,7 +899,8 @@ impl<S: Store> Core<S> {
             Err(e) => {
                 self.metrics.series_processed.with_label_values(&["failed"]).inc();
                 let detail = format!(
-                    "series of {} file(s) could not be computed: {}",
+                    "{} of {} file(s) could not be computed: {}",
+                    series_ref(&series_key),
                     ready.instances.len(),
                     e.neutral()
                 );
@@ -911,8 +930,9 @@ impl<S: Store> Core<S> {
         let tries = tried + 1;
         if tries < OWN_FAULT_TRIES {
             let detail = format!(
-                "series of {} file(s): try {tries} of {OWN_FAULT_TRIES} failed by alnrisk's own fault, not the \
+                "{} of {} file(s): try {tries} of {OWN_FAULT_TRIES} failed by alnrisk's own fault, not the \
                  input's; trying again: {}",
+                series_ref(series_key),
                 ready.instances.len(),
                 e.neutral()
             );
@@ -926,8 +946,9 @@ impl<S: Store> Core<S> {
         }
         self.metrics.series_processed.with_label_values(&["failed"]).inc();
         let detail = format!(
-            "series of {} file(s) could not be computed in {OWN_FAULT_TRIES} tries, by alnrisk's own fault: {}; its \
+            "{} of {} file(s) could not be computed in {OWN_FAULT_TRIES} tries, by alnrisk's own fault: {}; its \
              files stay in the export folder (a restart tries again)",
+            series_ref(series_key),
             ready.instances.len(),
             e.neutral()
         );

@@ -525,3 +525,47 @@ fn a_spool_write_that_fails_for_want_of_space_holds_the_result_with_an_alarm_and
     assert_eq!(results(&c).len(), 1, "held, then spooled");
     assert!(event_names(c.store()).contains(&"spool_full_cleared".to_string()));
 }
+
+#[test]
+fn a_flood_of_ln_reads_for_unknown_studies_is_reported_and_stays_bounded_in_memory_and_on_disk() {
+    let mut c = core(MemoryStore::default());
+    let n = 5 * REMEMBERED_LN_READS;
+    for k in 0..n {
+        // keys of studies this box never saw (or another site's: the same to the box)
+        let cmd = LnStatusCommand {
+            study_key: Some(
+                StudyKey::of(b"another site", &format!("1.2.3.{k}"))
+                    .as_str()
+                    .to_string(),
+            ),
+            study_instance_uid: None,
+            mri_ln_status: Some(LnRead::Positive),
+        };
+        c.on(Happened::LnRead(cmd, LnVia::Mqtt));
+        assert!(
+            c.store().pending.len() <= 2 * REMEMBERED_LN_READS + 1,
+            "the pending file is rewritten before it passes twice the bound ({} lines after {k})",
+            c.store().pending.len()
+        );
+    }
+    assert_eq!(c.ln_reads.len(), REMEMBERED_LN_READS, "memory holds the bound, no more");
+    let names = event_names(c.store());
+    assert_eq!(names.len(), n, "one event per read");
+    assert!(names.iter().all(|e| e == "ln_read_pending"));
+    // the newest are the ones kept: the last read's study is still waiting, the first one's is forgotten
+    let newest = StudyKey::of(b"another site", &format!("1.2.3.{}", n - 1));
+    let oldest = StudyKey::of(b"another site", "1.2.3.0");
+    assert!(c.ln_reads.contains_key(&newest) && !c.ln_reads.contains_key(&oldest));
+    // a restart over what the store kept holds the same bound
+    let store = c.into_store();
+    assert!(store.pending.iter().any(|(k, _)| *k == newest));
+    let c = core(store);
+    assert_eq!(c.ln_reads.len(), REMEMBERED_LN_READS);
+    assert!(c.store().pending.len() <= REMEMBERED_LN_READS);
+}
+
+#[test]
+fn uids_are_scrubbed_from_details_also_the_three_component_uuid_form_but_not_measurements() {
+    let text = "series 2.25.121940363472923306262788906949144069340 and 1.2.840.10008.5.1.4.1.1.4: a gap of 2.0 mm";
+    assert_eq!(scrub_uids(text), "series (UID) and (UID): a gap of 2.0 mm");
+}
