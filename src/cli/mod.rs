@@ -6,10 +6,12 @@
 //! - [`fit`], [`predict`]: the study's pipeline → a signed bundle, and one case through a bundle;
 //! - [`quarantine`]: what the daemon set aside, with the real names, on the box;
 //! - `serve` / `keygen` (here: they only call the library), [`demo`] (the product end to end), [`bench_e2e`]
-//!   (the daemon's latency benchmark), [`parity`] (radiomics against PyRadiomics, then the chain).
+//!   (the daemon's latency benchmark), [`bench_soak`] (months of running, compressed), [`parity`] (radiomics against PyRadiomics, then the chain).
 
 #[cfg(feature = "tools")]
 mod bench_e2e;
+#[cfg(feature = "tools")]
+mod bench_soak;
 mod deep;
 #[cfg(feature = "tools")]
 mod demo;
@@ -94,6 +96,11 @@ enum Command {
     #[command(name = "bench-e2e")]
     BenchE2e(bench_e2e::BenchArgs),
     #[cfg(feature = "tools")]
+    /// Soak the daemon: thousands of small examinations, the broker restarted every few hundred results; RSS,
+    /// descriptors, ledger, and every result once.
+    #[command(name = "bench-soak")]
+    BenchSoak(bench_soak::SoakArgs),
+    #[cfg(feature = "tools")]
     /// Radiomics parity with PyRadiomics on its own test images, then synthetic DICOM → radiomics → VGG-16.
     Parity {
         /// Folder holding `pyradiomics/` and `pyradiomics-3.1.0-reference/` (default: the repository's tests/data).
@@ -124,6 +131,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parity { data } => parity::parity(data),
         #[cfg(feature = "tools")]
         Command::BenchE2e(args) => bench_e2e::run(args),
+        #[cfg(feature = "tools")]
+        Command::BenchSoak(args) => bench_soak::run(args),
         Command::Inspect { dir } => inspect::inspect(&dir),
         #[cfg(feature = "tools")]
         Command::Synth(args) => synth::synth(args),

@@ -270,7 +270,7 @@ impl Quarantine {
         };
         let note_bytes = serde_json::to_string_pretty(&note).unwrap_or_default();
         if let Err(e) = fsio::write_durable(&note_path, note_bytes.as_bytes()) {
-            tracing::error!("quarantine note: {e}");
+            tracing::error!("quarantine note: {}", e.neutral());
         }
         let moved_bytes: u64 = moved
             .iter()

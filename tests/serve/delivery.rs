@@ -202,3 +202,88 @@ fn low_free_space_on_the_state_disk_raises_one_alarm_and_the_daemon_is_not_ready
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(d.metric("alnrisk_alarms_total", Some(("alarm", "disk_low"))), 1.0);
 }
+
+/// A tmpfs of `mb` MiB mounted on `dir` for the test's life (the test runs as root, as `.ci/run` does).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: PathBuf, mb: usize) -> SmallDisk {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(
+            st.success(),
+            "this test fills a real file system: it mounts a tmpfs, which needs root (CAP_SYS_ADMIN)"
+        );
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_state_disk_that_fills_up_holds_the_result_with_alarms_quarantines_nothing_and_publishes_it_once_there_is_room() {
+    let broker = Mosquitto::new("enospc", "");
+    let sub = Subscriber::new(broker.port, "enospc-sub");
+    let disk = SmallDisk::mount(tmp("enospc-state"), 16);
+    let d = Daemon::with(
+        "enospc",
+        DaemonOpts {
+            state_dir: Some(disk.0.join("state")),
+            ..DaemonOpts::external(broker.port)
+        },
+    );
+    wait_for("online", Duration::from_secs(20), || {
+        sub.of("status").iter().any(|s| s["state"] == "online")
+    });
+    // fill the state disk to the last byte: every write of the daemon now fails with ENOSPC
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let small = [0u8; 512];
+        while f.write_all(&small).is_ok() {}
+        let _ = f.sync_all();
+    }
+    d.drop_exam(&exam(6), "a", ReplayStyle::Atomic);
+    wait_for(
+        "the spool_full alarm of a spool write that failed",
+        Duration::from_secs(90),
+        || d.metric("alnrisk_alarms_total", Some(("alarm", "spool_full"))) >= 1.0,
+    );
+    assert_eq!(
+        http_get(&d.metrics, "/health/ready").unwrap().0,
+        503,
+        "not ready while it cannot spool"
+    );
+    assert!(sub.of("result").is_empty(), "nothing is published before it is spooled");
+    assert_eq!(
+        count_files(&d.export),
+        count_files(&exam(6)),
+        "the export folder is untouched"
+    );
+    assert_eq!(
+        d.metric("alnrisk_quarantined_total", None),
+        0.0,
+        "a full disk is not the input's fault"
+    );
+    // room again: the held result is spooled and published, once
+    std::fs::remove_file(&filler).unwrap();
+    let results = sub.wait("result", 1, Duration::from_secs(60));
+    assert_eq!(results[0]["study_key"], key_of(&exam(6)).as_str());
+    wait_for("ready again", Duration::from_secs(30), || {
+        http_get(&d.metrics, "/health/ready").is_some_and(|(c, _)| c == 200)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sub.of("result").len(), 1, "exactly once");
+    assert!(d.child.is_some(), "the daemon ran through it");
+    drop(d);
+}

@@ -155,6 +155,22 @@ impl Subscriber {
     }
 }
 
+/// At the end of a test that passed, every message the daemon sent (result, status, event) that the subscriber
+/// saw, read or not, is checked against its schema.
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for r in self.0.inbox.lock().unwrap().iter() {
+            let kind = kind_of_topic(&r.topic);
+            if ["result", "status", "event"].contains(&kind) {
+                assert_valid_as(kind, &r.body);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // the daemon
 
@@ -186,6 +202,8 @@ pub struct DaemonOpts<'a> {
     pub quarantine_keep_days: u32,
     /// `ALNRISK_FAULT_INJECTION` (`panic:N`, `device:N`: the first N computes fail so).
     pub fault_injection: Option<String>,
+    /// state.dir (default: `state/` in the daemon's folder).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -201,6 +219,7 @@ impl<'a> DaemonOpts<'a> {
             max_age_h: 0.0,
             quarantine_keep_days: 0,
             fault_injection: None,
+            state_dir: None,
         }
     }
 
@@ -233,6 +252,7 @@ impl Daemon {
         std::fs::write(dir.join("secret"), SECRET_HEX).unwrap();
         let metrics = format!("127.0.0.1:{}", free_port());
         let config = dir.join("alnrisk.toml");
+        let state = o.state_dir.clone().unwrap_or_else(|| dir.join("state"));
         std::fs::write(
             &config,
             format!(
@@ -275,7 +295,7 @@ listen = "{metrics}"
                 key = f.public_key.display(),
                 mqtt = o.mqtt,
                 secret = dir.join("secret").display(),
-                state = dir.join("state").display(),
+                state = state.display(),
                 spool = o.spool_max_entries,
                 min_free_mb = o.min_free_mb,
                 metrics = metrics,
@@ -292,7 +312,7 @@ listen = "{metrics}"
             log: dir.join("daemon.log"),
             metrics,
             export,
-            state: dir.join("state"),
+            state,
             child: None,
             fault_injection: o.fault_injection,
         };

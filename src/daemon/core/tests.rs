@@ -569,3 +569,37 @@ fn uids_are_scrubbed_from_details_also_the_three_component_uuid_form_but_not_mea
     let text = "series 2.25.121940363472923306262788906949144069340 and 1.2.840.10008.5.1.4.1.1.4: a gap of 2.0 mm";
     assert_eq!(scrub_uids(text), "series (UID) and (UID): a gap of 2.0 mm");
 }
+
+#[test]
+fn identifiers_are_held_only_with_the_phi_switch_and_then_for_the_newest_studies_only() {
+    let at = Instant::now();
+    let named = |n: usize| {
+        let mut h = crate::daemon::assemble::tests::image(&format!("1.2.9.{n}"), "exam/dce", 0, 0, Some(3));
+        h.study_uid = format!("1.2.8.{n}");
+        h.accession_number = Some(format!("ACC{n}"));
+        h.patient_name = Some(format!("DOE^JANE{n}"));
+        let file = h.slices[0].file.to_string_lossy().to_string();
+        intake(&file, Classified::Image(Box::new(h)), at)
+    };
+    let mut off = core(MemoryStore::default());
+    let mut cfg = config();
+    cfg.phi.include_identifiers = true;
+    let mut on = Core::new(
+        &cfg,
+        Arc::new(Formula),
+        SECRET.to_vec(),
+        Metrics::new(),
+        MemoryStore::default(),
+    );
+    for n in 0..REMEMBERED_IDENTIFIERS + 50 {
+        off.on(Happened::Classified(vec![named(n)]));
+        on.on(Happened::Classified(vec![named(n)]));
+    }
+    assert!(off.identifiers.is_empty(), "switch off: no identifier held");
+    assert_eq!(on.identifiers.len(), REMEMBERED_IDENTIFIERS, "switch on: bounded");
+    assert!(
+        on.identifiers
+            .contains_key(&format!("1.2.8.{}", REMEMBERED_IDENTIFIERS + 49))
+    );
+    assert!(!on.identifiers.contains_key(&"1.2.8.0".to_string()));
+}
