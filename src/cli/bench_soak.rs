@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::demo::{DaemonProcess, http_get};
-use alnrisk::daemon::listen::Listener;
+use alnrisk::daemon::listen::{Listener, persistent_session};
 use alnrisk::daemon::payload::StudyKey;
 use alnrisk::synth::cohort::{CohortSpec, draw_patient, write_patient};
 use alnrisk::synth::phantom::PhantomSpec;
@@ -160,16 +160,9 @@ fn rss_and_fds(pid: u32) -> Option<(u64, usize)> {
 
 /// The persistent-session subscriber on `alnrisk/#` (its subscription and queued messages survive a restart).
 fn subscriber(port: u16) -> anyhow::Result<Listener> {
-    use rumqttc::v5::MqttOptions;
-    use rumqttc::v5::mqttbytes::v5::ConnectProperties;
-    let mut o = MqttOptions::new(format!("alnrisk-soak-{}", std::process::id()), "127.0.0.1", port);
-    o.set_clean_start(false);
-    let mut props = ConnectProperties::new();
-    props.session_expiry_interval = Some(3600);
-    props.max_packet_size = Some(1024 * 1024);
-    o.set_connect_properties(props);
-    o.set_keep_alive(Duration::from_secs(5));
-    Listener::connect(o, "alnrisk/#").context("the subscriber could not connect")
+    let id = format!("alnrisk-soak-{}", std::process::id());
+    Listener::connect(persistent_session(&id, "127.0.0.1", port), "alnrisk/#")
+        .context("the subscriber could not connect")
 }
 
 /// Message ids of the results received so far, by study key, and how many results in all.

@@ -30,6 +30,23 @@ pub struct Listener {
     pub inbox: Arc<Mutex<Vec<Received>>>,
 }
 
+/// Options of a dashboard-like subscriber on `host:port` with a persistent session: it keeps its subscription and
+/// the QoS 1 messages queued for it across its own reconnection and a broker restart (with the broker's
+/// persistence), and it advertises a 1 MiB Maximum Packet Size, so a larger message published on a topic it
+/// subscribes to is not sent to it (rumqttc's default 10 KiB limit would drop the connection on it, and again at
+/// every redelivery).
+pub fn persistent_session(id: &str, host: &str, port: u16) -> MqttOptions {
+    use rumqttc::v5::mqttbytes::v5::ConnectProperties;
+    let mut o = MqttOptions::new(id, host, port);
+    o.set_clean_start(false);
+    let mut props = ConnectProperties::new();
+    props.session_expiry_interval = Some(3600);
+    props.max_packet_size = Some(1024 * 1024);
+    o.set_connect_properties(props);
+    o.set_keep_alive(Duration::from_secs(5));
+    o
+}
+
 impl Listener {
     /// Connect with `opts`, subscribe to `filter` (QoS 1; again after every reconnection), and wait for the
     /// subscription to be acknowledged.

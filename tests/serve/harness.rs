@@ -117,17 +117,7 @@ pub struct Subscriber(pub Listener);
 
 impl Subscriber {
     pub fn new(port: u16, id: &str) -> Subscriber {
-        use rumqttc::v5::MqttOptions;
-        use rumqttc::v5::mqttbytes::v5::ConnectProperties;
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_clean_start(false);
-        let mut props = ConnectProperties::new();
-        props.session_expiry_interval = Some(3600);
-        // what the broker may send it (a test's 10 MB command is not for the subscriber: without a limit it
-        // advertises, rumqttc's 10 KiB default would drop the connection on it, again at every redelivery)
-        props.max_packet_size = Some(1024 * 1024);
-        o.set_connect_properties(props);
-        o.set_keep_alive(Duration::from_secs(5));
+        let o = alnrisk::daemon::listen::persistent_session(id, "127.0.0.1", port);
         Subscriber(Listener::connect(o, "alnrisk/#").expect("subscriber connected"))
     }
 
