@@ -34,7 +34,10 @@ enum QuarantineCommand {
 pub(super) fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     let cfg = DaemonConfig::load(&args.config)?;
     let dir = quarantine::folder(&cfg);
-    let entries = quarantine::entries(&dir);
+    let (entries, unreadable) = quarantine::entries(&dir);
+    for note in &unreadable {
+        eprintln!("an unreadable quarantine note (skipped): {}", note.display());
+    }
     match args.what {
         QuarantineCommand::List => {
             if entries.is_empty() {

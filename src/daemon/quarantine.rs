@@ -127,16 +127,17 @@ pub fn folder(cfg: &DaemonConfig) -> PathBuf {
     StatePaths::of(cfg).quarantine
 }
 
-/// Every quarantined input below `dir` (`state.dir/quarantine`), oldest day first; notes that cannot be read are
-/// skipped with a warning. For `alnrisk quarantine list` and `show`, run on the box.
-pub fn entries(dir: &Path) -> Vec<QuarantineEntry> {
+/// Every quarantined input below `dir` (`state.dir/quarantine`), oldest day first, and the notes that could not be
+/// read (their paths may name a patient: the caller shows them to the operator, they are never logged). For
+/// `alnrisk quarantine list` and `show`, run on the box.
+pub fn entries(dir: &Path) -> (Vec<QuarantineEntry>, Vec<PathBuf>) {
     let mut notes: Vec<PathBuf> = crate::ingest::list_files(dir)
         .unwrap_or_default()
         .into_iter()
         .filter(|f| f.to_string_lossy().ends_with(NOTE_SUFFIX))
         .collect();
     notes.sort();
-    let mut out = Vec::new();
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for note_path in notes {
         let note: QuarantineNote = match std::fs::read(&note_path)
             .ok()
@@ -144,7 +145,7 @@ pub fn entries(dir: &Path) -> Vec<QuarantineEntry> {
         {
             Some(n) => n,
             None => {
-                tracing::warn!(note = %note_path.display(), "an unreadable quarantine note");
+                unreadable.push(note_path);
                 continue;
             }
         };
@@ -176,7 +177,7 @@ pub fn entries(dir: &Path) -> Vec<QuarantineEntry> {
             stored,
         });
     }
-    out
+    (out, unreadable)
 }
 
 /// What the core decided to quarantine (it has counted and reported it already).
