@@ -261,6 +261,11 @@ pub struct StateConfig {
     /// (4 KiB each at most); beyond it an event is only logged and counted (`alnrisk_events_dropped_total`).
     #[serde(default = "default_event_spool_entries")]
     pub event_spool_max_entries: usize,
+    /// LN reads kept for studies not computed yet (in memory and in `ln-reads-pending.jsonl`, which is rewritten
+    /// before it passes twice this): the oldest are forgotten first, so a flood of reads for unknown studies (or
+    /// keys of another site) cannot grow the process or the disk.
+    #[serde(default = "default_pending_ln_reads_max")]
+    pub pending_ln_reads_max: usize,
     /// Free space on the state folder's file system below which a `disk_low` alarm goes out and
     /// `/health/ready` answers 503 (MB). The spool cannot take results on a full disk.
     #[serde(default = "default_min_free_mb")]
@@ -359,6 +364,9 @@ fn default_spool_age() -> f64 {
 }
 fn default_event_spool_entries() -> usize {
     10_000
+}
+fn default_pending_ln_reads_max() -> usize {
+    super::core::REMEMBERED_LN_READS
 }
 fn default_min_free_mb() -> u64 {
     512
@@ -466,6 +474,9 @@ impl DaemonConfig {
         }
         if self.mqtt.username.is_some() != self.mqtt.password_file.is_some() {
             return bad("mqtt.password_file", "username and password_file go together".into());
+        }
+        if self.state.pending_ln_reads_max == 0 || self.state.pending_ln_reads_max > 1_000_000 {
+            return bad("state.pending_ln_reads_max", "must be 1…1000000".into());
         }
         if self.state.workers == 0 || self.state.workers > 8 {
             return bad("state.workers", "must be 1…8".into());

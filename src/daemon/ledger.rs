@@ -15,8 +15,13 @@
 //! examination is not computed again; it can no longer take an LN update or a revision (reported, not applied).
 //! Series answered within the retention keep every line, so the message history the spool recovery needs is
 //! intact.
+//!
+//! **Memory.** What is held is an index (fixed-size keys, a bundle number, a line's offset), not the records: a
+//! record is read back from the file at its offset when the core needs its values (an LN update, a revision, a
+//! late ROI). So a year of answers costs the process a few hundred bytes each, and the duplicate checks on the hot
+//! path never touch the disk.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -99,120 +104,335 @@ pub struct Compaction {
     pub lines_after: usize,
 }
 
-/// The ledger file and its index.
-#[derive(Debug, Default)]
+/// The 32 bytes of a key ([`super::payload::Key::to_bytes`]): what the index holds instead of 64 hex digits.
+type KeyBytes = [u8; 32];
+
+/// Where a record's line lies in the ledger file (or the in-memory buffer).
+#[derive(Debug, Clone, Copy)]
+struct LineAt {
+    offset: u64,
+    len: u32,
+}
+
+/// What the index keeps of a series' latest record: where it lies, whether it is retired, and its day (for
+/// [`Ledger::compact`], which then need not read it).
+#[derive(Debug, Clone, Copy)]
+struct SeriesEntry {
+    line: LineAt,
+    retired: bool,
+    day: Option<i64>,
+}
+
+/// The bytes the records are read from.
+#[derive(Debug)]
+enum Backing {
+    /// `ledger.jsonl`, opened for reading at offsets; its length is where the next line goes.
+    File {
+        path: PathBuf,
+        reader: std::fs::File,
+        len: u64,
+        /// An append failed part-way: the next one starts a new line first.
+        torn: bool,
+    },
+    /// The core's unit tests: the same lines in memory.
+    Memory(Vec<u8>),
+}
+
+/// The ledger: its records on disk, and in memory an index of keys and line offsets.
+///
+/// **Memory.** The index holds, per answer, fixed-size keys and a file offset (a few hundred bytes), not the
+/// record: a record (signatures, LN read, flags) is read from the file when the core needs it, which is for an LN
+/// update, a revision or a late ROI, never on the hot path of a new series. A year of answers at a busy site
+/// (tens of thousands) costs a few MiB, not the tens of MiB whole records would.
+#[derive(Debug)]
 pub struct Ledger {
-    /// `None`: in memory only (the core's unit tests).
-    path: Option<PathBuf>,
-    by_series: BTreeMap<(SeriesKey, String), LedgerRecord>,
+    backing: Backing,
+    /// The bundles (sha256) the records name; the index holds a bundle by its position here.
+    bundles: Vec<String>,
+    /// (series key, bundle) → its latest record.
+    by_series: HashMap<(KeyBytes, u16), SeriesEntry>,
+    /// (study key, bundle, series key) of every series answered.
+    by_study: BTreeSet<(KeyBytes, u16, KeyBytes)>,
     /// (other member of a linked set, bundle) → the set's series key.
-    members: BTreeMap<(SeriesKey, String), SeriesKey>,
+    members: HashMap<(KeyBytes, u16), KeyBytes>,
     /// (ROI key, bundle) of every ROI an answer was computed from or set aside for.
-    rois: BTreeSet<(RoiKey, String)>,
-    /// Every message id committed.
-    messages: BTreeSet<String>,
+    rois: HashSet<(KeyBytes, u16)>,
+    /// Every message id committed, by [`message_digest`].
+    messages: HashSet<u64>,
     /// (folder key, bundle) → the series answered from that folder.
-    by_folder: BTreeMap<(FolderKey, String), SeriesKey>,
+    by_folder: HashMap<(KeyBytes, u16), KeyBytes>,
+    /// Non-empty lines in the file.
+    lines: usize,
+}
+
+impl Default for Ledger {
+    /// [`Ledger::in_memory`].
+    fn default() -> Ledger {
+        Ledger::in_memory()
+    }
+}
+
+/// A message id as the index holds it: the first 8 bytes of its SHA-256 (a false match among a year's messages
+/// is as likely as 2⁻⁶⁴ times their number squared).
+fn message_digest(message_id: &str) -> u64 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(message_id.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// The complete lines of `bytes` with their offsets (empty lines skipped; a last line without its newline is
+/// left out, as torn).
+fn lines_of(bytes: &[u8]) -> impl Iterator<Item = (LineAt, &[u8])> {
+    let mut offset = 0usize;
+    std::iter::from_fn(move || {
+        loop {
+            let rest = bytes.get(offset..)?;
+            let n = rest.iter().position(|&b| b == b'\n')?;
+            let at = LineAt {
+                offset: offset as u64,
+                len: n as u32,
+            };
+            offset += n + 1;
+            let line = &rest[..n];
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                return Some((at, line));
+            }
+        }
+    })
 }
 
 impl Ledger {
     /// Open (or create) the ledger. A torn last line (power cut during an append) is skipped with a warning.
     pub fn open(path: &Path) -> Result<Ledger> {
-        let mut ledger = Ledger {
-            path: Some(path.to_path_buf()),
-            ..Ledger::in_memory()
+        let mut bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(path, e)),
         };
-        if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            if !text.is_empty() && !text.ends_with('\n') {
-                // Close a torn line so the next append starts a line of its own.
-                fsio::append_line(path, "")?;
-            }
-            for (n, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<LedgerRecord>(line) {
-                    Ok(r) => ledger.index(r),
-                    Err(e) => {
-                        tracing::warn!(ledger = %path.display(), line = n + 1, "skipping unreadable ledger line: {e}")
-                    }
-                }
-            }
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            // Close a torn line so the next append starts a line of its own.
+            fsio::append_line(path, "")?;
+            bytes.push(b'\n');
         }
+        if !path.exists() {
+            fsio::write_durable(path, b"")?;
+        }
+        let reader = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut ledger = Ledger::with_backing(Backing::File {
+            path: path.to_path_buf(),
+            reader,
+            len: bytes.len() as u64,
+            torn: false,
+        });
+        ledger.index_all(&bytes);
         Ok(ledger)
     }
 
     /// A ledger with no file: what it records is kept in memory only.
     pub fn in_memory() -> Ledger {
-        Ledger::default()
+        Ledger::with_backing(Backing::Memory(Vec::new()))
     }
 
-    fn index(&mut self, r: LedgerRecord) {
-        for k in r.roi_key.iter().chain(&r.set_aside_roi_keys) {
-            self.rois.insert((k.clone(), r.bundle_sha256.clone()));
+    fn with_backing(backing: Backing) -> Ledger {
+        Ledger {
+            backing,
+            bundles: Vec::new(),
+            by_series: HashMap::new(),
+            by_study: BTreeSet::new(),
+            members: HashMap::new(),
+            rois: HashSet::new(),
+            messages: HashSet::new(),
+            by_folder: HashMap::new(),
+            lines: 0,
         }
-        self.messages.insert(r.message_id.clone());
+    }
+
+    /// Rebuild the index from the ledger's bytes.
+    fn index_all(&mut self, bytes: &[u8]) {
+        self.by_series.clear();
+        self.by_study.clear();
+        self.members.clear();
+        self.rois.clear();
+        self.messages.clear();
+        self.by_folder.clear();
+        self.lines = 0;
+        for (n, (at, line)) in lines_of(bytes).enumerate() {
+            self.lines += 1;
+            match serde_json::from_slice::<LedgerRecord>(line) {
+                Ok(r) => self.index(&r, at),
+                Err(e) => tracing::warn!(line = n + 1, "skipping unreadable ledger line: {e}"),
+            }
+        }
+    }
+
+    /// The position of `sha` among the bundles, added if new.
+    fn bundle_id(&mut self, sha: &str) -> u16 {
+        match self.bundles.iter().position(|b| b == sha) {
+            Some(i) => i as u16,
+            None => {
+                self.bundles.push(sha.to_string());
+                (self.bundles.len() - 1) as u16
+            }
+        }
+    }
+
+    /// The position of `sha` among the bundles (`None`: no record names it).
+    fn known_bundle(&self, sha: &str) -> Option<u16> {
+        self.bundles.iter().position(|b| b == sha).map(|i| i as u16)
+    }
+
+    fn index(&mut self, r: &LedgerRecord, line: LineAt) {
+        let b = self.bundle_id(&r.bundle_sha256);
+        let series = r.series_key.to_bytes();
+        for k in r.roi_key.iter().chain(&r.set_aside_roi_keys) {
+            self.rois.insert((k.to_bytes(), b));
+        }
+        self.messages.insert(message_digest(&r.message_id));
         for f in &r.folder_keys {
-            self.by_folder
-                .insert((f.clone(), r.bundle_sha256.clone()), r.series_key.clone());
+            self.by_folder.insert((f.to_bytes(), b), series);
         }
         for m in &r.member_keys {
-            self.members
-                .insert((m.clone(), r.bundle_sha256.clone()), r.series_key.clone());
+            self.members.insert((m.to_bytes(), b), series);
         }
-        self.by_series
-            .insert((r.series_key.clone(), r.bundle_sha256.clone()), r);
+        self.by_study.insert((r.study_key.to_bytes(), b, series));
+        self.by_series.insert(
+            (series, b),
+            SeriesEntry {
+                line,
+                retired: r.retired,
+                day: r.day(),
+            },
+        );
+    }
+
+    /// Read the record at `line`.
+    fn read(&self, line: LineAt) -> Result<LedgerRecord> {
+        let mut buf = vec![0u8; line.len as usize];
+        let (bytes, path) = match &self.backing {
+            Backing::File { path, reader, .. } => {
+                use std::os::unix::fs::FileExt;
+                reader
+                    .read_exact_at(&mut buf, line.offset)
+                    .map_err(|e| Error::io(path, e))?;
+                (&buf[..], path.clone())
+            }
+            Backing::Memory(m) => (
+                m.get(line.offset as usize..line.offset as usize + line.len as usize)
+                    .unwrap_or_default(),
+                PathBuf::new(),
+            ),
+        };
+        serde_json::from_slice(bytes).map_err(|e| Error::Spool {
+            path,
+            reason: format!("ledger line at byte {}: {e}", line.offset),
+        })
+    }
+
+    /// The record at `line`, or `None` (logged) when it cannot be read: an answer the core then treats as not
+    /// found for an update or a revision (it is still refused as a duplicate: that is the index's).
+    fn read_or_log(&self, line: LineAt) -> Option<LedgerRecord> {
+        match self.read(line) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!("could not read the ledger: {}", e.neutral());
+                None
+            }
+        }
+    }
+
+    /// All the ledger's bytes (for [`Ledger::compact`]).
+    fn all_bytes(&self) -> Result<Vec<u8>> {
+        match &self.backing {
+            Backing::File { path, .. } => std::fs::read(path).map_err(|e| Error::io(path, e)),
+            Backing::Memory(m) => Ok(m.clone()),
+        }
     }
 
     /// Whether this series (or a linked DCE set it is a member of) was already answered by this bundle.
     pub fn contains(&self, series_key: &SeriesKey, bundle_sha256: &str) -> bool {
-        let k = (series_key.clone(), bundle_sha256.to_string());
+        let Some(b) = self.known_bundle(bundle_sha256) else {
+            return false;
+        };
+        let k = (series_key.to_bytes(), b);
         self.by_series.contains_key(&k) || self.members.contains_key(&k)
     }
 
-    /// The latest record of the series (or of the linked DCE set it is a member of) answered by this bundle.
-    /// (`None` also for a series past the retention: [`Ledger::retired`].)
-    pub fn latest(&self, series_key: &SeriesKey, bundle_sha256: &str) -> Option<&LedgerRecord> {
-        self.latest_any(series_key, bundle_sha256).filter(|r| !r.retired)
+    /// The latest record of the series (or of the linked DCE set it is a member of) answered by this bundle,
+    /// read from the ledger. (`None` also for a series past the retention: [`Ledger::retired`].)
+    pub fn latest(&self, series_key: &SeriesKey, bundle_sha256: &str) -> Option<LedgerRecord> {
+        self.entry(series_key, bundle_sha256)
+            .filter(|e| !e.retired)
+            .and_then(|e| self.read_or_log(e.line))
     }
 
     /// Whether the series was answered by this bundle so long ago that its answer was retired.
     pub fn retired(&self, series_key: &SeriesKey, bundle_sha256: &str) -> bool {
-        self.latest_any(series_key, bundle_sha256).is_some_and(|r| r.retired)
+        self.entry(series_key, bundle_sha256).is_some_and(|e| e.retired)
     }
 
-    fn latest_any(&self, series_key: &SeriesKey, bundle_sha256: &str) -> Option<&LedgerRecord> {
-        let k = (series_key.clone(), bundle_sha256.to_string());
-        let set = self.members.get(&k).map_or(k.clone(), |s| (s.clone(), k.1.clone()));
+    fn entry(&self, series_key: &SeriesKey, bundle_sha256: &str) -> Option<&SeriesEntry> {
+        let b = self.known_bundle(bundle_sha256)?;
+        let k = (series_key.to_bytes(), b);
+        let set = self.members.get(&k).map_or(k, |s| (*s, b));
         self.by_series.get(&set)
     }
 
     /// Whether an answer of this bundle was computed from the ROI with this key, or set it aside for a newer one.
     pub fn known_roi(&self, roi_key: &RoiKey, bundle_sha256: &str) -> bool {
-        self.rois.contains(&(roi_key.clone(), bundle_sha256.to_string()))
+        self.known_bundle(bundle_sha256)
+            .is_some_and(|b| self.rois.contains(&(roi_key.to_bytes(), b)))
     }
 
     /// The series this bundle answered from the folder with this key.
-    pub fn series_in_folder(&self, folder_key: &FolderKey, bundle_sha256: &str) -> Option<&SeriesKey> {
-        self.by_folder.get(&(folder_key.clone(), bundle_sha256.to_string()))
+    pub fn series_in_folder(&self, folder_key: &FolderKey, bundle_sha256: &str) -> Option<SeriesKey> {
+        let b = self.known_bundle(bundle_sha256)?;
+        self.by_folder
+            .get(&(folder_key.to_bytes(), b))
+            .map(SeriesKey::from_bytes)
     }
 
     /// Whether a message with this id was committed.
     pub fn has_message(&self, message_id: &str) -> bool {
-        self.messages.contains(message_id)
+        self.messages.contains(&message_digest(message_id))
     }
 
     /// Record a committed message (durably).
     pub fn record(&mut self, r: LedgerRecord) -> Result<()> {
         let line = serde_json::to_string(&r).map_err(|e| Error::Spool {
-            path: self.path.clone().unwrap_or_default(),
+            path: PathBuf::new(),
             reason: e.to_string(),
         })?;
-        if let Some(path) = &self.path {
-            fsio::append_line(path, &line)?;
-        }
-        self.index(r);
+        let at = match &mut self.backing {
+            Backing::File { path, len, torn, .. } => {
+                if *torn {
+                    fsio::append_line(path, "")?;
+                    *torn = false;
+                }
+                let offset = std::fs::metadata(&*path).map_err(|e| Error::io(&*path, e))?.len();
+                if let Err(e) = fsio::append_line(path, &line) {
+                    *torn = true;
+                    return Err(e);
+                }
+                *len = offset + line.len() as u64 + 1;
+                LineAt {
+                    offset,
+                    len: line.len() as u32,
+                }
+            }
+            Backing::Memory(m) => {
+                let offset = m.len() as u64;
+                m.extend_from_slice(line.as_bytes());
+                m.push(b'\n');
+                LineAt {
+                    offset,
+                    len: line.len() as u32,
+                }
+            }
+        };
+        self.lines += 1;
+        self.index(&r, at);
         Ok(())
     }
 
@@ -224,83 +444,97 @@ impl Ledger {
         if keep_days == 0 {
             return Ok(Compaction::default());
         }
-        let expired = |r: &LedgerRecord| !r.retired && r.day().is_some_and(|d| today - d > i64::from(keep_days));
-        let to_retire: Vec<(SeriesKey, String)> = self
-            .by_series
-            .iter()
-            .filter(|(_, r)| expired(r))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let expired = |e: &SeriesEntry| !e.retired && e.day.is_some_and(|d| today - d > i64::from(keep_days));
+        let newly = self.by_series.values().filter(|e| expired(e)).count();
         let mut c = Compaction {
-            retired: to_retire.len(),
-            ..Compaction::default()
+            retired: newly,
+            lines_before: self.lines,
+            lines_after: self.lines,
         };
-        for k in &to_retire {
-            if let Some(r) = self.by_series.remove(k) {
-                self.by_series.insert(k.clone(), r.retire());
-            }
-        }
-        let Some(path) = self.path.clone() else {
-            return Ok(c);
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        c.lines_before = text.lines().filter(|l| !l.trim().is_empty()).count();
-        if to_retire.is_empty() {
-            c.lines_after = c.lines_before;
+        if newly == 0 {
             return Ok(c);
         }
-        let mut out = String::with_capacity(text.len());
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        // every series retired after this compaction (those before, and these), in the order of their lines
+        let mut retired: Vec<(&(KeyBytes, u16), &SeriesEntry)> =
+            self.by_series.iter().filter(|(_, e)| e.retired || expired(e)).collect();
+        retired.sort_by_key(|(_, e)| e.line.offset);
+        let retired_keys: HashSet<(KeyBytes, u16)> = retired.iter().map(|(k, _)| **k).collect();
+        let bytes = self.all_bytes()?;
+        let mut out = Vec::with_capacity(bytes.len());
+        for (_, line) in lines_of(&bytes) {
             // A series now retired is written once, below; a line that does not parse is dropped (it was
             // skipped on open, too).
-            let Ok(r) = serde_json::from_str::<LedgerRecord>(line) else {
+            let Ok(r) = serde_json::from_slice::<LedgerRecord>(line) else {
                 continue;
             };
-            let key = (r.series_key.clone(), r.bundle_sha256.clone());
-            if self.by_series.get(&key).is_some_and(|l| l.retired) {
+            let key = (
+                r.series_key.to_bytes(),
+                self.known_bundle(&r.bundle_sha256).unwrap_or(u16::MAX),
+            );
+            if retired_keys.contains(&key) {
                 continue;
             }
-            out.push_str(line);
-            out.push('\n');
+            out.extend_from_slice(line);
+            out.push(b'\n');
         }
-        for r in self.by_series.values().filter(|r| r.retired) {
-            let line = serde_json::to_string(r).map_err(|e| Error::Spool {
-                path: path.clone(),
+        for (_, e) in &retired {
+            let r = self.read(e.line)?.retire();
+            let line = serde_json::to_string(&r).map_err(|e| Error::Spool {
+                path: PathBuf::new(),
                 reason: e.to_string(),
             })?;
-            out.push_str(&line);
-            out.push('\n');
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
         }
-        c.lines_after = out.lines().count();
-        fsio::write_durable(&path, out.as_bytes())?;
+        match &mut self.backing {
+            Backing::File {
+                path,
+                reader,
+                len,
+                torn,
+            } => {
+                fsio::write_durable(path, &out)?;
+                *reader = std::fs::File::open(&*path).map_err(|e| Error::io(&*path, e))?;
+                *len = out.len() as u64;
+                *torn = false;
+            }
+            Backing::Memory(m) => m.clone_from(&out),
+        }
+        self.index_all(&out);
+        c.lines_after = self.lines;
         Ok(c)
     }
 
-    /// The latest record of each series of a study answered by this bundle.
-    pub fn for_study(&self, study_key: &StudyKey, bundle_sha256: &str) -> Vec<&LedgerRecord> {
-        self.by_series
-            .values()
-            .filter(|r| &r.study_key == study_key && r.bundle_sha256 == bundle_sha256 && !r.retired)
+    /// The series of a study answered by this bundle, retired or not.
+    fn study_series(&self, study_key: &StudyKey, bundle_sha256: &str) -> impl Iterator<Item = &SeriesEntry> {
+        let b = self.known_bundle(bundle_sha256);
+        let study = study_key.to_bytes();
+        b.into_iter().flat_map(move |b| {
+            self.by_study
+                .range((study, b, [0u8; 32])..=(study, b, [u8::MAX; 32]))
+                .filter_map(move |(_, _, s)| self.by_series.get(&(*s, b)))
+        })
+    }
+
+    /// The latest record of each series of a study answered by this bundle (read from the ledger).
+    pub fn for_study(&self, study_key: &StudyKey, bundle_sha256: &str) -> Vec<LedgerRecord> {
+        self.study_series(study_key, bundle_sha256)
+            .filter(|e| !e.retired)
+            .filter_map(|e| self.read_or_log(e.line))
             .collect()
     }
 
     /// Whether answers of this bundle for the study were retired ([`Ledger::compact`]).
     pub fn study_retired(&self, study_key: &StudyKey, bundle_sha256: &str) -> bool {
-        self.by_series
-            .values()
-            .any(|r| r.retired && &r.study_key == study_key && r.bundle_sha256 == bundle_sha256)
+        self.study_series(study_key, bundle_sha256).any(|e| e.retired)
     }
 
-    /// Records held.
+    /// Series held.
     pub fn len(&self) -> usize {
         self.by_series.len()
     }
 
-    /// No records.
+    /// No series.
     pub fn is_empty(&self) -> bool {
         self.by_series.is_empty()
     }
@@ -374,7 +608,7 @@ mod tests {
         assert!(l.known_roi(&RoiKey::of(b"k", "older roi of s1"), "b"), "set aside");
         assert_eq!(
             l.series_in_folder(&FolderKey::of(b"k", "folder of s2"), "b"),
-            Some(&SeriesKey::of(b"k", "s2"))
+            Some(SeriesKey::of(b"k", "s2"))
         );
         assert_eq!(
             l.series_in_folder(&FolderKey::of(b"k", "folder of s2"), "other bundle"),
@@ -399,6 +633,60 @@ mod tests {
         let study = l.for_study(&StudyKey::of(b"k", "study"), "b");
         assert_eq!(study.len(), 3);
         assert!(study.iter().any(|r| r.message_id == "m-s1-update"));
+    }
+
+    #[test]
+    fn records_are_read_back_from_the_file_and_the_index_alone_refuses_duplicates() {
+        let d = std::env::temp_dir().join(format!("alnrisk-ledger-index-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("ledger.jsonl");
+        let mut l = Ledger::open(&p).unwrap();
+        let with_values = |r: LedgerRecord| LedgerRecord {
+            signatures: BTreeMap::from([("deep_signature".to_string(), 0.25)]),
+            ln: Some(crate::model::LnRead::Positive),
+            ..r
+        };
+        l.record(with_values(rec("s1", MessageKind::Result))).unwrap();
+        l.record(with_values(rec("s2", MessageKind::Result))).unwrap();
+        let s1 = SeriesKey::of(b"k", "s1");
+        let s2 = SeriesKey::of(b"k", "s2");
+        assert_eq!(l.latest(&s1, "b").unwrap().signatures["deep_signature"], 0.25);
+        assert_eq!(l.latest(&s2, "b").unwrap().ln, Some(crate::model::LnRead::Positive));
+        // damage s1's line on disk (same length, so s2's offset is unchanged): its values are read from there
+        let text = std::fs::read_to_string(&p).unwrap();
+        let first = text.lines().next().unwrap().len();
+        let damaged = format!("{}{}", "#".repeat(first), &text[first..]);
+        std::fs::write(&p, damaged).unwrap();
+        assert!(l.latest(&s1, "b").is_none(), "read from the file, found unreadable");
+        assert!(
+            l.contains(&s1, "b"),
+            "still refused as a duplicate: the index holds that"
+        );
+        assert!(l.has_message("m-s1-result"));
+        assert_eq!(l.latest(&s2, "b").unwrap().signatures["deep_signature"], 0.25);
+        assert_eq!(l.for_study(&StudyKey::of(b"k", "study"), "b").len(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_in_memory_ledger_compacts_as_the_file_does() {
+        let mut l = Ledger::in_memory();
+        l.record(LedgerRecord {
+            at: "2025-01-10T08:00:00Z".into(),
+            ..rec("s1", MessageKind::Result)
+        })
+        .unwrap();
+        l.record(LedgerRecord {
+            at: "2026-11-30T08:00:00Z".into(),
+            ..rec("s2", MessageKind::Result)
+        })
+        .unwrap();
+        let today = crate::time::days_from_civil("2026-12-01").unwrap();
+        let c = l.compact(365, today).unwrap();
+        assert_eq!((c.retired, c.lines_before, c.lines_after), (1, 2, 2));
+        assert!(l.retired(&SeriesKey::of(b"k", "s1"), "b"));
+        assert!(l.latest(&SeriesKey::of(b"k", "s2"), "b").is_some());
     }
 
     #[test]

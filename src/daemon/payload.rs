@@ -96,6 +96,21 @@ impl<K> Key<K> {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key's 32 bytes: the compact form an index holds (the ledger's, for months of answers).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        // always 64 hex digits (made by `of` or checked by `parse`)
+        let _ = hex::decode_to_slice(self.0.as_bytes(), &mut b);
+        b
+    }
+
+    /// The key of these 32 bytes ([`Key::to_bytes`]).
+    pub fn from_bytes(bytes: &[u8; 32]) -> Key<K> {
+        let mut s = heapless::String::new();
+        let _ = s.push_str(&hex::encode(bytes));
+        Key(s, std::marker::PhantomData)
+    }
 }
 
 impl FolderKey {

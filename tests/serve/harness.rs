@@ -194,6 +194,8 @@ pub struct DaemonOpts<'a> {
     pub fault_injection: Option<String>,
     /// state.dir (default: `state/` in the daemon's folder).
     pub state_dir: Option<PathBuf>,
+    /// state.pending_ln_reads_max (the daemon's default when `None`).
+    pub pending_ln_reads_max: Option<usize>,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -210,6 +212,7 @@ impl<'a> DaemonOpts<'a> {
             quarantine_keep_days: 0,
             fault_injection: None,
             state_dir: None,
+            pending_ln_reads_max: None,
         }
     }
 
@@ -275,7 +278,7 @@ dir = "{state}"
 spool_max_entries = {spool}
 min_free_mb = {min_free_mb}
 quarantine_keep_days = {keep}
-drain_s = 5.0
+{pending}drain_s = 5.0
 [metrics]
 listen = "{metrics}"
 {extra}
@@ -293,6 +296,9 @@ listen = "{metrics}"
                 phi = o.phi,
                 max_age_h = o.max_age_h,
                 keep = o.quarantine_keep_days,
+                pending = o
+                    .pending_ln_reads_max
+                    .map_or(String::new(), |n| format!("pending_ln_reads_max = {n}\n")),
             ),
         )
         .unwrap();

@@ -43,8 +43,8 @@ mod revise;
 #[cfg(test)]
 mod tests;
 
-/// LN reads remembered in memory (waiting for their study, or applied to it): the oldest are forgotten first, so
-/// a flood of reads for unknown studies cannot grow the process.
+/// LN reads remembered in memory (waiting for their study, or applied to it) unless `state.pending_ln_reads_max`
+/// says otherwise: the oldest are forgotten first, so a flood of reads for unknown studies cannot grow the process.
 pub const REMEMBERED_LN_READS: usize = 4096;
 
 /// Studies whose identifiers are held (only with `phi.include_identifiers`; empty otherwise).
@@ -186,7 +186,8 @@ pub struct Core<S: Store> {
     in_flight: usize,
     ln_reads: BoundedMap<StudyKey, LnRead>,
     /// Lines in the store's pending LN reads since it was last rewritten from `ln_reads`: rewritten past twice
-    /// [`REMEMBERED_LN_READS`], so a flood of reads for unknown studies cannot grow the file without bound.
+    /// `state.pending_ln_reads_max` ([`REMEMBERED_LN_READS`] by default), so a flood of reads for unknown studies
+    /// cannot grow the file without bound.
     pending_lines: usize,
     held: VecDeque<Held>,
     alarms: Alarms,
@@ -238,7 +239,7 @@ impl<S: Store> Core<S> {
             tries: BoundedMap::new(READY_QUEUE),
             revisions: Revisions::default(),
             in_flight: 0,
-            ln_reads: BoundedMap::new(REMEMBERED_LN_READS),
+            ln_reads: BoundedMap::new(cfg.state.pending_ln_reads_max),
             pending_lines: 0,
             held: VecDeque::new(),
             alarms: Alarms::default(),
@@ -512,7 +513,7 @@ impl<S: Store> Core<S> {
                     }
                     let keys: Vec<SeriesKey> = r.series_uids.iter().map(|u| SeriesKey::of(&self.secret, u)).collect();
                     let ledger = self.store.ledger();
-                    let answered = keys.iter().find_map(|k| ledger.latest(k, &sha)).cloned();
+                    let answered = keys.iter().find_map(|k| ledger.latest(k, &sha));
                     let retired = keys.iter().find(|k| ledger.retired(k, &sha)).cloned();
                     match (answered, retired) {
                         (Some(of), _) => self.on_revised_roi(roi, of),
@@ -600,7 +601,7 @@ impl<S: Store> Core<S> {
             return;
         };
         let sha = self.sha();
-        let records: Vec<LedgerRecord> = self.store.ledger().for_study(&key, &sha).into_iter().cloned().collect();
+        let records: Vec<LedgerRecord> = self.store.ledger().for_study(&key, &sha);
         if records.is_empty() && self.store.ledger().study_retired(&key, &sha) {
             let detail = format!(
                 "LN read via {via} for a study answered more than state.ledger_keep_days = {} days ago: not applied",
@@ -616,7 +617,7 @@ impl<S: Store> Core<S> {
                 tracing::error!("could not keep the LN read: {}", e.neutral());
             }
             self.pending_lines += 1;
-            if self.pending_lines > 2 * REMEMBERED_LN_READS {
+            if self.pending_lines > 2 * self.cfg.state.pending_ln_reads_max {
                 self.rewrite_pending_ln_reads();
             }
             let detail = format!("LN read via {via} kept for a study not computed yet");
@@ -1029,7 +1030,7 @@ impl<S: Store> Core<S> {
                 }
                 Assembled::RoiForAnswered { series_uid, roi } => {
                     let key = SeriesKey::of(&self.secret, &series_uid);
-                    match self.store.ledger().latest(&key, &sha).cloned() {
+                    match self.store.ledger().latest(&key, &sha) {
                         Some(of) => self.on_revised_roi(roi, of),
                         // still being computed (or held by a full spool): weighed once its answer is committed
                         None => self.revisions.await_answer(key, roi),

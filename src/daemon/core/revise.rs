@@ -77,7 +77,7 @@ impl<S: Store> Core<S> {
         let root = &self.cfg.watch.export_dir;
         let sha = self.model.bundle_sha256();
         let ledger = self.store.ledger();
-        let mut series: Vec<&SeriesKey> = near
+        let mut series: Vec<SeriesKey> = near
             .iter()
             .filter(|d| crate::daemon::assemble::label_near(label, std::slice::from_ref(d)))
             .filter_map(|d| d.strip_prefix(root).ok())
@@ -86,7 +86,7 @@ impl<S: Store> Core<S> {
         series.sort();
         series.dedup();
         match series.as_slice() {
-            [one] => ledger.latest(one, sha).cloned(),
+            [one] => ledger.latest(one, sha),
             _ => None,
         }
     }
@@ -115,7 +115,7 @@ impl<S: Store> Core<S> {
                 .ledger()
                 .latest(&req.of.series_key, self.model.bundle_sha256())
             {
-                req.of = latest.clone();
+                req.of = latest;
             }
             if self.roi_known(&req.roi) {
                 continue;
