@@ -131,6 +131,13 @@ fn fit_on_the_synthetic_cohort_recovers_the_planted_model_and_writes_a_signed_bu
         md.contains(&format!("cohort CSV sha256 {cohort_sha}")),
         "the report shows the provenance"
     );
+    assert!(
+        md.contains("## Agreement with reference implementations")
+            && md.contains("glmnet 4.1 glmnet and cv.glmnet")
+            && md.contains("rms calibrate(method = \"boot\")")
+            && md.contains("pROC 1.18 auc"),
+        "the report says which R functions its figures agree with"
+    );
     let test = m.performance["evaluations"]
         .as_array()
         .unwrap()

@@ -15,7 +15,8 @@
 //! λ path: `λ_max = maxⱼ |(1/n) Σᵢ (xᵢⱼ − x̄ⱼ)(yᵢ − ȳ)|` (the smallest λ with all βⱼ = 0), then 100 values
 //! log-spaced down to `ratio · λ_max`, `ratio = 0.01` when `n < p` and `1e-4` otherwise (glmnet's
 //! `lambda.min.ratio`). Cross-validation: stratified K folds, binomial deviance on the held-out fold for each λ of the
-//! full-data path (as `cv.glmnet(type.measure = "deviance")`), `λ.min` the minimiser of the mean and `λ.1se` the
+//! full-data path (as `cv.glmnet(type.measure = "deviance")`: each fold fits its own default path, read at the
+//! full data's λ by linear interpolation, [`interpolate_path`]), `λ.min` the minimiser of the mean and `λ.1se` the
 //! largest λ within one standard error of it.
 
 use rayon::prelude::*;
@@ -39,6 +40,9 @@ impl LassoFit {
         self.intercept + row.iter().zip(&self.beta).map(|(x, b)| x * b).sum::<f64>()
     }
 }
+
+/// The path is not stopped before this many λ (glmnet's `mnlam`).
+const MIN_PATH: usize = 5;
 
 /// Solver tolerances (on the largest coefficient change, scaled as glmnet's `thresh`).
 const INNER_TOL: f64 = 1e-10;
@@ -165,9 +169,11 @@ pub fn lambda_path(x: &[Vec<f64>], y: &[bool], count: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The path with warm starts, stopped early as glmnet stops it: once the fraction of null deviance explained
-/// exceeds 0.999 (the fit is saturated), or a step down the path changes that fraction by less than 1e-5. The
-/// returned path may therefore be shorter than `lambdas`.
+/// The path with warm starts, stopped early as glmnet's binomial path stops (`glmnet.control()`: `mnlam = 5`,
+/// `devmax = 0.999`, `fdev = 1e-5`): from the fifth λ on, once the fraction of null deviance explained exceeds
+/// 0.999 (the fit is saturated), or a step down the path raises that fraction by less than 1e-5 (an absolute
+/// change, as glmnet's logistic path compares it; its Gaussian path compares a relative one). The returned path
+/// may therefore be shorter than `lambdas`.
 pub fn lasso_path(x: &[Vec<f64>], y: &[bool], lambdas: &[f64]) -> Vec<LassoFit> {
     let mut out: Vec<LassoFit> = Vec::with_capacity(lambdas.len());
     let ybar = (y.iter().filter(|&&b| b).count() as f64 / y.len().max(1) as f64).clamp(1e-12, 1.0 - 1e-12);
@@ -178,7 +184,7 @@ pub fn lasso_path(x: &[Vec<f64>], y: &[bool], lambdas: &[f64]) -> Vec<LassoFit> 
         let eta: Vec<f64> = x.iter().map(|r| fit.linear_predictor(r)).collect();
         let ratio = 1.0 - binomial_deviance_raw(&eta, y) / null_dev;
         out.push(fit);
-        if k > 0 && (ratio > 0.999 || ratio - last_ratio < 1e-5 * ratio) {
+        if k + 1 >= MIN_PATH && (ratio > 0.999 || ratio - last_ratio < 1e-5) {
             break;
         }
         last_ratio = ratio;
@@ -202,6 +208,43 @@ fn binomial_deviance_raw(eta: &[f64], y: &[bool]) -> f64 {
         })
         .sum();
     2.0 * s / eta.len().max(1) as f64
+}
+
+/// The fit at `s` read from a path at `lambdas` (decreasing) as glmnet's `predict(fit, s = s)` reads it
+/// (`lambda.interp`): `s` held within the path's range, then the coefficients interpolated linearly in λ between
+/// the two fits around it.
+pub fn interpolate_path(lambdas: &[f64], path: &[LassoFit], s: f64) -> LassoFit {
+    let (Some(&first), Some(&last)) = (lambdas.first(), lambdas.last()) else {
+        return LassoFit {
+            lambda: s,
+            intercept: 0.0,
+            beta: Vec::new(),
+        };
+    };
+    let s_in = s.clamp(last, first);
+    // the first λ at or below s_in, and the one before it
+    let right = lambdas.partition_point(|&l| l > s_in).min(lambdas.len() - 1);
+    let left = if lambdas[right] == s_in {
+        right
+    } else {
+        right.saturating_sub(1)
+    };
+    let (l, r) = (&path[left], &path[right]);
+    let frac = if left == right || (lambdas[left] - lambdas[right]).abs() < f64::EPSILON {
+        1.0
+    } else {
+        (s_in - lambdas[right]) / (lambdas[left] - lambdas[right])
+    };
+    LassoFit {
+        lambda: s,
+        intercept: l.intercept * frac + r.intercept * (1.0 - frac),
+        beta: l
+            .beta
+            .iter()
+            .zip(&r.beta)
+            .map(|(a, b)| a * frac + b * (1.0 - frac))
+            .collect(),
+    }
 }
 
 /// Stratified fold assignment: each class shuffled with the seed, then dealt round-robin into `k` folds.
@@ -259,12 +302,18 @@ pub fn binomial_deviance(eta: &[f64], y: &[bool]) -> f64 {
 /// `cv.glmnet`-style cross-validation with `k` stratified folds (reduced to the minority class size when that is
 /// smaller; the caller is told through [`LassoCv::folds`]).
 pub fn lasso_cv(x: &[Vec<f64>], y: &[bool], k: usize, seed: u64) -> LassoCv {
+    let minority = y.iter().filter(|&&b| b).count().min(y.iter().filter(|&&b| !b).count());
+    let k = k.min(minority).max(2);
+    lasso_cv_on_folds(x, y, &stratified_folds(y, k, seed))
+}
+
+/// Cross-validation on given folds (`fold[i]` in `0..k`: `cv.glmnet(foldid = fold + 1)`), on the full data's
+/// λ path.
+pub fn lasso_cv_on_folds(x: &[Vec<f64>], y: &[bool], fold: &[usize]) -> LassoCv {
     let mut lambdas = lambda_path(x, y, 100);
     let path = lasso_path(x, y, &lambdas);
     lambdas.truncate(path.len());
-    let minority = y.iter().filter(|&&b| b).count().min(y.iter().filter(|&&b| !b).count());
-    let k = k.min(minority).max(2);
-    let fold = stratified_folds(y, k, seed);
+    let k = fold.iter().max().map_or(1, |m| m + 1);
     // per fold: held-out deviance per λ, held-out size, and each held-out row's linear predictor per λ
     type FoldResult = (Vec<f64>, f64, Vec<(usize, Vec<f64>)>);
     let per_fold: Vec<FoldResult> = (0..k)
@@ -275,12 +324,18 @@ pub fn lasso_cv(x: &[Vec<f64>], y: &[bool], k: usize, seed: u64) -> LassoCv {
             let test: Vec<usize> = (0..y.len()).filter(|&i| fold[i] == f).collect();
             let xt: Vec<Vec<f64>> = train.iter().map(|&i| x[i].clone()).collect();
             let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-            let fits = lasso_path(&xt, &yt, &lambdas);
+            // the fold's own default path (stopped early as glmnet stops it), read at the full data's λ by
+            // interpolation, as cv.glmnet does when it is not given a λ sequence
+            let fold_lambdas = lambda_path(&xt, &yt, 100);
+            let fold_path = lasso_path(&xt, &yt, &fold_lambdas);
+            let fits: Vec<LassoFit> = lambdas
+                .iter()
+                .map(|&s| interpolate_path(&fold_lambdas[..fold_path.len()], &fold_path, s))
+                .collect();
             let yv: Vec<bool> = test.iter().map(|&i| y[i]).collect();
             let mut held_out: Vec<(usize, Vec<f64>)> = test.iter().map(|&i| (i, vec![0.0; lambdas.len()])).collect();
             for (l, d) in dev_f.iter_mut().enumerate() {
-                // a fold whose own path stopped early keeps its last fit for the smaller λ (it had saturated)
-                let Some(fit) = fits.get(l).or(fits.last()) else {
+                let Some(fit) = fits.get(l) else {
                     continue;
                 };
                 let eta: Vec<f64> = test.iter().map(|&i| fit.linear_predictor(&x[i])).collect();
@@ -358,8 +413,10 @@ mod tests {
             let train: Vec<usize> = (0..y.len()).filter(|&i| fold[i] != f).collect();
             let xt: Vec<Vec<f64>> = train.iter().map(|&i| x[i].clone()).collect();
             let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-            let fits = lasso_path(&xt, &yt, &cv.lambdas);
-            let fit = fits.get(l).or(fits.last()).unwrap();
+            // the fold's own path, read at the full data's λ (cv.glmnet's way)
+            let fold_lambdas = lambda_path(&xt, &yt, 100);
+            let fits = lasso_path(&xt, &yt, &fold_lambdas);
+            let fit = interpolate_path(&fold_lambdas[..fits.len()], &fits, cv.lambdas[l]);
             for i in (0..y.len()).filter(|&i| fold[i] == f) {
                 assert!((cv.prevalidated[l][i] - fit.linear_predictor(&x[i])).abs() < 1e-12);
             }
@@ -367,5 +424,29 @@ mod tests {
         // and they differ from the in-sample linear predictor of the full-data fit
         let full = &cv.path[l];
         assert!((0..y.len()).any(|i| (cv.prevalidated[l][i] - full.linear_predictor(&x[i])).abs() > 1e-3));
+    }
+
+    #[test]
+    fn a_path_is_read_between_its_lambdas_linearly_and_held_at_its_ends() {
+        let fit = |lambda: f64, b0: f64, b: f64| LassoFit {
+            lambda,
+            intercept: b0,
+            beta: vec![b],
+        };
+        let lambdas = [1.0, 0.5, 0.25];
+        let path = [fit(1.0, 0.1, 0.0), fit(0.5, 0.2, 1.0), fit(0.25, 0.4, 3.0)];
+        let at = |s: f64| interpolate_path(&lambdas, &path, s);
+        assert_eq!(
+            (at(0.5).intercept, at(0.5).beta[0]),
+            (0.2, 1.0),
+            "at a λ of the path: that fit"
+        );
+        // 0.375 is halfway between 0.5 and 0.25 in λ
+        assert!((at(0.375).intercept - 0.3).abs() < 1e-15 && (at(0.375).beta[0] - 2.0).abs() < 1e-15);
+        // 0.9 is 0.8 of the way from 0.5 to 1.0
+        assert!((at(0.9).beta[0] - 0.2).abs() < 1e-15);
+        assert_eq!(at(5.0).beta[0], 0.0, "above the path: its first fit");
+        assert_eq!(at(0.01).beta[0], 3.0, "below it: its last");
+        assert_eq!(at(0.01).lambda, 0.01);
     }
 }
