@@ -174,6 +174,8 @@ pub struct Daemon {
     pub child: Option<Child>,
     /// `ALNRISK_FAULT_INJECTION` for the daemon (developer builds only).
     pub fault_injection: Option<String>,
+    /// [`DaemonOpts::command`].
+    pub command: Option<Vec<std::ffi::OsString>>,
 }
 
 pub struct DaemonOpts<'a> {
@@ -196,6 +198,9 @@ pub struct DaemonOpts<'a> {
     pub state_dir: Option<PathBuf>,
     /// state.pending_ln_reads_max (the daemon's default when `None`).
     pub pending_ln_reads_max: Option<usize>,
+    /// The program (and its first arguments) that runs `serve` instead of this build's binary: the aarch64
+    /// appliance under qemu-user, for example.
+    pub command: Option<Vec<std::ffi::OsString>>,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -213,6 +218,7 @@ impl<'a> DaemonOpts<'a> {
             fault_injection: None,
             state_dir: None,
             pending_ln_reads_max: None,
+            command: None,
         }
     }
 
@@ -311,6 +317,7 @@ listen = "{metrics}"
             state,
             child: None,
             fault_injection: o.fault_injection,
+            command: o.command,
         };
         d.start();
         d
@@ -322,7 +329,14 @@ listen = "{metrics}"
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = bin();
+        let mut cmd = match self.command.as_deref() {
+            Some([program, args @ ..]) => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+            _ => bin(),
+        };
         if let Some(sock) = &self.notify_socket {
             cmd.env("NOTIFY_SOCKET", sock);
         }
@@ -340,7 +354,9 @@ listen = "{metrics}"
             .unwrap();
         self.child = Some(child);
         let m = self.metrics.clone();
-        wait_for("the daemon's /health/live", Duration::from_secs(30), || {
+        // an emulated daemon (another architecture under qemu-user) starts many times slower
+        let start_limit = Duration::from_secs(if self.command.is_some() { 300 } else { 30 });
+        wait_for("the daemon's /health/live", start_limit, || {
             http_get(&m, "/health/live").is_some_and(|(code, _)| code == 200)
         });
     }

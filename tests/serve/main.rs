@@ -11,6 +11,7 @@
 mod common;
 mod harness;
 
+mod aarch64;
 mod bad_mqtt;
 mod delivery;
 mod end_to_end;

@@ -255,6 +255,7 @@ fn the_shipped_broker_and_daemon_configs_work_as_shipped_with_client_certificate
         state,
         child: None,
         fault_injection: None,
+        command: None,
     };
     daemon.start();
 
