@@ -277,7 +277,7 @@ pub struct BootstrapCalibration {
 /// the corrected curve is the apparent one minus the mean optimism (not clipped to [0, 1], as rms does not: a
 /// plot clips). Replicates where the refit fails (separation) are skipped and counted out; a replicate whose
 /// smooth does not reach a grid point is left out of that point's mean (rms's `predab.resample`), and a point no
-/// replicate reaches is NaN. The grid and the smooth are rms's: [`calibration_grid`] and [`lowess`].
+/// replicate reaches is NaN. The grid (`calibration_grid`) and the smooth ([`lowess`]) are rms's.
 pub fn bootstrap_calibration(x: &[Vec<f64>], y: &[bool], b: usize, seed: u64) -> Option<BootstrapCalibration> {
     let coef = logistic(x, y)?;
     let prob: Vec<f64> = x.iter().map(|r| logistic_probability(&coef, r)).collect();
