@@ -131,20 +131,12 @@ fn lasso_path_and_cross_validation_match_glmnet_on_the_same_folds() {
         g["index_1se"].as_u64().unwrap() as usize,
         "λ.1se index"
     );
-    d.rel(
-        "lambda.min",
-        cv.lambdas[cv.index_min],
-        num(&g["lambda_min"]),
-        1e-10,
-        0.0,
-    );
-    d.rel(
-        "lambda.1se",
-        cv.lambdas[cv.index_1se],
-        num(&g["lambda_1se"]),
-        1e-10,
-        0.0,
-    );
+    for (what, index, key) in [
+        ("lambda.min", cv.index_min, "lambda_min"),
+        ("lambda.1se", cv.index_1se, "lambda_1se"),
+    ] {
+        d.rel(what, cv.lambdas[index], num(&g[key]), 1e-10, 0.0);
+    }
 }
 
 /// The rms data set: rows of (radiomics signature, deep signature, LN read), and the outcome.

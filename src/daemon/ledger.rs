@@ -126,11 +126,11 @@ struct SeriesEntry {
 /// The bytes the records are read from.
 #[derive(Debug)]
 enum Backing {
-    /// `ledger.jsonl`, opened for reading at offsets; its length is where the next line goes.
+    /// `ledger.jsonl`, opened for reading at offsets (a new line goes at the file's length, read when it is
+    /// appended).
     File {
         path: PathBuf,
         reader: std::fs::File,
-        len: u64,
         /// An append failed part-way: the next one starts a new line first.
         torn: bool,
     },
@@ -223,7 +223,6 @@ impl Ledger {
         let mut ledger = Ledger::with_backing(Backing::File {
             path: path.to_path_buf(),
             reader,
-            len: bytes.len() as u64,
             torn: false,
         });
         ledger.index_all(&bytes);
@@ -262,7 +261,13 @@ impl Ledger {
             self.lines += 1;
             match serde_json::from_slice::<LedgerRecord>(line) {
                 Ok(r) => self.index(&r, at),
-                Err(e) => tracing::warn!(line = n + 1, "skipping unreadable ledger line: {e}"),
+                // the error's kind and column only: serde's text may quote what it read
+                Err(e) => tracing::warn!(
+                    line = n + 1,
+                    column = e.column(),
+                    "skipping unreadable ledger line ({:?} error)",
+                    e.classify()
+                ),
             }
         }
     }
@@ -405,7 +410,7 @@ impl Ledger {
             reason: e.to_string(),
         })?;
         let at = match &mut self.backing {
-            Backing::File { path, len, torn, .. } => {
+            Backing::File { path, torn, .. } => {
                 if *torn {
                     fsio::append_line(path, "")?;
                     *torn = false;
@@ -415,7 +420,6 @@ impl Ledger {
                     *torn = true;
                     return Err(e);
                 }
-                *len = offset + line.len() as u64 + 1;
                 LineAt {
                     offset,
                     len: line.len() as u32,
@@ -487,15 +491,9 @@ impl Ledger {
             out.push(b'\n');
         }
         match &mut self.backing {
-            Backing::File {
-                path,
-                reader,
-                len,
-                torn,
-            } => {
+            Backing::File { path, reader, torn } => {
                 fsio::write_durable(path, &out)?;
                 *reader = std::fs::File::open(&*path).map_err(|e| Error::io(&*path, e))?;
-                *len = out.len() as u64;
                 *torn = false;
             }
             Backing::Memory(m) => m.clone_from(&out),
