@@ -35,10 +35,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use alnrisk::io::csv_cell as csv_field;
 
+/// What `alnrisk --version` prints: the crate's version, or `ALNRISK_BUILD_ID` when the build set it (a fleet's
+/// build number such as `0.1.0+b42`; the package upgrade test tells its two builds apart by it).
+const VERSION: &str = match option_env!("ALNRISK_BUILD_ID") {
+    Some(build) => build,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 #[derive(Parser)]
 #[command(
     name = "alnrisk",
-    version,
+    version = VERSION,
     about = "Axillary lymph node metastasis risk from breast DCE-MRI (Wang et al. 2022)"
 )]
 struct Cli {

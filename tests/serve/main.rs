@@ -16,6 +16,7 @@ mod bad_mqtt;
 mod delivery;
 mod end_to_end;
 mod intake;
+mod package;
 mod privacy;
 mod revision;
 mod shipped;
