@@ -2,7 +2,8 @@
 //!
 //! - [`preprocess`]: ROI → crop → 3×224×224 tensor (PyTorch-exact conventions);
 //! - [`vgg`]: the network with torchvision parameter names, f32 or Q8_0 fully connected layers, and the seeded
-//!   He initialisation used when no pretrained weights are given;
+//!   He initialisation used when no pretrained weights are given; [`q8`]: its Q8_0 layers' CPU product, the same
+//!   bits on every CPU;
 //! - [`conv`]: the CPU trunk (packed 3×3 convolutions on NHWC maps) and the kernel packings the CUDA trunk
 //!   shares; [`trunk_launch`]: which CUDA kernel runs with which arguments; `cuda_trunk` (`cuda` feature): the
 //!   NHWC f16 trunk on the GPU; [`device`]: `cpu|cuda[:N]|auto` and the CUDA trunk's kind;
@@ -20,6 +21,7 @@ pub mod finetune;
 pub mod head_train;
 pub mod npy;
 pub mod preprocess;
+pub mod q8;
 pub mod trunk_launch;
 pub mod vgg;
 

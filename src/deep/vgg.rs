@@ -8,7 +8,8 @@
 //! applies one, and is batch-1 with timm names, so only the layer plan was reused). Dropout is inactive
 //! (inference).
 //!
-//! The fully connected layers can run in f32 or quantized to Q8_0 (candle `QMatMul`, GGUF block format); the
+//! The fully connected layers can run in f32 or with Q8_0 weights (GGUF block format): on the CPU through
+//! [`super::q8`] (f32 activations, the same result on every CPU), on CUDA through candle's `QMatMul`; the
 //! convolutions run in f32 on the CPU and in f16 on CUDA (the activations return to f32 before the dense
 //! layers).
 
@@ -19,6 +20,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::q8::Q8Matrix;
 use crate::error::{Error, Result};
 
 /// Layer plan: `Some(c)` is a 3×3 convolution to `c` channels, `None` a 2×2 max-pool.
@@ -95,26 +97,67 @@ pub enum Dense {
     /// Quantized weight.
     Q8 {
         /// Q8_0 weight, `(out, in)`.
-        weight: QMatMul,
+        weight: Q8Weight,
         /// `(out)`.
         bias: Tensor,
     },
+}
+
+/// Where a Q8_0 weight lives, which decides how its product is computed.
+pub enum Q8Weight {
+    /// On the CPU: [`super::q8`]'s product, the same bits on every CPU.
+    Cpu(Q8Matrix),
+    /// On a GPU: candle's CUDA kernels.
+    Gpu(QMatMul),
+}
+
+impl Dense {
+    /// A Q8_0 layer from its quantized weight.
+    fn q8(weight: QTensor, bias: Tensor) -> candle_core::Result<Dense> {
+        let weight = if weight.device().is_cpu() {
+            Q8Weight::Cpu(
+                Q8Matrix::from_qtensor(&weight)
+                    .ok_or_else(|| candle_core::Error::Msg("a dense weight must be a 2-D Q8_0 tensor".into()))?,
+            )
+        } else {
+            Q8Weight::Gpu(QMatMul::from_qtensor(weight)?)
+        };
+        Ok(Dense::Q8 { weight, bias })
+    }
 }
 
 impl Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Dense::F32 { weight, bias } => x.matmul(&weight.t()?)?.broadcast_add(bias),
-            Dense::Q8 { weight, bias } => weight.forward(x)?.broadcast_add(bias),
+            Dense::Q8 {
+                weight: Q8Weight::Cpu(w),
+                bias,
+            } => {
+                let (m, k) = x.dims2()?;
+                let (rows, cols) = w.dims();
+                if k != cols {
+                    return Err(candle_core::Error::Msg(format!(
+                        "dense input has {k} values, weight {cols}"
+                    )));
+                }
+                let x = x.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+                Tensor::from_vec(w.matmul_t(&x, m), (m, rows), &Device::Cpu)?.broadcast_add(bias)
+            }
+            Dense::Q8 {
+                weight: Q8Weight::Gpu(w),
+                bias,
+            } => w.forward(x)?.broadcast_add(bias),
         }
     }
 
     fn quantize(&self) -> candle_core::Result<Dense> {
         match self {
-            Dense::F32 { weight, bias } => Ok(Dense::Q8 {
-                weight: QMatMul::from_qtensor(QTensor::quantize(weight, GgmlDType::Q8_0)?)?,
+            Dense::F32 { weight, bias } if weight.device().is_cpu() => Ok(Dense::Q8 {
+                weight: Q8Weight::Cpu(Q8Matrix::quantize(weight)?),
                 bias: bias.clone(),
             }),
+            Dense::F32 { weight, bias } => Dense::q8(QTensor::quantize(weight, GgmlDType::Q8_0)?, bias.clone()),
             Dense::Q8 { .. } => Err(candle_core::Error::Msg("already quantized".into())),
         }
     }
@@ -446,14 +489,18 @@ impl Vgg16 {
             ));
         }
         for (i, d) in [0, 3, 6].iter().zip(&self.dense) {
-            let Dense::Q8 {
-                weight: QMatMul::QTensor(q),
-                bias,
-            } = d
-            else {
-                return Err(Error::Model("GGUF export needs the quantized (Q8_0) network".into()));
+            let (q, bias) = match d {
+                Dense::Q8 {
+                    weight: Q8Weight::Cpu(w),
+                    bias,
+                } => (std::sync::Arc::new(w.to_qtensor().map_err(io)?), bias),
+                Dense::Q8 {
+                    weight: Q8Weight::Gpu(QMatMul::QTensor(q)),
+                    bias,
+                } => (q.clone(), bias),
+                _ => return Err(Error::Model("GGUF export needs the quantized (Q8_0) network".into())),
             };
-            owned.push((format!("classifier.{i}.weight"), q.clone()));
+            owned.push((format!("classifier.{i}.weight"), q));
             owned.push((
                 format!("classifier.{i}.bias"),
                 std::sync::Arc::new(f32q(bias).map_err(io)?),
@@ -476,23 +523,21 @@ impl Vgg16 {
         };
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let content = gguf_file::Content::read(&mut f).map_err(|e| werr(format!("not a readable GGUF file: {e}")))?;
-        let mut q = |name: &str| {
-            content
-                .tensor(&mut f, name, &Device::Cpu)
-                .map_err(|e| werr(format!("tensor '{name}': {e}")))
-        };
         let mut plain = HashMap::new();
         let mut dense_q = Vec::new();
         for name in content.tensor_infos.keys().cloned().collect::<Vec<_>>() {
-            let t = q(&name)?;
             if name.starts_with("classifier.") && name.ends_with(".weight") {
-                dense_q.push((name.clone(), t.shape().dims().to_vec(), t));
+                // read after the network is built, straight into its final form
+                dense_q.push((name.clone(), content.tensor_infos[&name].shape.dims().to_vec()));
             } else {
+                let t = content
+                    .tensor(&mut f, &name, &Device::Cpu)
+                    .map_err(|e| werr(format!("tensor '{name}': {e}")))?;
                 plain.insert(name, t.dequantize(&Device::Cpu)?);
             }
         }
         // shapes decide the configuration; load f32 placeholders for the dense weights, then swap in Q8_0
-        for (name, dims, _) in &dense_q {
+        for (name, dims) in &dense_q {
             plain.insert(name.clone(), Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu)?);
         }
         let first = plain
@@ -506,7 +551,7 @@ impl Vgg16 {
             rows("classifier.6.weight"),
         );
         let mut net = Self::from_tensors(config, &plain, path, device)?;
-        for (name, _, t) in dense_q {
+        for (name, _) in dense_q {
             let i = match name.as_str() {
                 "classifier.0.weight" => 0,
                 "classifier.3.weight" => 1,
@@ -515,14 +560,20 @@ impl Vgg16 {
             let bias = match &net.dense[i] {
                 Dense::F32 { bias, .. } | Dense::Q8 { bias, .. } => bias.clone(),
             };
-            let t = if device.is_cpu() {
-                t
+            net.dense[i] = if device.is_cpu() {
+                let weight = Q8Matrix::read_gguf(&content, &mut f, &name).map_err(werr)?;
+                Dense::Q8 {
+                    weight: Q8Weight::Cpu(weight),
+                    bias,
+                }
             } else {
-                QTensor::quantize(&t.dequantize(&Device::Cpu)?.to_device(device)?, GgmlDType::Q8_0)?
-            };
-            net.dense[i] = Dense::Q8 {
-                weight: QMatMul::from_qtensor(t)?,
-                bias,
+                let t = content
+                    .tensor(&mut f, &name, &Device::Cpu)
+                    .map_err(|e| werr(format!("tensor '{name}': {e}")))?;
+                Dense::q8(
+                    QTensor::quantize(&t.dequantize(&Device::Cpu)?.to_device(device)?, GgmlDType::Q8_0)?,
+                    bias,
+                )?
             };
         }
         Ok(net)
