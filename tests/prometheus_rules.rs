@@ -1,5 +1,7 @@
 //! The fleet's alerting rules (`firmware-config/prometheus/`): promtool accepts them, their unit tests pass (each
-//! alert fires when it should and not before), and every metric they watch is one the daemon exports.
+//! alert fires when it should and not before; every alert has such a test), the example scrape configuration is
+//! valid, and every metric they watch is one the daemon exports (`tests/serve/fleet.rs` checks the same against a
+//! live `/metrics`).
 //! promtool comes with Debian's `prometheus` package (`.ci/run` installs it).
 
 use std::path::{Path, PathBuf};
@@ -27,6 +29,30 @@ fn promtool(args: &[&str]) {
 fn promtool_accepts_the_rules_and_their_unit_tests_pass() {
     promtool(&["check", "rules", "alnrisk-rules.yml"]);
     promtool(&["test", "rules", "alnrisk-rules.test.yml"]);
+}
+
+#[test]
+fn promtool_accepts_the_example_scrape_configuration() {
+    promtool(&["check", "config", "prometheus.yml"]);
+}
+
+#[test]
+fn every_alert_has_a_unit_test() {
+    let rules = std::fs::read_to_string(dir().join("alnrisk-rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir().join("alnrisk-rules.test.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 12, "{alerts:?}");
+    for a in alerts {
+        // a test that expects it to fire (exp_alerts with labels), not only one that expects silence
+        let fired = tests
+            .split("alertname: ")
+            .skip(1)
+            .any(|t| t.starts_with(&format!("{a}\n")) && t.lines().nth(2).is_some_and(|l| l.contains("exp_labels")));
+        assert!(fired, "{a} has no promtool unit test in which it fires");
+    }
 }
 
 #[test]

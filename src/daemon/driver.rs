@@ -230,7 +230,7 @@ fn spawn_compute(
 }
 
 /// The predictor to try again with after a fault of ours: the served one when it is on the CPU already, else the
-/// bundle's network loaded on the CPU (once; `alnrisk_gpu_in_use` goes to 0 and every later series is computed
+/// bundle's network loaded on the CPU (once; `alnrisk_gpu_in_use` goes to 0, `alnrisk_gpu_fallback` to 1, and every later series is computed
 /// there too, until the next start). If even that cannot be loaded, the served one.
 fn cpu_predictor(served: &Arc<Predictor>, fallback: &mut Option<Arc<Predictor>>, metrics: &Metrics) -> Arc<Predictor> {
     if served.on_cpu() {
@@ -243,6 +243,7 @@ fn cpu_predictor(served: &Arc<Predictor>, fallback: &mut Option<Arc<Predictor>>,
         Ok(p) => {
             tracing::warn!("a fault of ours on the GPU: computing on the CPU from now on (until the next start)");
             metrics.gpu_in_use.set(0);
+            metrics.gpu_fallback.set(1);
             let p = Arc::new(p);
             *fallback = Some(p.clone());
             p

@@ -51,6 +51,10 @@ pub struct Metrics {
     pub alarms: IntCounterVec,
     /// `alnrisk_gpu_in_use`.
     pub gpu_in_use: IntGauge,
+    /// `alnrisk_gpu_fallback`: 1 when the network was meant for the GPU and runs on the CPU — a CUDA build whose
+    /// `model.device = "auto"` found no device at start ([`gpu_fallback_at_start`]), or a fault of ours on the GPU
+    /// (the rest of the run is on the CPU). A CPU-only build is on the CPU by design: 0.
+    pub gpu_fallback: IntGauge,
     /// `alnrisk_build_info{version,bundle}` (always 1).
     pub build_info: IntGaugeVec,
     /// `alnrisk_compute_info{path}` (always 1): where the network runs — `cpu`, or `cuda (… trunk)` with the
@@ -60,8 +64,9 @@ pub struct Metrics {
     /// revisions: one observation per series) — the live distribution, without labels or outcomes, that
     /// post-market monitoring compares with the training one.
     pub signature_value: HistogramVec,
-    /// `alnrisk_signature_training{signature,quantile}`: the bundle's training quantiles (0.01, 0.5, 0.99) of
-    /// each signature, to plot beside the live histogram.
+    /// `alnrisk_signature_training{signature,training_quantile}`: the bundle's training quantiles (0.01, 0.5,
+    /// 0.99) of each signature, to plot beside the live histogram. (Not `quantile`: that label belongs to summaries,
+    /// and `promtool check metrics` refuses it on a gauge.)
     pub signature_training: GaugeVec,
     /// `alnrisk_files_seen_total`: files taken from the export folder.
     pub files_seen: IntCounter,
@@ -151,6 +156,10 @@ impl Metrics {
             &["alarm"],
         ));
         let gpu_in_use = must(IntGauge::new("alnrisk_gpu_in_use", "1 when the network runs on a GPU"));
+        let gpu_fallback = must(IntGauge::new(
+            "alnrisk_gpu_fallback",
+            "1 when a build for the GPU computes on the CPU (no CUDA device at start, or a fault on the GPU)",
+        ));
         let build_info = must(IntGaugeVec::new(
             Opts::new("alnrisk_build_info", "Build and bundle served"),
             &["version", "bundle"],
@@ -175,7 +184,7 @@ impl Metrics {
                 "alnrisk_signature_training",
                 "The bundle's training quantiles of each signature",
             ),
-            &["signature", "quantile"],
+            &["signature", "training_quantile"],
         ));
         let files_seen = must(IntCounter::new(
             "alnrisk_files_seen_total",
@@ -229,6 +238,7 @@ impl Metrics {
             Box::new(events_dropped.clone()),
             Box::new(alarms.clone()),
             Box::new(gpu_in_use.clone()),
+            Box::new(gpu_fallback.clone()),
             Box::new(build_info.clone()),
             Box::new(compute_info.clone()),
             Box::new(signature_value.clone()),
@@ -258,6 +268,7 @@ impl Metrics {
             events_dropped,
             alarms,
             gpu_in_use,
+            gpu_fallback,
             build_info,
             compute_info,
             signature_value,
@@ -301,6 +312,13 @@ impl Metrics {
             .as_secs();
         now.saturating_sub(self.last_tick.load(Ordering::Relaxed)) <= 30
     }
+}
+
+/// Whether a start on `device` after asking for `choice` is a fallback to the CPU (`alnrisk_gpu_fallback`): only
+/// a build with CUDA (`cuda_built`) that asked for `auto` and got the CPU. An explicit `cuda` fails instead, and
+/// `cpu` or a CPU-only build is the CPU by design.
+pub fn gpu_fallback_at_start(choice: crate::deep::DeviceChoice, on_cpu: bool, cuda_built: bool) -> bool {
+    cuda_built && on_cpu && matches!(choice, crate::deep::DeviceChoice::Auto)
 }
 
 /// Serve `/metrics`, `/health/live`, `/health/ready` on `listener` until the task is dropped.
@@ -370,5 +388,22 @@ mod tests {
         m.set_ready(true);
         assert!(m.render().lines().any(|l| l == "alnrisk_ready 1"));
         assert!(m.ready.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn only_a_cuda_build_that_asked_for_auto_and_got_the_cpu_falls_back() {
+        use crate::deep::DeviceChoice;
+        assert!(gpu_fallback_at_start(DeviceChoice::Auto, true, true));
+        assert!(!gpu_fallback_at_start(DeviceChoice::Auto, false, true), "on the GPU");
+        assert!(
+            !gpu_fallback_at_start(DeviceChoice::Auto, true, false),
+            "a CPU-only build"
+        );
+        assert!(
+            !gpu_fallback_at_start(DeviceChoice::Cpu, true, true),
+            "asked for the CPU"
+        );
+        assert!(!gpu_fallback_at_start(DeviceChoice::Cuda(0), false, true));
+        assert!(Metrics::new().render().lines().any(|l| l == "alnrisk_gpu_fallback 0"));
     }
 }

@@ -118,6 +118,11 @@ fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, 
         tracing::info!("{n}");
     }
     metrics.gpu_in_use.set(i64::from(!device.is_cpu()));
+    metrics.gpu_fallback.set(i64::from(self::metrics::gpu_fallback_at_start(
+        cfg.model.device,
+        device.is_cpu(),
+        cfg!(feature = "cuda"),
+    )));
     metrics
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), &bundle.manifest.bundle_id])

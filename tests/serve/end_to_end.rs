@@ -160,7 +160,7 @@ fn synthetic_and_ucsf_exams_end_to_end_schema_phi_ln_update_and_metrics() {
                 .find(|s| {
                     s.metric == "alnrisk_signature_training"
                         && s.labels.get("signature") == Some(sig)
-                        && s.labels.get("quantile") == Some(q)
+                        && s.labels.get("training_quantile") == Some(q)
                 })
                 .map(|s| match s.value {
                     prometheus_parse::Value::Gauge(v) => v,

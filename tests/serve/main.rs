@@ -15,6 +15,7 @@ mod aarch64;
 mod bad_mqtt;
 mod delivery;
 mod end_to_end;
+mod fleet;
 mod intake;
 mod package;
 mod privacy;
