@@ -122,6 +122,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A page's login or TLS could not be set up (a password hash, a certificate).
+    #[error("web: {0}")]
+    Login(String),
+
     /// Watching the export folder (inotify) failed.
     #[error("folder watch: {0}")]
     Watch(#[from] notify::Error),
@@ -272,6 +276,7 @@ impl Error {
             | Error::Plot(_)
             | Error::Json(_)
             | Error::Panicked { .. }
+            | Error::Login(_)
             | Error::Mqtt(_) => self.to_string(),
         }
     }
@@ -319,6 +324,7 @@ impl Error {
             | Error::Cohort { .. }
             | Error::Config { .. }
             | Error::Spool { .. }
+            | Error::Login(_)
             | Error::Mqtt(_) => "compute",
         }
     }

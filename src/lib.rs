@@ -40,5 +40,6 @@ pub mod stats;
 #[cfg(feature = "tools")]
 pub mod synth;
 pub mod time;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -84,6 +84,16 @@ enum Command {
     },
     /// What the daemon quarantined, with the real file names (on the box only): `list`, `show REF`.
     Quarantine(quarantine::QuarantineArgs),
+    /// Add a user to the console page's password file, or change their password (read from standard input,
+    /// one line; stored as an argon2id hash).
+    ConsoleUser {
+        /// The password file (`console.password_file`); created when missing.
+        #[arg(long)]
+        file: PathBuf,
+        /// The user name (A-Z a-z 0-9 . _ -).
+        #[arg(long)]
+        user: String,
+    },
     /// Make an ed25519 key pair for signing bundles: PREFIX.key (secret) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files.
@@ -169,9 +179,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!("  {name:<20} {} … {} (median {})", r.min, r.max, r.p50);
                     }
                 }
+                if let Some(c) = &cfg.console {
+                    let users = alnrisk::web::login::PasswordFile::load(&c.password_file)?;
+                    if let Some(tls) = &c.tls {
+                        alnrisk::web::server_tls(tls)?;
+                    }
+                    println!(
+                        "console page: {}://{}/ ({} user(s), identifiers {})",
+                        if c.tls.is_some() { "https" } else { "http" },
+                        c.listen,
+                        users.len(),
+                        if c.show_identifiers { "shown" } else { "not shown" }
+                    );
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             alnrisk::daemon::serve(cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ConsoleUser { file, user } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let added = alnrisk::web::login::set_user(&file, &user, password)?;
+            println!(
+                "{}: {} {user}",
+                file.display(),
+                if added { "added" } else { "changed the password of" }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { out } => {

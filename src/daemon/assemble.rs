@@ -736,6 +736,7 @@ pub(crate) mod tests {
             images_in_acquisition: images_in_acq,
             accession_number: None,
             patient_name: None,
+            patient_id: None,
             slices: vec![SliceHeader {
                 file: PathBuf::from(format!("/export/{dir}/IM{phase}{k}.dcm")),
                 frame: 0,

@@ -35,6 +35,9 @@ pub struct DaemonConfig {
     /// Prometheus metrics and health checks.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The technologist's console page (off when the table is absent).
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
 }
 
 /// `[site]`.
@@ -303,6 +306,39 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[console]`: the page `alnrisk serve` shows on the console's screen ([`crate::daemon::console`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address of the page, e.g. `"0.0.0.0:8443"` (the console's network) or `"127.0.0.1:8443"`.
+    pub listen: String,
+    /// Who may log in: `user:$argon2id$…` lines, written by `alnrisk console-user`. The page always asks.
+    pub password_file: PathBuf,
+    /// Serve over HTTPS with the site's certificate (absent: plain HTTP, for a page on loopback only).
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+    /// Show PatientName, PatientID and AccessionNumber on the page (the technologist's own screen). Never on MQTT.
+    #[serde(default)]
+    pub show_identifiers: bool,
+    /// Hours a login lasts.
+    #[serde(default = "default_session_h")]
+    pub session_h: f64,
+}
+
+/// `[console.tls]`: the server certificate of a page alnrisk serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// Certificate chain (PEM), the server's first.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+fn default_session_h() -> f64 {
+    12.0
+}
+
 fn default_ledger_keep_days() -> u32 {
     365
 }
@@ -446,6 +482,30 @@ impl DaemonConfig {
                 "model.public_key",
                 "required (the daemon serves only signed bundles unless model.allow_unsigned = true)".into(),
             );
+        }
+        if let Some(c) = &self.console {
+            if c.listen.parse::<SocketAddr>().is_err() {
+                return bad("console.listen", format!("{:?} is not an address:port", c.listen));
+            }
+            if !c.password_file.is_file() {
+                return bad(
+                    "console.password_file",
+                    format!(
+                        "{} is not a readable file (make it with `alnrisk console-user`)",
+                        c.password_file.display()
+                    ),
+                );
+            }
+            if !(c.session_h > 0.0 && c.session_h <= 24.0 * 31.0) {
+                return bad("console.session_h", "must be in (0, 744]".into());
+            }
+            if let Some(tls) = &c.tls {
+                for (key, p) in [("console.tls.cert", &tls.cert), ("console.tls.key", &tls.key)] {
+                    if !p.is_file() {
+                        return bad(key, format!("{} is not a readable file", p.display()));
+                    }
+                }
+            }
         }
         if let Some(tls) = &self.mqtt.tls {
             for (key, p) in [

@@ -10,8 +10,8 @@
 //!   through a `Store`; it does no other I/O, so its unit tests drive it with the store in memory.
 //! - `driver` does the I/O the core asks for, on a thread of its own: walks of the export folder, workers,
 //!   quarantine moves, disk checks. It decides nothing.
-//! - This file starts everything ([`serve`]) on tokio: the publisher, `/metrics`, inotify and the signal
-//!   handlers, which feed the driver through one channel.
+//! - This file starts everything ([`serve`]) on tokio: the publisher, `/metrics`, the [`console`] page, inotify
+//!   and the signal handlers, which feed the driver through one channel.
 //!
 //! Stage queues are bounded (a `heapless` ready queue of [`READY_QUEUE`] series; the export folder itself is the
 //! buffer in front of it: when the queue is full the folder is not walked). Bad files go to `quarantine/` with a
@@ -27,6 +27,7 @@ pub mod bounded;
 pub mod broker;
 mod compute;
 pub mod config;
+pub mod console;
 mod core;
 mod driver;
 pub mod event;
@@ -273,7 +274,15 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     });
 
     let bundle_id = predictor.bundle.manifest.bundle_id.clone();
-    let core = Core::new(&cfg, predictor.clone(), secret.clone(), metrics.clone(), store);
+    let mut core = Core::new(&cfg, predictor.clone(), secret.clone(), metrics.clone(), store);
+    // The console page: its LN reads take the path of cmd/ln-status.
+    let ln_tx = in_tx.clone();
+    let ln_sink: console::http::LnSink =
+        Box::new(move |cmd| ln_tx.send(Input::Core(Happened::LnRead(cmd, LnVia::Console))).is_ok());
+    let page = console::start(&cfg, &predictor.bundle, ln_sink).await?;
+    if let Some((notes, _)) = &page {
+        core.show_on(notes.clone());
+    }
     metrics.tick();
     let driver = tokio::task::spawn_blocking({
         let d = Driver {
@@ -314,6 +323,9 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     let _ = pub_tx.send(PublisherCmd::Stop).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), publisher).await;
     if let Some(h) = http {
+        h.abort();
+    }
+    if let Some((_, h)) = page {
         h.abort();
     }
     tracing::info!("stopped");

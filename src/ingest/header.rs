@@ -74,6 +74,8 @@ pub struct InstanceHeader {
     pub accession_number: Option<String>,
     /// PatientName (identifying, as above).
     pub patient_name: Option<String>,
+    /// PatientID (identifying: shown on the console page only with `console.show_identifiers`).
+    pub patient_id: Option<String>,
     /// The 2D images it holds.
     pub slices: Vec<SliceHeader>,
 }
@@ -236,6 +238,7 @@ fn image_header(path: &Path, obj: &dicom_object::DefaultDicomObject, kind: Insta
         images_in_acquisition: int(ds, tags::IMAGES_IN_ACQUISITION),
         accession_number: string(ds, tags::ACCESSION_NUMBER),
         patient_name: string(ds, tags::PATIENT_NAME),
+        patient_id: string(ds, tags::PATIENT_ID),
         slices,
     })
 }

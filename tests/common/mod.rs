@@ -1,8 +1,11 @@
 //! What the integration tests share: fresh temporary folders, a free loopback port, waiting for a condition,
 //! the `alnrisk` binary, a plain HTTP GET, and a private mosquitto on loopback. Each test file takes it with
-//! `mod common;` (or `#[path]` from a folder); what one file does not use is allowed to go unused.
+//! `mod common;` (or `#[path]` from a folder); what one file does not use is allowed to go unused. [`webdriver`]
+//! drives a headless Chromium for the pages' browser tests.
 
 #![allow(dead_code)]
+
+pub mod webdriver;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::assemble::{Assembled, ReadySeries, RoiCandidate, SeriesAssembler};
 use super::bounded::{BoundedMap, BoundedSet};
 use super::config::DaemonConfig;
+use super::console::{ConsoleNote, SeriesShown};
 use super::event::EventKind;
 use super::intake::{Classified, Intake};
 use super::ledger::LedgerRecord;
@@ -96,6 +97,8 @@ pub struct Computed {
 pub enum LnVia {
     /// `cmd/ln-status` on the broker.
     Mqtt,
+    /// Entered on the console page.
+    Console,
     /// A `*.ln.json` file in the export folder.
     Sidecar,
 }
@@ -104,6 +107,7 @@ impl LnVia {
     fn as_str(self) -> &'static str {
         match self {
             LnVia::Mqtt => "mqtt",
+            LnVia::Console => "console",
             LnVia::Sidecar => "sidecar",
         }
     }
@@ -157,6 +161,8 @@ struct Held {
     message: ResultMessage,
     record: LedgerRecord,
     ready_at: Option<Instant>,
+    /// What the console page shows of the series (`None` for an LN update: the card keeps it).
+    shown: Option<SeriesShown>,
 }
 
 /// The alarms that are raised once per episode.
@@ -198,6 +204,8 @@ pub struct Core<S: Store> {
     too_old_series: BoundedSet<String>,
     /// The UTC day (since the epoch) the ledger was last compacted.
     compacted_on: Option<i64>,
+    /// The console page's notes ([`Core::show_on`]; `None`: no page).
+    console: Option<tokio::sync::mpsc::Sender<ConsoleNote>>,
     stopping: bool,
 }
 
@@ -247,6 +255,7 @@ impl<S: Store> Core<S> {
             identifiers: BoundedMap::new(REMEMBERED_IDENTIFIERS),
             too_old_series: BoundedSet::new(super::assemble::REMEMBERED_SERIES),
             compacted_on: None,
+            console: None,
             stopping: false,
         };
         for p in core.store.take_problems() {
@@ -269,6 +278,37 @@ impl<S: Store> Core<S> {
         core.compact_ledger();
         core.update_gauges();
         core
+    }
+
+    /// Tell the console page (`notes`) what happens to every series from now on.
+    pub fn show_on(&mut self, notes: tokio::sync::mpsc::Sender<ConsoleNote>) {
+        self.console = Some(notes);
+    }
+
+    /// A note for the console page, if there is one; never waits (a full queue drops the note, logged).
+    fn show(&self, note: ConsoleNote) {
+        if let Some(tx) = &self.console
+            && let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = tx.try_send(note)
+        {
+            tracing::warn!("console page behind: a card change was not shown");
+        }
+    }
+
+    /// What the console page shows of a series.
+    fn shown(&self, ready: &ReadySeries) -> SeriesShown {
+        let identifiers = self.cfg.console.as_ref().is_some_and(|c| c.show_identifiers);
+        SeriesShown::of(ready, identifiers)
+    }
+
+    /// The console's note that a series goes to a worker.
+    fn show_computing(&self, r: &ReadySeries) {
+        if self.console.is_some() {
+            self.show(ConsoleNote::Computing {
+                series_key: SeriesKey::of(&self.secret, &r.series_uid),
+                study_key: StudyKey::of(&self.secret, &r.study_uid),
+                shown: self.shown(r),
+            });
+        }
     }
 
     /// Something happened.
@@ -335,12 +375,14 @@ impl<S: Store> Core<S> {
                 self.tries.insert(SeriesKey::of(&self.secret, &r.series_uid), tries);
                 self.in_flight += 1;
                 self.update_gauges();
+                self.show_computing(&r);
                 return Some(Work::ComputeOnCpu(r));
             }
             let next = self.ready.pop_front().or_else(|| self.revisions.pop_recollected());
             if let Some(r) = next {
                 self.in_flight += 1;
                 self.update_gauges();
+                self.show_computing(&r);
                 return Some(Work::Compute(r));
             }
         }
@@ -652,7 +694,7 @@ impl<S: Store> Core<S> {
                         at: crate::time::utc_now(),
                         ..rec
                     };
-                    self.commit(msg, record, None);
+                    self.commit(msg, record, None, None);
                 }
                 Err(e) => self.event(EventKind::LnUpdateFailed, e.neutral(), Some(key.clone())),
             }
@@ -660,11 +702,18 @@ impl<S: Store> Core<S> {
     }
 
     /// Spool then record in the ledger; hold in memory with an alarm when the spool is full.
-    fn commit(&mut self, message: ResultMessage, record: LedgerRecord, ready_at: Option<Instant>) {
+    fn commit(
+        &mut self,
+        message: ResultMessage,
+        record: LedgerRecord,
+        ready_at: Option<Instant>,
+        shown: Option<SeriesShown>,
+    ) {
         self.held.push_back(Held {
             message,
             record,
             ready_at,
+            shown,
         });
         self.flush_held();
     }
@@ -685,6 +734,12 @@ impl<S: Store> Core<S> {
                     }
                     if let Some(t) = h.ready_at {
                         self.metrics.end_to_end.observe(t.elapsed().as_secs_f64());
+                    }
+                    if self.console.is_some() {
+                        self.show(ConsoleNote::Answered {
+                            message: Box::new(h.message.clone()),
+                            shown: h.shown.clone(),
+                        });
                     }
                     match h.message.kind {
                         MessageKind::Result => {
@@ -888,7 +943,8 @@ impl<S: Store> Core<S> {
                     at: crate::time::utc_now(),
                     retired: false,
                 };
-                self.commit(msg, record, Some(ready.last_arrival));
+                let shown = self.console.is_some().then(|| self.shown(&ready));
+                self.commit(msg, record, Some(ready.last_arrival), shown);
             }
             Err(e) if e.is_own_fault() => self.own_fault(ready, &e, &study_key, &series_key, tried),
             Err(e) if ready.revision.is_some() => {
@@ -906,6 +962,11 @@ impl<S: Store> Core<S> {
                     e.neutral()
                 );
                 self.event(EventKind::SeriesFailed, detail, Some(study_key.clone()));
+                self.show(ConsoleNote::Failed {
+                    series_key: series_key.clone(),
+                    study_key: study_key.clone(),
+                    reason: e.neutral(),
+                });
                 self.drop_awaiting(&series_key, "its series could not be computed");
                 let files: Vec<PathBuf> = ready
                     .files()
@@ -954,6 +1015,14 @@ impl<S: Store> Core<S> {
             e.neutral()
         );
         self.event(EventKind::SeriesFailed, detail, Some(study_key.clone()));
+        self.show(ConsoleNote::Failed {
+            series_key: series_key.clone(),
+            study_key: study_key.clone(),
+            reason: format!(
+                "alnrisk could not compute it in {OWN_FAULT_TRIES} tries (its own fault, not the images'); the files \
+                 stay in the export folder and a restart tries again"
+            ),
+        });
         if ready.revision.is_none() {
             self.drop_awaiting(series_key, "its series could not be computed");
         }
@@ -1009,8 +1078,16 @@ impl<S: Store> Core<S> {
                         Some(study),
                     );
                 }
-                Assembled::WaitingForRoi { study_uid, waited, .. } => {
+                Assembled::WaitingForRoi {
+                    series_uid,
+                    study_uid,
+                    waited,
+                } => {
                     let study = StudyKey::of(&self.secret, &study_uid);
+                    self.show(ConsoleNote::Waiting {
+                        series_key: SeriesKey::of(&self.secret, &series_uid),
+                        study_key: study.clone(),
+                    });
                     self.event(
                         EventKind::WaitingForRoi,
                         format!(
