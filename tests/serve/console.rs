@@ -194,3 +194,89 @@ fn the_console_page_logs_in_shows_the_card_takes_the_ln_read_and_comes_back_afte
     // nothing of the page went to MQTT
     assert!(!sub.everything().contains("SYNTHETIC^"));
 }
+
+/// `curl` against the page over TLS, trusting `ca`: the status code and the headers.
+fn curl(ca: &Path, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(ca)
+        .args(args)
+        .output()
+        .expect("curl (apt-get install curl)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let code = text
+        .get(text.len().saturating_sub(3)..)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[test]
+fn the_console_page_over_tls_serves_https_only_and_its_cookie_is_secure() {
+    let m = Mosquitto::new("console-tls", "");
+    let dir = tmp("console-tls");
+    let users = password_file(&dir);
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "page.key", "-out", "page.crt",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=alnrisk console",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let extra = format!(
+        "[console]\nlisten = \"{listen}\"\npassword_file = \"{}\"\n[console.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        users.display(),
+        dir.join("page.crt").display(),
+        dir.join("page.key").display()
+    );
+    let _d = Daemon::with(
+        "console-tls",
+        DaemonOpts {
+            extra: &extra,
+            ..DaemonOpts::external(m.port)
+        },
+    );
+    let ca = dir.join("page.crt");
+    let url = format!("https://{listen}");
+    assert_eq!(curl(&ca, &[&format!("{url}/login")]).0, 200);
+    assert_eq!(curl(&ca, &[&format!("{url}/api/info")]).0, 401);
+    // the wrong password, then the right one: a Secure, HttpOnly, SameSite=Strict cookie
+    let form = |p: &str| format!("user=tech&password={}", p.replace(' ', "+"));
+    let (code, _) = curl(&ca, &["--data", &form("wrong password"), &format!("{url}/login")]);
+    assert_eq!(code, 401);
+    let (code, head) = curl(&ca, &["--data", &form(PASSWORD), &format!("{url}/login")]);
+    assert_eq!(code, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    for part in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let value = cookie
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        curl(&ca, &["-H", &format!("Cookie: {value}"), &format!("{url}/api/info")]).0,
+        200
+    );
+    assert!(head.to_ascii_lowercase().contains("content-security-policy:"), "{head}");
+    // plain HTTP on the TLS port gets no page
+    assert!(http_get(&listen, "/login").is_none_or(|(code, _)| code != 200));
+}
