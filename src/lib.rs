@@ -8,6 +8,8 @@
 //!   use;
 //! - [`radiomics`]: PyRadiomics-compatible features; [`deep`]: VGG-16 features (candle);
 //! - [`model`]: signatures, nomogram, the signed bundle and the one [`model::Predictor`];
+//! - [`board`]: `alnrisk board`, the department's wall screen of every box, from MQTT alone; [`web`]: what its page
+//!   and the daemon's console page share (login, TLS);
 //! - [`daemon`]: `alnrisk serve`, the scanner-side appliance (watch → assemble → compute → spool → MQTT): a
 //!   core state machine that decides and does no I/O, a driver loop that does the I/O, tokio for the network;
 //! - beside the model, with the `tools` feature (the default; the appliance is built without it): `fit` (the
@@ -18,6 +20,7 @@
 // Numeric kernels index several arrays with one loop variable, mirroring the formulas they implement.
 #![allow(clippy::needless_range_loop)]
 
+pub mod board;
 pub mod case;
 #[cfg(feature = "tools")]
 pub mod classify;

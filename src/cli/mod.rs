@@ -84,7 +84,13 @@ enum Command {
     },
     /// What the daemon quarantined, with the real file names (on the box only): `list`, `show REF`.
     Quarantine(quarantine::QuarantineArgs),
-    /// Add a user to the console page's password file, or change their password (read from standard input,
+    /// The department board: every box of a site, from MQTT alone (runs on any department PC or VM).
+    Board {
+        /// Configuration file (firmware-config/board.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Add a user to the console page's (or the board's) password file, or change their password (read from standard input,
     /// one line; stored as an argon2id hash).
     ConsoleUser {
         /// The password file (`console.password_file`); created when missing.
@@ -182,7 +188,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 if let Some(c) = &cfg.console {
                     let users = alnrisk::web::login::PasswordFile::load(&c.password_file)?;
                     if let Some(tls) = &c.tls {
-                        alnrisk::web::server_tls(tls)?;
+                        alnrisk::web::server_tls(tls, "console.tls")?;
                     }
                     println!(
                         "console page: {}://{}/ ({} user(s), identifiers {})",
@@ -195,6 +201,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             alnrisk::daemon::serve(cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Board { config } => {
+            let cfg = alnrisk::board::BoardConfig::load(&config)?;
+            alnrisk::board::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ConsoleUser { file, user } => {

@@ -1,6 +1,7 @@
-//! What the pages alnrisk serves have in common: the login ([`login`]), HTTPS with the site's certificate
-//! ([`TlsListener`]), and the headers every answer carries. The console page (`alnrisk serve`,
-//! [`crate::daemon::console`]) is built on it.
+//! What the pages alnrisk serves have in common: the login ([`login`], and its routes: [`Gate`]), HTTPS with the
+//! site's certificate ([`TlsListener`], [`serve`]), and the headers every answer carries ([`harden`]). The console
+//! page (`alnrisk serve`, [`crate::daemon::console`]) and the department board (`alnrisk board`,
+//! [`crate::board`]) are built on it.
 //!
 //! Every asset is compiled into the binary: nothing is fetched from a CDN, and nothing needs Node at run time.
 
@@ -32,16 +33,147 @@ pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     ),
 ];
 
+/// The login form (`{{title}}` and `{{message}}` filled in).
+pub const LOGIN_PAGE: &str = include_str!("login.html");
+
+/// Who may pass: the password file, the sessions it grants, and whether the page is served over TLS (the cookie
+/// is then `Secure`).
+pub struct Gate {
+    /// The title on the login form.
+    pub title: &'static str,
+    /// The password file.
+    pub passwords: login::PasswordFile,
+    /// The sessions.
+    pub sessions: login::Sessions,
+    /// Served over TLS.
+    pub secure: bool,
+}
+
+impl Gate {
+    /// The user a request's session cookie names, if it is valid now.
+    pub fn user(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        let cookie = headers.get(axum::http::header::COOKIE).and_then(|v| v.to_str().ok());
+        self.sessions.user_of(cookie, login::unix_now())
+    }
+
+    /// `GET /login` (the form), `POST /login` (a session cookie and a redirect to `/`, or the form again with
+    /// 401 after a second), `POST /logout`.
+    pub fn routes(self: Arc<Gate>) -> axum::Router {
+        use axum::routing::{get, post};
+        axum::Router::new()
+            .route("/login", get(login_form).post(log_in))
+            .route("/logout", post(log_out))
+            .with_state(self)
+    }
+}
+
+fn login_page(gate: &Gate, message: &str) -> String {
+    LOGIN_PAGE
+        .replace("{{title}}", gate.title)
+        .replace("{{message}}", message)
+}
+
+async fn login_form(axum::extract::State(gate): axum::extract::State<Arc<Gate>>) -> axum::response::Html<String> {
+    axum::response::Html(login_page(&gate, ""))
+}
+
+/// The login form's fields.
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+}
+
+async fn log_in(
+    axum::extract::State(gate): axum::extract::State<Arc<Gate>>,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::{Html, IntoResponse, Redirect};
+    let checker = gate.clone();
+    let user = form.user.clone();
+    let ok = tokio::task::spawn_blocking(move || checker.passwords.verify(&form.user, &form.password))
+        .await
+        .unwrap_or(false);
+    if ok {
+        tracing::info!(user = %user, page = gate.title, "logged in");
+        let cookie = gate.sessions.set_cookie(&user, login::unix_now(), gate.secure);
+        ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    } else {
+        tracing::warn!(page = gate.title, "a login was refused");
+        // one try a second per connection
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let body = login_page(
+            &gate,
+            "<p class=\"refused\" role=\"alert\">Wrong user name or password.</p>",
+        );
+        (StatusCode::UNAUTHORIZED, Html(body)).into_response()
+    }
+}
+
+async fn log_out(axum::extract::State(gate): axum::extract::State<Arc<Gate>>) -> axum::response::Response {
+    use axum::response::{IntoResponse, Redirect};
+    let clear = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        login::COOKIE,
+        if gate.secure { "; Secure" } else { "" }
+    );
+    ([(axum::http::header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
+}
+
+/// `router` with [`SECURITY_HEADERS`] on every answer.
+pub fn harden(router: axum::Router) -> axum::Router {
+    use axum::response::Response;
+    router.layer(axum::middleware::map_response(|mut r: Response| async move {
+        for (k, v) in SECURITY_HEADERS {
+            if let Ok(v) = axum::http::HeaderValue::from_str(v) {
+                r.headers_mut().insert(k, v);
+            }
+        }
+        r
+    }))
+}
+
+/// Serve `app` on `listen`, over TLS when `tls` is given; the task logs why it stopped, if it does.
+pub async fn serve(
+    listen: &str,
+    tls: Option<rustls::ServerConfig>,
+    app: axum::Router,
+    page: &'static str,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::io(std::path::PathBuf::from(listen), e))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %listen, "{page} at {scheme}://{listen}/");
+    Ok(match tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls)?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("{page} stopped: {}", e.kind());
+                }
+            })
+        }
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("{page} stopped: {}", e.kind());
+            }
+        }),
+    })
+}
+
 /// How long a client has to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The rustls server configuration of a certificate chain and key (PEM files).
-pub fn server_tls(tls: &ServerTlsConfig) -> Result<rustls::ServerConfig> {
+/// The rustls server configuration of a certificate chain and key (PEM files); errors name the keys of `table`
+/// (`console.tls`, `board.tls`).
+pub fn server_tls(tls: &ServerTlsConfig, table: &str) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |p: &Path, what: &str, e: &dyn std::fmt::Display| Error::Config {
         file: p.to_path_buf(),
-        key: format!("console.tls.{what}"),
+        key: format!("{table}.{what}"),
         reason: format!("not a PEM {what}: {e}"),
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)

@@ -13,6 +13,7 @@ mod harness;
 
 mod aarch64;
 mod bad_mqtt;
+mod board;
 mod console;
 mod delivery;
 mod end_to_end;

@@ -3,8 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | the page ([`PAGE`]); to `/login` without a session |
-//! | `GET /login`, `POST /login` | the login form; a session cookie ([`crate::web::login`]) on success |
-//! | `POST /logout` | ends the session |
+//! | `GET /login`, `POST /login`, `POST /logout` | the login ([`crate::web::Gate`]) |
 //! | `GET /api/info` | the box, its bundle and the nomogram's axes (what the page draws the bars against) |
 //! | `GET /api/events` | SSE: a `snapshot` of the day's cards, then a `card` event at every change |
 //! | `POST /api/ln-read` | `{"study_key", "mri_ln_status"}`: an MRI LN read, handed to the core as `cmd/ln-status` is |
@@ -15,8 +14,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::web::Gate;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -26,13 +26,10 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{Card, Cards, ConsoleNote};
 use crate::daemon::payload::{LnStatusCommand, StudyKey};
-use crate::web::login::{PasswordFile, Sessions, unix_now};
+use crate::web::login::unix_now;
 
 /// The page (HTML, CSS and JavaScript in one file, compiled in).
 pub const PAGE: &str = include_str!("page.html");
-/// The login form.
-pub const LOGIN_PAGE: &str = include_str!("login.html");
-
 /// The header a POST must carry.
 pub const POST_HEADER: &str = "x-alnrisk-console";
 
@@ -43,33 +40,21 @@ pub type LnSink = Box<dyn Fn(LnStatusCommand) -> bool + Send + Sync>;
 pub struct Console {
     cards: Mutex<Cards>,
     changes: broadcast::Sender<Arc<Card>>,
-    sessions: Sessions,
-    passwords: PasswordFile,
+    gate: Arc<Gate>,
     info: serde_json::Value,
     ln_sink: LnSink,
-    secure: bool,
 }
 
 impl Console {
-    /// The console over `cards`, logging in against `passwords` with `sessions`; `info` is what `/api/info`
-    /// says of the box; `secure` when it is served over TLS.
-    pub fn new(
-        cards: Cards,
-        sessions: Sessions,
-        passwords: PasswordFile,
-        info: serde_json::Value,
-        ln_sink: LnSink,
-        secure: bool,
-    ) -> Arc<Console> {
+    /// The console over `cards`, behind `gate`; `info` is what `/api/info` says of the box.
+    pub fn new(cards: Cards, gate: Arc<Gate>, info: serde_json::Value, ln_sink: LnSink) -> Arc<Console> {
         let (changes, _) = broadcast::channel(256);
         Arc::new(Console {
             cards: Mutex::new(cards),
             changes,
-            sessions,
-            passwords,
+            gate,
             info,
             ln_sink,
-            secure,
         })
     }
 
@@ -89,32 +74,21 @@ impl Console {
     }
 
     fn user(&self, headers: &HeaderMap) -> Option<String> {
-        let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-        self.sessions.user_of(cookie, unix_now())
+        self.gate.user(headers)
     }
 }
 
-/// The router of the page.
+/// The router of the page, its login included.
 pub fn router(console: Arc<Console>) -> axum::Router {
-    let headers = |mut r: Response| {
-        for (k, v) in crate::web::SECURITY_HEADERS {
-            if let Ok(v) = header::HeaderValue::from_str(v) {
-                r.headers_mut().insert(k, v);
-            }
-        }
-        r
-    };
-    axum::Router::new()
+    let gate = console.gate.clone();
+    let app = axum::Router::new()
         .route("/", get(page))
-        .route("/login", get(login_form).post(login))
-        .route("/logout", post(logout))
         .route("/api/info", get(info))
         .route("/api/events", get(events))
         .route("/api/ln-read", post(ln_read))
-        .layer(axum::middleware::map_response(
-            move |r: Response| async move { headers(r) },
-        ))
         .with_state(console)
+        .merge(gate.routes());
+    crate::web::harden(app)
 }
 
 async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
@@ -122,47 +96,6 @@ async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
         Some(_) => Html(PAGE).into_response(),
         None => Redirect::to("/login").into_response(),
     }
-}
-
-async fn login_form() -> Html<String> {
-    Html(LOGIN_PAGE.replace("{{message}}", ""))
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    user: String,
-    password: String,
-}
-
-async fn login(State(c): State<Arc<Console>>, axum::Form(form): axum::Form<LoginForm>) -> Response {
-    let checker = c.clone();
-    let user = form.user.clone();
-    let ok = tokio::task::spawn_blocking(move || checker.passwords.verify(&form.user, &form.password))
-        .await
-        .unwrap_or(false);
-    if ok {
-        tracing::info!(user = %user, "console: logged in");
-        let cookie = c.sessions.set_cookie(&user, unix_now(), c.secure);
-        ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
-    } else {
-        tracing::warn!("console: a login was refused");
-        // one try a second per connection
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let body = LOGIN_PAGE.replace(
-            "{{message}}",
-            "<p class=\"refused\" role=\"alert\">Wrong user name or password.</p>",
-        );
-        (StatusCode::UNAUTHORIZED, Html(body)).into_response()
-    }
-}
-
-async fn logout(State(c): State<Arc<Console>>) -> Response {
-    let clear = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        crate::web::login::COOKIE,
-        if c.secure { "; Secure" } else { "" }
-    );
-    ([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
 }
 
 async fn info(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {

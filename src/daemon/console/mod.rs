@@ -17,6 +17,7 @@ pub mod http;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use self::card::{Card, CardState, ConsoleNote, SeriesShown};
 use super::payload::SeriesKey;
@@ -188,43 +189,32 @@ pub async fn start(
     bundle: &crate::model::Bundle,
     ln_sink: http::LnSink,
 ) -> crate::error::Result<Option<(tokio::sync::mpsc::Sender<ConsoleNote>, tokio::task::JoinHandle<()>)>> {
-    use crate::error::Error;
     let Some(c) = &cfg.console else {
         return Ok(None);
     };
-    let passwords = crate::web::login::PasswordFile::load(&c.password_file)?;
-    let secret = super::payload::load_or_create_secret(&cfg.state.dir.join("console-session.secret"))?;
-    let sessions = crate::web::login::Sessions::new(secret, (c.session_h * 3600.0) as u64);
+    let gate = Arc::new(crate::web::Gate {
+        title: "alnrisk console",
+        passwords: crate::web::login::PasswordFile::load(&c.password_file)?,
+        sessions: crate::web::login::Sessions::new(
+            super::payload::load_or_create_secret(&cfg.state.dir.join("console-session.secret"))?,
+            (c.session_h * 3600.0) as u64,
+        ),
+        secure: c.tls.is_some(),
+    });
     let cards = Cards::open(
         &cfg.state.dir.join(JOURNAL),
         crate::web::login::unix_now(),
         c.show_identifiers,
     );
-    let tls = c.tls.as_ref().map(crate::web::server_tls).transpose()?;
-    let console = http::Console::new(cards, sessions, passwords, info(cfg, bundle), ln_sink, tls.is_some());
+    let tls = c
+        .tls
+        .as_ref()
+        .map(|t| crate::web::server_tls(t, "console.tls"))
+        .transpose()?;
+    let console = http::Console::new(cards, gate, info(cfg, bundle), ln_sink);
     let (tx, rx) = tokio::sync::mpsc::channel(NOTE_QUEUE);
     tokio::spawn(console.clone().follow(rx));
-    let listener = tokio::net::TcpListener::bind(&c.listen)
-        .await
-        .map_err(|e| Error::io(PathBuf::from(&c.listen), e))?;
-    let app = http::router(console);
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(listen = %c.listen, "console page at {scheme}://{}/", c.listen);
-    let task = match tls {
-        Some(tls) => {
-            let listener = crate::web::TlsListener::new(listener, tls)?;
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("console page stopped: {}", e.kind());
-                }
-            })
-        }
-        None => tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("console page stopped: {}", e.kind());
-            }
-        }),
-    };
+    let task = crate::web::serve(&c.listen, tls, http::router(console), "console page").await?;
     Ok(Some((tx, task)))
 }
 
