@@ -4,14 +4,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
 use super::{BoxShown, Fleet};
@@ -79,36 +77,20 @@ pub fn router(board: Arc<Board>) -> axum::Router {
 }
 
 async fn page(State(b): State<Arc<Board>>, headers: HeaderMap) -> Response {
-    match b.gate.user(&headers) {
-        Some(_) => Html(PAGE).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    b.gate.page(&headers, PAGE)
 }
 
 async fn events(State(b): State<Arc<Board>>, headers: HeaderMap) -> Response {
     if b.gate.user(&headers).is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    // subscribe before the snapshot: a change between the two is sent twice (harmless), never lost
     let rx = b.changes.subscribe();
     let snapshot = serde_json::json!({
         "broker": b.broker.load(Ordering::Acquire),
         "boxes": b.fleet.lock().unwrap_or_else(|p| p.into_inner()).boxes(),
     });
-    let first = Event::default()
-        .event("snapshot")
-        .retry(Duration::from_millis(1000))
-        .json_data(&snapshot);
-    let changes = futures_util::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Ok(Change::Box(x)) => Some((Event::default().event("box").json_data(&*x), rx)),
-            Ok(Change::Broker(c)) => Some((Event::default().event("broker").json_data(c), rx)),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some((Ok(Event::default().event("lagged").data("")), rx)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    });
-    let stream = futures_util::stream::once(async move { first }).chain(changes);
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    crate::web::live_events(&snapshot, rx, |change| match change {
+        Change::Box(x) => Event::default().event("box").json_data(&*x),
+        Change::Broker(c) => Event::default().event("broker").json_data(c),
+    })
 }

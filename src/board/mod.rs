@@ -314,15 +314,7 @@ impl Fleet {
 
 /// Subscribe and serve until Ctrl-C or SIGTERM. Blocks; builds its own tokio runtime.
 pub fn run(cfg: BoardConfig) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Runtime {
-            what: "tokio runtime",
-            source,
-        })?;
-    rt.block_on(run_async(cfg))
+    crate::daemon::runtime()?.block_on(run_async(cfg))
 }
 
 async fn run_async(cfg: BoardConfig) -> Result<()> {

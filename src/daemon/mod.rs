@@ -160,15 +160,19 @@ fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, 
 
 /// Run the daemon until SIGTERM / SIGINT. Blocks; builds its own tokio runtime.
 pub fn serve(cfg: DaemonConfig) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(serve_async(cfg))
+}
+
+/// The tokio runtime of a long-running command (`serve`, `board`): two workers, the box has few cores.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|source| Error::Runtime {
             what: "tokio runtime",
             source,
-        })?;
-    rt.block_on(serve_async(cfg))
+        })
 }
 
 async fn serve_async(cfg: DaemonConfig) -> Result<()> {

@@ -56,6 +56,15 @@ impl Gate {
         self.sessions.user_of(cookie, login::unix_now())
     }
 
+    /// `html` for a request with a valid session, else a redirect to the login form.
+    pub fn page(&self, headers: &axum::http::HeaderMap, html: &'static str) -> axum::response::Response {
+        use axum::response::{Html, IntoResponse, Redirect};
+        match self.user(headers) {
+            Some(_) => Html(html).into_response(),
+            None => Redirect::to("/login").into_response(),
+        }
+    }
+
     /// `GET /login` (the form), `POST /login` (a session cookie and a redirect to `/`, or the form again with
     /// 401 after a second), `POST /logout`.
     pub fn routes(self: Arc<Gate>) -> axum::Router {
@@ -119,6 +128,35 @@ async fn log_out(axum::extract::State(gate): axum::extract::State<Arc<Gate>>) ->
         if gate.secure { "; Secure" } else { "" }
     );
     ([(axum::http::header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
+}
+
+/// A page's live stream (Server-Sent Events): a `snapshot` event (telling the browser to retry after a second),
+/// then `event(change)` for every change `changes` receives, and `lagged` when the page fell behind (it reconnects
+/// and takes a fresh snapshot). Subscribe `changes` before taking the snapshot: a change between the two is then
+/// sent twice (harmless), never lost.
+pub fn live_events<T: Clone + Send + 'static>(
+    snapshot: &impl serde::Serialize,
+    changes: tokio::sync::broadcast::Receiver<T>,
+    event: fn(T) -> std::result::Result<axum::response::sse::Event, axum::Error>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    use tokio::sync::broadcast::error::RecvError;
+    let first = Event::default()
+        .event("snapshot")
+        .retry(Duration::from_millis(1000))
+        .json_data(snapshot);
+    let rest = futures_util::stream::unfold(changes, move |mut rx| async move {
+        match rx.recv().await {
+            Ok(change) => Some((event(change), rx)),
+            Err(RecvError::Lagged(_)) => Some((Ok(Event::default().event("lagged").data("")), rx)),
+            Err(RecvError::Closed) => None,
+        }
+    });
+    Sse::new(futures_util::stream::once(async move { first }).chain(rest))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 /// `router` with [`SECURITY_HEADERS`] on every answer.

@@ -12,15 +12,13 @@
 //! origin cannot send it without the browser asking first), besides the SameSite=Strict cookie.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::web::Gate;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
@@ -92,10 +90,7 @@ pub fn router(console: Arc<Console>) -> axum::Router {
 }
 
 async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    match c.user(&headers) {
-        Some(_) => Html(PAGE).into_response(),
-        None => Redirect::to("/login").into_response(),
-    }
+    c.gate.page(&headers, PAGE)
 }
 
 async fn info(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
@@ -111,28 +106,12 @@ async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     if c.user(&headers).is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    // subscribe before the snapshot: a change between the two is sent twice (harmless), never lost
     let rx = c.changes.subscribe();
     let snapshot = {
         let cards = c.cards.lock().unwrap_or_else(|p| p.into_inner());
         cards.snapshot(unix_now())
     };
-    let first = Event::default()
-        .event("snapshot")
-        .retry(Duration::from_millis(1000))
-        .json_data(&snapshot);
-    let changes = futures_util::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Ok(card) => Some((Event::default().event("card").json_data(&*card), rx)),
-            // the page fell behind: it reconnects and takes a fresh snapshot
-            Err(broadcast::error::RecvError::Lagged(_)) => Some((Ok(Event::default().event("lagged").data("")), rx)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    });
-    let stream = futures_util::stream::once(async move { first }).chain(changes);
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    crate::web::live_events(&snapshot, rx, |card| Event::default().event("card").json_data(&*card))
 }
 
 #[derive(Deserialize)]
