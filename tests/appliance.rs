@@ -74,7 +74,12 @@ fn the_appliance_has_the_daemon_and_no_developer_tools() {
     // is in both: the console page flags a phantom examination with it.)
     let bytes = std::fs::read(&bin).unwrap();
     let dev = std::fs::read(env!("CARGO_BIN_EXE_alnrisk")).unwrap();
-    for needle in [&b"rumqttd"[..], b"plotters", b"SYNTHETIC BREAST DCE-MRI", b"SYNTHETIC TUMOUR ROI"] {
+    for needle in [
+        &b"rumqttd"[..],
+        b"plotters",
+        b"SYNTHETIC BREAST DCE-MRI",
+        b"SYNTHETIC TUMOUR ROI",
+    ] {
         let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
         assert!(
             has(&dev),

@@ -9,6 +9,10 @@
 //! 6. send the MRI LN read of one study on `cmd/ln-status` and print the updated result;
 //! 7. export a corrected outline (a revised SEG) for that study and print the revision;
 //! 8. print a metrics snapshot, stop the daemon with SIGTERM, and exit 0.
+//!
+//! The daemon serves its console page on loopback while the demo runs (the URL, a user `demo` and a password made
+//! for this run are printed at step 3). With `--stay` the demo does not stop at step 8: it starts the department
+//! board beside the daemon and keeps both pages up until Ctrl-C (or SIGTERM).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,63 @@ pub struct DemoArgs {
     /// Address of the daemon's metrics endpoint.
     #[arg(long, default_value = "127.0.0.1:19108")]
     pub metrics: String,
+    /// Address of the daemon's console page (plain HTTP: keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:18443")]
+    pub console: String,
+    /// Address of the department board (`--stay` only; plain HTTP: keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:18444")]
+    pub board: String,
+    /// Keep the daemon, its console page and the department board up after the last step, until Ctrl-C.
+    #[arg(long)]
+    pub stay: bool,
+}
+
+/// The console page's and the board's login for this run: user `demo`, a fresh random password (printed).
+fn demo_login(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let bytes = alnrisk::rng::os_random::<9>()?;
+    let password = hex::encode(bytes);
+    let users = dir.join("console-users");
+    alnrisk::web::login::set_user(&users, "demo", &password)?;
+    Ok((users, password))
+}
+
+/// Start `alnrisk board` on the demo's broker for site `demo-site`, and wait until its page answers.
+fn start_board(exe: &Path, dir: &Path, a: &DemoArgs, users: &Path) -> anyhow::Result<DaemonProcess> {
+    let config = dir.join("board.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# written by `alnrisk demo --stay`; see firmware-config/board.toml\n[board]\nsite = \"demo-site\"\n\
+             listen = \"{listen}\"\npassword_file = \"{users}\"\nstate_dir = \"{state}\"\n[mqtt]\n\
+             host = \"127.0.0.1\"\nport = {port}\n",
+            listen = a.board,
+            users = users.display(),
+            state = dir.display(),
+            port = a.mqtt_port
+        ),
+    )?;
+    let mut board = DaemonProcess::spawn_command(exe, "board", &config, &dir.join("board.log"))?;
+    let t = Instant::now();
+    while http_get(&a.board, "/login").is_none() {
+        if t.elapsed() > Duration::from_secs(30) || board.exited() {
+            bail!("the board did not come up; see {}", dir.join("board.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(board)
+}
+
+/// Block until Ctrl-C (SIGINT) or SIGTERM.
+fn wait_for_ctrl_c() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })?;
+    Ok(())
 }
 
 /// Connect a dashboard-like listener to `alnrisk/#` on the loopback broker at `port`.
@@ -168,10 +229,15 @@ pub(crate) struct DaemonProcess(Child);
 impl DaemonProcess {
     /// Start `exe serve --config config`, logging to `log`.
     pub(crate) fn spawn(exe: &Path, config: &Path, log: &Path) -> anyhow::Result<DaemonProcess> {
+        DaemonProcess::spawn_command(exe, "serve", config, log)
+    }
+
+    /// Start `exe <command> --config config` (`serve`, `board`), logging to `log`.
+    fn spawn_command(exe: &Path, command: &str, config: &Path, log: &Path) -> anyhow::Result<DaemonProcess> {
         let log = std::fs::File::create(log)?;
         Ok(DaemonProcess(
             Command::new(exe)
-                .arg("serve")
+                .arg(command)
                 .arg("--config")
                 .arg(config)
                 .env("RUST_LOG", "info,rumqttd=warn")
@@ -301,6 +367,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let export = dir.join("export");
     let state = dir.join("state");
     std::fs::create_dir_all(&export)?;
+    let (users, password) = demo_login(&dir)?;
     let config = dir.join("demo.toml");
     std::fs::write(
         &config,
@@ -333,13 +400,18 @@ port = {port}
 dir = "{state}"
 [metrics]
 listen = "{metrics}"
+[console]
+listen = "{console}"
+password_file = "{users}"
 "#,
             export = export.display(),
             bundle = bundle.display(),
             public = public.display(),
             port = a.mqtt_port,
             state = state.display(),
-            metrics = a.metrics
+            metrics = a.metrics,
+            console = a.console,
+            users = users.display()
         ),
     )?;
     let mut daemon = DaemonProcess::spawn(&exe, &config, &dir.join("daemon.log"))?;
@@ -359,6 +431,10 @@ listen = "{metrics}"
         "      daemon online; serving bundle {} ({})",
         status["bundle"]["id"].as_str().unwrap_or("?"),
         status["bundle"]["version"].as_str().unwrap_or("?")
+    );
+    println!(
+        "      console page: http://{}/  (user demo, password {password}; the cards of this run appear there live)",
+        a.console
     );
 
     println!("\n[4/8] replaying three held-out test examinations into the export folder");
@@ -494,11 +570,29 @@ listen = "{metrics}"
         }
     }
     println!("      ({hidden} labelled counters at 0 not shown)");
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.0.id().to_string())
-        .status();
-    let st = daemon.0.wait()?;
+    let board = if a.stay {
+        let board = start_board(&exe, &dir, &a, &users)?;
+        println!("\nstaying up until Ctrl-C (user demo, password {password} on both pages):");
+        println!("      console page      http://{}/", a.console);
+        println!("      department board  http://{}/", a.board);
+        println!("      metrics           http://{}/metrics", a.metrics);
+        if let Some((id, _)) = tests.get(3) {
+            println!(
+                "      another examination: {} synth replay --from {} --to {}",
+                exe.display(),
+                cohort.join(id).display(),
+                export.join(id).display()
+            );
+        }
+        wait_for_ctrl_c()?;
+        Some(board)
+    } else {
+        None
+    };
+    if let Some(mut board) = board {
+        board.terminate();
+    }
+    let st = daemon.terminate().context("the daemon could not be waited for")?;
     println!(
         "\ndaemon stopped ({st}); demo done in {:.0} s. Everything above is SYNTHETIC. Files: {} (report: {})",
         started.elapsed().as_secs_f64(),
