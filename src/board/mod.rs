@@ -166,6 +166,9 @@ pub struct ResultShown {
     pub cutoff: f64,
     /// The MRI LN read (`positive`, `negative`, `unknown`).
     pub ln: String,
+    /// The reported factors it still waits for (no answer until they arrive).
+    #[serde(default)]
+    pub missing: Vec<String>,
     /// Out-of-distribution flags.
     pub flags: usize,
     /// When it was computed (RFC 3339).
@@ -283,6 +286,7 @@ impl Fleet {
                     },
                     cutoff: r.cutoff,
                     ln: crate::model::LnRead::status_text(r.mri_ln_status).to_string(),
+                    missing: r.missing_factors.clone(),
                     flags: r.out_of_distribution.len(),
                     computed: r.timestamps.get("computed").cloned().unwrap_or_default(),
                 };

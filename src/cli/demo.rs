@@ -14,6 +14,7 @@
 //! for this run are printed at step 3). With `--stay` the demo does not stop at step 8: it starts the department
 //! board beside the daemon and keeps both pages up until Ctrl-C (or SIGTERM).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -168,6 +169,17 @@ fn summary(label: &str, v: &serde_json::Value, last_file: Option<Instant>, at: I
         v["study_key"].as_str().unwrap_or("").get(..16).unwrap_or("")
     );
     println!("  │ MRI LN read    {}", v["mri_ln_status"].as_str().unwrap_or("?"));
+    if let Some(f) = v["reported_factors"].as_object() {
+        let f: Vec<String> = f
+            .iter()
+            .map(|(k, x)| format!("{k} {}", x.as_str().unwrap_or("?")))
+            .collect();
+        println!("  │ reported       {}", f.join(", "));
+    }
+    if let Some(m) = v["missing_factors"].as_array() {
+        let m: Vec<&str> = m.iter().filter_map(|x| x.as_str()).collect();
+        println!("  │ no risk yet    waiting for {} to be reported", m.join(", "));
+    }
     if let Some(r) = v["risk"].as_object() {
         println!(
             "  │ P(ALN+)        {:.3}  → {} risk (cutoff {:.3})",
@@ -281,8 +293,11 @@ pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
 
-/// Test-cohort rows of the synthetic cohort: (id, mri_ln_status).
-fn test_rows(cohort: &Path) -> anyhow::Result<Vec<(String, String)>> {
+/// A test-cohort row of the synthetic cohort: (id, mri_ln_status, every column by name).
+type TestRow = (String, String, BTreeMap<String, String>);
+
+/// The test-cohort rows of the synthetic cohort.
+fn test_rows(cohort: &Path) -> anyhow::Result<Vec<TestRow>> {
     let mut r = csv::Reader::from_path(cohort.join("cohort.csv"))?;
     let h = r.headers()?.clone();
     let col = |n: &str| {
@@ -295,7 +310,12 @@ fn test_rows(cohort: &Path) -> anyhow::Result<Vec<(String, String)>> {
     for rec in r.records() {
         let rec = rec?;
         if &rec[cc] == "test" {
-            out.push((rec[ci].to_string(), rec[cl].to_string()));
+            let row = h
+                .iter()
+                .zip(rec.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            out.push((rec[ci].to_string(), rec[cl].to_string(), row));
         }
     }
     Ok(out)
@@ -349,8 +369,6 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         dir.join("report").display().to_string(),
         "--key".into(),
         secret.display().to_string(),
-        "--clinical-candidates".into(),
-        alnrisk::model::predict::MRI_LN.into(),
     ];
     if a.quick {
         fit_args.extend(["--vgg-scale", "8", "--views", "2", "--epochs", "10"].map(String::from));
@@ -359,6 +377,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     if !st.success() {
         bail!("fit failed");
     }
+    // fit's default lets every significant clinical column in, as a new site's first fit would: the daemon
+    // takes each as reported, like the LN read
+    let trust = alnrisk::model::Trust::from_public_key(Some(&public))?;
+    let needs = alnrisk::model::reported::needs(&alnrisk::model::Bundle::load(&bundle, &trust)?.manifest);
+    println!(
+        "      the nomogram needs reported: {}",
+        needs.iter().map(|n| n.column.as_str()).collect::<Vec<_>>().join(", ")
+    );
 
     println!(
         "\n[3/8] starting `alnrisk serve` (embedded MQTT broker on 127.0.0.1:{}, metrics on {})",
@@ -445,7 +471,7 @@ password_file = "{users}"
     let pace = Duration::from_millis(5);
     let mut last_files = Vec::new();
     // (a) atomic writes
-    let (id_a, ln_a) = &tests[0];
+    let (id_a, ln_a, row_a) = &tests[0];
     replay(&cohort.join(id_a), &export.join(id_a), pace, ReplayStyle::Atomic)?;
     last_files.push((
         id_a.clone(),
@@ -453,7 +479,7 @@ password_file = "{users}"
         "written atomically (temporary name, then rename)",
     ));
     // (b) one file first appears truncated and is completed last
-    let (id_b, _) = &tests[1];
+    let (id_b, _, _) = &tests[1];
     replay(&cohort.join(id_b), &export.join(id_b), pace, ReplayStyle::Partial)?;
     last_files.push((
         id_b.clone(),
@@ -461,7 +487,7 @@ password_file = "{users}"
         "one file written partially first, completed last",
     ));
     // (c) the ROI arrives late
-    let (id_c, _) = &tests[2];
+    let (id_c, _, _) = &tests[2];
     replay(
         &cohort.join(id_c).join("dce"),
         &export.join(id_c).join("dce"),
@@ -508,9 +534,30 @@ password_file = "{users}"
         }
     }
 
-    println!("\n[6/8] the radiologist's MRI LN read for {id_a} arrives on cmd/ln-status: {ln_a}");
+    // the report's other factors, from the cohort table (what the radiologist's MRI report says)
+    let mut factors = serde_json::Map::new();
+    for n in needs.iter().filter(|n| !n.is_ln()) {
+        let text = row_a.get(&n.column).cloned().unwrap_or_default();
+        let value = match n.kind {
+            alnrisk::model::reported::FactorKind::Number => text
+                .parse::<f64>()
+                .map(serde_json::Value::from)
+                .unwrap_or(serde_json::Value::String(text)),
+            alnrisk::model::reported::FactorKind::Level { .. } => serde_json::Value::String(text),
+        };
+        factors.insert(n.column.clone(), value);
+    }
+    let said: Vec<String> = factors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "\n[6/8] the radiologist's report for {id_a} arrives on cmd/ln-status: MRI LN read {ln_a}{}",
+        said.iter().map(|s| format!(", {s}")).collect::<String>()
+    );
     let key_a = study_key(id_a)?;
-    let body = format!(r#"{{"study_key":"{key_a}","mri_ln_status":"{ln_a}"}}"#);
+    let mut body = serde_json::json!({"study_key": key_a, "mri_ln_status": ln_a});
+    if !factors.is_empty() {
+        body["factors"] = serde_json::Value::Object(factors);
+    }
+    let body = body.to_string();
     let sent = Instant::now();
     inbox.publish("alnrisk/v1/demo-site/demo-box/cmd/ln-status", &body)?;
     let (update, at) = wait_message(&inbox, Duration::from_secs(30), |t, v| {
@@ -576,7 +623,7 @@ password_file = "{users}"
         println!("      console page      http://{}/", a.console);
         println!("      department board  http://{}/", a.board);
         println!("      metrics           http://{}/metrics", a.metrics);
-        if let Some((id, _)) = tests.get(3) {
+        if let Some((id, _, _)) = tests.get(3) {
             println!(
                 "      another examination: {} synth replay --from {} --to {}",
                 exe.display(),

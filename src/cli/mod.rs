@@ -175,6 +175,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     b.manifest.version,
                     if b.signed { "signed" } else { "UNSIGNED" }
                 );
+                // what someone must report for an answer: the LN read, and whatever else the nomogram names
+                let needs = alnrisk::model::reported::needs(&b.manifest);
+                if needs.is_empty() {
+                    println!("reported factors: none (the answer needs the images only)");
+                } else {
+                    println!("reported factors (cmd/ln-status, a *.ln.json sidecar, or the console page):");
+                    for n in &needs {
+                        let what = match &n.kind {
+                            alnrisk::model::reported::FactorKind::Number => "a number".to_string(),
+                            alnrisk::model::reported::FactorKind::Level { levels } => levels.join(" / "),
+                        };
+                        let meanwhile = if n.is_binary() {
+                            "both scenarios shown until it is reported"
+                        } else {
+                            "no answer until it is reported"
+                        };
+                        println!("  {:<20} {what:<24} {meanwhile}", n.column);
+                    }
+                }
                 // what the model was fitted on, to hold against the scanner's protocol when a box is commissioned
                 let acq = &b.manifest.acquisition_ranges;
                 if acq.is_empty() {

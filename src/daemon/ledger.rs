@@ -65,6 +65,9 @@ pub struct LedgerRecord {
     pub folder_keys: Vec<FolderKey>,
     /// The LN read it used (`None`: unknown).
     pub ln: Option<crate::model::LnRead>,
+    /// The other reported factors it used, by cohort column ([`crate::model::Reported::factors`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub factors: BTreeMap<String, String>,
     /// Signature values (to re-evaluate the nomogram when the LN read arrives).
     pub signatures: BTreeMap<String, f64>,
     /// Out-of-distribution flags of the images.
@@ -81,10 +84,19 @@ impl LedgerRecord {
     pub fn retire(self) -> LedgerRecord {
         LedgerRecord {
             ln: None,
+            factors: BTreeMap::new(),
             signatures: BTreeMap::new(),
             out_of_distribution: Vec::new(),
             retired: true,
             ..self
+        }
+    }
+
+    /// What was reported for the study when it was answered.
+    pub fn reported(&self) -> crate::model::Reported {
+        crate::model::Reported {
+            ln: self.ln,
+            factors: self.factors.clone(),
         }
     }
 
@@ -556,6 +568,7 @@ mod tests {
             set_aside_roi_keys: vec![],
             folder_keys: vec![FolderKey::of(b"k", &format!("folder of {series}"))],
             ln: None,
+            factors: BTreeMap::new(),
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
             at: "now".into(),
@@ -643,6 +656,7 @@ mod tests {
         let with_values = |r: LedgerRecord| LedgerRecord {
             signatures: BTreeMap::from([("deep_signature".to_string(), 0.25)]),
             ln: Some(crate::model::LnRead::Positive),
+            factors: BTreeMap::new(),
             ..r
         };
         l.record(with_values(rec("s1", MessageKind::Result))).unwrap();

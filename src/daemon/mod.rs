@@ -62,19 +62,20 @@ use self::payload::{LnStatusCommand, StatusMessage};
 use self::store::DiskStore;
 pub use self::store::PENDING_LN_READS;
 use crate::error::{Error, Result};
-use crate::model::predict::MRI_LN;
 use crate::model::{Bundle, Predictor, Trust};
 
 /// Load the bundle the configuration names (verified, unless unsigned bundles are allowed), and check that the
-/// daemon can serve it: at the scanner only the two signatures and the MRI-reported LN status are known, so a
-/// nomogram that needs any other predictor (e.g. a pathology variable) is refused here, at start-up.
+/// daemon can serve it: every predictor of its nomogram is a signature or a reported factor with its coding
+/// (the LN read, or a clinical column `fit` let in, which arrives like the LN read: [`crate::model::reported`]).
 pub fn load_bundle(cfg: &DaemonConfig) -> Result<Bundle> {
     // The configuration's validation guarantees a key unless unsigned bundles are allowed.
     let trust = Trust::from_public_key(cfg.model.public_key.as_deref())?;
     let bundle = Bundle::load(&cfg.model.bundle, &trust)?;
-    let servable = |n: &str| n == MRI_LN || n == "radiomics_signature" || n == "deep_signature";
-    let other: Vec<&str> = bundle
-        .manifest
+    let m = &bundle.manifest;
+    let servable = |n: &str| {
+        n == "radiomics_signature" || n == "deep_signature" || crate::model::reported::coding_of(m, n).is_some()
+    };
+    let other: Vec<&str> = m
         .nomogram
         .predictors
         .iter()
@@ -85,7 +86,7 @@ pub fn load_bundle(cfg: &DaemonConfig) -> Result<Bundle> {
         return Err(Error::Bundle {
             path: cfg.model.bundle.join(crate::model::bundle::MANIFEST),
             reason: format!(
-                "the nomogram needs {} which the scanner cannot know; fit with --clinical-candidates {MRI_LN}",
+                "the nomogram needs {} which is neither a signature nor a clinical factor the bundle codes",
                 other.join(", ")
             ),
         });

@@ -295,6 +295,12 @@ pub struct ResultMessage {
     /// `negative`, `positive` or `unknown` (not read yet).
     #[serde(with = "crate::model::ln_read::status")]
     pub mri_ln_status: Option<LnRead>,
+    /// The other reported factors the answer used, by cohort column (bundles whose nomogram names any).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reported_factors: BTreeMap<String, String>,
+    /// The reported factors still missing (no `risk` and no `scenarios` until they arrive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_factors: Vec<String>,
     /// Probability cutoff of the class.
     pub cutoff: f64,
     /// The answer when every predictor is known (null while the LN read is unknown).
@@ -334,8 +340,8 @@ pub struct AnswerOf {
     pub series_key: SeriesKey,
     /// HMAC of the ROI's identity (`None` only for answers recorded before ROIs were identified).
     pub roi_key: Option<RoiKey>,
-    /// The MRI LN read (`None`: unknown).
-    pub ln: Option<LnRead>,
+    /// What was reported: the MRI LN read and any other factor.
+    pub reported: crate::model::Reported,
     /// The message id of the series' latest message before this one (`None` for a first result). Part of the id:
     /// an LN read that goes positive → negative → positive must not repeat the first update's id, which a
     /// dashboard de-duplicating by id would drop.
@@ -346,20 +352,24 @@ impl ResultMessage {
     /// Build the message of a prediction: a `Result` has no `updates`; an update or a revision names the
     /// series' first result.
     pub fn new(p: &Prediction, of: AnswerOf, kind: MessageKind, updates: Option<String>) -> ResultMessage {
-        let message_id = message_id(&[
+        let factors: Vec<String> = of.reported.factors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut parts = vec![
             kind.as_str(),
             of.study_key.as_str(),
             of.series_key.as_str(),
             of.roi_key.as_ref().map_or("", RoiKey::as_str),
             &p.bundle_sha256,
-            LnRead::status_text(of.ln),
+            LnRead::status_text(of.reported.ln),
             of.after.as_deref().unwrap_or(""),
-        ]);
+        ];
+        // (none for a bundle without other factors, so that such ids stay what they were)
+        parts.extend(factors.iter().map(String::as_str));
+        let message_id = message_id(&parts);
         let AnswerOf {
             study_key,
             series_key,
             roi_key,
-            ln,
+            reported,
             ..
         } = of;
         ResultMessage {
@@ -375,7 +385,9 @@ impl ResultMessage {
             },
             study_key,
             series_key,
-            mri_ln_status: ln,
+            mri_ln_status: reported.ln,
+            reported_factors: reported.factors,
+            missing_factors: p.missing.clone(),
             cutoff: p.cutoff,
             risk: p.result.as_ref().map(RiskFigures::of),
             scenarios: p
@@ -474,9 +486,14 @@ pub struct LnStatusCommand {
     /// Or, in a sidecar file on the box only, the StudyInstanceUID itself.
     #[serde(default)]
     pub study_instance_uid: Option<String>,
-    /// `positive` / `negative` (or 1 / 0, true / false, yes / no); `None` when it says none of these.
-    #[serde(with = "crate::model::ln_read::lenient")]
+    /// `positive` / `negative` (or 1 / 0, true / false, yes / no); `None` when it says none of these, or is
+    /// absent (a command that reports other factors only).
+    #[serde(default, with = "crate::model::ln_read::lenient")]
     pub mri_ln_status: Option<LnRead>,
+    /// Other reported factors the served nomogram names, by cohort column: a number, or a training level
+    /// (`{"tumor_size_cm": 2.4}`); checked against the bundle ([`crate::model::reported::FactorNeed::accept`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub factors: BTreeMap<String, serde_json::Value>,
 }
 
 impl LnStatusCommand {

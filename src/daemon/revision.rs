@@ -233,6 +233,7 @@ mod tests {
             set_aside_roi_keys: vec![],
             folder_keys: vec![],
             ln: None,
+            factors: BTreeMap::new(),
             signatures: BTreeMap::new(),
             out_of_distribution: vec![],
             at: "t".into(),

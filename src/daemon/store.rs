@@ -25,7 +25,7 @@ use super::mqtt::PublisherCmd;
 use super::outbox::{Outbox, OutboxBounds, Push};
 use super::payload::{LnStatusCommand, ResultMessage, SeriesKey, StudyKey};
 use crate::error::{Error, Result};
-use crate::model::LnRead;
+use crate::model::Reported;
 
 /// LN reads that arrived before their study was computed (JSON lines under `state.dir`).
 pub const PENDING_LN_READS: &str = "ln-reads-pending.jsonl";
@@ -55,11 +55,11 @@ pub trait Store {
     /// How the spools stand.
     fn spool(&self) -> SpoolState;
     /// The LN reads kept for studies not computed yet (in arrival order; the last read of a study wins).
-    fn pending_ln_reads(&self) -> Vec<(StudyKey, LnRead)>;
-    /// Keep one more such read.
-    fn keep_pending_ln_read(&mut self, study: &StudyKey, read: LnRead) -> Result<()>;
+    fn pending_ln_reads(&self) -> Vec<(StudyKey, Reported)>;
+    /// Keep one more such read (the LN read and any other reported factor, already checked).
+    fn keep_pending_ln_read(&mut self, study: &StudyKey, read: &Reported) -> Result<()>;
     /// Replace the kept reads by `reads` (the core drops those whose study has been computed).
-    fn rewrite_pending_ln_reads(&mut self, reads: &[(StudyKey, LnRead)]) -> Result<()>;
+    fn rewrite_pending_ln_reads(&mut self, reads: &[(StudyKey, Reported)]) -> Result<()>;
     /// Retire the ledger's answers older than `keep_days` ([`Ledger::compact`]).
     fn compact_ledger(&mut self, keep_days: u32, today: i64) -> Result<Compaction>;
     /// Spool entries found unreadable when the store was opened (kept on disk), once.
@@ -217,23 +217,33 @@ impl Store for DiskStore {
         }
     }
 
-    fn pending_ln_reads(&self) -> Vec<(StudyKey, LnRead)> {
+    fn pending_ln_reads(&self) -> Vec<(StudyKey, Reported)> {
         let Ok(text) = std::fs::read_to_string(&self.pending_path) else {
             return Vec::new();
         };
         text.lines()
             .filter_map(|line| serde_json::from_str::<LnStatusCommand>(line).ok())
-            // the file holds study keys only (never UIDs), so no secret is needed to read it
-            .filter_map(|c| Some((c.study_key.as_deref().and_then(StudyKey::parse)?, c.value()?)))
+            // the file holds study keys only (never UIDs), so no secret is needed to read it; the factors were
+            // checked when they came in and are kept as the text the coding reads
+            .filter_map(|c| {
+                let key = c.study_key.as_deref().and_then(StudyKey::parse)?;
+                let factors = c
+                    .factors
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect();
+                let r = Reported { ln: c.value(), factors };
+                (!r.is_empty()).then_some((key, r))
+            })
             .collect()
     }
 
-    fn keep_pending_ln_read(&mut self, study: &StudyKey, read: LnRead) -> Result<()> {
+    fn keep_pending_ln_read(&mut self, study: &StudyKey, read: &Reported) -> Result<()> {
         fsio::append_line(&self.pending_path, &pending_line(study, read))
     }
 
-    fn rewrite_pending_ln_reads(&mut self, reads: &[(StudyKey, LnRead)]) -> Result<()> {
-        let text: String = reads.iter().map(|(k, v)| pending_line(k, *v) + "\n").collect();
+    fn rewrite_pending_ln_reads(&mut self, reads: &[(StudyKey, Reported)]) -> Result<()> {
+        let text: String = reads.iter().map(|(k, v)| pending_line(k, v) + "\n").collect();
         fsio::write_durable(&self.pending_path, text.as_bytes())
     }
 
@@ -246,9 +256,17 @@ impl Store for DiskStore {
     }
 }
 
-/// One line of [`PENDING_LN_READS`]: an LN read command by study key.
-fn pending_line(study: &StudyKey, read: LnRead) -> String {
-    serde_json::json!({"study_key": study.as_str(), "mri_ln_status": read}).to_string()
+/// One line of [`PENDING_LN_READS`]: an LN read command by study key (`mri_ln_status` and `factors` as far as
+/// reported; a line of an earlier version has the read only).
+fn pending_line(study: &StudyKey, read: &Reported) -> String {
+    let mut line = serde_json::json!({"study_key": study.as_str()});
+    if let Some(ln) = read.ln {
+        line["mri_ln_status"] = serde_json::json!(ln);
+    }
+    if !read.factors.is_empty() {
+        line["factors"] = serde_json::json!(read.factors);
+    }
+    line.to_string()
 }
 
 /// Record in the ledger every spooled message it lacks. A crash between the spool write and the ledger append
@@ -274,6 +292,7 @@ pub(super) fn recover_ledger(ledger: &mut Ledger, outbox: &Outbox) -> Result<()>
                 set_aside_roi_keys: Vec::new(),
                 folder_keys: Vec::new(),
                 ln: msg.mri_ln_status,
+                factors: msg.reported_factors.clone(),
                 signatures: msg.signatures.clone(),
                 out_of_distribution: msg.out_of_distribution.clone(),
                 at: crate::time::utc_now(),
@@ -294,7 +313,7 @@ pub struct MemoryStore {
     pub results: Vec<String>,
     /// Event bodies spooled.
     pub events: Vec<String>,
-    pub pending: Vec<(StudyKey, LnRead)>,
+    pub pending: Vec<(StudyKey, Reported)>,
     /// Refuse results as a full spool would.
     pub full: bool,
     /// Fail result writes as a full disk does (`ENOSPC`).
@@ -330,14 +349,14 @@ impl Store for MemoryStore {
             room: !self.full,
         }
     }
-    fn pending_ln_reads(&self) -> Vec<(StudyKey, LnRead)> {
+    fn pending_ln_reads(&self) -> Vec<(StudyKey, Reported)> {
         self.pending.clone()
     }
-    fn keep_pending_ln_read(&mut self, study: &StudyKey, read: LnRead) -> Result<()> {
-        self.pending.push((study.clone(), read));
+    fn keep_pending_ln_read(&mut self, study: &StudyKey, read: &Reported) -> Result<()> {
+        self.pending.push((study.clone(), read.clone()));
         Ok(())
     }
-    fn rewrite_pending_ln_reads(&mut self, reads: &[(StudyKey, LnRead)]) -> Result<()> {
+    fn rewrite_pending_ln_reads(&mut self, reads: &[(StudyKey, Reported)]) -> Result<()> {
         self.pending = reads.to_vec();
         Ok(())
     }
@@ -401,6 +420,7 @@ mod tests {
                 set_aside_roi_keys: vec![],
                 folder_keys: vec![],
                 ln: None,
+                factors: std::collections::BTreeMap::new(),
                 signatures: first.signatures.clone(),
                 out_of_distribution: vec![],
                 at: "t".into(),

@@ -1,6 +1,6 @@
 //! Which clinical factors enter the nomogram, and how each is coded as a number. As in the study, a factor is a
 //! candidate when it differs between ALN+ and ALN− in the training cohort's Table 1 (p < 0.05); `fit
-//! --clinical-candidates` narrows the candidates (the daemon serves only `mri_ln_status`).
+//! --clinical-candidates` narrows the candidates. The daemon takes each factor as reported (`model::reported`).
 
 use super::cohort::CohortRow;
 use super::table1::{self, Table1};
@@ -36,6 +36,7 @@ pub fn codings(
                 name: col.clone(),
                 column: col.clone(),
                 level: None,
+                levels: Vec::new(),
             });
         } else {
             let mut levels: Vec<String> = rows_tr
@@ -54,6 +55,7 @@ pub fn codings(
                     name: col.clone(),
                     column: col.clone(),
                     level: Some(level),
+                    levels: levels.clone(),
                 });
             } else {
                 for l in levels.iter().skip(1) {
@@ -61,6 +63,7 @@ pub fn codings(
                         name: format!("{col}={l}"),
                         column: col.clone(),
                         level: Some(l.clone()),
+                        levels: levels.clone(),
                     });
                 }
             }
@@ -106,11 +109,7 @@ pub fn check_complete(codings: &[ClinicalCoding], rows: &[&CohortRow]) -> Result
 
 /// One case's value of `coding`: the number, or 1/0 for its level; NaN when a numeric value is missing.
 pub fn value(row: &CohortRow, coding: &ClinicalCoding) -> f64 {
-    let v = row.clinical.get(&coding.column).cloned().unwrap_or_default();
-    match &coding.level {
-        Some(l) => f64::from(u8::from(&v == l)),
-        None => v.parse().unwrap_or(f64::NAN),
-    }
+    coding.code(row.clinical.get(&coding.column).map_or("", String::as_str))
 }
 
 #[cfg(test)]

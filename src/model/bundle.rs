@@ -93,6 +93,21 @@ pub struct ClinicalCoding {
     pub column: String,
     /// For a categorical factor, the level coded 1 (others 0); `None` for a numeric one.
     pub level: Option<String>,
+    /// For a categorical factor, the column's levels in the training cohort (what the daemon accepts when the
+    /// factor is reported); empty for a numeric one, and in bundles written before they were listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<String>,
+}
+
+impl ClinicalCoding {
+    /// The predictor value of a column's text: the number (NaN when it is none), or 1 for [`Self::level`] and
+    /// 0 for any other text. `fit` codes the cohort with it and the daemon a reported factor.
+    pub fn code(&self, text: &str) -> f64 {
+        match &self.level {
+            Some(l) => f64::from(u8::from(text == l)),
+            None => text.trim().parse().unwrap_or(f64::NAN),
+        }
+    }
 }
 
 /// Training distribution of one input, for out-of-distribution flags.

@@ -5,7 +5,8 @@
 //!
 //! The MRI-reported LN status is a radiologist's read that is usually not known when the series arrives: when the
 //! nomogram uses it and no value is given, the prediction carries both scenarios (`if_ln_negative`,
-//! `if_ln_positive`) and no single probability.
+//! `if_ln_positive`) and no single probability. Any other reported factor ([`super::reported`]) the same: one
+//! binary factor unknown gives its scenarios; a number or several factors unknown give [`Prediction::missing`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::acquisition;
 use super::bundle::Bundle;
+use super::ln_read::LnRead;
 use super::nomogram::NomogramResult;
 use super::ood::{OodFlag, OodKind};
 use crate::case::LoadedCase;
@@ -38,8 +40,13 @@ pub struct Prediction {
     pub signatures: BTreeMap<String, f64>,
     /// The nomogram's answer, when every predictor is known.
     pub result: Option<NomogramResult>,
-    /// When the MRI LN read is missing: the answer under each read (`if_ln_negative`, `if_ln_positive`).
+    /// When one binary reported factor is missing, usually the MRI LN read: the answer under each of its values
+    /// (`if_ln_negative`, `if_ln_positive`; `if_{column}_{level}` for another factor).
     pub scenarios: BTreeMap<String, NomogramResult>,
+    /// The reported factors (cohort columns) still missing when there is neither an answer nor scenarios: a
+    /// number (the MRI-reported tumour size), or more than one factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
     /// Probability cutoff of the class.
     pub cutoff: f64,
     /// Inputs outside the training range: features and predictors, and acquisition descriptors.
@@ -191,25 +198,47 @@ impl Predictor {
                 ood.push(OodFlag::feature(name, *v, r.min, r.max));
             }
         }
-        let uses_ln = m.nomogram.predictors.iter().any(|p| p.name == MRI_LN);
+        // The reported factors not known yet, by cohort column (a categorical column may be several predictors).
+        let mut unknown: Vec<super::reported::FactorNeed> = super::reported::needs(m);
+        unknown.retain(|need| {
+            m.nomogram.predictors.iter().any(|p| {
+                !values.contains_key(&p.name)
+                    && super::reported::coding_of(m, &p.name).is_some_and(|c| c.column == need.column)
+            })
+        });
+        let strays: Vec<&str> = m
+            .nomogram
+            .predictors
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|n| !values.contains_key(*n) && super::reported::coding_of(m, n).is_none())
+            .collect();
+        if !strays.is_empty() {
+            return Err(Error::Model(format!("needs predictor(s) {}", strays.join(", "))));
+        }
         let mut scenarios = BTreeMap::new();
-        let result = if uses_ln && !values.contains_key(MRI_LN) {
-            for (label, v) in [("if_ln_negative", 0.0), ("if_ln_positive", 1.0)] {
-                let mut with = values.clone();
-                with.insert(MRI_LN.into(), v);
-                let r = m
-                    .nomogram
-                    .evaluate(&with)
-                    .map_err(|n| Error::Model(format!("needs predictor {n}")))?;
-                scenarios.insert(label.to_string(), r);
+        let mut missing = Vec::new();
+        let evaluate = |with: &BTreeMap<String, f64>| {
+            m.nomogram
+                .evaluate(with)
+                .map_err(|n| Error::Model(format!("needs predictor {n}")))
+        };
+        let result = match unknown.as_slice() {
+            [] => Some(evaluate(&values)?),
+            // one binary factor unknown: the answer under each of its values, side by side
+            [need] if need.is_binary() => {
+                for (label, reported) in scenarios_of(need) {
+                    let mut with = values.clone();
+                    with.extend(reported.coded(m));
+                    scenarios.insert(label, evaluate(&with)?);
+                }
+                None
             }
-            None
-        } else {
-            Some(
-                m.nomogram
-                    .evaluate(&values)
-                    .map_err(|n| Error::Model(format!("needs clinical factor {n}")))?,
-            )
+            // a number, or several factors: no answer until they are reported
+            _ => {
+                missing = unknown.iter().map(|n| n.column.clone()).collect();
+                None
+            }
         };
         Ok(Prediction {
             bundle_id: m.bundle_id.clone(),
@@ -218,8 +247,51 @@ impl Predictor {
             signatures: signatures.clone(),
             result,
             scenarios,
+            missing,
             cutoff: m.nomogram.cutoff,
             out_of_distribution: ood,
         })
+    }
+}
+
+/// The scenarios of one unknown binary factor: (label, what it would be). The LN read's are `if_ln_negative`
+/// and `if_ln_positive`; another factor's `if_{column}_{level}` per training level, or for a bundle that lists
+/// only the level coded 1, `if_{column}_{level}` and `if_{column}_not_{level}`.
+fn scenarios_of(need: &super::reported::FactorNeed) -> Vec<(String, super::reported::Reported)> {
+    use super::reported::{FactorKind, Reported};
+    if need.is_ln() {
+        return [
+            ("if_ln_negative", LnRead::Negative),
+            ("if_ln_positive", LnRead::Positive),
+        ]
+        .into_iter()
+        .map(|(label, v)| {
+            let r = Reported {
+                ln: Some(v),
+                ..Reported::default()
+            };
+            (label.to_string(), r)
+        })
+        .collect();
+    }
+    let FactorKind::Level { levels } = &need.kind else {
+        return Vec::new();
+    };
+    let one = |label: String, text: String| {
+        let r = Reported {
+            ln: None,
+            factors: BTreeMap::from([(need.column.clone(), text)]),
+        };
+        (label, r)
+    };
+    match levels.as_slice() {
+        [level] => vec![
+            one(format!("if_{}_not_{level}", need.column), String::new()),
+            one(format!("if_{}_{level}", need.column), level.clone()),
+        ],
+        _ => levels
+            .iter()
+            .map(|l| one(format!("if_{}_{l}", need.column), l.clone()))
+            .collect(),
     }
 }

@@ -6,10 +6,10 @@
 use super::common::webdriver::Browser;
 use super::harness::*;
 
-const PASSWORD: &str = "console test password";
+pub(super) const PASSWORD: &str = "console test password";
 
 /// A password file with user `tech`, written by `alnrisk console-user` as a site would.
-fn password_file(dir: &std::path::Path) -> std::path::PathBuf {
+pub(super) fn password_file(dir: &std::path::Path) -> std::path::PathBuf {
     use std::io::Write;
     let file = dir.join("console-users");
     let mut child = bin()

@@ -201,6 +201,8 @@ pub struct DaemonOpts<'a> {
     /// The program (and its first arguments) that runs `serve` instead of this build's binary: the aarch64
     /// appliance under qemu-user, for example.
     pub command: Option<Vec<std::ffi::OsString>>,
+    /// model.bundle (default: the fixture's), signed with the fixture's key.
+    pub bundle: Option<PathBuf>,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -219,6 +221,7 @@ impl<'a> DaemonOpts<'a> {
             state_dir: None,
             pending_ln_reads_max: None,
             command: None,
+            bundle: None,
         }
     }
 
@@ -290,7 +293,7 @@ listen = "{metrics}"
 {extra}
 "#,
                 export = export.display(),
-                bundle = f.bundle.display(),
+                bundle = o.bundle.as_deref().unwrap_or(&f.bundle).display(),
                 key = f.public_key.display(),
                 mqtt = o.mqtt,
                 secret = dir.join("secret").display(),

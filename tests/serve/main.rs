@@ -17,6 +17,7 @@ mod board;
 mod console;
 mod delivery;
 mod end_to_end;
+mod factors;
 mod fleet;
 mod intake;
 mod package;

@@ -6,7 +6,7 @@
 //! | `GET /login`, `POST /login`, `POST /logout` | the login ([`crate::web::Gate`]) |
 //! | `GET /api/info` | the box, its bundle and the nomogram's axes (what the page draws the bars against) |
 //! | `GET /api/events` | SSE: a `snapshot` of the day's cards, then a `card` event at every change |
-//! | `POST /api/ln-read` | `{"study_key", "mri_ln_status"}`: an MRI LN read, handed to the core as `cmd/ln-status` is |
+//! | `POST /api/ln-read` | `{"study_key", "mri_ln_status", "factors"}`: an MRI LN read and/or other reported factors, handed to the core as `cmd/ln-status` is |
 //!
 //! Every `/api` route needs the session; the POSTs also need the `x-alnrisk-console` header (a page of another
 //! origin cannot send it without the browser asking first), besides the SameSite=Strict cookie.
@@ -118,7 +118,11 @@ async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
 #[serde(deny_unknown_fields)]
 struct LnReadEntry {
     study_key: String,
-    mri_ln_status: String,
+    #[serde(default)]
+    mri_ln_status: Option<String>,
+    /// Other reported factors by cohort column (the core checks them against the nomogram).
+    #[serde(default)]
+    factors: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 async fn ln_read(State(c): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -129,21 +133,27 @@ async fn ln_read(State(c): State<Arc<Console>>, headers: HeaderMap, body: axum::
         return (StatusCode::FORBIDDEN, "missing the console's header\n").into_response();
     }
     let Ok(entry) = serde_json::from_slice::<LnReadEntry>(&body) else {
-        return (StatusCode::BAD_REQUEST, "expected {\"study_key\", \"mri_ln_status\"}\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"study_key\", \"mri_ln_status\" and/or \"factors\"}\n",
+        )
+            .into_response();
     };
-    let read = match entry.mri_ln_status.as_str() {
-        "positive" => crate::model::LnRead::Positive,
-        "negative" => crate::model::LnRead::Negative,
+    let read = match entry.mri_ln_status.as_deref() {
+        Some("positive") => Some(crate::model::LnRead::Positive),
+        Some("negative") => Some(crate::model::LnRead::Negative),
+        None if !entry.factors.is_empty() => None,
         _ => return (StatusCode::BAD_REQUEST, "mri_ln_status is positive or negative\n").into_response(),
     };
     if StudyKey::parse(&entry.study_key).is_none() {
         return (StatusCode::BAD_REQUEST, "not a study key\n").into_response();
     }
-    tracing::info!(user = %user, "console: an MRI LN read was entered");
+    tracing::info!(user = %user, factors = entry.factors.len(), "console: an MRI LN read or a factor was entered");
     let cmd = LnStatusCommand {
         study_key: Some(entry.study_key),
         study_instance_uid: None,
-        mri_ln_status: Some(read),
+        mri_ln_status: read,
+        factors: entry.factors,
     };
     if (c.ln_sink)(cmd) {
         StatusCode::ACCEPTED.into_response()

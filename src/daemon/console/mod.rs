@@ -176,6 +176,7 @@ pub fn info(cfg: &super::config::DaemonConfig, bundle: &crate::model::Bundle) ->
         "bundle": {"id": bundle.manifest.bundle_id, "version": bundle.manifest.version, "sha256": bundle.sha256},
         "cutoff": n.cutoff,
         "predictors": predictors,
+        "factors": crate::model::reported::needs(&bundle.manifest),
         "untrained": init.contains("NOT ImageNet-pretrained") || init.contains("He initialisation"),
         "show_identifiers": cfg.console.as_ref().is_some_and(|c| c.show_identifiers),
     })

@@ -38,6 +38,8 @@ fn message(n: &str, kind: MessageKind, id: &str, ln: Option<LnRead>) -> ResultMe
         study_key,
         series_key,
         mri_ln_status: ln,
+        reported_factors: BTreeMap::new(),
+        missing_factors: Vec::new(),
         cutoff: 0.5,
         risk: ln.map(|_| figures(0.7)),
         scenarios: if ln.is_none() {

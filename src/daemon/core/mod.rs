@@ -37,8 +37,8 @@ use super::quarantine::{PurgedDay, QuarantineOrder, series_ref};
 use super::revision::{RevisionRequest, Revisions};
 use super::store::Store;
 use crate::error::{Error, Result};
-use crate::model::predict::MRI_LN;
-use crate::model::{LnRead, OodFlag, OodKind, Prediction, Predictor};
+use crate::model::reported::FactorNeed;
+use crate::model::{OodFlag, OodKind, Prediction, Predictor, Reported};
 
 mod revise;
 #[cfg(test)]
@@ -58,31 +58,33 @@ pub const READY_QUEUE: usize = 16;
 /// (its files stay in the export folder; a restart tries again).
 pub const OWN_FAULT_TRIES: u32 = 3;
 
-/// What the core needs of the model: the bundle it serves, and the nomogram evaluated again from an answer's
-/// signatures (an LN read that arrives later). [`Predictor`] is the real one; the unit tests use a formula.
+/// What the core needs of the model: the bundle it serves, the factors its nomogram needs reported, and the
+/// nomogram evaluated again from an answer's signatures (an LN read or another factor that arrives later).
+/// [`Predictor`] is the real one; the unit tests use a formula.
 pub trait Rescore: Send + Sync {
     /// sha256 of the served bundle's manifest: answers are keyed by it.
     fn bundle_sha256(&self) -> &str;
-    /// The prediction from signature values, out-of-distribution flags and clinical values.
-    fn rescore(
-        &self,
-        signatures: &BTreeMap<String, f64>,
-        ood: Vec<OodFlag>,
-        clinical: &BTreeMap<String, f64>,
-    ) -> Result<Prediction>;
+    /// The reported factors the nomogram names (the LN read among them).
+    fn needs(&self) -> Vec<FactorNeed>;
+    /// The prediction from signature values, out-of-distribution flags and what was reported.
+    fn rescore(&self, signatures: &BTreeMap<String, f64>, ood: Vec<OodFlag>, reported: &Reported)
+    -> Result<Prediction>;
 }
 
 impl Rescore for Predictor {
     fn bundle_sha256(&self) -> &str {
         &self.bundle.sha256
     }
+    fn needs(&self) -> Vec<FactorNeed> {
+        crate::model::reported::needs(&self.bundle.manifest)
+    }
     fn rescore(
         &self,
         signatures: &BTreeMap<String, f64>,
         ood: Vec<OodFlag>,
-        clinical: &BTreeMap<String, f64>,
+        reported: &Reported,
     ) -> Result<Prediction> {
-        self.from_signatures(signatures, ood, clinical)
+        self.from_signatures(signatures, ood, &reported.coded(&self.bundle.manifest))
     }
 }
 
@@ -190,7 +192,8 @@ pub struct Core<S: Store> {
     tries: BoundedMap<SeriesKey, u32>,
     revisions: Revisions,
     in_flight: usize,
-    ln_reads: BoundedMap<StudyKey, LnRead>,
+    /// What was reported for studies not computed yet (the LN read and other factors), merged.
+    ln_reads: BoundedMap<StudyKey, Reported>,
     /// Lines in the store's pending LN reads since it was last rewritten from `ln_reads`: rewritten past twice
     /// `state.pending_ln_reads_max` ([`REMEMBERED_LN_READS`] by default), so a flood of reads for unknown studies
     /// cannot grow the file without bound.
@@ -263,13 +266,14 @@ impl<S: Store> Core<S> {
         }
         let sha = core.model.bundle_sha256().to_string();
         let kept = core.store.pending_ln_reads();
-        let waiting: Vec<(StudyKey, LnRead)> = kept
+        let waiting: Vec<(StudyKey, Reported)> = kept
             .iter()
             .filter(|(k, _)| core.store.ledger().for_study(k, &sha).is_empty())
             .cloned()
             .collect();
+        // (each line holds all that was reported for its study by then: the last one stands)
         for (k, v) in &waiting {
-            core.ln_reads.insert(k.clone(), *v);
+            core.ln_reads.insert(k.clone(), v.clone());
         }
         core.pending_lines = kept.len();
         if waiting.len() < kept.len() || waiting.len() > core.ln_reads.len() {
@@ -620,7 +624,7 @@ impl<S: Store> Core<S> {
     /// time is unknown or in the future).
     /// The store's pending LN reads rewritten from those remembered (the oldest beyond the bound are forgotten).
     fn rewrite_pending_ln_reads(&mut self) {
-        let reads: Vec<(StudyKey, LnRead)> = self.ln_reads.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let reads: Vec<(StudyKey, Reported)> = self.ln_reads.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         match self.store.rewrite_pending_ln_reads(&reads) {
             Ok(()) => self.pending_lines = reads.len(),
             Err(e) => tracing::warn!("could not rewrite the pending LN reads: {}", e.neutral()),
@@ -635,12 +639,42 @@ impl<S: Store> Core<S> {
                 .is_some_and(|age| age.as_secs_f64() > max_h * 3600.0)
     }
 
+    /// What a command reports, checked against the served nomogram's needs: `Err` names the first factor that
+    /// the nomogram does not use or whose value it cannot take (no value is named: it may be free text).
+    fn reported_of(&self, cmd: &LnStatusCommand) -> std::result::Result<Reported, String> {
+        let needs = self.model.needs();
+        let mut factors = BTreeMap::new();
+        for (column, v) in &cmd.factors {
+            let need = needs
+                .iter()
+                .find(|n| &n.column == column && !n.is_ln())
+                .ok_or_else(|| format!("factor {column:?} is not one the served nomogram uses"))?;
+            factors.insert(column.clone(), need.accept(v)?);
+        }
+        let reported = Reported {
+            ln: cmd.value(),
+            factors,
+        };
+        if reported.is_empty() {
+            return Err("no LN read and no factor".into());
+        }
+        Ok(reported)
+    }
+
     fn on_ln_read(&mut self, cmd: &LnStatusCommand, via: LnVia) {
         let via = via.as_str();
-        let (Some(key), Some(v)) = (cmd.key(&self.secret), cmd.value()) else {
-            let detail = format!("LN read via {via} without a valid study key or status");
+        let Some(key) = cmd.key(&self.secret) else {
+            let detail = format!("LN read via {via} without a valid study key");
             self.event(EventKind::BadLnRead, detail, None);
             return;
+        };
+        let incoming = match self.reported_of(cmd) {
+            Ok(r) => r,
+            Err(why) => {
+                let detail = format!("LN read via {via}: {why}");
+                self.event(EventKind::BadLnRead, detail, Some(key));
+                return;
+            }
         };
         let sha = self.sha();
         let records: Vec<LedgerRecord> = self.store.ledger().for_study(&key, &sha);
@@ -653,9 +687,14 @@ impl<S: Store> Core<S> {
             return;
         }
         if records.is_empty() {
-            // Not computed yet: applied when it is; kept durably so a restart does not lose it.
-            self.ln_reads.insert(key.clone(), v);
-            if let Err(e) = self.store.keep_pending_ln_read(&key, v) {
+            // Not computed yet: applied when it is; kept durably (all reported so far) so a restart does not
+            // lose it.
+            let all = self
+                .ln_reads
+                .get(&key)
+                .map_or_else(|| incoming.clone(), |r| r.merged(&incoming));
+            self.ln_reads.insert(key.clone(), all.clone());
+            if let Err(e) = self.store.keep_pending_ln_read(&key, &all) {
                 tracing::error!("could not keep the LN read: {}", e.neutral());
             }
             self.pending_lines += 1;
@@ -667,13 +706,13 @@ impl<S: Store> Core<S> {
             return;
         }
         for rec in records {
-            if rec.ln == Some(v) {
+            let reported = rec.reported().merged(&incoming);
+            if reported == rec.reported() {
                 continue;
             }
-            let clinical = BTreeMap::from([(MRI_LN.to_string(), v.value())]);
             match self
                 .model
-                .rescore(&rec.signatures, rec.out_of_distribution.clone(), &clinical)
+                .rescore(&rec.signatures, rec.out_of_distribution.clone(), &reported)
             {
                 Ok(p) => {
                     let original = rec.updates.clone().unwrap_or_else(|| rec.message_id.clone());
@@ -681,7 +720,7 @@ impl<S: Store> Core<S> {
                         study_key: key.clone(),
                         series_key: rec.series_key.clone(),
                         roi_key: rec.roi_key.clone(),
-                        ln: Some(v),
+                        reported: reported.clone(),
                         after: Some(rec.message_id.clone()),
                     };
                     let mut msg = ResultMessage::new(&p, of, MessageKind::Update, Some(original.clone()));
@@ -690,7 +729,8 @@ impl<S: Store> Core<S> {
                         message_id: msg.message_id.clone(),
                         kind: MessageKind::Update,
                         updates: Some(original),
-                        ln: Some(v),
+                        ln: reported.ln,
+                        factors: reported.factors,
                         at: crate::time::utc_now(),
                         ..rec
                     };
@@ -868,22 +908,19 @@ impl<S: Store> Core<S> {
                     .revision
                     .as_ref()
                     .and_then(|_| self.store.ledger().latest(&series_key, &sha))
-                    .map(|r| (r.ln, r.message_id.clone()));
-                let ln = self
-                    .ln_reads
-                    .get(&study_key)
-                    .copied()
-                    .or(previous.as_ref().and_then(|(ln, _)| *ln));
-                let p = match ln {
-                    Some(v) => self
-                        .model
-                        .rescore(
-                            &p.signatures,
-                            p.out_of_distribution.clone(),
-                            &BTreeMap::from([(MRI_LN.to_string(), v.value())]),
-                        )
-                        .unwrap_or(p),
-                    None => p,
+                    .map(|r| (r.reported(), r.message_id.clone()));
+                // what the series' latest message used, with what was reported since on top
+                let earlier = previous.as_ref().map(|(r, _)| r.clone()).unwrap_or_default();
+                let reported = match self.ln_reads.get(&study_key) {
+                    Some(r) => earlier.merged(r),
+                    None => earlier,
+                };
+                let p = if reported.is_empty() {
+                    p
+                } else {
+                    self.model
+                        .rescore(&p.signatures, p.out_of_distribution.clone(), &reported)
+                        .unwrap_or(p)
                 };
                 let (kind, updates) = match &ready.revision {
                     Some(r) => (MessageKind::Revision, Some(r.original.clone())),
@@ -893,7 +930,7 @@ impl<S: Store> Core<S> {
                     study_key: study_key.clone(),
                     series_key: series_key.clone(),
                     roi_key: Some(roi_key.clone()),
-                    ln,
+                    reported: reported.clone(),
                     after: ready
                         .revision
                         .as_ref()
@@ -937,7 +974,8 @@ impl<S: Store> Core<S> {
                         .map(|id| RoiKey::of(&self.secret, id))
                         .collect(),
                     folder_keys: self.folder_keys(&ready.files()),
-                    ln,
+                    ln: reported.ln,
+                    factors: reported.factors,
                     signatures: p.signatures.clone(),
                     out_of_distribution: p.out_of_distribution.clone(),
                     at: crate::time::utc_now(),

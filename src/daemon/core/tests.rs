@@ -17,7 +17,8 @@ use crate::daemon::assemble::RevisionOf;
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::intake::{Classified, Intake};
 use crate::daemon::store::MemoryStore;
-use crate::model::NomogramResult;
+use crate::model::predict::MRI_LN;
+use crate::model::{LnRead, NomogramResult};
 use crate::roi::RoiReferences;
 
 /// The study of `assemble::tests::image`.
@@ -58,6 +59,7 @@ fn prediction(signatures: &BTreeMap<String, f64>, ln: Option<f64>, ood: Vec<OodF
         signatures: signatures.clone(),
         result: ln.map(|v| nomogram(lp + 2.0 * v)),
         scenarios,
+        missing: Vec::new(),
         cutoff: 0.5,
         out_of_distribution: ood,
     }
@@ -67,13 +69,21 @@ impl Rescore for Formula {
     fn bundle_sha256(&self) -> &str {
         "bundle-sha"
     }
+    fn needs(&self) -> Vec<crate::model::reported::FactorNeed> {
+        vec![crate::model::reported::FactorNeed {
+            column: MRI_LN.into(),
+            kind: crate::model::reported::FactorKind::Level {
+                levels: vec!["negative".into(), "positive".into()],
+            },
+        }]
+    }
     fn rescore(
         &self,
         signatures: &BTreeMap<String, f64>,
         ood: Vec<OodFlag>,
-        clinical: &BTreeMap<String, f64>,
+        reported: &Reported,
     ) -> Result<Prediction> {
-        Ok(prediction(signatures, clinical.get(MRI_LN).copied(), ood))
+        Ok(prediction(signatures, reported.ln.map(|r| r.value()), ood))
     }
 }
 
@@ -168,6 +178,7 @@ fn ln_read(read: LnRead) -> Happened {
         study_key: None,
         study_instance_uid: Some(STUDY.into()),
         mri_ln_status: Some(read),
+        factors: BTreeMap::new(),
     };
     Happened::LnRead(cmd, LnVia::Mqtt)
 }
@@ -527,6 +538,43 @@ fn a_spool_write_that_fails_for_want_of_space_holds_the_result_with_an_alarm_and
 }
 
 #[test]
+fn a_factor_the_nomogram_does_not_use_or_a_bad_value_is_a_bad_ln_read_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut c = core(MemoryStore::default());
+    let ready = computing(&mut c, t0);
+    c.on(computed(ready));
+    assert_eq!(results(&c).len(), 1);
+    for factors in [
+        serde_json::json!({"tumor_size_cm": 2.5}),
+        serde_json::json!({"mri_ln_status": "positive"}),
+    ] {
+        let cmd = LnStatusCommand {
+            study_key: None,
+            study_instance_uid: Some(STUDY.into()),
+            mri_ln_status: None,
+            factors: serde_json::from_value(factors).unwrap(),
+        };
+        c.on(Happened::LnRead(cmd, LnVia::Mqtt));
+    }
+    let bad: Vec<Value> = c
+        .store()
+        .events
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .filter(|e| e["event"] == "bad_ln_read")
+        .collect();
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"tumor_size_cm\" is not one the served nomogram uses")
+    );
+    assert_eq!(results(&c).len(), 1, "no update");
+    assert!(c.store().pending.is_empty());
+}
+
+#[test]
 fn a_flood_of_ln_reads_for_unknown_studies_is_reported_and_stays_bounded_in_memory_and_on_disk() {
     let mut c = core(MemoryStore::default());
     let n = 5 * REMEMBERED_LN_READS;
@@ -540,6 +588,7 @@ fn a_flood_of_ln_reads_for_unknown_studies_is_reported_and_stays_bounded_in_memo
             ),
             study_instance_uid: None,
             mri_ln_status: Some(LnRead::Positive),
+            factors: BTreeMap::new(),
         };
         c.on(Happened::LnRead(cmd, LnVia::Mqtt));
         assert!(
