@@ -126,6 +126,10 @@ pub enum Error {
     #[error("web: {0}")]
     Login(String),
 
+    /// The headless browser of the developer tools (WebDriver) failed.
+    #[error("browser: {0}")]
+    Browser(String),
+
     /// Watching the export folder (inotify) failed.
     #[error("folder watch: {0}")]
     Watch(#[from] notify::Error),
@@ -277,6 +281,7 @@ impl Error {
             | Error::Json(_)
             | Error::Panicked { .. }
             | Error::Login(_)
+            | Error::Browser(_)
             | Error::Mqtt(_) => self.to_string(),
         }
     }
@@ -325,6 +330,7 @@ impl Error {
             | Error::Config { .. }
             | Error::Spool { .. }
             | Error::Login(_)
+            | Error::Browser(_)
             | Error::Mqtt(_) => "compute",
         }
     }

@@ -13,7 +13,8 @@
 //! - [`daemon`]: `alnrisk serve`, the scanner-side appliance (watch → assemble → compute → spool → MQTT): a
 //!   core state machine that decides and does no I/O, a driver loop that does the I/O, tokio for the network;
 //! - beside the model, with the `tools` feature (the default; the appliance is built without it): `fit` (the
-//!   study's pipeline), `classify`, `stats`, `synth` (the synthetic cohort and DICOM writers);
+//!   study's pipeline), `classify`, `stats`, `synth` (the synthetic cohort and DICOM writers), `webdriver` (the
+//!   headless browser of the page tests and `bench-e2e`);
 //! - underneath: [`image`] (the one volume type, ITK/LPS geometry), [`io`] (NRRD/NIfTI), [`linalg`], [`rng`],
 //!   [`progress`], [`time`], [`error`].
 
@@ -44,5 +45,7 @@ pub mod stats;
 pub mod synth;
 pub mod time;
 pub mod web;
+#[cfg(feature = "tools")]
+pub mod webdriver;
 
 pub use error::{Error, Result};

@@ -63,8 +63,46 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch of an RFC 3339 UTC time as [`rfc3339`] writes it
+/// (`2026-11-26T18:24:00.125Z`, milliseconds optional); `None` for anything else.
+pub fn unix_ms_of_rfc3339(s: &str) -> Option<f64> {
+    let days = days_from_civil(s.get(..10)?)?;
+    let rest = s.get(10..)?.strip_prefix('T')?.strip_suffix('Z')?;
+    let (hms, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    let mut parts = hms
+        .split(':')
+        .map(|p| (p.len() == 2).then(|| p.parse::<u32>().ok()).flatten());
+    let (h, m, sec) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let ms = if frac.is_empty() {
+        0.0
+    } else if frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()) {
+        frac.parse::<f64>().ok()? / 10f64.powi(frac.len() as i32) * 1e3
+    } else {
+        return None;
+    };
+    Some((days as f64 * 86_400.0 + f64::from(h * 3600 + m * 60 + sec)) * 1e3 + ms)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unix_ms_of_rfc3339_inverts_rfc3339() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_000_000_125);
+        assert_eq!(super::unix_ms_of_rfc3339(&super::rfc3339(t)), Some(1_764_000_000_125.0));
+        assert_eq!(super::unix_ms_of_rfc3339("1970-01-02T00:00:01Z"), Some(86_401_000.0));
+        for bad in [
+            "1970-01-02T00:00:01",
+            "1970-01-02 00:00:01Z",
+            "1970-01-02T24:00:00Z",
+            "1970-01-02T0:00:01Z",
+        ] {
+            assert_eq!(super::unix_ms_of_rfc3339(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn known_dates() {
         assert_eq!(super::civil_date(0), "1970-01-01");

@@ -5,6 +5,10 @@
 //!   on the same hop). Each replay runs against a freshly started daemon with empty state, so every replay
 //!   really computes; p50 and p95 over `--replays` replays, for the real UCSF-BR-06 examination (completion by the
 //!   quiet period: its tags give no instance count) and a synthetic 256×256×60×3 examination.
+//! - **To people**: from the answer's commit (its `computed` timestamp, taken just before the spool write and its
+//!   fsync) to the result message at the MQTT subscriber, and to its card on the console page in headless Chromium
+//!   (WebDriver; the page's own SSE stream, the time taken in the page when the answered card is in the DOM). Both
+//!   on this machine's clock. Without Chromium and chromedriver the page column says why it is empty.
 //! - **Throughput / memory**: `--queue` examinations placed in the export folder at once, then the daemon started;
 //!   time until every result has arrived, and the daemon's peak RSS (VmHWM) with the Q8 model.
 //!
@@ -13,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 
@@ -61,30 +65,69 @@ struct Run {
     export: PathBuf,
     metrics: String,
     port: u16,
+    console: String,
+}
+
+/// The console page's login of the bench: user `bench`, a password made for this run.
+struct PageLogin {
+    users: PathBuf,
+    password: String,
+}
+
+/// Log in to the console page at `addr` and arm a watch: the time (Unix ms, the page's clock) at which a card of an
+/// answered series first is in the page, in `window.__answeredAt`.
+fn watch_page(b: &alnrisk::webdriver::Browser, addr: &str, login: &PageLogin) -> alnrisk::Result<()> {
+    b.goto(&format!("http://{addr}/login"))?;
+    b.type_into("#user", "bench")?;
+    b.type_into("#password", &login.password)?;
+    b.click("#login")?;
+    b.wait_for(
+        "the console page live",
+        Duration::from_secs(20),
+        "const c = document.querySelector('#connection'); return c && c.textContent === 'live'",
+    )?;
+    b.eval(
+        "window.__answeredAt = null;
+         const seen = () => { if (window.__answeredAt === null && document.querySelector('section.card[data-state=answered]'))
+           window.__answeredAt = performance.timeOrigin + performance.now(); };
+         new MutationObserver(seen).observe(document.getElementById('cards'), { childList: true, subtree: true, attributes: true });
+         seen(); return true;",
+    )
+    .map(drop)
 }
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn start(exe: &Path, dir: &Path, bundle: &Path, public: &Path, a: &BenchArgs) -> anyhow::Result<Run> {
+fn start(
+    exe: &Path,
+    dir: &Path,
+    bundle: &Path,
+    public: &Path,
+    a: &BenchArgs,
+    login: &PageLogin,
+) -> anyhow::Result<Run> {
     let _ = std::fs::remove_dir_all(dir);
     let export = dir.join("export");
     std::fs::create_dir_all(&export)?;
     let (port, metrics) = (free_port()?, format!("127.0.0.1:{}", free_port()?));
+    let console = format!("127.0.0.1:{}", free_port()?);
     let config = dir.join("bench.toml");
     std::fs::write(
         &config,
         format!(
             "[site]\nsite = \"bench\"\ndevice = \"box\"\n[watch]\nexport_dir = \"{}\"\npoll_interval_ms = 200\nstable_ms = 500\n\
              [assemble]\nquiet_period_s = {}\n[model]\nbundle = \"{}\"\npublic_key = \"{}\"\ndevice = \"{}\"\n\
-             [mqtt]\nbroker = \"embedded\"\nport = {port}\n[state]\ndir = \"{}\"\n[metrics]\nlisten = \"{metrics}\"\n",
+             [mqtt]\nbroker = \"embedded\"\nport = {port}\n[state]\ndir = \"{}\"\n[metrics]\nlisten = \"{metrics}\"\n\
+             [console]\nlisten = \"{console}\"\npassword_file = \"{}\"\n",
             export.display(),
             a.quiet_period,
             bundle.display(),
             public.display(),
             a.device,
-            dir.join("state").display()
+            dir.join("state").display(),
+            login.users.display()
         ),
     )?;
     Ok(Run {
@@ -92,6 +135,7 @@ fn start(exe: &Path, dir: &Path, bundle: &Path, public: &Path, a: &BenchArgs) ->
         export,
         metrics,
         port,
+        console,
     })
 }
 
@@ -111,6 +155,24 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// One examination's latency row.
+struct Row {
+    name: &'static str,
+    p50: f64,
+    p95: f64,
+    compute50: f64,
+    /// Answer committed → MQTT subscriber, p50 and p95 (ms).
+    mqtt: (f64, f64),
+    /// Answer committed → card on the page, p50, p95 (ms) and how many cards were timed.
+    page: (f64, f64, usize),
+    n: usize,
+}
+
+fn unix_ms(t: SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
 /// Run the benchmark.
@@ -210,6 +272,19 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     });
     let first_syn = synth.join("SYN0001");
+    let login = PageLogin {
+        users: dir.join("console-users"),
+        password: hex::encode(alnrisk::rng::os_random::<9>()?),
+    };
+    let _ = std::fs::remove_file(&login.users);
+    alnrisk::web::login::set_user(&login.users, "bench", &login.password)?;
+    let browser = match alnrisk::webdriver::Browser::start(&dir.join("chromium-profile")) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("no console-page timing: {e}");
+            None
+        }
+    };
     let mut rows = Vec::new();
     for (name, exam) in [
         ("UCSF-BR-06 (real, 256×256×60×3, SEG)", ucsf.clone()),
@@ -220,11 +295,19 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         let mut lat = Vec::new();
         let mut e2e_daemon = Vec::new();
+        let (mut to_mqtt, mut to_page) = (Vec::new(), Vec::new());
         for i in 0..a.replays {
             let rdir = dir.join("run");
-            let mut r = start(&exe, &rdir, &bundle, &public, &a)?;
+            let mut r = start(&exe, &rdir, &bundle, &public, &a, &login)?;
             ready(&mut r, &rdir.join("daemon.log"))?;
             let inbox = subscribe(r.port)?;
+            let page = browser.as_ref().filter(|b| match watch_page(b, &r.console, &login) {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("  console page not watched this replay: {e}");
+                    false
+                }
+            });
             replay(
                 &exam,
                 &r.export.join(format!("exam{i}")),
@@ -236,21 +319,49 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("no result; see {}", rdir.join("daemon.log").display()))?;
             lat.push(at.duration_since(landed).as_secs_f64());
             e2e_daemon.push(msg["timing_ms"]["total"].as_f64().unwrap_or(f64::NAN) / 1e3);
+            // the MQTT arrival on the wall clock, and the answer's commit
+            let arrived_ms = unix_ms(SystemTime::now()) - at.elapsed().as_secs_f64() * 1e3;
+            let committed = msg["timestamps"]["computed"]
+                .as_str()
+                .and_then(alnrisk::time::unix_ms_of_rfc3339);
+            if let Some(c) = committed {
+                to_mqtt.push(arrived_ms - c);
+                if let Some(b) = page {
+                    match b.wait_for(
+                        "the answered card",
+                        Duration::from_secs(30),
+                        "return window.__answeredAt",
+                    ) {
+                        Ok(v) => to_page.extend(v.as_f64().map(|t| t - c)),
+                        Err(e) => eprintln!("  the card did not appear: {e}"),
+                    }
+                }
+            }
             r.daemon.terminate();
-            eprintln!("  {name} replay {}: {:.3} s", i + 1, lat[i]);
+            eprintln!(
+                "  {name} replay {}: {:.3} s; committed → MQTT {:.0} ms, → card {}",
+                i + 1,
+                lat[i],
+                to_mqtt.last().copied().unwrap_or(f64::NAN),
+                to_page.last().map_or("-".to_string(), |t| format!("{t:.0} ms"))
+            );
         }
         if lat.is_empty() {
             continue;
         }
-        lat.sort_by(f64::total_cmp);
-        e2e_daemon.sort_by(f64::total_cmp);
-        rows.push((
+        for v in [&mut lat, &mut e2e_daemon, &mut to_mqtt, &mut to_page] {
+            v.sort_by(f64::total_cmp);
+        }
+        let p = |v: &[f64], q: f64| if v.is_empty() { f64::NAN } else { percentile(v, q) };
+        rows.push(Row {
             name,
-            percentile(&lat, 50.0),
-            percentile(&lat, 95.0),
-            percentile(&e2e_daemon, 50.0),
-            lat.len(),
-        ));
+            p50: p(&lat, 50.0),
+            p95: p(&lat, 95.0),
+            compute50: p(&e2e_daemon, 50.0),
+            mqtt: (p(&to_mqtt, 50.0), p(&to_mqtt, 95.0)),
+            page: (p(&to_page, 50.0), p(&to_page, 95.0), to_page.len()),
+            n: lat.len(),
+        });
     }
     // Throughput and memory: every synthetic examination queued before the daemon starts.
     let qdir = dir.join("queue-run");
@@ -264,7 +375,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             ReplayStyle::Atomic,
         )?;
     }
-    let mut r = start(&exe, &qdir, &bundle, &public, &a)?;
+    let mut r = start(&exe, &qdir, &bundle, &public, &a, &login)?;
     ready(&mut r, &qdir.join("daemon.log"))?;
     let inbox = subscribe(r.port)?;
     // All of them land at once: one rename of the prepared folder into the export folder.
@@ -294,8 +405,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     println!("\n| examination | replays | last file → result p50 | p95 | compute (load+features+nomogram) p50 |");
     println!("|---|---|---|---|---|");
-    for (name, p50, p95, c50, n) in &rows {
-        println!("| {name} | {n} | {p50:.2} s | {p95:.2} s | {c50:.2} s |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.2} s | {:.2} s | {:.2} s |",
+            r.name, r.n, r.p50, r.p95, r.compute50
+        );
+    }
+    println!(
+        "\n| examination | answer committed → MQTT subscriber p50 | p95 | → card on the console page p50 | p95 | cards timed |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} |",
+            r.name, r.mqtt.0, r.mqtt.1, r.page.0, r.page.1, r.page.2
+        );
     }
     println!(
         "\n| queued at once | all results after | per examination | daemon peak RSS (VmHWM) |\n|---|---|---|---|\n| {} synthetic {}×{}×{}×3 | {total:.1} s | {:.2} s | {rss_peak:.0} MB |",

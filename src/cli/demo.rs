@@ -369,6 +369,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         dir.join("report").display().to_string(),
         "--key".into(),
         secret.display().to_string(),
+        // the study's nomogram: the two signatures and the MRI-reported LN status (the synthetic tumour size is
+        // measured on the same ROI as the radiomics and would duplicate it; a bundle with it is served too, see
+        // tests/serve/factors.rs)
+        "--clinical-candidates".into(),
+        alnrisk::model::predict::MRI_LN.into(),
     ];
     if a.quick {
         fit_args.extend(["--vgg-scale", "8", "--views", "2", "--epochs", "10"].map(String::from));
@@ -377,8 +382,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     if !st.success() {
         bail!("fit failed");
     }
-    // fit's default lets every significant clinical column in, as a new site's first fit would: the daemon
-    // takes each as reported, like the LN read
+    // what the radiologist must report (the daemon takes every clinical factor of a nomogram like the LN read)
     let trust = alnrisk::model::Trust::from_public_key(Some(&public))?;
     let needs = alnrisk::model::reported::needs(&alnrisk::model::Bundle::load(&bundle, &trust)?.manifest);
     println!(

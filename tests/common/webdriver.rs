@@ -1,195 +1,51 @@
-//! A headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`): the browser tests of the
-//! pages alnrisk serves. A tiny W3C WebDriver client over plain HTTP/1.1 on loopback; every check a test makes
-//! runs as JavaScript in the page (`Browser::eval`), so it sees what a person sees.
+//! The browser tests' headless Chromium: [`alnrisk::webdriver::Browser`], with every failure a panic that says what
+//! failed (a test that cannot drive its browser fails).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use super::{free_port, wait_for};
+#[allow(unused_imports)]
+pub use alnrisk::webdriver::chromium;
 
 /// `chromedriver` and a session of headless Chromium; both end when dropped.
-pub struct Browser {
-    driver: Child,
-    port: u16,
-    session: String,
+pub struct Browser(alnrisk::webdriver::Browser);
+
+fn ok<T>(r: alnrisk::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn http(port: u16, method: &str, path: &str, body: Option<&serde_json::Value>) -> Option<serde_json::Value> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    // chromedriver keeps the connection open: read the head, then Content-Length bytes
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).ok()?;
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())?;
-    let mut body = vec![0u8; length];
-    s.read_exact(&mut body).ok()?;
-    serde_json::from_slice(&body).ok()
-}
-
-/// The Chromium binary.
-pub fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
+#[allow(dead_code)]
 impl Browser {
-    /// Start `chromedriver` and a headless Chromium session with a fresh profile under `profile`.
+    /// Start one with a fresh profile under `profile`.
     pub fn start(profile: &Path) -> Browser {
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (apt-get install chromium-driver)");
-        wait_for("chromedriver", Duration::from_secs(20), || {
-            http(port, "GET", "/status", None).is_some_and(|v| v["value"]["ready"] == true)
-        });
-        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-            "binary": chromium().expect("chromium").display().to_string(),
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1400", format!("--user-data-dir={}", profile.display())]
-        }}}});
-        let v = http(port, "POST", "/session", Some(&caps)).expect("a WebDriver session");
-        let session = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {v}"))
-            .to_string();
-        Browser { driver, port, session }
+        Browser(ok(alnrisk::webdriver::Browser::start(profile)))
     }
-
-    fn call(&self, method: &str, what: &str, body: Option<serde_json::Value>) -> serde_json::Value {
-        let path = format!("/session/{}/{what}", self.session);
-        let v = http(self.port, method, &path, body.as_ref()).unwrap_or_else(|| panic!("WebDriver {what}"));
-        if let Some(e) = v["value"]["error"].as_str() {
-            panic!("WebDriver {what}: {e}: {}", v["value"]["message"]);
-        }
-        v["value"].clone()
-    }
-
-    /// Navigate to `url` (and wait for the page to load).
+    /// Navigate to `url`.
     pub fn goto(&self, url: &str) {
-        self.call("POST", "url", Some(serde_json::json!({ "url": url })));
+        ok(self.0.goto(url))
     }
-
     /// The page's URL now.
     pub fn url(&self) -> String {
-        self.call("GET", "url", None).as_str().unwrap_or_default().to_string()
+        ok(self.0.url())
     }
-
-    /// Run `script` (a function body; `return` gives the value) in the page.
+    /// Run `script` (a function body) in the page.
     pub fn eval(&self, script: &str) -> serde_json::Value {
-        self.call(
-            "POST",
-            "execute/sync",
-            Some(serde_json::json!({ "script": script, "args": [] })),
-        )
+        ok(self.0.eval(script))
     }
-
-    /// Wait until `script` returns something other than null / false (its value).
+    /// Wait until `script` returns something other than null / false.
     pub fn wait_for(&self, what: &str, timeout: Duration, script: &str) -> serde_json::Value {
-        let t = Instant::now();
-        loop {
-            let v = self.eval(script);
-            if !(v.is_null() || v == false) {
-                return v;
-            }
-            if t.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting in the page for {what}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        ok(self.0.wait_for(what, timeout, script))
     }
-
     /// Type `text` into the element `css` selects.
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css);
-        self.call(
-            "POST",
-            &format!("element/{id}/value"),
-            Some(serde_json::json!({ "text": text })),
-        );
+        ok(self.0.type_into(css, text))
     }
-
-    /// Click the element `css` selects, as a person would (WebDriver's element click).
+    /// Click the element `css` selects.
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.call("POST", &format!("element/{id}/click"), Some(serde_json::json!({})));
+        ok(self.0.click(css))
     }
-
-    fn element(&self, css: &str) -> String {
-        let v = self.call(
-            "POST",
-            "element",
-            Some(serde_json::json!({ "using": "css selector", "value": css })),
-        );
-        v.as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|id| id.as_str())
-            .unwrap_or_else(|| panic!("no element {css}"))
-            .to_string()
-    }
-
-    /// Save a PNG screenshot of the window at `path`.
+    /// Save a PNG screenshot at `path`.
     pub fn screenshot(&self, path: &Path) {
-        let b64 = self.call("GET", "screenshot", None);
-        let png = base64_decode(b64.as_str().expect("base64 PNG"));
-        assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        std::fs::write(path, png).unwrap();
+        ok(self.0.screenshot(path))
     }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = http(self.port, "DELETE", &format!("/session/{}", self.session), None);
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-/// Standard base64 (with padding), as WebDriver sends screenshots.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let bytes: Vec<u8> = text
-        .bytes()
-        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let v: Vec<u32> = chunk.iter().map(|&c| u32::from(value(c))).collect();
-        let n = v.iter().fold(0u32, |acc, &x| acc << 6 | x) << (6 * (4 - v.len()));
-        let take = v.len() * 6 / 8;
-        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
-    }
-    out
 }
