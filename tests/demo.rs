@@ -109,23 +109,23 @@ fn demo_stay_keeps_the_console_page_and_the_board_up_until_stopped() {
     assert!(!text.contains("demo done"), "it stopped by itself: {text}");
 
     let b = Browser::start(&dir.join("chromium-profile"));
-    b.goto(&format!("http://{console}/"));
-    assert!(b.url().ends_with("/login"), "{}", b.url());
-    b.type_into("#user", "demo");
-    b.type_into("#password", &password);
-    b.click("#login");
-    b.wait_for(
+    // each page sends the browser to its login first; user demo, the printed password; then `what` is shown
+    let shows = |addr: &str, what: &str, script: &str| {
+        b.goto(&format!("http://{addr}/"));
+        assert!(b.url().ends_with("/login"), "{}", b.url());
+        b.type_into("#user", "demo");
+        b.type_into("#password", &password);
+        b.click("#login");
+        b.wait_for(what, Duration::from_secs(30), script);
+    };
+    shows(
+        &console,
         "the demo's three examinations on the console page",
-        Duration::from_secs(30),
         "return document.querySelectorAll('section.card').length >= 3 || null",
     );
-    b.goto(&format!("http://{board}/"));
-    b.type_into("#user", "demo");
-    b.type_into("#password", &password);
-    b.click("#login");
-    b.wait_for(
+    shows(
+        &board,
         "the demo box online on the board",
-        Duration::from_secs(30),
         "return document.querySelector('section.box[data-device=demo-box][data-state=online]')",
     );
 

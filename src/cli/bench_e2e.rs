@@ -159,7 +159,7 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 
 /// One examination's latency row.
 struct Row {
-    name: &'static str,
+    name: String,
     p50: f64,
     p95: f64,
     compute50: f64,
@@ -287,8 +287,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut rows = Vec::new();
     for (name, exam) in [
-        ("UCSF-BR-06 (real, 256×256×60×3, SEG)", ucsf.clone()),
-        ("synthetic 256×256×60×3 (SEG)", first_syn.clone()),
+        ("UCSF-BR-06 (real, 256×256×60×3, SEG)".to_string(), ucsf.clone()),
+        (
+            format!("synthetic {m}×{m}×{}×3 (SEG)", a.slices, m = a.matrix),
+            first_syn.clone(),
+        ),
     ] {
         if !exam.is_dir() {
             bail!("{} is missing", exam.display());
