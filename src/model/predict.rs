@@ -295,3 +295,51 @@ fn scenarios_of(need: &super::reported::FactorNeed) -> Vec<(String, super::repor
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::reported::{FactorKind, FactorNeed};
+    use super::*;
+
+    fn levels(column: &str, levels: &[&str]) -> FactorNeed {
+        FactorNeed {
+            column: column.into(),
+            kind: FactorKind::Level {
+                levels: levels.iter().map(|l| l.to_string()).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_unknown_binary_factor_has_one_scenario_per_value_coded_by_the_bundle() {
+        // the LN read keeps the names results have always had
+        let ln = scenarios_of(&levels(MRI_LN, &["negative", "positive"]));
+        let names: Vec<&str> = ln.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(names, ["if_ln_negative", "if_ln_positive"]);
+        assert_eq!(ln[1].1.ln, Some(LnRead::Positive));
+        // another factor: one per training level, each reported as that level
+        let er = scenarios_of(&levels("er", &["negative", "positive"]));
+        assert_eq!(er[0].0, "if_er_negative");
+        assert_eq!(er[1].0, "if_er_positive");
+        assert_eq!(er[1].1.factors["er"], "positive");
+        let coding = super::super::bundle::ClinicalCoding {
+            name: "er".into(),
+            column: "er".into(),
+            level: Some("positive".into()),
+            levels: vec!["negative".into(), "positive".into()],
+        };
+        assert_eq!(coding.code(&er[0].1.factors["er"]), 0.0);
+        assert_eq!(coding.code(&er[1].1.factors["er"]), 1.0);
+        // a bundle that listed only the level coded 1: that level, and not it
+        let old = scenarios_of(&levels("er", &["positive"]));
+        assert_eq!(old[0].0, "if_er_not_positive");
+        assert_eq!(coding.code(&old[0].1.factors["er"]), 0.0);
+        assert_eq!(old[1].0, "if_er_positive");
+        // a number has none
+        let size = FactorNeed {
+            column: "tumor_size_cm".into(),
+            kind: FactorKind::Number,
+        };
+        assert!(!size.is_binary() && scenarios_of(&size).is_empty());
+    }
+}
