@@ -639,8 +639,9 @@ impl<S: Store> Core<S> {
                 .is_some_and(|age| age.as_secs_f64() > max_h * 3600.0)
     }
 
-    /// What a command reports, checked against the served nomogram's needs: `Err` names the first factor that
-    /// the nomogram does not use or whose value it cannot take (no value is named: it may be free text).
+    /// What a command reports, checked against the served nomogram's needs: `Err` says why (a factor the
+    /// nomogram does not use is not named, nor is any value: both are the sender's text; the bundle's own column
+    /// names are).
     fn reported_of(&self, cmd: &LnStatusCommand) -> std::result::Result<Reported, String> {
         let needs = self.model.needs();
         let mut factors = BTreeMap::new();
@@ -648,7 +649,18 @@ impl<S: Store> Core<S> {
             let need = needs
                 .iter()
                 .find(|n| &n.column == column && !n.is_ln())
-                .ok_or_else(|| format!("factor {column:?} is not one the served nomogram uses"))?;
+                // (the key is the sender's text, so it is not repeated: it could be anything, a name included)
+                .ok_or_else(|| {
+                    let used: Vec<&str> = needs.iter().filter(|n| !n.is_ln()).map(|n| n.column.as_str()).collect();
+                    format!(
+                        "a factor the served nomogram does not use (it uses: {})",
+                        if used.is_empty() {
+                            "none besides the LN read".to_string()
+                        } else {
+                            used.join(", ")
+                        }
+                    )
+                })?;
             factors.insert(column.clone(), need.accept(v)?);
         }
         let reported = Reported {

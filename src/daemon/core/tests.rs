@@ -568,7 +568,7 @@ fn a_factor_the_nomogram_does_not_use_or_a_bad_value_is_a_bad_ln_read_and_change
         bad[0]["detail"]
             .as_str()
             .unwrap()
-            .contains("\"tumor_size_cm\" is not one the served nomogram uses")
+            .contains("a factor the served nomogram does not use (it uses: none besides the LN read)")
     );
     assert_eq!(results(&c).len(), 1, "no update");
     assert!(c.store().pending.is_empty());
