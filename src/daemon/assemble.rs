@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::config::SelectionRule;
+use super::pacs::sr::InstanceRef;
 use crate::ingest::header::InstanceHeader;
 use crate::ingest::series::Assembly;
 use crate::roi::RoiReferences;
@@ -45,6 +46,8 @@ pub struct ReadySeries {
     pub roi: PathBuf,
     /// The ROI object's identity ([`RoiCandidate::id`]).
     pub roi_id: String,
+    /// The SEG or RTSTRUCT as a report references it ([`RoiCandidate::object`]).
+    pub roi_object: Option<InstanceRef>,
     /// When the ROI was drawn, when it says ([`crate::roi::dicom_date_time`]).
     pub roi_drawn_at: Option<String>,
     /// Identities of the other ROIs for this series that arrived before it was computed and were set aside (the
@@ -81,6 +84,8 @@ pub struct RoiCandidate {
     pub id: String,
     /// When it was drawn (DICOM ROIs that say so).
     pub drawn_at: Option<String>,
+    /// The SEG or RTSTRUCT as a Structured Report references it (`None` for a label map).
+    pub object: Option<InstanceRef>,
     /// Monotonic arrival time.
     pub arrived: Instant,
     /// Wall time of arrival.
@@ -97,6 +102,14 @@ impl RoiCandidate {
                 .clone()
                 .unwrap_or_else(|| format!("file:{}", path.display())),
             drawn_at: refs.drawn_at.clone(),
+            object: match (&refs.own_series_uid, &refs.sop_class_uid, &refs.sop_instance_uid) {
+                (Some(series), Some(class), Some(instance)) => Some(InstanceRef {
+                    series_uid: series.clone(),
+                    sop_class_uid: class.clone(),
+                    sop_instance_uid: instance.clone(),
+                }),
+                _ => None,
+            },
             arrived,
             wall,
         }
@@ -108,6 +121,7 @@ impl RoiCandidate {
             path: path.to_path_buf(),
             id: format!("sha256:{sha256}"),
             drawn_at: None,
+            object: None,
             arrived,
             wall,
         }
@@ -605,6 +619,7 @@ impl SeriesAssembler {
                         instances: p.instances.into_values().collect(),
                         roi: roi.path,
                         roi_id: roi.id,
+                        roi_object: roi.object,
                         roi_drawn_at: roi.drawn_at,
                         set_aside_roi_ids: p.set_aside,
                         revision: None,
@@ -737,6 +752,7 @@ pub(crate) mod tests {
             accession_number: None,
             patient_name: None,
             patient_id: None,
+            study: Default::default(),
             slices: vec![SliceHeader {
                 file: PathBuf::from(format!("/export/{dir}/IM{phase}{k}.dcm")),
                 frame: 0,

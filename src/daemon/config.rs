@@ -38,6 +38,12 @@ pub struct DaemonConfig {
     /// The technologist's console page (off when the table is absent).
     #[serde(default)]
     pub console: Option<ConsoleConfig>,
+    /// Structured Reports sent to PACS by C-STORE (off when the table is absent).
+    #[serde(default)]
+    pub dicom_out: Option<DicomOutConfig>,
+    /// Images received over the DICOM network, a C-STORE SCP (off when the table is absent).
+    #[serde(default)]
+    pub dicom_in: Option<DicomInConfig>,
 }
 
 /// `[site]`.
@@ -335,6 +341,70 @@ pub struct ServerTlsConfig {
     pub key: PathBuf,
 }
 
+/// `[dicom_out]`: where each answer's Structured Report is sent ([`super::pacs`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomOutConfig {
+    /// The PACS's host name or address.
+    pub host: String,
+    /// Its DICOM port (104, 11112, …).
+    pub port: u16,
+    /// The PACS's AE title (called AE).
+    pub called_ae: String,
+    /// This box's AE title (calling AE), as the PACS administrator registered it.
+    pub calling_ae: String,
+    /// DICOM TLS (PS3.15 B.1); absent means plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// First delay before a failed send is tried again (s); it doubles up to `retry_max_s`.
+    #[serde(default = "default_retry_min_s")]
+    pub retry_min_s: f64,
+    /// Longest delay between tries (s).
+    #[serde(default = "default_retry_max_s")]
+    pub retry_max_s: f64,
+    /// Reports kept waiting for the PACS at most (a full spool holds results in memory, with an alarm).
+    #[serde(default = "default_spool_entries")]
+    pub spool_max_entries: usize,
+}
+
+/// `[dicom_in]`: the C-STORE SCP that takes examinations sent from the console ([`super::pacs`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomInConfig {
+    /// Address to listen on, e.g. `"0.0.0.0:11112"`.
+    pub listen: String,
+    /// This box's AE title: an association that calls another is refused.
+    pub ae_title: String,
+    /// Calling AE titles allowed to send (the console, the PACS); any other is refused at association.
+    pub allowed_calling_ae: Vec<String>,
+    /// Folder below `watch.export_dir` where received instances are written for the ordinary intake.
+    #[serde(default = "default_dicom_in_folder")]
+    pub folder: String,
+    /// Associations served at once; more wait in the listen queue.
+    #[serde(default = "default_dicom_in_associations")]
+    pub max_associations: usize,
+}
+
+fn default_retry_min_s() -> f64 {
+    5.0
+}
+fn default_retry_max_s() -> f64 {
+    300.0
+}
+fn default_dicom_in_folder() -> String {
+    "dicom-in".into()
+}
+fn default_dicom_in_associations() -> usize {
+    4
+}
+
+/// Whether `ae` is a valid AE title: 1–16 characters of the default repertoire, no backslash or control
+/// character, not only spaces (PS3.5 6.2).
+pub fn ae_title_ok(ae: &str) -> bool {
+    let t = ae.trim();
+    !t.is_empty() && ae.len() <= 16 && ae.chars().all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\')
+}
+
 fn default_session_h() -> f64 {
     12.0
 }
@@ -543,6 +613,74 @@ impl DaemonConfig {
         }
         if self.state.spool_max_entries == 0 {
             return bad("state.spool_max_entries", "must be ≥ 1".into());
+        }
+        if let Some(o) = &self.dicom_out {
+            for (key, ae) in [
+                ("dicom_out.called_ae", &o.called_ae),
+                ("dicom_out.calling_ae", &o.calling_ae),
+            ] {
+                if !ae_title_ok(ae) {
+                    return bad(
+                        key,
+                        format!("{ae:?} is not an AE title (1–16 characters, no backslash)"),
+                    );
+                }
+            }
+            if o.host.trim().is_empty() || o.port == 0 {
+                return bad("dicom_out.host", "host and a port ≥ 1 are required".into());
+            }
+            if !(o.retry_min_s > 0.0 && o.retry_min_s <= o.retry_max_s && o.retry_max_s <= 86_400.0) {
+                return bad(
+                    "dicom_out.retry_min_s",
+                    "must be 0 < retry_min_s ≤ retry_max_s ≤ 86400".into(),
+                );
+            }
+            if o.spool_max_entries == 0 {
+                return bad("dicom_out.spool_max_entries", "must be ≥ 1".into());
+            }
+            if let Some(tls) = &o.tls {
+                for (key, p) in [
+                    ("dicom_out.tls.ca", Some(&tls.ca)),
+                    ("dicom_out.tls.cert", tls.cert.as_ref()),
+                    ("dicom_out.tls.key", tls.key.as_ref()),
+                ] {
+                    if let Some(p) = p
+                        && !p.is_file()
+                    {
+                        return bad(key, format!("{} is not a readable file", p.display()));
+                    }
+                }
+                if tls.cert.is_some() != tls.key.is_some() {
+                    return bad(
+                        "dicom_out.tls.key",
+                        "a client certificate needs its key and a key its certificate".into(),
+                    );
+                }
+            }
+        }
+        if let Some(i) = &self.dicom_in {
+            if i.listen.parse::<SocketAddr>().is_err() {
+                return bad("dicom_in.listen", format!("{:?} is not an address:port", i.listen));
+            }
+            if !ae_title_ok(&i.ae_title) {
+                return bad("dicom_in.ae_title", format!("{:?} is not an AE title", i.ae_title));
+            }
+            if i.allowed_calling_ae.is_empty() || !i.allowed_calling_ae.iter().all(|a| ae_title_ok(a)) {
+                return bad(
+                    "dicom_in.allowed_calling_ae",
+                    "list at least one AE title (1–16 characters each): nobody else may send".into(),
+                );
+            }
+            let f = Path::new(&i.folder);
+            if i.folder.is_empty()
+                || f.is_absolute()
+                || f.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return bad("dicom_in.folder", "a folder name relative to watch.export_dir".into());
+            }
+            if i.max_associations == 0 || i.max_associations > 64 {
+                return bad("dicom_in.max_associations", "must be 1…64".into());
+            }
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return bad("metrics.listen", format!("{:?} is not host:port", self.metrics.listen));

@@ -69,11 +69,21 @@ pub enum EventKind {
     /// Computing a series failed by alnrisk's own fault (a panic, the GPU, the model), not the input's: it is
     /// tried again and its files stay where they are (alarm).
     ComputeFault,
+    /// PACS stored a Structured Report (info).
+    ReportSent,
+    /// PACS cannot be reached or does not store; reports wait in the spool and are tried again (alarm).
+    PacsUnreachable,
+    /// PACS stores again after an outage (info).
+    PacsReachable,
+    /// PACS refused a report for good; it is kept in `pacs/refused/` (alarm).
+    ReportRefused,
+    /// A DICOM association from an AE title that is not allowed was rejected (warning).
+    AssociationRefused,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::Quarantined,
         EventKind::QuarantinePurged,
         EventKind::IgnoredFile,
@@ -96,6 +106,11 @@ impl EventKind {
         EventKind::SpoolStale,
         EventKind::DiskLow,
         EventKind::ComputeFault,
+        EventKind::ReportSent,
+        EventKind::PacsUnreachable,
+        EventKind::PacsReachable,
+        EventKind::ReportRefused,
+        EventKind::AssociationRefused,
     ];
 
     /// How bad it is. An alarm needs someone at the box; an error lost a piece of work; a warning is bad input
@@ -103,7 +118,7 @@ impl EventKind {
     pub fn severity(self) -> Severity {
         use EventKind::*;
         match self {
-            SpoolFull | SpoolStale | DiskLow | ComputeFault => Severity::Alarm,
+            SpoolFull | SpoolStale | DiskLow | ComputeFault | PacsUnreachable | ReportRefused => Severity::Alarm,
             SeriesFailed | RevisionFailed | LnUpdateFailed | SpoolEntryCorrupt => Severity::Error,
             Quarantined
             | IgnoredFile
@@ -112,10 +127,10 @@ impl EventKind {
             | RoiNotApplied
             | BadLnRead
             | OutOfDistribution
-            | AcquisitionOutsideTraining => Severity::Warning,
-            QuarantinePurged | TooOldSkipped | SeriesNotSelected | RoiRevised | LnReadPending | SpoolFullCleared => {
-                Severity::Info
-            }
+            | AcquisitionOutsideTraining
+            | AssociationRefused => Severity::Warning,
+            QuarantinePurged | TooOldSkipped | SeriesNotSelected | RoiRevised | LnReadPending | SpoolFullCleared
+            | ReportSent | PacsReachable => Severity::Info,
         }
     }
 
@@ -150,6 +165,11 @@ impl EventKind {
             SpoolStale => "spool_stale",
             DiskLow => "disk_low",
             ComputeFault => "compute_fault",
+            ReportSent => "report_sent",
+            PacsUnreachable => "pacs_unreachable",
+            PacsReachable => "pacs_reachable",
+            ReportRefused => "report_refused",
+            AssociationRefused => "association_refused",
         }
     }
 }
@@ -176,7 +196,17 @@ mod tests {
             .filter(|k| k.is_alarm())
             .map(|k| k.name())
             .collect();
-        assert_eq!(alarms, ["spool_full", "spool_stale", "disk_low", "compute_fault"]);
+        assert_eq!(
+            alarms,
+            [
+                "spool_full",
+                "spool_stale",
+                "disk_low",
+                "compute_fault",
+                "pacs_unreachable",
+                "report_refused"
+            ]
+        );
         let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
         names.sort();
         names.dedup();

@@ -36,6 +36,13 @@ pub struct Metrics {
     pub published: IntCounter,
     /// `alnrisk_quarantined_total{reason}`.
     pub quarantined: IntCounterVec,
+    /// `alnrisk_dicom_out_total{outcome}`: C-STORE of Structured Reports to PACS (`sent`, `failed`, `refused`).
+    pub dicom_out: IntCounterVec,
+    /// `alnrisk_dicom_out_pending`: reports in the spool, waiting for PACS.
+    pub dicom_out_pending: IntGauge,
+    /// `alnrisk_dicom_in_total{outcome}`: instances and associations at the C-STORE SCP (`stored`,
+    /// `unreadable`, `failed`, `refused_ae`).
+    pub dicom_in: IntCounterVec,
     /// `alnrisk_quarantine_files`: quarantined input files kept in `state.dir/quarantine` (notes not counted).
     pub quarantine_files: IntGauge,
     /// `alnrisk_quarantine_bytes`: bytes in `state.dir/quarantine`.
@@ -130,6 +137,24 @@ impl Metrics {
         let quarantined = must(IntCounterVec::new(
             Opts::new("alnrisk_quarantined_total", "Files moved to quarantine, by reason"),
             &["reason"],
+        ));
+        let dicom_out = must(IntCounterVec::new(
+            Opts::new(
+                "alnrisk_dicom_out_total",
+                "Structured Reports sent to PACS by C-STORE, by outcome (sent, failed, refused)",
+            ),
+            &["outcome"],
+        ));
+        let dicom_out_pending = must(IntGauge::new(
+            "alnrisk_dicom_out_pending",
+            "Structured Reports in the spool waiting for PACS",
+        ));
+        let dicom_in = must(IntCounterVec::new(
+            Opts::new(
+                "alnrisk_dicom_in_total",
+                "Instances received by the C-STORE SCP, by outcome (stored, unreadable, failed), and associations refused (refused_ae)",
+            ),
+            &["outcome"],
         ));
         let quarantine_files = must(IntGauge::new(
             "alnrisk_quarantine_files",
@@ -232,6 +257,9 @@ impl Metrics {
             Box::new(published.clone()),
             Box::new(quarantined.clone()),
             Box::new(quarantine_files.clone()),
+            Box::new(dicom_out.clone()),
+            Box::new(dicom_out_pending.clone()),
+            Box::new(dicom_in.clone()),
             Box::new(quarantine_bytes.clone()),
             Box::new(quarantine_purged_files.clone()),
             Box::new(events.clone()),
@@ -261,6 +289,9 @@ impl Metrics {
             mqtt_connect_failures,
             published,
             quarantined,
+            dicom_out,
+            dicom_out_pending,
+            dicom_in,
             quarantine_files,
             quarantine_bytes,
             quarantine_purged_files,

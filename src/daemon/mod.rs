@@ -38,6 +38,7 @@ pub mod listen;
 pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
+pub mod pacs;
 pub mod payload;
 pub mod quarantine;
 mod revision;
@@ -159,6 +160,47 @@ fn open_model(cfg: &DaemonConfig, metrics: &Metrics) -> Result<(Arc<Predictor>, 
     Ok((Arc::new(predictor), online, offline))
 }
 
+/// Start the report sender (`[dicom_out]`) and the C-STORE SCP (`[dicom_in]`) on threads of their own; both tell
+/// the core what happened through `tx`.
+fn start_pacs(
+    cfg: &DaemonConfig,
+    store: &mut DiskStore,
+    secret: &[u8],
+    metrics: &Arc<Metrics>,
+    tx: &std::sync::mpsc::Sender<driver::Input>,
+) -> Result<()> {
+    let note_to = |tx: std::sync::mpsc::Sender<driver::Input>| {
+        move |note: pacs::PacsNote| {
+            let _ = tx.send(Input::Core(Happened::Pacs(note)));
+        }
+    };
+    if let (Some(out), Some(spool)) = (&cfg.dicom_out, store.report_spool()) {
+        let (kick_tx, kick_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        store.wake_reports(kick_tx);
+        let (out, metrics, note) = (out.clone(), metrics.clone(), note_to(tx.clone()));
+        std::thread::Builder::new()
+            .name("dicom-out".into())
+            .spawn(move || pacs::scu::run(out, spool, kick_rx, metrics, note))
+            .map_err(|source| Error::Runtime {
+                what: "dicom_out thread",
+                source,
+            })?;
+        tracing::info!("Structured Reports go to the PACS of [dicom_out]");
+    }
+    if let Some(dicom_in) = &cfg.dicom_in {
+        let receiver = pacs::scp::Receiver {
+            cfg: dicom_in.clone(),
+            folder: pacs::scp::folder(&cfg.watch.export_dir, dicom_in),
+            export_dir: cfg.watch.export_dir.clone(),
+            secret: secret.to_vec(),
+            metrics: metrics.clone(),
+        };
+        let addr = receiver.spawn(note_to(tx.clone()))?;
+        tracing::info!(%addr, ae_title = %dicom_in.ae_title, "C-STORE SCP listening");
+    }
+    Ok(())
+}
+
 /// Run the daemon until SIGTERM / SIGINT. Blocks; builds its own tokio runtime.
 pub fn serve(cfg: DaemonConfig) -> Result<()> {
     runtime()?.block_on(serve_async(cfg))
@@ -234,6 +276,8 @@ async fn serve_async(cfg: DaemonConfig) -> Result<()> {
     // Everything reaches the driver through one channel.
     let (in_tx, in_rx) = std::sync::mpsc::channel::<Input>();
     let wake_sent = Arc::new(AtomicBool::new(false));
+    // The DICOM side: reports to PACS, examinations received (its folder exists before the watch starts).
+    start_pacs(&cfg, &mut store, &secret, &metrics, &in_tx)?;
     // Watcher: inotify wakes the walk; the walk itself is the poller.
     let _inotify = if cfg.watch.poll_only {
         None

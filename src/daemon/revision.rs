@@ -164,6 +164,7 @@ pub fn collect(export_dir: &Path, secret: &[u8], req: &RevisionRequest) -> Resul
         instances,
         roi: req.roi.path.clone(),
         roi_id: req.roi.id.clone(),
+        roi_object: req.roi.object.clone(),
         roi_drawn_at: req.roi.drawn_at.clone(),
         set_aside_roi_ids: Vec::new(),
         revision: Some(RevisionOf {

@@ -23,6 +23,8 @@ use super::fsio;
 use super::ledger::{Compaction, Ledger, LedgerRecord};
 use super::mqtt::PublisherCmd;
 use super::outbox::{Outbox, OutboxBounds, Push};
+use super::pacs::sr::SourceStudy;
+use super::pacs::{ReportMade, ReportMaker};
 use super::payload::{LnStatusCommand, ResultMessage, SeriesKey, StudyKey};
 use crate::error::{Error, Result};
 use crate::model::Reported;
@@ -47,9 +49,17 @@ pub struct SpoolState {
 pub trait Store {
     /// The ledger: what was answered.
     fn ledger(&self) -> &Ledger;
-    /// Spool a result (`body`, JSON) for `record`'s series, then record it in the ledger. [`Push::Full`]: nothing
-    /// was written (the caller holds it).
-    fn commit(&mut self, body: &str, record: &LedgerRecord) -> Result<Push>;
+    /// Spool a result (`message`, serialised as `body`) for `record`'s series, then record it in the ledger; with
+    /// `[dicom_out]`, its Structured Report is spooled first (from `source`, or the series' kept examination for
+    /// an LN update: [`super::pacs::ReportMaker`]). [`Push::Full`]: the result was not spooled (the caller holds
+    /// it and commits it again; a report already spooled is not made twice).
+    fn commit(
+        &mut self,
+        message: &ResultMessage,
+        body: &str,
+        record: &LedgerRecord,
+        source: Option<&SourceStudy>,
+    ) -> Result<Push>;
     /// Spool an event (`body`, JSON).
     fn push_event(&mut self, body: &str) -> Result<Push>;
     /// How the spools stand.
@@ -80,6 +90,8 @@ pub(super) struct StatePaths {
     pub ln_reads: PathBuf,
     /// [`PENDING_LN_READS`].
     pub pending_ln_reads: PathBuf,
+    /// Structured Reports for PACS ([`super::pacs`]): `outbox/`, `series/`, `refused/`.
+    pub pacs: PathBuf,
 }
 
 impl StatePaths {
@@ -93,6 +105,7 @@ impl StatePaths {
             ledger: d.join("ledger.jsonl"),
             ln_reads: d.join("ln-reads"),
             pending_ln_reads: d.join(PENDING_LN_READS),
+            pacs: d.join("pacs"),
         }
     }
 }
@@ -107,6 +120,8 @@ pub struct DiskStore {
     problems: Vec<Error>,
     /// Woken after every spooled message.
     publisher: Option<mpsc::Sender<PublisherCmd>>,
+    /// With `[dicom_out]`: the Structured Reports.
+    reports: Option<ReportMaker>,
 }
 
 impl DiskStore {
@@ -141,12 +156,28 @@ impl DiskStore {
             pending_path: paths.pending_ln_reads,
             problems,
             publisher: None,
+            reports: match &cfg.dicom_out {
+                Some(out) => Some(ReportMaker::open(&paths.pacs, cfg, out)?),
+                None => None,
+            },
         })
     }
 
     /// The result spool and the event spool, for the publisher (which removes what the broker acknowledged).
     pub fn spools(&self) -> (Arc<Mutex<Outbox>>, Arc<Mutex<Outbox>>) {
         (self.outbox.clone(), self.events.clone())
+    }
+
+    /// The Structured Report spool, for the sender (`None` without `[dicom_out]`).
+    pub fn report_spool(&self) -> Option<std::sync::Arc<Mutex<super::pacs::ReportSpool>>> {
+        self.reports.as_ref().map(ReportMaker::spool)
+    }
+
+    /// Wake `sender` after every spooled report.
+    pub fn wake_reports(&mut self, sender: std::sync::mpsc::SyncSender<()>) {
+        if let Some(r) = &mut self.reports {
+            r.wake(sender);
+        }
     }
 
     /// Wake `publisher` after every spooled message.
@@ -170,7 +201,22 @@ impl Store for DiskStore {
         &self.ledger
     }
 
-    fn commit(&mut self, body: &str, record: &LedgerRecord) -> Result<Push> {
+    fn commit(
+        &mut self,
+        message: &ResultMessage,
+        body: &str,
+        record: &LedgerRecord,
+        source: Option<&SourceStudy>,
+    ) -> Result<Push> {
+        if let Some(reports) = &mut self.reports {
+            match reports.make(message, source)? {
+                ReportMade::Full(why) => return Ok(Push::Full(why)),
+                ReportMade::NoSource => tracing::warn!(
+                    "no examination kept for this series (answered before [dicom_out] was configured): no report"
+                ),
+                ReportMade::Spooled | ReportMade::Already => {}
+            }
+        }
         let members: Vec<String> = record.member_keys.iter().map(|k| k.as_str().to_string()).collect();
         let pushed = self.outbox.lock().map_err(|_| locked("spool"))?.push(
             "result",
@@ -313,6 +359,8 @@ pub struct MemoryStore {
     pub results: Vec<String>,
     /// Event bodies spooled.
     pub events: Vec<String>,
+    /// Every committed answer's message id with the examination handed for its report.
+    pub reports: Vec<(String, Option<SourceStudy>)>,
     pub pending: Vec<(StudyKey, Reported)>,
     /// Refuse results as a full spool would.
     pub full: bool,
@@ -325,7 +373,13 @@ impl Store for MemoryStore {
     fn ledger(&self) -> &Ledger {
         &self.ledger
     }
-    fn commit(&mut self, body: &str, record: &LedgerRecord) -> Result<Push> {
+    fn commit(
+        &mut self,
+        message: &ResultMessage,
+        body: &str,
+        record: &LedgerRecord,
+        source: Option<&SourceStudy>,
+    ) -> Result<Push> {
         if self.full {
             return Ok(Push::Full("full (test)".into()));
         }
@@ -334,6 +388,7 @@ impl Store for MemoryStore {
             return Err(Error::io("/state/spool/00000000000000000001.json", enospc));
         }
         self.results.push(body.to_string());
+        self.reports.push((message.message_id.clone(), source.cloned()));
         self.ledger.record(record.clone())?;
         Ok(Push::Stored(self.results.len() as u64))
     }

@@ -47,6 +47,42 @@ pub struct SliceHeader {
     pub content_time: Option<f64>,
 }
 
+/// The Patient and General Study attributes (PS3.3 C.7.1.1, C.7.2.1) besides the name, ID, accession number and
+/// StudyInstanceUID that [`InstanceHeader`] names: what a DICOM Structured Report filed into the same study copies
+/// (identifying; they stay on the box except in that report).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StudyAttributes {
+    /// PatientBirthDate.
+    pub patient_birth_date: Option<String>,
+    /// PatientSex.
+    pub patient_sex: Option<String>,
+    /// StudyDate.
+    pub study_date: Option<String>,
+    /// StudyTime.
+    pub study_time: Option<String>,
+    /// StudyID.
+    pub study_id: Option<String>,
+    /// ReferringPhysicianName.
+    pub referring_physician_name: Option<String>,
+    /// StudyDescription.
+    pub study_description: Option<String>,
+}
+
+impl StudyAttributes {
+    /// Read from a header.
+    pub fn of(ds: &crate::ingest::tags::Dataset) -> StudyAttributes {
+        StudyAttributes {
+            patient_birth_date: string(ds, tags::PATIENT_BIRTH_DATE),
+            patient_sex: string(ds, tags::PATIENT_SEX),
+            study_date: string(ds, tags::STUDY_DATE),
+            study_time: string(ds, tags::STUDY_TIME),
+            study_id: string(ds, tags::STUDY_ID),
+            referring_physician_name: string(ds, tags::REFERRING_PHYSICIAN_NAME),
+            study_description: string(ds, tags::STUDY_DESCRIPTION),
+        }
+    }
+}
+
 /// What one image file contributes.
 #[derive(Debug, Clone)]
 pub struct InstanceHeader {
@@ -76,6 +112,8 @@ pub struct InstanceHeader {
     pub patient_name: Option<String>,
     /// PatientID (identifying: shown on the console page only with `console.show_identifiers`).
     pub patient_id: Option<String>,
+    /// The rest of the Patient and General Study modules, which a report filed into the study copies.
+    pub study: StudyAttributes,
     /// The 2D images it holds.
     pub slices: Vec<SliceHeader>,
 }
@@ -239,6 +277,7 @@ fn image_header(path: &Path, obj: &dicom_object::DefaultDicomObject, kind: Insta
         accession_number: string(ds, tags::ACCESSION_NUMBER),
         patient_name: string(ds, tags::PATIENT_NAME),
         patient_id: string(ds, tags::PATIENT_ID),
+        study: StudyAttributes::of(ds),
         slices,
     })
 }

@@ -159,6 +159,10 @@ pub struct RoiReferences {
     pub instance_uids: Vec<String>,
     /// SOPInstanceUID of the ROI object itself: its identity (a revised ROI is a new object with a new UID).
     pub sop_instance_uid: Option<String>,
+    /// SOPClassUID of the ROI object (SEG or RTSTRUCT).
+    pub sop_class_uid: Option<String>,
+    /// SeriesInstanceUID of the ROI object itself (not of the images it was drawn on).
+    pub own_series_uid: Option<String>,
     /// When the ROI was drawn, as [`dicom_date_time`] writes it: ContentDate/Time (SEG), StructureSetDate/Time
     /// (RTSTRUCT), else InstanceCreationDate/Time, else SeriesDate/Time. Orders two revisions of one ROI.
     pub drawn_at: Option<String>,
@@ -228,6 +232,8 @@ pub fn references(path: &Path) -> Result<RoiReferences> {
         study_uid: string(&obj, tags::STUDY_INSTANCE_UID),
         frame_of_reference_uid: string(&obj, tags::FRAME_OF_REFERENCE_UID),
         sop_instance_uid: string(&obj, tags::SOP_INSTANCE_UID),
+        sop_class_uid: Some(kind.uid().to_string()),
+        own_series_uid: string(&obj, tags::SERIES_INSTANCE_UID),
         drawn_at,
         ..Default::default()
     };

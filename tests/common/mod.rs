@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod orthanc;
 pub mod webdriver;
 
 use std::io::Read;

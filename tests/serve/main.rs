@@ -21,6 +21,7 @@ mod factors;
 mod fleet;
 mod intake;
 mod package;
+mod pacs;
 mod privacy;
 mod revision;
 mod shipped;

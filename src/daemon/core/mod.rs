@@ -29,6 +29,8 @@ use super::intake::{Classified, Intake};
 use super::ledger::LedgerRecord;
 use super::metrics::Metrics;
 use super::outbox::Push;
+use super::pacs::PacsNote;
+use super::pacs::sr::SourceStudy;
 use super::payload::{
     AnswerOf, EventMessage, Identifiers, LnStatusCommand, MessageKind, ResultMessage, RoiKey, SeriesKey, Severity,
     StudyKey,
@@ -132,6 +134,8 @@ pub enum Happened {
     DiskFree(u64),
     /// Quarantine days past their retention were deleted.
     QuarantinePurged(Vec<PurgedDay>),
+    /// The DICOM sender or receiver ([`super::pacs`]) has news.
+    Pacs(PacsNote),
 }
 
 /// What the core wants done.
@@ -165,6 +169,9 @@ struct Held {
     ready_at: Option<Instant>,
     /// What the console page shows of the series (`None` for an LN update: the card keeps it).
     shown: Option<SeriesShown>,
+    /// The examination a Structured Report files into (with `[dicom_out]`; `None` for an LN update: the store
+    /// keeps the series').
+    source: Option<Box<SourceStudy>>,
 }
 
 /// The alarms that are raised once per episode.
@@ -327,6 +334,7 @@ impl<S: Store> Core<S> {
             Happened::LnRead(cmd, via) => self.on_ln_read(&cmd, via),
             Happened::BadLnPayload(detail) => self.event(EventKind::BadLnRead, detail, None),
             Happened::DiskFree(bytes) => self.on_disk_free(bytes),
+            Happened::Pacs(note) => self.on_pacs(note),
             Happened::QuarantinePurged(days) => {
                 let keep = self.cfg.state.quarantine_keep_days;
                 for d in days {
@@ -463,6 +471,31 @@ impl<S: Store> Core<S> {
     }
 
     /// Raise an alarm: counted in `alnrisk_alarms_total{alarm}` and published as an `alarm` event.
+    fn on_pacs(&mut self, note: PacsNote) {
+        match note {
+            PacsNote::Sent => self.event(EventKind::ReportSent, "PACS stored a Structured Report".into(), None),
+            PacsNote::Unreachable(why) => self.alarm(
+                EventKind::PacsUnreachable,
+                format!("PACS does not store the reports ({why}); they wait in the spool and are tried again"),
+            ),
+            PacsNote::Reachable => self.event(EventKind::PacsReachable, "PACS stores the reports again".into(), None),
+            PacsNote::Refused(why) => self.alarm(
+                EventKind::ReportRefused,
+                format!("PACS refused a Structured Report ({why}); it is kept in state.dir/pacs/refused"),
+            ),
+            PacsNote::AssociationRefused => self.event(
+                EventKind::AssociationRefused,
+                "a DICOM association was rejected: its called AE title is not dicom_in.ae_title or its calling \
+                 AE title is not in dicom_in.allowed_calling_ae"
+                    .into(),
+                None,
+            ),
+            PacsNote::ReceivedUnreadable => {
+                tracing::warn!("a received instance failed the checks; the walk quarantines it");
+            }
+        }
+    }
+
     fn alarm(&mut self, alarm: EventKind, detail: String) {
         debug_assert!(alarm.is_alarm());
         self.metrics.alarms.with_label_values(&[alarm.name()]).inc();
@@ -746,7 +779,7 @@ impl<S: Store> Core<S> {
                         at: crate::time::utc_now(),
                         ..rec
                     };
-                    self.commit(msg, record, None, None);
+                    self.commit(msg, record, None, None, None);
                 }
                 Err(e) => self.event(EventKind::LnUpdateFailed, e.neutral(), Some(key.clone())),
             }
@@ -760,12 +793,14 @@ impl<S: Store> Core<S> {
         record: LedgerRecord,
         ready_at: Option<Instant>,
         shown: Option<SeriesShown>,
+        source: Option<Box<SourceStudy>>,
     ) {
         self.held.push_back(Held {
             message,
             record,
             ready_at,
             shown,
+            source,
         });
         self.flush_held();
     }
@@ -779,7 +814,7 @@ impl<S: Store> Core<S> {
                     continue;
                 }
             };
-            match self.store.commit(&body, &h.record) {
+            match self.store.commit(&h.message, &body, &h.record, h.source.as_deref()) {
                 Ok(Push::Stored(_)) => {
                     if h.record.kind == MessageKind::Result {
                         self.revise_awaiting(&h.record);
@@ -994,7 +1029,12 @@ impl<S: Store> Core<S> {
                     retired: false,
                 };
                 let shown = self.console.is_some().then(|| self.shown(&ready));
-                self.commit(msg, record, Some(ready.last_arrival), shown);
+                let source = self
+                    .cfg
+                    .dicom_out
+                    .is_some()
+                    .then(|| Box::new(SourceStudy::of(&ready.instances, ready.roi_object.clone())));
+                self.commit(msg, record, Some(ready.last_arrival), shown, source);
             }
             Err(e) if e.is_own_fault() => self.own_fault(ready, &e, &study_key, &series_key, tried),
             Err(e) if ready.revision.is_some() => {

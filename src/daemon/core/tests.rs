@@ -291,6 +291,7 @@ fn a_newer_roi_that_arrives_during_the_compute_is_applied_after_the_answer() {
     let revised = ReadySeries {
         roi: req.roi.path.clone(),
         roi_id: req.roi.id.clone(),
+        roi_object: req.roi.object.clone(),
         roi_drawn_at: req.roi.drawn_at.clone(),
         revision: Some(RevisionOf {
             original: first_id.clone(),
