@@ -28,6 +28,7 @@ def main(path):
         "patient_name": str(ds.PatientName),
         "accession_number": str(ds.AccessionNumber),
         "modality": str(ds.Modality),
+        "instance_number": int(ds.InstanceNumber),
         "template": str(ds.ContentTemplateSequence[0].TemplateIdentifier),
         "root_concept": str(ds.ConceptNameCodeSequence[0].CodeValue),
         "predecessors": [

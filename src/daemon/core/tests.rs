@@ -88,7 +88,10 @@ impl Rescore for Formula {
 }
 
 fn config() -> DaemonConfig {
-    let text = r#"
+    DaemonConfig::parse(CONFIG_TEXT, Path::new("core-tests.toml")).unwrap()
+}
+
+const CONFIG_TEXT: &str = r#"
         [site]
         site = "test"
         device = "box"
@@ -108,11 +111,27 @@ fn config() -> DaemonConfig {
         [metrics]
         listen = ""
     "#;
-    DaemonConfig::parse(text, Path::new("core-tests.toml")).unwrap()
-}
 
 fn core(store: MemoryStore) -> Core<MemoryStore> {
     Core::new(&config(), Arc::new(Formula), SECRET.to_vec(), Metrics::new(), store)
+}
+
+/// A core whose configuration sends reports to a PACS (`[dicom_out]`).
+fn core_with_pacs(store: MemoryStore) -> Core<MemoryStore> {
+    let mut cfg = config();
+    cfg.dicom_out = Some(
+        DaemonConfig::parse(
+            &format!(
+                "{}\n[dicom_out]\nhost = \"127.0.0.1\"\nport = 104\ncalled_ae = \"PACS\"\ncalling_ae = \"ALNRISK\"\n",
+                CONFIG_TEXT
+            ),
+            Path::new("core-tests.toml"),
+        )
+        .unwrap()
+        .dicom_out
+        .unwrap(),
+    );
+    Core::new(&cfg, Arc::new(Formula), SECRET.to_vec(), Metrics::new(), store)
 }
 
 fn intake(path: &str, what: Classified, at: Instant) -> Intake {
@@ -168,6 +187,8 @@ fn seg(name: &str, drawn_at: &str, at: Instant) -> Intake {
         series_uids: vec![SERIES.into()],
         instance_uids: Vec::new(),
         sop_instance_uid: Some(format!("1.2.826.0.1.3680043.9.2.{name}")),
+        sop_class_uid: Some("1.2.840.10008.5.1.4.1.1.66.4".into()),
+        own_series_uid: Some("1.2.826.0.1.3680043.9.3".into()),
         drawn_at: Some(format!("{drawn_at}.000000")),
     };
     intake(&format!("/export/exam/{name}.dcm"), Classified::Roi(refs), at)
@@ -339,6 +360,34 @@ fn an_ln_read_before_the_images_is_kept_and_used_by_the_answer() {
     );
     assert_eq!(r[1]["mri_ln_status"], "negative");
     assert!((r[1]["risk"]["probability"].as_f64().unwrap() - 0.562_176_500_885_798_7).abs() < 1e-12);
+}
+
+#[test]
+fn with_a_pacs_a_result_hands_the_store_its_examination_and_an_update_leaves_it_to_the_store() {
+    let t0 = Instant::now();
+    let mut c = core_with_pacs(MemoryStore::default());
+    let ready = computing(&mut c, t0);
+    c.on(computed(ready));
+    c.on(ln_read(LnRead::Positive));
+    let reports = &c.store().reports;
+    assert_eq!(reports.len(), 2, "a result and its update");
+    let source = reports[0].1.as_ref().expect("the result's examination");
+    assert_eq!(source.study_uid, STUDY);
+    assert_eq!(source.series_uid, SERIES);
+    assert_eq!(source.images.len(), 6, "every image of both phases");
+    assert_eq!(source.frame_of_reference_uid.as_deref(), Some("9.9"));
+    let roi = source.roi.as_ref().expect("the SEG");
+    assert_eq!(roi.sop_instance_uid, "1.2.826.0.1.3680043.9.2.seg1");
+    assert_eq!(roi.series_uid, "1.2.826.0.1.3680043.9.3");
+    assert!(
+        reports[1].1.is_none(),
+        "an update: the store has the series' examination"
+    );
+    // without [dicom_out] nothing is gathered
+    let mut plain = core(MemoryStore::default());
+    let ready = computing(&mut plain, t0);
+    plain.on(computed(ready));
+    assert!(plain.store().reports[0].1.is_none());
 }
 
 #[test]
