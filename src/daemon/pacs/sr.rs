@@ -696,7 +696,7 @@ mod tests {
     #[test]
     fn decimal_strings_fit_sixteen_characters_and_keep_what_they_can() {
         assert_eq!(decimal_string(0.5), "0.50000000000000");
-        assert_eq!(decimal_string(0.123456789012345678), "0.12345678901235");
+        assert_eq!(decimal_string(0.123_456_789_012_345_68), "0.12345678901235");
         assert_eq!(decimal_string(-12.25), "-12.250000000000");
         let big = decimal_string(1.5e20);
         assert!(big.len() <= 16 && big.parse::<f64>().unwrap() == 1.5e20, "{big}");
