@@ -239,6 +239,34 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
+impl TlsConfig {
+    /// The files exist, and a client certificate comes with its key: `Err((key, reason))` names the key below
+    /// `table` (`mqtt.tls`, `dicom_out.tls`).
+    fn check(&self, table: &str) -> std::result::Result<(), (String, String)> {
+        for (name, p) in [
+            ("ca", Some(&self.ca)),
+            ("cert", self.cert.as_ref()),
+            ("key", self.key.as_ref()),
+        ] {
+            if let Some(p) = p
+                && !p.is_file()
+            {
+                return Err((
+                    format!("{table}.{name}"),
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err((
+                format!("{table}.key"),
+                "a client certificate needs its key and a key its certificate".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[phi]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -577,24 +605,10 @@ impl DaemonConfig {
                 }
             }
         }
-        if let Some(tls) = &self.mqtt.tls {
-            for (key, p) in [
-                ("mqtt.tls.ca", Some(&tls.ca)),
-                ("mqtt.tls.cert", tls.cert.as_ref()),
-                ("mqtt.tls.key", tls.key.as_ref()),
-            ] {
-                if let Some(p) = p
-                    && !p.is_file()
-                {
-                    return bad(key, format!("{} is not a readable file", p.display()));
-                }
-            }
-            if tls.cert.is_some() != tls.key.is_some() {
-                return bad(
-                    "mqtt.tls.key",
-                    "a client certificate needs its key and a key its certificate".into(),
-                );
-            }
+        if let Some(tls) = &self.mqtt.tls
+            && let Err((key, reason)) = tls.check("mqtt.tls")
+        {
+            return bad(&key, reason);
         }
         if self.mqtt.broker == BrokerKind::Embedded && self.mqtt.tls.is_some() {
             return bad(
@@ -638,24 +652,10 @@ impl DaemonConfig {
             if o.spool_max_entries == 0 {
                 return bad("dicom_out.spool_max_entries", "must be ≥ 1".into());
             }
-            if let Some(tls) = &o.tls {
-                for (key, p) in [
-                    ("dicom_out.tls.ca", Some(&tls.ca)),
-                    ("dicom_out.tls.cert", tls.cert.as_ref()),
-                    ("dicom_out.tls.key", tls.key.as_ref()),
-                ] {
-                    if let Some(p) = p
-                        && !p.is_file()
-                    {
-                        return bad(key, format!("{} is not a readable file", p.display()));
-                    }
-                }
-                if tls.cert.is_some() != tls.key.is_some() {
-                    return bad(
-                        "dicom_out.tls.key",
-                        "a client certificate needs its key and a key its certificate".into(),
-                    );
-                }
+            if let Some(tls) = &o.tls
+                && let Err((key, reason)) = tls.check("dicom_out.tls")
+            {
+                return bad(&key, reason);
             }
         }
         if let Some(i) = &self.dicom_in {

@@ -177,7 +177,15 @@ impl Receiver {
                     self.metrics.dicom_in.with_label_values(&["refused_ae"]).inc();
                     note(PacsNote::AssociationRefused);
                 } else {
-                    tracing::warn!("dicom_in: association not established: {e}");
+                    // (the peer's text is not repeated: only the kind of failure)
+                    let kind = match e {
+                        dicom_ul::association::Error::Aborted { .. } => "aborted by the peer",
+                        dicom_ul::association::Error::NoAcceptedPresentationContexts { .. } => {
+                            "no presentation context accepted"
+                        }
+                        _ => "not a valid association request",
+                    };
+                    tracing::warn!("dicom_in: association not established: {kind}");
                 }
                 return;
             }
