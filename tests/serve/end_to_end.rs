@@ -293,5 +293,22 @@ fn a_bad_configuration_stops_the_daemon_with_the_key_named() {
             _ => full.clone(),
         };
         alnrisk::daemon::config::DaemonConfig::parse(&text, &p).unwrap_or_else(|e| panic!("{f}: {e}"));
+        // and so are its commented PACS tables once uncommented (the TLS line names a file of the appliance)
+        if f == "alnrisk.toml" {
+            let uncommented = |table: &str| {
+                let at = full.find(&format!("# [{table}]")).unwrap_or_else(|| panic!("{f} documents [{table}]"));
+                full[at..]
+                    .lines()
+                    .take_while(|l| l.starts_with('#'))
+                    .filter(|l| !l.contains(".tls]") && !l.starts_with("# ca ="))
+                    .map(|l| l.trim_start_matches('#').trim_start())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let pacs = format!("{text}\n{}\n{}\n", uncommented("dicom_out"), uncommented("dicom_in"));
+            let c = alnrisk::daemon::config::DaemonConfig::parse(&pacs, &p).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(c.dicom_out.map(|o| o.called_ae).as_deref(), Some("PACS"));
+            assert_eq!(c.dicom_in.map(|i| i.allowed_calling_ae), Some(vec!["MRCONSOLE1".to_string()]));
+        }
     }
 }
