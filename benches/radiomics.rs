@@ -4,8 +4,13 @@
 //! 2. DICOM assembly of UCSF-BR-06 (180 files, 3 phases): scan + split + decode of one phase.
 //!
 //! Run: `cargo bench --bench radiomics` (add `-- NAME IMAGE MASK ...` for more NRRD/NIfTI cases).
+//!
+//! `cargo bench --bench radiomics -- --vs-pyradiomics VENV` instead times alnrisk's whole `extract` process against
+//! PyRadiomics 3.1.0 on the same files in the same run ([`vs_pyradiomics`]).
 
 mod common;
+#[path = "side_by_side/pyradiomics.rs"]
+mod vs_pyradiomics;
 use common::peak_rss_mb;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -49,6 +54,14 @@ fn time_class(case: &Case, class: Option<&str>, reps: usize) -> (f64, usize) {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if let Some(at) = args.iter().position(|a| a == "--vs-pyradiomics") {
+        let venv = args
+            .get(at + 1)
+            .expect("--vs-pyradiomics VENV (made by shared/peer/setup_pyradiomics.sh)");
+        vs_pyradiomics::run(Path::new(venv));
+        return;
+    }
     // single-threaded: the targets are per core
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().ok();
     // (the DICOM scan below then also runs on one thread)
@@ -100,7 +113,6 @@ fn main() {
         }
     }
 
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     for c in args.chunks(3) {
         if c.len() == 3 {
             cases.push(Case {

@@ -212,3 +212,69 @@ fn parallel_and_serial_extraction_agree_bitwise() {
         assert_eq!(va.to_bits(), vb.to_bits(), "{na}");
     }
 }
+
+/// ROIs that reach the border of the image array (`tests/data/edge-roi`, crops of the bundled cases made and
+/// measured by PyRadiomics 3.1.0 with `tests/golden/make_edge_roi.py`): every feature within 1e-6, the shape
+/// features' signs included, and the diagnostics name the faces reached.
+#[test]
+fn rois_that_reach_the_image_border_match_pyradiomics_3_1_0() {
+    let mut failures = Vec::new();
+    let mut worst = Worst {
+        by_class: BTreeMap::new(),
+    };
+    for (case, faces) in [
+        ("brain1_tight", "i- i+ j- j+ k- k+"),
+        ("breast1_tight", "i- i+ j- j+ k- k+"),
+        ("brain1_oneface", "i-"),
+    ] {
+        let image_path = data(&format!("edge-roi/{case}_image.nrrd"));
+        let mask_path = data(&format!("edge-roi/{case}_label.nrrd"));
+        let img = alnrisk::io::read_volume(&image_path).unwrap();
+        let msk = alnrisk::io::read_volume(&mask_path).unwrap();
+        let ex = extract(&image_path, &img, &mask_path, &msk, &Settings::default()).unwrap();
+        let cols = read_columns(&data(&format!("edge-roi/{case}.csv")));
+        assert_eq!(cols["value"].len(), 107, "{case}: PyRadiomics' default features");
+        for (name, value) in &cols["value"] {
+            let reference: f64 = value.parse().unwrap();
+            let ours = ex.features.get(name).unwrap_or(f64::NAN);
+            let rel = rel_err(ours, reference);
+            let class = name.split('_').nth(1).unwrap_or("").to_string();
+            worst.record(&class, rel, format!("{case} {name}: ours {ours} ref {reference}"));
+            if rel.is_nan() || rel > 1e-6 || ours.signum() != reference.signum() {
+                failures.push(format!(
+                    "{case}: {name} ours {ours} reference {reference} rel {rel:.2e}"
+                ));
+            }
+        }
+        let touches = ex
+            .diagnostics
+            .iter()
+            .find(|(k, _)| k == "diagnostics_Mask-original_TouchesImageBorder")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{case}: no border diagnostics"));
+        assert!(touches.starts_with(&format!("{faces}:")), "{case}: {touches}");
+        // PyRadiomics' own bounding box, for the same faces
+        let diag: BTreeMap<String, String> =
+            serde_json::from_str(&std::fs::read_to_string(data(&format!("edge-roi/{case}_diagnostics.json"))).unwrap())
+                .unwrap();
+        let ours_bb = ex
+            .diagnostics
+            .iter()
+            .find(|(k, _)| k == "diagnostics_Mask-original_BoundingBox")
+            .map(|(_, v)| v.clone());
+        assert_eq!(
+            ours_bb.as_ref(),
+            diag.get("diagnostics_Mask-original_BoundingBox"),
+            "{case}"
+        );
+    }
+    worst.print("ROIs at the image border (brain1, breast1 crops):");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // an ROI inside the image says nothing of the border
+    let image_path = data("pyradiomics/breast1_image.nrrd");
+    let mask_path = data("pyradiomics/breast1_label.nrrd");
+    let img = alnrisk::io::read_volume(&image_path).unwrap();
+    let msk = alnrisk::io::read_volume(&mask_path).unwrap();
+    let ex = extract(&image_path, &img, &mask_path, &msk, &Settings::default()).unwrap();
+    assert!(!ex.diagnostics.iter().any(|(k, _)| k.contains("TouchesImageBorder")));
+}

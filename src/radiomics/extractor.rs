@@ -61,6 +61,31 @@ fn mask_stats(prefix: &str, mask: &Volume<f64>, bb: &BoundingBox, count: usize, 
         bb.to_pyradiomics_string(),
     ));
     diag.push((format!("diagnostics_Mask-{prefix}_VoxelNum"), count.to_string()));
+    if let Some(faces) = border_faces(bb, mask.geometry.size) {
+        diag.push((
+            format!("diagnostics_Mask-{prefix}_TouchesImageBorder"),
+            format!(
+                "{faces}: the ROI reaches the edge of the image array; as in PyRadiomics 3.1.0 the mask is padded with \
+                 one empty voxel before meshing, so the mesh is closed across the cut and the shape features include \
+                 the cut face"
+            ),
+        ));
+    }
+}
+
+/// The faces of the image array the bounding box reaches (`i-`, `i+`, `j-`, …), `None` when it is inside.
+fn border_faces(bb: &BoundingBox, size: [usize; 3]) -> Option<String> {
+    let end = bb.end();
+    let mut faces = Vec::new();
+    for (axis, name) in ["i", "j", "k"].iter().enumerate() {
+        if bb.start[axis] == 0 {
+            faces.push(format!("{name}-"));
+        }
+        if end[axis] + 1 >= size[axis] {
+            faces.push(format!("{name}+"));
+        }
+    }
+    (!faces.is_empty()).then(|| faces.join(" "))
 }
 
 /// Which features of `class` to report; errors on unknown names.

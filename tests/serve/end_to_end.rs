@@ -296,7 +296,9 @@ fn a_bad_configuration_stops_the_daemon_with_the_key_named() {
         // and so are its commented PACS tables once uncommented (the TLS line names a file of the appliance)
         if f == "alnrisk.toml" {
             let uncommented = |table: &str| {
-                let at = full.find(&format!("# [{table}]")).unwrap_or_else(|| panic!("{f} documents [{table}]"));
+                let at = full
+                    .find(&format!("# [{table}]"))
+                    .unwrap_or_else(|| panic!("{f} documents [{table}]"));
                 full[at..]
                     .lines()
                     .take_while(|l| l.starts_with('#'))
@@ -308,7 +310,10 @@ fn a_bad_configuration_stops_the_daemon_with_the_key_named() {
             let pacs = format!("{text}\n{}\n{}\n", uncommented("dicom_out"), uncommented("dicom_in"));
             let c = alnrisk::daemon::config::DaemonConfig::parse(&pacs, &p).unwrap_or_else(|e| panic!("{f}: {e}"));
             assert_eq!(c.dicom_out.map(|o| o.called_ae).as_deref(), Some("PACS"));
-            assert_eq!(c.dicom_in.map(|i| i.allowed_calling_ae), Some(vec!["MRCONSOLE1".to_string()]));
+            assert_eq!(
+                c.dicom_in.map(|i| i.allowed_calling_ae),
+                Some(vec!["MRCONSOLE1".to_string()])
+            );
         }
     }
 }
