@@ -2,12 +2,17 @@
 //! on the CPU, and with f16 convolutions on CUDA when built with `--features cuda` and a GPU is present.
 //! Each configuration runs in its own process so that peak RSS is its own.
 //!
+//! `cargo bench --bench vgg -- --vs-onnxruntime VENV` instead times the same network with the same weights in
+//! onnxruntime (an ONNX export written by `benches/peer/ort_vgg16_safetensors.py`) in the same run, batch 1 and
+//! 16, and prints alnrisk / onnxruntime per row ([`vs_onnxruntime`]).
+//!
 //! Run: `cargo bench --bench vgg` (`-- --cuda` adds the CUDA rows: candle's convolution and our NHWC trunks,
 //! `src/deep/cuda_trunk/` — im2col, and with the `cudnn` feature cuDNN's two — chosen per process with
 //! `ALNRISK_CUDA_TRUNK`, and a per-layer profile of all of them at batch 1, synchronised after every step).
 
 mod common;
 use common::peak_rss_mb;
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -253,10 +258,116 @@ fn layers() {
     println!("(per-layer CUDA profile: build with --features cuda)");
 }
 
+/// One configuration in a process of its own: its `RESULT` fields (latency ms, images/s, peak RSS MB) and stderr.
+fn run_one(exe: &Path, device: &str, q8: bool, batch: usize, trunk: &str) -> (Vec<String>, String) {
+    let mut cmd = Command::new(exe);
+    if !trunk.is_empty() {
+        cmd.env("ALNRISK_CUDA_TRUNK", trunk);
+    }
+    let out = cmd
+        .args(["--one", device, if q8 { "q8" } else { "f32" }, &batch.to_string()])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields = text
+        .lines()
+        .find(|l| l.starts_with("RESULT"))
+        .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+        .unwrap_or_default();
+    (fields, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// alnrisk against onnxruntime on the same VGG-16 (seeded He weights, written to safetensors and exported to ONNX
+/// by the peer script), same machine, same run; both with all of this machine's cores.
+fn vs_onnxruntime(venv: &Path) {
+    let work = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-vs-onnxruntime");
+    std::fs::create_dir_all(&work).expect("work folder");
+    let (weights_path, input_path) = (work.join("vgg16.safetensors"), work.join("input.safetensors"));
+    {
+        let cfg = VggConfig::vgg16(2);
+        let weights = he_init(&cfg, 1).expect("weights");
+        candle_core::safetensors::save(&weights, &weights_path).expect("save weights");
+        let dev = candle_core::Device::Cpu;
+        let net = Vgg16::from_tensors(cfg, &weights, &weights_path, &dev).expect("model");
+        let x = Tensor::randn(0f32, 1f32, (16, 3, 224, 224), &dev).expect("input");
+        let fc7 = net.forward(&x.narrow(0, 0, 1).expect("first")).expect("forward").fc7;
+        let given = std::collections::HashMap::from([("input".to_string(), x), ("fc7".to_string(), fc7)]);
+        candle_core::safetensors::save(&given, &input_path).expect("save input");
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer/ort_vgg16_safetensors.py");
+    let out = Command::new(venv.join("bin/python"))
+        .arg(&script)
+        .arg(&weights_path)
+        .arg(&input_path)
+        .arg(&work)
+        .arg(threads.to_string())
+        .output()
+        .expect("the venv's python runs");
+    assert!(
+        out.status.success(),
+        "onnxruntime failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peer: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("the peer's JSON line");
+    let peer_ms = |precision: &str, batch: usize| {
+        peer["rows"].as_array().and_then(|rows| {
+            rows.iter()
+                .find(|r| r["precision"].as_str().is_some_and(|p| p.starts_with(precision)) && r["batch"] == batch)
+                .and_then(|r| Some((r["ms"].as_f64()?, r["cosine_vs_alnrisk"].as_f64()?)))
+        })
+    };
+    println!(
+        "VGG-16 224×224 to fc7, seeded He weights, {threads} threads: alnrisk (CPU, f32 convolutions) vs onnxruntime {} \
+         on the same weights, same run",
+        peer["onnxruntime"].as_str().unwrap_or("?")
+    );
+    println!(
+        "| batch | alnrisk fc | alnrisk ms | onnxruntime f32 ms | alnrisk / onnxruntime f32 | onnxruntime int8 fc ms | alnrisk / onnxruntime int8 fc | alnrisk peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let exe = std::env::current_exe().expect("self");
+    for q8 in [false, true] {
+        for batch in [1, 16] {
+            let (r, stderr) = run_one(&exe, "cpu", q8, batch, "");
+            let Some(ours) = r.first().and_then(|v| v.parse::<f64>().ok()) else {
+                println!("| {batch} | failed: {} |", stderr.lines().last().unwrap_or(""));
+                continue;
+            };
+            let cell = |p: Option<(f64, f64)>| match p {
+                Some((ms, _)) => (format!("{ms:.1}"), format!("{:.2}", ours / ms)),
+                None => ("—".into(), "—".into()),
+            };
+            let (f32_ms, f32_ratio) = cell(peer_ms("f32", batch));
+            let (i8_ms, i8_ratio) = cell(peer_ms("int8", batch));
+            println!(
+                "| {batch} | {} | {ours:.1} | {f32_ms} | {f32_ratio} | {i8_ms} | {i8_ratio} | {} |",
+                if q8 { "Q8_0" } else { "f32" },
+                r.get(2).map_or("?", String::as_str)
+            );
+        }
+    }
+    for precision in ["f32", "int8"] {
+        if let Some((_, cos)) = peer_ms(precision, 1) {
+            println!("onnxruntime {precision} fc7 against alnrisk f32 (image 1): cosine {cos:.6}");
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if args.first().map(String::as_str) == Some("--one") {
         one(&args[1], args[2] == "q8", args[3].parse().expect("batch"));
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--vs-onnxruntime") {
+        let venv = args
+            .get(at + 1)
+            .expect("--vs-onnxruntime VENV (pip install onnxruntime onnx numpy)");
+        vs_onnxruntime(Path::new(venv));
         return;
     }
     let mut rows = vec![("cpu", false, ""), ("cpu", true, "")];
@@ -273,20 +384,7 @@ fn main() {
     let exe = std::env::current_exe().expect("self");
     for (device, q8, trunk) in rows {
         for batch in [1, 16] {
-            let mut cmd = Command::new(&exe);
-            if !trunk.is_empty() {
-                cmd.env("ALNRISK_CUDA_TRUNK", trunk);
-            }
-            let out = cmd
-                .args(["--one", device, if q8 { "q8" } else { "f32" }, &batch.to_string()])
-                .output()
-                .expect("run");
-            let text = String::from_utf8_lossy(&out.stdout);
-            let r: Vec<&str> = text
-                .lines()
-                .find(|l| l.starts_with("RESULT"))
-                .map(|l| l.split_whitespace().skip(1).collect())
-                .unwrap_or_default();
+            let (r, stderr) = run_one(&exe, device, q8, batch, trunk);
             let conv = if device == "cpu" {
                 "f32".to_string()
             } else {
@@ -304,7 +402,7 @@ fn main() {
                 println!(
                     "| {device} | {conv} | {} | {batch} | failed: {} |",
                     if q8 { "Q8_0" } else { "f32" },
-                    String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                    stderr.lines().last().unwrap_or("")
                 );
             }
         }

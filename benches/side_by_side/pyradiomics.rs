@@ -7,8 +7,8 @@
 //!   process of the venv made by `shared/peer/setup_pyradiomics.sh` (`benches/peer/pyradiomics_execute.py`), with
 //!   ITK, OpenMP and BLAS held to one thread; its CPU time is `time.process_time()` around the call.
 //! - Both: one warm-up, then the minimum of 3. Single-threaded CPU seconds, so the number of cores does not enter.
-//! - `ALNRISK_BASELINE_BIN=PATH` adds a column for another alnrisk build (an earlier commit), timed the same way in
-//!   the same run: before and after side by side.
+//! - `ALNRISK_BASELINE_BIN=PATH[:PATH…]` adds columns for other alnrisk builds (earlier commits), timed the same
+//!   way in the same run: before and after side by side.
 //!
 //! Cases: the bundled PyRadiomics cases, UCSF-BR-06 phase 2 with its SEG (written as NRRD for both; alnrisk also
 //! read from DICOM + SEG, a path PyRadiomics has not), and two CT-sized volumes made here (512×512 slices of int16
@@ -226,34 +226,31 @@ pub fn run(venv: &Path) {
     }
 
     let peer = time_pyradiomics(venv, &cases);
-    let baseline = std::env::var_os("ALNRISK_BASELINE_BIN").map(PathBuf::from);
+    let baselines: Vec<PathBuf> = std::env::var_os("ALNRISK_BASELINE_BIN")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
     println!(
         "alnrisk extract (whole process) vs PyRadiomics 3.1.0 execute(), 1 thread, CPU s, min of {REPS} after a warm-up"
     );
-    let (extra_head, extra_rule) = match &baseline {
-        Some(b) => (
-            format!(" baseline {} CPU s | PyRadiomics / baseline |", b.display()),
-            "---|---|",
-        ),
-        None => (String::new(), ""),
-    };
+    let mut head = String::new();
+    for b in &baselines {
+        head.push_str(&format!(" {} CPU s | PyRadiomics / it |", b.display()));
+    }
     println!(
-        "| case | voxels | ROI voxels | PyRadiomics CPU s |{extra_head} alnrisk CPU s | PyRadiomics / alnrisk | target |"
+        "| case | voxels | ROI voxels | PyRadiomics CPU s |{head} alnrisk CPU s | PyRadiomics / alnrisk | target |"
     );
-    println!("|---|---|---|---|{extra_rule}---|---|---|");
+    println!("|---|---|---|---|{}---|---|---|", "---|---|".repeat(baselines.len()));
     let out = work.join("features.csv");
     let ratio = |peer_s: &Option<f64>, ours: f64| match peer_s {
         Some(p) => format!("{:.1}×", p / ours),
         None => "—".into(),
     };
     for (case, peer_s) in cases.iter().zip(&peer) {
-        let extra = match &baseline {
-            Some(b) => {
-                let before = time_ours(b, case, &out);
-                format!(" {before:.3} | {} |", ratio(peer_s, before))
-            }
-            None => String::new(),
-        };
+        let mut extra = String::new();
+        for b in &baselines {
+            let before = time_ours(b, case, &out);
+            extra.push_str(&format!(" {before:.3} | {} |", ratio(peer_s, before)));
+        }
         let ours = time_ours(&exe, case, &out);
         let target = if case.roi_voxels > 50_000 {
             "≥ 50×"
