@@ -100,6 +100,18 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    #[cfg(feature = "tools")]
+    /// Import a VGG-16 from ONNX (torchvision's or Keras' export) as torchvision-named safetensors for
+    /// `fit --cnn-init`; a classifier that is not VGG's is left out and said so.
+    #[command(name = "import-weights")]
+    ImportWeights {
+        /// The ONNX model.
+        #[arg(long)]
+        onnx: PathBuf,
+        /// The safetensors file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Make an ed25519 key pair for signing bundles: PREFIX.key (secret) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files.
@@ -239,6 +251,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 file.display(),
                 if added { "added" } else { "changed the password of" }
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "tools")]
+        Command::ImportWeights { onnx, out } => {
+            let imported = alnrisk::deep::onnx_import::import(&onnx)?;
+            candle_core::safetensors::save(&imported.tensors, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{}: VGG-16 trunk ({} convolutions, widths {:?}){} → {}",
+                onnx.display(),
+                imported.widths.len(),
+                imported.widths,
+                if imported.classifier { " and classifier" } else { "" },
+                out.display()
+            );
+            for note in &imported.notes {
+                println!("note: {note}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { out } => {

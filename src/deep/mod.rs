@@ -8,7 +8,8 @@
 //!   shares; [`trunk_launch`]: which CUDA kernel runs with which arguments; `cuda_trunk` (`cuda` feature): the
 //!   NHWC f16 trunk on the GPU; [`device`]: `cpu|cuda[:N]|auto` and the CUDA trunk's kind;
 //! - [`finetune`] / [`head_train`]: the study's fine-tuning recipe (full network, or the head on cached pool5
-//!   features); [`npy`]: the `--dump-input` writer.
+//!   features); [`npy`]: the `--dump-input` writer; [`onnx_import`]: trained VGG-16 weights from ONNX
+//!   (torchvision's or Keras' export).
 //!
 //! The feature vector is fc7 after ReLU (4096 values for VGG-16) by default: the study takes "the last fully
 //! connected layer" of its fine-tuned network; fc6 and the logits are available too.
@@ -20,6 +21,7 @@ pub mod device;
 pub mod finetune;
 pub mod head_train;
 pub mod npy;
+pub mod onnx_import;
 pub mod preprocess;
 pub mod q8;
 pub mod trunk_launch;

@@ -218,12 +218,17 @@ pub fn initial_network(s: &DeepSettings, seed: u64) -> Result<(Vgg16, String)> {
                 .map(|t| t.dims().first().copied().unwrap_or(0))
                 .unwrap_or(0);
             let mut cfg2 = cfg.clone();
-            if classes != 2 {
+            // a trunk alone (`alnrisk import-weights` of a model whose classifier is not VGG's): the classifier
+            // starts from the seeded initialisation, as without --cnn-init
+            let trunk_only = !tensors.contains_key("classifier.0.weight");
+            if classes != 2 || trunk_only {
                 cfg2.classes = 2;
                 let fresh = deep::vgg::he_init(&cfg2, seed)?;
-                for k in ["classifier.6.weight", "classifier.6.bias"] {
-                    if let Some(t) = fresh.get(k) {
-                        tensors.insert(k.to_string(), t.clone());
+                for (k, t) in fresh {
+                    // fc8 is always new (2 classes); fc6 and fc7 only where the file has none
+                    let missing_dense = trunk_only && k.starts_with("classifier.") && !tensors.contains_key(&k);
+                    if k.starts_with("classifier.6.") || missing_dense {
+                        tensors.insert(k, t);
                     }
                 }
             }
