@@ -1,7 +1,7 @@
 //! VGG-16 weights from an ONNX model, as torchvision or Keras (through tf2onnx) export it, into our
 //! torchvision-named tensors (`alnrisk import-weights --onnx model.onnx -o vgg16.safetensors`).
 //!
-//! - **Reading.** An ONNX file is a protobuf `ModelProto`; [`wire`] reads the wire format and only the fields used
+//! - **Reading.** An ONNX file is a protobuf `ModelProto`; the module `wire` reads the wire format and only the fields used
 //!   here (graph → nodes and initializers; node → op type, name, inputs, outputs, integer attributes; tensor →
 //!   name, dims, type, `raw_data` or `float_data`). Weights stored outside the file (ONNX external data) are
 //!   refused with that reason.

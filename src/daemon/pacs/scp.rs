@@ -6,7 +6,7 @@
 //!   Segmentation, RT Structure Set, and Verification; a presentation context for any other is refused there.
 //! - **The same intake.** Each instance is streamed to a hidden file below `watch.export_dir/<dicom_in.folder>/`
 //!   (Part-10: preamble, file meta from the command and the presentation context, then the data set as
-//!   received), fsynced, and read by the export folder's own classification ([`crate::daemon::intake`]). An
+//!   received), fsynced, and read by the export folder's own classification (`daemon::intake`). An
 //!   instance that passes is renamed into `<folder>/<study>/<instance>.dcm` (names are keys of the UIDs, never
 //!   the UIDs or a patient's name) and answered `0000`; the ordinary walk then takes it to the same assembler,
 //!   ledger and answer as an exported file. One that fails is renamed into `<folder>/unreadable/`, where the
