@@ -147,27 +147,44 @@ fn pyradiomics_baseline_columns() {
 fn check_reference(case: &str, image: &str, mask: &str, failures: &mut Vec<String>, worst: &mut Worst) -> usize {
     let image_path = data(&format!("pyradiomics/{image}"));
     let mask_path = data(&format!("pyradiomics/{mask}"));
-    let img = alnrisk::io::read_volume(&image_path).unwrap();
-    let msk = alnrisk::io::read_volume(&mask_path).unwrap();
-    let ex = extract(&image_path, &img, &mask_path, &msk, &Settings::default()).unwrap();
+    let ex = extract_defaults(&image_path, &mask_path);
     let mut n = 0;
     for file in [format!("{case}.csv"), format!("{case}_shape2D.csv")] {
         let cols = read_columns(&data(&format!("pyradiomics-3.1.0-reference/{file}")));
-        for (name, value) in &cols["value"] {
-            let reference: f64 = value.parse().unwrap();
-            let ours = ex.features.get(name).unwrap_or(f64::NAN);
-            let rel = rel_err(ours, reference);
-            let class = name.split('_').nth(1).unwrap_or("").to_string();
-            worst.record(&class, rel, format!("{case} {name}: ours {ours} ref {reference}"));
-            n += 1;
-            if rel.is_nan() || rel > 1e-6 {
-                failures.push(format!(
-                    "{case}: {name} ours {ours} reference {reference} rel {rel:.2e}"
-                ));
-            }
-        }
+        n += compare_with_reference(case, &cols["value"], &ex, failures, worst);
     }
     n
+}
+
+/// Default-settings extraction of an image and mask file.
+fn extract_defaults(image_path: &Path, mask_path: &Path) -> alnrisk::radiomics::Extraction {
+    let img = alnrisk::io::read_volume(image_path).unwrap();
+    let msk = alnrisk::io::read_volume(mask_path).unwrap();
+    extract(image_path, &img, mask_path, &msk, &Settings::default()).unwrap()
+}
+
+/// Each reference value (feature → text) against ours: within 1e-6 relative and of the same sign; returns how many
+/// were compared.
+fn compare_with_reference(
+    case: &str,
+    reference: &BTreeMap<String, String>,
+    ex: &alnrisk::radiomics::Extraction,
+    failures: &mut Vec<String>,
+    worst: &mut Worst,
+) -> usize {
+    for (name, value) in reference {
+        let reference: f64 = value.parse().unwrap();
+        let ours = ex.features.get(name).unwrap_or(f64::NAN);
+        let rel = rel_err(ours, reference);
+        let class = name.split('_').nth(1).unwrap_or("").to_string();
+        worst.record(&class, rel, format!("{case} {name}: ours {ours} ref {reference}"));
+        if rel.is_nan() || rel > 1e-6 || ours * reference < 0.0 {
+            failures.push(format!(
+                "{case}: {name} ours {ours} reference {reference} rel {rel:.2e}"
+            ));
+        }
+    }
+    reference.len()
 }
 
 #[test]
@@ -229,23 +246,10 @@ fn rois_that_reach_the_image_border_match_pyradiomics_3_1_0() {
     ] {
         let image_path = data(&format!("edge-roi/{case}_image.nrrd"));
         let mask_path = data(&format!("edge-roi/{case}_label.nrrd"));
-        let img = alnrisk::io::read_volume(&image_path).unwrap();
-        let msk = alnrisk::io::read_volume(&mask_path).unwrap();
-        let ex = extract(&image_path, &img, &mask_path, &msk, &Settings::default()).unwrap();
+        let ex = extract_defaults(&image_path, &mask_path);
         let cols = read_columns(&data(&format!("edge-roi/{case}.csv")));
-        assert_eq!(cols["value"].len(), 107, "{case}: PyRadiomics' default features");
-        for (name, value) in &cols["value"] {
-            let reference: f64 = value.parse().unwrap();
-            let ours = ex.features.get(name).unwrap_or(f64::NAN);
-            let rel = rel_err(ours, reference);
-            let class = name.split('_').nth(1).unwrap_or("").to_string();
-            worst.record(&class, rel, format!("{case} {name}: ours {ours} ref {reference}"));
-            if rel.is_nan() || rel > 1e-6 || ours.signum() != reference.signum() {
-                failures.push(format!(
-                    "{case}: {name} ours {ours} reference {reference} rel {rel:.2e}"
-                ));
-            }
-        }
+        let n = compare_with_reference(case, &cols["value"], &ex, &mut failures, &mut worst);
+        assert_eq!(n, 107, "{case}: PyRadiomics' default features");
         let touches = ex
             .diagnostics
             .iter()
@@ -271,10 +275,9 @@ fn rois_that_reach_the_image_border_match_pyradiomics_3_1_0() {
     worst.print("ROIs at the image border (brain1, breast1 crops):");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // an ROI inside the image says nothing of the border
-    let image_path = data("pyradiomics/breast1_image.nrrd");
-    let mask_path = data("pyradiomics/breast1_label.nrrd");
-    let img = alnrisk::io::read_volume(&image_path).unwrap();
-    let msk = alnrisk::io::read_volume(&mask_path).unwrap();
-    let ex = extract(&image_path, &img, &mask_path, &msk, &Settings::default()).unwrap();
+    let ex = extract_defaults(
+        &data("pyradiomics/breast1_image.nrrd"),
+        &data("pyradiomics/breast1_label.nrrd"),
+    );
     assert!(!ex.diagnostics.iter().any(|(k, _)| k.contains("TouchesImageBorder")));
 }
