@@ -245,6 +245,12 @@ impl Metrics {
         ] {
             events.with_label_values(&[kind.name()]);
         }
+        for outcome in ["sent", "failed", "refused"] {
+            dicom_out.with_label_values(&[outcome]);
+        }
+        for outcome in ["stored", "unreadable", "failed", "refused_ae"] {
+            dicom_in.with_label_values(&[outcome]);
+        }
         for c in [
             Box::new(series_processed.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_duration.clone()),
