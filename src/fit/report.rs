@@ -348,6 +348,13 @@ pub fn write_report(dir: &Path, o: &FitOutcome) -> Result<()> {
         ]
         .into_iter()
         .chain(p.options.iter().map(|(k, v)| format!("{k}: {v}")))
+        // where the CNN started: weights trained for another task (an imported network) or none; either way the
+        // deep signature's AUC on a synthetic cohort says nothing clinical
+        .chain(std::iter::once(format!(
+            "VGG-16 starting weights: {} (what a starting network was trained on says nothing of this model's \
+             clinical validity; on SYNTHETIC data no AUC does)",
+            m.vgg.init
+        )))
         .collect();
         md += "## Provenance\n\n";
         html += "<h2>Provenance</h2><ul>\n";
