@@ -281,3 +281,110 @@ fn rois_that_reach_the_image_border_match_pyradiomics_3_1_0() {
     );
     assert!(!ex.diagnostics.iter().any(|(k, _)| k.contains("TouchesImageBorder")));
 }
+
+/// `extract` runs on files as they store their samples (`extract_stored`: whole-image passes row by row, only the
+/// ROI's box decoded): the same features and diagnostics, to the bit, as from fully decoded volumes; settings
+/// that need the whole image (normalisation, resampling) and bad masks give the same answers too.
+#[test]
+fn extraction_from_stored_samples_equals_extraction_from_decoded_volumes() {
+    use alnrisk::radiomics::extract_stored;
+    let scratch = std::env::temp_dir().join(format!("alnrisk-parity-stored-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    // a NIfTI with scl_slope 0.5 and scl_inter 3 (bytes 112 and 116 of the header), from brain1
+    let brain = alnrisk::io::read_volume(&data("pyradiomics/brain1_image.nrrd")).unwrap();
+    let nii = scratch.join("brain1_scaled.nii");
+    alnrisk::io::nifti::write(&nii, &brain).unwrap();
+    let mut bytes = std::fs::read(&nii).unwrap();
+    bytes[112..116].copy_from_slice(&0.5f32.to_le_bytes());
+    bytes[116..120].copy_from_slice(&3.0f32.to_le_bytes());
+    std::fs::write(&nii, bytes).unwrap();
+    let brain_mask_nii = scratch.join("brain1_label.nii.gz");
+    let brain_mask = alnrisk::io::read_volume(&data("pyradiomics/brain1_label.nrrd")).unwrap();
+    alnrisk::io::nifti::write(&brain_mask_nii, &brain_mask).unwrap();
+    let normalised = Settings {
+        normalize: true,
+        ..Settings::default()
+    };
+    let mut resampled = Settings::default();
+    resampled
+        .apply(
+            "test",
+            "resampledPixelSpacing",
+            &serde_yaml_ng::from_str("[2, 2, 2]").unwrap(),
+        )
+        .unwrap();
+    let label_2 = Settings {
+        label: 2,
+        ..Settings::default()
+    };
+    let cases: Vec<(PathBuf, PathBuf, Settings)> = vec![
+        (
+            data("pyradiomics/brain1_image.nrrd"),
+            data("pyradiomics/brain1_label.nrrd"),
+            Settings::default(),
+        ),
+        (
+            data("pyradiomics/breast1_image.nrrd"),
+            data("pyradiomics/breast1_label.nrrd"),
+            Settings::default(),
+        ),
+        (
+            data("edge-roi/brain1_tight_image.nrrd"),
+            data("edge-roi/brain1_tight_label.nrrd"),
+            Settings::default(),
+        ),
+        (nii.clone(), brain_mask_nii.clone(), Settings::default()),
+        (
+            data("pyradiomics/brain1_image.nrrd"),
+            data("pyradiomics/brain1_label.nrrd"),
+            normalised,
+        ),
+        (
+            data("pyradiomics/breast1_image.nrrd"),
+            data("pyradiomics/breast1_label.nrrd"),
+            resampled,
+        ),
+        (
+            data("pyradiomics/breast1_image.nrrd"),
+            data("pyradiomics/breast1_label.nrrd"),
+            label_2,
+        ),
+    ];
+    for (image, mask, settings) in &cases {
+        let decoded = extract(
+            image,
+            &alnrisk::io::read_volume(image).unwrap(),
+            mask,
+            &alnrisk::io::read_volume(mask).unwrap(),
+            settings,
+        );
+        let stored = extract_stored(
+            image,
+            &alnrisk::io::read_stored(image).unwrap(),
+            mask,
+            &alnrisk::io::read_stored(mask).unwrap(),
+            settings,
+        );
+        let what = format!("{} / {}", image.display(), mask.display());
+        match (decoded, stored) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.diagnostics, b.diagnostics, "{what}");
+                assert!(!a.features.entries.is_empty());
+                let bits = |e: &alnrisk::radiomics::Extraction| {
+                    e.features
+                        .entries
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_bits()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(bits(&a), bits(&b), "{what}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{what}"),
+            (a, b) => panic!("{what}: decoded {:?}, stored {:?}", a.map(|_| ()), b.map(|_| ())),
+        }
+    }
+    // the scaled NIfTI really is scaled
+    let scaled = alnrisk::io::read_volume(&nii).unwrap();
+    assert_eq!(scaled.data[1000], brain.data[1000] * 0.5 + 3.0);
+    let _ = std::fs::remove_dir_all(&scratch);
+}

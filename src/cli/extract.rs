@@ -117,6 +117,18 @@ pub(super) fn extract_files(
     settings: &Settings,
     input: &Inputs,
 ) -> anyhow::Result<Extraction> {
+    if !image.is_dir() {
+        // two files: read as stored, so only the ROI's box is decoded to f64 (the same features, to the bit)
+        let stored_image = alnrisk::io::read_stored(image)?;
+        let stored_mask = alnrisk::io::read_stored(mask)?;
+        return Ok(radiomics::extract_stored(
+            image,
+            &stored_image,
+            mask,
+            &stored_mask,
+            settings,
+        )?);
+    }
     let loaded = load_inputs(image, mask, input)?;
     let mut ex = radiomics::extract(image, &loaded.image, mask, &loaded.mask, settings)?;
     ex.diagnostics.extend(loaded.notes);

@@ -56,13 +56,123 @@ impl VolumeFormat {
 
 /// Read an image or label map, choosing the reader from the file name ([`VolumeFormat::of`]).
 pub fn read_volume(path: &Path) -> Result<Volume<f64>> {
+    Ok(read_stored(path)?.to_volume())
+}
+
+/// Read an image or label map as its file stores it ([`StoredVolume`]), choosing the reader from the file name.
+pub fn read_stored(path: &Path) -> Result<StoredVolume> {
     match VolumeFormat::of(path) {
-        Some(VolumeFormat::Nrrd) => nrrd::read(path),
-        Some(VolumeFormat::Nifti) => nifti::read(path),
+        Some(VolumeFormat::Nrrd) => nrrd::read_stored(path),
+        Some(VolumeFormat::Nifti) => nifti::read_stored(path),
         None => Err(Error::Unsupported {
             path: path.to_path_buf(),
             reason: "unknown image file extension (expected .nrrd, .nii or .nii.gz)".into(),
         }),
+    }
+}
+
+/// A volume's samples as its file stores them (inflated, in the file's type and byte order), decoded to `f64` on
+/// demand: all of them ([`StoredVolume::to_volume`]), one row at a time ([`StoredVolume::rows`]) or a box
+/// ([`StoredVolume::region`]). Extraction reads whole images this way: its whole-image passes decode a row into
+/// one small buffer and only the ROI's box becomes `f64`, so a CT volume is touched at its stored size once
+/// rather than also at eight bytes a voxel (fresh memory is what a large extraction spent most on).
+#[derive(Debug, Clone)]
+pub struct StoredVolume {
+    /// Where the voxels are.
+    pub geometry: crate::image::Geometry,
+    /// The type the values are reported in (`F64` once a NIfTI scaling applies), as [`Volume::pixel_type`].
+    pub pixel_type: PixelType,
+    bytes: Vec<u8>,
+    start: usize,
+    stored: PixelType,
+    big_endian: bool,
+    /// NIfTI's `scl_slope` and `scl_inter`, applied to every value after the cast.
+    scale: Option<(f64, f64)>,
+}
+
+impl StoredVolume {
+    /// `bytes[start..]` holds at least the geometry's voxel count of `stored` samples (the readers check it).
+    pub(crate) fn new(
+        geometry: crate::image::Geometry,
+        bytes: Vec<u8>,
+        start: usize,
+        stored: PixelType,
+        big_endian: bool,
+        scale: Option<(f64, f64)>,
+    ) -> StoredVolume {
+        StoredVolume {
+            pixel_type: if scale.is_some() { PixelType::F64 } else { stored },
+            geometry,
+            bytes,
+            start,
+            stored,
+            big_endian,
+            scale,
+        }
+    }
+
+    /// Voxel count.
+    pub fn len(&self) -> usize {
+        self.geometry.size.iter().product()
+    }
+
+    /// Whether it has no voxel (never, from a reader).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Decode `n` values from voxel `first` on, appended to `out`.
+    fn decode_into(&self, first: usize, n: usize, out: &mut Vec<f64>) {
+        let w = self.stored.size();
+        let at = self.start + first * w;
+        let from = out.len();
+        // (the readers checked that every voxel is present; a short slice would only give fewer values)
+        let bytes = self.bytes.get(at..).unwrap_or_default();
+        decode_samples_into(bytes, n, self.stored, self.big_endian, out);
+        if let Some((slope, inter)) = self.scale {
+            for v in &mut out[from..] {
+                *v = *v * slope + inter;
+            }
+        }
+    }
+
+    /// Every value, as a [`Volume`].
+    pub fn to_volume(&self) -> Volume<f64> {
+        let mut data = Vec::new();
+        self.decode_into(0, self.len(), &mut data);
+        Volume {
+            geometry: self.geometry.clone(),
+            data,
+            pixel_type: self.pixel_type,
+        }
+    }
+
+    /// Call `f(r, values)` for every row along `i`, in storage order (`r = j + size_j · k`), decoding one row at
+    /// a time into one buffer.
+    pub fn rows(&self, mut f: impl FnMut(usize, &[f64])) {
+        let [nx, ny, nz] = self.geometry.size;
+        let mut row = Vec::with_capacity(nx);
+        for r in 0..ny * nz {
+            row.clear();
+            self.decode_into(r * nx, nx, &mut row);
+            f(r, &row);
+        }
+    }
+
+    /// The values inside `bb`, as a [`Volume`] on the cropped grid (as [`Volume::crop`] of [`Self::to_volume`]).
+    pub fn region(&self, bb: &crate::image::BoundingBox) -> Volume<f64> {
+        let [nx, ny, _] = self.geometry.size;
+        let mut data = Vec::with_capacity(bb.size.iter().product());
+        for k in bb.start[2]..bb.start[2] + bb.size[2] {
+            for j in bb.start[1]..bb.start[1] + bb.size[1] {
+                self.decode_into(bb.start[0] + nx * (j + ny * k), bb.size[0], &mut data);
+            }
+        }
+        Volume {
+            geometry: self.geometry.cropped(bb),
+            data,
+            pixel_type: self.pixel_type,
+        }
     }
 }
 
@@ -88,43 +198,51 @@ pub(crate) fn check_declared_size(path: &Path, size: [usize; 3], pixel: PixelTyp
 }
 
 /// Decode `n` little- or big-endian values of `pixel` type from `bytes` into `f64`.
+#[cfg(test)]
+fn decode_samples(bytes: &[u8], n: usize, pixel: PixelType, big_endian: bool) -> Vec<f64> {
+    let mut out = Vec::new();
+    decode_samples_into(bytes, n, pixel, big_endian, &mut out);
+    out
+}
+
+/// Decode `n` little- or big-endian values of `pixel` type from `bytes` into `f64`, appended to `out`.
 ///
 /// One tight loop per sample type (monomorphised by [`cast_all`]), so the compiler vectorises the cast; bytes are
 /// swapped only when the file's byte order differs from this machine's.
-pub(crate) fn decode_samples(bytes: &[u8], n: usize, pixel: PixelType, big_endian: bool) -> Vec<f64> {
+pub(crate) fn decode_samples_into(bytes: &[u8], n: usize, pixel: PixelType, big_endian: bool, out: &mut Vec<f64>) {
     let swap = big_endian != cfg!(target_endian = "big");
     match pixel {
-        PixelType::U8 => cast_all(bytes, n, swap, |b: [u8; 1]| f64::from(b[0])),
-        PixelType::I8 => cast_all(bytes, n, swap, |b: [u8; 1]| f64::from(i8::from_ne_bytes(b))),
-        PixelType::U16 => cast_all(bytes, n, swap, |b| f64::from(u16::from_ne_bytes(b))),
-        PixelType::I16 => cast_all(bytes, n, swap, |b| f64::from(i16::from_ne_bytes(b))),
-        PixelType::U32 => cast_all(bytes, n, swap, |b| f64::from(u32::from_ne_bytes(b))),
-        PixelType::I32 => cast_all(bytes, n, swap, |b| f64::from(i32::from_ne_bytes(b))),
-        PixelType::F32 => cast_all(bytes, n, swap, |b| f64::from(f32::from_ne_bytes(b))),
-        PixelType::U64 => cast_all(bytes, n, swap, |b| u64::from_ne_bytes(b) as f64),
-        PixelType::I64 => cast_all(bytes, n, swap, |b| i64::from_ne_bytes(b) as f64),
-        PixelType::F64 => cast_all(bytes, n, swap, f64::from_ne_bytes),
+        PixelType::U8 => cast_all(bytes, n, swap, out, |b: [u8; 1]| f64::from(b[0])),
+        PixelType::I8 => cast_all(bytes, n, swap, out, |b: [u8; 1]| f64::from(i8::from_ne_bytes(b))),
+        PixelType::U16 => cast_all(bytes, n, swap, out, |b| f64::from(u16::from_ne_bytes(b))),
+        PixelType::I16 => cast_all(bytes, n, swap, out, |b| f64::from(i16::from_ne_bytes(b))),
+        PixelType::U32 => cast_all(bytes, n, swap, out, |b| f64::from(u32::from_ne_bytes(b))),
+        PixelType::I32 => cast_all(bytes, n, swap, out, |b| f64::from(i32::from_ne_bytes(b))),
+        PixelType::F32 => cast_all(bytes, n, swap, out, |b| f64::from(f32::from_ne_bytes(b))),
+        PixelType::U64 => cast_all(bytes, n, swap, out, |b| u64::from_ne_bytes(b) as f64),
+        PixelType::I64 => cast_all(bytes, n, swap, out, |b| i64::from_ne_bytes(b) as f64),
+        PixelType::F64 => cast_all(bytes, n, swap, out, f64::from_ne_bytes),
     }
 }
 
-/// The first `n` samples of `W` bytes each (fewer if `bytes` is short), in native order after an optional swap.
-fn cast_all<const W: usize>(bytes: &[u8], n: usize, swap: bool, cast: impl Fn([u8; W]) -> f64) -> Vec<f64> {
+/// The first `n` samples of `W` bytes each (fewer if `bytes` is short), in native order after an optional swap,
+/// appended to `out`.
+fn cast_all<const W: usize>(bytes: &[u8], n: usize, swap: bool, out: &mut Vec<f64>, cast: impl Fn([u8; W]) -> f64) {
     let samples = bytes.chunks_exact(W).take(n);
+    out.reserve(samples.len());
     let native = |c: &[u8]| {
         let mut a = [0u8; W];
         a.copy_from_slice(c);
         a
     };
     if swap {
-        samples
-            .map(|c| {
-                let mut a = native(c);
-                a.reverse();
-                cast(a)
-            })
-            .collect()
+        out.extend(samples.map(|c| {
+            let mut a = native(c);
+            a.reverse();
+            cast(a)
+        }));
     } else {
-        samples.map(|c| cast(native(c))).collect()
+        out.extend(samples.map(|c| cast(native(c))));
     }
 }
 

@@ -16,6 +16,7 @@
 
 use std::path::Path;
 
+use super::StoredVolume;
 use crate::error::{Error, Result};
 use crate::image::{Geometry, PixelType, Volume};
 
@@ -51,6 +52,11 @@ impl Reader<'_> {
 
 /// Read a `.nii` or `.nii.gz` file.
 pub fn read(path: &Path) -> Result<Volume<f64>> {
+    Ok(read_stored(path)?.to_volume())
+}
+
+/// Read a NIfTI-1 file as it stores its samples ([`StoredVolume`]).
+pub fn read_stored(path: &Path) -> Result<StoredVolume> {
     let file = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let gz = file.starts_with(&[0x1f, 0x8b]);
     if gz {
@@ -61,9 +67,9 @@ pub fn read(path: &Path) -> Result<Volume<f64>> {
         }
         let (need_total, _) = header_payload_bytes(path, &head)?;
         let all = super::gunzip_bounded(path, &file, need_total, FORMAT)?;
-        parse(path, &all)
+        parse_stored(path, all)
     } else {
-        parse(path, &file)
+        parse_stored(path, file)
     }
 }
 
@@ -139,9 +145,10 @@ fn dims_and_type(path: &Path, r: &Reader) -> Result<([usize; 3], PixelType)> {
     Ok((size, pixel))
 }
 
-fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
-    let r = reader(path, b)?;
-    let (size, mut pixel) = dims_and_type(path, &r)?;
+/// Parse NIfTI-1 bytes, keeping the samples as stored.
+fn parse_stored(path: &Path, b: Vec<u8>) -> Result<StoredVolume> {
+    let r = reader(path, &b)?;
+    let (size, pixel) = dims_and_type(path, &r)?;
     let n = super::check_declared_size(path, size, pixel)?;
     let vox_offset = r.f32(108);
     if !(vox_offset.is_finite() && vox_offset >= 0.0) {
@@ -159,16 +166,11 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
             ),
         ));
     }
-    let mut data = super::decode_samples(&b[start..start + need], n, pixel, r.big);
-
+    let big_endian = r.big;
     let slope = r.f32(112);
     let inter = r.f32(116);
-    if slope.is_finite() && slope != 0.0 && !(slope == 1.0 && inter == 0.0) {
-        for v in &mut data {
-            *v = *v * slope + inter;
-        }
-        pixel = PixelType::F64;
-    }
+    // scl_slope / scl_inter: the values become f64 (StoredVolume applies them after the cast)
+    let scale = (slope.is_finite() && slope != 0.0 && !(slope == 1.0 && inter == 0.0)).then_some((slope, inter));
 
     let pixdim: Vec<f64> = (0..8).map(|d| r.f32(76 + 4 * d)).collect();
     let qform_code = r.i16(252);
@@ -254,16 +256,13 @@ fn parse(path: &Path, b: &[u8]) -> Result<Volume<f64>> {
     if crate::image::geometry::det3(&direction).abs() < 1e-6 {
         return Err(bad(path, "orientation matrix is degenerate"));
     }
-    Ok(Volume {
-        geometry: Geometry {
-            size,
-            spacing,
-            origin,
-            direction,
-        },
-        data,
-        pixel_type: pixel,
-    })
+    let geometry = Geometry {
+        size,
+        spacing,
+        origin,
+        direction,
+    };
+    Ok(StoredVolume::new(geometry, b, start, pixel, big_endian, scale))
 }
 
 /// Write a volume as single-file NIfTI-1 (gzip when the name ends in `.gz`), sform and qform both set.

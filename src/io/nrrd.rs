@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use super::StoredVolume;
 use crate::error::{Error, Result};
 use crate::image::{Geometry, PixelType, Volume};
 
@@ -93,12 +94,22 @@ fn split_vectors(s: &str) -> Vec<String> {
 
 /// Read a NRRD file.
 pub fn read(path: &Path) -> Result<Volume<f64>> {
+    Ok(read_stored(path)?.to_volume())
+}
+
+/// Read a NRRD file as it stores its samples ([`StoredVolume`]).
+pub fn read_stored(path: &Path) -> Result<StoredVolume> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(path, &bytes)
+    parse_stored(path, bytes)
 }
 
 /// Parse NRRD bytes (`path` is used in error messages only).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
+    Ok(parse_stored(path, bytes.to_vec())?.to_volume())
+}
+
+/// Parse NRRD bytes, keeping the samples as stored.
+fn parse_stored(path: &Path, bytes: Vec<u8>) -> Result<StoredVolume> {
     if !bytes.starts_with(b"NRRD000") {
         return Err(bad(path, "missing NRRD magic"));
     }
@@ -256,46 +267,40 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
 
     let n = super::check_declared_size(path, size, pixel)?;
     let need = n * pixel.size();
-    let payload = &bytes[data_start..];
-    let raw = match encoding.as_str() {
+    let geometry = Geometry {
+        size,
+        spacing,
+        origin: org,
+        direction,
+    };
+    let payload_len = bytes.len() - data_start;
+    match encoding.as_str() {
         "raw" => {
-            if payload.len() < need {
+            if payload_len < need {
                 return Err(bad(
                     path,
-                    format!("truncated data: {} bytes present, {need} declared", payload.len()),
+                    format!("truncated data: {payload_len} bytes present, {need} declared"),
                 ));
             }
             // Raw data may be preceded by padding; NRRD puts it at the end of the file.
-            payload[payload.len() - need..].to_vec()
+            let start = bytes.len() - need;
+            Ok(StoredVolume::new(geometry, bytes, start, pixel, big_endian, None))
         }
         "gzip" | "gz" => {
-            let out = super::gunzip_bounded(path, payload, need, FORMAT)?;
+            let out = super::gunzip_bounded(path, &bytes[data_start..], need, FORMAT)?;
             if out.len() < need {
                 return Err(bad(
                     path,
                     format!("truncated data: {} bytes decompressed, {need} declared", out.len()),
                 ));
             }
-            out
+            Ok(StoredVolume::new(geometry, out, 0, pixel, big_endian, None))
         }
-        other => {
-            return Err(Error::Unsupported {
-                path: path.to_path_buf(),
-                reason: format!("NRRD encoding '{other}' is not supported (use raw or gzip)"),
-            });
-        }
-    };
-    let data = super::decode_samples(&raw, n, pixel, big_endian);
-    Ok(Volume {
-        geometry: Geometry {
-            size,
-            spacing,
-            origin: org,
-            direction,
-        },
-        data,
-        pixel_type: pixel,
-    })
+        other => Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("NRRD encoding '{other}' is not supported (use raw or gzip)"),
+        }),
+    }
 }
 
 /// Write a volume as gzip NRRD with LPS geometry (used by tests and by `synth`).

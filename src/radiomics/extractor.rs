@@ -6,12 +6,15 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::discretize::{bin_edges, digitize};
-use super::preprocess::{check_finite, check_roi, normalize, resample_pair, resampling_grid, resegment};
+use super::preprocess::{
+    check_finite, check_roi, check_roi_rows, normalize, resample_pair, resampling_grid, resegment,
+};
 use super::settings::{Interpolator, Settings};
 use super::texture::DiscreteRoi;
 use super::{FeatureSet, FeatureValues, TextureOptions, class_features};
 use crate::error::{Error, Result};
 use crate::image::{BoundingBox, Volume, largest_slice};
+use crate::io::StoredVolume;
 
 /// The result of one extraction.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -36,32 +39,60 @@ fn grid_stats(kind: &str, prefix: &str, g: &crate::image::Geometry, diag: &mut V
 }
 
 fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>) {
-    let n = img.data.len() as f64;
-    let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
-    for &v in &img.data {
-        sum += v;
-        if v < min {
-            min = v;
+    image_stats_of_rows(
+        prefix,
+        &img.geometry,
+        |f| {
+            for (r, row) in img.data.chunks_exact(img.geometry.size[0]).enumerate() {
+                f(r, row)
+            }
+        },
+        diag,
+    );
+}
+
+/// Size, spacing, mean, minimum and maximum of a whole image given row by row in storage order (the mean's sum in
+/// voxel order, as for a decoded volume, so both give the same bits).
+fn image_stats_of_rows(
+    prefix: &str,
+    geometry: &crate::image::Geometry,
+    rows: impl FnOnce(&mut dyn FnMut(usize, &[f64])),
+    diag: &mut Vec<(String, String)>,
+) {
+    let (mut n, mut sum, mut min, mut max) = (0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+    rows(&mut |_, row: &[f64]| {
+        n += row.len();
+        for &v in row {
+            sum += v;
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
         }
-        if v > max {
-            max = v;
-        }
-    }
-    let mean = sum / n;
-    grid_stats("Image", prefix, &img.geometry, diag);
+    });
+    let mean = sum / n as f64;
+    grid_stats("Image", prefix, geometry, diag);
     diag.push((format!("diagnostics_Image-{prefix}_Mean"), format!("{mean:?}")));
     diag.push((format!("diagnostics_Image-{prefix}_Minimum"), format!("{min:?}")));
     diag.push((format!("diagnostics_Image-{prefix}_Maximum"), format!("{max:?}")));
 }
 
-fn mask_stats(prefix: &str, mask: &Volume<f64>, bb: &BoundingBox, count: usize, diag: &mut Vec<(String, String)>) {
-    grid_stats("Mask", prefix, &mask.geometry, diag);
+fn mask_stats(
+    prefix: &str,
+    mask: &crate::image::Geometry,
+    bb: &BoundingBox,
+    count: usize,
+    diag: &mut Vec<(String, String)>,
+) {
+    grid_stats("Mask", prefix, mask, diag);
     diag.push((
         format!("diagnostics_Mask-{prefix}_BoundingBox"),
         bb.to_pyradiomics_string(),
     ));
     diag.push((format!("diagnostics_Mask-{prefix}_VoxelNum"), count.to_string()));
-    if let Some(faces) = border_faces(bb, mask.geometry.size) {
+    if let Some(faces) = border_faces(bb, mask.size) {
         diag.push((
             format!("diagnostics_Mask-{prefix}_TouchesImageBorder"),
             format!(
@@ -145,14 +176,11 @@ pub fn extract(
         }
     }
     // Validate the classes first, so a typo fails fast.
-    let classes: Vec<(&str, Vec<&'static str>)> = super::settings::CLASSES
-        .iter()
-        .filter_map(|c| selected(c, settings).transpose().map(|r| r.map(|v| (*c, v))))
-        .collect::<Result<_>>()?;
+    let classes = selected_classes(settings)?;
 
     image_stats("original", image, &mut diag);
     let (mut bb, count) = check_roi(mask_path, &mask, settings)?;
-    mask_stats("original", &mask, &bb, count, &mut diag);
+    mask_stats("original", &mask.geometry, &bb, count, &mut diag);
 
     let mut image = Cow::Borrowed(image);
     if settings.normalize {
@@ -165,17 +193,83 @@ pub fn extract(
         let (b, n) = check_roi(mask_path, &mask, settings)?;
         bb = b;
         image_stats("interpolated", &image, &mut diag);
-        mask_stats("interpolated", &mask, &bb, n, &mut diag);
+        mask_stats("interpolated", &mask.geometry, &bb, n, &mut diag);
     }
 
     // Crop to the ROI bounding box: from here on, memory is proportional to the ROI, not the image.
-    let image_size = image.geometry.size;
-    let spacing = image.geometry.spacing;
+    let grid = (image.geometry.size, image.geometry.spacing);
     let crop = image.crop(&bb);
     let label = settings.label as f64;
     let crop_inside: Vec<bool> = mask.crop(&bb).data.iter().map(|&v| v == label).collect();
     drop(image);
     drop(mask);
+    let paths = (image_path, mask_path);
+    from_crop(paths, crop, crop_inside, bb, grid, &classes, settings, diag)
+}
+
+/// [`extract`] from images as their files store them ([`StoredVolume`]): the whole-image diagnostics and the
+/// ROI's bounding box are taken row by row, and only the box is decoded to `f64`, so a large image costs its
+/// stored size rather than eight bytes a voxel twice (the image and the label map). Where a setting needs the
+/// whole image in `f64` (normalisation, resampling, a mask on another grid) it is decoded and [`extract`] runs.
+/// The result is the same, to the bit.
+pub fn extract_stored(
+    image_path: &Path,
+    image: &StoredVolume,
+    mask_path: &Path,
+    mask: &StoredVolume,
+    settings: &Settings,
+) -> Result<Extraction> {
+    let same_grid = image
+        .geometry
+        .mismatch(&mask.geometry, settings.geometry_tolerance)
+        .is_none();
+    if same_grid && !settings.normalize {
+        let classes = selected_classes(settings)?;
+        let mut diag = Vec::new();
+        image_stats_of_rows("original", &image.geometry, |f| image.rows(f), &mut diag);
+        let (bb, count) = check_roi_rows(mask_path, mask.geometry.size, settings, |f| mask.rows(f))?;
+        if resampling_grid(&mask.geometry, &image.geometry, &bb, settings).is_none() {
+            mask_stats("original", &mask.geometry, &bb, count, &mut diag);
+            let crop = image.region(&bb);
+            let label = settings.label as f64;
+            let crop_inside: Vec<bool> = mask.region(&bb).data.iter().map(|&v| v == label).collect();
+            let grid = (image.geometry.size, image.geometry.spacing);
+            return from_crop(
+                (image_path, mask_path),
+                crop,
+                crop_inside,
+                bb,
+                grid,
+                &classes,
+                settings,
+                diag,
+            );
+        }
+    }
+    extract(image_path, &image.to_volume(), mask_path, &mask.to_volume(), settings)
+}
+
+/// The classes to compute and their features; errors on unknown names.
+fn selected_classes(settings: &Settings) -> Result<Vec<(&'static str, Vec<&'static str>)>> {
+    super::settings::CLASSES
+        .iter()
+        .filter_map(|c| selected(c, settings).transpose().map(|r| r.map(|v| (*c, v))))
+        .collect()
+}
+
+/// Everything after the crop: the ROI's box of the image (`crop`), which of its voxels are in the ROI, the box,
+/// and the whole image's size and spacing.
+#[allow(clippy::too_many_arguments)]
+fn from_crop(
+    (image_path, mask_path): (&Path, &Path),
+    crop: Volume<f64>,
+    crop_inside: Vec<bool>,
+    bb: BoundingBox,
+    (image_size, spacing): ([usize; 3], [f64; 3]),
+    classes: &[(&'static str, Vec<&'static str>)],
+    settings: &Settings,
+    mut diag: Vec<(String, String)>,
+) -> Result<Extraction> {
     check_finite(image_path, &crop.data, &crop_inside)?;
     // Resegmentation narrows the texture/first-order ROI; shape keeps the drawn ROI unless `resegmentShape`.
     let resegmented = match settings.resegment_range {

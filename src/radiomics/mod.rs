@@ -23,7 +23,7 @@ pub mod shape;
 pub mod shape2d;
 pub mod texture;
 
-pub use extractor::{Extraction, extract};
+pub use extractor::{Extraction, extract, extract_stored};
 pub use settings::Settings;
 
 /// The values one feature class produced, in the class's order (bare names, e.g. `Contrast`).

@@ -12,39 +12,53 @@ use crate::image::{BoundingBox, Geometry, PixelType, Volume};
 /// Check that the mask defines a usable ROI and return its bounding box and voxel count (PyRadiomics
 /// `checkMask`). One pass over the mask, no allocation proportional to the image.
 pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<(BoundingBox, usize)> {
+    let size = mask.geometry.size;
+    check_roi_rows(mask_path, size, settings, |f| {
+        for (r, row) in mask.data.chunks_exact(size[0]).enumerate() {
+            f(r, row)
+        }
+    })
+}
+
+/// [`check_roi`] of a mask of `size` given row by row (`rows` calls its argument with each row along `i` and the
+/// row's number `j + size_j · k`, in storage order; it may be called twice, the second time only to name the
+/// labels present when the one asked for is not).
+pub fn check_roi_rows(
+    mask_path: &Path,
+    size: [usize; 3],
+    settings: &Settings,
+    rows: impl Fn(&mut dyn FnMut(usize, &[f64])),
+) -> Result<(BoundingBox, usize)> {
     let invalid = |reason: String| Error::InvalidRoi {
         path: mask_path.to_path_buf(),
         reason,
     };
     let l = settings.label as f64;
-    let size = mask.geometry.size;
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
     let (mut count, mut any_label) = (0usize, false);
-    for k in 0..size[2] {
-        for j in 0..size[1] {
-            let row = size[0] * (j + size[1] * k);
-            let line = &mask.data[row..row + size[0]];
-            if !line.iter().any(|&v| v != 0.0) {
-                continue;
-            }
-            any_label = true;
-            for (i, &v) in line.iter().enumerate() {
-                if v == l {
-                    count += 1;
-                    let p = [i, j, k];
-                    for d in 0..3 {
-                        lo[d] = lo[d].min(p[d]);
-                        hi[d] = hi[d].max(p[d]);
-                    }
+    rows(&mut |r, line: &[f64]| {
+        if !line.iter().any(|&v| v != 0.0) {
+            return;
+        }
+        any_label = true;
+        let (j, k) = (r % size[1], r / size[1]);
+        for (i, &v) in line.iter().enumerate() {
+            if v == l {
+                count += 1;
+                let p = [i, j, k];
+                for d in 0..3 {
+                    lo[d] = lo[d].min(p[d]);
+                    hi[d] = hi[d].max(p[d]);
                 }
             }
         }
-    }
+    });
     if !any_label {
         return Err(invalid("the mask is empty (no labelled voxels)".into()));
     }
     if count == 0 {
-        let mut labels: Vec<i64> = mask.data.iter().filter(|&&v| v != 0.0).map(|&v| v as i64).collect();
+        let mut labels: Vec<i64> = Vec::new();
+        rows(&mut |_, line: &[f64]| labels.extend(line.iter().filter(|&&v| v != 0.0).map(|&v| v as i64)));
         labels.sort_unstable();
         labels.dedup();
         labels.truncate(20);
