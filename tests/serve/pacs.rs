@@ -354,6 +354,11 @@ fn reports_reach_orthanc_under_their_study_through_an_ln_update_an_outage_and_a_
     wait_for("pacs_reachable", Duration::from_secs(10), || {
         events_named(&sub, "pacs_reachable") == 1
     });
+    // Orthanc lists an instance before its answer reaches the sender, which counts a send and then empties the
+    // outbox: once the outbox is empty, every send is counted
+    wait_for("the outbox emptied", Duration::from_secs(10), || {
+        count_files(&outbox) == 0
+    });
     assert_eq!(
         d.metric("alnrisk_dicom_out_total", Some(("outcome", "sent"))),
         4.0,
