@@ -43,7 +43,7 @@ fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>
         prefix,
         &img.geometry,
         |f| {
-            for (r, row) in img.data.chunks_exact(img.geometry.size[0]).enumerate() {
+            for (r, row) in img.data.chunks_exact(img.geometry.size[0].max(1)).enumerate() {
                 f(r, row)
             }
         },

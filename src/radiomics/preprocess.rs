@@ -14,7 +14,7 @@ use crate::image::{BoundingBox, Geometry, PixelType, Volume};
 pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> Result<(BoundingBox, usize)> {
     let size = mask.geometry.size;
     check_roi_rows(mask_path, size, settings, |f| {
-        for (r, row) in mask.data.chunks_exact(size[0]).enumerate() {
+        for (r, row) in mask.data.chunks_exact(size[0].max(1)).enumerate() {
             f(r, row)
         }
     })
