@@ -223,30 +223,29 @@ pub fn extract_stored(
         .geometry
         .mismatch(&mask.geometry, settings.geometry_tolerance)
         .is_none();
-    if same_grid && !settings.normalize {
-        let classes = selected_classes(settings)?;
-        let mut diag = Vec::new();
-        image_stats_of_rows("original", &image.geometry, |f| image.rows(f), &mut diag);
-        let (bb, count) = check_roi_rows(mask_path, mask.geometry.size, settings, |f| mask.rows(f))?;
-        if resampling_grid(&mask.geometry, &image.geometry, &bb, settings).is_none() {
-            mask_stats("original", &mask.geometry, &bb, count, &mut diag);
-            let crop = image.region(&bb);
-            let label = settings.label as f64;
-            let crop_inside: Vec<bool> = mask.region(&bb).data.iter().map(|&v| v == label).collect();
-            let grid = (image.geometry.size, image.geometry.spacing);
-            return from_crop(
-                (image_path, mask_path),
-                crop,
-                crop_inside,
-                bb,
-                grid,
-                &classes,
-                settings,
-                diag,
-            );
-        }
+    // (resampling_grid resamples exactly when resampledPixelSpacing is set)
+    if !same_grid || settings.normalize || settings.resampled_pixel_spacing.is_some() {
+        return extract(image_path, &image.to_volume(), mask_path, &mask.to_volume(), settings);
     }
-    extract(image_path, &image.to_volume(), mask_path, &mask.to_volume(), settings)
+    let classes = selected_classes(settings)?;
+    let mut diag = Vec::new();
+    image_stats_of_rows("original", &image.geometry, |f| image.rows(f), &mut diag);
+    let (bb, count) = check_roi_rows(mask_path, mask.geometry.size, settings, |f| mask.rows(f))?;
+    mask_stats("original", &mask.geometry, &bb, count, &mut diag);
+    let crop = image.region(&bb);
+    let label = settings.label as f64;
+    let crop_inside: Vec<bool> = mask.region(&bb).data.iter().map(|&v| v == label).collect();
+    let grid = (image.geometry.size, image.geometry.spacing);
+    from_crop(
+        (image_path, mask_path),
+        crop,
+        crop_inside,
+        bb,
+        grid,
+        &classes,
+        settings,
+        diag,
+    )
 }
 
 /// The classes to compute and their features; errors on unknown names.
