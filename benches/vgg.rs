@@ -1,5 +1,6 @@
-//! VGG-16 (224×224, seeded He weights) speed and memory: batch 1 and 16, f32 and Q8_0 fully connected layers,
-//! on the CPU, and with f16 convolutions on CUDA when built with `--features cuda` and a GPU is present.
+//! VGG-16 (224×224, seeded He weights) speed and memory: batch 1 and 16, f32 and quantized (Q8_0 fully connected
+//! layers; on the CPU 8-bit convolutions after the first) on the CPU, and with f16 convolutions on CUDA when built
+//! with `--features cuda` and a GPU is present.
 //! Each configuration runs in its own process so that peak RSS is its own.
 //!
 //! `cargo bench --bench vgg -- --vs-onnxruntime VENV` instead times the same network with the same weights in
@@ -27,7 +28,7 @@ fn one(device: &str, q8: bool, batch: usize) {
     let mut net = Vgg16::from_tensors(cfg, &weights, std::path::Path::new("he-init"), &dev).expect("model");
     drop(weights);
     if q8 {
-        net.quantize_dense().expect("q8");
+        net.quantize().expect("q8");
     }
     let x = Tensor::randn(0f32, 1f32, (batch, 3, 224, 224), &dev).expect("input");
     let sync = |t: &Tensor| {
@@ -89,7 +90,7 @@ fn agreement(device: &str, trunk: &str) {
             return;
         }
         if q8 {
-            net.quantize_dense().unwrap();
+            net.quantize().unwrap();
         }
         let ours = match net.forward(&f["fixture.input"]) {
             Ok(out) => flat(&out.fc7),
@@ -290,7 +291,16 @@ fn vs_onnxruntime(venv: &Path) {
         let dev = candle_core::Device::Cpu;
         let net = Vgg16::from_tensors(cfg, &weights, &weights_path, &dev).expect("model");
         let x = Tensor::randn(0f32, 1f32, (16, 3, 224, 224), &dev).expect("input");
-        let fc7 = net.forward(&x.narrow(0, 0, 1).expect("first")).expect("forward").fc7;
+        let first = x.narrow(0, 0, 1).expect("first");
+        let fc7 = net.forward(&first).expect("forward").fc7;
+        let mut q8 = net;
+        q8.quantize().expect("quantize");
+        let fc7_q8 = q8.forward(&first).expect("forward").fc7;
+        let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("fc7");
+        println!(
+            "alnrisk Q8 (8-bit convolutions 2–13, Q8_0 fc) fc7 against alnrisk f32 (image 1): cosine {:.6}",
+            alnrisk::deep::cosine(&flat(&fc7_q8), &flat(&fc7))
+        );
         let given = std::collections::HashMap::from([("input".to_string(), x), ("fc7".to_string(), fc7)]);
         candle_core::safetensors::save(&given, &input_path).expect("save input");
     }
@@ -321,14 +331,14 @@ fn vs_onnxruntime(venv: &Path) {
         })
     };
     println!(
-        "VGG-16 224×224 to fc7, seeded He weights, {threads} threads: alnrisk (CPU, f32 convolutions) vs onnxruntime {} \
-         on the same weights, same run",
+        "VGG-16 224×224 to fc7, seeded He weights, {threads} threads: alnrisk (CPU; f32, or Q8: 8-bit convolutions \
+         after the first and Q8_0 fc) vs onnxruntime {} on the same weights, same run",
         peer["onnxruntime"].as_str().unwrap_or("?")
     );
     println!(
-        "| batch | alnrisk fc | alnrisk ms | onnxruntime f32 ms | alnrisk / onnxruntime f32 | onnxruntime int8 fc ms | alnrisk / onnxruntime int8 fc | alnrisk peak RSS MB |"
+        "| batch | alnrisk | alnrisk ms | onnxruntime f32 ms | alnrisk / onnxruntime f32 | onnxruntime int8 fc ms | alnrisk / onnxruntime int8 fc | onnxruntime int8 conv+fc ms | alnrisk / onnxruntime int8 conv+fc | alnrisk peak RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("self");
     for q8 in [false, true] {
         for batch in [1, 16] {
@@ -342,15 +352,16 @@ fn vs_onnxruntime(venv: &Path) {
                 None => ("—".into(), "—".into()),
             };
             let (f32_ms, f32_ratio) = cell(peer_ms("f32", batch));
-            let (i8_ms, i8_ratio) = cell(peer_ms("int8", batch));
+            let (i8_ms, i8_ratio) = cell(peer_ms("int8 fc", batch));
+            let (all_ms, all_ratio) = cell(peer_ms("int8 conv", batch));
             println!(
-                "| {batch} | {} | {ours:.1} | {f32_ms} | {f32_ratio} | {i8_ms} | {i8_ratio} | {} |",
-                if q8 { "Q8_0" } else { "f32" },
+                "| {batch} | {} | {ours:.1} | {f32_ms} | {f32_ratio} | {i8_ms} | {i8_ratio} | {all_ms} | {all_ratio} | {} |",
+                if q8 { "Q8" } else { "f32" },
                 r.get(2).map_or("?", String::as_str)
             );
         }
     }
-    for precision in ["f32", "int8"] {
+    for precision in ["f32", "int8 fc", "int8 conv"] {
         if let Some((_, cos)) = peer_ms(precision, 1) {
             println!("onnxruntime {precision} fc7 against alnrisk f32 (image 1): cosine {cos:.6}");
         }
@@ -386,7 +397,7 @@ fn main() {
         for batch in [1, 16] {
             let (r, stderr) = run_one(&exe, device, q8, batch, trunk);
             let conv = if device == "cpu" {
-                "f32".to_string()
+                if q8 { "8-bit after the first" } else { "f32" }.to_string()
             } else {
                 format!("f16 {trunk}")
             };
@@ -439,7 +450,7 @@ fn main() {
     candle_core::safetensors::save(&half, &f16_path).expect("save f16");
     let mut q8 =
         Vgg16::from_tensors(cfg.clone(), &w, std::path::Path::new("he"), &candle_core::Device::Cpu).expect("model");
-    q8.quantize_dense().expect("q8");
+    q8.quantize().expect("q8");
     q8.save_gguf(&gguf_path).expect("gguf");
     let mb = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
     println!(

@@ -81,7 +81,7 @@ fn q8_fc7_keeps_cosine_above_0_999() {
     let x = f["fixture.input"].clone();
     let full = Vgg16::from_tensors(small(), &f, &fixture_path(), &Device::Cpu).unwrap();
     let mut q8 = Vgg16::from_tensors(small(), &f, &fixture_path(), &Device::Cpu).unwrap();
-    q8.quantize_dense().unwrap();
+    q8.quantize().unwrap();
     assert!(q8.is_quantized());
     let (a, b) = (full.forward(&x).unwrap().fc7, q8.forward(&x).unwrap().fc7);
     for n in 0..2 {
@@ -146,7 +146,7 @@ fn seeded_he_initialisation_is_deterministic_and_loads() {
 fn gguf_export_round_trips_the_q8_network() {
     let f = fixture();
     let mut q8 = Vgg16::from_tensors(small(), &f, &fixture_path(), &Device::Cpu).unwrap();
-    q8.quantize_dense().unwrap();
+    q8.quantize().unwrap();
     let p = std::env::temp_dir().join(format!("alnrisk-vgg-{}.gguf", std::process::id()));
     q8.save_gguf(&p).unwrap();
     let back = Vgg16::load_gguf(&p, &Device::Cpu).unwrap();

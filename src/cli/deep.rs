@@ -89,7 +89,7 @@ pub(super) fn deep(a: DeepArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if a.quant == Quant::Q8 {
-        net.quantize_dense()?;
+        net.quantize()?;
     }
     let input = deep::batch(std::slice::from_ref(&crop), &candle_core::Device::Cpu)?;
     if let Some(p) = &a.dump_input {

@@ -92,7 +92,7 @@ fn demo_chain() -> anyhow::Result<()> {
     let cfg = alnrisk::deep::VggConfig::vgg16(2);
     let weights = alnrisk::deep::vgg::he_init(&cfg, 0)?;
     let mut net = alnrisk::deep::Vgg16::from_tensors(cfg, &weights, Path::new("he-init"), &candle_core::Device::Cpu)?;
-    net.quantize_dense()?;
+    net.quantize()?;
     println!(
         "\n| patient | ALN (planted) | ROI voxels | shape MeshVolume mm³ | firstorder Mean | glcm Contrast | ‖fc7‖ | ms |"
     );

@@ -92,6 +92,11 @@ impl PackedConv {
         self.cout
     }
 
+    /// The packed kernel, `(9·C_in) × C_out` row-major, rows in `(ky, kx, c_in)` order.
+    pub fn weight(&self) -> &[f32] {
+        &self.weight
+    }
+
     /// The bias.
     pub fn bias(&self) -> &[f32] {
         &self.bias
@@ -186,6 +191,47 @@ pub fn conv3x3_relu(x: &Nhwc, p: &PackedConv) -> Nhwc {
     }
 }
 
+/// `relu(conv3x3(x) + b)`, padding 1, summed in one fixed order on every CPU: for each output channel,
+/// `acc = 0; acc += x·w` over the taps in `(ky, kx, c_in)` order (zeros beyond the border included), then
+/// `relu(acc + b)`. Each output channel is one vector lane, so vectorising never reorders a sum. Slower than
+/// [`conv3x3_relu`]'s product, which picks its summation order per CPU; the quantized trunk's first layer uses it
+/// on its three input channels, so that the whole quantized network gives the same bits everywhere.
+pub fn conv3x3_relu_fixed_order(x: &Nhwc, p: &PackedConv) -> Nhwc {
+    assert_eq!(x.c, p.cin, "channel mismatch");
+    let (h, w, cin, cout) = (x.h, x.w, x.c, p.cout);
+    let row = (w + 2) * cin;
+    let mut padded = vec![0f32; (h + 2) * row];
+    for (dst, src) in padded[row..].chunks_mut(row).zip(x.data.chunks(w * cin)) {
+        dst[cin..cin + w * cin].copy_from_slice(src);
+    }
+    let mut out = vec![0f32; h * w * cout];
+    out.par_chunks_mut(w * cout).enumerate().for_each(|(y, out_row)| {
+        let mut acc = vec![0f32; cout];
+        for (xx, px) in out_row.chunks_mut(cout).enumerate() {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for ky in 0..3 {
+                let taps = &padded[(y + ky) * row + xx * cin..(y + ky) * row + (xx + 3) * cin];
+                let weights = &p.weight[ky * 3 * cin * cout..(ky + 1) * 3 * cin * cout];
+                for (&v, wr) in taps.iter().zip(weights.chunks_exact(cout)) {
+                    for (a, &wv) in acc.iter_mut().zip(wr) {
+                        *a += v * wv;
+                    }
+                }
+            }
+            for ((o, a), b) in px.iter_mut().zip(&acc).zip(&p.bias) {
+                let v = a + b;
+                *o = if v > 0.0 { v } else { 0.0 };
+            }
+        }
+    });
+    Nhwc {
+        h,
+        w,
+        c: cout,
+        data: out,
+    }
+}
+
 /// `dst (m×n) = lhs (m×k) · rhs (k×n)`, all row-major.
 fn matmul(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32]) {
     gemm_f32(m, n, k, lhs, rhs, false, dst);
@@ -241,4 +287,57 @@ pub fn maxpool2(x: &Nhwc) -> Nhwc {
         }
     });
     Nhwc { h, w, c, data }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn the_fixed_order_convolution_is_the_convolution() {
+        let mut rng = crate::rng::Rng::new(9);
+        let (h, w, cin, cout) = (6, 5, 3, 20);
+        let wt: Vec<f32> = (0..cout * cin * 9).map(|_| rng.normal() as f32).collect();
+        let bt: Vec<f32> = (0..cout).map(|_| rng.normal() as f32).collect();
+        let x = Nhwc {
+            h,
+            w,
+            c: cin,
+            data: (0..h * w * cin).map(|_| rng.normal() as f32).collect(),
+        };
+        // the definition, in f64
+        let mut want = vec![0f64; h * w * cout];
+        for y in 0..h {
+            for xx in 0..w {
+                for o in 0..cout {
+                    let mut s = f64::from(bt[o]);
+                    for c in 0..cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (sy, sx) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
+                                    let v = x.data[(sy as usize * w + sx as usize) * cin + c];
+                                    s += f64::from(v) * f64::from(wt[((o * cin + c) * 3 + ky) * 3 + kx]);
+                                }
+                            }
+                        }
+                    }
+                    want[(y * w + xx) * cout + o] = s.max(0.0);
+                }
+            }
+        }
+        let p = PackedConv::new(
+            &Tensor::from_vec(wt, (cout, cin, 3, 3), &Device::Cpu).unwrap(),
+            &Tensor::from_vec(bt, cout, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        for got in [conv3x3_relu_fixed_order(&x, &p).data, conv3x3_relu(&x, &p).data] {
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()));
+            assert!(err < 1e-5, "{err}");
+        }
+    }
 }

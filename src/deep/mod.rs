@@ -15,6 +15,7 @@
 //! connected layer" of its fine-tuned network; fc6 and the logits are available too.
 
 pub mod conv;
+pub mod conv_i8;
 #[cfg(feature = "cuda")]
 pub mod cuda_trunk;
 pub mod device;

@@ -8,10 +8,13 @@
 //! applies one, and is batch-1 with timm names, so only the layer plan was reused). Dropout is inactive
 //! (inference).
 //!
-//! The fully connected layers can run in f32 or with Q8_0 weights (GGUF block format): on the CPU through
-//! [`super::q8`] (f32 activations, the same result on every CPU), on CUDA through candle's `QMatMul`; the
-//! convolutions run in f32 on the CPU and in f16 on CUDA (the activations return to f32 before the dense
-//! layers).
+//! The network runs in f32, or quantized for serving ([`Vgg16::quantize`]): the fully connected layers with Q8_0
+//! weights (GGUF block format), on the CPU through [`super::q8`] (f32 activations, the same result on every CPU),
+//! on CUDA through candle's `QMatMul`; and on the CPU the twelve convolutions after the first with 8-bit weights
+//! and activations ([`super::conv_i8`], exact integer sums) after a first convolution summed in one fixed order,
+//! so that the quantized CPU network gives the same bits on every CPU. Otherwise the
+//! convolutions run in f32 on the CPU ([`super::conv`]) and in f16 on CUDA (the activations return to f32
+//! before the dense layers).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -262,11 +265,22 @@ pub struct Vgg16 {
     pub device: Device,
     /// Convolution precision (f32 on the CPU, f16 on CUDA).
     pub conv_dtype: DType,
-    /// Kernels packed for the CPU path ([`super::conv`]); `None` on CUDA.
-    packed: Option<Vec<super::conv::PackedConv>>,
+    /// Kernels packed for the CPU path; `None` on CUDA.
+    packed: Option<Vec<CpuConv>>,
     /// The NHWC trunk on CUDA ([`super::cuda_trunk`]), when chosen.
     #[cfg(feature = "cuda")]
     cuda_trunk: Option<super::cuda_trunk::CudaTrunk>,
+}
+
+/// A convolution of the CPU trunk, packed for the precision it runs in.
+#[derive(Debug, Clone)]
+enum CpuConv {
+    /// f32 ([`super::conv`]).
+    F32(super::conv::PackedConv),
+    /// f32 summed in one fixed order ([`super::conv::conv3x3_relu_fixed_order`]): the quantized trunk's first.
+    F32FixedOrder(super::conv::PackedConv),
+    /// 8-bit weights and activations ([`super::conv_i8`]).
+    I8(super::conv_i8::PackedConvI8),
 }
 
 impl Vgg16 {
@@ -339,15 +353,25 @@ impl Vgg16 {
         Ok(net)
     }
 
-    /// Pack the convolutions for the path that runs them: the CPU path's kernels, or the NHWC CUDA trunk when
-    /// it is in use.
+    /// Pack the convolutions for the path that runs them: the CPU path's kernels (8-bit after the first in a
+    /// quantized network, one layer's f32 packing at a time), or the NHWC CUDA trunk when it is in use.
     fn pack(&mut self) -> Result<()> {
         if self.device.is_cpu() {
+            let quantized = self.is_quantized();
             let f32 = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_device(&Device::Cpu));
+            self.packed = None;
             self.packed = Some(
                 self.convs
                     .iter()
-                    .map(|(w, b)| super::conv::PackedConv::new(&f32(w)?, &f32(b)?))
+                    .enumerate()
+                    .map(|(i, (w, b))| {
+                        let p = super::conv::PackedConv::new(&f32(w)?, &f32(b)?)?;
+                        Ok(match (quantized, i) {
+                            (false, _) => CpuConv::F32(p),
+                            (true, 0) => CpuConv::F32FixedOrder(p),
+                            (true, _) => CpuConv::I8(super::conv_i8::PackedConvI8::quantize(&p)),
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?,
             );
         }
@@ -402,12 +426,13 @@ impl Vgg16 {
         Self::from_tensors(config, &tensors, path, device)
     }
 
-    /// Quantize fc6, fc7 and fc8 to Q8_0.
-    pub fn quantize_dense(&mut self) -> Result<()> {
+    /// Quantize the network for serving: fc6, fc7 and fc8 to Q8_0 and, on the CPU, the convolutions after the
+    /// first to 8 bits ([`super::conv_i8`]). The f32 convolution weights are kept (for saving and for CUDA).
+    pub fn quantize(&mut self) -> Result<()> {
         for d in self.dense.iter_mut() {
             *d = d.quantize()?;
         }
-        Ok(())
+        self.pack()
     }
 
     /// The convolution weights and biases, in layer order.
@@ -468,7 +493,7 @@ impl Vgg16 {
     }
 
     /// Save the quantized network as GGUF: convolutions and biases as F32 tensors, fc6–fc8 as Q8_0, under the
-    /// torchvision names. Requires [`Vgg16::quantize_dense`] first.
+    /// torchvision names. Requires [`Vgg16::quantize`] first.
     pub fn save_gguf(&self, path: &Path) -> Result<()> {
         use candle_core::quantized::gguf_file;
         let io = |e: candle_core::Error| Error::io(path, std::io::Error::other(e.to_string()));
@@ -514,7 +539,8 @@ impl Vgg16 {
         gguf_file::write(&mut f, &metadata, &tensors).map_err(io)
     }
 
-    /// Load a GGUF file written by [`Vgg16::save_gguf`] (fc6–fc8 stay Q8_0).
+    /// Load a GGUF file written by [`Vgg16::save_gguf`]: the quantized network of [`Vgg16::quantize`] (fc6–fc8
+    /// stay Q8_0; on the CPU the convolutions after the first are quantized to 8 bits as they load).
     pub fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
         use candle_core::quantized::gguf_file;
         let werr = |reason: String| Error::Weights {
@@ -576,12 +602,20 @@ impl Vgg16 {
                 )?
             };
         }
+        net.pack()?;
         Ok(net)
     }
 
-    /// Whether the dense layers are quantized.
+    /// Whether the network is quantized for serving ([`Vgg16::quantize`]).
     pub fn is_quantized(&self) -> bool {
         matches!(self.dense[0], Dense::Q8 { .. })
+    }
+
+    /// Whether the CPU trunk runs 8-bit convolutions (a quantized network on the CPU).
+    pub fn has_8bit_convolutions(&self) -> bool {
+        self.packed
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|c| matches!(c, CpuConv::I8(_))))
     }
 
     /// Convolutional trunk: NCHW input `(N, 3, 224, 224)` → flattened pool5.
@@ -618,8 +652,9 @@ impl Vgg16 {
     }
 
     /// The CPU trunk on packed kernels and NHWC activations, one image at a time.
-    fn trunk_cpu(&self, x: &Tensor, packed: &[super::conv::PackedConv]) -> Result<Tensor> {
-        use super::conv::{Nhwc, conv3x3_relu, maxpool2};
+    fn trunk_cpu(&self, x: &Tensor, packed: &[CpuConv]) -> Result<Tensor> {
+        use super::conv::{Nhwc, conv3x3_relu, conv3x3_relu_fixed_order, maxpool2};
+        use super::conv_i8::conv3x3_relu_i8;
         let x = x.to_device(&Device::Cpu).and_then(|t| t.to_dtype(DType::F32))?;
         let (n, c, h, w) = x.dims4()?;
         let mut rows = Vec::with_capacity(n);
@@ -629,10 +664,11 @@ impl Vgg16 {
             let mut conv = packed.iter();
             for step in &self.config.plan {
                 a = match step {
-                    Some(_) => conv3x3_relu(
-                        &a,
-                        conv.next().ok_or_else(|| Error::Model("layer plan mismatch".into()))?,
-                    ),
+                    Some(_) => match conv.next().ok_or_else(|| Error::Model("layer plan mismatch".into()))? {
+                        CpuConv::F32(p) => conv3x3_relu(&a, p),
+                        CpuConv::F32FixedOrder(p) => conv3x3_relu_fixed_order(&a, p),
+                        CpuConv::I8(p) => conv3x3_relu_i8(&a, p),
+                    },
                     None => maxpool2(&a),
                 };
             }

@@ -312,13 +312,15 @@ pub fn deep_features(
         train_crops.len()
     ));
     let report = finetune(&mut net, &train_crops, &train_labels, &s.finetune)?;
-    // The bundle serves fc6–fc8 as Q8_0: compute the cohort's features with those, so the fitted model and the
-    // served model see the same numbers (the f32 weights are kept for the bundle and the f32 comparison).
+    // The bundle serves the quantized network (fc6–fc8 as Q8_0, on the CPU 8-bit convolutions after the first):
+    // compute the cohort's features with it, so the fitted model and the served model see the same numbers (the
+    // f32 weights are kept for the bundle and the f32 comparison). The cached f32 pool5 serves only where the
+    // quantized trunk is the f32 one (on CUDA, whose convolutions stay f16).
     let f32_weights = net.named_tensors()?;
-    net.quantize_dense()?;
+    net.quantize()?;
     let pick = |fc6, fc7, logits| s.layer.pick(fc6, fc7, logits);
     let mut features = Vec::with_capacity(crops.len());
-    match &pool5_all {
+    match pool5_all.as_ref().filter(|_| !net.has_8bit_convolutions()) {
         Some(rows) => {
             for chunk in rows.chunks(32) {
                 let len = chunk[0].len();

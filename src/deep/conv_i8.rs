@@ -1,0 +1,425 @@
+//! The Q8 trunk's 3×3 convolutions (padding 1) + ReLU with 8-bit weights and activations and exact integer sums.
+//!
+//! With weights quantized per output channel and a layer's input per image,
+//!
+//! ```text
+//! s_w[o] = max |W[o]| / 127      q_w = round(W / s_w[o])  ∈ [−127, 127]      (once, at load)
+//! s_a    = max x / 255           q_a = ⌊x / s_a + ½⌋      ∈ [0, 255]          (x ≥ 0: a ReLU's or a pool's output)
+//! y[p][o] = relu( f32(Σ q_a·q_w) · (s_a·s_w[o]) + b[o] )
+//! ```
+//!
+//! The sum over the 9·C_in taps is exact in `i32` (|Σ| ≤ 255·127·9·C_in < 2³¹ for C_in ≤ 7,000), and the rest is a
+//! fixed sequence of f32 operations (a rounding conversion, a product, a sum, a comparison), so every CPU gives the
+//! same bits, as [`super::q8`]'s dense layers do. What differs between CPUs is only the speed:
+//!
+//! - with AVX-512 VNNI (detected at run time) one `vpdpbusd` multiplies 64 byte pairs and adds them in fours into
+//!   16 sums — four times the multiply-adds of an f32 FMA of the same width, on a quarter of the bytes;
+//! - elsewhere (AVX2, the Jetson's aarch64) a portable kernel computes the same integers.
+//!
+//! No im2col buffer is built. The quantized input is stored with a one-pixel zero border, `(H+2) × (W+2) × C₄`
+//! bytes (`C₄` = C_in rounded up to 4), so the 9·C_in inputs of output pixel `(y, x)` are three contiguous runs of
+//! `3·C₄` bytes, one per kernel row, and the kernel is packed to match: per block of 32 output channels, per kernel
+//! row, per group of 4 input bytes, 32 × 4 signed bytes. A tile of 7 output pixels of one row × 32 channels keeps
+//! its 14 vectors of sums in registers for the whole 9·C_in reduction (7 divides every VGG width, 224 … 14).
+//!
+//! The first convolution reads the normalised image, which is negative in places, and stays in f32, summed in one
+//! fixed order ([`super::conv::conv3x3_relu_fixed_order`]) so that the quantized trunk's result, which rounds
+//! every layer's input, does not depend on the CPU; only the twelve after it take this path.
+
+use rayon::prelude::*;
+
+use super::conv::{Nhwc, PackedConv};
+
+/// Output channels per packed block (two 16-lane vectors).
+const BLOCK_OUT: usize = 32;
+/// Output pixels per register tile.
+const TILE: usize = 7;
+/// Input bytes per `i32` sum step (one `vpdpbusd` lane).
+const GROUP: usize = 4;
+
+/// A 3×3 convolution with 8-bit weights, packed for [`conv3x3_relu_i8`].
+#[derive(Debug, Clone)]
+pub struct PackedConvI8 {
+    cin: usize,
+    /// C_in rounded up to [`GROUP`].
+    cin4: usize,
+    cout: usize,
+    /// `⌈C_out/32⌉ × 3 × (3·C₄/4) × 32 × 4` signed bytes (zero beyond C_in and C_out).
+    weight: Vec<i8>,
+    /// `s_w[o]`, per output channel.
+    weight_scale: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedConvI8 {
+    /// Quantize an f32 kernel packed by [`PackedConv`] (rows `(ky, kx, c_in)`, columns `c_out`).
+    pub fn quantize(p: &PackedConv) -> Self {
+        let (cin, cout) = (p.cin(), p.cout());
+        assert!(cin <= 7000, "the i32 sums hold up to 7,000 input channels");
+        let cin4 = cin.div_ceil(GROUP) * GROUP;
+        let groups = 3 * cin4 / GROUP;
+        let blocks = cout.div_ceil(BLOCK_OUT);
+        let w = p.weight();
+        let at = |ky: usize, kx: usize, c: usize, o: usize| w[((ky * 3 + kx) * cin + c) * cout + o];
+        let weight_scale: Vec<f32> = (0..cout)
+            .map(|o| {
+                let m = (0..9 * cin).fold(0f32, |m, r| m.max(w[r * cout + o].abs()));
+                if m > 0.0 && m.is_finite() { m / 127.0 } else { 1.0 }
+            })
+            .collect();
+        let mut weight = vec![0i8; blocks * 3 * groups * BLOCK_OUT * GROUP];
+        for b in 0..blocks {
+            for ky in 0..3 {
+                for g in 0..groups {
+                    for lane in 0..BLOCK_OUT {
+                        let o = b * BLOCK_OUT + lane;
+                        if o >= cout {
+                            continue;
+                        }
+                        for t in 0..GROUP {
+                            let k = g * GROUP + t;
+                            let (kx, c) = (k / cin4, k % cin4);
+                            if c >= cin {
+                                continue;
+                            }
+                            let q = (at(ky, kx, c, o) / weight_scale[o]).round().clamp(-127.0, 127.0);
+                            weight[(((b * 3 + ky) * groups + g) * BLOCK_OUT + lane) * GROUP + t] = q as i8;
+                        }
+                    }
+                }
+            }
+        }
+        PackedConvI8 {
+            cin,
+            cin4,
+            cout,
+            weight,
+            weight_scale,
+            bias: p.bias().to_vec(),
+        }
+    }
+
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    fn groups(&self) -> usize {
+        3 * self.cin4 / GROUP
+    }
+}
+
+/// The input quantized to `u8` with a one-pixel zero border, `(h+2) × (w+2) × C₄`, and its scale `s_a`.
+fn quantize_input(x: &Nhwc, cin4: usize) -> (Vec<u8>, f32) {
+    let max = x.data.iter().fold(0f32, |m, &v| m.max(v));
+    let scale = if max > 0.0 && max.is_finite() { max / 255.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    let (w, c) = (x.w, x.c);
+    let row = (w + 2) * cin4;
+    let mut q = vec![0u8; (x.h + 2) * row];
+    q[row..(x.h + 1) * row]
+        .par_chunks_mut(row)
+        .zip(x.data.par_chunks(w * c))
+        .for_each(|(dst, src)| {
+            for (px, s) in dst[cin4..].chunks_mut(cin4).zip(src.chunks(c)) {
+                for (d, &v) in px.iter_mut().zip(s) {
+                    // v ≥ 0 (a ReLU's or a pool's output); `as u8` saturates at 255 and maps NaN to 0
+                    *d = (v * inv + 0.5) as u8;
+                }
+            }
+        });
+    (q, scale)
+}
+
+/// `relu(conv3x3(x) + b)`, padding 1, on 8-bit weights and activations (see the module's text). `x` must be
+/// non-negative, as every VGG layer's input after the first is.
+pub fn conv3x3_relu_i8(x: &Nhwc, p: &PackedConvI8) -> Nhwc {
+    conv_on(x, p, Kernel::detect())
+}
+
+/// [`conv3x3_relu_i8`] on a chosen kernel.
+fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel) -> Nhwc {
+    assert_eq!(x.c, p.cin, "channel mismatch");
+    let (h, w, cout, cin4) = (x.h, x.w, p.cout, p.cin4);
+    let (q, s_a) = quantize_input(x, cin4);
+    let blocks = cout.div_ceil(BLOCK_OUT);
+    let mut scale = vec![0f32; blocks * BLOCK_OUT];
+    let mut bias = vec![0f32; blocks * BLOCK_OUT];
+    for o in 0..cout {
+        scale[o] = s_a * p.weight_scale[o];
+        bias[o] = p.bias[o];
+    }
+    let groups = p.groups();
+    let panel = 3 * groups * BLOCK_OUT * GROUP;
+    let in_row = (w + 2) * cin4;
+    let mut out = vec![0f32; h * w * cout];
+    out.par_chunks_mut(w * cout).enumerate().for_each(|(y, out_row)| {
+        for b in 0..blocks {
+            let o0 = b * BLOCK_OUT;
+            let lanes = BLOCK_OUT.min(cout - o0);
+            let wb = &p.weight[b * panel..(b + 1) * panel];
+            let (sc, bi) = (&scale[o0..o0 + BLOCK_OUT], &bias[o0..o0 + BLOCK_OUT]);
+            let mut x0 = 0;
+            while x0 < w {
+                let n = TILE.min(w - x0);
+                // the three kernel rows' runs start at padded (y + ky, x0)
+                let a = &q[y * in_row + x0 * cin4..(y + 2) * in_row + (x0 + n + 2) * cin4];
+                let dst = &mut out_row[x0 * cout + o0..(x0 + n - 1) * cout + o0 + lanes];
+                let t = Tile {
+                    a,
+                    in_row,
+                    cin4,
+                    groups,
+                    weight: wb,
+                    scale: sc,
+                    bias: bi,
+                    cout,
+                    lanes,
+                };
+                kernel.run(&t, n, dst);
+                x0 += n;
+            }
+        }
+    });
+    Nhwc {
+        h,
+        w,
+        c: cout,
+        data: out,
+    }
+}
+
+/// One register tile's operands: up to [`TILE`] pixels of one output row × one block of 32 output channels.
+struct Tile<'a> {
+    /// The padded input from `(y, x0)` to past `(y + 2, x0 + n + 1)`.
+    a: &'a [u8],
+    /// Bytes per padded input row.
+    in_row: usize,
+    cin4: usize,
+    /// 4-byte groups per kernel row, `3·C₄/4`.
+    groups: usize,
+    /// The block's packed weights.
+    weight: &'a [i8],
+    /// `s_a·s_w[o]` and `b[o]` for the block's 32 channels (zero beyond C_out).
+    scale: &'a [f32],
+    bias: &'a [f32],
+    /// Output pixel stride.
+    cout: usize,
+    /// Channels of the block that exist (32 but in a narrow last block).
+    lanes: usize,
+}
+
+/// Which integer kernel this CPU runs (the same sums either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// AVX-512 VNNI.
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+    /// Portable Rust.
+    Portable,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::env::var_os("ALNRISK_NO_VNNI").is_none()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            return Kernel::Vnni;
+        }
+        Kernel::Portable
+    }
+
+    /// `dst` (pixel stride `cout`, starting at the tile's first channel) ← the tile's `n` pixels.
+    fn run(self, t: &Tile, n: usize, dst: &mut [f32]) {
+        assert!(n >= 1 && n <= TILE);
+        assert!(t.a.len() >= 2 * t.in_row + (n + 2) * t.cin4);
+        assert!(t.weight.len() >= 3 * t.groups * BLOCK_OUT * GROUP);
+        assert!(t.scale.len() >= BLOCK_OUT && t.bias.len() >= BLOCK_OUT && t.lanes <= BLOCK_OUT);
+        assert!(dst.len() >= (n - 1) * t.cout + t.lanes);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` found the CPU features; the asserts above bound every access the kernel makes
+            Kernel::Vnni => unsafe {
+                match n {
+                    7 => vnni::tile::<7>(t, dst),
+                    6 => vnni::tile::<6>(t, dst),
+                    5 => vnni::tile::<5>(t, dst),
+                    4 => vnni::tile::<4>(t, dst),
+                    3 => vnni::tile::<3>(t, dst),
+                    2 => vnni::tile::<2>(t, dst),
+                    _ => vnni::tile::<1>(t, dst),
+                }
+            },
+            Kernel::Portable => portable_tile(t, n, dst),
+        }
+    }
+}
+
+/// The epilogue shared by both kernels' meaning: `relu(f32(sum)·scale + bias)`, in this order.
+#[inline(always)]
+fn finish(sum: i32, scale: f32, bias: f32) -> f32 {
+    let v = sum as f32 * scale + bias;
+    if v > 0.0 { v } else { 0.0 }
+}
+
+fn portable_tile(t: &Tile, n: usize, dst: &mut [f32]) {
+    let mut acc = [[0i32; BLOCK_OUT]; TILE];
+    for ky in 0..3 {
+        let a = &t.a[ky * t.in_row..];
+        let w = &t.weight[ky * t.groups * BLOCK_OUT * GROUP..];
+        for g in 0..t.groups {
+            let wg = &w[g * BLOCK_OUT * GROUP..(g + 1) * BLOCK_OUT * GROUP];
+            for (r, acc_r) in acc.iter_mut().enumerate().take(n) {
+                let at = r * t.cin4 + g * GROUP;
+                let x = [a[at] as i32, a[at + 1] as i32, a[at + 2] as i32, a[at + 3] as i32];
+                for (s, wl) in acc_r.iter_mut().zip(wg.chunks_exact(GROUP)) {
+                    *s += x[0] * wl[0] as i32 + x[1] * wl[1] as i32 + x[2] * wl[2] as i32 + x[3] * wl[3] as i32;
+                }
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate().take(n) {
+        let d = &mut dst[r * t.cout..r * t.cout + t.lanes];
+        for (l, v) in d.iter_mut().enumerate() {
+            *v = finish(acc_r[l], t.scale[l], t.bias[l]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK_OUT, GROUP, Tile};
+
+    /// The tile on AVX-512 VNNI: 2·N vectors of 16 sums in registers through the whole reduction.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VNNI, and `t`/`dst` satisfy the bounds [`super::Kernel::run`] asserts.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tile<const N: usize>(t: &Tile, dst: &mut [f32]) {
+        let mut acc = [[_mm512_setzero_si512(); 2]; N];
+        let step = BLOCK_OUT * GROUP;
+        for ky in 0..3 {
+            // SAFETY (whole function): offsets stay within the lengths asserted by `Kernel::run`
+            let a = unsafe { t.a.as_ptr().add(ky * t.in_row) };
+            let w = unsafe { t.weight.as_ptr().add(ky * t.groups * step) };
+            for g in 0..t.groups {
+                let (w0, w1) = unsafe {
+                    (
+                        _mm512_loadu_si512(w.add(g * step) as *const _),
+                        _mm512_loadu_si512(w.add(g * step + 64) as *const _),
+                    )
+                };
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let x = unsafe { (a.add(r * t.cin4 + g * GROUP) as *const i32).read_unaligned() };
+                    let x = _mm512_set1_epi32(x);
+                    acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], x, w0);
+                    acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], x, w1);
+                }
+            }
+        }
+        let zero = _mm512_setzero_ps();
+        for (j, half) in [0usize, 16].into_iter().enumerate() {
+            let live = t.lanes.saturating_sub(half).min(16);
+            if live == 0 {
+                continue;
+            }
+            let mask: __mmask16 = if live == 16 { 0xffff } else { (1u16 << live) - 1 };
+            let (scale, bias) = unsafe {
+                (
+                    _mm512_loadu_ps(t.scale.as_ptr().add(half)),
+                    _mm512_loadu_ps(t.bias.as_ptr().add(half)),
+                )
+            };
+            for (r, acc_r) in acc.iter().enumerate() {
+                let v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc_r[j]), scale), bias);
+                // max(v, 0) returns the second operand unless v > 0, as `finish` does
+                let v = _mm512_max_ps(v, zero);
+                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(r * t.cout + half), mask, v) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn layer(cin: usize, cout: usize, seed: u64) -> PackedConv {
+        let mut rng = crate::rng::Rng::new(seed);
+        let w: Vec<f32> = (0..cout * cin * 9).map(|_| rng.normal() as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..cout).map(|_| rng.normal() as f32 * 0.05).collect();
+        let wt = Tensor::from_vec(w, (cout, cin, 3, 3), &Device::Cpu).unwrap();
+        let bt = Tensor::from_vec(b, cout, &Device::Cpu).unwrap();
+        PackedConv::new(&wt, &bt).unwrap()
+    }
+
+    fn input(h: usize, w: usize, c: usize, seed: u64) -> Nhwc {
+        let mut rng = crate::rng::Rng::new(seed);
+        Nhwc {
+            h,
+            w,
+            c,
+            data: (0..h * w * c).map(|_| (rng.normal() as f32).max(0.0)).collect(),
+        }
+    }
+
+    /// The integer sums computed directly from the definition, then the same epilogue.
+    fn reference(x: &Nhwc, p: &PackedConvI8) -> Vec<f32> {
+        let (q, s_a) = quantize_input(x, p.cin4);
+        let (h, w, cin4, groups) = (x.h, x.w, p.cin4, p.groups());
+        let mut out = vec![0f32; h * w * p.cout];
+        for y in 0..h {
+            for xx in 0..w {
+                for o in 0..p.cout {
+                    let (b, lane) = (o / BLOCK_OUT, o % BLOCK_OUT);
+                    let mut s = 0i32;
+                    for ky in 0..3 {
+                        for k in 0..3 * cin4 {
+                            let (g, t) = (k / GROUP, k % GROUP);
+                            let wq = p.weight[(((b * 3 + ky) * groups + g) * BLOCK_OUT + lane) * GROUP + t];
+                            let a = q[((y + ky) * (w + 2) + xx) * cin4 + k];
+                            s += a as i32 * wq as i32;
+                        }
+                    }
+                    out[(y * w + xx) * p.cout + o] = finish(s, s_a * p.weight_scale[o], p.bias[o]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn both_kernels_give_the_definitions_bits_on_ragged_shapes() {
+        // channels not a multiple of 4 or 32, widths not a multiple of the tile
+        for (h, w, cin, cout) in [(5, 9, 6, 40), (3, 14, 16, 32), (4, 1, 3, 5), (2, 16, 32, 64)] {
+            let x = input(h, w, cin, 7);
+            let p = PackedConvI8::quantize(&layer(cin, cout, 3));
+            let want = reference(&x, &p);
+            let got_portable = conv_on(&x, &p, Kernel::Portable).data;
+            assert_eq!(got_portable, want, "portable {h}×{w}×{cin}→{cout}");
+            let got = conv3x3_relu_i8(&x, &p).data;
+            assert_eq!(got, want, "detected kernel {:?} {h}×{w}×{cin}→{cout}", Kernel::detect());
+        }
+    }
+
+    #[test]
+    fn close_to_the_f32_convolution() {
+        let x = input(14, 14, 64, 11);
+        let f = layer(64, 64, 5);
+        let want = super::super::conv::conv3x3_relu(&x, &f).data;
+        let got = conv3x3_relu_i8(&x, &PackedConvI8::quantize(&f)).data;
+        let cos = crate::deep::cosine(&got, &want);
+        assert!(cos > 0.999, "{cos}");
+    }
+}
