@@ -227,7 +227,7 @@ fn print_fit_summary(o: &alnrisk::fit::FitOutcome) {
     }
     if let Some((w, m)) = o.q8_probability_change {
         println!(
-            "\nFitted on the Q8_0 deep features it serves; with f32 dense layers the nomogram probability would move by max {w:.2e}, mean {m:.2e}"
+            "\nFitted on the quantized network's deep features, which it serves; with the f32 network the test cases' nomogram probability would move by max {w:.2e}, mean {m:.2e}"
         );
     }
     println!("\nTime per stage:");

@@ -198,8 +198,10 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
             crops.len()
         )));
     }
-    if net.is_quantized() {
-        return Err(Error::Model("fine-tune the f32 network, then quantize".into()));
+    if net.is_quantized() || (cfg.mode != FinetuneMode::Head && net.is_trunk_quantized()) {
+        return Err(Error::Model(
+            "fine-tune the f32 network (head mode may use the served trunk), then quantize".into(),
+        ));
     }
     let dev = net.device.clone();
     let mut rng = Rng::new(cfg.seed);
@@ -435,8 +437,17 @@ fn train_head(
         };
         record_epoch(&mut report, epoch, vl, epoch_start, "head");
         match stopping.observe(epoch, vl) {
-            // weights only: the moments are not needed to restore the best epoch
-            Verdict::Improved => best = Some(head.layers.iter().map(|l| (l.w.clone(), l.b.clone())).collect()),
+            // weights only: the moments are not needed to restore the best epoch; copied into the buffers of
+            // the previous best, as fresh memory costs more than the copy
+            Verdict::Improved => match &mut best {
+                Some(kept) => {
+                    for ((w, b), l) in kept.iter_mut().zip(&head.layers) {
+                        w.copy_from_slice(&l.w);
+                        b.copy_from_slice(&l.b);
+                    }
+                }
+                None => best = Some(head.layers.iter().map(|l| (l.w.clone(), l.b.clone())).collect()),
+            },
             Verdict::Continue => {}
             Verdict::Stop => break,
         }

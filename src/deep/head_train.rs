@@ -71,43 +71,148 @@ impl DenseLayer {
     /// Weight gradient `dW = dyᵀ x` row by row, fused with the AdamW update.
     fn update(&mut self, x: &[f32], dy: &[f32], rows: usize, opt: &AdamW, t: i32) {
         let (inp, out) = (self.inp, self.out);
-        let (c1, c2) = (1.0 / (1.0 - opt.beta1.powi(t)), 1.0 / (1.0 - opt.beta2.powi(t)));
-        let decay = 1.0 - opt.lr * opt.weight_decay;
-        let adam = |w: &mut f32, m: &mut f32, v: &mut f32, g: f32| {
-            *m = *m * opt.beta1 + g * (1.0 - opt.beta1);
-            *v = *v * opt.beta2 + g * g * (1.0 - opt.beta2);
-            let (mh, vh) = (*m * c1, *v * c2);
-            *w = *w * decay - opt.lr * mh / (vh.sqrt() + opt.eps);
+        let step = AdamStep {
+            beta1: opt.beta1,
+            beta2: opt.beta2,
+            c1: 1.0 / (1.0 - opt.beta1.powi(t)),
+            c2: 1.0 / (1.0 - opt.beta2.powi(t)),
+            decay: 1.0 - opt.lr * opt.weight_decay,
+            lr: opt.lr,
+            eps: opt.eps,
         };
+        let wide = RowKernel::detect();
         self.w
             .par_chunks_mut(inp)
             .zip(self.mw.par_chunks_mut(inp))
             .zip(self.vw.par_chunks_mut(inp))
             .enumerate()
             .for_each_init(
-                || vec![0f32; inp],
-                |g, (r, ((w, m), v))| {
-                    g.iter_mut().for_each(|x| *x = 0.0);
-                    for s in 0..rows {
-                        let d = dy[s * out + r];
-                        if d != 0.0 {
-                            for (gj, xj) in g.iter_mut().zip(&x[s * inp..(s + 1) * inp]) {
-                                *gj += d * xj;
-                            }
-                        }
+                || (vec![0f32; inp], vec![0f32; rows]),
+                |(g, d), (r, ((w, m), v))| {
+                    for (s, ds) in d.iter_mut().enumerate() {
+                        *ds = dy[s * out + r];
                     }
-                    for j in 0..inp {
-                        let (mut mj, mut vj) = (from_bf16(m[j]), from_bf16(v[j]));
-                        adam(&mut w[j], &mut mj, &mut vj, g[j]);
-                        m[j] = to_bf16(mj);
-                        v[j] = to_bf16(vj);
-                    }
+                    wide.run(RowUpdate { w, m, v, g, x, d }, &step);
                 },
             );
         for r in 0..out {
             let g: f32 = (0..rows).map(|s| dy[s * out + r]).sum();
-            adam(&mut self.b[r], &mut self.mb[r], &mut self.vb[r], g);
+            let (mut m, mut v) = (self.mb[r], self.vb[r]);
+            self.b[r] = step.apply(self.b[r], &mut m, &mut v, g);
+            (self.mb[r], self.vb[r]) = (m, v);
         }
+    }
+}
+
+/// The constants of one AdamW step.
+#[derive(Debug, Clone, Copy)]
+struct AdamStep {
+    beta1: f32,
+    beta2: f32,
+    /// `1 / (1 − β₁ᵗ)`, `1 / (1 − β₂ᵗ)`: the bias corrections.
+    c1: f32,
+    c2: f32,
+    /// `1 − lr·λ`.
+    decay: f32,
+    lr: f32,
+    eps: f32,
+}
+
+impl AdamStep {
+    /// One parameter's update: the new weight, with its moments updated in place.
+    #[inline(always)]
+    fn apply(&self, w: f32, m: &mut f32, v: &mut f32, g: f32) -> f32 {
+        *m = *m * self.beta1 + g * (1.0 - self.beta1);
+        *v = *v * self.beta2 + g * g * (1.0 - self.beta2);
+        let (mh, vh) = (*m * self.c1, *v * self.c2);
+        w * self.decay - self.lr * mh / (vh.sqrt() + self.eps)
+    }
+}
+
+/// One weight row's operands: the row `w` and its bfloat16 moments, the gradient scratch `g`, the layer's input
+/// `x` (`rows × inp`) and the row's output gradient per sample `d`.
+struct RowUpdate<'a> {
+    w: &'a mut [f32],
+    m: &'a mut [u16],
+    v: &'a mut [u16],
+    g: &'a mut [f32],
+    x: &'a [f32],
+    d: &'a [f32],
+}
+
+impl RowUpdate<'_> {
+    /// `g = Σ_s d[s]·x[s]`, then AdamW on every weight of the row. Every lane does the same IEEE operations in the
+    /// same order, so the vector widths [`RowKernel`] compiles for give identical bits.
+    #[inline(always)]
+    fn run(self, step: &AdamStep) {
+        let inp = self.w.len();
+        self.g.fill(0.0);
+        for (s, &ds) in self.d.iter().enumerate() {
+            if ds != 0.0 {
+                for (gj, xj) in self.g.iter_mut().zip(&self.x[s * inp..(s + 1) * inp]) {
+                    *gj += ds * xj;
+                }
+            }
+        }
+        for (((w, m), v), &g) in self
+            .w
+            .iter_mut()
+            .zip(self.m.iter_mut())
+            .zip(self.v.iter_mut())
+            .zip(self.g.iter())
+        {
+            let (mut mj, mut vj) = (from_bf16(*m), from_bf16(*v));
+            *w = step.apply(*w, &mut mj, &mut vj, g);
+            *m = to_bf16(mj);
+            *v = to_bf16(vj);
+        }
+    }
+}
+
+/// The widest vectors this CPU runs [`RowUpdate::run`] in (the build's baseline is SSE2; detected at run time).
+#[derive(Debug, Clone, Copy)]
+enum RowKernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Baseline,
+}
+
+impl RowKernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return RowKernel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") {
+                return RowKernel::Avx2;
+            }
+        }
+        RowKernel::Baseline
+    }
+
+    fn run(self, row: RowUpdate, step: &AdamStep) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn avx512(row: RowUpdate, step: &AdamStep) {
+                row.run(step)
+            }
+            #[target_feature(enable = "avx2")]
+            fn avx2(row: RowUpdate, step: &AdamStep) {
+                row.run(step)
+            }
+            match self {
+                // SAFETY: `detect` found the feature on this CPU
+                RowKernel::Avx512 => return unsafe { avx512(row, step) },
+                // SAFETY: as above
+                RowKernel::Avx2 => return unsafe { avx2(row, step) },
+                RowKernel::Baseline => {}
+            }
+        }
+        row.run(step)
     }
 }
 

@@ -267,6 +267,8 @@ pub struct Vgg16 {
     pub conv_dtype: DType,
     /// Kernels packed for the CPU path; `None` on CUDA.
     packed: Option<Vec<CpuConv>>,
+    /// Whether the CPU trunk runs quantized ([`Vgg16::quantize_trunk`]).
+    trunk_quantized: bool,
     /// The NHWC trunk on CUDA ([`super::cuda_trunk`]), when chosen.
     #[cfg(feature = "cuda")]
     cuda_trunk: Option<super::cuda_trunk::CudaTrunk>,
@@ -342,6 +344,7 @@ impl Vgg16 {
             device: device.clone(),
             conv_dtype,
             packed: None,
+            trunk_quantized: false,
             #[cfg(feature = "cuda")]
             cuda_trunk: None,
         };
@@ -357,7 +360,7 @@ impl Vgg16 {
     /// quantized network, one layer's f32 packing at a time), or the NHWC CUDA trunk when it is in use.
     fn pack(&mut self) -> Result<()> {
         if self.device.is_cpu() {
-            let quantized = self.is_quantized();
+            let quantized = self.trunk_quantized;
             let f32 = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_device(&Device::Cpu));
             self.packed = None;
             self.packed = Some(
@@ -426,12 +429,19 @@ impl Vgg16 {
         Self::from_tensors(config, &tensors, path, device)
     }
 
-    /// Quantize the network for serving: fc6, fc7 and fc8 to Q8_0 and, on the CPU, the convolutions after the
-    /// first to 8 bits ([`super::conv_i8`]). The f32 convolution weights are kept (for saving and for CUDA).
+    /// Quantize the network for serving: fc6, fc7 and fc8 to Q8_0, and the trunk ([`Vgg16::quantize_trunk`]).
     pub fn quantize(&mut self) -> Result<()> {
         for d in self.dense.iter_mut() {
             *d = d.quantize()?;
         }
+        self.quantize_trunk()
+    }
+
+    /// Quantize the trunk as it is served: on the CPU the convolutions after the first to 8 bits
+    /// ([`super::conv_i8`]) and the first summed in a fixed order; on CUDA nothing changes (f16). The f32
+    /// convolution weights are kept (for saving and for CUDA). For a head trained on the served trunk's pool5.
+    pub fn quantize_trunk(&mut self) -> Result<()> {
+        self.trunk_quantized = true;
         self.pack()
     }
 
@@ -602,7 +612,7 @@ impl Vgg16 {
                 )?
             };
         }
-        net.pack()?;
+        net.quantize_trunk()?;
         Ok(net)
     }
 
@@ -611,11 +621,9 @@ impl Vgg16 {
         matches!(self.dense[0], Dense::Q8 { .. })
     }
 
-    /// Whether the CPU trunk runs 8-bit convolutions (a quantized network on the CPU).
-    pub fn has_8bit_convolutions(&self) -> bool {
-        self.packed
-            .as_ref()
-            .is_some_and(|p| p.iter().any(|c| matches!(c, CpuConv::I8(_))))
+    /// Whether the trunk is quantized as served ([`Vgg16::quantize_trunk`]).
+    pub fn is_trunk_quantized(&self) -> bool {
+        self.trunk_quantized
     }
 
     /// Convolutional trunk: NCHW input `(N, 3, 224, 224)` → flattened pool5.

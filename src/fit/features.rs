@@ -197,7 +197,8 @@ pub struct DeepOutcome {
     pub report: FinetuneReport,
     /// Where the starting weights came from.
     pub init: String,
-    /// Pool5 of every plain crop (head mode: the trunk is frozen, so these hold after fine-tuning too).
+    /// Pool5 of every plain crop from the served (quantized) trunk (head mode: the trunk is frozen, so these hold
+    /// after fine-tuning too).
     pub pool5: Option<Vec<Vec<f32>>>,
 }
 
@@ -258,8 +259,10 @@ fn tensor_rows(t: &Tensor) -> Result<Vec<Vec<f64>>> {
     Ok(v.into_iter().map(|r| r.into_iter().map(f64::from).collect()).collect())
 }
 
-/// Fine-tune on the training crops, then compute the chosen layer for every crop. In head mode the frozen trunk's
-/// pool5 of every plain crop is computed once (and cached under `cache` by case key and starting weights).
+/// Fine-tune on the training crops, then compute the chosen layer for every crop. In head mode the trunk is frozen
+/// as it is served (quantized, [`Vgg16::quantize_trunk`]): the head is trained on the pool5 the bundle will see,
+/// and the pool5 of every plain crop is computed once (and cached under `cache` by case key, starting weights and
+/// trunk precision).
 pub fn deep_features(
     crops: &[(String, Crop)],
     train: &[usize],
@@ -269,7 +272,15 @@ pub fn deep_features(
     progress: &Reporter,
 ) -> Result<DeepOutcome> {
     let (mut net, init) = initial_network(s, s.finetune.seed)?;
-    let init_id = hex::encode(&Sha256::digest(format!("{init}|{:?}", net.config).as_bytes())[..8]);
+    if s.finetune.mode == FinetuneMode::Head {
+        net.quantize_trunk()?;
+    }
+    let trunk = if net.is_trunk_quantized() && net.device.is_cpu() {
+        "8-bit"
+    } else {
+        "f32"
+    };
+    let init_id = hex::encode(&Sha256::digest(format!("{init}|{:?}|{trunk}", net.config).as_bytes())[..8]);
     let train_crops: Vec<Crop> = train.iter().map(|&i| crops[i].1.clone()).collect();
     let train_labels: Vec<u32> = train.iter().map(|&i| u32::from(labels[i])).collect();
     let pool5_all = if s.finetune.mode == FinetuneMode::Head {
@@ -314,13 +325,12 @@ pub fn deep_features(
     let report = finetune(&mut net, &train_crops, &train_labels, &s.finetune)?;
     // The bundle serves the quantized network (fc6–fc8 as Q8_0, on the CPU 8-bit convolutions after the first):
     // compute the cohort's features with it, so the fitted model and the served model see the same numbers (the
-    // f32 weights are kept for the bundle and the f32 comparison). The cached f32 pool5 serves only where the
-    // quantized trunk is the f32 one (on CUDA, whose convolutions stay f16).
+    // f32 weights are kept for the bundle and the f32 comparison). Head mode's pool5 came from the served trunk.
     let f32_weights = net.named_tensors()?;
     net.quantize()?;
     let pick = |fc6, fc7, logits| s.layer.pick(fc6, fc7, logits);
     let mut features = Vec::with_capacity(crops.len());
-    match pool5_all.as_ref().filter(|_| !net.has_8bit_convolutions()) {
+    match &pool5_all {
         Some(rows) => {
             for chunk in rows.chunks(32) {
                 let len = chunk[0].len();

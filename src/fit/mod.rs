@@ -192,8 +192,8 @@ pub struct FitOutcome {
     pub notes: Vec<String>,
     /// Fine-tuning losses (train, validation) per epoch.
     pub finetune_losses: (Vec<f64>, Vec<f64>),
-    /// Largest and mean |Δ probability| of the nomogram if the f32 dense layers were served instead of the Q8_0
-    /// ones it was fitted on, over all cases.
+    /// Largest and mean |Δ probability| of the nomogram if the f32 network were served instead of the quantized
+    /// one it was fitted on, over the test cases.
     pub q8_probability_change: Option<(f64, f64)>,
 }
 
@@ -427,8 +427,9 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
             .find(|s| s.name == "deep")
             .and_then(|s| s.signature.clone()),
     };
-    // The model was fitted on the Q8_0 features it serves; how much the nomogram probability would move with the
-    // f32 dense layers instead (the size of the quantization effect, reported, not served).
+    // The model was fitted on the quantized network's features, which it serves; how much the test cases' nomogram
+    // probability would move with the f32 network instead (f32 convolutions and dense layers: the size of the
+    // quantization effect, reported, not served).
     let q8_probability_change = match &signatures.deep {
         Some(sig) => {
             let f32_net = Vgg16::from_tensors(
@@ -437,13 +438,7 @@ pub fn run(cfg: &FitConfig) -> Result<FitOutcome> {
                 &weights_path,
                 &deep.net.device,
             )?;
-            Some(q8_change(
-                (&f32_net, deep.pool5.as_deref()),
-                &crops,
-                sig,
-                &nomo,
-                &cfg.deep,
-            )?)
+            Some(q8_change(&f32_net, (&crops, &te_idx), sig, &nomo, &cfg.deep)?)
         }
         None => None,
     };
@@ -710,11 +705,11 @@ fn manifest(
     })
 }
 
-/// Largest and mean |Δp| of the nomogram when the deep signature reads the Q8_0 network's features.
-/// `(net, pool5)`: the f32 network, and pool5 of every crop when the trunk was frozen (head mode).
+/// Largest and mean |Δp| of the nomogram over `cases` (indices into `crops`) when the deep signature reads the f32
+/// network `net`'s features instead of the quantized network's.
 fn q8_change(
-    (net, pool5): (&Vgg16, Option<&[Vec<f32>]>),
-    crops: &[(String, crate::deep::Crop)],
+    net: &Vgg16,
+    (crops, cases): (&[(String, crate::deep::Crop)], &[usize]),
     sig: &Signature,
     nomo: &nomogram::NomogramFit,
     s: &DeepSettings,
@@ -722,21 +717,12 @@ fn q8_change(
     let col = nomo.predictors.iter().position(|n| n == "deep_signature");
     let Some(col) = col else { return Ok((0.0, 0.0)) };
     let (mut worst, mut sum) = (0.0f64, 0.0);
-    for (k, (_, crop)) in crops.iter().enumerate() {
-        let (fc6, fc7, logits) = match pool5 {
-            Some(p) => {
-                let t = candle_core::Tensor::from_vec(p[k].clone(), (1, p[k].len()), &candle_core::Device::Cpu)
-                    .and_then(|t| t.to_device(&net.device))?;
-                net.head(&t)?
-            }
-            None => {
-                let o = net.forward(&crate::deep::batch(
-                    std::slice::from_ref(crop),
-                    &candle_core::Device::Cpu,
-                )?)?;
-                (o.fc6, o.fc7, o.logits)
-            }
-        };
+    for &k in cases {
+        let o = net.forward(&crate::deep::batch(
+            std::slice::from_ref(&crops[k].1),
+            &candle_core::Device::Cpu,
+        )?)?;
+        let (fc6, fc7, logits) = (o.fc6, o.fc7, o.logits);
         let t = s.layer.pick(fc6, fc7, logits);
         let v: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1())?;
         let unit = |name: &str| s.layer.unit_of(name).and_then(|i| v.get(i)).map(|&x| f64::from(x));
@@ -750,7 +736,7 @@ fn q8_change(
         worst = worst.max((after - before).abs());
         sum += (after - before).abs();
     }
-    Ok((worst, sum / crops.len().max(1) as f64))
+    Ok((worst, sum / cases.len().max(1) as f64))
 }
 
 /// Convenience for callers that only need the path of the bundle manifest.

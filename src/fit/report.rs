@@ -333,7 +333,7 @@ pub fn write_report(dir: &Path, o: &FitOutcome) -> Result<()> {
     let _ = writeln!(html, "<p>{}</p>", html_escape(&head));
     if let Some((worst, mean)) = o.q8_probability_change {
         let q = format!(
-            "The model is fitted on the Q8_0 deep features it serves; with f32 dense layers instead the nomogram probability would move by at most {worst:.2e} (mean {mean:.2e})."
+            "The model is fitted on the quantized network's deep features, which it serves (Q8_0 dense layers; on the CPU 8-bit convolutions after the first); with the f32 network instead the test cases' nomogram probability would move by at most {worst:.2e} (mean {mean:.2e})."
         );
         md += &format!("{q}\n\n");
         let _ = writeln!(html, "<p>{}</p>", html_escape(&q));
