@@ -239,7 +239,7 @@ impl Kernel {
 
     /// `dst` (pixel stride `cout`, starting at the tile's first channel) ← the tile's `n` pixels.
     fn run(self, t: &Tile, n: usize, dst: &mut [f32]) {
-        assert!(n >= 1 && n <= TILE);
+        assert!((1..=TILE).contains(&n));
         assert!(t.a.len() >= 2 * t.in_row + (n + 2) * t.cin4);
         assert!(t.weight.len() >= 3 * t.groups * BLOCK_OUT * GROUP);
         assert!(t.scale.len() >= BLOCK_OUT && t.bias.len() >= BLOCK_OUT && t.lanes <= BLOCK_OUT);
