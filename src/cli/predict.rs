@@ -47,7 +47,10 @@ pub(super) fn predict(a: PredictArgs) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::load(&a.bundle, &trust)?;
     let m = &bundle.manifest;
     let inputs = m.case_inputs();
-    let (device, _) = a.device.open()?;
+    let (device, note) = a.device.open()?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
     let predictor = Predictor::new(bundle, &device)?;
     let case = alnrisk::case::load_case(&a.image, &a.mask, &inputs)?;
     let features = predictor.features(&case, &a.image, &a.mask)?;

@@ -226,3 +226,81 @@ fn probabilities(v: &Value) -> Vec<f64> {
     collect_probabilities(v, &mut out);
     out
 }
+
+/// The Jetson's CUDA build (`debian/build-jetson-cuda.sh`) on a machine without a GPU, as on an Orin whose GPU is
+/// not there: it starts with its CUDA libraries present (the aarch64 libraries it was linked against, named by
+/// `ALNRISK_CUDA_AARCH64_LIBS`, as JetPack provides them on the box), `--device auto` finds no device, says so, and
+/// falls back to the CPU with the same probability as this build's. It does not show that the GPU path works on
+/// an Orin: nothing here has one.
+///
+/// ```sh
+/// bash debian/build-jetson-cuda.sh
+/// ALNRISK_AARCH64_CUDA_BIN=target/jetson-cuda/alnrisk ALNRISK_CUDA_AARCH64_LIBS=target/cuda-aarch64/lib \
+///   cargo test --release --test serve aarch64::cuda_ -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "needs the aarch64 CUDA build and qemu-user; .ci/run builds it and runs this with --ignored"]
+fn cuda_build_without_a_gpu_falls_back_to_the_cpu_with_the_same_probability() {
+    let var = |name: &str| {
+        let p = PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} must be set (this test's doc)")));
+        assert!(p.exists(), "{name}={} does not exist", p.display());
+        p
+    };
+    let (cuda_bin, libs) = (var("ALNRISK_AARCH64_CUDA_BIN"), var("ALNRISK_CUDA_AARCH64_LIBS"));
+    let arm: Vec<OsString> = vec![
+        "qemu-aarch64".into(),
+        "-L".into(),
+        "/usr/aarch64-linux-gnu".into(),
+        "-E".into(),
+        format!("LD_LIBRARY_PATH={}", libs.display()).into(),
+        cuda_bin.into_os_string(),
+    ];
+    let exam = exam(3);
+    let f = fixture();
+    let args = |device: &str| -> Vec<OsString> {
+        vec![
+            "predict".into(),
+            "--bundle".into(),
+            f.bundle.clone().into(),
+            "--image".into(),
+            exam.join("dce").into(),
+            "--mask".into(),
+            exam.join("roi/seg.dcm").into(),
+            "--trusted-key".into(),
+            f.public_key.clone().into(),
+            "--device".into(),
+            device.into(),
+        ]
+    };
+    let x86 = bin().args(args("cpu")).output().expect("runs");
+    assert!(x86.status.success(), "{}", String::from_utf8_lossy(&x86.stderr));
+    let t = Instant::now();
+    let cuda = command_of(&arm).args(args("auto")).output().expect("runs");
+    let took = t.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&cuda.stderr);
+    assert!(cuda.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no CUDA device"),
+        "auto must say it fell back: {stderr}"
+    );
+    let (x86, cuda): (Value, Value) = (
+        serde_json::from_slice(&x86.stdout).unwrap(),
+        serde_json::from_slice(&cuda.stdout).unwrap(),
+    );
+    let (p, q) = (probabilities(&x86), probabilities(&cuda));
+    assert!(!p.is_empty() && p.len() == q.len(), "{x86} vs {cuda}");
+    for (a, b) in p.iter().zip(&q) {
+        println!(
+            "probability: x86-64 CPU {a:.17}, aarch64 CUDA build on its CPU {b:.17}, |Δ| {:.3e}",
+            (a - b).abs()
+        );
+        assert!(
+            (a - b).abs() <= 1e-9,
+            "probability {a} on x86-64, {b} from the CUDA build"
+        );
+    }
+    println!(
+        "CUDA build under qemu: {took:.1} s; {}",
+        stderr.lines().find(|l| l.contains("no CUDA device")).unwrap_or("")
+    );
+}

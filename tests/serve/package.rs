@@ -319,7 +319,105 @@ fn glibc_needed(objdump: &str, elf: &Path) -> (u32, u32) {
 #[test]
 #[ignore = "needs the Jetson package .ci/run builds (ALNRISK_DEB_JETSON)"]
 fn the_jetson_package_is_arm64_with_the_drop_in_and_installs_on_jetpack_6() {
-    let jetson = deb("ALNRISK_DEB_JETSON");
+    let (_, depends) = unpack_jetson_package("ALNRISK_DEB_JETSON", "jetson");
+    assert!(!depends.contains("cuda"), "the CPU package needs no CUDA: {depends}");
+}
+
+/// The Jetson package with CUDA (`debian/build-jetson-cuda.sh`): what the CPU one has, plus an aarch64 binary whose
+/// every NEEDED library is provided by a package it depends on (JetPack 6's CUDA 12 packages and L4T's libcuda),
+/// and whose kernels are PTX for the Orin (compute_87) in a PTX ISA that JetPack 6's CUDA 12 driver loads (≤ 8.5;
+/// CUDA 13's nvcc writes 9.0).
+#[test]
+#[ignore = "needs the CUDA Jetson package debian/build-jetson-cuda.sh builds (ALNRISK_DEB_JETSON_CUDA)"]
+fn the_cuda_jetson_package_needs_only_what_it_depends_on_and_carries_ptx_for_the_orin() {
+    let (root, depends) = unpack_jetson_package("ALNRISK_DEB_JETSON_CUDA", "jetson-cuda");
+    let bin = root.join("usr/bin/alnrisk");
+    let dynamic = sh("aarch64-linux-gnu-objdump", &["-p", bin.to_str().unwrap()]);
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("NEEDED"))
+        .map(str::trim)
+        .collect();
+    // which package provides each library on JetPack 6 (L4T r36; NVIDIA's Jetson repository names)
+    let provider = |lib: &str| match lib {
+        "libcuda.so.1" => "nvidia-l4t-cuda",
+        "libcublas.so.12" | "libcublasLt.so.12" => "libcublas-12-6",
+        "libcurand.so.10" => "libcurand-12-6",
+        "libnvrtc.so.12" => "cuda-nvrtc-12-6",
+        "libcudart.so.12" => "cuda-cudart-12-6",
+        "libstdc++.so.6" => "libstdc++6",
+        "libgcc_s.so.1" => "libgcc-s1",
+        l if l.starts_with("libc.so")
+            || l.starts_with("libm.so")
+            || l.starts_with("ld-linux-aarch64")
+            || l.starts_with("libdl.so")
+            || l.starts_with("librt.so")
+            || l.starts_with("libpthread.so")
+            || l.starts_with("libutil.so") =>
+        {
+            "libc6"
+        }
+        other => panic!("the CUDA binary needs {other}, which no dependency is known to provide"),
+    };
+    let declared: Vec<&str> = depends
+        .split(',')
+        .map(|d| d.split_whitespace().next().unwrap_or(""))
+        .collect();
+    for lib in &needed {
+        let package = provider(lib);
+        assert!(
+            declared.contains(&package),
+            "{lib} comes from {package}, which Depends lacks: {depends}"
+        );
+    }
+    assert!(
+        needed.contains(&"libcuda.so.1") && needed.contains(&"libcublas.so.12"),
+        "{needed:?}"
+    );
+    println!("CUDA Jetson package: NEEDED {needed:?}");
+
+    // the PTX texts in the binary: every one for compute_87, in an ISA JetPack 6's driver loads
+    let elf = std::fs::read(&bin).unwrap();
+    let text = String::from_utf8_lossy(&elf);
+    let targets: Vec<&str> = text
+        .match_indices(".target sm_")
+        .map(|(i, _)| {
+            text[i + 8..]
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    let versions: Vec<(u32, u32)> = text
+        .split("\n.version ")
+        .skip(1)
+        .filter_map(|t| {
+            let v: String = t.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let (a, b) = v.split_once('.')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    assert!(!targets.is_empty(), "no PTX in the CUDA binary");
+    assert!(targets.iter().all(|t| *t == "sm_87"), "PTX targets: {targets:?}");
+    assert!(!versions.is_empty(), "no PTX .version line found");
+    let newest = versions.iter().max().unwrap();
+    println!(
+        "CUDA Jetson package: {} PTX modules for sm_87, PTX ISA {}.{} at most",
+        targets.len(),
+        newest.0,
+        newest.1
+    );
+    assert!(
+        *newest <= (8, 5),
+        "PTX ISA {newest:?}: JetPack 6's CUDA 12.6 driver loads up to 8.5"
+    );
+}
+
+/// Unpack a Jetson package (`var` names it) and check what both Jetson packages share: arm64, an aarch64 binary,
+/// the unit with the JetPack drop-in, the config and the user, and a glibc dependency that covers the binary and
+/// that JetPack 6 (Ubuntu 22.04, glibc 2.35) satisfies. The unpacked root and the Depends field.
+fn unpack_jetson_package(var: &str, name: &str) -> (PathBuf, String) {
+    let jetson = deb(var);
     let field = |name: &str| sh("dpkg-deb", &["-f", &jetson, name]).trim().to_string();
     assert_eq!(field("Architecture"), "arm64");
     let listing = sh("dpkg-deb", &["-c", &jetson]);
@@ -333,7 +431,7 @@ fn the_jetson_package_is_arm64_with_the_drop_in_and_installs_on_jetpack_6() {
     ] {
         assert!(listing.lines().any(|l| l.ends_with(path)), "{path} missing:\n{listing}");
     }
-    let d = tmp_in("package", "jetson");
+    let d = tmp_in("package", name);
     sh("dpkg-deb", &["-x", &jetson, d.to_str().unwrap()]);
     let elf = std::fs::read(d.join("usr/bin/alnrisk")).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF");
@@ -347,7 +445,7 @@ fn the_jetson_package_is_arm64_with_the_drop_in_and_installs_on_jetpack_6() {
     let mut parts = declared.split('.').map(|n| n.parse::<u32>().unwrap());
     let declared = (parts.next().unwrap(), parts.next().unwrap_or(0));
     println!(
-        "Jetson package: needs GLIBC_{}.{}, declares libc6 >= {declared:?}",
+        "{name} package: needs GLIBC_{}.{}, declares libc6 >= {declared:?}",
         needed.0, needed.1
     );
     assert!(
@@ -358,4 +456,5 @@ fn the_jetson_package_is_arm64_with_the_drop_in_and_installs_on_jetpack_6() {
         declared <= (2, 35),
         "JetPack 6's Ubuntu 22.04 has glibc 2.35: {depends}"
     );
+    (d, depends)
 }
