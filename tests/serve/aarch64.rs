@@ -175,10 +175,11 @@ fn collect_probabilities(v: &Value, out: &mut Vec<f64>) {
     }
 }
 
-/// `alnrisk predict` of `exam` with the fixture's bundle on this build and on the aarch64 one: both JSONs.
-fn predict_both(arm: &[OsString], exam: &Path) -> (Value, Value) {
+/// `predict` of `exam` (a synthetic examination: `dce/` + `roi/seg.dcm`) with the fixture's signed bundle on
+/// `device`: the arguments.
+fn predict_args(exam: &Path, device: &str) -> Vec<OsString> {
     let f = fixture();
-    let args: Vec<OsString> = vec![
+    vec![
         "predict".into(),
         "--bundle".into(),
         f.bundle.clone().into(),
@@ -188,7 +189,14 @@ fn predict_both(arm: &[OsString], exam: &Path) -> (Value, Value) {
         exam.join("roi/seg.dcm").into(),
         "--trusted-key".into(),
         f.public_key.clone().into(),
-    ];
+        "--device".into(),
+        device.into(),
+    ]
+}
+
+/// `alnrisk predict` of `exam` with the fixture's bundle on this build and on the aarch64 one: both JSONs.
+fn predict_both(arm: &[OsString], exam: &Path) -> (Value, Value) {
+    let args = predict_args(exam, "cpu");
     let args: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
     let (x86, t_x86) = run(None, &args);
     let (arm64, t_arm) = run(Some(arm), &args);
@@ -210,14 +218,19 @@ fn predict_both(arm: &[OsString], exam: &Path) -> (Value, Value) {
 #[ignore = "needs the aarch64 appliance and qemu-user; .ci/run builds it and runs this with --ignored"]
 fn the_aarch64_probability_equals_the_x86_probability_to_1e_9() {
     let (x86, arm64) = predict_both(&emulated(), &exam(3));
-    let (p, q) = (probabilities(&x86), probabilities(&arm64));
-    assert!(!p.is_empty() && p.len() == q.len(), "{x86} vs {arm64}");
+    assert_same_probabilities(&x86, &arm64, "aarch64");
+}
+
+/// Every probability in `x86` (this build's JSON) equals the one in `other` (`label`'s) to 1e-9.
+fn assert_same_probabilities(x86: &Value, other: &Value, label: &str) {
+    let (p, q) = (probabilities(x86), probabilities(other));
+    assert!(!p.is_empty() && p.len() == q.len(), "{x86} vs {other}");
     for (a, b) in p.iter().zip(&q) {
         println!(
-            "probability: x86-64 {a:.17}, aarch64 {b:.17}, |Δ| {:.3e}",
+            "probability: x86-64 {a:.17}, {label} {b:.17}, |Δ| {:.3e}",
             (a - b).abs()
         );
-        assert!((a - b).abs() <= 1e-9, "probability {a} on x86-64, {b} on aarch64");
+        assert!((a - b).abs() <= 1e-9, "probability {a} on x86-64, {b} on {label}");
     }
 }
 
@@ -257,26 +270,13 @@ fn cuda_build_without_a_gpu_falls_back_to_the_cpu_with_the_same_probability() {
         cuda_bin.into_os_string(),
     ];
     let exam = exam(3);
-    let f = fixture();
-    let args = |device: &str| -> Vec<OsString> {
-        vec![
-            "predict".into(),
-            "--bundle".into(),
-            f.bundle.clone().into(),
-            "--image".into(),
-            exam.join("dce").into(),
-            "--mask".into(),
-            exam.join("roi/seg.dcm").into(),
-            "--trusted-key".into(),
-            f.public_key.clone().into(),
-            "--device".into(),
-            device.into(),
-        ]
-    };
-    let x86 = bin().args(args("cpu")).output().expect("runs");
+    let x86 = bin().args(predict_args(&exam, "cpu")).output().expect("runs");
     assert!(x86.status.success(), "{}", String::from_utf8_lossy(&x86.stderr));
     let t = Instant::now();
-    let cuda = command_of(&arm).args(args("auto")).output().expect("runs");
+    let cuda = command_of(&arm)
+        .args(predict_args(&exam, "auto"))
+        .output()
+        .expect("runs");
     let took = t.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&cuda.stderr);
     assert!(cuda.status.success(), "{stderr}");
@@ -288,18 +288,7 @@ fn cuda_build_without_a_gpu_falls_back_to_the_cpu_with_the_same_probability() {
         serde_json::from_slice(&x86.stdout).unwrap(),
         serde_json::from_slice(&cuda.stdout).unwrap(),
     );
-    let (p, q) = (probabilities(&x86), probabilities(&cuda));
-    assert!(!p.is_empty() && p.len() == q.len(), "{x86} vs {cuda}");
-    for (a, b) in p.iter().zip(&q) {
-        println!(
-            "probability: x86-64 CPU {a:.17}, aarch64 CUDA build on its CPU {b:.17}, |Δ| {:.3e}",
-            (a - b).abs()
-        );
-        assert!(
-            (a - b).abs() <= 1e-9,
-            "probability {a} on x86-64, {b} from the CUDA build"
-        );
-    }
+    assert_same_probabilities(&x86, &cuda, "the aarch64 CUDA build on its CPU");
     println!(
         "CUDA build under qemu: {took:.1} s; {}",
         stderr.lines().find(|l| l.contains("no CUDA device")).unwrap_or("")
