@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::harness::*;
 
-/// `qemu-aarch64 -L /usr/aarch64-linux-gnu <the aarch64 binary>`.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu <the aarch64 appliance>` (`ALNRISK_AARCH64_BIN`, or the cross build's path).
 fn emulated() -> Vec<OsString> {
     let bin = std::env::var_os("ALNRISK_AARCH64_BIN")
         .map(PathBuf::from)
@@ -33,12 +33,17 @@ fn emulated() -> Vec<OsString> {
         "build the aarch64 appliance first (this file's doc): {}",
         bin.display()
     );
-    vec![
-        "qemu-aarch64".into(),
-        "-L".into(),
-        "/usr/aarch64-linux-gnu".into(),
-        bin.into_os_string(),
-    ]
+    under_qemu(bin, None)
+}
+
+/// `bin` under `qemu-aarch64` with Debian's arm64 glibc, and `LD_LIBRARY_PATH` set for the guest alone when given.
+fn under_qemu(bin: PathBuf, library_path: Option<&Path>) -> Vec<OsString> {
+    let mut c: Vec<OsString> = vec!["qemu-aarch64".into(), "-L".into(), "/usr/aarch64-linux-gnu".into()];
+    if let Some(libs) = library_path {
+        c.extend(["-E".into(), format!("LD_LIBRARY_PATH={}", libs.display()).into()]);
+    }
+    c.push(bin.into_os_string());
+    c
 }
 
 fn command_of(program: &[OsString]) -> Command {
@@ -261,14 +266,7 @@ fn cuda_build_without_a_gpu_falls_back_to_the_cpu_with_the_same_probability() {
         p
     };
     let (cuda_bin, libs) = (var("ALNRISK_AARCH64_CUDA_BIN"), var("ALNRISK_CUDA_AARCH64_LIBS"));
-    let arm: Vec<OsString> = vec![
-        "qemu-aarch64".into(),
-        "-L".into(),
-        "/usr/aarch64-linux-gnu".into(),
-        "-E".into(),
-        format!("LD_LIBRARY_PATH={}", libs.display()).into(),
-        cuda_bin.into_os_string(),
-    ];
+    let arm = under_qemu(cuda_bin, Some(&libs));
     let exam = exam(3);
     let x86 = bin().args(predict_args(&exam, "cpu")).output().expect("runs");
     assert!(x86.status.success(), "{}", String::from_utf8_lossy(&x86.stderr));
