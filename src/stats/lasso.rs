@@ -48,63 +48,182 @@ const MIN_PATH: usize = 5;
 const INNER_TOL: f64 = 1e-10;
 const OUTER_TOL: f64 = 1e-9;
 
+/// The design matrix stored column by column (each column contiguous), built once per path: the coordinate
+/// updates read one column at a time.
+struct Columns {
+    n: usize,
+    p: usize,
+    data: Vec<f64>,
+}
+
+impl Columns {
+    fn new(x: &[Vec<f64>]) -> Self {
+        let n = x.len();
+        let p = x.first().map_or(0, Vec::len);
+        let mut data = vec![0.0; n * p];
+        for (i, row) in x.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate().take(p) {
+                data[j * n + i] = v;
+            }
+        }
+        Self { n, p, data }
+    }
+
+    fn col(&self, j: usize) -> &[f64] {
+        &self.data[j * self.n..(j + 1) * self.n]
+    }
+
+    /// `(1/n) Σᵢ xᵢⱼ (yᵢ − μᵢ)` for every column: the negative gradient of the unpenalised loss, which the
+    /// optimality (KKT) conditions compare with λ.
+    fn score(&self, residual: &[f64]) -> Vec<f64> {
+        let nf = self.n as f64;
+        (0..self.p).map(|j| dot(self.col(j), residual) / nf).collect()
+    }
+}
+
+/// `Σ aᵢ bᵢ` in four interleaved partial sums (a fixed order, the same on every CPU, that the compiler can keep in
+/// vector registers).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// `Σ aᵢ bᵢ cᵢ`, in the same order as [`dot`].
+fn dot3(a: &[f64], b: &[f64], c: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb, cc) = (a.chunks_exact(4), b.chunks_exact(4), c.chunks_exact(4));
+    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    for ((x, y), z) in ca.zip(cb).zip(cc) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l] * z[l];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).zip(rc).map(|((x, y), z)| x * y * z).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+fn logistic(eta: f64) -> f64 {
+    1.0 / (1.0 + (-eta).exp())
+}
+
 /// Fit at one λ, starting from `start` (warm start) or zeros.
 pub fn lasso_logistic(x: &[Vec<f64>], y: &[bool], lambda: f64, start: Option<&LassoFit>) -> LassoFit {
-    let n = x.len();
-    let p = x.first().map_or(0, Vec::len);
-    let nf = n as f64;
+    let cols = Columns::new(x);
     let yv: Vec<f64> = y.iter().map(|&b| f64::from(u8::from(b))).collect();
+    // with no previous λ, the screen keeps the columns whose score already exceeds λ (the KKT check adds any
+    // the screen missed)
+    solve(&cols, &yv, lambda, lambda, start).0
+}
+
+/// The fit at `lambda` and its linear predictor, warm-started from `start` (the fit at the path's previous λ,
+/// `lambda_prev`).
+///
+/// The coordinate descent runs on a working set, glmnet's way of not sweeping thousands of columns that stay at
+/// zero (Tibshirani et al., "Strong rules for discarding predictors in lasso-type problems", JRSS B 74(2), 2012):
+/// the start's non-zero columns plus those the sequential strong rule keeps, `|scoreⱼ| ≥ 2λ − λ_prev`. At the
+/// working set's solution the optimality condition `|scoreⱼ| ≤ λ` is checked on every other column; any column
+/// that violates it joins the set and the fit is resumed. So the result solves the whole problem; the screen
+/// only saves work.
+fn solve(cols: &Columns, y: &[f64], lambda: f64, lambda_prev: f64, start: Option<&LassoFit>) -> (LassoFit, Vec<f64>) {
+    let (n, p) = (cols.n, cols.p);
     let (mut b0, mut beta) = match start {
         Some(s) => (s.intercept, s.beta.clone()),
         None => {
-            let ybar = (yv.iter().sum::<f64>() / nf).clamp(1e-6, 1.0 - 1e-6);
+            let ybar = (y.iter().sum::<f64>() / n as f64).clamp(1e-6, 1.0 - 1e-6);
             ((ybar / (1.0 - ybar)).ln(), vec![0.0; p])
         }
     };
-    // column-major copy for the inner loop
-    let cols: Vec<Vec<f64>> = (0..p).map(|j| x.iter().map(|r| r[j]).collect()).collect();
-    let mut eta: Vec<f64> = x
-        .iter()
-        .map(|r| b0 + r.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>())
-        .collect();
+    let mut eta = vec![b0; n];
+    for (j, &b) in beta.iter().enumerate() {
+        if b != 0.0 {
+            for (e, &v) in eta.iter_mut().zip(cols.col(j)) {
+                *e += b * v;
+            }
+        }
+    }
+    let residual = |eta: &[f64]| -> Vec<f64> { eta.iter().zip(y).map(|(&e, &yi)| yi - logistic(e)).collect() };
+    let score = cols.score(&residual(&eta));
+    let threshold = 2.0 * lambda - lambda_prev;
+    let mut in_set: Vec<bool> = (0..p).map(|j| beta[j] != 0.0 || score[j].abs() >= threshold).collect();
+    loop {
+        let working: Vec<usize> = (0..p).filter(|&j| in_set[j]).collect();
+        irls(cols, y, lambda, &working, &mut b0, &mut beta, &mut eta);
+        // optimality outside the working set
+        let r = residual(&eta);
+        let nf = n as f64;
+        let violators: Vec<usize> = (0..p)
+            .filter(|&j| !in_set[j] && soft_threshold(dot(cols.col(j), &r) / nf, lambda) != 0.0)
+            .collect();
+        if violators.is_empty() {
+            break;
+        }
+        for j in violators {
+            in_set[j] = true;
+        }
+    }
+    (
+        LassoFit {
+            lambda,
+            intercept: b0,
+            beta,
+        },
+        eta,
+    )
+}
+
+/// glmnet's outer IRLS loop (a quadratic approximation with weights `wᵢ = μᵢ(1 − μᵢ)` and working response
+/// `zᵢ = ηᵢ + (yᵢ − μᵢ)/wᵢ`) around its inner cyclic coordinate descent, on the columns `working` only; `eta` is
+/// kept equal to `b0 + Xβ`.
+fn irls(cols: &Columns, y: &[f64], lambda: f64, working: &[usize], b0: &mut f64, beta: &mut [f64], eta: &mut [f64]) {
+    let n = cols.n;
+    let nf = n as f64;
     for _outer in 0..200 {
-        let mu: Vec<f64> = eta.iter().map(|&e| 1.0 / (1.0 + (-e).exp())).collect();
+        let mu: Vec<f64> = eta.iter().map(|&e| logistic(e)).collect();
         let w: Vec<f64> = mu.iter().map(|&m| (m * (1.0 - m)).max(1e-5)).collect();
-        let z: Vec<f64> = (0..n).map(|i| eta[i] + (yv[i] - mu[i]) / w[i]).collect();
+        let z: Vec<f64> = (0..n).map(|i| eta[i] + (y[i] - mu[i]) / w[i]).collect();
         // residual of the working response
         let mut r: Vec<f64> = (0..n).map(|i| z[i] - eta[i]).collect();
-        let xw: Vec<f64> = cols
+        let xw: Vec<f64> = working
             .iter()
-            .map(|c| c.iter().zip(&w).map(|(a, b)| a * a * b).sum::<f64>() / nf)
+            .map(|&j| dot3(cols.col(j), cols.col(j), &w) / nf)
             .collect();
         let wsum: f64 = w.iter().sum::<f64>() / nf;
-        let (old_b0, old_beta) = (b0, beta.clone());
+        let old_b0 = *b0;
+        let old_beta: Vec<f64> = working.iter().map(|&j| beta[j]).collect();
         // glmnet's active-set cycling: sweep every coordinate once, then only the non-zero ones until they
         // converge, then a full sweep again; done when a full sweep changes nothing beyond the tolerance.
         let mut full_sweep = true;
         for _inner in 0..100_000 {
             let mut max_change = 0.0f64;
             // intercept
-            let d0 = r.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() / nf / wsum;
+            let d0 = dot(&r, &w) / nf / wsum;
             if d0 != 0.0 {
-                b0 += d0;
+                *b0 += d0;
                 r.iter_mut().for_each(|ri| *ri -= d0);
                 max_change = max_change.max(wsum * d0 * d0);
             }
-            for j in 0..p {
-                if xw[j] == 0.0 || (!full_sweep && beta[j] == 0.0) {
+            for (k, &j) in working.iter().enumerate() {
+                if xw[k] == 0.0 || (!full_sweep && beta[j] == 0.0) {
                     continue;
                 }
-                let c = &cols[j];
-                let g: f64 = (0..n).map(|i| w[i] * c[i] * r[i]).sum::<f64>() / nf + xw[j] * beta[j];
-                let new = soft_threshold(g, lambda) / xw[j];
+                let c = cols.col(j);
+                let g = dot3(&w, c, &r) / nf + xw[k] * beta[j];
+                let new = soft_threshold(g, lambda) / xw[k];
                 let d = new - beta[j];
                 if d != 0.0 {
                     beta[j] = new;
-                    for i in 0..n {
-                        r[i] -= d * c[i];
+                    for (ri, &ci) in r.iter_mut().zip(c) {
+                        *ri -= d * ci;
                     }
-                    max_change = max_change.max(xw[j] * d * d);
+                    max_change = max_change.max(xw[k] * d * d);
                 }
             }
             if max_change < INNER_TOL {
@@ -119,17 +238,12 @@ pub fn lasso_logistic(x: &[Vec<f64>], y: &[bool], lambda: f64, start: Option<&La
         for i in 0..n {
             eta[i] = z[i] - r[i];
         }
-        let change = std::iter::once((b0 - old_b0).abs())
-            .chain(beta.iter().zip(&old_beta).map(|(a, b)| (a - b).abs()))
+        let change = std::iter::once((*b0 - old_b0).abs())
+            .chain(working.iter().zip(&old_beta).map(|(&j, b)| (beta[j] - b).abs()))
             .fold(0.0f64, f64::max);
         if change < OUTER_TOL {
             break;
         }
-    }
-    LassoFit {
-        lambda,
-        intercept: b0,
-        beta,
     }
 }
 
@@ -175,13 +289,15 @@ pub fn lambda_path(x: &[Vec<f64>], y: &[bool], count: usize) -> Vec<f64> {
 /// change, as glmnet's logistic path compares it; its Gaussian path compares a relative one). The returned path
 /// may therefore be shorter than `lambdas`.
 pub fn lasso_path(x: &[Vec<f64>], y: &[bool], lambdas: &[f64]) -> Vec<LassoFit> {
+    let cols = Columns::new(x);
+    let yv: Vec<f64> = y.iter().map(|&b| f64::from(u8::from(b))).collect();
     let mut out: Vec<LassoFit> = Vec::with_capacity(lambdas.len());
     let ybar = (y.iter().filter(|&&b| b).count() as f64 / y.len().max(1) as f64).clamp(1e-12, 1.0 - 1e-12);
     let null_dev = binomial_deviance_raw(&vec![(ybar / (1.0 - ybar)).ln(); y.len()], y);
     let mut last_ratio = 0.0;
     for (k, &l) in lambdas.iter().enumerate() {
-        let fit = lasso_logistic(x, y, l, out.last());
-        let eta: Vec<f64> = x.iter().map(|r| fit.linear_predictor(r)).collect();
+        let lambda_prev = if k == 0 { l } else { lambdas[k - 1] };
+        let (fit, eta) = solve(&cols, &yv, l, lambda_prev, out.last());
         let ratio = 1.0 - binomial_deviance_raw(&eta, y) / null_dev;
         out.push(fit);
         if k + 1 >= MIN_PATH && (ratio > 0.999 || ratio - last_ratio < 1e-5) {
@@ -399,6 +515,29 @@ mod tests {
         assert!(at_max.beta.iter().all(|&b| b == 0.0));
         let below = lasso_logistic(&x, &y, path[0] * 0.9, None);
         assert!(below.beta[0] > 0.0);
+    }
+
+    #[test]
+    fn the_optimality_check_recovers_columns_the_screen_wrongly_discards() {
+        let mut rng = Rng::new(21);
+        let x: Vec<Vec<f64>> = (0..70).map(|_| (0..30).map(|_| rng.normal()).collect()).collect();
+        let y: Vec<bool> = x
+            .iter()
+            .map(|r| r[3] - r[17] + 0.5 * r[29] + rng.normal() > 0.0)
+            .collect();
+        let cols = Columns::new(&x);
+        let yv: Vec<f64> = y.iter().map(|&b| f64::from(u8::from(b))).collect();
+        let lambda = lambda_path(&x, &y, 100)[20];
+        // λ_prev below λ: the screen threshold 2λ − λ_prev exceeds every score, so the working set starts empty
+        let (screened, _) = solve(&cols, &yv, lambda, -10.0, None);
+        // λ_prev far above λ: a negative threshold keeps every column, no screening at all
+        let (unscreened, _) = solve(&cols, &yv, lambda, 1e6, None);
+        assert!(unscreened.beta.iter().filter(|&&b| b != 0.0).count() >= 3);
+        for (a, b) in screened.beta.iter().zip(&unscreened.beta) {
+            assert_eq!(*a == 0.0, *b == 0.0, "the same support");
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        assert!((screened.intercept - unscreened.intercept).abs() < 1e-6);
     }
 
     #[test]
