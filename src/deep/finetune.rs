@@ -422,18 +422,31 @@ fn train_head(
         for i in (1..perm.len()).rev() {
             perm.swap(i, (rng.uniform() * (i + 1) as f64) as usize);
         }
+        let batches: Vec<&[usize]> = perm.chunks(cfg.batch.max(1)).collect();
+        let gather = |batch: &[usize]| -> Vec<f32> { batch.iter().flat_map(|&k| items[k].0.iter().copied()).collect() };
         let (mut total, mut count) = (0.0, 0usize);
-        for chunk in perm.chunks(cfg.batch.max(1)) {
-            let x: Vec<f32> = chunk.iter().flat_map(|&k| items[k].0.iter().copied()).collect();
-            let t: Vec<u32> = chunk.iter().map(|&k| items[k].1).collect();
-            total += head.step(&x, &t, 0.5, &opt, rng) * chunk.len() as f64;
-            count += chunk.len();
+        // each step's fused fc6 pass also computes fc6 for the next batch, and the last step's for the validation
+        // rows (head_train's module documentation says why)
+        let mut x = batches.first().map(|b| gather(b)).unwrap_or_default();
+        let mut h6 = head.first_layer(&x);
+        for (b, batch) in batches.iter().enumerate() {
+            let next_x = match batches.get(b + 1) {
+                Some(next) => gather(next),
+                None => val_x.clone(),
+            };
+            let t: Vec<u32> = batch.iter().map(|&k| items[k].1).collect();
+            let (loss, next_h6) = head.step(&x, h6, &t, 0.5, &opt, rng, &next_x);
+            total += loss * batch.len() as f64;
+            count += batch.len();
+            (x, h6) = (next_x, next_h6);
         }
         report.train_loss.push(total / count.max(1) as f64);
         let vl = if val_t.is_empty() {
             report.train_loss[epoch]
-        } else {
+        } else if batches.is_empty() {
             head.loss(&val_x, &val_t)
+        } else {
+            head.loss_from_first_layer(h6, &val_t)
         };
         record_epoch(&mut report, epoch, vl, epoch_start, "head");
         match stopping.observe(epoch, vl) {

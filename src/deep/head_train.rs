@@ -68,8 +68,52 @@ impl DenseLayer {
         dx
     }
 
-    /// Weight gradient `dW = dyᵀ x` row by row, fused with the AdamW update.
-    fn update(&mut self, x: &[f32], dy: &[f32], rows: usize, opt: &AdamW, t: i32) {
+    /// `y = x Wᵀ + b` (`rows × out`) in the fixed summation order of [`BlockPass`].
+    fn forward_fixed(&self, x: &[f32], rows: usize, kernel: Kernel) -> Vec<f32> {
+        let inp = self.inp;
+        if rows == 0 {
+            return Vec::new();
+        }
+        let mut by_row = vec![0f32; self.out * rows];
+        self.w
+            .par_chunks(ROW_BLOCK * inp)
+            .zip(by_row.par_chunks_mut(ROW_BLOCK * rows))
+            .for_each(|(w, y)| {
+                kernel.run(BlockPass {
+                    w: BlockWeights::Read(w),
+                    inp,
+                    next: &x[..rows * inp],
+                    y,
+                })
+            });
+        self.transpose_add_bias(&by_row, rows)
+    }
+
+    /// `by_row[o·rows + s]` → `y[s·out + o] = by_row[o·rows + s] + b[o]`.
+    fn transpose_add_bias(&self, by_row: &[f32], rows: usize) -> Vec<f32> {
+        let mut y = vec![0f32; rows * self.out];
+        for (o, (chunk, b)) in by_row.chunks(rows).zip(&self.b).enumerate() {
+            for (s, v) in chunk.iter().enumerate() {
+                y[s * self.out + o] = v + b;
+            }
+        }
+        y
+    }
+
+    /// The weight gradient `dW = dyᵀ x`, block by block of rows, fused with the AdamW update and with the forward
+    /// pass of `next` (`next_rows × inp`) through the updated layer, which it returns (`next_rows × out`; empty
+    /// when `next_rows` is 0).
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        x: &[f32],
+        dy: &[f32],
+        rows: usize,
+        opt: &AdamW,
+        t: i32,
+        next: &[f32],
+        next_rows: usize,
+    ) -> Vec<f32> {
         let (inp, out) = (self.inp, self.out);
         let step = AdamStep {
             beta1: opt.beta1,
@@ -80,27 +124,52 @@ impl DenseLayer {
             lr: opt.lr,
             eps: opt.eps,
         };
-        let wide = RowKernel::detect();
+        let kernel = Kernel::detect();
+        let next = &next[..next_rows * inp];
+        // with no next rows, one unused output slot per block keeps the blocks zipped
+        let (mut by_row, per_block) = if next_rows == 0 {
+            (vec![0f32; out.div_ceil(ROW_BLOCK)], 1)
+        } else {
+            (vec![0f32; out * next_rows], ROW_BLOCK * next_rows)
+        };
         self.w
-            .par_chunks_mut(inp)
-            .zip(self.mw.par_chunks_mut(inp))
-            .zip(self.vw.par_chunks_mut(inp))
+            .par_chunks_mut(ROW_BLOCK * inp)
+            .zip(self.mw.par_chunks_mut(ROW_BLOCK * inp))
+            .zip(self.vw.par_chunks_mut(ROW_BLOCK * inp))
+            .zip(by_row.par_chunks_mut(per_block))
             .enumerate()
-            .for_each_init(
-                || (vec![0f32; inp], vec![0f32; rows]),
-                |(g, d), (r, ((w, m), v))| {
-                    for (s, ds) in d.iter_mut().enumerate() {
-                        *ds = dy[s * out + r];
-                    }
-                    wide.run(RowUpdate { w, m, v, g, x, d }, &step);
-                },
-            );
+            .for_each(|(block, (((w, m), v), y))| {
+                let first = block * ROW_BLOCK;
+                let block_rows = w.len() / inp;
+                // d[r·rows + s]: the output gradient of the block's row r for sample s
+                let d: Vec<f32> = (0..block_rows)
+                    .flat_map(|r| (0..rows).map(move |s| dy[s * out + first + r]))
+                    .collect();
+                kernel.run(BlockPass {
+                    w: BlockWeights::Update {
+                        w,
+                        m,
+                        v,
+                        x,
+                        d: &d,
+                        rows,
+                        step: &step,
+                    },
+                    inp,
+                    next,
+                    y,
+                });
+            });
         for r in 0..out {
             let g: f32 = (0..rows).map(|s| dy[s * out + r]).sum();
             let (mut m, mut v) = (self.mb[r], self.vb[r]);
             self.b[r] = step.apply(self.b[r], &mut m, &mut v, g);
             (self.mb[r], self.vb[r]) = (m, v);
         }
+        if next_rows == 0 {
+            return Vec::new();
+        }
+        self.transpose_add_bias(&by_row, next_rows)
     }
 }
 
@@ -129,49 +198,195 @@ impl AdamStep {
     }
 }
 
-/// One weight row's operands: the row `w` and its bfloat16 moments, the gradient scratch `g`, the layer's input
-/// `x` (`rows × inp`) and the row's output gradient per sample `d`.
-struct RowUpdate<'a> {
-    w: &'a mut [f32],
-    m: &'a mut [u16],
-    v: &'a mut [u16],
-    g: &'a mut [f32],
-    x: &'a [f32],
-    d: &'a [f32],
+/// Weight rows per block of the fused pass: the block's slice of the inputs is read from cache once for all of
+/// its rows.
+const ROW_BLOCK: usize = 8;
+
+/// Columns per chunk: a chunk of every input row and of the block's weight rows stays in the first-level cache.
+const CHUNK: usize = 256;
+
+/// Interleaved partial sums per output of the fixed-order forward pass: input element `i` is added to partial sum
+/// `i mod LANES`, in increasing `i`; the partial sums are then halved pairwise (`a[l] += a[l + 8]`, then `+ 4`,
+/// `+ 2`, `+ 1`).
+const LANES: usize = 16;
+
+/// What a block pass does to its weight rows before the forward pass.
+enum BlockWeights<'a> {
+    /// Nothing: a plain forward pass.
+    Read(&'a [f32]),
+    /// The AdamW step with gradient `g_r = Σ_s d[r·rows + s] · x[s]` (samples with a zero output gradient, most
+    /// of them after ReLU and dropout, are skipped), moments in bfloat16.
+    Update {
+        w: &'a mut [f32],
+        m: &'a mut [u16],
+        v: &'a mut [u16],
+        x: &'a [f32],
+        d: &'a [f32],
+        rows: usize,
+        step: &'a AdamStep,
+    },
 }
 
-impl RowUpdate<'_> {
-    /// `g = Σ_s d[s]·x[s]`, then AdamW on every weight of the row. Every lane does the same IEEE operations in the
-    /// same order, so the vector widths [`RowKernel`] compiles for give identical bits.
+/// One block of weight rows (`w`, row-major `block_rows × inp`), chunk by chunk: the update if any, then the
+/// partial sums of `y[r·q + s] = Σ_i w[r][i] · next[s][i]` for the `q = next.len() / inp` rows of `next`. Every
+/// operation is the same IEEE operation in the same order whatever vector width [`Kernel`] compiles it for, so
+/// every CPU gives the same bits.
+struct BlockPass<'a> {
+    w: BlockWeights<'a>,
+    inp: usize,
+    next: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl BlockPass<'_> {
     #[inline(always)]
-    fn run(self, step: &AdamStep) {
-        let inp = self.w.len();
-        self.g.fill(0.0);
-        for (s, &ds) in self.d.iter().enumerate() {
-            if ds != 0.0 {
-                for (gj, xj) in self.g.iter_mut().zip(&self.x[s * inp..(s + 1) * inp]) {
-                    *gj += ds * xj;
+    fn run(self) {
+        let inp = self.inp;
+        let q = self.next.len() / inp;
+        let block_rows = match &self.w {
+            BlockWeights::Read(w) => w.len() / inp,
+            BlockWeights::Update { w, .. } => w.len() / inp,
+        };
+        let mut acc = vec![0f32; block_rows * q * LANES];
+        let mut g = vec![0f32; CHUNK];
+        let mut w = self.w;
+        for c0 in (0..inp).step_by(CHUNK) {
+            let c1 = (c0 + CHUNK).min(inp);
+            if let BlockWeights::Update {
+                w,
+                m,
+                v,
+                x,
+                d,
+                rows,
+                step,
+            } = &mut w
+            {
+                for r in 0..block_rows {
+                    let g = &mut g[..c1 - c0];
+                    g.fill(0.0);
+                    for (s, &ds) in d[r * *rows..(r + 1) * *rows].iter().enumerate() {
+                        if ds != 0.0 {
+                            for (gj, xj) in g.iter_mut().zip(&x[s * inp + c0..s * inp + c1]) {
+                                *gj += ds * xj;
+                            }
+                        }
+                    }
+                    let span = r * inp + c0..r * inp + c1;
+                    for (((wj, mj), vj), &gj) in w[span.clone()]
+                        .iter_mut()
+                        .zip(m[span.clone()].iter_mut())
+                        .zip(v[span].iter_mut())
+                        .zip(g.iter())
+                    {
+                        let (mut mf, mut vf) = (from_bf16(*mj), from_bf16(*vj));
+                        *wj = step.apply(*wj, &mut mf, &mut vf, gj);
+                        *mj = to_bf16(mf);
+                        *vj = to_bf16(vf);
+                    }
+                }
+            }
+            let weights: &[f32] = match &w {
+                BlockWeights::Read(w) => w,
+                BlockWeights::Update { w, .. } => w,
+            };
+            let row = |r: usize| &weights[r * inp + c0..r * inp + c1];
+            let sample = |s: usize| &self.next[s * inp + c0..s * inp + c1];
+            let slot = |r: usize, s: usize| (r * q + s) * LANES;
+            // tiles of 2 rows × 4 samples keep eight independent partial-sum vectors in registers; the rest one
+            // output at a time (the same operations per output either way)
+            let (tiled_rows, tiled_samples) = (block_rows / 2 * 2, q / 4 * 4);
+            for r in (0..tiled_rows).step_by(2) {
+                for s in (0..tiled_samples).step_by(4) {
+                    let mut tile = [[0f32; LANES]; 8];
+                    for (k, t) in tile.iter_mut().enumerate() {
+                        t.copy_from_slice(&acc[slot(r + k / 4, s + k % 4)..][..LANES]);
+                    }
+                    lane_sums_2x4(
+                        &mut tile,
+                        [row(r), row(r + 1)],
+                        [sample(s), sample(s + 1), sample(s + 2), sample(s + 3)],
+                    );
+                    for (k, t) in tile.iter().enumerate() {
+                        acc[slot(r + k / 4, s + k % 4)..][..LANES].copy_from_slice(t);
+                    }
+                }
+            }
+            for r in 0..block_rows {
+                let first_untiled = if r < tiled_rows { tiled_samples } else { 0 };
+                for s in first_untiled..q {
+                    lane_sums(&mut acc[slot(r, s)..][..LANES], row(r), sample(s));
                 }
             }
         }
-        for (((w, m), v), &g) in self
-            .w
-            .iter_mut()
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-            .zip(self.g.iter())
-        {
-            let (mut mj, mut vj) = (from_bf16(*m), from_bf16(*v));
-            *w = step.apply(*w, &mut mj, &mut vj, g);
-            *m = to_bf16(mj);
-            *v = to_bf16(vj);
+        for (y, a) in self.y.iter_mut().zip(acc.chunks_exact_mut(LANES)) {
+            let mut half = LANES / 2;
+            while half > 0 {
+                for l in 0..half {
+                    a[l] += a[l + half];
+                }
+                half /= 2;
+            }
+            *y = a[0];
         }
     }
 }
 
-/// The widest vectors this CPU runs [`RowUpdate::run`] in (the build's baseline is SSE2; detected at run time).
-#[derive(Debug, Clone, Copy)]
-enum RowKernel {
+/// `a[k mod LANES] += w[k] · x[k]` for every `k`, in increasing `k` (`w` starts at a multiple of `LANES`).
+#[inline(always)]
+fn lane_sums(a: &mut [f32], w: &[f32], x: &[f32]) {
+    let a: &mut [f32; LANES] = match a.try_into() {
+        Ok(a) => a,
+        Err(_) => unreachable!("partial sums come in LANES-wide chunks"),
+    };
+    let (wc, xc) = (w.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (wt, xt) = (wc.remainder(), xc.remainder());
+    for (wv, xv) in wc.zip(xc) {
+        for l in 0..LANES {
+            a[l] += wv[l] * xv[l];
+        }
+    }
+    for (l, (wv, xv)) in wt.iter().zip(xt).enumerate() {
+        a[l] += wv * xv;
+    }
+}
+
+/// [`lane_sums`] for two weight rows against four input rows at once: output `k` of `t` is row `k / 4` against
+/// sample `k % 4`.
+#[inline(always)]
+fn lane_sums_2x4(t: &mut [[f32; LANES]; 8], w: [&[f32]; 2], x: [&[f32]; 4]) {
+    let [mut t0, mut t1, mut t2, mut t3, mut t4, mut t5, mut t6, mut t7] = *t;
+    fn chunks(v: &[f32]) -> std::slice::ChunksExact<'_, f32> {
+        v.chunks_exact(LANES)
+    }
+    let vectors = chunks(w[0])
+        .zip(chunks(w[1]))
+        .zip(chunks(x[0]).zip(chunks(x[1])))
+        .zip(chunks(x[2]).zip(chunks(x[3])));
+    for (((a, b), (x0, x1)), (x2, x3)) in vectors {
+        for l in 0..LANES {
+            t0[l] += a[l] * x0[l];
+            t1[l] += a[l] * x1[l];
+            t2[l] += a[l] * x2[l];
+            t3[l] += a[l] * x3[l];
+            t4[l] += b[l] * x0[l];
+            t5[l] += b[l] * x1[l];
+            t6[l] += b[l] * x2[l];
+            t7[l] += b[l] * x3[l];
+        }
+    }
+    *t = [t0, t1, t2, t3, t4, t5, t6, t7];
+    let full = w[0].len() / LANES * LANES;
+    for (o, acc) in t.iter_mut().enumerate() {
+        for (l, (a, b)) in w[o / 4][full..].iter().zip(&x[o % 4][full..]).enumerate() {
+            acc[l] += a * b;
+        }
+    }
+}
+
+/// The widest vectors this CPU runs [`BlockPass::run`] in (the build's baseline is SSE2; detected at run time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Avx512,
     #[cfg(target_arch = "x86_64")]
@@ -179,40 +394,40 @@ enum RowKernel {
     Baseline,
 }
 
-impl RowKernel {
+impl Kernel {
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx512f") {
-                return RowKernel::Avx512;
+                return Kernel::Avx512;
             }
             if is_x86_feature_detected!("avx2") {
-                return RowKernel::Avx2;
+                return Kernel::Avx2;
             }
         }
-        RowKernel::Baseline
+        Kernel::Baseline
     }
 
-    fn run(self, row: RowUpdate, step: &AdamStep) {
+    fn run(self, pass: BlockPass) {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f")]
-            fn avx512(row: RowUpdate, step: &AdamStep) {
-                row.run(step)
+            fn avx512(pass: BlockPass) {
+                pass.run()
             }
             #[target_feature(enable = "avx2")]
-            fn avx2(row: RowUpdate, step: &AdamStep) {
-                row.run(step)
+            fn avx2(pass: BlockPass) {
+                pass.run()
             }
             match self {
                 // SAFETY: `detect` found the feature on this CPU
-                RowKernel::Avx512 => return unsafe { avx512(row, step) },
+                Kernel::Avx512 => return unsafe { avx512(pass) },
                 // SAFETY: as above
-                RowKernel::Avx2 => return unsafe { avx2(row, step) },
-                RowKernel::Baseline => {}
+                Kernel::Avx2 => return unsafe { avx2(pass) },
+                Kernel::Baseline => {}
             }
         }
-        row.run(step)
+        pass.run()
     }
 }
 
@@ -306,16 +521,42 @@ fn cross_entropy(logits: &[f32], targets: &[u32], classes: usize) -> (f64, Vec<f
     (loss / rows as f64, grad)
 }
 
+/// fc6's output (before ReLU) for a batch, `rows × 4096`, and the optimiser step whose weights computed it.
+#[derive(Debug, Clone)]
+pub struct FirstLayerOutput {
+    rows: usize,
+    values: Vec<f32>,
+    computed_at_step: i32,
+}
+
 impl Head {
     /// A head from the three layers.
     pub fn new(layers: [DenseLayer; 3]) -> Head {
         Head { layers, step: 0 }
     }
 
+    /// fc6's output for `rows = x.len() / inp` input rows with the current weights, in the fixed summation order
+    /// that [`Head::step`]'s fused pass uses.
+    pub fn first_layer(&self, x: &[f32]) -> FirstLayerOutput {
+        let rows = x.len() / self.layers[0].inp.max(1);
+        FirstLayerOutput {
+            rows,
+            values: self.layers[0].forward_fixed(x, rows, Kernel::detect()),
+            computed_at_step: self.step,
+        }
+    }
+
     /// Mean cross-entropy without dropout.
     pub fn loss(&self, x: &[f32], targets: &[u32]) -> f64 {
+        self.loss_from_first_layer(self.first_layer(x), targets)
+    }
+
+    /// Mean cross-entropy without dropout, from fc6's output (computed by [`Head::first_layer`], or returned by
+    /// the last [`Head::step`], with the current weights).
+    pub fn loss_from_first_layer(&self, h6: FirstLayerOutput, targets: &[u32]) -> f64 {
+        assert_eq!(h6.computed_at_step, self.step, "fc6's output is from earlier weights");
         let rows = targets.len();
-        let mut h6 = self.layers[0].forward(x, rows);
+        let mut h6 = h6.values;
         relu_dropout(&mut h6, 0.0, None);
         let mut h7 = self.layers[1].forward(&h6, rows);
         relu_dropout(&mut h7, 0.0, None);
@@ -323,10 +564,24 @@ impl Head {
         cross_entropy(&z, targets, self.layers[2].out).0
     }
 
-    /// One AdamW step on a mini-batch with dropout `p`; returns the batch loss.
-    pub fn step(&mut self, x: &[f32], targets: &[u32], p: f32, opt: &AdamW, rng: &mut Rng) -> f64 {
+    /// One AdamW step on the mini-batch `x` with dropout `p`, given its fc6 output `h6` (from
+    /// [`Head::first_layer`] or the previous step). Returns the batch loss and fc6's output for `next` (the next
+    /// batch, or the validation rows) through the updated weights, computed in the same pass as fc6's update.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &mut self,
+        x: &[f32],
+        h6: FirstLayerOutput,
+        targets: &[u32],
+        p: f32,
+        opt: &AdamW,
+        rng: &mut Rng,
+        next: &[f32],
+    ) -> (f64, FirstLayerOutput) {
         let rows = targets.len();
-        let mut h6 = self.layers[0].forward(x, rows);
+        assert_eq!(h6.computed_at_step, self.step, "fc6's output is from earlier weights");
+        assert_eq!(h6.rows, rows, "fc6's output is for another batch");
+        let mut h6 = h6.values;
         let m6 = relu_dropout(&mut h6, p, Some(rng));
         let mut h7 = self.layers[1].forward(&h6, rows);
         let m7 = relu_dropout(&mut h7, p, Some(rng));
@@ -338,10 +593,18 @@ impl Head {
         dh6.iter_mut().zip(&m6).for_each(|(g, m)| *g *= m);
         self.step += 1;
         let t = self.step;
-        self.layers[2].update(&h7, &dz, rows, opt, t);
-        self.layers[1].update(&h6, &dh7, rows, opt, t);
-        self.layers[0].update(x, &dh6, rows, opt, t);
-        loss
+        self.layers[2].update(&h7, &dz, rows, opt, t, &[], 0);
+        self.layers[1].update(&h6, &dh7, rows, opt, t, &[], 0);
+        let next_rows = next.len() / self.layers[0].inp.max(1);
+        let values = self.layers[0].update(x, &dh6, rows, opt, t, next, next_rows);
+        (
+            loss,
+            FirstLayerOutput {
+                rows: next_rows,
+                values,
+                computed_at_step: self.step,
+            },
+        )
     }
 }
 
@@ -349,8 +612,6 @@ impl Head {
 mod tests {
     use super::*;
 
-    /// The analytic gradient of the fused update matches finite differences of the loss (no dropout, plain SGD
-    /// read off the AdamW first step: with t = 1, m̂ = g and v̂ = g², so the step is lr·sign(g)).
     #[test]
     fn bfloat16_round_trip_keeps_eight_bits() {
         for x in [1.0f32, -3.5, 1e-20, 7.123_456e5, 0.0] {
@@ -360,6 +621,109 @@ mod tests {
         assert_eq!(from_bf16(to_bf16(1.0 + 2f32.powi(-8))), 1.0); // halfway: ties to even
     }
 
+    fn random_layer(out: usize, inp: usize, rng: &mut Rng) -> DenseLayer {
+        DenseLayer::new(
+            out,
+            inp,
+            (0..out * inp).map(|_| (rng.normal() * 0.5) as f32).collect(),
+            (0..out).map(|_| (rng.normal() * 0.1) as f32).collect(),
+        )
+    }
+
+    fn detected_kernels() -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                kernels.push(Kernel::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        kernels
+    }
+
+    /// Sizes that exercise every path of the block pass: rows not a multiple of the 2×4 tile, a partial row
+    /// block, several column chunks and a partial lane vector at the end.
+    const AWKWARD: (usize, usize, usize) = (7, 11, 2 * CHUNK + 37);
+
+    #[test]
+    fn the_fixed_order_forward_pass_gives_the_same_bits_on_every_kernel_and_the_right_sums() {
+        let (rows, out, inp) = AWKWARD;
+        let mut rng = Rng::new(17);
+        let layer = random_layer(out, inp, &mut rng);
+        let x: Vec<f32> = (0..rows * inp).map(|_| rng.normal() as f32).collect();
+        let reference = layer.forward_fixed(&x, rows, Kernel::Baseline);
+        for kernel in detected_kernels() {
+            let y = layer.forward_fixed(&x, rows, kernel);
+            let same = y.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{kernel:?} differs from the baseline");
+        }
+        for s in 0..rows {
+            for o in 0..out {
+                let exact: f64 = f64::from(layer.b[o])
+                    + (0..inp)
+                        .map(|i| f64::from(x[s * inp + i]) * f64::from(layer.w[o * inp + i]))
+                        .sum::<f64>();
+                let got = f64::from(reference[s * out + o]);
+                assert!(
+                    (got - exact).abs() < 1e-4 * (1.0 + exact.abs()),
+                    "({s}, {o}): {got} vs {exact}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_forward_pass_fused_into_the_update_equals_one_through_the_updated_weights() {
+        let (rows, out, inp) = AWKWARD;
+        let mut rng = Rng::new(5);
+        let mut head = Head::new([
+            random_layer(out, inp, &mut rng),
+            random_layer(6, out, &mut rng),
+            random_layer(2, 6, &mut rng),
+        ]);
+        let x: Vec<f32> = (0..rows * inp).map(|_| rng.normal() as f32).collect();
+        let next: Vec<f32> = (0..5 * inp).map(|_| rng.normal() as f32).collect();
+        let t: Vec<u32> = (0..rows).map(|s| (s % 2) as u32).collect();
+        let opt = AdamW::new(1e-3, 1e-4);
+        let h6 = head.first_layer(&x);
+        let before = head.layers[0].w.clone();
+        let (_, fused) = head.step(&x, h6, &t, 0.5, &opt, &mut rng, &next);
+        assert_ne!(before, head.layers[0].w, "the step moved fc6");
+        let separate = head.first_layer(&next);
+        assert_eq!(fused.rows, 5);
+        let same = fused
+            .values
+            .iter()
+            .zip(&separate.values)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "the fused pass differs from a separate one");
+        // and a second step accepts it as the next batch's fc6 output
+        let (loss, _) = head.step(&next, fused, &t[..5], 0.5, &opt, &mut rng, &[]);
+        assert!(loss.is_finite());
+    }
+
+    #[test]
+    #[should_panic(expected = "earlier weights")]
+    fn a_step_refuses_an_fc6_output_from_earlier_weights() {
+        let mut rng = Rng::new(8);
+        let mut head = Head::new([
+            random_layer(4, 3, &mut rng),
+            random_layer(3, 4, &mut rng),
+            random_layer(2, 3, &mut rng),
+        ]);
+        let x = [0.5f32, -1.0, 2.0];
+        let opt = AdamW::new(1e-3, 0.0);
+        let stale = head.first_layer(&x);
+        let (_, fresh) = head.step(&x, head.first_layer(&x), &[1], 0.0, &opt, &mut rng, &x);
+        drop(fresh);
+        head.step(&x, stale, &[1], 0.0, &opt, &mut rng, &[]);
+    }
+
+    /// The analytic gradient of the fused update matches finite differences of the loss (no dropout, plain SGD
+    /// read off the AdamW first step: with t = 1, m̂ = g and v̂ = g², so the step is lr·sign(g)).
     #[test]
     fn first_adamw_step_moves_each_weight_against_its_gradient_sign() {
         let mut rng = Rng::new(3);
@@ -382,7 +746,8 @@ mod tests {
             eps: 1e-12,
         };
         let mut stepped = head.clone();
-        stepped.step(&x, &t, 0.0, &opt, &mut rng);
+        let h6 = stepped.first_layer(&x);
+        stepped.step(&x, h6, &t, 0.0, &opt, &mut rng, &[]);
         let mut checked = 0;
         for l in 0..3 {
             for k in 0..head.layers[l].w.len() {
