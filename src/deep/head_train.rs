@@ -3,15 +3,22 @@
 //!
 //! Why not candle's autograd here: for VGG-16 the head holds 120 M parameters, and candle's CPU AdamW allocates
 //! several full-size temporaries per parameter per step — measured on the 2-core build machine at ≈10 s per batch
-//! of 16 (203 s per epoch of 320 views, 7.9 GB RSS). This trainer computes the same mathematics with `gemm` for the
-//! forward pass and one fused pass per weight row for the gradient and the AdamW update (the weight gradient is
-//! never materialised), so the memory traffic per step is one read and write of weights and moments.
+//! of 16 (203 s per epoch of 320 views, 7.9 GB RSS). This trainer computes the same mathematics with `gemm` for
+//! fc7's and fc8's forward passes and one fused pass per block of weight rows for the gradient and the AdamW
+//! update (the weight gradient is never materialised).
+//!
+//! A step is bound by memory traffic, and fc6 alone holds 103 M weights. So the pass that updates fc6 also computes
+//! fc6 for the *next* batch (or, at an epoch's end, for the validation rows) from each block of rows while it is in
+//! cache: [`Head::step`] takes this batch's fc6 output and returns the next one's, and fc6's weights and moments
+//! are read and written once per step, with no second read for a separate forward pass. That forward pass sums in
+//! a fixed order (`LANES` interleaved partial sums per output, reduced pairwise): the same bits on every CPU, and
+//! whether fused or not ([`Head::first_layer`]).
 //!
 //! AdamW is candle's (`candle_nn::AdamW`): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `θ ← θ(1 − lr·λ) − lr · m̂ / (√v̂ + ε)` with bias-corrected `m̂`, `v̂`. The moments of the weight matrices are
-//! *stored* in bfloat16 (computed in f32, rounded to nearest even on store): the step is bound by memory traffic,
-//! and this cuts it from 24 to 16 bytes per parameter (weights stay f32). Dropout is inverted dropout with masks
-//! from the seeded [`Rng`], so a run reproduces exactly.
+//! *stored* in bfloat16 (computed in f32, rounded to nearest even on store), which cuts the traffic from 24 to 16
+//! bytes per parameter (weights stay f32). Dropout is inverted dropout with masks from the seeded [`Rng`], so a
+//! run reproduces exactly.
 
 use rayon::prelude::*;
 
@@ -101,19 +108,9 @@ impl DenseLayer {
     }
 
     /// The weight gradient `dW = dyᵀ x`, block by block of rows, fused with the AdamW update and with the forward
-    /// pass of `next` (`next_rows × inp`) through the updated layer, which it returns (`next_rows × out`; empty
-    /// when `next_rows` is 0).
-    #[allow(clippy::too_many_arguments)]
-    fn update(
-        &mut self,
-        x: &[f32],
-        dy: &[f32],
-        rows: usize,
-        opt: &AdamW,
-        t: i32,
-        next: &[f32],
-        next_rows: usize,
-    ) -> Vec<f32> {
+    /// pass of `next` (whole rows of `inp`) through the updated layer, which it returns (`next rows × out`; empty
+    /// when `next` is).
+    fn update(&mut self, x: &[f32], dy: &[f32], rows: usize, opt: &AdamW, t: i32, next: &[f32]) -> Vec<f32> {
         let (inp, out) = (self.inp, self.out);
         let step = AdamStep {
             beta1: opt.beta1,
@@ -125,6 +122,7 @@ impl DenseLayer {
             eps: opt.eps,
         };
         let kernel = Kernel::detect();
+        let next_rows = next.len() / inp;
         let next = &next[..next_rows * inp];
         // with no next rows, one unused output slot per block keeps the blocks zipped
         let (mut by_row, per_block) = if next_rows == 0 {
@@ -593,10 +591,10 @@ impl Head {
         dh6.iter_mut().zip(&m6).for_each(|(g, m)| *g *= m);
         self.step += 1;
         let t = self.step;
-        self.layers[2].update(&h7, &dz, rows, opt, t, &[], 0);
-        self.layers[1].update(&h6, &dh7, rows, opt, t, &[], 0);
-        let next_rows = next.len() / self.layers[0].inp.max(1);
-        let values = self.layers[0].update(x, &dh6, rows, opt, t, next, next_rows);
+        self.layers[2].update(&h7, &dz, rows, opt, t, &[]);
+        self.layers[1].update(&h6, &dh7, rows, opt, t, &[]);
+        let values = self.layers[0].update(x, &dh6, rows, opt, t, next);
+        let next_rows = values.len() / self.layers[0].out;
         (
             loss,
             FirstLayerOutput {

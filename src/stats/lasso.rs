@@ -110,10 +110,6 @@ fn dot3(a: &[f64], b: &[f64], c: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-fn logistic(eta: f64) -> f64 {
-    1.0 / (1.0 + (-eta).exp())
-}
-
 /// Fit at one λ, starting from `start` (warm start) or zeros.
 pub fn lasso_logistic(x: &[Vec<f64>], y: &[bool], lambda: f64, start: Option<&LassoFit>) -> LassoFit {
     let cols = Columns::new(x);
@@ -149,7 +145,7 @@ fn solve(cols: &Columns, y: &[f64], lambda: f64, lambda_prev: f64, start: Option
             }
         }
     }
-    let residual = |eta: &[f64]| -> Vec<f64> { eta.iter().zip(y).map(|(&e, &yi)| yi - logistic(e)).collect() };
+    let residual = |eta: &[f64]| -> Vec<f64> { eta.iter().zip(y).map(|(&e, &yi)| yi - super::sigmoid(e)).collect() };
     let score = cols.score(&residual(&eta));
     let threshold = 2.0 * lambda - lambda_prev;
     let mut in_set: Vec<bool> = (0..p).map(|j| beta[j] != 0.0 || score[j].abs() >= threshold).collect();
@@ -157,10 +153,9 @@ fn solve(cols: &Columns, y: &[f64], lambda: f64, lambda_prev: f64, start: Option
         let working: Vec<usize> = (0..p).filter(|&j| in_set[j]).collect();
         irls(cols, y, lambda, &working, &mut b0, &mut beta, &mut eta);
         // optimality outside the working set
-        let r = residual(&eta);
-        let nf = n as f64;
+        let score = cols.score(&residual(&eta));
         let violators: Vec<usize> = (0..p)
-            .filter(|&j| !in_set[j] && soft_threshold(dot(cols.col(j), &r) / nf, lambda) != 0.0)
+            .filter(|&j| !in_set[j] && soft_threshold(score[j], lambda) != 0.0)
             .collect();
         if violators.is_empty() {
             break;
@@ -186,7 +181,7 @@ fn irls(cols: &Columns, y: &[f64], lambda: f64, working: &[usize], b0: &mut f64,
     let n = cols.n;
     let nf = n as f64;
     for _outer in 0..200 {
-        let mu: Vec<f64> = eta.iter().map(|&e| logistic(e)).collect();
+        let mu: Vec<f64> = eta.iter().map(|&e| super::sigmoid(e)).collect();
         let w: Vec<f64> = mu.iter().map(|&m| (m * (1.0 - m)).max(1e-5)).collect();
         let z: Vec<f64> = (0..n).map(|i| eta[i] + (y[i] - mu[i]) / w[i]).collect();
         // residual of the working response
