@@ -159,6 +159,54 @@ impl StoredVolume {
         }
     }
 
+    /// Count, sum, minimum and maximum of every value, the same bits as [`ValueSummary::add`] over
+    /// [`Self::to_volume`]'s data. Integers of up to 32 bits, unscaled, are summed as integers, exactly (at most
+    /// 2³¹ · 2³⁰ < 2⁶³ for the largest volume a reader accepts, [`MAX_VOXELS`]); where a value's magnitude times
+    /// the count could reach 2⁵³, adding in `f64` would round, so those images are added as `f64` like the rest.
+    pub fn summary(&self) -> ValueSummary {
+        let n = self.len();
+        let bytes = self.bytes.get(self.start..).unwrap_or_default();
+        let swap = self.big_endian != cfg!(target_endian = "big");
+        let exact_in_f64 = |largest: u64| (n as u128) * (largest as u128) < (1u128 << 53);
+        if self.scale.is_none() {
+            match self.stored {
+                PixelType::U8 => return integer_summary(bytes, n, swap, |b: [u8; 1]| b[0]),
+                PixelType::I8 => return integer_summary(bytes, n, swap, i8::from_ne_bytes),
+                PixelType::U16 => return integer_summary(bytes, n, swap, u16::from_ne_bytes),
+                PixelType::I16 => return integer_summary(bytes, n, swap, i16::from_ne_bytes),
+                PixelType::U32 if exact_in_f64(u32::MAX.into()) => {
+                    return integer_summary(bytes, n, swap, u32::from_ne_bytes);
+                }
+                PixelType::I32 if exact_in_f64(1 << 31) => return integer_summary(bytes, n, swap, i32::from_ne_bytes),
+                _ => {}
+            }
+        }
+        let mut summary = ValueSummary::empty();
+        self.rows(|_, row| summary.add(row));
+        summary
+    }
+
+    /// [`Self::rows`], but only the rows that hold a non-zero value: a row whose bytes are all zero is skipped
+    /// without being decoded (a label map is mostly such rows). Where a scaling applies, zero bytes need not mean
+    /// the value 0, and every row is given.
+    pub fn nonzero_rows(&self, mut f: impl FnMut(usize, &[f64])) {
+        if self.scale.is_some() {
+            return self.rows(f);
+        }
+        let [nx, ny, nz] = self.geometry.size;
+        let row_bytes = nx * self.stored.size();
+        let stored = self.bytes.get(self.start..).unwrap_or_default();
+        let mut row = Vec::with_capacity(nx);
+        for (r, bytes) in stored.chunks(row_bytes.max(1)).take(ny * nz).enumerate() {
+            if bytes.iter().all(|&b| b == 0) {
+                continue;
+            }
+            row.clear();
+            self.decode_into(r * nx, nx, &mut row);
+            f(r, &row);
+        }
+    }
+
     /// The values inside `bb`, as a [`Volume`] on the cropped grid (as [`Volume::crop`] of [`Self::to_volume`]).
     pub fn region(&self, bb: &crate::image::BoundingBox) -> Volume<f64> {
         let [nx, ny, _] = self.geometry.size;
@@ -173,6 +221,87 @@ impl StoredVolume {
             data,
             pixel_type: self.pixel_type,
         }
+    }
+}
+
+/// Count, sum, minimum and maximum of a whole image: PyRadiomics' image diagnostics (mean, minimum, maximum).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueSummary {
+    /// How many values.
+    pub count: usize,
+    /// Their sum, added one after the other in storage order.
+    pub sum: f64,
+    /// The smallest value (NaN is skipped).
+    pub min: f64,
+    /// The largest value (NaN is skipped).
+    pub max: f64,
+}
+
+impl ValueSummary {
+    /// The summary of no value: sum 0, minimum +∞, maximum −∞.
+    pub fn empty() -> ValueSummary {
+        ValueSummary {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Add `values`, one after the other.
+    pub fn add(&mut self, values: &[f64]) {
+        self.count += values.len();
+        for &v in values {
+            self.sum += v;
+            if v < self.min {
+                self.min = v;
+            }
+            if v > self.max {
+                self.max = v;
+            }
+        }
+    }
+
+    /// The mean (NaN for no value).
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+}
+
+/// The summary of samples stored as integers `T` of `W` bytes, in integer arithmetic: the sum is exact, and so
+/// equal, bit for bit, to adding the same values one after the other in `f64` while every partial sum stays below
+/// 2⁵³, which the caller ensures. The minimum and maximum are kept in `T`, so the loop vectorises.
+fn integer_summary<const W: usize, T: Copy + Ord + Into<i64>>(
+    bytes: &[u8],
+    n: usize,
+    swap: bool,
+    value: impl Fn([u8; W]) -> T,
+) -> ValueSummary {
+    let samples = bytes.chunks_exact(W).take(n);
+    let count = samples.len();
+    let native = |c: &[u8]| {
+        let mut a = [0u8; W];
+        a.copy_from_slice(c);
+        if swap {
+            a.reverse();
+        }
+        value(a)
+    };
+    let mut first = bytes.chunks_exact(W).take(1).map(native);
+    let Some(v0) = first.next() else {
+        return ValueSummary::empty();
+    };
+    let (mut sum, mut min, mut max) = (0i64, v0, v0);
+    for v in samples.map(native) {
+        sum += v.into();
+        min = min.min(v);
+        max = max.max(v);
+    }
+    ValueSummary {
+        count,
+        sum: sum as f64,
+        min: min.into() as f64,
+        max: max.into() as f64,
     }
 }
 
@@ -246,8 +375,57 @@ fn cast_all<const W: usize>(bytes: &[u8], n: usize, swap: bool, out: &mut Vec<f6
     }
 }
 
-/// Read at most `limit` bytes of a gzip stream; a stream that is longer or corrupt is reported, not trusted.
+/// DEFLATE's largest expansion: one 258-byte match per 2 bits at best, so no stream inflates to more than about
+/// 1,032 times its size.
+const MAX_DEFLATE_RATIO: usize = 1032;
+
+/// Read at most `expected + 1` bytes of a gzip stream; a stream that is corrupt is reported, not trusted.
+///
+/// The payload is inflated in one call of libdeflate into a buffer of exactly `expected` bytes, the fast path for
+/// a well-formed file: one gzip member that inflates to the declared size and nothing after it. Anything else
+/// (a shorter or longer stream, several members, trailing bytes, corruption) goes through the streaming decoder,
+/// which reports it as before; so the fast path changes the speed, never the outcome.
 pub(crate) fn gunzip_bounded(path: &Path, compressed: &[u8], expected: usize, format: &'static str) -> Result<Vec<u8>> {
+    if let Some(whole) = gunzip_exact(compressed, expected) {
+        return Ok(whole);
+    }
+    gunzip_streaming(path, compressed, expected, format)
+}
+
+/// The one-member gzip stream `compressed` inflated, when it is exactly `expected` bytes and nothing follows it.
+fn gunzip_exact(compressed: &[u8], expected: usize) -> Option<Vec<u8>> {
+    use libdeflate_sys::*;
+    // A header that declares more than the stream could ever hold gets no buffer of that size.
+    if expected == 0 || expected > compressed.len().saturating_mul(MAX_DEFLATE_RATIO) {
+        return None;
+    }
+    let mut out = vec![0u8; expected];
+    let (mut read, mut written) = (0usize, 0usize);
+    // SAFETY: the decompressor is checked for null, used by this thread only and freed once. libdeflate reads at
+    // most `compressed.len()` bytes from `compressed` and writes at most `out.len()` bytes to `out`, both live
+    // slices of those lengths, and writes the two counts through valid pointers to local variables.
+    let result = unsafe {
+        let d = libdeflate_alloc_decompressor();
+        if d.is_null() {
+            return None;
+        }
+        let r = libdeflate_gzip_decompress_ex(
+            d,
+            compressed.as_ptr().cast(),
+            compressed.len(),
+            out.as_mut_ptr().cast(),
+            out.len(),
+            &mut read,
+            &mut written,
+        );
+        libdeflate_free_decompressor(d);
+        r
+    };
+    (result == libdeflate_result_LIBDEFLATE_SUCCESS && read == compressed.len() && written == expected).then_some(out)
+}
+
+/// [`gunzip_bounded`] through flate2's streaming decoder: every member, at most `expected + 1` bytes.
+fn gunzip_streaming(path: &Path, compressed: &[u8], expected: usize, format: &'static str) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::with_capacity(expected.min(1 << 28));
     let mut dec = flate2::read::MultiGzDecoder::new(compressed).take(expected as u64 + 1);
@@ -299,6 +477,141 @@ mod tests {
                 decode_samples(&little[..le.len() + 1], 2, pixel, false).len(),
                 1 + usize::from(le.len() == 1)
             );
+        }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("in memory");
+        enc.finish().expect("in memory")
+    }
+
+    #[test]
+    fn the_fast_inflate_gives_what_the_streaming_decoder_gives_or_leaves_the_stream_to_it() {
+        let path = Path::new("case.nrrd");
+        let data: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let one = gzip(&data);
+        let mut two = gzip(&data[..20_000]);
+        two.extend(gzip(&data[20_000..]));
+        let mut trailing = one.clone();
+        trailing.extend_from_slice(b"junk");
+        let mut corrupt = one.clone();
+        let mid = corrupt.len() / 2;
+        corrupt[mid] ^= 0x55;
+        let truncated = one[..one.len() - 100].to_vec();
+        // (stream, declared size, whether the one-call path may take it)
+        let cases: [(&[u8], usize, bool); 7] = [
+            (&one, data.len(), true),
+            (&one, data.len() - 1, false), // longer than declared
+            (&one, data.len() + 1, false), // shorter than declared
+            (&two, data.len(), false),     // two members
+            (&trailing, data.len(), false),
+            (&corrupt, data.len(), false),
+            (&truncated, data.len(), false),
+        ];
+        for (k, (stream, expected, fast)) in cases.into_iter().enumerate() {
+            assert_eq!(gunzip_exact(stream, expected).is_some(), fast, "case {k}");
+            let streaming = gunzip_streaming(path, stream, expected, "NRRD").map_err(|e| e.to_string());
+            let bounded = gunzip_bounded(path, stream, expected, "NRRD").map_err(|e| e.to_string());
+            assert_eq!(bounded, streaming, "case {k}");
+        }
+        assert_eq!(gunzip_exact(&one, data.len()), Some(data.clone()));
+        // a declared size no stream of this length can reach gets no buffer
+        assert_eq!(gunzip_exact(&one, one.len() * MAX_DEFLATE_RATIO + 1), None);
+    }
+
+    fn stored(values: &[f64], pixel: PixelType, big_endian: bool, scale: Option<(f64, f64)>) -> StoredVolume {
+        let mut bytes = vec![0xAA; 3]; // samples start at an odd offset, as after a header
+        for &v in values {
+            let mut le: Vec<u8> = match pixel {
+                PixelType::U8 => vec![v as u8],
+                PixelType::I8 => (v as i8).to_le_bytes().to_vec(),
+                PixelType::U16 => (v as u16).to_le_bytes().to_vec(),
+                PixelType::I16 => (v as i16).to_le_bytes().to_vec(),
+                PixelType::U32 => (v as u32).to_le_bytes().to_vec(),
+                PixelType::I32 => (v as i32).to_le_bytes().to_vec(),
+                PixelType::U64 => (v as u64).to_le_bytes().to_vec(),
+                PixelType::I64 => (v as i64).to_le_bytes().to_vec(),
+                PixelType::F32 => (v as f32).to_le_bytes().to_vec(),
+                PixelType::F64 => v.to_le_bytes().to_vec(),
+            };
+            if big_endian {
+                le.reverse();
+            }
+            bytes.extend(le);
+        }
+        let geometry = crate::image::Geometry::new([4, 3, values.len() / 12], [1.0; 3], [0.0; 3]);
+        StoredVolume::new(geometry, bytes, 3, pixel, big_endian, scale)
+    }
+
+    #[test]
+    fn the_whole_image_summary_is_the_sum_in_order_of_the_decoded_values_for_every_type() {
+        use PixelType::*;
+        // 24 values: negative where the type allows, zeros, the type's extremes
+        let values = |pixel: PixelType| -> Vec<f64> {
+            let (lo, hi) = match pixel {
+                U8 => (0.0, 255.0),
+                I8 => (-128.0, 127.0),
+                U16 => (0.0, 65_535.0),
+                I16 => (-32_768.0, 32_767.0),
+                U32 => (0.0, 4_294_967_295.0),
+                I32 => (-2_147_483_648.0, 2_147_483_647.0),
+                _ => (-1.0e6, 1.0e6),
+            };
+            (0..24)
+                .map(|i| match i % 6 {
+                    0 => lo,
+                    1 => hi,
+                    2 => 0.0,
+                    _ => ((i * 37 % 23) as f64 * (hi - lo) / 23.0 + lo).round().clamp(lo, hi),
+                })
+                .collect()
+        };
+        for pixel in [U8, I8, U16, I16, U32, I32, U64, I64, F32, F64] {
+            for big_endian in [false, true] {
+                for scale in [None, Some((0.5, -3.0))] {
+                    let v = stored(&values(pixel), pixel, big_endian, scale);
+                    let mut expected = ValueSummary::empty();
+                    expected.add(&v.to_volume().data);
+                    let got = v.summary();
+                    assert_eq!(got.count, 24);
+                    assert_eq!(
+                        (got.sum.to_bits(), got.min.to_bits(), got.max.to_bits()),
+                        (expected.sum.to_bits(), expected.min.to_bits(), expected.max.to_bits()),
+                        "{pixel:?} big-endian {big_endian} scale {scale:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nonzero_rows_are_the_rows_holding_a_value_other_than_zero() {
+        let mut values = vec![0.0; 24];
+        values[5] = 1.0; // row 1
+        values[13] = 2.0; // row 3
+        values[23] = 1.0; // row 5
+        for (pixel, scale) in [
+            (PixelType::U8, None),
+            (PixelType::I16, None),
+            (PixelType::F32, None),
+            (PixelType::U8, Some((1.0, 0.5))),
+        ] {
+            let v = stored(&values, pixel, false, scale);
+            let mut all = Vec::new();
+            v.rows(|r, row| all.push((r, row.to_vec())));
+            let mut nonzero = Vec::new();
+            v.nonzero_rows(|r, row| nonzero.push((r, row.to_vec())));
+            if scale.is_some() {
+                assert_eq!(nonzero, all, "a scaled zero is not zero: every row");
+            } else {
+                all.retain(|(_, row)| row.iter().any(|&x| x != 0.0));
+                assert_eq!(nonzero, all, "{pixel:?}");
+                assert_eq!(nonzero.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![1, 3, 5]);
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use super::texture::DiscreteRoi;
 use super::{FeatureSet, FeatureValues, TextureOptions, class_features};
 use crate::error::{Error, Result};
 use crate::image::{BoundingBox, Volume, largest_slice};
-use crate::io::StoredVolume;
+use crate::io::{StoredVolume, ValueSummary};
 
 /// The result of one extraction.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -39,42 +39,24 @@ fn grid_stats(kind: &str, prefix: &str, g: &crate::image::Geometry, diag: &mut V
 }
 
 fn image_stats(prefix: &str, img: &Volume<f64>, diag: &mut Vec<(String, String)>) {
-    image_stats_of_rows(
-        prefix,
-        &img.geometry,
-        |f| {
-            for (r, row) in img.data.chunks_exact(img.geometry.size[0].max(1)).enumerate() {
-                f(r, row)
-            }
-        },
-        diag,
-    );
+    let mut summary = ValueSummary::empty();
+    summary.add(&img.data);
+    image_stats_of(prefix, &img.geometry, &summary, diag);
 }
 
-/// Size, spacing, mean, minimum and maximum of a whole image given row by row in storage order (the mean's sum in
-/// voxel order, as for a decoded volume, so both give the same bits).
-fn image_stats_of_rows(
+/// Size, spacing, mean, minimum and maximum of a whole image.
+fn image_stats_of(
     prefix: &str,
     geometry: &crate::image::Geometry,
-    rows: impl FnOnce(&mut dyn FnMut(usize, &[f64])),
+    summary: &ValueSummary,
     diag: &mut Vec<(String, String)>,
 ) {
-    let (mut n, mut sum, mut min, mut max) = (0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY);
-    rows(&mut |_, row: &[f64]| {
-        n += row.len();
-        for &v in row {
-            sum += v;
-            if v < min {
-                min = v;
-            }
-            if v > max {
-                max = v;
-            }
-        }
-    });
-    let mean = sum / n as f64;
     grid_stats("Image", prefix, geometry, diag);
-    diag.push((format!("diagnostics_Image-{prefix}_Mean"), format!("{mean:?}")));
+    let ValueSummary { min, max, .. } = *summary;
+    diag.push((
+        format!("diagnostics_Image-{prefix}_Mean"),
+        format!("{:?}", summary.mean()),
+    ));
     diag.push((format!("diagnostics_Image-{prefix}_Minimum"), format!("{min:?}")));
     diag.push((format!("diagnostics_Image-{prefix}_Maximum"), format!("{max:?}")));
 }
@@ -229,8 +211,8 @@ pub fn extract_stored(
     }
     let classes = selected_classes(settings)?;
     let mut diag = Vec::new();
-    image_stats_of_rows("original", &image.geometry, |f| image.rows(f), &mut diag);
-    let (bb, count) = check_roi_rows(mask_path, mask.geometry.size, settings, |f| mask.rows(f))?;
+    image_stats_of("original", &image.geometry, &image.summary(), &mut diag);
+    let (bb, count) = check_roi_rows(mask_path, mask.geometry.size, settings, |f| mask.nonzero_rows(f))?;
     mask_stats("original", &mask.geometry, &bb, count, &mut diag);
     let crop = image.region(&bb);
     let label = settings.label as f64;

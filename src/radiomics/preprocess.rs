@@ -21,8 +21,8 @@ pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> R
 }
 
 /// [`check_roi`] of a mask of `size` given row by row (`rows` calls its argument with each row along `i` and the
-/// row's number `j + size_j · k`, in storage order; it may be called twice, the second time only to name the
-/// labels present when the one asked for is not).
+/// row's number `j + size_j · k`, in storage order, and may leave out rows that hold only zeros; it may be called
+/// twice, the second time only to name the labels present when the one asked for is not).
 pub fn check_roi_rows(
     mask_path: &Path,
     size: [usize; 3],
