@@ -14,7 +14,9 @@
 //!
 //! - with AVX-512 VNNI (detected at run time) one `vpdpbusd` multiplies 64 byte pairs and adds them in fours into
 //!   16 sums — four times the multiply-adds of an f32 FMA of the same width, on a quarter of the bytes;
-//! - elsewhere (AVX2, the Jetson's aarch64) a portable kernel computes the same integers.
+//! - with AVX2 only, the bytes are widened to 16 bits (the weights once per layer, the input once per call) and
+//!   one `vpmaddwd` multiplies 16 pairs and adds them in twos into 8 sums, exactly (|a·w + a'·w'| ≤ 64,770);
+//! - elsewhere (the Jetson's aarch64) a portable kernel computes the same integers.
 //!
 //! No im2col buffer is built. The quantized input is stored with a one-pixel zero border, `(H+2) × (W+2) × C₄`
 //! bytes (`C₄` = C_in rounded up to 4), so the 9·C_in inputs of output pixel `(y, x)` are three contiguous runs of
@@ -49,6 +51,8 @@ pub struct PackedConvI8 {
     /// `s_w[o]`, per output channel.
     weight_scale: Vec<f32>,
     bias: Vec<f32>,
+    /// The weights widened to `i16` pairs for the AVX2 kernel ([`widen_weights`]), made on first use there.
+    weight_pairs: std::sync::OnceLock<Vec<i16>>,
 }
 
 impl PackedConvI8 {
@@ -96,6 +100,7 @@ impl PackedConvI8 {
             weight,
             weight_scale,
             bias: p.bias().to_vec(),
+            weight_pairs: std::sync::OnceLock::new(),
         }
     }
 
@@ -136,6 +141,26 @@ fn quantize_input(x: &Nhwc, cin4: usize) -> (Vec<u8>, f32) {
     (q, scale)
 }
 
+/// The packed weights widened for the AVX2 kernel: per block, kernel row and 4-byte group, for the input pairs
+/// `(0, 1)` then `(2, 3)`, the 32 channels as `(w[2p], w[2p+1])` pairs of `i16`, so that one `vpmaddwd` with a
+/// broadcast input pair gives 8 channels' `a[2p]·w[2p] + a[2p+1]·w[2p+1]`.
+fn widen_weights(p: &PackedConvI8) -> Vec<i16> {
+    let mut out = vec![0i16; p.weight.len()];
+    for (dst, src) in out
+        .chunks_exact_mut(BLOCK_OUT * GROUP)
+        .zip(p.weight.chunks_exact(BLOCK_OUT * GROUP))
+    {
+        for lane in 0..BLOCK_OUT {
+            for pair in 0..2 {
+                for e in 0..2 {
+                    dst[(pair * BLOCK_OUT + lane) * 2 + e] = i16::from(src[lane * GROUP + 2 * pair + e]);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `relu(conv3x3(x) + b)`, padding 1, on 8-bit weights and activations (see the module's text). `x` must be
 /// non-negative, as every VGG layer's input after the first is.
 pub fn conv3x3_relu_i8(x: &Nhwc, p: &PackedConvI8) -> Nhwc {
@@ -157,6 +182,15 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel) -> Nhwc {
     let groups = p.groups();
     let panel = 3 * groups * BLOCK_OUT * GROUP;
     let in_row = (w + 2) * cin4;
+    // the AVX2 kernel's 16-bit operands (empty for the others)
+    let (wide_input, wide_weight): (Vec<i16>, &[i16]) = if kernel.takes_pairs() {
+        (
+            q.iter().map(|&v| i16::from(v)).collect(),
+            p.weight_pairs.get_or_init(|| widen_weights(p)),
+        )
+    } else {
+        (Vec::new(), &[])
+    };
     let mut out = vec![0f32; h * w * cout];
     out.par_chunks_mut(w * cout).enumerate().for_each(|(y, out_row)| {
         for b in 0..blocks {
@@ -168,14 +202,16 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel) -> Nhwc {
             while x0 < w {
                 let n = TILE.min(w - x0);
                 // the three kernel rows' runs start at padded (y + ky, x0)
-                let a = &q[y * in_row + x0 * cin4..(y + 2) * in_row + (x0 + n + 2) * cin4];
+                let span = y * in_row + x0 * cin4..(y + 2) * in_row + (x0 + n + 2) * cin4;
                 let dst = &mut out_row[x0 * cout + o0..(x0 + n - 1) * cout + o0 + lanes];
                 let t = Tile {
-                    a,
+                    a: &q[span.clone()],
+                    a_wide: wide_input.get(span).unwrap_or_default(),
                     in_row,
                     cin4,
                     groups,
                     weight: wb,
+                    weight_pairs: wide_weight.get(b * panel..(b + 1) * panel).unwrap_or_default(),
                     scale: sc,
                     bias: bi,
                     cout,
@@ -198,6 +234,8 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel) -> Nhwc {
 struct Tile<'a> {
     /// The padded input from `(y, x0)` to past `(y + 2, x0 + n + 1)`.
     a: &'a [u8],
+    /// The same, widened to `i16` (the AVX2 kernel's; empty for the others).
+    a_wide: &'a [i16],
     /// Bytes per padded input row.
     in_row: usize,
     cin4: usize,
@@ -205,6 +243,8 @@ struct Tile<'a> {
     groups: usize,
     /// The block's packed weights.
     weight: &'a [i8],
+    /// The same, as [`widen_weights`] lays them out (the AVX2 kernel's; empty for the others).
+    weight_pairs: &'a [i16],
     /// `s_a·s_w[o]` and `b[o]` for the block's 32 channels (zero beyond C_out).
     scale: &'a [f32],
     bias: &'a [f32],
@@ -220,21 +260,41 @@ enum Kernel {
     /// AVX-512 VNNI.
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// AVX2, on 16-bit pairs.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     /// Portable Rust.
     Portable,
 }
 
 impl Kernel {
+    /// The fastest kernel this CPU has. `ALNRISK_NO_VNNI` (set to anything) skips VNNI and `ALNRISK_NO_AVX2` also
+    /// AVX2, to measure the others on one machine.
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if std::env::var_os("ALNRISK_NO_VNNI").is_none()
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
         {
-            return Kernel::Vnni;
+            let allowed = |var: &str| std::env::var_os(var).is_none();
+            if allowed("ALNRISK_NO_VNNI")
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                return Kernel::Vnni;
+            }
+            if allowed("ALNRISK_NO_VNNI") && allowed("ALNRISK_NO_AVX2") && is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
         }
         Kernel::Portable
+    }
+
+    /// Whether the kernel reads the 16-bit operands ([`Tile::a_wide`], [`Tile::weight_pairs`]).
+    fn takes_pairs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx2 {
+            return true;
+        }
+        false
     }
 
     /// `dst` (pixel stride `cout`, starting at the tile's first channel) ← the tile's `n` pixels.
@@ -244,6 +304,10 @@ impl Kernel {
         assert!(t.weight.len() >= 3 * t.groups * BLOCK_OUT * GROUP);
         assert!(t.scale.len() >= BLOCK_OUT && t.bias.len() >= BLOCK_OUT && t.lanes <= BLOCK_OUT);
         assert!(dst.len() >= (n - 1) * t.cout + t.lanes);
+        if self.takes_pairs() {
+            assert!(t.a_wide.len() >= 2 * t.in_row + (n + 2) * t.cin4);
+            assert!(t.weight_pairs.len() >= 3 * t.groups * BLOCK_OUT * GROUP);
+        }
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` found the CPU features; the asserts above bound every access the kernel makes
@@ -258,6 +322,9 @@ impl Kernel {
                     _ => vnni::tile::<1>(t, dst),
                 }
             },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` found AVX2; the asserts above bound every access the kernel makes
+            Kernel::Avx2 => unsafe { avx2::tile(t, n, dst) },
             Kernel::Portable => portable_tile(t, n, dst),
         }
     }
@@ -350,6 +417,105 @@ mod vnni {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK_OUT, GROUP, Tile};
+
+    /// Pixels per register sub-tile: 3 pixels × 4 vectors of 8 sums stay in registers beside the operands.
+    const SUB: usize = 3;
+
+    /// The tile's `n` pixels on AVX2, in sub-tiles of up to [`SUB`] pixels.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, and `t`/`dst` satisfy the bounds [`super::Kernel::run`] asserts.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn tile(t: &Tile, n: usize, dst: &mut [f32]) {
+        let mut r0 = 0;
+        while r0 < n {
+            let m = SUB.min(n - r0);
+            // SAFETY: pixels r0..r0+m lie within the tile's n, so every offset stays within the asserted bounds
+            unsafe {
+                match m {
+                    3 => sub_tile::<3>(t, r0, dst),
+                    2 => sub_tile::<2>(t, r0, dst),
+                    _ => sub_tile::<1>(t, r0, dst),
+                }
+            }
+            r0 += m;
+        }
+    }
+
+    /// Pixels `r0..r0 + N` of the tile: per 4-byte input group, the pairs `(a0, a1)` and `(a2, a3)` broadcast
+    /// and multiplied into 8 channels at a time by `vpmaddwd`; the integer sums are exact, so their order does
+    /// not matter, and the epilogue is [`super::finish`]'s operations in its order.
+    ///
+    /// # Safety
+    /// As [`tile`], with `r0 + N ≤ n`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn sub_tile<const N: usize>(t: &Tile, r0: usize, dst: &mut [f32]) {
+        let mut acc = [[_mm256_setzero_si256(); BLOCK_OUT / 8]; N];
+        let step = BLOCK_OUT * GROUP;
+        for ky in 0..3 {
+            // SAFETY (whole function): offsets stay within the lengths asserted by `Kernel::run`
+            let a = unsafe { t.a_wide.as_ptr().add(ky * t.in_row + r0 * t.cin4) };
+            let w = unsafe { t.weight_pairs.as_ptr().add(ky * t.groups * step) };
+            for g in 0..t.groups {
+                let wg = unsafe { w.add(g * step) };
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let pairs = unsafe { a.add(r * t.cin4 + g * GROUP) as *const i32 };
+                    let (a01, a23) = unsafe {
+                        (
+                            _mm256_set1_epi32(pairs.read_unaligned()),
+                            _mm256_set1_epi32(pairs.add(1).read_unaligned()),
+                        )
+                    };
+                    for (v, s) in acc_r.iter_mut().enumerate() {
+                        let (w01, w23) = unsafe {
+                            (
+                                _mm256_loadu_si256(wg.add(v * 16) as *const __m256i),
+                                _mm256_loadu_si256(wg.add(BLOCK_OUT * 2 + v * 16) as *const __m256i),
+                            )
+                        };
+                        let both = _mm256_add_epi32(_mm256_madd_epi16(a01, w01), _mm256_madd_epi16(a23, w23));
+                        *s = _mm256_add_epi32(*s, both);
+                    }
+                }
+            }
+        }
+        let zero = _mm256_setzero_ps();
+        for (r, acc_r) in acc.iter().enumerate() {
+            let out = unsafe { dst.as_mut_ptr().add((r0 + r) * t.cout) };
+            for (v, s) in acc_r.iter().enumerate() {
+                let first = v * 8;
+                let live = t.lanes.saturating_sub(first).min(8);
+                if live == 0 {
+                    break;
+                }
+                let (scale, bias) = unsafe {
+                    (
+                        _mm256_loadu_ps(t.scale.as_ptr().add(first)),
+                        _mm256_loadu_ps(t.bias.as_ptr().add(first)),
+                    )
+                };
+                // no FMA: the product is rounded before the sum, as in `finish`; max(v, 0) returns the second
+                // operand unless v > 0, as `finish` does
+                let y = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(*s), scale), bias), zero);
+                if live == 8 {
+                    unsafe { _mm256_storeu_ps(out.add(first), y) };
+                } else {
+                    let mut lanes = [0f32; 8];
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), y) };
+                    for (l, &value) in lanes.iter().enumerate().take(live) {
+                        unsafe { *out.add(first + l) = value };
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +574,11 @@ mod tests {
             let want = reference(&x, &p);
             let got_portable = conv_on(&x, &p, Kernel::Portable).data;
             assert_eq!(got_portable, want, "portable {h}×{w}×{cin}→{cout}");
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                let got_avx2 = conv_on(&x, &p, Kernel::Avx2).data;
+                assert_eq!(got_avx2, want, "AVX2 {h}×{w}×{cin}→{cout}");
+            }
             let got = conv3x3_relu_i8(&x, &p).data;
             assert_eq!(got, want, "detected kernel {:?} {h}×{w}×{cin}→{cout}", Kernel::detect());
         }
