@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 use crate::image::{BoundingBox, Volume, largest_slice};
 use crate::io::{StoredVolume, ValueSummary};
 
+/// ROI voxels from which the feature classes of one extraction run in parallel.
+const PARALLEL_CLASSES_FROM: usize = 10_000;
+
 /// The result of one extraction.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Extraction {
@@ -314,25 +317,27 @@ fn from_crop(
     ));
 
     let voxel_volume = spacing[0] * spacing[1] * spacing[2];
-    let results: Vec<(&str, FeatureValues)> = classes
-        .par_iter()
-        .map(|(class, _)| {
-            let fv = match *class {
-                "firstorder" => {
-                    super::firstorder::compute(&values, &roi_levels, voxel_volume, settings.voxel_array_shift)
-                }
-                "shape" => super::shape::compute(bb.size, spacing, |o| shape_inside[o]),
-                "shape2D" => shape2d_of_slice(bb.size, spacing, shape_inside, axis, slice_info.0),
-                "glcm" => super::glcm::compute(&roi, &opts),
-                "glrlm" => super::glrlm::compute(&roi, &opts),
-                "glszm" => super::glszm::compute(&roi, &opts),
-                "gldm" => super::gldm::compute(&roi, &opts),
-                "ngtdm" => super::ngtdm::compute(&roi, &opts),
-                _ => FeatureValues::new(),
-            };
-            (*class, fv)
-        })
-        .collect();
+    let compute = |(class, _): &(&'static str, Vec<&'static str>)| {
+        let fv = match *class {
+            "firstorder" => super::firstorder::compute(&values, &roi_levels, voxel_volume, settings.voxel_array_shift),
+            "shape" => super::shape::compute(bb.size, spacing, |o| shape_inside[o]),
+            "shape2D" => shape2d_of_slice(bb.size, spacing, shape_inside, axis, slice_info.0),
+            "glcm" => super::glcm::compute(&roi, &opts),
+            "glrlm" => super::glrlm::compute(&roi, &opts),
+            "glszm" => super::glszm::compute(&roi, &opts),
+            "gldm" => super::gldm::compute(&roi, &opts),
+            "ngtdm" => super::ngtdm::compute(&roi, &opts),
+            _ => FeatureValues::new(),
+        };
+        (*class, fv)
+    };
+    // The classes run in parallel only where that pays for the threads: a small ROI's take a few milliseconds in
+    // all, less than starting a pool.
+    let results: Vec<(&str, FeatureValues)> = if roi_levels.len() >= PARALLEL_CLASSES_FROM {
+        classes.par_iter().map(compute).collect()
+    } else {
+        classes.iter().map(compute).collect()
+    };
 
     let mut features = FeatureSet::default();
     for &class in super::settings::CLASSES {
