@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use alnrisk::deep::finetune::{FinetuneConfig, FinetuneMode, finetune};
+use alnrisk::deep::finetune::{FinetuneConfig, FinetuneMode, finetune, finetune_with_pool5};
 use alnrisk::deep::{Crop, Vgg16, VggConfig, vgg::he_init};
 use candle_core::Device;
 
@@ -90,6 +90,32 @@ fn head_mode_loss_goes_down_and_reproduces_exactly() {
     );
     let again = Vgg16::load(cfg(), &p, &Device::Cpu).unwrap();
     assert_eq!(again.named_tensors().unwrap().len(), ta.len());
+}
+
+#[test]
+fn head_mode_given_the_plain_pool5_trains_exactly_as_when_it_computes_them() {
+    // as `fit` does it: the served (8-bit) trunk, each crop's pool5 computed alone and handed over
+    let (crops, labels) = data();
+    let (mut a, mut b) = (net(), net());
+    a.quantize_trunk().unwrap();
+    b.quantize_trunk().unwrap();
+    let rows: Vec<Vec<f32>> = crops
+        .iter()
+        .map(|c| {
+            let t = b.trunk(&alnrisk::deep::batch(std::slice::from_ref(c), &Device::Cpu).unwrap());
+            t.unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        })
+        .collect();
+    let ra = finetune(&mut a, &crops, &labels, &settings(FinetuneMode::Head, 4)).unwrap();
+    let rb = finetune_with_pool5(&mut b, &crops, &labels, Some(&rows), &settings(FinetuneMode::Head, 4)).unwrap();
+    assert!(!ra.validation_loss.is_empty());
+    assert_eq!(ra, rb, "the validation losses must not depend on where pool5 came from");
+    // rows that are not the trunk's change the validation losses: the rows given are the ones used
+    let zeros: Vec<Vec<f32>> = rows.iter().map(|r| vec![0.0; r.len()]).collect();
+    let mut c = net();
+    c.quantize_trunk().unwrap();
+    let rc = finetune_with_pool5(&mut c, &crops, &labels, Some(&zeros), &settings(FinetuneMode::Head, 4)).unwrap();
+    assert_ne!(rc.validation_loss, ra.validation_loss);
 }
 
 #[test]

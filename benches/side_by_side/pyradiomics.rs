@@ -12,7 +12,8 @@
 //!
 //! Cases: the bundled PyRadiomics cases, UCSF-BR-06 phase 2 with its SEG (written as NRRD for both; alnrisk also
 //! read from DICOM + SEG, a path PyRadiomics has not), and two CT-sized volumes made here (512×512 slices of int16
-//! with a textured ellipsoid ROI, one medium and one over 50,000 voxels), written as gzip NRRD as CT cohorts are.
+//! with a textured ellipsoid ROI, one medium and one over 50,000 voxels), written as gzip NRRD as CT cohorts are,
+//! and the same two stored raw (uncompressed), to show what inflating the file costs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -156,6 +157,26 @@ fn write_pair(dir: &Path, name: &str, image: &Volume<f64>, mask: &Volume<f64>) -
     (i, m)
 }
 
+/// A copy of a gzip NRRD with its payload stored raw (`encoding: raw`), beside it.
+fn raw_copy(gzip_nrrd: &Path) -> PathBuf {
+    use std::io::Read;
+    let bytes = std::fs::read(gzip_nrrd).expect("the NRRD just written");
+    let end = bytes.windows(2).position(|w| w == b"\n\n").expect("an NRRD header") + 2;
+    let header = String::from_utf8_lossy(&bytes[..end]).replace("encoding: gzip", "encoding: raw");
+    let mut out = header.into_bytes();
+    flate2::read::GzDecoder::new(&bytes[end..])
+        .read_to_end(&mut out)
+        .expect("the payload inflates");
+    let name = gzip_nrrd
+        .file_name()
+        .expect("a file")
+        .to_string_lossy()
+        .replace(".nrrd", "-raw.nrrd");
+    let raw = gzip_nrrd.with_file_name(name);
+    std::fs::write(&raw, out).expect("write the raw copy");
+    raw
+}
+
 fn nrrd_case(name: &str, image: PathBuf, mask: PathBuf) -> Case {
     let read = |p: &Path| alnrisk::io::read_volume(p).expect("readable case");
     let (img, msk) = (read(&image), read(&mask));
@@ -222,7 +243,10 @@ pub fn run(venv: &Path) {
         let (image, mask) = ct_like(size, radii);
         let file = format!("ct-{}x{}x{}", size[0], size[1], size[2]);
         let (i, m) = write_pair(&work, &file, &image, &mask);
+        let (raw_i, raw_m) = (raw_copy(&i), raw_copy(&m));
         cases.push(nrrd_case(name, i, m));
+        // the same volumes stored uncompressed: what the pipeline costs without inflating the file
+        cases.push(nrrd_case(&format!("{name} (raw NRRD)"), raw_i, raw_m));
     }
 
     let peer = time_pyradiomics(venv, &cases);

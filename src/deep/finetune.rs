@@ -192,6 +192,20 @@ impl EarlyStopping {
 
 /// Fine-tune `net` in place on `crops` with labels `labels` (`< classes`).
 pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneConfig) -> Result<FinetuneReport> {
+    finetune_with_pool5(net, crops, labels, None, cfg)
+}
+
+/// [`finetune`], given in head mode the frozen trunk's pool5 of every plain crop where the caller already has it
+/// (`plain_pool5[i]` for `crops[i]`, as `fit` caches them): the validation crops' rows are taken from it instead
+/// of being computed again. The trunk gives each image the same pool5 alone or in a batch, so the result is the
+/// same to the bit. Other modes ignore it.
+pub fn finetune_with_pool5(
+    net: &mut Vgg16,
+    crops: &[Crop],
+    labels: &[u32],
+    plain_pool5: Option<&[Vec<f32>]>,
+    cfg: &FinetuneConfig,
+) -> Result<FinetuneReport> {
     if crops.len() != labels.len() || crops.len() < 4 {
         return Err(Error::Model(format!(
             "fine-tuning needs at least 4 labelled crops ({} given)",
@@ -221,7 +235,8 @@ pub fn finetune(net: &mut Vgg16, crops: &[Crop], labels: &[u32], cfg: &FinetuneC
     }
     let planes: Vec<Vec<f32>> = crops.iter().map(resized_plane).collect();
     if cfg.mode == FinetuneMode::Head {
-        return train_head(net, &planes, labels, &train, &val, cfg, &mut rng);
+        let known = plain_pool5.filter(|rows| rows.len() == crops.len());
+        return train_head(net, &planes, labels, (&train, &val), known, cfg, &mut rng);
     }
     // trainable parameters: the dense layers, plus the convolutions in full mode
     let dense_vars: Vec<(Var, Var)> = net
@@ -364,8 +379,8 @@ fn train_head(
     net: &mut Vgg16,
     planes: &[Vec<f32>],
     labels: &[u32],
-    train: &[usize],
-    val: &[usize],
+    (train, val): (&[usize], &[usize]),
+    plain_pool5: Option<&[Vec<f32>]>,
     cfg: &FinetuneConfig,
     rng: &mut Rng,
 ) -> Result<FinetuneReport> {
@@ -382,11 +397,13 @@ fn train_head(
             items.push((row, labels[i]));
         }
     }
-    let plain: Vec<Vec<f32>> = val.iter().map(|&i| planes[i].clone()).collect();
-    let val_x: Vec<f32> = if plain.is_empty() {
-        Vec::new()
-    } else {
-        pool5_rows(&plain, net)?.concat()
+    let val_x: Vec<f32> = match plain_pool5 {
+        Some(rows) => val.iter().flat_map(|&i| rows[i].iter().copied()).collect(),
+        None if val.is_empty() => Vec::new(),
+        None => {
+            let plain: Vec<Vec<f32>> = val.iter().map(|&i| planes[i].clone()).collect();
+            pool5_rows(&plain, net)?.concat()
+        }
     };
     let val_t: Vec<u32> = val.iter().map(|&i| labels[i]).collect();
     let layers: Vec<DenseLayer> = net

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::cohort::CohortRow;
 use crate::case::{CaseInputs, load_case};
-use crate::deep::finetune::{FinetuneConfig, FinetuneMode, FinetuneReport, finetune};
+use crate::deep::finetune::{FinetuneConfig, FinetuneMode, FinetuneReport, finetune_with_pool5};
 use crate::deep::{self, Crop, Vgg16};
 use crate::error::{Error, Result};
 use crate::model::acquisition;
@@ -322,7 +322,17 @@ pub fn deep_features(
         s.finetune.views,
         train_crops.len()
     ));
-    let report = finetune(&mut net, &train_crops, &train_labels, &s.finetune)?;
+    // the training crops' plain pool5, computed above, serve the validation split
+    let train_pool5: Option<Vec<Vec<f32>>> = pool5_all
+        .as_ref()
+        .map(|rows| train.iter().map(|&i| rows[i].clone()).collect());
+    let report = finetune_with_pool5(
+        &mut net,
+        &train_crops,
+        &train_labels,
+        train_pool5.as_deref(),
+        &s.finetune,
+    )?;
     // The bundle serves the quantized network (fc6–fc8 as Q8_0, on the CPU 8-bit convolutions after the first):
     // compute the cohort's features with it, so the fitted model and the served model see the same numbers (the
     // f32 weights are kept for the bundle and the f32 comparison). Head mode's pool5 came from the served trunk.
