@@ -198,7 +198,11 @@ impl StoredVolume {
         let stored = self.bytes.get(self.start..).unwrap_or_default();
         let mut row = Vec::with_capacity(nx);
         for (r, bytes) in stored.chunks(row_bytes.max(1)).take(ny * nz).enumerate() {
-            if bytes.iter().all(|&b| b == 0) {
+            // (an OR over 64-byte pieces: the comparison vectorises, where `all` stops at each byte)
+            if bytes
+                .chunks(64)
+                .all(|piece| piece.iter().fold(0u8, |acc, &b| acc | b) == 0)
+            {
                 continue;
             }
             row.clear();
@@ -270,39 +274,59 @@ impl ValueSummary {
 
 /// The summary of samples stored as integers `T` of `W` bytes, in integer arithmetic: the sum is exact, and so
 /// equal, bit for bit, to adding the same values one after the other in `f64` while every partial sum stays below
-/// 2⁵³, which the caller ensures. The minimum and maximum are kept in `T`, so the loop vectorises.
+/// 2⁵³, which the caller ensures. The minimum and maximum are kept in `T`, and the byte order is decided once,
+/// outside the loop, so the loop vectorises.
 fn integer_summary<const W: usize, T: Copy + Ord + Into<i64>>(
     bytes: &[u8],
     n: usize,
     swap: bool,
     value: impl Fn([u8; W]) -> T,
 ) -> ValueSummary {
-    let samples = bytes.chunks_exact(W).take(n);
-    let count = samples.len();
+    let n = n.min(bytes.len() / W);
+    let bytes = &bytes[..n * W];
     let native = |c: &[u8]| {
         let mut a = [0u8; W];
         a.copy_from_slice(c);
-        if swap {
-            a.reverse();
-        }
         value(a)
     };
-    let mut first = bytes.chunks_exact(W).take(1).map(native);
-    let Some(v0) = first.next() else {
+    let swapped = |c: &[u8]| {
+        let mut a = [0u8; W];
+        a.copy_from_slice(c);
+        a.reverse();
+        value(a)
+    };
+    let Some(first) = bytes.get(..W) else {
         return ValueSummary::empty();
     };
-    let (mut sum, mut min, mut max) = (0i64, v0, v0);
-    for v in samples.map(native) {
-        sum += v.into();
-        min = min.min(v);
-        max = max.max(v);
-    }
+    let v0 = if swap { swapped(first) } else { native(first) };
+    let (sum, min, max) = if swap {
+        fold_integers::<W, T>(bytes, v0, swapped)
+    } else {
+        fold_integers::<W, T>(bytes, v0, native)
+    };
     ValueSummary {
-        count,
+        count: n,
         sum: sum as f64,
         min: min.into() as f64,
         max: max.into() as f64,
     }
+}
+
+/// Sum, minimum and maximum of the samples of `W` bytes in `bytes`, read by `value`, starting from `v0`.
+#[inline(always)]
+fn fold_integers<const W: usize, T: Copy + Ord + Into<i64>>(
+    bytes: &[u8],
+    v0: T,
+    value: impl Fn(&[u8]) -> T,
+) -> (i64, T, T) {
+    let (mut sum, mut min, mut max) = (0i64, v0, v0);
+    for c in bytes.chunks_exact(W) {
+        let v = value(c);
+        sum += v.into();
+        min = min.min(v);
+        max = max.max(v);
+    }
+    (sum, min, max)
 }
 
 /// Check a declared size before allocating anything for it.
