@@ -268,8 +268,8 @@ enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU has. `ALNRISK_NO_VNNI` (set to anything) skips VNNI and `ALNRISK_NO_AVX2` also
-    /// AVX2, to measure the others on one machine.
+    /// The fastest kernel this CPU has. `ALNRISK_NO_VNNI` (set to anything) skips VNNI and `ALNRISK_NO_AVX2` skips
+    /// AVX2 (both: the portable kernel), to measure the others on one machine.
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
@@ -281,7 +281,7 @@ impl Kernel {
             {
                 return Kernel::Vnni;
             }
-            if allowed("ALNRISK_NO_VNNI") && allowed("ALNRISK_NO_AVX2") && is_x86_feature_detected!("avx2") {
+            if allowed("ALNRISK_NO_AVX2") && is_x86_feature_detected!("avx2") {
                 return Kernel::Avx2;
             }
         }
