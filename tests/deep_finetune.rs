@@ -107,13 +107,15 @@ fn head_mode_given_the_plain_pool5_trains_exactly_as_when_it_computes_them() {
         })
         .collect();
     let ra = finetune(&mut a, &crops, &labels, &settings(FinetuneMode::Head, 4)).unwrap();
-    let rb = finetune_with_pool5(&mut b, &crops, &labels, Some(&rows), &settings(FinetuneMode::Head, 4)).unwrap();
+    let given: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+    let rb = finetune_with_pool5(&mut b, &crops, &labels, Some(&given), &settings(FinetuneMode::Head, 4)).unwrap();
     assert!(!ra.validation_loss.is_empty());
     assert_eq!(ra, rb, "the validation losses must not depend on where pool5 came from");
     // rows that are not the trunk's change the validation losses: the rows given are the ones used
     let zeros: Vec<Vec<f32>> = rows.iter().map(|r| vec![0.0; r.len()]).collect();
     let mut c = net();
     c.quantize_trunk().unwrap();
+    let zeros: Vec<&[f32]> = zeros.iter().map(Vec::as_slice).collect();
     let rc = finetune_with_pool5(&mut c, &crops, &labels, Some(&zeros), &settings(FinetuneMode::Head, 4)).unwrap();
     assert_ne!(rc.validation_loss, ra.validation_loss);
 }

@@ -203,9 +203,16 @@ pub fn finetune_with_pool5(
     net: &mut Vgg16,
     crops: &[Crop],
     labels: &[u32],
-    plain_pool5: Option<&[Vec<f32>]>,
+    plain_pool5: Option<&[&[f32]]>,
     cfg: &FinetuneConfig,
 ) -> Result<FinetuneReport> {
+    if plain_pool5.is_some_and(|rows| rows.len() != crops.len()) {
+        return Err(Error::Model(format!(
+            "pool5 rows for {} crops given with {} crops",
+            plain_pool5.map_or(0, <[_]>::len),
+            crops.len()
+        )));
+    }
     if crops.len() != labels.len() || crops.len() < 4 {
         return Err(Error::Model(format!(
             "fine-tuning needs at least 4 labelled crops ({} given)",
@@ -235,8 +242,7 @@ pub fn finetune_with_pool5(
     }
     let planes: Vec<Vec<f32>> = crops.iter().map(resized_plane).collect();
     if cfg.mode == FinetuneMode::Head {
-        let known = plain_pool5.filter(|rows| rows.len() == crops.len());
-        return train_head(net, &planes, labels, (&train, &val), known, cfg, &mut rng);
+        return train_head(net, &planes, labels, (&train, &val), plain_pool5, cfg, &mut rng);
     }
     // trainable parameters: the dense layers, plus the convolutions in full mode
     let dense_vars: Vec<(Var, Var)> = net
@@ -380,7 +386,7 @@ fn train_head(
     planes: &[Vec<f32>],
     labels: &[u32],
     (train, val): (&[usize], &[usize]),
-    plain_pool5: Option<&[Vec<f32>]>,
+    plain_pool5: Option<&[&[f32]]>,
     cfg: &FinetuneConfig,
     rng: &mut Rng,
 ) -> Result<FinetuneReport> {

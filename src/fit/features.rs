@@ -323,9 +323,9 @@ pub fn deep_features(
         train_crops.len()
     ));
     // the training crops' plain pool5, computed above, serve the validation split
-    let train_pool5: Option<Vec<Vec<f32>>> = pool5_all
+    let train_pool5: Option<Vec<&[f32]>> = pool5_all
         .as_ref()
-        .map(|rows| train.iter().map(|&i| rows[i].clone()).collect());
+        .map(|rows| train.iter().map(|&i| rows[i].as_slice()).collect());
     let report = finetune_with_pool5(
         &mut net,
         &train_crops,

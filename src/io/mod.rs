@@ -149,10 +149,21 @@ impl StoredVolume {
 
     /// Call `f(r, values)` for every row along `i`, in storage order (`r = j + size_j · k`), decoding one row at
     /// a time into one buffer.
-    pub fn rows(&self, mut f: impl FnMut(usize, &[f64])) {
+    pub fn rows(&self, f: impl FnMut(usize, &[f64])) {
+        self.rows_where(|_| true, f)
+    }
+
+    /// [`Self::rows`] for the rows whose stored bytes `keep` accepts; the others are not decoded.
+    fn rows_where(&self, keep: impl Fn(&[u8]) -> bool, mut f: impl FnMut(usize, &[f64])) {
         let [nx, ny, nz] = self.geometry.size;
+        let row_bytes = nx * self.stored.size();
+        let stored = self.bytes.get(self.start..).unwrap_or_default();
         let mut row = Vec::with_capacity(nx);
         for r in 0..ny * nz {
+            let bytes = stored.get(r * row_bytes..).unwrap_or_default();
+            if !keep(&bytes[..row_bytes.min(bytes.len())]) {
+                continue;
+            }
             row.clear();
             self.decode_into(r * nx, nx, &mut row);
             f(r, &row);
@@ -189,26 +200,17 @@ impl StoredVolume {
     /// [`Self::rows`], but only the rows that hold a non-zero value: a row whose bytes are all zero is skipped
     /// without being decoded (a label map is mostly such rows). Where a scaling applies, zero bytes need not mean
     /// the value 0, and every row is given.
-    pub fn nonzero_rows(&self, mut f: impl FnMut(usize, &[f64])) {
+    pub fn nonzero_rows(&self, f: impl FnMut(usize, &[f64])) {
         if self.scale.is_some() {
             return self.rows(f);
         }
-        let [nx, ny, nz] = self.geometry.size;
-        let row_bytes = nx * self.stored.size();
-        let stored = self.bytes.get(self.start..).unwrap_or_default();
-        let mut row = Vec::with_capacity(nx);
-        for (r, bytes) in stored.chunks(row_bytes.max(1)).take(ny * nz).enumerate() {
-            // (an OR over 64-byte pieces: the comparison vectorises, where `all` stops at each byte)
-            if bytes
+        // (an OR over 64-byte pieces: the comparison vectorises, where `all` stops at each byte)
+        let any_set = |bytes: &[u8]| {
+            !bytes
                 .chunks(64)
                 .all(|piece| piece.iter().fold(0u8, |acc, &b| acc | b) == 0)
-            {
-                continue;
-            }
-            row.clear();
-            self.decode_into(r * nx, nx, &mut row);
-            f(r, &row);
-        }
+        };
+        self.rows_where(any_set, f)
     }
 
     /// The values inside `bb`, as a [`Volume`] on the cropped grid (as [`Volume::crop`] of [`Self::to_volume`]).
