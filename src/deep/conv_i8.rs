@@ -28,6 +28,8 @@
 //! fixed order ([`super::conv::conv3x3_relu_fixed_order`]) so that the quantized trunk's result, which rounds
 //! every layer's input, does not depend on the CPU; only the twelve after it take this path.
 
+mod winograd;
+
 use rayon::prelude::*;
 
 use super::conv::{Nhwc, PackedConv};
@@ -53,6 +55,8 @@ pub struct PackedConvI8 {
     bias: Vec<f32>,
     /// The weights widened to `i16` pairs for the AVX2 kernel ([`widen_weights`]), made on first use there.
     weight_pairs: std::sync::OnceLock<Vec<i16>>,
+    /// The weights Winograd-transformed ([`winograd::transform_weights`]), made on first use.
+    winograd_weights: std::sync::OnceLock<Vec<i16>>,
 }
 
 impl PackedConvI8 {
@@ -101,7 +105,15 @@ impl PackedConvI8 {
             weight_scale,
             bias: p.bias().to_vec(),
             weight_pairs: std::sync::OnceLock::new(),
+            winograd_weights: std::sync::OnceLock::new(),
         }
+    }
+
+    /// `q_w` of output channel `o`, kernel tap `(ky, kx)`, input channel `c`, read from the packed layout.
+    fn quantized_weight(&self, o: usize, ky: usize, kx: usize, c: usize) -> i8 {
+        let (b, lane) = (o / BLOCK_OUT, o % BLOCK_OUT);
+        let k = kx * self.cin4 + c;
+        self.weight[(((b * 3 + ky) * self.groups() + k / GROUP) * BLOCK_OUT + lane) * GROUP + k % GROUP]
     }
 
     /// Input channels.
@@ -164,11 +176,38 @@ fn widen_weights(p: &PackedConvI8) -> Vec<i16> {
 /// `relu(conv3x3(x) + b)`, padding 1, on 8-bit weights and activations (see the module's text). `x` must be
 /// non-negative, as every VGG layer's input after the first is.
 pub fn conv3x3_relu_i8(x: &Nhwc, p: &PackedConvI8) -> Nhwc {
-    conv_on(x, p, Kernel::detect())
+    let kernel = Kernel::detect();
+    conv_on(x, p, kernel, Algorithm::choose(kernel, x, p))
 }
 
-/// [`conv3x3_relu_i8`] on a chosen kernel.
-fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel) -> Nhwc {
+/// How the sums are formed (the same integers either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    /// Every output pixel from its 9·C_in taps.
+    Direct,
+    /// F(2×2, 3×3) Winograd ([`winograd`]): 16 products per 2×2 pixels instead of 36, on 16-bit operands.
+    Winograd,
+}
+
+impl Algorithm {
+    /// Winograd where the shape allows it, except beside VNNI, whose direct kernel multiplies 4 bytes per lane
+    /// (against Winograd's 2.25× fewer products of 2-byte pairs). `ALNRISK_NO_WINOGRAD` (set to anything) keeps
+    /// every layer direct, to measure both on one machine.
+    fn choose(kernel: Kernel, x: &Nhwc, p: &PackedConvI8) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Vnni {
+            return Algorithm::Direct;
+        }
+        if std::env::var_os("ALNRISK_NO_WINOGRAD").is_none() && winograd::applies(x.h, x.w, p.cin) {
+            Algorithm::Winograd
+        } else {
+            Algorithm::Direct
+        }
+    }
+}
+
+/// [`conv3x3_relu_i8`] on a chosen kernel and algorithm.
+fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm) -> Nhwc {
     assert_eq!(x.c, p.cin, "channel mismatch");
     let (h, w, cout, cin4) = (x.h, x.w, p.cout, p.cin4);
     let (q, s_a) = quantize_input(x, cin4);
@@ -178,6 +217,17 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel) -> Nhwc {
     for o in 0..cout {
         scale[o] = s_a * p.weight_scale[o];
         bias[o] = p.bias[o];
+    }
+    if algorithm == Algorithm::Winograd {
+        let u = p.winograd_weights.get_or_init(|| winograd::transform_weights(p));
+        let mut out = vec![0f32; h * w * cout];
+        winograd::conv(&q, h, w, p, u, &scale, &bias, kernel.winograd_gemm(), &mut out);
+        return Nhwc {
+            h,
+            w,
+            c: cout,
+            data: out,
+        };
     }
     let groups = p.groups();
     let panel = 3 * groups * BLOCK_OUT * GROUP;
@@ -295,6 +345,15 @@ impl Kernel {
             return true;
         }
         false
+    }
+
+    /// The Winograd products' kernel on this CPU.
+    fn winograd_gemm(self) -> winograd::Gemm {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni | Kernel::Avx2 => winograd::Gemm::Avx2,
+            Kernel::Portable => winograd::Gemm::Portable,
+        }
     }
 
     /// `dst` (pixel stride `cout`, starting at the tile's first channel) ← the tile's `n` pixels.
@@ -566,21 +625,70 @@ mod tests {
     }
 
     #[test]
-    fn both_kernels_give_the_definitions_bits_on_ragged_shapes() {
-        // channels not a multiple of 4 or 32, widths not a multiple of the tile
-        for (h, w, cin, cout) in [(5, 9, 6, 40), (3, 14, 16, 32), (4, 1, 3, 5), (2, 16, 32, 64)] {
+    fn every_kernel_and_algorithm_gives_the_definitions_bits_on_ragged_shapes() {
+        // channels not a multiple of 4 or 32, widths not a multiple of the tile, odd sizes (direct only), and a
+        // run of tile rows that ends short ((18, 6): 3 tiles a row, 8 rows a run, 9 rows)
+        for (h, w, cin, cout) in [
+            (5, 9, 6, 40),
+            (3, 14, 16, 32),
+            (4, 1, 3, 5),
+            (2, 16, 32, 64),
+            (6, 10, 20, 36),
+            (18, 6, 8, 32),
+            (4, 4, 36, 3),
+        ] {
             let x = input(h, w, cin, 7);
             let p = PackedConvI8::quantize(&layer(cin, cout, 3));
             let want = reference(&x, &p);
-            let got_portable = conv_on(&x, &p, Kernel::Portable).data;
-            assert_eq!(got_portable, want, "portable {h}×{w}×{cin}→{cout}");
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") {
-                let got_avx2 = conv_on(&x, &p, Kernel::Avx2).data;
-                assert_eq!(got_avx2, want, "AVX2 {h}×{w}×{cin}→{cout}");
+            let mut algorithms = vec![Algorithm::Direct];
+            if winograd::applies(h, w, cin) {
+                algorithms.push(Algorithm::Winograd);
+            }
+            for &algorithm in &algorithms {
+                let got_portable = conv_on(&x, &p, Kernel::Portable, algorithm).data;
+                assert_eq!(got_portable, want, "portable {algorithm:?} {h}×{w}×{cin}→{cout}");
+                #[cfg(target_arch = "x86_64")]
+                if is_x86_feature_detected!("avx2") {
+                    let got_avx2 = conv_on(&x, &p, Kernel::Avx2, algorithm).data;
+                    assert_eq!(got_avx2, want, "AVX2 {algorithm:?} {h}×{w}×{cin}→{cout}");
+                }
             }
             let got = conv3x3_relu_i8(&x, &p).data;
             assert_eq!(got, want, "detected kernel {:?} {h}×{w}×{cin}→{cout}", Kernel::detect());
+        }
+    }
+
+    #[test]
+    fn winograd_is_exact_at_the_extremes_of_the_8_bit_ranges() {
+        // inputs 255 or 0 and weights ±127, C_in = MAX_CIN: all 255 and all +127 give the largest direct sum
+        // (4·Σ = 4·9·255·127·1,024, over half of 2³¹), and checkerboards give the transforms' largest mixed-sign values
+        let (h, w, cin, cout) = (4, 4, winograd::MAX_CIN, 32);
+        let checker = |i: usize| if i.is_multiple_of(2) { 1.0 } else { -1.0 };
+        type Pattern<'a> = &'a dyn Fn(usize) -> f32;
+        let cases: [(Pattern, Pattern); 2] = [
+            (&|_| 1.0, &|_| 1.0),
+            (&|i| ((i / cin + i % 3) % 2) as f32, &|i| {
+                checker(i / 9 + i % 9 + i / (9 * cin))
+            }),
+        ];
+        for (activation, weight) in cases {
+            let wt: Vec<f32> = (0..cout * cin * 9).map(weight).collect();
+            let wt = Tensor::from_vec(wt, (cout, cin, 3, 3), &Device::Cpu).unwrap();
+            let bt = Tensor::zeros(cout, candle_core::DType::F32, &Device::Cpu).unwrap();
+            let p = PackedConvI8::quantize(&PackedConv::new(&wt, &bt).unwrap());
+            let x = Nhwc {
+                h,
+                w,
+                c: cin,
+                data: (0..h * w * cin).map(activation).collect(),
+            };
+            let want = reference(&x, &p);
+            assert!(want.iter().any(|&v| v > 0.0));
+            assert_eq!(conv_on(&x, &p, Kernel::Portable, Algorithm::Winograd).data, want);
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                assert_eq!(conv_on(&x, &p, Kernel::Avx2, Algorithm::Winograd).data, want);
+            }
         }
     }
 
