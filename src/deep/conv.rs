@@ -278,7 +278,8 @@ pub(crate) fn gemm_f32(m: usize, n: usize, k: usize, lhs: &[f32], rhs: &[f32], r
 pub fn maxpool2(x: &Nhwc) -> Nhwc {
     let (h, w, c) = (x.h / 2, x.w / 2, x.c);
     let mut data = vec![0f32; h * w * c];
-    data.par_chunks_mut(w * c).enumerate().for_each(|(y, row)| {
+    // an input narrower or shorter than 2 pools to nothing (and a chunk size of 0 would panic)
+    data.par_chunks_mut((w * c).max(1)).enumerate().for_each(|(y, row)| {
         for xx in 0..w {
             for ch in 0..c {
                 let at = |dy: usize, dx: usize| x.data[((2 * y + dy) * x.w + 2 * xx + dx) * c + ch];

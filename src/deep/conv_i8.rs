@@ -177,7 +177,14 @@ fn widen_weights(p: &PackedConvI8) -> Vec<i16> {
 /// non-negative, as every VGG layer's input after the first is.
 pub fn conv3x3_relu_i8(x: &Nhwc, p: &PackedConvI8) -> Nhwc {
     let kernel = Kernel::detect();
-    conv_on(x, p, kernel, Algorithm::choose(kernel, x, p))
+    conv_on(x, p, kernel, Algorithm::choose(kernel, x, p), false)
+}
+
+/// `maxpool2(relu(conv3x3(x) + b))`: [`conv3x3_relu_i8`] then [`super::conv::maxpool2`], with the same values. On
+/// the Winograd path each 2×2 output tile is one pooling window, so the pool is taken before anything is stored.
+pub fn conv3x3_relu_maxpool_i8(x: &Nhwc, p: &PackedConvI8) -> Nhwc {
+    let kernel = Kernel::detect();
+    conv_on(x, p, kernel, Algorithm::choose(kernel, x, p), true)
 }
 
 /// How the sums are formed (the same integers either way).
@@ -206,8 +213,11 @@ impl Algorithm {
     }
 }
 
-/// [`conv3x3_relu_i8`] on a chosen kernel and algorithm.
-fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm) -> Nhwc {
+/// [`conv3x3_relu_i8`] on a chosen kernel and algorithm, then 2×2 max-pooled if `pool`.
+fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, pool: bool) -> Nhwc {
+    if pool && algorithm == Algorithm::Direct {
+        return super::conv::maxpool2(&conv_on(x, p, kernel, algorithm, false));
+    }
     assert_eq!(x.c, p.cin, "channel mismatch");
     let (h, w, cout, cin4) = (x.h, x.w, p.cout, p.cin4);
     let (q, s_a) = quantize_input(x, cin4);
@@ -220,11 +230,12 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm) -> 
     }
     if algorithm == Algorithm::Winograd {
         let u = p.winograd_weights.get_or_init(|| winograd::transform_weights(p));
-        let mut out = vec![0f32; h * w * cout];
-        winograd::conv(&q, h, w, p, u, &scale, &bias, kernel.winograd_gemm(), &mut out);
+        let (oh, ow) = if pool { (h / 2, w / 2) } else { (h, w) };
+        let mut out = vec![0f32; oh * ow * cout];
+        winograd::conv(&q, h, w, p, u, &scale, &bias, kernel.winograd_gemm(), pool, &mut out);
         return Nhwc {
-            h,
-            w,
+            h: oh,
+            w: ow,
             c: cout,
             data: out,
         };
@@ -645,17 +656,50 @@ mod tests {
                 algorithms.push(Algorithm::Winograd);
             }
             for &algorithm in &algorithms {
-                let got_portable = conv_on(&x, &p, Kernel::Portable, algorithm).data;
+                let got_portable = conv_on(&x, &p, Kernel::Portable, algorithm, false).data;
                 assert_eq!(got_portable, want, "portable {algorithm:?} {h}×{w}×{cin}→{cout}");
                 #[cfg(target_arch = "x86_64")]
                 if is_x86_feature_detected!("avx2") {
-                    let got_avx2 = conv_on(&x, &p, Kernel::Avx2, algorithm).data;
+                    let got_avx2 = conv_on(&x, &p, Kernel::Avx2, algorithm, false).data;
                     assert_eq!(got_avx2, want, "AVX2 {algorithm:?} {h}×{w}×{cin}→{cout}");
                 }
             }
-            let got = conv3x3_relu_i8(&x, &p).data;
-            assert_eq!(got, want, "detected kernel {:?} {h}×{w}×{cin}→{cout}", Kernel::detect());
+            let got = conv3x3_relu_i8(&x, &p);
+            assert_eq!(
+                got.data,
+                want,
+                "detected kernel {:?} {h}×{w}×{cin}→{cout}",
+                Kernel::detect()
+            );
+            // pooled: the same as pooling the definition's output
+            let want_pooled = crate::deep::conv::maxpool2(&got);
+            for &algorithm in &algorithms {
+                for kernel in kernels() {
+                    let got = conv_on(&x, &p, kernel, algorithm, true);
+                    assert_eq!(
+                        (got.h, got.w, got.c),
+                        (want_pooled.h, want_pooled.w, want_pooled.c),
+                        "pooled shape {kernel:?} {algorithm:?} {h}×{w}"
+                    );
+                    assert_eq!(
+                        got.data, want_pooled.data,
+                        "pooled {kernel:?} {algorithm:?} {h}×{w}×{cin}→{cout}"
+                    );
+                }
+            }
+            assert_eq!(conv3x3_relu_maxpool_i8(&x, &p).data, want_pooled.data);
         }
+    }
+
+    /// The kernels this CPU can run.
+    fn kernels() -> Vec<Kernel> {
+        let mut all = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            all.push(Kernel::Avx2);
+        }
+        all.push(Kernel::detect());
+        all
     }
 
     #[test]
@@ -684,10 +728,10 @@ mod tests {
             };
             let want = reference(&x, &p);
             assert!(want.iter().any(|&v| v > 0.0));
-            assert_eq!(conv_on(&x, &p, Kernel::Portable, Algorithm::Winograd).data, want);
+            assert_eq!(conv_on(&x, &p, Kernel::Portable, Algorithm::Winograd, false).data, want);
             #[cfg(target_arch = "x86_64")]
             if is_x86_feature_detected!("avx2") {
-                assert_eq!(conv_on(&x, &p, Kernel::Avx2, Algorithm::Winograd).data, want);
+                assert_eq!(conv_on(&x, &p, Kernel::Avx2, Algorithm::Winograd, false).data, want);
             }
         }
     }

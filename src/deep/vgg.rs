@@ -662,7 +662,7 @@ impl Vgg16 {
     /// The CPU trunk on packed kernels and NHWC activations, one image at a time.
     fn trunk_cpu(&self, x: &Tensor, packed: &[CpuConv]) -> Result<Tensor> {
         use super::conv::{Nhwc, conv3x3_relu, conv3x3_relu_fixed_order, maxpool2};
-        use super::conv_i8::conv3x3_relu_i8;
+        use super::conv_i8::{conv3x3_relu_i8, conv3x3_relu_maxpool_i8};
         let x = x.to_device(&Device::Cpu).and_then(|t| t.to_dtype(DType::F32))?;
         let (n, c, h, w) = x.dims4()?;
         let mut rows = Vec::with_capacity(n);
@@ -670,13 +670,23 @@ impl Vgg16 {
             let img: Vec<f32> = x.get(i).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1())?;
             let mut a = Nhwc::from_chw(c, h, w, &img);
             let mut conv = packed.iter();
-            for step in &self.config.plan {
+            let mut steps = self.config.plan.iter().peekable();
+            while let Some(step) = steps.next() {
                 a = match step {
-                    Some(_) => match conv.next().ok_or_else(|| Error::Model("layer plan mismatch".into()))? {
-                        CpuConv::F32(p) => conv3x3_relu(&a, p),
-                        CpuConv::F32FixedOrder(p) => conv3x3_relu_fixed_order(&a, p),
-                        CpuConv::I8(p) => conv3x3_relu_i8(&a, p),
-                    },
+                    Some(_) => {
+                        let layer = conv.next().ok_or_else(|| Error::Model("layer plan mismatch".into()))?;
+                        let pool_next = matches!(steps.peek(), Some(None));
+                        match layer {
+                            CpuConv::F32(p) => conv3x3_relu(&a, p),
+                            CpuConv::F32FixedOrder(p) => conv3x3_relu_fixed_order(&a, p),
+                            // an 8-bit convolution followed by a pool takes both at once (the same values)
+                            CpuConv::I8(p) if pool_next => {
+                                steps.next();
+                                conv3x3_relu_maxpool_i8(&a, p)
+                            }
+                            CpuConv::I8(p) => conv3x3_relu_i8(&a, p),
+                        }
+                    }
                     None => maxpool2(&a),
                 };
             }

@@ -150,13 +150,7 @@ fn input_transform_from(d: &[[&[u8]; 4]; 4], c0: usize, cin4: usize, dst: &mut [
 /// `Y = Aᵀ M A / 4` over `L` output channels from `c0` of a block, then [`finish`], into the tile's four output
 /// pixels (`m[ξ]`: the block's sums at position ξ; `y[k]`, `scale`, `bias`: from the block's first channel).
 #[inline(always)]
-fn output_transform_lanes<const L: usize>(
-    m: &[&[i32]; XI],
-    c0: usize,
-    scale: &[f32],
-    bias: &[f32],
-    y: &mut [&mut [f32]; 4],
-) {
+fn output_transform_lanes<const L: usize>(m: &[&[i32]; XI], c0: usize, scale: &[f32], bias: &[f32], y: &mut Dest) {
     let at = |xi: usize| -> [i32; L] { *<&[i32; L]>::try_from(&m[xi][c0..c0 + L]).expect("L channels") };
     // all sums wrap (see the module's text)
     let add3 = |a: [i32; L], b: [i32; L], c: [i32; L]| -> [i32; L] {
@@ -176,18 +170,43 @@ fn output_transform_lanes<const L: usize>(
     ];
     let scale: &[f32; L] = scale[c0..c0 + L].try_into().expect("L channels");
     let bias: &[f32; L] = bias[c0..c0 + L].try_into().expect("L channels");
-    for (dst, sum) in y.iter_mut().zip(sums) {
-        let dst: &mut [f32; L] = (&mut dst[c0..c0 + L]).try_into().expect("L channels");
-        for l in 0..L {
-            // 4·Σ is exact, so the shift divides exactly
-            dst[l] = finish(sum[l] >> 2, scale[l], bias[l]);
+    // 4·Σ is exact, so the shift divides exactly
+    let pixels = sums.map(|sum| -> [f32; L] { std::array::from_fn(|l| finish(sum[l] >> 2, scale[l], bias[l])) });
+    match y {
+        Dest::Pixels(y) => {
+            for (dst, px) in y.iter_mut().zip(pixels) {
+                dst[c0..c0 + L].copy_from_slice(&px);
+            }
+        }
+        // the values are ≥ 0 and never NaN, so any order of maxima gives `maxpool2`'s
+        Dest::Pooled(dst) => {
+            for l in 0..L {
+                dst[c0 + l] = pixels[0][l].max(pixels[1][l]).max(pixels[2][l]).max(pixels[3][l]);
+            }
+        }
+    }
+}
+
+/// Where a tile's outputs go (each slice from the block's first channel).
+enum Dest<'a> {
+    /// The four pixels `(0,0)`, `(0,1)`, `(1,0)`, `(1,1)`.
+    Pixels([&'a mut [f32]; 4]),
+    /// Their 2×2 max pool: one pixel.
+    Pooled(&'a mut [f32]),
+}
+
+impl Dest<'_> {
+    fn fits(&self, lanes: usize) -> bool {
+        match self {
+            Dest::Pixels(y) => y.iter().all(|r| r.len() >= lanes),
+            Dest::Pooled(y) => y.len() >= lanes,
         }
     }
 }
 
 /// [`output_transform_lanes`] over a block's `lanes` live channels.
 #[inline(always)]
-fn output_transform_body(m: &[&[i32]; XI], lanes: usize, scale: &[f32], bias: &[f32], mut y: [&mut [f32]; 4]) {
+fn output_transform_body(m: &[&[i32]; XI], lanes: usize, scale: &[f32], bias: &[f32], mut y: Dest) {
     let mut c = 0;
     while c + 8 <= lanes {
         output_transform_lanes::<8>(m, c, scale, bias, &mut y);
@@ -200,7 +219,7 @@ fn output_transform_body(m: &[&[i32]; XI], lanes: usize, scale: &[f32], bias: &[
 }
 
 /// [`output_transform_body`], compiled for AVX2 where the products run on it.
-fn output_transform(m: &[&[i32]; XI], lanes: usize, scale: &[f32], bias: &[f32], y: [&mut [f32]; 4], gemm: Gemm) {
+fn output_transform(m: &[&[i32]; XI], lanes: usize, scale: &[f32], bias: &[f32], y: Dest, gemm: Gemm) {
     match gemm {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Gemm::Avx2` is chosen only where the CPU has AVX2
@@ -265,7 +284,16 @@ fn portable_product(pr: &mut Product) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK_OUT, Product, XI};
+    use super::{BLOCK_OUT, Dest, Gemm, Layer, Product, XI};
+
+    /// [`super::run_body`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn run(l: &Layer, ty0: usize, out_rows: &mut [f32], vbuf: &mut Vec<i16>, mbuf: &mut Vec<i32>) {
+        super::run_body(l, Gemm::Avx2, ty0, out_rows, vbuf, mbuf)
+    }
 
     /// [`super::output_transform_body`] on 8 channels at a time in AVX2 registers (the same wrapping integer
     /// operations, then [`super::finish`]'s f32 operations in its order), the rest through the body.
@@ -273,14 +301,8 @@ mod avx2 {
     /// # Safety
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn output_transform(
-        m: &[&[i32]; XI],
-        lanes: usize,
-        scale: &[f32],
-        bias: &[f32],
-        mut y: [&mut [f32]; 4],
-    ) {
-        assert!(m.iter().all(|r| r.len() >= lanes) && y.iter().all(|r| r.len() >= lanes));
+    pub(super) unsafe fn output_transform(m: &[&[i32]; XI], lanes: usize, scale: &[f32], bias: &[f32], mut y: Dest) {
+        assert!(m.iter().all(|r| r.len() >= lanes) && y.fits(lanes));
         assert!(scale.len() >= lanes && bias.len() >= lanes);
         let zero = _mm256_setzero_ps();
         let mut c = 0;
@@ -303,12 +325,23 @@ mod avx2 {
                     _mm256_loadu_ps(bias.as_ptr().add(c)),
                 )
             };
-            for (dst, sum) in y.iter_mut().zip(sums) {
-                // no FMA: the product is rounded before the sum, as in `finish`; max(v, 0) returns the second
-                // operand unless v > 0, as `finish` does
+            // no FMA: the product is rounded before the sum, as in `finish`; max(v, 0) returns the second operand
+            // unless v > 0, as `finish` does
+            let pixels = sums.map(|sum| {
                 let v = _mm256_cvtepi32_ps(_mm256_srai_epi32::<2>(sum));
-                let v = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(v, sc), bi), zero);
-                unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(c), v) };
+                _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(v, sc), bi), zero)
+            });
+            match &mut y {
+                Dest::Pixels(y) => {
+                    for (dst, v) in y.iter_mut().zip(pixels) {
+                        unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(c), v) };
+                    }
+                }
+                // the values are ≥ 0 and never NaN, so the maxima are exact in any order
+                Dest::Pooled(dst) => {
+                    let v = _mm256_max_ps(_mm256_max_ps(pixels[0], pixels[1]), _mm256_max_ps(pixels[2], pixels[3]));
+                    unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(c), v) };
+                }
             }
             c += 8;
         }
@@ -358,8 +391,9 @@ mod avx2 {
         }
     }
 
-    /// Tiles per register sub-tile: 3 tiles × 4 vectors of 8 sums stay in registers beside the operands.
-    const SUB: usize = 3;
+    /// Tiles per register sub-tile: 6 tiles × 2 vectors of 8 sums (half a block) stay in registers beside the
+    /// two weight vectors and one broadcast pair.
+    const SUB: usize = 6;
 
     /// # Safety
     /// The CPU has AVX2, and `pr` satisfies the bounds [`super::Gemm::run`] asserts.
@@ -368,56 +402,50 @@ mod avx2 {
         let mut t0 = 0;
         while t0 < pr.tiles {
             let n = SUB.min(pr.tiles - t0);
-            // SAFETY: tiles t0..t0+n lie within pr.tiles
-            unsafe {
-                match n {
-                    3 => sub_tile::<3>(pr, t0),
-                    2 => sub_tile::<2>(pr, t0),
-                    _ => sub_tile::<1>(pr, t0),
+            for half in 0..2 {
+                // SAFETY: tiles t0..t0+n lie within pr.tiles
+                unsafe {
+                    match n {
+                        6 => sub_tile::<6>(pr, t0, half),
+                        5 => sub_tile::<5>(pr, t0, half),
+                        4 => sub_tile::<4>(pr, t0, half),
+                        3 => sub_tile::<3>(pr, t0, half),
+                        2 => sub_tile::<2>(pr, t0, half),
+                        _ => sub_tile::<1>(pr, t0, half),
+                    }
                 }
             }
             t0 += n;
         }
     }
 
-    /// Tiles `t0..t0 + N`: per two channel pairs, each tile's pairs broadcast and multiplied into 8 channels at a
-    /// time by `vpmaddwd`, summed with wrapping 32-bit adds.
+    /// Tiles `t0..t0 + N`, channels `16·half .. 16·half + 16` of the block: per channel pair, each tile's pair
+    /// broadcast and multiplied into 8 channels at a time by `vpmaddwd`, summed with wrapping 32-bit adds.
     ///
     /// # Safety
-    /// As [`product`], with `t0 + N ≤ pr.tiles`.
+    /// As [`product`], with `t0 + N ≤ pr.tiles` and `half < 2`.
     #[target_feature(enable = "avx2")]
-    unsafe fn sub_tile<const N: usize>(pr: &mut Product, t0: usize) {
-        let mut acc = [[_mm256_setzero_si256(); BLOCK_OUT / 8]; N];
+    unsafe fn sub_tile<const N: usize>(pr: &mut Product, t0: usize, half: usize) {
+        let mut acc = [[_mm256_setzero_si256(); 2]; N];
         let step = BLOCK_OUT * 2;
         // SAFETY (whole function): offsets stay within the lengths asserted by `Gemm::run`
         let v = unsafe { pr.v.as_ptr().add(t0 * pr.cin4) };
-        let u = pr.u.as_ptr();
-        let mut p = 0;
-        while p < pr.cin4 / 2 {
-            let (u0, u1) = unsafe { (u.add(p * step), u.add((p + 1) * step)) };
+        let u = unsafe { pr.u.as_ptr().add(half * 32) };
+        for p in 0..pr.cin4 / 2 {
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_si256(u.add(p * step) as *const __m256i),
+                    _mm256_loadu_si256(u.add(p * step + 16) as *const __m256i),
+                )
+            };
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let pairs = unsafe { v.add(r * pr.cin4 + 2 * p) as *const i32 };
-                let (a0, a1) = unsafe {
-                    (
-                        _mm256_set1_epi32(pairs.read_unaligned()),
-                        _mm256_set1_epi32(pairs.add(1).read_unaligned()),
-                    )
-                };
-                for (k, s) in acc_r.iter_mut().enumerate() {
-                    let (w0, w1) = unsafe {
-                        (
-                            _mm256_loadu_si256(u0.add(k * 16) as *const __m256i),
-                            _mm256_loadu_si256(u1.add(k * 16) as *const __m256i),
-                        )
-                    };
-                    let both = _mm256_add_epi32(_mm256_madd_epi16(a0, w0), _mm256_madd_epi16(a1, w1));
-                    *s = _mm256_add_epi32(*s, both);
-                }
+                let a = unsafe { _mm256_set1_epi32((v.add(r * pr.cin4 + 2 * p) as *const i32).read_unaligned()) };
+                acc_r[0] = _mm256_add_epi32(acc_r[0], _mm256_madd_epi16(a, w0));
+                acc_r[1] = _mm256_add_epi32(acc_r[1], _mm256_madd_epi16(a, w1));
             }
-            p += 2;
         }
         for (r, acc_r) in acc.iter().enumerate() {
-            let m = unsafe { pr.m.as_mut_ptr().add((t0 + r) * pr.m_stride) };
+            let m = unsafe { pr.m.as_mut_ptr().add((t0 + r) * pr.m_stride + half * 16) };
             for (k, s) in acc_r.iter().enumerate() {
                 unsafe { _mm256_storeu_si256(m.add(k * 8) as *mut __m256i, *s) };
             }
@@ -437,6 +465,7 @@ pub(super) fn conv(
     scale: &[f32],
     bias: &[f32],
     gemm: Gemm,
+    pool: bool,
     out: &mut [f32],
 ) {
     assert!(applies(h, w, p.cin));
@@ -446,69 +475,123 @@ pub(super) fn conv(
     let panel = pairs * BLOCK_OUT * 2;
     assert_eq!(u.len(), XI * blocks * panel);
     assert_eq!(q.len(), (h + 2) * (w + 2) * cin4);
-    assert_eq!(out.len(), h * w * cout);
+    // output floats per tile row: two pixel rows, or one pooled row
+    let tile_row = if pool { w / 2 * cout } else { 2 * w * cout };
+    assert_eq!(out.len(), h / 2 * tile_row);
     let tiles_per_row = w / 2;
     let rows_per_run = RUN_TILES.div_ceil(tiles_per_row);
-    let chunk_tiles = (CHUNK_V_BYTES / (XI * cin4 * 2)).clamp(6, 96);
+    let layer = Layer {
+        q,
+        u,
+        scale,
+        bias,
+        w,
+        cin4,
+        cout,
+        blocks,
+        panel,
+        tiles_per_row,
+        chunk_tiles: (CHUNK_V_BYTES / (XI * cin4 * 2)).clamp(6, 96),
+        pool,
+        tile_row,
+    };
+    out.par_chunks_mut(rows_per_run * tile_row).enumerate().for_each_init(
+        || (Vec::<i16>::new(), Vec::<i32>::new()),
+        |(vbuf, mbuf), (run, out_rows)| match gemm {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Gemm::Avx2` is chosen only where the CPU has AVX2
+            Gemm::Avx2 => unsafe { avx2::run(&layer, run * rows_per_run, out_rows, vbuf, mbuf) },
+            Gemm::Portable => run_body(&layer, Gemm::Portable, run * rows_per_run, out_rows, vbuf, mbuf),
+        },
+    );
+}
+
+/// A layer's operands and shape, shared by its runs.
+struct Layer<'a> {
+    /// The quantized, padded input, `(h+2) × (w+2) × C₄`.
+    q: &'a [u8],
+    /// The transformed kernels ([`transform_weights`]).
+    u: &'a [i16],
+    /// `s_a·s_w[o]` and `b[o]`, padded to whole blocks.
+    scale: &'a [f32],
+    bias: &'a [f32],
+    w: usize,
+    cin4: usize,
+    cout: usize,
+    blocks: usize,
+    /// `i16`s of `U` per position and block.
+    panel: usize,
+    tiles_per_row: usize,
+    /// Tiles multiplied together (their `V` stays in L2).
+    chunk_tiles: usize,
+    /// Whether the output is 2×2 max-pooled (one pixel per tile).
+    pool: bool,
+    /// Output floats per tile row.
+    tile_row: usize,
+}
+
+/// One run of whole tile rows from tile row `ty0`: `out_rows` are its output rows; `vbuf` and `mbuf` are the
+/// task's scratch. Inlined into [`avx2::run`] so that every kernel it calls is compiled for AVX2 there.
+#[inline(always)]
+fn run_body(l: &Layer, gemm: Gemm, ty0: usize, out_rows: &mut [f32], vbuf: &mut Vec<i16>, mbuf: &mut Vec<i32>) {
+    let (w, cin4, cout, tiles_per_row) = (l.w, l.cin4, l.cout, l.tiles_per_row);
     let in_row = (w + 2) * cin4;
-    out.par_chunks_mut(2 * rows_per_run * w * cout)
-        .enumerate()
-        .for_each_init(
-            || (Vec::<i16>::new(), Vec::<i32>::new()),
-            |(vbuf, mbuf), (run, out_rows)| {
-                let ty0 = run * rows_per_run;
-                let run_tiles = out_rows.len() / (2 * w * cout) * tiles_per_row;
-                let mut t0 = 0;
-                while t0 < run_tiles {
-                    let n = chunk_tiles.min(run_tiles - t0);
-                    // V for the chunk's tiles: position ξ, tile t at (ξ·n + t)·C₄
-                    vbuf.resize(XI * n * cin4, 0);
-                    for t in 0..n {
-                        let (ty, tx) = (ty0 + (t0 + t) / tiles_per_row, (t0 + t) % tiles_per_row);
-                        let base = 2 * ty * in_row + 2 * tx * cin4;
-                        let d: [[&[u8]; 4]; 4] = std::array::from_fn(|r| {
-                            std::array::from_fn(|j| {
-                                let at = base + r * in_row + j * cin4;
-                                &q[at..at + cin4]
-                            })
-                        });
-                        input_transform(&d, cin4, &mut vbuf[t * cin4..], n * cin4, gemm);
-                    }
-                    // per block of 32 output channels: M = U ⊙ V summed over channels at every position (ξ, tile t
-                    // at (ξ·n + t)·32), then Y = Aᵀ M A / 4 and the epilogue into the output pixels
-                    mbuf.resize(XI * n * BLOCK_OUT, 0);
-                    for b in 0..blocks {
-                        for xi in 0..XI {
-                            let at = (xi * blocks + b) * panel;
-                            let mut pr = Product {
-                                v: &vbuf[xi * n * cin4..(xi + 1) * n * cin4],
-                                u: &u[at..at + panel],
-                                cin4,
-                                m: &mut mbuf[xi * n * BLOCK_OUT..(xi + 1) * n * BLOCK_OUT],
-                                m_stride: BLOCK_OUT,
-                                tiles: n,
-                            };
-                            gemm.run(&mut pr);
-                        }
-                        let o0 = b * BLOCK_OUT;
-                        let lanes = BLOCK_OUT.min(cout - o0);
-                        for t in 0..n {
-                            let (ty, tx) = ((t0 + t) / tiles_per_row, (t0 + t) % tiles_per_row);
-                            let m: [&[i32]; XI] = std::array::from_fn(|xi| {
-                                let at = (xi * n + t) * BLOCK_OUT;
-                                &mbuf[at..at + BLOCK_OUT]
-                            });
-                            let pixel = |dy: usize, dx: usize| ((2 * ty + dy) * w + 2 * tx + dx) * cout + o0;
-                            let rows = &mut out_rows[pixel(0, 0)..pixel(1, 1) + lanes];
-                            let (top, bottom) = rows.split_at_mut(w * cout);
-                            let (y00, y01) = top.split_at_mut(cout);
-                            let (y10, y11) = bottom.split_at_mut(cout);
-                            let (sc, bi) = (&scale[o0..o0 + BLOCK_OUT], &bias[o0..o0 + BLOCK_OUT]);
-                            output_transform(&m, lanes, sc, bi, [y00, y01, y10, y11], gemm);
-                        }
-                    }
-                    t0 += n;
-                }
-            },
-        );
+    let run_tiles = out_rows.len() / l.tile_row * tiles_per_row;
+    let mut t0 = 0;
+    while t0 < run_tiles {
+        let n = l.chunk_tiles.min(run_tiles - t0);
+        // V for the chunk's tiles: position ξ, tile t at (ξ·n + t)·C₄
+        vbuf.resize(XI * n * cin4, 0);
+        for t in 0..n {
+            let (ty, tx) = (ty0 + (t0 + t) / tiles_per_row, (t0 + t) % tiles_per_row);
+            let base = 2 * ty * in_row + 2 * tx * cin4;
+            let d: [[&[u8]; 4]; 4] = std::array::from_fn(|r| {
+                std::array::from_fn(|j| {
+                    let at = base + r * in_row + j * cin4;
+                    &l.q[at..at + cin4]
+                })
+            });
+            input_transform(&d, cin4, &mut vbuf[t * cin4..], n * cin4, gemm);
+        }
+        // per block of 32 output channels: M = U ⊙ V summed over channels at every position (ξ, tile t at
+        // (ξ·n + t)·32), then Y = Aᵀ M A / 4 and the epilogue into the output pixels
+        mbuf.resize(XI * n * BLOCK_OUT, 0);
+        for b in 0..l.blocks {
+            for xi in 0..XI {
+                let at = (xi * l.blocks + b) * l.panel;
+                let mut pr = Product {
+                    v: &vbuf[xi * n * cin4..(xi + 1) * n * cin4],
+                    u: &l.u[at..at + l.panel],
+                    cin4,
+                    m: &mut mbuf[xi * n * BLOCK_OUT..(xi + 1) * n * BLOCK_OUT],
+                    m_stride: BLOCK_OUT,
+                    tiles: n,
+                };
+                gemm.run(&mut pr);
+            }
+            let o0 = b * BLOCK_OUT;
+            let lanes = BLOCK_OUT.min(cout - o0);
+            let (sc, bi) = (&l.scale[o0..o0 + BLOCK_OUT], &l.bias[o0..o0 + BLOCK_OUT]);
+            for t in 0..n {
+                let (ty, tx) = ((t0 + t) / tiles_per_row, (t0 + t) % tiles_per_row);
+                let m: [&[i32]; XI] = std::array::from_fn(|xi| {
+                    let at = (xi * n + t) * BLOCK_OUT;
+                    &mbuf[at..at + BLOCK_OUT]
+                });
+                let dest = if l.pool {
+                    let at = (ty * tiles_per_row + tx) * cout + o0;
+                    Dest::Pooled(&mut out_rows[at..at + lanes])
+                } else {
+                    let pixel = |dy: usize, dx: usize| ((2 * ty + dy) * w + 2 * tx + dx) * cout + o0;
+                    let rows = &mut out_rows[pixel(0, 0)..pixel(1, 1) + lanes];
+                    let (top, bottom) = rows.split_at_mut(w * cout);
+                    let (y00, y01) = top.split_at_mut(cout);
+                    let (y10, y11) = bottom.split_at_mut(cout);
+                    Dest::Pixels([y00, y01, y10, y11])
+                };
+                output_transform(&m, lanes, sc, bi, dest, gemm);
+            }
+        }
+        t0 += n;
+    }
 }
