@@ -131,26 +131,52 @@ impl PackedConvI8 {
     }
 }
 
-/// The input quantized to `u8` with a one-pixel zero border, `(h+2) × (w+2) × C₄`, and its scale `s_a`.
+/// The input quantized to `u8` with a one-pixel zero border, `(h+2) × (w+2) × C₄`, and its scale `s_a`:
+/// `q = (x / s_a + ½) as u8` (`as` truncates, saturates at 255 and maps NaN and negatives to 0).
 fn quantize_input(x: &Nhwc, cin4: usize) -> (Vec<u8>, f32) {
-    let max = x.data.iter().fold(0f32, |m, &v| m.max(v));
+    let max = x
+        .data
+        .par_chunks(1 << 16)
+        .map(max_or_zero)
+        .reduce(|| 0.0, |a, b| if b > a { b } else { a });
     let scale = if max > 0.0 && max.is_finite() { max / 255.0 } else { 1.0 };
     let inv = 1.0 / scale;
     let (w, c) = (x.w, x.c);
     let row = (w + 2) * cin4;
     let mut q = vec![0u8; (x.h + 2) * row];
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2");
     q[row..(x.h + 1) * row]
         .par_chunks_mut(row)
         .zip(x.data.par_chunks(w * c))
         .for_each(|(dst, src)| {
             for (px, s) in dst[cin4..].chunks_mut(cin4).zip(src.chunks(c)) {
-                for (d, &v) in px.iter_mut().zip(s) {
-                    // v ≥ 0 (a ReLU's or a pool's output); `as u8` saturates at 255 and maps NaN to 0
+                let mut done = 0;
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: the CPU has AVX2
+                    done = unsafe { avx2::quantize(s, &mut px[..c], inv) };
+                }
+                for (d, &v) in px[done..c].iter_mut().zip(&s[done..]) {
                     *d = (v * inv + 0.5) as u8;
                 }
             }
         });
     (q, scale)
+}
+
+/// The largest of 0 and the values (NaN ignored), taken in 8 lanes: `max` is exact, so the order does not matter.
+fn max_or_zero(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            // `v > m` is false for NaN, so NaN is skipped
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    lanes.iter().chain(tail).fold(0f32, |m, &v| if v > m { v } else { m })
 }
 
 /// The packed weights widened for the AVX2 kernel: per block, kernel row and 4-byte group, for the input pairs
@@ -493,6 +519,34 @@ mod avx2 {
 
     use super::{BLOCK_OUT, GROUP, Tile};
 
+    /// `dst[i] = (src[i]·inv + ½) as u8` for the whole groups of 8 values (the count it returns): the product
+    /// rounded before the sum (no FMA), then clamped to [0, 255] (NaN to 0, as `max` returns its second operand)
+    /// and truncated, as `as u8` does.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quantize(src: &[f32], dst: &mut [u8], inv: f32) -> usize {
+        let n = src.len().min(dst.len()) / 8 * 8;
+        let (inv, half, zero, top) = (
+            _mm256_set1_ps(inv),
+            _mm256_set1_ps(0.5),
+            _mm256_setzero_ps(),
+            _mm256_set1_ps(255.0),
+        );
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 ≤ n ≤ both lengths
+            let v = unsafe { _mm256_loadu_ps(src.as_ptr().add(i)) };
+            let t = _mm256_add_ps(_mm256_mul_ps(v, inv), half);
+            let t = _mm256_min_ps(_mm256_max_ps(t, zero), top);
+            let ints = _mm256_cvttps_epi32(t);
+            let words = _mm_packus_epi32(_mm256_castsi256_si128(ints), _mm256_extracti128_si256::<1>(ints));
+            let bytes = _mm_packus_epi16(words, words);
+            unsafe { _mm_storel_epi64(dst.as_mut_ptr().add(i) as *mut __m128i, bytes) };
+        }
+        n
+    }
+
     /// Pixels per register sub-tile: 3 pixels × 4 vectors of 8 sums stay in registers beside the operands.
     const SUB: usize = 3;
 
@@ -734,6 +788,55 @@ mod tests {
                 assert_eq!(conv_on(&x, &p, Kernel::Avx2, Algorithm::Winograd, false).data, want);
             }
         }
+    }
+
+    #[test]
+    fn the_vector_quantization_is_the_scalar_cast() {
+        let specials = [
+            0.0,
+            -0.0,
+            -1.0,
+            0.49,
+            0.5,
+            254.5,
+            255.49,
+            255.5,
+            300.0,
+            f32::NAN,
+            f32::INFINITY,
+            -f32::NAN,
+        ];
+        let mut rng = crate::rng::Rng::new(4);
+        let values: Vec<f32> = specials
+            .iter()
+            .copied()
+            .chain((0..1000).map(|_| (rng.normal() * 100.0 + 100.0) as f32))
+            .collect();
+        for inv in [1.0, 0.37, 3.1] {
+            let want: Vec<u8> = values.iter().map(|&v| (v * inv + 0.5) as u8).collect();
+            let x = Nhwc {
+                h: 1,
+                w: 1,
+                c: values.len(),
+                data: values.clone(),
+            };
+            // through quantize_input: scale from the max, so compare against its own inv
+            let (q, scale) = quantize_input(&x, values.len().div_ceil(4) * 4);
+            let inv_used = 1.0 / scale;
+            let row = 3 * values.len().div_ceil(4) * 4;
+            let got = &q[row + values.len().div_ceil(4) * 4..][..values.len()];
+            let want_used: Vec<u8> = values.iter().map(|&v| (v * inv_used + 0.5) as u8).collect();
+            assert_eq!(got, &want_used[..]);
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                let mut got = vec![0u8; values.len()];
+                // SAFETY: the CPU has AVX2
+                let n = unsafe { avx2::quantize(&values, &mut got, inv) };
+                assert_eq!(n, values.len() / 8 * 8);
+                assert_eq!(&got[..n], &want[..n], "inv {inv}");
+            }
+        }
+        assert_eq!(max_or_zero(&values), values.iter().fold(0f32, |m, &v| m.max(v)));
     }
 
     #[test]
