@@ -23,10 +23,12 @@
 //! 4·9·255·127·C_in < 2³¹ for C_in ≤ [`MAX_CIN`]), so the result is that sum exactly even where an intermediate
 //! wraps: the layer's output has the direct kernels' bits, and [`super::finish`] makes the same f32 from it.
 //!
-//! A layer is cut into runs of whole tile rows (2 output rows each), one per task: each run's input is
-//! transformed into `V` (`16 × tiles × C₄` `i16`), multiplied into `M` (`16 × tiles × C_out` `i32`) one position
-//! and one block of 32 output channels at a time (that block's `U` stays in cache for every tile of the run), and
-//! transformed back into its output rows. Only even heights and widths take this path (all of VGG's).
+//! A layer is cut into runs of whole tile rows (2 output rows each), one per task, and a run into chunks of tiles
+//! whose `V` (`16 × tiles × C₄` `i16`) stays in L2. For each block of 32 output channels, a chunk's `M`
+//! (`16 × tiles × 32` `i32`) is formed one position at a time (that position's and block's `U` stays in cache
+//! for every tile of the chunk) and transformed straight back into the output pixels — or, where a 2×2 max pool
+//! follows, into the maximum of each tile's four, since a tile is exactly a pooling window. Only even heights and
+//! widths take this path (all of VGG's).
 
 use rayon::prelude::*;
 
