@@ -3,6 +3,11 @@
 //! the seeded He initialisation, `--finetune head`, 2 views, patience 5), from DICOM to signed bundle and report, with
 //! an empty feature cache; prints the time per stage. Target: under 5 minutes on 2 CPU cores.
 //! `ALNRISK_BENCH_PATIENTS=N` runs a smaller cohort.
+//!
+//! `cargo bench --bench fit -- --head-step` times only the head's training step (`deep::head_train::Head::step`)
+//! at VGG-16's sizes (fc6 25,088 → 4,096, fc7, fc8 → 2), batch 16, on random pool5 rows with the zero fraction of
+//! real ones (38 %): the median of 15 steps after 3 warm-up steps, and fc6's fixed-order forward pass alone. The fit
+//! repeats the step about 400 times.
 
 use std::time::Instant;
 
@@ -11,7 +16,69 @@ use alnrisk::deep::finetune::{FinetuneConfig, FinetuneMode};
 use alnrisk::fit::{self, DeepSettings, FitConfig, SelectOptions};
 use alnrisk::synth::cohort;
 
+/// `--head-step`: the median time of one head training step at VGG-16's sizes.
+fn head_step() {
+    use alnrisk::deep::head_train::{AdamW, DenseLayer, Head};
+    use alnrisk::rng::Rng;
+    const BATCH: usize = 16;
+    let mut rng = Rng::new(3);
+    let mut layer = |out: usize, inp: usize| {
+        let scale = (2.0 / inp as f64).sqrt();
+        let w = (0..out * inp).map(|_| (rng.normal() * scale) as f32).collect();
+        DenseLayer::new(out, inp, w, vec![0.0; out])
+    };
+    let layers = [layer(4096, 25088), layer(4096, 4096), layer(2, 4096)];
+    let mut head = Head::new(layers);
+    let rows = |n: usize, rng: &mut Rng| -> Vec<f32> {
+        (0..n * 25088)
+            .map(|_| {
+                if rng.uniform() < 0.38 {
+                    0.0
+                } else {
+                    rng.uniform() as f32 * 4.0
+                }
+            })
+            .collect()
+    };
+    let opt = AdamW::new(1e-4, 1e-4);
+    let mut x = rows(BATCH, &mut rng);
+    let mut h6 = head.first_layer(&x);
+    let mut times = Vec::new();
+    for step in 0..18 {
+        let next = rows(BATCH, &mut rng);
+        let targets: Vec<u32> = (0..BATCH as u32).map(|i| (i + step) % 2).collect();
+        let t = Instant::now();
+        let (_, next_h6) = head.step(&x, h6, &targets, 0.5, &opt, &mut rng, &next);
+        if step >= 3 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        (x, h6) = (next, next_h6);
+    }
+    times.sort_by(f64::total_cmp);
+    let mut forward = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        std::hint::black_box(head.first_layer(&x));
+        forward.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    forward.sort_by(f64::total_cmp);
+    println!(
+        "fc6 forward alone (batch {BATCH}, the fixed-order pass): median {:.1} ms",
+        forward[2]
+    );
+    println!(
+        "head step (fc6 25088→4096, fc7 4096→4096, fc8 4096→2, batch {BATCH}): median {:.1} ms, min {:.1} ms, max {:.1} ms",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    );
+}
+
 fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--head-step") {
+        head_step();
+        return Ok(());
+    }
     let patients: usize = std::env::var("ALNRISK_BENCH_PATIENTS")
         .ok()
         .and_then(|v| v.parse().ok())

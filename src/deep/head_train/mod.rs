@@ -14,6 +14,10 @@
 //! a fixed order (`LANES` interleaved partial sums per output, reduced pairwise): the same bits on every CPU, and
 //! whether fused or not ([`Head::first_layer`]).
 //!
+//! The inputs of a pass are copied once into [`ChunkMajor`] order, so that one chunk of columns of every input row
+//! is one contiguous run (row-major, fc6's input rows share cache sets). On AVX2 CPUs the pass runs the code in
+//! [`avx2`], which sums the same values in the same order in registers.
+//!
 //! AdamW is candle's (`candle_nn::AdamW`): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `θ ← θ(1 − lr·λ) − lr · m̂ / (√v̂ + ε)` with bias-corrected `m̂`, `v̂`. The moments of the weight matrices are
 //! *stored* in bfloat16 (computed in f32, rounded to nearest even on store), which cuts the traffic from 24 to 16
@@ -23,6 +27,9 @@
 use rayon::prelude::*;
 
 use crate::rng::Rng;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// One dense layer `y = x Wᵀ + b`, `W` row-major `out × in` (torchvision layout), with its AdamW moments.
 #[derive(Debug, Clone)]
@@ -82,6 +89,7 @@ impl DenseLayer {
             return Vec::new();
         }
         let mut by_row = vec![0f32; self.out * rows];
+        let next = ChunkMajor::new(&x[..rows * inp], inp);
         self.w
             .par_chunks(ROW_BLOCK * inp)
             .zip(by_row.par_chunks_mut(ROW_BLOCK * rows))
@@ -89,7 +97,7 @@ impl DenseLayer {
                 kernel.run(BlockPass {
                     w: BlockWeights::Read(w),
                     inp,
-                    next: &x[..rows * inp],
+                    next: &next,
                     y,
                 })
             });
@@ -110,7 +118,17 @@ impl DenseLayer {
     /// The weight gradient `dW = dyᵀ x`, block by block of rows, fused with the AdamW update and with the forward
     /// pass of `next` (whole rows of `inp`) through the updated layer, which it returns (`next rows × out`; empty
     /// when `next` is).
-    fn update(&mut self, x: &[f32], dy: &[f32], rows: usize, opt: &AdamW, t: i32, next: &[f32]) -> Vec<f32> {
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        x: &[f32],
+        dy: &[f32],
+        rows: usize,
+        opt: &AdamW,
+        t: i32,
+        next: &[f32],
+        kernel: Kernel,
+    ) -> Vec<f32> {
         let (inp, out) = (self.inp, self.out);
         let step = AdamStep {
             beta1: opt.beta1,
@@ -121,9 +139,9 @@ impl DenseLayer {
             lr: opt.lr,
             eps: opt.eps,
         };
-        let kernel = Kernel::detect();
         let next_rows = next.len() / inp;
-        let next = &next[..next_rows * inp];
+        let next = ChunkMajor::new(&next[..next_rows * inp], inp);
+        let x = ChunkMajor::new(&x[..rows * inp], inp);
         // with no next rows, one unused output slot per block keeps the blocks zipped
         let (mut by_row, per_block) = if next_rows == 0 {
             (vec![0f32; out.div_ceil(ROW_BLOCK)], 1)
@@ -148,13 +166,13 @@ impl DenseLayer {
                         w,
                         m,
                         v,
-                        x,
+                        x: &x,
                         d: &d,
                         rows,
                         step: &step,
                     },
                     inp,
-                    next,
+                    next: &next,
                     y,
                 });
             });
@@ -218,7 +236,7 @@ enum BlockWeights<'a> {
         w: &'a mut [f32],
         m: &'a mut [u16],
         v: &'a mut [u16],
-        x: &'a [f32],
+        x: &'a ChunkMajor,
         d: &'a [f32],
         rows: usize,
         step: &'a AdamStep,
@@ -226,21 +244,53 @@ enum BlockWeights<'a> {
 }
 
 /// One block of weight rows (`w`, row-major `block_rows × inp`), chunk by chunk: the update if any, then the
-/// partial sums of `y[r·q + s] = Σ_i w[r][i] · next[s][i]` for the `q = next.len() / inp` rows of `next`. Every
+/// partial sums of `y[r·q + s] = Σ_i w[r][i] · next[s][i]` for the `q` rows of `next`. Every
 /// operation is the same IEEE operation in the same order whatever vector width [`Kernel`] compiles it for, so
 /// every CPU gives the same bits.
 struct BlockPass<'a> {
     w: BlockWeights<'a>,
     inp: usize,
-    next: &'a [f32],
+    next: &'a ChunkMajor,
     y: &'a mut [f32],
+}
+
+/// Rows of equal width stored a column chunk at a time: columns `c0 .. c0 + CHUNK` of every row, row after row,
+/// then the next chunk. A chunk of every row is then one contiguous run. Laid out row-major, the rows of fc6's input
+/// (25,088 floats) lie a multiple of 2 KB apart, so the same columns of every row share the first-level cache's
+/// sets, and 16 rows plus a block of weight rows evict each other before they are used again.
+#[derive(Debug)]
+struct ChunkMajor {
+    data: Vec<f32>,
+    rows: usize,
+    width: usize,
+}
+
+impl ChunkMajor {
+    /// `x`: `rows × width`, row-major.
+    fn new(x: &[f32], width: usize) -> ChunkMajor {
+        let rows = x.len().checked_div(width).unwrap_or(0);
+        let mut data = Vec::with_capacity(rows * width);
+        for c0 in (0..width).step_by(CHUNK) {
+            let c1 = (c0 + CHUNK).min(width);
+            for r in 0..rows {
+                data.extend_from_slice(&x[r * width + c0..r * width + c1]);
+            }
+        }
+        ChunkMajor { data, rows, width }
+    }
+
+    /// Columns `c0 ..` (a multiple of `CHUNK`) of every row, `rows × w` row-major, and `w`, the chunk's width.
+    fn chunk(&self, c0: usize) -> (&[f32], usize) {
+        let w = (self.width - c0).min(CHUNK);
+        (&self.data[self.rows * c0..][..self.rows * w], w)
+    }
 }
 
 impl BlockPass<'_> {
     #[inline(always)]
     fn run(self) {
         let inp = self.inp;
-        let q = self.next.len() / inp;
+        let q = self.next.rows;
         let block_rows = match &self.w {
             BlockWeights::Read(w) => w.len() / inp,
             BlockWeights::Update { w, .. } => w.len() / inp,
@@ -260,12 +310,13 @@ impl BlockPass<'_> {
                 step,
             } = &mut w
             {
+                let (x, width) = x.chunk(c0);
                 for r in 0..block_rows {
                     let g = &mut g[..c1 - c0];
                     g.fill(0.0);
                     for (s, &ds) in d[r * *rows..(r + 1) * *rows].iter().enumerate() {
                         if ds != 0.0 {
-                            for (gj, xj) in g.iter_mut().zip(&x[s * inp + c0..s * inp + c1]) {
+                            for (gj, xj) in g.iter_mut().zip(&x[s * width..(s + 1) * width]) {
                                 *gj += ds * xj;
                             }
                         }
@@ -289,7 +340,8 @@ impl BlockPass<'_> {
                 BlockWeights::Update { w, .. } => w,
             };
             let row = |r: usize| &weights[r * inp + c0..r * inp + c1];
-            let sample = |s: usize| &self.next[s * inp + c0..s * inp + c1];
+            let (next, width) = self.next.chunk(c0);
+            let sample = |s: usize| &next[s * width..(s + 1) * width];
             let slot = |r: usize, s: usize| (r * q + s) * LANES;
             // tiles of 2 rows × 4 samples keep eight independent partial-sum vectors in registers; the rest one
             // output at a time (the same operations per output either way)
@@ -317,16 +369,22 @@ impl BlockPass<'_> {
                 }
             }
         }
-        for (y, a) in self.y.iter_mut().zip(acc.chunks_exact_mut(LANES)) {
-            let mut half = LANES / 2;
-            while half > 0 {
-                for l in 0..half {
-                    a[l] += a[l + half];
-                }
-                half /= 2;
+        reduce_lanes(&mut acc, self.y);
+    }
+}
+
+/// Each output's `LANES` partial sums (`acc`, `LANES` per output) halved pairwise into `y`: `a[l] += a[l + 8]`, then
+/// `+ 4`, `+ 2`, `+ 1`.
+fn reduce_lanes(acc: &mut [f32], y: &mut [f32]) {
+    for (y, a) in y.iter_mut().zip(acc.chunks_exact_mut(LANES)) {
+        let mut half = LANES / 2;
+        while half > 0 {
+            for l in 0..half {
+                a[l] += a[l + half];
             }
-            *y = a[0];
+            half /= 2;
         }
+        *y = a[0];
     }
 }
 
@@ -413,15 +471,11 @@ impl Kernel {
             fn avx512(pass: BlockPass) {
                 pass.run()
             }
-            #[target_feature(enable = "avx2")]
-            fn avx2(pass: BlockPass) {
-                pass.run()
-            }
             match self {
                 // SAFETY: `detect` found the feature on this CPU
                 Kernel::Avx512 => return unsafe { avx512(pass) },
                 // SAFETY: as above
-                Kernel::Avx2 => return unsafe { avx2(pass) },
+                Kernel::Avx2 => return unsafe { avx2::run(pass) },
                 Kernel::Baseline => {}
             }
         }
@@ -476,6 +530,8 @@ pub struct Head {
     /// The three layers.
     pub layers: [DenseLayer; 3],
     step: i32,
+    /// The vector code of the fused passes (detected; the tests set each one).
+    kernel: Kernel,
 }
 
 fn relu_dropout(h: &mut [f32], p: f32, rng: Option<&mut Rng>) -> Vec<f32> {
@@ -530,7 +586,11 @@ pub struct FirstLayerOutput {
 impl Head {
     /// A head from the three layers.
     pub fn new(layers: [DenseLayer; 3]) -> Head {
-        Head { layers, step: 0 }
+        Head {
+            layers,
+            step: 0,
+            kernel: Kernel::detect(),
+        }
     }
 
     /// fc6's output for `rows = x.len() / inp` input rows with the current weights, in the fixed summation order
@@ -539,7 +599,7 @@ impl Head {
         let rows = x.len() / self.layers[0].inp.max(1);
         FirstLayerOutput {
             rows,
-            values: self.layers[0].forward_fixed(x, rows, Kernel::detect()),
+            values: self.layers[0].forward_fixed(x, rows, self.kernel),
             computed_at_step: self.step,
         }
     }
@@ -591,9 +651,10 @@ impl Head {
         dh6.iter_mut().zip(&m6).for_each(|(g, m)| *g *= m);
         self.step += 1;
         let t = self.step;
-        self.layers[2].update(&h7, &dz, rows, opt, t, &[]);
-        self.layers[1].update(&h6, &dh7, rows, opt, t, &[]);
-        let values = self.layers[0].update(x, &dh6, rows, opt, t, next);
+        let kernel = self.kernel;
+        self.layers[2].update(&h7, &dz, rows, opt, t, &[], kernel);
+        self.layers[1].update(&h6, &dh7, rows, opt, t, &[], kernel);
+        let values = self.layers[0].update(x, &dh6, rows, opt, t, next, kernel);
         let next_rows = values.len() / self.layers[0].out;
         (
             loss,
@@ -701,6 +762,47 @@ mod tests {
         // and a second step accepts it as the next batch's fc6 output
         let (loss, _) = head.step(&next, fused, &t[..5], 0.5, &opt, &mut rng, &[]);
         assert!(loss.is_finite());
+    }
+
+    /// Two steps (update, fused forward pass of the next rows, the epoch-end pass of validation rows) run by
+    /// each kernel give the same weights, moments and outputs, bit for bit, on sizes that take every path of
+    /// each kernel: a partial row block, partial sample tiles, a partial column chunk and a tail that is not a
+    /// whole vector; and inputs with zeros, as pool5 rows have.
+    #[test]
+    fn every_kernel_gives_the_same_step_bit_for_bit() {
+        let (rows, out, inp) = AWKWARD;
+        let mut rng = Rng::new(23);
+        let start = Head::new([
+            random_layer(out, inp, &mut rng),
+            random_layer(9, out, &mut rng),
+            random_layer(2, 9, &mut rng),
+        ]);
+        let mut sample = |n: usize| -> Vec<f32> {
+            (0..n * inp)
+                .map(|_| if rng.uniform() < 0.4 { 0.0 } else { rng.normal() as f32 })
+                .collect()
+        };
+        let batches = [sample(rows), sample(5), sample(3)];
+        let targets: Vec<u32> = (0..rows as u32).map(|s| s % 2).collect();
+        let opt = AdamW::new(1e-2, 1e-3);
+        let run = |kernel: Kernel| {
+            let mut head = start.clone();
+            head.kernel = kernel;
+            let mut rng = Rng::new(99);
+            let h6 = head.first_layer(&batches[0]);
+            let (_, h6) = head.step(&batches[0], h6, &targets, 0.5, &opt, &mut rng, &batches[1]);
+            let (_, h6) = head.step(&batches[1], h6, &targets[..5], 0.5, &opt, &mut rng, &batches[2]);
+            let mut bits: Vec<u32> = h6.values.iter().map(|v| v.to_bits()).collect();
+            for l in &head.layers {
+                bits.extend(l.w.iter().chain(&l.b).chain(&l.mb).chain(&l.vb).map(|v| v.to_bits()));
+                bits.extend(l.mw.iter().chain(&l.vw).map(|&h| u32::from(h)));
+            }
+            bits
+        };
+        let reference = run(Kernel::Baseline);
+        for kernel in detected_kernels() {
+            assert!(run(kernel) == reference, "{kernel:?} differs from the baseline");
+        }
     }
 
     #[test]
