@@ -14,9 +14,9 @@
 //! a fixed order (`LANES` interleaved partial sums per output, reduced pairwise): the same bits on every CPU, and
 //! whether fused or not ([`Head::first_layer`]).
 //!
-//! The inputs of a pass are copied once into [`ChunkMajor`] order, so that one chunk of columns of every input row
+//! The inputs of a pass are copied once into `ChunkMajor` order, so that one chunk of columns of every input row
 //! is one contiguous run (row-major, fc6's input rows share cache sets). On AVX2 CPUs the pass runs the code in
-//! [`avx2`], which sums the same values in the same order in registers.
+//! `avx2`, which sums the same values in the same order in registers.
 //!
 //! AdamW is candle's (`candle_nn::AdamW`): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `θ ← θ(1 − lr·λ) − lr · m̂ / (√v̂ + ε)` with bias-corrected `m̂`, `v̂`. The moments of the weight matrices are
