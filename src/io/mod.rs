@@ -56,7 +56,7 @@ impl VolumeFormat {
 
 /// Read an image or label map, choosing the reader from the file name ([`VolumeFormat::of`]).
 pub fn read_volume(path: &Path) -> Result<Volume<f64>> {
-    Ok(read_stored(path)?.to_volume())
+    read_stored(path)?.to_volume()
 }
 
 /// Read an image or label map as its file stores it ([`StoredVolume`]), choosing the reader from the file name.
@@ -71,31 +71,55 @@ pub fn read_stored(path: &Path) -> Result<StoredVolume> {
     }
 }
 
-/// A volume's samples as its file stores them (inflated, in the file's type and byte order), decoded to `f64` on
-/// demand: all of them ([`StoredVolume::to_volume`]), one row at a time ([`StoredVolume::rows`]) or a box
+/// A volume's samples as its file stores them (in the file's type and byte order), decoded to `f64` on demand:
+/// all of them ([`StoredVolume::to_volume`]), one row at a time ([`StoredVolume::rows`]) or a box
 /// ([`StoredVolume::region`]). Extraction reads whole images this way: its whole-image passes decode a row into
 /// one small buffer and only the ROI's box becomes `f64`, so a CT volume is touched at its stored size once
 /// rather than also at eight bytes a voxel (fresh memory is what a large extraction spent most on).
-#[derive(Debug, Clone)]
+///
+/// An uncompressed payload of at least [`STREAM_MIN_BYTES`] stays in its file and is read
+/// in runs of rows into one buffer of about [`STREAM_RUN_BYTES`] on every pass, so a 78 MB CT pair costs
+/// neither 78 MB of fresh memory nor its page faults. A file that changes under it (shorter than its header
+/// said) gives [`Error::Io`] on the pass that finds it.
+#[derive(Debug)]
 pub struct StoredVolume {
     /// Where the voxels are.
     pub geometry: crate::image::Geometry,
     /// The type the values are reported in (`F64` once a NIfTI scaling applies), as [`Volume::pixel_type`].
     pub pixel_type: PixelType,
-    bytes: Vec<u8>,
-    start: usize,
+    samples: Samples,
     stored: PixelType,
     big_endian: bool,
     /// NIfTI's `scl_slope` and `scl_inter`, applied to every value after the cast.
     scale: Option<(f64, f64)>,
 }
 
+/// An uncompressed file at least this large is opened by its header alone, and its samples are read from it
+/// pass by pass ([`StoredVolume`]).
+pub const STREAM_MIN_BYTES: u64 = 4 << 20;
+/// About how many bytes of rows one read of samples left in their file brings in (L2-sized, so a pass reuses
+/// warm memory).
+pub const STREAM_RUN_BYTES: usize = 512 << 10;
+
+/// Where a [`StoredVolume`]'s samples are.
+#[derive(Debug)]
+pub(crate) enum Samples {
+    /// In memory: `bytes[start..]` (inflated payloads, small files, parsed buffers).
+    Memory { bytes: Vec<u8>, start: usize },
+    /// In an uncompressed file, from byte `start` on, read in runs of about `run_bytes` (at least one row).
+    File {
+        file: std::fs::File,
+        path: std::path::PathBuf,
+        start: u64,
+        run_bytes: usize,
+    },
+}
+
 impl StoredVolume {
-    /// `bytes[start..]` holds at least the geometry's voxel count of `stored` samples (the readers check it).
+    /// `samples` hold at least the geometry's voxel count of `stored` samples (the readers check it).
     pub(crate) fn new(
         geometry: crate::image::Geometry,
-        bytes: Vec<u8>,
-        start: usize,
+        samples: Samples,
         stored: PixelType,
         big_endian: bool,
         scale: Option<(f64, f64)>,
@@ -103,8 +127,7 @@ impl StoredVolume {
         StoredVolume {
             pixel_type: if scale.is_some() { PixelType::F64 } else { stored },
             geometry,
-            bytes,
-            start,
+            samples,
             stored,
             big_endian,
             scale,
@@ -121,14 +144,61 @@ impl StoredVolume {
         self.len() == 0
     }
 
-    /// Decode `n` values from voxel `first` on, appended to `out`.
-    fn decode_into(&self, first: usize, n: usize, out: &mut Vec<f64>) {
-        let w = self.stored.size();
-        let at = self.start + first * w;
+    /// Bytes of one row along `i`.
+    fn row_bytes(&self) -> usize {
+        self.geometry.size[0] * self.stored.size()
+    }
+
+    /// Call `f(first, bytes)` for consecutive runs of whole rows covering `rows` in order, `bytes` holding the
+    /// stored samples of rows `first..` (one run for samples in memory; for samples in a file, runs of about
+    /// its `run_bytes` read into one buffer). Rows past the end give nothing (the readers checked that every
+    /// row is present, in the file as it was when read).
+    fn row_runs(&self, rows: std::ops::Range<usize>, mut f: impl FnMut(usize, &[u8])) -> Result<()> {
+        let row_bytes = self.row_bytes();
+        let rows = rows.start..rows.end.min(self.geometry.size[1] * self.geometry.size[2]);
+        if rows.is_empty() || row_bytes == 0 {
+            return Ok(());
+        }
+        match &self.samples {
+            Samples::Memory { bytes, start } => {
+                let all = bytes.get(*start..).unwrap_or_default();
+                let at = rows.start * row_bytes;
+                let run = all.get(at..(rows.end * row_bytes).min(all.len())).unwrap_or_default();
+                f(rows.start, run);
+            }
+            Samples::File {
+                file,
+                path,
+                start,
+                run_bytes,
+            } => {
+                use std::os::unix::fs::FileExt;
+                let per_run = (run_bytes / row_bytes).max(1).min(rows.len());
+                let mut buf = vec![0u8; per_run * row_bytes];
+                let mut first = rows.start;
+                while first < rows.end {
+                    let n = per_run.min(rows.end - first);
+                    let run = &mut buf[..n * row_bytes];
+                    file.read_exact_at(run, start + (first * row_bytes) as u64)
+                        .map_err(|e| Error::io(path, e))?;
+                    f(first, run);
+                    first += n;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decode the stored samples in `bytes` (whole values), appended to `out`, scaled where NIfTI says so.
+    fn decode_into(&self, bytes: &[u8], out: &mut Vec<f64>) {
         let from = out.len();
-        // (the readers checked that every voxel is present; a short slice would only give fewer values)
-        let bytes = self.bytes.get(at..).unwrap_or_default();
-        decode_samples_into(bytes, n, self.stored, self.big_endian, out);
+        decode_samples_into(
+            bytes,
+            bytes.len() / self.stored.size(),
+            self.stored,
+            self.big_endian,
+            out,
+        );
         if let Some((slope, inter)) = self.scale {
             for v in &mut out[from..] {
                 *v = *v * slope + inter;
@@ -137,70 +207,118 @@ impl StoredVolume {
     }
 
     /// Every value, as a [`Volume`].
-    pub fn to_volume(&self) -> Volume<f64> {
-        let mut data = Vec::new();
-        self.decode_into(0, self.len(), &mut data);
-        Volume {
+    pub fn to_volume(&self) -> Result<Volume<f64>> {
+        let mut data = Vec::with_capacity(self.len());
+        let [_, ny, nz] = self.geometry.size;
+        self.row_runs(0..ny * nz, |_, run| self.decode_into(run, &mut data))?;
+        Ok(Volume {
             geometry: self.geometry.clone(),
             data,
             pixel_type: self.pixel_type,
-        }
+        })
     }
 
     /// Call `f(r, values)` for every row along `i`, in storage order (`r = j + size_j · k`), decoding one row at
     /// a time into one buffer.
-    pub fn rows(&self, f: impl FnMut(usize, &[f64])) {
+    pub fn rows(&self, f: impl FnMut(usize, &[f64])) -> Result<()> {
         self.rows_where(|_| true, f)
     }
 
     /// [`Self::rows`] for the rows whose stored bytes `keep` accepts; the others are not decoded.
-    fn rows_where(&self, keep: impl Fn(&[u8]) -> bool, mut f: impl FnMut(usize, &[f64])) {
+    fn rows_where(&self, keep: impl Fn(&[u8]) -> bool, mut f: impl FnMut(usize, &[f64])) -> Result<()> {
         let [nx, ny, nz] = self.geometry.size;
-        let row_bytes = nx * self.stored.size();
-        let stored = self.bytes.get(self.start..).unwrap_or_default();
+        let row_bytes = self.row_bytes();
         let mut row = Vec::with_capacity(nx);
-        for r in 0..ny * nz {
-            let bytes = stored.get(r * row_bytes..).unwrap_or_default();
-            if !keep(&bytes[..row_bytes.min(bytes.len())]) {
-                continue;
+        self.row_runs(0..ny * nz, |first, run| {
+            for (i, bytes) in run.chunks(row_bytes).enumerate() {
+                if keep(bytes) {
+                    row.clear();
+                    self.decode_into(bytes, &mut row);
+                    f(first + i, &row);
+                }
             }
-            row.clear();
-            self.decode_into(r * nx, nx, &mut row);
-            f(r, &row);
-        }
+        })
     }
 
     /// Count, sum, minimum and maximum of every value, the same bits as [`ValueSummary::add`] over
     /// [`Self::to_volume`]'s data. Integers of up to 32 bits, unscaled, are summed as integers, exactly (at most
     /// 2³¹ · 2³⁰ < 2⁶³ for the largest volume a reader accepts, [`MAX_VOXELS`]); where a value's magnitude times
     /// the count could reach 2⁵³, adding in `f64` would round, so those images are added as `f64` like the rest.
-    pub fn summary(&self) -> ValueSummary {
+    pub fn summary(&self) -> Result<ValueSummary> {
         let n = self.len();
-        let bytes = self.bytes.get(self.start..).unwrap_or_default();
         let swap = self.big_endian != cfg!(target_endian = "big");
         let exact_in_f64 = |largest: u64| (n as u128) * (largest as u128) < (1u128 << 53);
         if self.scale.is_none() {
             match self.stored {
-                PixelType::U8 => return integer_summary(bytes, n, swap, |b: [u8; 1]| b[0]),
-                PixelType::I8 => return integer_summary(bytes, n, swap, i8::from_ne_bytes),
-                PixelType::U16 => return integer_summary(bytes, n, swap, u16::from_ne_bytes),
-                PixelType::I16 => return integer_summary(bytes, n, swap, i16::from_ne_bytes),
+                PixelType::U8 => return self.integer_summary(swap, |b: [u8; 1]| b[0]),
+                PixelType::I8 => return self.integer_summary(swap, i8::from_ne_bytes),
+                PixelType::U16 => return self.integer_summary(swap, u16::from_ne_bytes),
+                PixelType::I16 => return self.integer_summary(swap, i16::from_ne_bytes),
                 PixelType::U32 if exact_in_f64(u32::MAX.into()) => {
-                    return integer_summary(bytes, n, swap, u32::from_ne_bytes);
+                    return self.integer_summary(swap, u32::from_ne_bytes);
                 }
-                PixelType::I32 if exact_in_f64(1 << 31) => return integer_summary(bytes, n, swap, i32::from_ne_bytes),
+                PixelType::I32 if exact_in_f64(1 << 31) => return self.integer_summary(swap, i32::from_ne_bytes),
                 _ => {}
             }
         }
         let mut summary = ValueSummary::empty();
-        self.rows(|_, row| summary.add(row));
-        summary
+        self.rows(|_, row| summary.add(row))?;
+        Ok(summary)
+    }
+
+    /// [`Self::summary`] of samples stored as integers `T` of `W` bytes, in integer arithmetic: the sum is exact,
+    /// and so equal, bit for bit, to adding the same values one after the other in `f64` while every partial sum
+    /// stays below 2⁵³, which the caller ensures. The minimum and maximum are kept in `T`, and the byte order is
+    /// decided once, outside the loop, so the loop vectorises.
+    fn integer_summary<const W: usize, T: Copy + Ord + Into<i64>>(
+        &self,
+        swap: bool,
+        value: impl Fn([u8; W]) -> T,
+    ) -> Result<ValueSummary> {
+        let native = |c: &[u8]| {
+            let mut a = [0u8; W];
+            a.copy_from_slice(c);
+            value(a)
+        };
+        let swapped = |c: &[u8]| {
+            let mut a = [0u8; W];
+            a.copy_from_slice(c);
+            a.reverse();
+            value(a)
+        };
+        let mut folded: Option<(usize, i64, T, T)> = None;
+        let [_, ny, nz] = self.geometry.size;
+        self.row_runs(0..ny * nz, |_, run| {
+            let Some(first) = run.get(..W) else {
+                return;
+            };
+            let v0 = if swap { swapped(first) } else { native(first) };
+            let (sum, min, max) = if swap {
+                fold_integers::<W, T>(run, v0, swapped)
+            } else {
+                fold_integers::<W, T>(run, v0, native)
+            };
+            let count = run.len() / W;
+            folded = Some(match folded {
+                None => (count, sum, min, max),
+                Some((c, s, lo, hi)) => (c + count, s + sum, lo.min(min), hi.max(max)),
+            });
+        })?;
+        Ok(match folded {
+            None => ValueSummary::empty(),
+            Some((count, sum, min, max)) => ValueSummary {
+                count,
+                sum: sum as f64,
+                min: min.into() as f64,
+                max: max.into() as f64,
+            },
+        })
     }
 
     /// [`Self::rows`], but only the rows that hold a non-zero value: a row whose bytes are all zero is skipped
     /// without being decoded (a label map is mostly such rows). Where a scaling applies, zero bytes need not mean
     /// the value 0, and every row is given.
-    pub fn nonzero_rows(&self, f: impl FnMut(usize, &[f64])) {
+    pub fn nonzero_rows(&self, f: impl FnMut(usize, &[f64])) -> Result<()> {
         if self.scale.is_some() {
             return self.rows(f);
         }
@@ -214,19 +332,24 @@ impl StoredVolume {
     }
 
     /// The values inside `bb`, as a [`Volume`] on the cropped grid (as [`Volume::crop`] of [`Self::to_volume`]).
-    pub fn region(&self, bb: &crate::image::BoundingBox) -> Volume<f64> {
-        let [nx, ny, _] = self.geometry.size;
+    pub fn region(&self, bb: &crate::image::BoundingBox) -> Result<Volume<f64>> {
+        let ny = self.geometry.size[1];
+        let (row_bytes, w) = (self.row_bytes(), self.stored.size());
+        let (x0, x1) = (bb.start[0] * w, (bb.start[0] + bb.size[0]) * w);
         let mut data = Vec::with_capacity(bb.size.iter().product());
         for k in bb.start[2]..bb.start[2] + bb.size[2] {
-            for j in bb.start[1]..bb.start[1] + bb.size[1] {
-                self.decode_into(bb.start[0] + nx * (j + ny * k), bb.size[0], &mut data);
-            }
+            let rows = bb.start[1] + ny * k..bb.start[1] + bb.size[1] + ny * k;
+            self.row_runs(rows, |_, run| {
+                for row in run.chunks(row_bytes) {
+                    self.decode_into(row.get(x0..x1.min(row.len())).unwrap_or_default(), &mut data);
+                }
+            })?;
         }
-        Volume {
+        Ok(Volume {
             geometry: self.geometry.cropped(bb),
             data,
             pixel_type: self.pixel_type,
-        }
+        })
     }
 }
 
@@ -271,46 +394,6 @@ impl ValueSummary {
     /// The mean (NaN for no value).
     pub fn mean(&self) -> f64 {
         self.sum / self.count as f64
-    }
-}
-
-/// The summary of samples stored as integers `T` of `W` bytes, in integer arithmetic: the sum is exact, and so
-/// equal, bit for bit, to adding the same values one after the other in `f64` while every partial sum stays below
-/// 2⁵³, which the caller ensures. The minimum and maximum are kept in `T`, and the byte order is decided once,
-/// outside the loop, so the loop vectorises.
-fn integer_summary<const W: usize, T: Copy + Ord + Into<i64>>(
-    bytes: &[u8],
-    n: usize,
-    swap: bool,
-    value: impl Fn([u8; W]) -> T,
-) -> ValueSummary {
-    let n = n.min(bytes.len() / W);
-    let bytes = &bytes[..n * W];
-    let native = |c: &[u8]| {
-        let mut a = [0u8; W];
-        a.copy_from_slice(c);
-        value(a)
-    };
-    let swapped = |c: &[u8]| {
-        let mut a = [0u8; W];
-        a.copy_from_slice(c);
-        a.reverse();
-        value(a)
-    };
-    let Some(first) = bytes.get(..W) else {
-        return ValueSummary::empty();
-    };
-    let v0 = if swap { swapped(first) } else { native(first) };
-    let (sum, min, max) = if swap {
-        fold_integers::<W, T>(bytes, v0, swapped)
-    } else {
-        fold_integers::<W, T>(bytes, v0, native)
-    };
-    ValueSummary {
-        count: n,
-        sum: sum as f64,
-        min: min.into() as f64,
-        max: max.into() as f64,
     }
 }
 
@@ -570,7 +653,28 @@ mod tests {
             bytes.extend(le);
         }
         let geometry = crate::image::Geometry::new([4, 3, values.len() / 12], [1.0; 3], [0.0; 3]);
-        StoredVolume::new(geometry, bytes, 3, pixel, big_endian, scale)
+        StoredVolume::new(geometry, Samples::Memory { bytes, start: 3 }, pixel, big_endian, scale)
+    }
+
+    /// [`stored`], with the samples left in a file and read two rows (plus a byte) at a time.
+    fn stored_in_file(values: &[f64], pixel: PixelType, big_endian: bool, scale: Option<(f64, f64)>) -> StoredVolume {
+        let in_memory = stored(values, pixel, big_endian, scale);
+        let Samples::Memory { bytes, .. } = &in_memory.samples else {
+            unreachable!("stored() keeps the samples in memory")
+        };
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("alnrisk-stored-{}-{n}.raw", std::process::id()));
+        std::fs::write(&path, bytes).expect("temp file");
+        let file = std::fs::File::open(&path).expect("temp file");
+        std::fs::remove_file(&path).ok(); // the open handle keeps it readable
+        let samples = Samples::File {
+            file,
+            path,
+            start: 3,
+            run_bytes: 2 * 4 * pixel.size() + 1,
+        };
+        StoredVolume::new(in_memory.geometry.clone(), samples, pixel, big_endian, scale)
     }
 
     #[test]
@@ -600,9 +704,13 @@ mod tests {
             for big_endian in [false, true] {
                 for scale in [None, Some((0.5, -3.0))] {
                     let v = stored(&values(pixel), pixel, big_endian, scale);
+                    let in_file = stored_in_file(&values(pixel), pixel, big_endian, scale);
+                    let decoded = v.to_volume().expect("in memory").data;
+                    assert_eq!(in_file.to_volume().expect("in file").data, decoded, "{pixel:?}");
                     let mut expected = ValueSummary::empty();
-                    expected.add(&v.to_volume().data);
-                    let got = v.summary();
+                    expected.add(&decoded);
+                    let got = v.summary().expect("in memory");
+                    assert_eq!(in_file.summary().expect("in file"), got, "{pixel:?} from the file");
                     assert_eq!(got.count, 24);
                     assert_eq!(
                         (got.sum.to_bits(), got.min.to_bits(), got.max.to_bits()),
@@ -626,18 +734,64 @@ mod tests {
             (PixelType::F32, None),
             (PixelType::U8, Some((1.0, 0.5))),
         ] {
-            let v = stored(&values, pixel, false, scale);
-            let mut all = Vec::new();
-            v.rows(|r, row| all.push((r, row.to_vec())));
-            let mut nonzero = Vec::new();
-            v.nonzero_rows(|r, row| nonzero.push((r, row.to_vec())));
-            if scale.is_some() {
-                assert_eq!(nonzero, all, "a scaled zero is not zero: every row");
-            } else {
-                all.retain(|(_, row)| row.iter().any(|&x| x != 0.0));
-                assert_eq!(nonzero, all, "{pixel:?}");
-                assert_eq!(nonzero.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![1, 3, 5]);
+            for v in [
+                stored(&values, pixel, false, scale),
+                stored_in_file(&values, pixel, false, scale),
+            ] {
+                let mut all = Vec::new();
+                v.rows(|r, row| all.push((r, row.to_vec()))).expect("rows");
+                let mut nonzero = Vec::new();
+                v.nonzero_rows(|r, row| nonzero.push((r, row.to_vec()))).expect("rows");
+                if scale.is_some() {
+                    assert_eq!(nonzero, all, "a scaled zero is not zero: every row");
+                } else {
+                    all.retain(|(_, row)| row.iter().any(|&x| x != 0.0));
+                    assert_eq!(nonzero, all, "{pixel:?}");
+                    assert_eq!(nonzero.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![1, 3, 5]);
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_region_is_the_crop_of_the_whole_volume_in_memory_and_in_a_file() {
+        let values: Vec<f64> = (0..48).map(|i| (i * 7 % 31) as f64 - 9.0).collect();
+        let bb = crate::image::BoundingBox {
+            start: [1, 1, 1],
+            size: [2, 2, 3],
+        };
+        for v in [
+            stored(&values, PixelType::I16, true, None),
+            stored_in_file(&values, PixelType::I16, true, None),
+        ] {
+            let whole = v.to_volume().expect("whole");
+            assert_eq!(whole.data, values);
+            let region = v.region(&bb).expect("region");
+            assert_eq!(region.data, whole.crop(&bb).data);
+            assert_eq!(region.geometry, whole.crop(&bb).geometry);
+        }
+    }
+
+    #[test]
+    fn a_file_that_shrinks_under_a_stored_volume_gives_an_io_error() {
+        let path = std::env::temp_dir().join(format!("alnrisk-shrinks-{}.raw", std::process::id()));
+        std::fs::write(&path, vec![1u8; 3 + 48]).expect("temp file");
+        let samples = Samples::File {
+            file: std::fs::File::open(&path).expect("open"),
+            path: path.clone(),
+            start: 3,
+            run_bytes: STREAM_RUN_BYTES,
+        };
+        let geometry = crate::image::Geometry::new([4, 3, 4], [1.0; 3], [0.0; 3]);
+        let v = StoredVolume::new(geometry, samples, PixelType::U8, false, None);
+        assert_eq!(v.summary().expect("whole file").count, 48);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(30))
+            .expect("truncate");
+        let err = v.summary().expect_err("the samples are gone");
+        std::fs::remove_file(&path).ok();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
     }
 }

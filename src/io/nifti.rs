@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use super::StoredVolume;
+use super::{Samples, StoredVolume};
 use crate::error::{Error, Result};
 use crate::image::{Geometry, PixelType, Volume};
 
@@ -52,7 +52,7 @@ impl Reader<'_> {
 
 /// Read a `.nii` or `.nii.gz` file.
 pub fn read(path: &Path) -> Result<Volume<f64>> {
-    Ok(read_stored(path)?.to_volume())
+    read_stored(path)?.to_volume()
 }
 
 /// Read a NIfTI-1 file as it stores its samples ([`StoredVolume`]).
@@ -262,7 +262,13 @@ fn parse_stored(path: &Path, b: Vec<u8>) -> Result<StoredVolume> {
         origin,
         direction,
     };
-    Ok(StoredVolume::new(geometry, b, start, pixel, big_endian, scale))
+    Ok(StoredVolume::new(
+        geometry,
+        Samples::Memory { bytes: b, start },
+        pixel,
+        big_endian,
+        scale,
+    ))
 }
 
 /// Write a volume as single-file NIfTI-1 (gzip when the name ends in `.gz`), sform and qform both set.

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use super::StoredVolume;
+use super::{Samples, StoredVolume};
 use crate::error::{Error, Result};
 use crate::image::{Geometry, PixelType, Volume};
 
@@ -94,42 +94,71 @@ fn split_vectors(s: &str) -> Vec<String> {
 
 /// Read a NRRD file.
 pub fn read(path: &Path) -> Result<Volume<f64>> {
-    Ok(read_stored(path)?.to_volume())
+    read_stored(path)?.to_volume()
 }
 
-/// Read a NRRD file as it stores its samples ([`StoredVolume`]).
+/// How much of a large file is read first, to find its header (NRRD headers are a few hundred bytes; one
+/// longer than this is read with the whole file).
+const HEAD_BYTES: usize = 64 << 10;
+
+/// Read a NRRD file as it stores its samples ([`StoredVolume`]). A file of at least
+/// [`super::STREAM_MIN_BYTES`] is opened by its header alone; raw samples then stay in the file.
 pub fn read_stored(path: &Path) -> Result<StoredVolume> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_stored(path, bytes)
+    use std::io::Read;
+    let io = |e| Error::io(path, e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len >= super::STREAM_MIN_BYTES {
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut head).map_err(io)?;
+        if header_end(&head).is_some() {
+            return parse_stored(path, head, Some(Rest { file, len }));
+        }
+        file.read_to_end(&mut head).map_err(io)?;
+        return parse_stored(path, head, None);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(io)?;
+    parse_stored(path, bytes, None)
 }
 
 /// Parse NRRD bytes (`path` is used in error messages only).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Volume<f64>> {
-    Ok(parse_stored(path, bytes.to_vec())?.to_volume())
+    parse_stored(path, bytes.to_vec(), None)?.to_volume()
 }
 
-/// Parse NRRD bytes, keeping the samples as stored.
-fn parse_stored(path: &Path, bytes: Vec<u8>) -> Result<StoredVolume> {
-    if !bytes.starts_with(b"NRRD000") {
-        return Err(bad(path, "missing NRRD magic"));
-    }
-    // The header ends at the first empty line.
-    let mut header_end = None;
+/// The rest of a file whose first bytes were read: the open file and its length.
+struct Rest {
+    file: std::fs::File,
+    len: u64,
+}
+
+/// Where the header ends: (the empty line's start, the first payload byte).
+fn header_end(bytes: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\n' {
             if bytes.get(i + 1) == Some(&b'\n') {
-                header_end = Some((i + 1, i + 2));
-                break;
+                return Some((i + 1, i + 2));
             }
             if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
-                header_end = Some((i + 1, i + 3));
-                break;
+                return Some((i + 1, i + 3));
             }
         }
         i += 1;
     }
-    let (hend, data_start) = header_end.ok_or_else(|| bad(path, "header is not terminated by an empty line"))?;
+    None
+}
+
+/// Parse NRRD bytes, keeping the samples as stored: `bytes` is the whole file, or its first bytes (holding the
+/// header) with the `rest` still in the file.
+fn parse_stored(path: &Path, mut bytes: Vec<u8>, rest: Option<Rest>) -> Result<StoredVolume> {
+    if !bytes.starts_with(b"NRRD000") {
+        return Err(bad(path, "missing NRRD magic"));
+    }
+    // The header ends at the first empty line.
+    let (hend, data_start) =
+        header_end(&bytes).ok_or_else(|| bad(path, "header is not terminated by an empty line"))?;
     let header = std::str::from_utf8(&bytes[..hend]).map_err(|_| bad(path, "header is not text"))?;
 
     let mut pixel = None;
@@ -273,20 +302,37 @@ fn parse_stored(path: &Path, bytes: Vec<u8>) -> Result<StoredVolume> {
         origin: org,
         direction,
     };
-    let payload_len = bytes.len() - data_start;
+    let file_len = rest.as_ref().map_or(bytes.len() as u64, |r| r.len);
+    let payload_len = file_len.saturating_sub(data_start as u64);
     match encoding.as_str() {
         "raw" => {
-            if payload_len < need {
+            if payload_len < need as u64 {
                 return Err(bad(
                     path,
                     format!("truncated data: {payload_len} bytes present, {need} declared"),
                 ));
             }
             // Raw data may be preceded by padding; NRRD puts it at the end of the file.
-            let start = bytes.len() - need;
-            Ok(StoredVolume::new(geometry, bytes, start, pixel, big_endian, None))
+            let start = file_len - need as u64;
+            let samples = match rest {
+                Some(Rest { file, .. }) => Samples::File {
+                    file,
+                    path: path.to_path_buf(),
+                    start,
+                    run_bytes: super::STREAM_RUN_BYTES,
+                },
+                None => Samples::Memory {
+                    bytes,
+                    start: start as usize,
+                },
+            };
+            Ok(StoredVolume::new(geometry, samples, pixel, big_endian, None))
         }
         "gzip" | "gz" => {
+            if let Some(Rest { mut file, .. }) = rest {
+                use std::io::Read;
+                file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+            }
             let out = super::gunzip_bounded(path, &bytes[data_start..], need, FORMAT)?;
             if out.len() < need {
                 return Err(bad(
@@ -294,7 +340,13 @@ fn parse_stored(path: &Path, bytes: Vec<u8>) -> Result<StoredVolume> {
                     format!("truncated data: {} bytes decompressed, {need} declared", out.len()),
                 ));
             }
-            Ok(StoredVolume::new(geometry, out, 0, pixel, big_endian, None))
+            Ok(StoredVolume::new(
+                geometry,
+                Samples::Memory { bytes: out, start: 0 },
+                pixel,
+                big_endian,
+                None,
+            ))
         }
         other => Err(Error::Unsupported {
             path: path.to_path_buf(),

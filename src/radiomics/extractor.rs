@@ -210,16 +210,16 @@ pub fn extract_stored(
         .is_none();
     // (resampling_grid resamples exactly when resampledPixelSpacing is set)
     if !same_grid || settings.normalize || settings.resampled_pixel_spacing.is_some() {
-        return extract(image_path, &image.to_volume(), mask_path, &mask.to_volume(), settings);
+        return extract(image_path, &image.to_volume()?, mask_path, &mask.to_volume()?, settings);
     }
     let classes = selected_classes(settings)?;
     let mut diag = Vec::new();
-    image_stats_of("original", &image.geometry, &image.summary(), &mut diag);
+    image_stats_of("original", &image.geometry, &image.summary()?, &mut diag);
     let (bb, count) = check_roi_rows(mask_path, mask.geometry.size, settings, |f| mask.nonzero_rows(f))?;
     mask_stats("original", &mask.geometry, &bb, count, &mut diag);
-    let crop = image.region(&bb);
+    let crop = image.region(&bb)?;
     let label = settings.label as f64;
-    let crop_inside: Vec<bool> = mask.region(&bb).data.iter().map(|&v| v == label).collect();
+    let crop_inside: Vec<bool> = mask.region(&bb)?.data.iter().map(|&v| v == label).collect();
     let grid = (image.geometry.size, image.geometry.spacing);
     from_crop(
         (image_path, mask_path),

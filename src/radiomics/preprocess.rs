@@ -17,17 +17,19 @@ pub fn check_roi(mask_path: &Path, mask: &Volume<f64>, settings: &Settings) -> R
         for (r, row) in mask.data.chunks_exact(size[0].max(1)).enumerate() {
             f(r, row)
         }
+        Ok(())
     })
 }
 
 /// [`check_roi`] of a mask of `size` given row by row (`rows` calls its argument with each row along `i` and the
 /// row's number `j + size_j · k`, in storage order, and may leave out rows that hold only zeros; it may be called
-/// twice, the second time only to name the labels present when the one asked for is not).
+/// twice, the second time only to name the labels present when the one asked for is not; its error, reading the
+/// mask, is returned).
 pub fn check_roi_rows(
     mask_path: &Path,
     size: [usize; 3],
     settings: &Settings,
-    rows: impl Fn(&mut dyn FnMut(usize, &[f64])),
+    rows: impl Fn(&mut dyn FnMut(usize, &[f64])) -> Result<()>,
 ) -> Result<(BoundingBox, usize)> {
     let invalid = |reason: String| Error::InvalidRoi {
         path: mask_path.to_path_buf(),
@@ -52,13 +54,13 @@ pub fn check_roi_rows(
                 }
             }
         }
-    });
+    })?;
     if !any_label {
         return Err(invalid("the mask is empty (no labelled voxels)".into()));
     }
     if count == 0 {
         let mut labels: Vec<i64> = Vec::new();
-        rows(&mut |_, line: &[f64]| labels.extend(line.iter().filter(|&&v| v != 0.0).map(|&v| v as i64)));
+        rows(&mut |_, line: &[f64]| labels.extend(line.iter().filter(|&&v| v != 0.0).map(|&v| v as i64)))?;
         labels.sort_unstable();
         labels.dedup();
         labels.truncate(20);
