@@ -8,7 +8,7 @@ const JACOBI_MAX_N: usize = 8;
 /// Eigenvalues of a symmetric `n×n` matrix (row-major), ascending. A matrix with a non-finite entry has only
 /// NaN eigenvalues.
 ///
-/// - Up to [`JACOBI_MAX_N`] rows (the shape's 3×3 covariance, GLCMs of a few gray levels): the cyclic Jacobi
+/// - Up to 8 rows (the shape's 3×3 covariance, GLCMs of a few gray levels): the cyclic Jacobi
 ///   method, which also resolves eigenvalues far below the largest one to a few ulps of themselves (a flat
 ///   ROI's least axis).
 /// - Larger (GLCMs with tens to hundreds of gray levels, for the MCC): Householder reduction to a tridiagonal
