@@ -230,6 +230,54 @@ fn parallel_and_serial_extraction_agree_bitwise() {
     }
 }
 
+/// The texture classes at neighbour distances above 1 (with force2D, and with a weighting norm), on the bundled
+/// cases and on an ROI that fills its image to every face, against PyRadiomics 3.1.0
+/// (`tests/golden/make_texture_distances.py`): every feature within 1e-6. The matrices look neighbours up in a
+/// zero border as wide as the largest distance, so this is where a border too narrow would show.
+#[test]
+fn texture_features_at_distances_above_one_match_pyradiomics_3_1_0() {
+    let cols = read_columns(&data("texture-distances/texture_distances.csv"));
+    assert_eq!(cols.len(), 9, "3 cases × 3 settings");
+    let mut failures = Vec::new();
+    let mut worst = Worst {
+        by_class: BTreeMap::new(),
+    };
+    for (column, reference) in &cols {
+        let (case, json) = column.split_once('|').expect("case|settings");
+        let (image, mask) = match case {
+            "brain1" | "breast1" => (
+                data(&format!("pyradiomics/{case}_image.nrrd")),
+                data(&format!("pyradiomics/{case}_label.nrrd")),
+            ),
+            _ => (
+                data(&format!("edge-roi/{case}_image.nrrd")),
+                data(&format!("edge-roi/{case}_label.nrrd")),
+            ),
+        };
+        let mut settings = Settings::default();
+        let given: BTreeMap<String, serde_yaml_ng::Value> = serde_json::from_str(json).unwrap();
+        for (key, value) in &given {
+            settings.apply("test", key, value).unwrap();
+        }
+        settings.enabled.clear();
+        for class in ["glcm", "glrlm", "glszm", "gldm", "ngtdm"] {
+            settings.enabled.insert(class.to_string(), None);
+        }
+        let ex = extract(
+            &image,
+            &alnrisk::io::read_volume(&image).unwrap(),
+            &mask,
+            &alnrisk::io::read_volume(&mask).unwrap(),
+            &settings,
+        )
+        .unwrap();
+        let n = compare_with_reference(column, reference, &ex, &mut failures, &mut worst);
+        assert_eq!(n, reference.len(), "{column}: every feature compared");
+    }
+    worst.print("texture features at distances above 1:");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// ROIs that reach the border of the image array (`tests/data/edge-roi`, crops of the bundled cases made and
 /// measured by PyRadiomics 3.1.0 with `tests/golden/make_edge_roi.py`): every feature within 1e-6, the shape
 /// features' signs included, and the diagnostics name the faces reached.

@@ -36,7 +36,7 @@
 //! | SumEntropy | `−Σ p_{x+y}(k) log₂(p_{x+y}(k) + ε)` |
 //! | SumSquares | `Σ (i − μ_x)² p(i,j)` |
 
-use super::texture::{DiscreteRoi, EPS, angle_weight, angles, nanmean};
+use super::texture::{DiscreteRoi, EPS, PaddedLevels, angle_weight, angles, nanmean};
 use super::{Feature, FeatureValues, TextureOptions};
 use crate::linalg::symmetric_eigenvalues;
 
@@ -159,11 +159,14 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlcmMatrix {
     let idx = roi.level_index();
     let n = roi.gray_levels.len();
     let mut mats: Vec<Vec<f64>> = vec![vec![0.0; n * n]; offsets.len()];
-    for (p, _, li) in roi.voxels() {
+    let padded = roi.padded(&offsets);
+    let deltas: Vec<isize> = offsets.iter().map(|off| padded.delta(*off)).collect();
+    for (_, o, li) in padded.voxels() {
         let ri = idx[li as usize];
-        for (a, off) in offsets.iter().enumerate() {
-            if let Some(lj) = roi.neighbour_level(p, *off).filter(|&l| l > 0) {
-                mats[a][ri * n + idx[lj as usize]] += 1.0;
+        for (m, &d) in mats.iter_mut().zip(&deltas) {
+            let lj = padded.levels[PaddedLevels::at(o, d)];
+            if lj > 0 {
+                m[ri * n + idx[lj as usize]] += 1.0;
             }
         }
     }

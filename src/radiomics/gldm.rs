@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, angles};
+use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, PaddedLevels, angles};
 use super::{Feature, FeatureValues, TextureOptions};
 
 /// The class: each feature with its name, deprecated flag and formula (see the table above).
@@ -57,14 +57,24 @@ pub struct GldmMatrix {
 /// Count dependences.
 pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GldmMatrix {
     let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
-    let mut cells = BTreeMap::new();
-    for (p, _, l) in roi.voxels() {
-        let dep = offsets
+    let padded = roi.padded(&offsets);
+    let deltas: Vec<isize> = offsets.iter().map(|off| padded.delta(*off)).collect();
+    // counts per (level row, dependence − 1), gathered into the sparse matrix at the end
+    let (idx, width) = (roi.level_index(), deltas.len() + 1);
+    let mut counts = vec![0u64; roi.gray_levels.len() * width];
+    for (_, o, l) in padded.voxels() {
+        let dep = deltas
             .iter()
-            .filter_map(|off| roi.neighbour_level(p, *off))
+            .map(|&d| padded.levels[PaddedLevels::at(o, d)])
             .filter(|&lq| lq > 0 && (l as f64 - lq as f64).abs() <= opts.gldm_a)
             .count();
-        *cells.entry((l, dep + 1)).or_insert(0.0) += 1.0;
+        counts[idx[l as usize] * width + dep] += 1;
+    }
+    let mut cells = BTreeMap::new();
+    for (r, row) in counts.chunks(width).enumerate() {
+        for (dep, &c) in row.iter().enumerate().filter(|(_, c)| **c > 0) {
+            cells.insert((roi.gray_levels[r], dep + 1), c as f64);
+        }
     }
     GldmMatrix { cells }
 }

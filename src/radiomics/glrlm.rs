@@ -26,7 +26,7 @@
 //! | LongRunLowGrayLevelEmphasis | `Σ P(i,j) j²/i² / N_r` |
 //! | LongRunHighGrayLevelEmphasis | `Σ P(i,j) i² j² / N_r` |
 
-use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, angle_weight, angles, nanmean};
+use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, PaddedLevels, angle_weight, angles, nanmean};
 use super::{Feature, FeatureValues, TextureOptions};
 
 /// The class: each feature with its name, deprecated flag and formula (see the table above).
@@ -61,28 +61,27 @@ pub struct GlrlmMatrix {
 
 /// Count runs.
 pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlrlmMatrix {
-    let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, false);
+    // distance 1 whatever `distances` says: PyRadiomics 3.1.0 gives GLRLM no distances (runs are of adjacent voxels)
+    let offsets = angles(opts.image_size, &[1], opts.out_of_plane, false);
     let idx = roi.level_index();
     let n = roi.gray_levels.len();
     let max_run = *roi.size.iter().max().unwrap_or(&1);
     let mut mats = Vec::with_capacity(offsets.len());
+    let padded = roi.padded(&offsets);
     for off in &offsets {
-        let back = [-off[0], -off[1], -off[2]];
+        let d = padded.delta(*off);
         let mut m = vec![0.0; n * max_run];
         let mut multi = false;
-        for (start, _, l) in roi.voxels() {
-            // A run starts where the previous voxel along the line is not part of it.
-            if roi.neighbour_level(start, back) == Some(l) {
+        for (start, o, l) in padded.voxels() {
+            // A run starts where the previous voxel along the line is not part of it (the border reads 0).
+            if padded.levels[PaddedLevels::at(o, -d)] == l {
                 continue;
             }
             let mut len = 1;
-            let mut p = start;
-            while let Some(q) = roi
-                .step(p, *off)
-                .filter(|q| roi.levels[roi.offset(q[0], q[1], q[2])] == l)
-            {
+            let mut p = PaddedLevels::at(o, d);
+            while padded.levels[p] == l {
                 len += 1;
-                p = q;
+                p = PaddedLevels::at(p, d);
             }
             if len > 1 {
                 multi = true;

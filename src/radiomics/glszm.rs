@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, angles};
+use super::texture::{DiscreteRoi, Emphasis, EmphasisStats, PaddedLevels, angles};
 use super::{Feature, FeatureValues, TextureOptions};
 
 /// The class: each feature with its name, deprecated flag and formula (see the table above).
@@ -57,26 +57,28 @@ pub struct GlszmMatrix {
 
 /// Find the zones by flood fill.
 pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> GlszmMatrix {
-    let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
-    let mut seen = vec![false; roi.levels.len()];
+    // distance 1 whatever `distances` says: PyRadiomics 3.1.0 gives GLSZM no distances (zones are 26-connected)
+    let offsets = angles(opts.image_size, &[1], opts.out_of_plane, true);
+    let padded = roi.padded(&offsets);
+    let deltas: Vec<isize> = offsets.iter().map(|off| padded.delta(*off)).collect();
+    let mut seen = vec![false; padded.levels.len()];
     let mut zones = BTreeMap::new();
     let mut stack = Vec::new();
-    for (start, o, l) in roi.voxels() {
+    for (_, o, l) in padded.voxels() {
         if seen[o] {
             continue;
         }
         seen[o] = true;
-        stack.push(start);
+        stack.push(o);
         let mut size = 0usize;
         while let Some(p) = stack.pop() {
             size += 1;
-            for off in &offsets {
-                if let Some(q) = roi.step(p, *off) {
-                    let qo = roi.offset(q[0], q[1], q[2]);
-                    if !seen[qo] && roi.levels[qo] == l {
-                        seen[qo] = true;
-                        stack.push(q);
-                    }
+            for &d in &deltas {
+                // (the border reads 0, never a level, so a zone never leaves the box)
+                let q = PaddedLevels::at(p, d);
+                if !seen[q] && padded.levels[q] == l {
+                    seen[q] = true;
+                    stack.push(q);
                 }
             }
         }

@@ -14,7 +14,7 @@
 //! | Complexity | `Σᵢ Σⱼ |i − j| (p_i s_i + p_j s_j)/(p_i + p_j) / N_vp` |
 //! | Strength | `Σᵢ Σⱼ (p_i + p_j)(i − j)² / Σ s_i` (0 when `Σ s_i = 0`) |
 
-use super::texture::{DiscreteRoi, angles};
+use super::texture::{DiscreteRoi, PaddedLevels, angles};
 use super::{Feature, FeatureValues, TextureOptions};
 
 /// The sums the features are formed from (`p_i`, `s_i` and `i` over the levels present).
@@ -67,9 +67,12 @@ pub fn matrix(roi: &DiscreteRoi, opts: &TextureOptions) -> NgtdmMatrix {
     let offsets = angles(opts.image_size, &opts.distances, opts.out_of_plane, true);
     let idx = roi.level_index();
     let mut rows: Vec<(f64, f64, f64)> = roi.gray_levels.iter().map(|&g| (g as f64, 0.0, 0.0)).collect();
-    for (p, _, l) in roi.voxels() {
+    let padded = roi.padded(&offsets);
+    let deltas: Vec<isize> = offsets.iter().map(|off| padded.delta(*off)).collect();
+    // (in the box's storage order, as before: the sum of differences below is order-dependent)
+    for (_, o, l) in padded.voxels() {
         let (mut count, mut sum) = (0.0f64, 0.0f64);
-        for lq in offsets.iter().filter_map(|off| roi.neighbour_level(p, *off)) {
+        for lq in deltas.iter().map(|&d| padded.levels[PaddedLevels::at(o, d)]) {
             if lq > 0 {
                 count += 1.0;
                 sum += lq as f64;

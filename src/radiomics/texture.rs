@@ -3,7 +3,11 @@
 //! Offsets follow PyRadiomics' `generate_angles`: every offset whose infinity norm is one of `distances`,
 //! skipping axes where the image is too small (size ≤ distance limits the offset to size − 1) and, with
 //! `force2D`, the out-of-plane axis. GLCM and GLRLM use one of each ± pair (13 in 3D at distance 1);
-//! GLSZM, GLDM and NGTDM use both (26-connectivity).
+//! GLSZM, GLDM and NGTDM use both (26-connectivity). GLRLM and GLSZM take distance 1 whatever `distances` says,
+//! as PyRadiomics 3.1.0 does (it passes them no distances).
+//!
+//! The matrices look neighbours up in [`PaddedLevels`]: the levels inside a border of zeros as wide as the largest
+//! offset, so that a neighbour is one load at a fixed linear distance.
 
 /// A discretised ROI, cropped to its bounding box. `levels[o]` is the gray level (≥ 1) of voxel `o`, or 0
 /// when the voxel is outside the mask. Layout and index order as [`crate::image::Volume`].
@@ -90,6 +94,78 @@ impl DiscreteRoi {
             q[d] = v as usize;
         }
         Some(q)
+    }
+}
+
+/// A [`DiscreteRoi`]'s levels inside a border of zeros `pad` voxels wide on every side: a neighbour at any
+/// offset whose components are at most `pad` is then one load at a fixed linear distance ([`Self::delta`]),
+/// with no bounds test per axis, and a neighbour outside the box reads 0, as one outside the ROI does. The
+/// texture matrices walk neighbours this way.
+pub struct PaddedLevels {
+    /// Gray level per padded voxel (0 in the border and outside the ROI).
+    pub levels: Vec<u32>,
+    /// Padded size `(x, y, z)`.
+    size: [usize; 3],
+    /// The unpadded box's size.
+    inner: [usize; 3],
+    pad: usize,
+}
+
+impl PaddedLevels {
+    /// The linear distance of the neighbour at `off` (every component at most `pad` in magnitude).
+    pub fn delta(&self, off: [isize; 3]) -> isize {
+        debug_assert!(off.iter().all(|c| c.unsigned_abs() <= self.pad));
+        off[0] + self.size[0] as isize * (off[1] + self.size[1] as isize * off[2])
+    }
+
+    /// The padded offset `o + d` of the neighbour at linear distance `d` (from [`Self::delta`]).
+    #[inline]
+    pub fn at(o: usize, d: isize) -> usize {
+        o.wrapping_add_signed(d)
+    }
+
+    /// The ROI's voxels in the box's storage order (as [`DiscreteRoi::voxels`]): their index `[x, y, z]` in the
+    /// unpadded box, their padded offset, and their level.
+    pub fn voxels(&self) -> impl Iterator<Item = ([usize; 3], usize, u32)> + '_ {
+        let [nx, ny, nz] = self.inner;
+        let pad = self.pad;
+        (0..nz)
+            .flat_map(move |z| (0..ny).map(move |y| (y, z)))
+            .flat_map(move |(y, z)| {
+                let row = pad + self.size[0] * (y + pad + self.size[1] * (z + pad));
+                self.levels[row..row + nx]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| **l != 0)
+                    .map(move |(x, &l)| ([x, y, z], row + x, l))
+            })
+    }
+}
+
+impl DiscreteRoi {
+    /// The levels in a border of zeros wide enough for every offset in `offsets` ([`PaddedLevels`]).
+    pub fn padded(&self, offsets: &[[isize; 3]]) -> PaddedLevels {
+        let pad = offsets
+            .iter()
+            .flat_map(|o| o.iter().map(|c| c.unsigned_abs()))
+            .max()
+            .unwrap_or(0);
+        let [nx, ny, nz] = self.size;
+        let size = [nx + 2 * pad, ny + 2 * pad, nz + 2 * pad];
+        let mut levels = vec![0u32; size.iter().product()];
+        for z in 0..nz {
+            for y in 0..ny {
+                let to = pad + size[0] * (y + pad + size[1] * (z + pad));
+                let from = self.offset(0, y, z);
+                levels[to..to + nx].copy_from_slice(&self.levels[from..from + nx]);
+            }
+        }
+        PaddedLevels {
+            levels,
+            size,
+            inner: self.size,
+            pad,
+        }
     }
 }
 
