@@ -178,12 +178,12 @@ fn tridiagonal_qr(diag: &mut [f64], off: &mut [f64]) {
         let e = off[m - 1];
         let delta = (diag[m - 1] - diag[m]) / 2.0;
         let sign = if delta < 0.0 { -1.0 } else { 1.0 };
-        let mu = diag[m] - e * e / (delta + sign * delta.hypot(e));
+        let mu = diag[m] - e * e / (delta + sign * hypot(delta, e));
         let mut x = diag[l] - mu;
         let mut z = off[l];
         for k in l..m {
             // the rotation R = [[c, s], [−s, c]] on rows and columns k, k+1 with R·(x, z)ᵀ = (r, 0)ᵀ
-            let r = x.hypot(z);
+            let r = hypot(x, z);
             let (c, s) = if r == 0.0 { (1.0, 0.0) } else { (x / r, z / r) };
             if k > l {
                 off[k - 1] = r;
@@ -201,6 +201,18 @@ fn tridiagonal_qr(diag: &mut [f64], off: &mut [f64]) {
             }
         }
     }
+}
+
+/// `√(a² + b²)` without overflow or underflow, scaled by the larger magnitude. Not `f64::hypot`: libm's
+/// `hypot` carries the symbol version GLIBC_2.35 on aarch64, above what the Jetson package declares.
+fn hypot(a: f64, b: f64) -> f64 {
+    let (a, b) = (a.abs(), b.abs());
+    let big = a.max(b);
+    if big == 0.0 || !big.is_finite() {
+        return big;
+    }
+    let (a, b) = (a / big, b / big);
+    big * (a * a + b * b).sqrt()
 }
 
 /// Solve `A x = b` for a square `n×n` row-major `A` (Gaussian elimination with partial pivoting); `None` if
