@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use alnrisk::image::PixelType;
+use alnrisk::io::nrrd;
 use alnrisk::radiomics::{Settings, extract};
 
 fn data(p: &str) -> PathBuf {
@@ -377,10 +379,26 @@ fn extraction_from_stored_samples_equals_extraction_from_decoded_volumes() {
         scratch.join("brain1_twice_be.nrrd"),
         scratch.join("brain1_twice_label.nrrd"),
     );
-    write_raw_nrrd(&brain_twice, &twice(&brain), "short", true);
-    write_raw_nrrd(&mask_twice, &twice(&brain_mask), "uchar", false);
+    let as_type = |v: alnrisk::image::Volume<f64>, pixel_type| alnrisk::image::Volume { pixel_type, ..v };
+    let raw = |path: &Path, v: alnrisk::image::Volume<f64>, order| {
+        alnrisk::io::nrrd::write_as(path, &v, nrrd::Encoding::Raw, order).unwrap()
+    };
+    raw(
+        &brain_twice,
+        as_type(twice(&brain), PixelType::I16),
+        nrrd::ByteOrder::Big,
+    );
+    raw(
+        &mask_twice,
+        as_type(twice(&brain_mask), PixelType::U8),
+        nrrd::ByteOrder::Little,
+    );
     let brain_doubles = scratch.join("brain1_doubles.nrrd");
-    write_raw_nrrd(&brain_doubles, &brain, "double", false);
+    raw(
+        &brain_doubles,
+        as_type(brain.clone(), PixelType::F64),
+        nrrd::ByteOrder::Little,
+    );
     for (big, values) in [(&brain_twice, twice(&brain)), (&brain_doubles, brain.clone())] {
         assert!(std::fs::metadata(big).unwrap().len() >= alnrisk::io::STREAM_MIN_BYTES);
         let read = alnrisk::io::read_volume(big).unwrap();
@@ -467,42 +485,4 @@ fn extraction_from_stored_samples_equals_extraction_from_decoded_volumes() {
     let scaled = alnrisk::io::read_volume(&nii).unwrap();
     assert_eq!(scaled.data[1000], brain.data[1000] * 0.5 + 3.0);
     let _ = std::fs::remove_dir_all(&scratch);
-}
-
-/// Write `vol` as an uncompressed NRRD of NRRD `type` (`short`, `uchar` or `double`), LPS, in either byte order.
-fn write_raw_nrrd(path: &Path, vol: &alnrisk::image::Volume<f64>, nrrd_type: &str, big_endian: bool) {
-    let g = &vol.geometry;
-    let axis = |c: usize| {
-        let d: Vec<String> = (0..3)
-            .map(|r| format!("{:?}", g.direction[r][c] * g.spacing[c]))
-            .collect();
-        format!("({})", d.join(","))
-    };
-    let mut bytes = format!(
-        "NRRD0004\ntype: {nrrd_type}\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\n\
-         space directions: {} {} {}\nendian: {}\nencoding: raw\nspace origin: ({:?},{:?},{:?})\n\n",
-        g.size[0],
-        g.size[1],
-        g.size[2],
-        axis(0),
-        axis(1),
-        axis(2),
-        if big_endian { "big" } else { "little" },
-        g.origin[0],
-        g.origin[1],
-        g.origin[2],
-    )
-    .into_bytes();
-    for &v in &vol.data {
-        let mut le = match nrrd_type {
-            "short" => (v as i16).to_le_bytes().to_vec(),
-            "uchar" => vec![v as u8],
-            _ => v.to_le_bytes().to_vec(),
-        };
-        if big_endian {
-            le.reverse();
-        }
-        bytes.extend(le);
-    }
-    std::fs::write(path, bytes).unwrap();
 }

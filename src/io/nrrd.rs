@@ -355,8 +355,31 @@ fn parse_stored(path: &Path, mut bytes: Vec<u8>, rest: Option<Rest>) -> Result<S
     }
 }
 
-/// Write a volume as gzip NRRD with LPS geometry (used by tests and by `synth`).
+/// How [`write_as`] stores the samples (NRRD's `encoding` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The samples as they are.
+    Raw,
+    /// One gzip member holding the samples.
+    Gzip,
+}
+
+/// The byte order [`write_as`] stores multi-byte samples in (NRRD's `endian` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOrder {
+    /// Least significant byte first.
+    Little,
+    /// Most significant byte first.
+    Big,
+}
+
+/// Write a volume as gzip NRRD, little-endian, with LPS geometry (used by tests and by `synth`).
 pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
+    write_as(path, vol, Encoding::Gzip, ByteOrder::Little)
+}
+
+/// Write a volume as NRRD with LPS geometry, its samples of `vol.pixel_type` stored with `encoding` in `order`.
+pub fn write_as(path: &Path, vol: &Volume<f64>, encoding: Encoding, order: ByteOrder) -> Result<()> {
     use std::io::Write;
     let t = match vol.pixel_type {
         PixelType::U8 => "uchar",
@@ -370,6 +393,16 @@ pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
         PixelType::F32 => "float",
         PixelType::F64 => "double",
     };
+    let (encoding_name, endian) = (
+        match encoding {
+            Encoding::Raw => "raw",
+            Encoding::Gzip => "gzip",
+        },
+        match order {
+            ByteOrder::Little => "little",
+            ByteOrder::Big => "big",
+        },
+    );
     let g = &vol.geometry;
     let dir = |c: usize| {
         format!(
@@ -380,12 +413,14 @@ pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
         )
     };
     let mut out = format!(
-        "NRRD0004\ntype: {t}\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: little\nencoding: gzip\nspace origin: ({:?},{:?},{:?})\n\n",
+        "NRRD0004\ntype: {t}\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: {endian}\nencoding: {encoding_name}\nspace origin: ({:?},{:?},{:?})\n\n",
         g.size[0], g.size[1], g.size[2], dir(0), dir(1), dir(2), g.origin[0], g.origin[1], g.origin[2]
     )
     .into_bytes();
-    let mut raw = Vec::with_capacity(vol.data.len() * vol.pixel_type.size());
+    let size = vol.pixel_type.size();
+    let mut raw = Vec::with_capacity(vol.data.len() * size);
     for &v in &vol.data {
+        let at = raw.len();
         match vol.pixel_type {
             PixelType::U8 => raw.push(v as u8),
             PixelType::I8 => raw.push(v as i8 as u8),
@@ -398,9 +433,92 @@ pub fn write(path: &Path, vol: &Volume<f64>) -> Result<()> {
             PixelType::F32 => raw.extend_from_slice(&(v as f32).to_le_bytes()),
             PixelType::F64 => raw.extend_from_slice(&v.to_le_bytes()),
         }
+        if order == ByteOrder::Big {
+            raw[at..].reverse();
+        }
     }
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(&raw).map_err(|e| Error::io(path, e))?;
-    out.extend(enc.finish().map_err(|e| Error::io(path, e))?);
+    match encoding {
+        Encoding::Raw => out.extend(raw),
+        Encoding::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&raw).map_err(|e| Error::io(path, e))?;
+            out.extend(enc.finish().map_err(|e| Error::io(path, e))?);
+        }
+    }
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Geometry;
+
+    #[test]
+    fn written_volumes_read_back_in_every_type_encoding_and_byte_order() {
+        let geometry = Geometry::new([3, 2, 2], [0.5, 0.75, 2.0], [-10.0, 4.25, 7.0]);
+        let dir = std::env::temp_dir().join(format!("alnrisk-nrrd-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for pixel_type in [
+            PixelType::U8,
+            PixelType::I8,
+            PixelType::U16,
+            PixelType::I16,
+            PixelType::U32,
+            PixelType::I32,
+            PixelType::U64,
+            PixelType::I64,
+            PixelType::F32,
+            PixelType::F64,
+        ] {
+            let signed = !matches!(
+                pixel_type,
+                PixelType::U8 | PixelType::U16 | PixelType::U32 | PixelType::U64
+            );
+            // 1 first: its bytes say where the byte order put the low byte.
+            let data: Vec<f64> = (0..12)
+                .map(|i| {
+                    if i == 0 {
+                        1.0
+                    } else if signed {
+                        i as f64 - 6.0
+                    } else {
+                        i as f64 * 7.0
+                    }
+                })
+                .collect();
+            let vol = Volume {
+                geometry: geometry.clone(),
+                data,
+                pixel_type,
+            };
+            for encoding in [Encoding::Raw, Encoding::Gzip] {
+                for order in [ByteOrder::Little, ByteOrder::Big] {
+                    let path = dir.join(format!("{pixel_type:?}-{encoding:?}-{order:?}.nrrd"));
+                    write_as(&path, &vol, encoding, order).expect("write");
+                    let read = crate::io::read_volume(&path).expect("read back");
+                    assert_eq!((read.pixel_type, &read.data), (pixel_type, &vol.data), "{path:?}");
+                    assert_eq!(read.geometry.size, geometry.size);
+                    assert_eq!(read.geometry.spacing, geometry.spacing);
+                    assert_eq!(read.geometry.origin, geometry.origin);
+                    let bytes = std::fs::read(&path).expect("file");
+                    let end = bytes.windows(2).position(|w| w == b"\n\n").expect("blank line") + 2;
+                    let header = String::from_utf8_lossy(&bytes[..end]);
+                    let want_encoding = if encoding == Encoding::Raw { "raw" } else { "gzip" };
+                    let want_endian = if order == ByteOrder::Big { "big" } else { "little" };
+                    assert!(header.contains(&format!("\nencoding: {want_encoding}\n")), "{header}");
+                    assert!(header.contains(&format!("\nendian: {want_endian}\n")), "{header}");
+                    if encoding == Encoding::Raw && !matches!(pixel_type, PixelType::F32 | PixelType::F64) {
+                        // The integer 1, by hand: its one set byte is last in big-endian order.
+                        let size = pixel_type.size();
+                        let first = &bytes[end..end + size];
+                        let one_at = if order == ByteOrder::Big { size - 1 } else { 0 };
+                        let mut want = vec![0u8; size];
+                        want[one_at] = 1;
+                        assert_eq!(first, want.as_slice(), "{path:?}");
+                    }
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -28,20 +28,13 @@ pub struct DiscreteRoi {
 impl DiscreteRoi {
     /// Build from per-voxel levels (0 = outside).
     pub fn new(size: [usize; 3], levels: Vec<u32>, spacing: [f64; 3]) -> Self {
-        let mut present = std::collections::BTreeSet::new();
-        let mut n = 0;
-        for &l in &levels {
-            if l > 0 {
-                present.insert(l);
-                n += 1;
-            }
-        }
+        let (gray_levels, n_voxels) = present_levels(&levels);
         DiscreteRoi {
             size,
             levels,
-            gray_levels: present.into_iter().collect(),
+            gray_levels,
             spacing,
-            n_voxels: n,
+            n_voxels,
         }
     }
 
@@ -63,23 +56,6 @@ impl DiscreteRoi {
     #[inline]
     pub fn offset(&self, x: usize, y: usize, z: usize) -> usize {
         x + self.size[0] * (y + self.size[1] * z)
-    }
-
-    /// The ROI's voxels in storage order (x fastest, as every texture matrix scans them): index `[x, y, z]`,
-    /// linear offset and gray level, for each voxel with a level.
-    pub fn voxels(&self) -> Voxels<'_> {
-        Voxels {
-            levels: &self.levels,
-            size: self.size,
-            p: [0; 3],
-            o: 0,
-        }
-    }
-
-    /// The gray level at the neighbour of `p` at `a` (0 outside the ROI), if that lies inside the box.
-    #[inline]
-    pub fn neighbour_level(&self, p: [usize; 3], a: [isize; 3]) -> Option<u32> {
-        self.step(p, a).map(|q| self.levels[self.offset(q[0], q[1], q[2])])
     }
 
     /// The neighbour of `(x, y, z)` at `a`, if it lies inside the box.
@@ -124,8 +100,8 @@ impl PaddedLevels {
         o.wrapping_add_signed(d)
     }
 
-    /// The ROI's voxels in the box's storage order (as [`DiscreteRoi::voxels`]): their index `[x, y, z]` in the
-    /// unpadded box, their padded offset, and their level.
+    /// The ROI's voxels in the box's storage order (x fastest, as every texture matrix scans them): their index
+    /// `[x, y, z]` in the unpadded box, their padded offset, and their level.
     pub fn voxels(&self) -> impl Iterator<Item = ([usize; 3], usize, u32)> + '_ {
         let [nx, ny, nz] = self.inner;
         let pad = self.pad;
@@ -169,38 +145,30 @@ impl DiscreteRoi {
     }
 }
 
-/// [`DiscreteRoi::voxels`]: counts its way through the box (no division per voxel).
-pub struct Voxels<'a> {
-    levels: &'a [u32],
-    size: [usize; 3],
-    /// Index of offset `o`.
-    p: [usize; 3],
-    o: usize,
-}
-
-impl Iterator for Voxels<'_> {
-    type Item = ([usize; 3], usize, u32);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while let Some(&l) = self.levels.get(self.o) {
-            let (p, o) = (self.p, self.o);
-            self.o += 1;
-            self.p[0] += 1;
-            if self.p[0] == self.size[0] {
-                self.p[0] = 0;
-                self.p[1] += 1;
-                if self.p[1] == self.size[1] {
-                    self.p[1] = 0;
-                    self.p[2] += 1;
-                }
-            }
-            if l != 0 {
-                return Some((p, o, l));
-            }
+/// The gray levels present in `levels` (those ≥ 1), ascending, and how many voxels have one. Levels up to
+/// [`PRESENCE_TABLE_MAX`] are marked in a table, one pass and no sorting; a grid with larger levels (a huge
+/// intensity range over a small bin width) sorts its levels instead of allocating a table that size.
+fn present_levels(levels: &[u32]) -> (Vec<u32>, usize) {
+    let max = levels.iter().copied().max().unwrap_or(0);
+    if max as usize <= PRESENCE_TABLE_MAX {
+        let mut seen = vec![false; max as usize + 1];
+        for &l in levels {
+            seen[l as usize] = true;
         }
-        None
+        let n_voxels = levels.iter().filter(|&&l| l > 0).count();
+        let present = (1..=max).filter(|&l| seen[l as usize]).collect();
+        (present, n_voxels)
+    } else {
+        let mut present: Vec<u32> = levels.iter().copied().filter(|&l| l > 0).collect();
+        let n_voxels = present.len();
+        present.sort_unstable();
+        present.dedup();
+        (present, n_voxels)
     }
 }
+
+/// The largest gray level [`present_levels`] marks in a table (1 MB of flags).
+const PRESENCE_TABLE_MAX: usize = 1 << 20;
 
 /// Neighbour offsets `(dx, dy, dz)`.
 ///
@@ -299,35 +267,67 @@ mod tests {
         assert_eq!(angles([10, 10, 10], &[1, 2], None, false).len(), 62);
     }
 
-    #[test]
-    fn voxels_are_the_roi_voxels_in_storage_order_with_their_index() {
+    /// A box with gaps in it, levels 1–6 and 0 outside the ROI.
+    fn small_roi() -> (DiscreteRoi, Vec<u32>) {
         let size = [3, 2, 4];
         let levels: Vec<u32> = (0..24).map(|i| if i % 5 == 0 { 0 } else { i % 7 }).collect();
-        let roi = DiscreteRoi::new(size, levels.clone(), [1.0; 3]);
-        let got: Vec<_> = roi.voxels().collect();
+        (DiscreteRoi::new(size, levels.clone(), [1.0; 3]), levels)
+    }
+
+    #[test]
+    fn padded_voxels_are_the_roi_voxels_in_storage_order_and_neighbours_read_zero_outside() {
+        let (roi, levels) = small_roi();
+        let offsets = angles([3, 2, 4], &[1, 2], None, true);
+        let padded = roi.padded(&offsets);
+        let got: Vec<_> = padded.voxels().collect();
         let mut want = Vec::new();
         for z in 0..4 {
             for y in 0..2 {
                 for x in 0..3 {
-                    let o = roi.offset(x, y, z);
-                    if levels[o] != 0 {
-                        want.push(([x, y, z], o, levels[o]));
+                    let l = levels[roi.offset(x, y, z)];
+                    if l != 0 {
+                        want.push(([x, y, z], l));
                     }
                 }
             }
         }
-        assert_eq!(got, want);
+        assert_eq!(got.iter().map(|&(p, _, l)| (p, l)).collect::<Vec<_>>(), want);
         assert_eq!(got.len(), roi.n_voxels);
-        assert_eq!(roi.neighbour_level([2, 1, 3], [1, 0, 0]), None);
-        assert_eq!(
-            roi.neighbour_level([2, 1, 3], [-1, 0, -1]),
-            Some(levels[roi.offset(1, 1, 2)])
-        );
+        // Every neighbour at every offset: the level there, or 0 beyond the box.
+        for &(p, o, l) in &got {
+            assert_eq!(padded.levels[o], l);
+            for a in &offsets {
+                let q: Vec<isize> = (0..3).map(|d| p[d] as isize + a[d]).collect();
+                let inside = (0..3).all(|d| q[d] >= 0 && q[d] < roi.size[d] as isize);
+                let expected = if inside {
+                    levels[roi.offset(q[0] as usize, q[1] as usize, q[2] as usize)]
+                } else {
+                    0
+                };
+                assert_eq!(
+                    padded.levels[PaddedLevels::at(o, padded.delta(*a))],
+                    expected,
+                    "{p:?} {a:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn present_levels_are_ascending_and_distinct_by_table_and_by_sorting() {
+        let (roi, levels) = small_roi();
+        assert_eq!(roi.gray_levels, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(roi.n_voxels, levels.iter().filter(|&&l| l > 0).count());
+        assert_eq!(roi.ng_max(), 6);
+        // Above the table's limit the levels are sorted instead; the same answer.
+        let big = PRESENCE_TABLE_MAX as u32 + 7;
+        let sparse = vec![0, big, 3, 0, big, 9, 3];
+        assert_eq!(present_levels(&sparse), (vec![3, 9, big], 5));
+        assert_eq!(present_levels(&[0, 0]), (vec![], 0));
+        assert_eq!(present_levels(&[]), (vec![], 0));
     }
 }
 
-/// The statistics shared by the matrices indexed by gray level `i` and a second index `j` (run length for
-/// GLRLM, zone size for GLSZM, dependence count for GLDM). From cells `(i, j, P(i,j))`, with `N = Σ P`:
 /// What an emphasis class' feature table reads: the [`EmphasisStats`] of one matrix, the count the normalised
 /// non-uniformities divide by (`N`, or 1 where PyRadiomics replaces an empty GLSZM/GLDM's NaN), and the ROI's
 /// voxel count (for ZonePercentage).
@@ -341,6 +341,8 @@ pub struct Emphasis {
     pub voxels: f64,
 }
 
+/// The statistics shared by the matrices indexed by gray level `i` and a second index `j` (run length for
+/// GLRLM, zone size for GLSZM, dependence count for GLDM). From cells `(i, j, P(i,j))`, with `N = Σ P`:
 /// small/large emphasis `Σ P/j² / N`, `Σ P j² / N`; gray-level and `j` non-uniformity `Σᵢ(Σⱼ P)² / N`,
 /// `Σⱼ(Σᵢ P)² / N`; variances of `i` and `j` under `p = P/N`; entropy `−Σ p log₂(p + ε)`; low/high
 /// gray-level emphasis `Σ P/i² / N`, `Σ P i² / N`; and the four joint emphases `Σ P/(i²j²)`, `Σ P i²/j²`,
