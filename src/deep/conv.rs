@@ -192,11 +192,87 @@ pub fn conv3x3_relu(x: &Nhwc, p: &PackedConv) -> Nhwc {
 }
 
 /// `relu(conv3x3(x) + b)`, padding 1, summed in one fixed order on every CPU: for each output channel,
-/// `acc = 0; acc += x·w` over the taps in `(ky, kx, c_in)` order (zeros beyond the border included), then
-/// `relu(acc + b)`. Each output channel is one vector lane, so vectorising never reorders a sum. Slower than
-/// [`conv3x3_relu`]'s product, which picks its summation order per CPU; the quantized trunk's first layer uses it
-/// on its three input channels, so that the whole quantized network gives the same bits everywhere.
+/// `acc = 0; acc += x·w` over the taps in `(ky, kx, c_in)` order (zeros beyond the border included), each product
+/// and each sum rounded on its own (no fused multiply-add), then `relu(acc + b)`. Each output channel is one
+/// vector lane, so vectorising never reorders a sum: the AVX-512 and AVX2 kernels (`fixed_order_x86`, picked at
+/// run time) keep 8 pixels' sums of 16 or 8 channels in registers, and the channels left over take the portable
+/// loop; all give the same bits. Slower than [`conv3x3_relu`]'s product, which picks its summation order per CPU;
+/// the quantized trunk's first layer uses it on its three input channels, so that the whole quantized network
+/// gives the same bits everywhere.
 pub fn conv3x3_relu_fixed_order(x: &Nhwc, p: &PackedConv) -> Nhwc {
+    conv3x3_relu_fixed_order_on(x, p, FixedOrderKernel::detect())
+}
+
+/// The vector width [`conv3x3_relu_fixed_order`] runs at (the same bits on each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FixedOrderKernel {
+    /// 16 channels a vector.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// 8 channels a vector.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// Whatever the compiler makes of the portable loop.
+    Portable,
+}
+
+impl FixedOrderKernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return FixedOrderKernel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") {
+                return FixedOrderKernel::Avx2;
+            }
+        }
+        FixedOrderKernel::Portable
+    }
+}
+
+/// The padded input and weights one output row of [`conv3x3_relu_fixed_order`] reads.
+struct FixedOrderRow<'a> {
+    /// The input with a one-pixel zero border, `(h+2) × (w+2) × C_in`.
+    padded: &'a [f32],
+    /// Floats per padded row.
+    row: usize,
+    y: usize,
+    w: usize,
+    cin: usize,
+    p: &'a PackedConv,
+}
+
+impl FixedOrderRow<'_> {
+    /// Output channels `o0..` of every pixel of the row into `out_row` (pixel stride C_out), the portable loop.
+    fn channels_from(&self, o0: usize, out_row: &mut [f32]) {
+        let (cin, cout) = (self.cin, self.p.cout);
+        if o0 >= cout {
+            return;
+        }
+        let mut acc = vec![0f32; cout - o0];
+        for (xx, px) in out_row.chunks_mut(cout).enumerate().take(self.w) {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for ky in 0..3 {
+                let start = (self.y + ky) * self.row + xx * cin;
+                let taps = &self.padded[start..start + 3 * cin];
+                let weights = &self.p.weight[ky * 3 * cin * cout..(ky + 1) * 3 * cin * cout];
+                for (&v, wr) in taps.iter().zip(weights.chunks_exact(cout)) {
+                    for (a, &wv) in acc.iter_mut().zip(&wr[o0..]) {
+                        *a += v * wv;
+                    }
+                }
+            }
+            for ((o, a), b) in px[o0..].iter_mut().zip(&acc).zip(&self.p.bias[o0..]) {
+                let v = a + b;
+                *o = if v > 0.0 { v } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// [`conv3x3_relu_fixed_order`] on a chosen kernel.
+fn conv3x3_relu_fixed_order_on(x: &Nhwc, p: &PackedConv, kernel: FixedOrderKernel) -> Nhwc {
     assert_eq!(x.c, p.cin, "channel mismatch");
     let (h, w, cin, cout) = (x.h, x.w, x.c, p.cout);
     let row = (w + 2) * cin;
@@ -206,29 +282,151 @@ pub fn conv3x3_relu_fixed_order(x: &Nhwc, p: &PackedConv) -> Nhwc {
     }
     let mut out = vec![0f32; h * w * cout];
     out.par_chunks_mut(w * cout).enumerate().for_each(|(y, out_row)| {
-        let mut acc = vec![0f32; cout];
-        for (xx, px) in out_row.chunks_mut(cout).enumerate() {
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for ky in 0..3 {
-                let taps = &padded[(y + ky) * row + xx * cin..(y + ky) * row + (xx + 3) * cin];
-                let weights = &p.weight[ky * 3 * cin * cout..(ky + 1) * 3 * cin * cout];
-                for (&v, wr) in taps.iter().zip(weights.chunks_exact(cout)) {
-                    for (a, &wv) in acc.iter_mut().zip(wr) {
-                        *a += v * wv;
-                    }
-                }
-            }
-            for ((o, a), b) in px.iter_mut().zip(&acc).zip(&p.bias) {
-                let v = a + b;
-                *o = if v > 0.0 { v } else { 0.0 };
-            }
-        }
+        let r = FixedOrderRow {
+            padded: &padded,
+            row,
+            y,
+            w,
+            cin,
+            p,
+        };
+        let done = match kernel {
+            // SAFETY: `detect` (or the test that chose it) found AVX-512 F
+            #[cfg(target_arch = "x86_64")]
+            FixedOrderKernel::Avx512 => unsafe { fixed_order_x86::row_avx512(&r, out_row) },
+            // SAFETY: as above, AVX2
+            #[cfg(target_arch = "x86_64")]
+            FixedOrderKernel::Avx2 => unsafe { fixed_order_x86::row_avx2(&r, out_row) },
+            FixedOrderKernel::Portable => 0,
+        };
+        r.channels_from(done, out_row);
     });
     Nhwc {
         h,
         w,
         c: cout,
         data: out,
+    }
+}
+
+/// [`conv3x3_relu_fixed_order`]'s vector kernels: per block of 16 (AVX-512) or 8 (AVX2) output channels, 8 pixels'
+/// sums in registers over the `9·C_in` taps, each tap a product then a sum (`mul`, `add`: no FMA), then
+/// `max(acc + b, 0)` — `max` returns its second operand (0) unless `acc + b > 0`, as the portable loop does.
+#[cfg(target_arch = "x86_64")]
+mod fixed_order_x86 {
+    use std::arch::x86_64::*;
+
+    use super::FixedOrderRow;
+
+    /// Pixels per register tile.
+    const PIXELS: usize = 8;
+
+    /// The row's whole blocks of 16 channels; returns how many channels it wrote.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn row_avx512(r: &FixedOrderRow, out_row: &mut [f32]) -> usize {
+        let blocks = r.p.cout / 16;
+        for b in 0..blocks {
+            let mut xx = 0;
+            while xx + PIXELS <= r.w {
+                // SAFETY: the CPU has AVX-512 F; `tile512` asserts its bounds
+                unsafe { tile512::<PIXELS>(r, xx, b * 16, out_row) };
+                xx += PIXELS;
+            }
+            while xx < r.w {
+                // SAFETY: as above
+                unsafe { tile512::<1>(r, xx, b * 16, out_row) };
+                xx += 1;
+            }
+        }
+        blocks * 16
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile512<const P: usize>(r: &FixedOrderRow, xx: usize, o0: usize, out_row: &mut [f32]) {
+        let (cin, cout) = (r.cin, r.p.cout);
+        assert!(xx + P <= r.w && o0 + 16 <= cout);
+        assert!(r.padded.len() >= (r.y + 2) * r.row + (xx + P + 2) * cin);
+        assert!(r.p.weight.len() >= 9 * cin * cout && out_row.len() >= (xx + P) * cout);
+        let mut acc = [_mm512_setzero_ps(); P];
+        // SAFETY (the loads and stores): within the lengths asserted above
+        unsafe {
+            for ky in 0..3 {
+                let taps = r.padded.as_ptr().add((r.y + ky) * r.row + xx * cin);
+                let weights = r.p.weight.as_ptr().add(ky * 3 * cin * cout + o0);
+                for t in 0..3 * cin {
+                    let wv = _mm512_loadu_ps(weights.add(t * cout));
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        let v = _mm512_set1_ps(*taps.add(p * cin + t));
+                        *a = _mm512_add_ps(*a, _mm512_mul_ps(v, wv));
+                    }
+                }
+            }
+            let bias = _mm512_loadu_ps(r.p.bias.as_ptr().add(o0));
+            let zero = _mm512_setzero_ps();
+            for (p, a) in acc.iter().enumerate() {
+                let v = _mm512_max_ps(_mm512_add_ps(*a, bias), zero);
+                _mm512_storeu_ps(out_row.as_mut_ptr().add((xx + p) * cout + o0), v);
+            }
+        }
+    }
+
+    /// The row's whole blocks of 8 channels; returns how many channels it wrote.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn row_avx2(r: &FixedOrderRow, out_row: &mut [f32]) -> usize {
+        let blocks = r.p.cout / 8;
+        for b in 0..blocks {
+            let mut xx = 0;
+            while xx + PIXELS <= r.w {
+                // SAFETY: the CPU has AVX2; `tile256` asserts its bounds
+                unsafe { tile256::<PIXELS>(r, xx, b * 8, out_row) };
+                xx += PIXELS;
+            }
+            while xx < r.w {
+                // SAFETY: as above
+                unsafe { tile256::<1>(r, xx, b * 8, out_row) };
+                xx += 1;
+            }
+        }
+        blocks * 8
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile256<const P: usize>(r: &FixedOrderRow, xx: usize, o0: usize, out_row: &mut [f32]) {
+        let (cin, cout) = (r.cin, r.p.cout);
+        assert!(xx + P <= r.w && o0 + 8 <= cout);
+        assert!(r.padded.len() >= (r.y + 2) * r.row + (xx + P + 2) * cin);
+        assert!(r.p.weight.len() >= 9 * cin * cout && out_row.len() >= (xx + P) * cout);
+        let mut acc = [_mm256_setzero_ps(); P];
+        // SAFETY (the loads and stores): within the lengths asserted above
+        unsafe {
+            for ky in 0..3 {
+                let taps = r.padded.as_ptr().add((r.y + ky) * r.row + xx * cin);
+                let weights = r.p.weight.as_ptr().add(ky * 3 * cin * cout + o0);
+                for t in 0..3 * cin {
+                    let wv = _mm256_loadu_ps(weights.add(t * cout));
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        let v = _mm256_set1_ps(*taps.add(p * cin + t));
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(v, wv));
+                    }
+                }
+            }
+            let bias = _mm256_loadu_ps(r.p.bias.as_ptr().add(o0));
+            let zero = _mm256_setzero_ps();
+            for (p, a) in acc.iter().enumerate() {
+                let v = _mm256_max_ps(_mm256_add_ps(*a, bias), zero);
+                _mm256_storeu_ps(out_row.as_mut_ptr().add((xx + p) * cout + o0), v);
+            }
+        }
     }
 }
 
@@ -339,6 +537,51 @@ mod tests {
                 .zip(&want)
                 .fold(0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()));
             assert!(err < 1e-5, "{err}");
+        }
+    }
+
+    #[test]
+    fn every_fixed_order_kernel_gives_the_portable_loops_bits() {
+        // widths with and without a short tile of pixels, channels in whole vectors and with some left over, and
+        // inputs with negative values, zeros and a NaN (ReLU's zero for it, in every kernel)
+        let mut rng = crate::rng::Rng::new(12);
+        for (h, w, cin, cout) in [
+            (3, 17, 3, 64),
+            (2, 8, 3, 20),
+            (4, 5, 4, 33),
+            (1, 1, 3, 7),
+            (2, 9, 2, 16),
+        ] {
+            let wt: Vec<f32> = (0..cout * cin * 9).map(|_| rng.normal() as f32).collect();
+            let bt: Vec<f32> = (0..cout).map(|_| rng.normal() as f32).collect();
+            let mut data: Vec<f32> = (0..h * w * cin).map(|_| rng.normal() as f32).collect();
+            data[0] = 0.0;
+            data[h * w * cin / 2] = f32::NAN;
+            let x = Nhwc { h, w, c: cin, data };
+            let p = PackedConv::new(
+                &Tensor::from_vec(wt, (cout, cin, 3, 3), &Device::Cpu).unwrap(),
+                &Tensor::from_vec(bt, cout, &Device::Cpu).unwrap(),
+            )
+            .unwrap();
+            let want = conv3x3_relu_fixed_order_on(&x, &p, FixedOrderKernel::Portable).data;
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            #[allow(unused_mut)]
+            let mut kernels = vec![FixedOrderKernel::detect()];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx2") {
+                    kernels.push(FixedOrderKernel::Avx2);
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    kernels.push(FixedOrderKernel::Avx512);
+                } else {
+                    eprintln!("no AVX-512 here: the AVX-512 fixed-order kernel was not tested on this machine");
+                }
+            }
+            for kernel in kernels {
+                let got = conv3x3_relu_fixed_order_on(&x, &p, kernel).data;
+                assert_eq!(bits(&got), bits(&want), "{kernel:?} {h}×{w}×{cin}→{cout}");
+            }
         }
     }
 }

@@ -12,6 +12,8 @@
 //! fixed sequence of f32 operations (a rounding conversion, a product, a sum, a comparison), so every CPU gives the
 //! same bits, as [`super::q8`]'s dense layers do. What differs between CPUs is only the speed:
 //!
+//! - with AMX-INT8 (Sapphire Rapids and later Xeons; detected at run time, and granted by Linux) one `tdpbusd`
+//!   multiplies a 16 × 64 byte tile by a 64 × 16 one into 16 × 16 sums, 256 times a `vpdpbusd` (`amx`);
 //! - with AVX-512 VNNI (detected at run time) one `vpdpbusd` multiplies 64 byte pairs and adds them in fours into
 //!   16 sums — four times the multiply-adds of an f32 FMA of the same width, on a quarter of the bytes;
 //! - with AVX2 only, the bytes are widened to 16 bits (the weights once per layer, the input once per call) and
@@ -28,6 +30,8 @@
 //! fixed order ([`super::conv::conv3x3_relu_fixed_order`]) so that the quantized trunk's result, which rounds
 //! every layer's input, does not depend on the CPU; only the twelve after it take this path.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod winograd;
 
 use rayon::prelude::*;
@@ -131,9 +135,10 @@ impl PackedConvI8 {
     }
 }
 
-/// The input quantized to `u8` with a one-pixel zero border, `(h+2) × (w+2) × C₄`, and its scale `s_a`:
-/// `q = (x / s_a + ½) as u8` (`as` truncates, saturates at 255 and maps NaN and negatives to 0).
-fn quantize_input(x: &Nhwc, cin4: usize) -> (Vec<u8>, f32) {
+/// The input quantized to `u8` with a one-pixel zero border, `(h+2) × (w+2) × C₄`, followed by `tail` zero bytes,
+/// and its scale `s_a`: `q = (x / s_a + ½) as u8` (`as` truncates, saturates at 255 and maps NaN and negatives
+/// to 0).
+fn quantize_input(x: &Nhwc, cin4: usize, tail: usize) -> (Vec<u8>, f32) {
     let max = x
         .data
         .par_chunks(1 << 16)
@@ -143,7 +148,7 @@ fn quantize_input(x: &Nhwc, cin4: usize) -> (Vec<u8>, f32) {
     let inv = 1.0 / scale;
     let (w, c) = (x.w, x.c);
     let row = (w + 2) * cin4;
-    let mut q = vec![0u8; (x.h + 2) * row];
+    let mut q = vec![0u8; (x.h + 2) * row + tail];
     #[cfg(target_arch = "x86_64")]
     let avx2 = is_x86_feature_detected!("avx2");
     q[row..(x.h + 1) * row]
@@ -223,12 +228,12 @@ enum Algorithm {
 }
 
 impl Algorithm {
-    /// Winograd where the shape allows it, except beside VNNI, whose direct kernel multiplies 4 bytes per lane
-    /// (against Winograd's 2.25× fewer products of 2-byte pairs). `ALNRISK_NO_WINOGRAD` (set to anything) keeps
+    /// Winograd where the shape allows it, except beside VNNI (and AMX), whose direct kernel multiplies 4 bytes per
+    /// lane (against Winograd's 2.25× fewer products of 2-byte pairs; measured: direct VNNI is faster). `ALNRISK_NO_WINOGRAD` (set to anything) keeps
     /// every layer direct, to measure both on one machine.
     fn choose(kernel: Kernel, x: &Nhwc, p: &PackedConvI8) -> Self {
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Vnni {
+        if matches!(kernel, Kernel::Vnni | Kernel::Amx) {
             return Algorithm::Direct;
         }
         if std::env::var_os("ALNRISK_NO_WINOGRAD").is_none() && winograd::applies(x.h, x.w, p.cin) {
@@ -246,7 +251,13 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, poo
     }
     assert_eq!(x.c, p.cin, "channel mismatch");
     let (h, w, cout, cin4) = (x.h, x.w, p.cout, p.cin4);
-    let (q, s_a) = quantize_input(x, cin4);
+    // AMX's tiles read 16 or 32 pixels at once, past a row's last pixels into the next row's (whose sums are
+    // not stored), and past the last row into this tail
+    #[cfg(target_arch = "x86_64")]
+    let tiles_fit = kernel == Kernel::Amx && algorithm == Algorithm::Direct && amx::fits(cin4);
+    #[cfg(not(target_arch = "x86_64"))]
+    let tiles_fit = false;
+    let (q, s_a) = quantize_input(x, cin4, if tiles_fit { 32 * cin4 } else { 0 });
     let blocks = cout.div_ceil(BLOCK_OUT);
     let mut scale = vec![0f32; blocks * BLOCK_OUT];
     let mut bias = vec![0f32; blocks * BLOCK_OUT];
@@ -280,6 +291,9 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, poo
     };
     let mut out = vec![0f32; h * w * cout];
     out.par_chunks_mut(w * cout).enumerate().for_each(|(y, out_row)| {
+        // AMX takes runs of up to 32 pixels where the layer fits its tiles
+        #[cfg(target_arch = "x86_64")]
+        let tiles = tiles_fit.then(amx::Tiles::configure).flatten();
         for b in 0..blocks {
             let o0 = b * BLOCK_OUT;
             let lanes = BLOCK_OUT.min(cout - o0);
@@ -287,9 +301,15 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, poo
             let (sc, bi) = (&scale[o0..o0 + BLOCK_OUT], &bias[o0..o0 + BLOCK_OUT]);
             let mut x0 = 0;
             while x0 < w {
-                let n = TILE.min(w - x0);
+                #[allow(unused_mut)] // only x86-64 has wider tiles
+                let (mut n, mut read) = (TILE.min(w - x0), TILE.min(w - x0));
+                #[cfg(target_arch = "x86_64")]
+                if tiles.is_some() {
+                    n = (w - x0).min(amx::MAX_PIXELS);
+                    read = amx::pixels_read(n);
+                }
                 // the three kernel rows' runs start at padded (y + ky, x0)
-                let span = y * in_row + x0 * cin4..(y + 2) * in_row + (x0 + n + 2) * cin4;
+                let span = y * in_row + x0 * cin4..(y + 2) * in_row + (x0 + read + 2) * cin4;
                 let dst = &mut out_row[x0 * cout + o0..(x0 + n - 1) * cout + o0 + lanes];
                 let t = Tile {
                     a: &q[span.clone()],
@@ -304,6 +324,12 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, poo
                     cout,
                     lanes,
                 };
+                #[cfg(target_arch = "x86_64")]
+                if let Some(tiles) = &tiles {
+                    tiles.run(&t, n, dst);
+                    x0 += n;
+                    continue;
+                }
                 kernel.run(&t, n, dst);
                 x0 += n;
             }
@@ -344,6 +370,9 @@ struct Tile<'a> {
 /// Which integer kernel this CPU runs (the same sums either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
+    /// AMX-INT8 tiles of 16 or 32 pixels ([`amx`]) where a layer fits them, AVX-512 VNNI for the rest.
+    #[cfg(target_arch = "x86_64")]
+    Amx,
     /// AVX-512 VNNI.
     #[cfg(target_arch = "x86_64")]
     Vnni,
@@ -355,8 +384,8 @@ enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU has. `ALNRISK_NO_VNNI` (set to anything) skips VNNI and `ALNRISK_NO_AVX2` skips
-    /// AVX2 (both: the portable kernel), to measure the others on one machine.
+    /// The fastest kernel this CPU has. `ALNRISK_NO_AMX`, `ALNRISK_NO_VNNI` and `ALNRISK_NO_AVX2` (set to anything)
+    /// skip AMX, VNNI (and with it AMX) and AVX2 (all: the portable kernel), to measure the others on one machine.
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
@@ -366,6 +395,9 @@ impl Kernel {
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni")
             {
+                if allowed("ALNRISK_NO_AMX") && amx::available() {
+                    return Kernel::Amx;
+                }
                 return Kernel::Vnni;
             }
             if allowed("ALNRISK_NO_AVX2") && is_x86_feature_detected!("avx2") {
@@ -388,7 +420,7 @@ impl Kernel {
     fn winograd_gemm(self) -> winograd::Gemm {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni | Kernel::Avx2 => winograd::Gemm::Avx2,
+            Kernel::Amx | Kernel::Vnni | Kernel::Avx2 => winograd::Gemm::Avx2,
             Kernel::Portable => winograd::Gemm::Portable,
         }
     }
@@ -406,8 +438,9 @@ impl Kernel {
         }
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `detect` found the CPU features; the asserts above bound every access the kernel makes
-            Kernel::Vnni => unsafe {
+            // SAFETY: `detect` found the CPU features (AMX's CPUs have VNNI); the asserts above bound every access
+            // the kernel makes. AMX's 16- and 32-pixel tiles go through `amx::Tiles::run` instead.
+            Kernel::Amx | Kernel::Vnni => unsafe {
                 match n {
                     7 => vnni::tile::<7>(t, dst),
                     6 => vnni::tile::<6>(t, dst),
@@ -666,7 +699,7 @@ mod tests {
 
     /// The integer sums computed directly from the definition, then the same epilogue.
     fn reference(x: &Nhwc, p: &PackedConvI8) -> Vec<f32> {
-        let (q, s_a) = quantize_input(x, p.cin4);
+        let (q, s_a) = quantize_input(x, p.cin4, 0);
         let (h, w, cin4, groups) = (x.h, x.w, p.cin4, p.groups());
         let mut out = vec![0f32; h * w * p.cout];
         for y in 0..h {
@@ -691,8 +724,10 @@ mod tests {
 
     #[test]
     fn every_kernel_and_algorithm_gives_the_definitions_bits_on_ragged_shapes() {
-        // channels not a multiple of 4 or 32, widths not a multiple of the tile, odd sizes (direct only), and a
-        // run of tile rows that ends short ((18, 6): 3 tiles a row, 8 rows a run, 9 rows)
+        // channels not a multiple of 4 or 32, widths not a multiple of the tile, odd sizes (direct only), a
+        // run of tile rows that ends short ((18, 6): 3 tiles a row, 8 rows a run, 9 rows), and shapes AMX's tiles
+        // fit (3·C₄ a multiple of 64) with rows of 32 + 8, 16, 32 + 18, 32 + 1 and 14 pixels (a short tile reads
+        // on into the next row, or after the last row into the input's tail) and a half-empty last block
         for (h, w, cin, cout) in [
             (5, 9, 6, 40),
             (3, 14, 16, 32),
@@ -701,6 +736,11 @@ mod tests {
             (6, 10, 20, 36),
             (18, 6, 8, 32),
             (4, 4, 36, 3),
+            (3, 40, 64, 48),
+            (2, 16, 128, 32),
+            (2, 50, 64, 32),
+            (1, 33, 192, 8),
+            (3, 14, 64, 32),
         ] {
             let x = input(h, w, cin, 7);
             let p = PackedConvI8::quantize(&layer(cin, cout, 3));
@@ -710,12 +750,9 @@ mod tests {
                 algorithms.push(Algorithm::Winograd);
             }
             for &algorithm in &algorithms {
-                let got_portable = conv_on(&x, &p, Kernel::Portable, algorithm, false).data;
-                assert_eq!(got_portable, want, "portable {algorithm:?} {h}×{w}×{cin}→{cout}");
-                #[cfg(target_arch = "x86_64")]
-                if is_x86_feature_detected!("avx2") {
-                    let got_avx2 = conv_on(&x, &p, Kernel::Avx2, algorithm, false).data;
-                    assert_eq!(got_avx2, want, "AVX2 {algorithm:?} {h}×{w}×{cin}→{cout}");
+                for kernel in kernels() {
+                    let got = conv_on(&x, &p, kernel, algorithm, false).data;
+                    assert_eq!(got, want, "{kernel:?} {algorithm:?} {h}×{w}×{cin}→{cout}");
                 }
             }
             let got = conv3x3_relu_i8(&x, &p);
@@ -745,14 +782,29 @@ mod tests {
         }
     }
 
-    /// The kernels this CPU can run.
+    /// The kernels this CPU can run. Says so where this CPU cannot run the AVX-512 ones, so that a run on such a
+    /// machine is not read as having tested them.
     fn kernels() -> Vec<Kernel> {
         let mut all = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
-            all.push(Kernel::Avx2);
+        {
+            if is_x86_feature_detected!("avx2") {
+                all.push(Kernel::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                all.push(Kernel::Vnni);
+                if amx::available() {
+                    all.push(Kernel::Amx);
+                } else {
+                    eprintln!("AMX-INT8 is not available here: the AMX kernel was not tested on this machine");
+                }
+            } else {
+                eprintln!("no AVX-512 VNNI here: the VNNI and AMX kernels were not tested on this machine");
+            }
         }
-        all.push(Kernel::detect());
         all
     }
 
@@ -821,7 +873,7 @@ mod tests {
                 data: values.clone(),
             };
             // through quantize_input: scale from the max, so compare against its own inv
-            let (q, scale) = quantize_input(&x, values.len().div_ceil(4) * 4);
+            let (q, scale) = quantize_input(&x, values.len().div_ceil(4) * 4, 0);
             let inv_used = 1.0 / scale;
             let row = 3 * values.len().div_ceil(4) * 4;
             let got = &q[row + values.len().div_ceil(4) * 4..][..values.len()];
