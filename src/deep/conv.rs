@@ -321,113 +321,96 @@ mod fixed_order_x86 {
     /// Pixels per register tile.
     const PIXELS: usize = 8;
 
-    /// The row's whole blocks of 16 channels; returns how many channels it wrote.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn row_avx512(r: &FixedOrderRow, out_row: &mut [f32]) -> usize {
-        let blocks = r.p.cout / 16;
-        for b in 0..blocks {
-            let mut xx = 0;
-            while xx + PIXELS <= r.w {
-                // SAFETY: the CPU has AVX-512 F; `tile512` asserts its bounds
-                unsafe { tile512::<PIXELS>(r, xx, b * 16, out_row) };
-                xx += PIXELS;
+    /// One kernel per vector width: `$row` (the row's whole blocks of `$lanes` channels, returning how many
+    /// channels it wrote) and its register tile `$tile`, on `$feature`'s vector type and operations.
+    macro_rules! fixed_order_kernel {
+        ($row:ident, $tile:ident, $feature:literal, $lanes:literal, $vector:ty,
+         $zero:ident, $load:ident, $store:ident, $splat:ident, $mul:ident, $add:ident, $max:ident) => {
+            /// The row's whole blocks of channels; returns how many channels it wrote.
+            ///
+            /// # Safety
+            #[doc = concat!("The CPU has ", $feature, ".")]
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn $row(r: &FixedOrderRow, out_row: &mut [f32]) -> usize {
+                let blocks = r.p.cout / $lanes;
+                for b in 0..blocks {
+                    let mut xx = 0;
+                    while xx + PIXELS <= r.w {
+                        // SAFETY: the CPU has the feature; the tile asserts its bounds
+                        unsafe { $tile::<PIXELS>(r, xx, b * $lanes, out_row) };
+                        xx += PIXELS;
+                    }
+                    while xx < r.w {
+                        // SAFETY: as above
+                        unsafe { $tile::<1>(r, xx, b * $lanes, out_row) };
+                        xx += 1;
+                    }
+                }
+                blocks * $lanes
             }
-            while xx < r.w {
-                // SAFETY: as above
-                unsafe { tile512::<1>(r, xx, b * 16, out_row) };
-                xx += 1;
-            }
-        }
-        blocks * 16
-    }
 
-    /// # Safety
-    /// The CPU has AVX-512 F.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile512<const P: usize>(r: &FixedOrderRow, xx: usize, o0: usize, out_row: &mut [f32]) {
-        let (cin, cout) = (r.cin, r.p.cout);
-        assert!(xx + P <= r.w && o0 + 16 <= cout);
-        assert!(r.padded.len() >= (r.y + 2) * r.row + (xx + P + 2) * cin);
-        assert!(r.p.weight.len() >= 9 * cin * cout && out_row.len() >= (xx + P) * cout);
-        let mut acc = [_mm512_setzero_ps(); P];
-        // SAFETY (the loads and stores): within the lengths asserted above
-        unsafe {
-            for ky in 0..3 {
-                let taps = r.padded.as_ptr().add((r.y + ky) * r.row + xx * cin);
-                let weights = r.p.weight.as_ptr().add(ky * 3 * cin * cout + o0);
-                for t in 0..3 * cin {
-                    let wv = _mm512_loadu_ps(weights.add(t * cout));
-                    for (p, a) in acc.iter_mut().enumerate() {
-                        let v = _mm512_set1_ps(*taps.add(p * cin + t));
-                        *a = _mm512_add_ps(*a, _mm512_mul_ps(v, wv));
+            /// `P` pixels from `xx` × the channels `o0..o0 + lanes`.
+            ///
+            /// # Safety
+            #[doc = concat!("The CPU has ", $feature, ".")]
+            #[target_feature(enable = $feature)]
+            unsafe fn $tile<const P: usize>(r: &FixedOrderRow, xx: usize, o0: usize, out_row: &mut [f32]) {
+                let (cin, cout) = (r.cin, r.p.cout);
+                assert!(xx + P <= r.w && o0 + $lanes <= cout);
+                assert!(r.padded.len() >= (r.y + 2) * r.row + (xx + P + 2) * cin);
+                assert!(r.p.weight.len() >= 9 * cin * cout && out_row.len() >= (xx + P) * cout);
+                let mut acc: [$vector; P] = [$zero(); P];
+                // SAFETY (the loads and stores): within the lengths asserted above
+                unsafe {
+                    for ky in 0..3 {
+                        let taps = r.padded.as_ptr().add((r.y + ky) * r.row + xx * cin);
+                        let weights = r.p.weight.as_ptr().add(ky * 3 * cin * cout + o0);
+                        for t in 0..3 * cin {
+                            let wv = $load(weights.add(t * cout));
+                            for (p, a) in acc.iter_mut().enumerate() {
+                                let v = $splat(*taps.add(p * cin + t));
+                                *a = $add(*a, $mul(v, wv));
+                            }
+                        }
+                    }
+                    let bias = $load(r.p.bias.as_ptr().add(o0));
+                    for (p, a) in acc.iter().enumerate() {
+                        let v = $max($add(*a, bias), $zero());
+                        $store(out_row.as_mut_ptr().add((xx + p) * cout + o0), v);
                     }
                 }
             }
-            let bias = _mm512_loadu_ps(r.p.bias.as_ptr().add(o0));
-            let zero = _mm512_setzero_ps();
-            for (p, a) in acc.iter().enumerate() {
-                let v = _mm512_max_ps(_mm512_add_ps(*a, bias), zero);
-                _mm512_storeu_ps(out_row.as_mut_ptr().add((xx + p) * cout + o0), v);
-            }
-        }
+        };
     }
 
-    /// The row's whole blocks of 8 channels; returns how many channels it wrote.
-    ///
-    /// # Safety
-    /// The CPU has AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn row_avx2(r: &FixedOrderRow, out_row: &mut [f32]) -> usize {
-        let blocks = r.p.cout / 8;
-        for b in 0..blocks {
-            let mut xx = 0;
-            while xx + PIXELS <= r.w {
-                // SAFETY: the CPU has AVX2; `tile256` asserts its bounds
-                unsafe { tile256::<PIXELS>(r, xx, b * 8, out_row) };
-                xx += PIXELS;
-            }
-            while xx < r.w {
-                // SAFETY: as above
-                unsafe { tile256::<1>(r, xx, b * 8, out_row) };
-                xx += 1;
-            }
-        }
-        blocks * 8
-    }
-
-    /// # Safety
-    /// The CPU has AVX2.
-    #[target_feature(enable = "avx2")]
-    unsafe fn tile256<const P: usize>(r: &FixedOrderRow, xx: usize, o0: usize, out_row: &mut [f32]) {
-        let (cin, cout) = (r.cin, r.p.cout);
-        assert!(xx + P <= r.w && o0 + 8 <= cout);
-        assert!(r.padded.len() >= (r.y + 2) * r.row + (xx + P + 2) * cin);
-        assert!(r.p.weight.len() >= 9 * cin * cout && out_row.len() >= (xx + P) * cout);
-        let mut acc = [_mm256_setzero_ps(); P];
-        // SAFETY (the loads and stores): within the lengths asserted above
-        unsafe {
-            for ky in 0..3 {
-                let taps = r.padded.as_ptr().add((r.y + ky) * r.row + xx * cin);
-                let weights = r.p.weight.as_ptr().add(ky * 3 * cin * cout + o0);
-                for t in 0..3 * cin {
-                    let wv = _mm256_loadu_ps(weights.add(t * cout));
-                    for (p, a) in acc.iter_mut().enumerate() {
-                        let v = _mm256_set1_ps(*taps.add(p * cin + t));
-                        *a = _mm256_add_ps(*a, _mm256_mul_ps(v, wv));
-                    }
-                }
-            }
-            let bias = _mm256_loadu_ps(r.p.bias.as_ptr().add(o0));
-            let zero = _mm256_setzero_ps();
-            for (p, a) in acc.iter().enumerate() {
-                let v = _mm256_max_ps(_mm256_add_ps(*a, bias), zero);
-                _mm256_storeu_ps(out_row.as_mut_ptr().add((xx + p) * cout + o0), v);
-            }
-        }
-    }
+    fixed_order_kernel!(
+        row_avx512,
+        tile512,
+        "avx512f",
+        16,
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_mul_ps,
+        _mm512_add_ps,
+        _mm512_max_ps
+    );
+    fixed_order_kernel!(
+        row_avx2,
+        tile256,
+        "avx2",
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_mul_ps,
+        _mm256_add_ps,
+        _mm256_max_ps
+    );
 }
 
 /// `dst (m×n) = lhs (m×k) · rhs (k×n)`, all row-major.

@@ -523,25 +523,63 @@ mod vnni {
                 }
             }
         }
-        let zero = _mm512_setzero_ps();
         for (j, half) in [0usize, 16].into_iter().enumerate() {
+            // SAFETY: the CPU has AVX-512 F; `dst` holds every pixel's live channels (asserted by `Kernel::run`)
+            if let Some(epilogue) = unsafe { Epilogue::new(t, half) } {
+                for (r, acc_r) in acc.iter().enumerate() {
+                    unsafe { epilogue.store(acc_r[j], dst, r * t.cout) };
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 epilogue the VNNI and AMX tiles share, for the block's channels `half..half + 16`:
+    /// `relu(f32(sum)·(s_a·s_w) + b)` in [`super::finish`]'s order, stored under a mask of the channels that exist.
+    pub(super) struct Epilogue {
+        half: usize,
+        mask: __mmask16,
+        scale: __m512,
+        bias: __m512,
+    }
+
+    impl Epilogue {
+        /// `None` when the block has no channel at `half` or above.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F, and `t.scale`/`t.bias` hold 32 values (asserted by `Kernel::run`).
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn new(t: &Tile, half: usize) -> Option<Self> {
             let live = t.lanes.saturating_sub(half).min(16);
             if live == 0 {
-                continue;
+                return None;
             }
-            let mask: __mmask16 = if live == 16 { 0xffff } else { (1u16 << live) - 1 };
+            assert!(t.scale.len() >= half + 16 && t.bias.len() >= half + 16);
+            // SAFETY: within the lengths asserted above
             let (scale, bias) = unsafe {
                 (
                     _mm512_loadu_ps(t.scale.as_ptr().add(half)),
                     _mm512_loadu_ps(t.bias.as_ptr().add(half)),
                 )
             };
-            for (r, acc_r) in acc.iter().enumerate() {
-                let v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc_r[j]), scale), bias);
-                // max(v, 0) returns the second operand unless v > 0, as `finish` does
-                let v = _mm512_max_ps(v, zero);
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(r * t.cout + half), mask, v) };
-            }
+            Some(Epilogue {
+                half,
+                mask: if live == 16 { 0xffff } else { (1u16 << live) - 1 },
+                scale,
+                bias,
+            })
+        }
+
+        /// `dst[at + half..]` ← the live channels of `sum`'s 16.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F, and `dst` holds the live channels from `at + half`.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn store(&self, sum: __m512i, dst: &mut [f32], at: usize) {
+            let v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), self.scale), self.bias);
+            // max(v, 0) returns the second operand unless v > 0, as `finish` does
+            let v = _mm512_max_ps(v, _mm512_setzero_ps());
+            // SAFETY: the caller vouches for `dst`
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(at + self.half), self.mask, v) };
         }
     }
 }

@@ -24,6 +24,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
+use super::vnni::Epilogue;
 use super::{BLOCK_OUT, GROUP, Tile};
 
 /// Pixels per A tile (tile rows).
@@ -215,24 +216,14 @@ unsafe fn tile(t: &Tile, n: usize, dst: &mut [f32]) {
                 options(nostack)
             );
         }
-        let zero = _mm512_setzero_ps();
         for (j, half) in [0usize, 16].into_iter().enumerate() {
-            let live = t.lanes.saturating_sub(half).min(16);
-            if live == 0 {
+            let Some(epilogue) = Epilogue::new(t, half) else {
                 continue;
-            }
-            let mask: __mmask16 = if live == 16 { 0xffff } else { (1u16 << live) - 1 };
-            let scale = _mm512_loadu_ps(t.scale.as_ptr().add(half));
-            let bias = _mm512_loadu_ps(t.bias.as_ptr().add(half));
+            };
             for (h, block) in s.iter().enumerate().take(halves) {
                 for r in 0..ROWS.min(n - h * ROWS) {
                     let sum = _mm512_loadu_si512(block[j].as_ptr().add(r * 16) as *const _);
-                    // the epilogue of `super::finish`, in the same order; max(v, 0) returns the second operand
-                    // unless v > 0, as `finish` does
-                    let v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), scale), bias);
-                    let v = _mm512_max_ps(v, zero);
-                    let p = h * ROWS + r;
-                    _mm512_mask_storeu_ps(dst.as_mut_ptr().add(p * t.cout + half), mask, v);
+                    epilogue.store(sum, dst, (h * ROWS + r) * t.cout);
                 }
             }
         }
