@@ -156,6 +156,7 @@ fn quantize_input(x: &Nhwc, cin4: usize, tail: usize) -> (Vec<u8>, f32) {
         .zip(x.data.par_chunks(w * c))
         .for_each(|(dst, src)| {
             for (px, s) in dst[cin4..].chunks_mut(cin4).zip(src.chunks(c)) {
+                #[allow(unused_mut)] // only x86-64 has a vector path
                 let mut done = 0;
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
@@ -229,9 +230,11 @@ enum Algorithm {
 
 impl Algorithm {
     /// Winograd where the shape allows it, except beside VNNI (and AMX), whose direct kernel multiplies 4 bytes per
-    /// lane (against Winograd's 2.25× fewer products of 2-byte pairs; measured: direct VNNI is faster). `ALNRISK_NO_WINOGRAD` (set to anything) keeps
-    /// every layer direct, to measure both on one machine.
+    /// lane against Winograd's 2.25× fewer products of 2-byte pairs (measured: direct VNNI is faster).
+    /// `ALNRISK_NO_WINOGRAD` (set to anything) keeps every layer direct, to measure both on one machine.
     fn choose(kernel: Kernel, x: &Nhwc, p: &PackedConvI8) -> Self {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = kernel; // every kernel there takes Winograd where it applies
         #[cfg(target_arch = "x86_64")]
         if matches!(kernel, Kernel::Vnni | Kernel::Amx) {
             return Algorithm::Direct;
@@ -823,6 +826,7 @@ mod tests {
     /// The kernels this CPU can run. Says so where this CPU cannot run the AVX-512 ones, so that a run on such a
     /// machine is not read as having tested them.
     fn kernels() -> Vec<Kernel> {
+        #[allow(unused_mut)] // only x86-64 has more
         let mut all = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
         {
@@ -903,7 +907,8 @@ mod tests {
             .chain((0..1000).map(|_| (rng.normal() * 100.0 + 100.0) as f32))
             .collect();
         for inv in [1.0, 0.37, 3.1] {
-            let want: Vec<u8> = values.iter().map(|&v| (v * inv + 0.5) as u8).collect();
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = inv; // the vector cast below is x86-64's
             let x = Nhwc {
                 h: 1,
                 w: 1,
@@ -919,6 +924,7 @@ mod tests {
             assert_eq!(got, &want_used[..]);
             #[cfg(target_arch = "x86_64")]
             if is_x86_feature_detected!("avx2") {
+                let want: Vec<u8> = values.iter().map(|&v| (v * inv + 0.5) as u8).collect();
                 let mut got = vec![0u8; values.len()];
                 // SAFETY: the CPU has AVX2
                 let n = unsafe { avx2::quantize(&values, &mut got, inv) };

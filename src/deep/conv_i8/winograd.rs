@@ -198,6 +198,8 @@ enum Dest<'a> {
 }
 
 impl Dest<'_> {
+    /// Whether every output row holds `lanes` channels (the AVX2 kernel's bounds check).
+    #[cfg(target_arch = "x86_64")]
     fn fits(&self, lanes: usize) -> bool {
         match self {
             Dest::Pixels(y) => y.iter().all(|r| r.len() >= lanes),

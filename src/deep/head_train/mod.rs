@@ -690,6 +690,7 @@ mod tests {
     }
 
     fn detected_kernels() -> Vec<Kernel> {
+        #[allow(unused_mut)] // only x86-64 has more
         let mut kernels = vec![Kernel::Baseline];
         #[cfg(target_arch = "x86_64")]
         {
