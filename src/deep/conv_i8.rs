@@ -373,7 +373,8 @@ struct Tile<'a> {
 /// Which integer kernel this CPU runs (the same sums either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
-    /// AMX-INT8 tiles of 16 or 32 pixels ([`amx`]) where a layer fits them, AVX-512 VNNI for the rest.
+    /// AMX-INT8 tiles of up to 32 pixels ([`amx`]) where a layer fits them (`3·C₄` a multiple of 64), AVX-512
+    /// VNNI tiles in layers that do not.
     #[cfg(target_arch = "x86_64")]
     Amx,
     /// AVX-512 VNNI.
@@ -441,8 +442,8 @@ impl Kernel {
         }
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `detect` found the CPU features (AMX's CPUs have VNNI); the asserts above bound every access
-            // the kernel makes. AMX's 16- and 32-pixel tiles go through `amx::Tiles::run` instead.
+            // SAFETY: `detect` found the CPU features (AMX is chosen only beside VNNI); the asserts above bound
+            // every access the kernel makes. Layers AMX's tiles fit go through `amx::Tiles::run` instead.
             Kernel::Amx | Kernel::Vnni => unsafe {
                 match n {
                     7 => vnni::tile::<7>(t, dst),

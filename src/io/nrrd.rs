@@ -417,8 +417,7 @@ pub fn write_as(path: &Path, vol: &Volume<f64>, encoding: Encoding, order: ByteO
         g.size[0], g.size[1], g.size[2], dir(0), dir(1), dir(2), g.origin[0], g.origin[1], g.origin[2]
     )
     .into_bytes();
-    let size = vol.pixel_type.size();
-    let mut raw = Vec::with_capacity(vol.data.len() * size);
+    let mut raw = Vec::with_capacity(vol.data.len() * vol.pixel_type.size());
     for &v in &vol.data {
         let at = raw.len();
         match vol.pixel_type {

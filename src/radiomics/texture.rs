@@ -151,11 +151,11 @@ impl DiscreteRoi {
 fn present_levels(levels: &[u32]) -> (Vec<u32>, usize) {
     let max = levels.iter().copied().max().unwrap_or(0);
     if max as usize <= PRESENCE_TABLE_MAX {
-        let mut seen = vec![false; max as usize + 1];
+        let (mut seen, mut n_voxels) = (vec![false; max as usize + 1], 0);
         for &l in levels {
             seen[l as usize] = true;
+            n_voxels += usize::from(l > 0);
         }
-        let n_voxels = levels.iter().filter(|&&l| l > 0).count();
         let present = (1..=max).filter(|&l| seen[l as usize]).collect();
         (present, n_voxels)
     } else {

@@ -32,14 +32,15 @@ const ROWS: usize = 16;
 /// Bytes per tile row: 64 input bytes (A), 16 channels × 4 bytes (B), 16 `i32` sums (C).
 const ROW_BYTES: usize = 64;
 
-/// Whether this CPU has AMX-TILE and AMX-INT8 and the kernel let this process use them (asked once).
+/// Whether this CPU has AMX-TILE and AMX-INT8, and AVX-512 F and BW for the epilogue, and the kernel let this
+/// process use the tiles (asked once).
 pub(super) fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         // CPUID leaf 7, sub-leaf 0: EDX bit 24 AMX-TILE, bit 25 AMX-INT8
         let leaf7 = __cpuid_count(7, 0);
         let has = leaf7.edx & (1 << 24) != 0 && leaf7.edx & (1 << 25) != 0;
-        has && request_tile_data()
+        has && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && request_tile_data()
     })
 }
 
@@ -81,7 +82,8 @@ struct TileConfig {
 }
 
 /// Proof that this thread's tile registers hold [`TileConfig`]'s shapes: tmm0–tmm1 A, tmm2–tmm3 B, tmm4–tmm7 C,
-/// each 16 rows × 64 bytes. Made by [`Tiles::configure`], released on drop; it stays on its thread.
+/// each 16 rows × 64 bytes. Made by [`Tiles::configure`], released on drop; it stays on its thread. Hold one at a
+/// time on a thread: dropping a second would release the first's configuration.
 pub(super) struct Tiles {
     _on_this_thread: PhantomData<*const ()>,
 }
@@ -120,8 +122,8 @@ impl Tiles {
         assert!(t.weight.len() >= 3 * t.groups * BLOCK_OUT * GROUP);
         assert!(t.scale.len() >= BLOCK_OUT && t.bias.len() >= BLOCK_OUT && t.lanes <= BLOCK_OUT);
         assert!(dst.len() >= (n - 1) * t.cout + t.lanes);
-        // SAFETY: `self` proves the tiles are configured on this thread (so AMX and AVX-512 are there: every
-        // AMX CPU has AVX-512 F and BW); the asserts bound every access
+        // SAFETY: `self` proves the tiles are configured on this thread, which `available` allows only where AMX
+        // and AVX-512 F and BW are; the asserts bound every access
         unsafe { tile(t, n, dst) }
     }
 }
