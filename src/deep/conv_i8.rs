@@ -18,7 +18,11 @@
 //!   16 sums — four times the multiply-adds of an f32 FMA of the same width, on a quarter of the bytes;
 //! - with AVX2 only, the bytes are widened to 16 bits (the weights once per layer, the input once per call) and
 //!   one `vpmaddwd` multiplies 16 pairs and adds them in twos into 8 sums, exactly (|a·w + a'·w'| ≤ 64,770);
-//! - elsewhere (the Jetson's aarch64) a portable kernel computes the same integers.
+//! - with the Arm dot product (`sdot`: the Jetson Orin's Cortex-A78AE, detected at run time) one instruction
+//!   multiplies 16 signed byte pairs and adds them in fours into 4 sums. It multiplies signed bytes only, so the
+//!   activations go in shifted, `q − 128` (the top bit flipped), and `128·Σ q_w` over the output channel's taps,
+//!   computed once per layer, is added back: `Σ q_a·q_w = Σ (q_a − 128)·q_w + 128·Σ q_w`, the same integer (`dot`);
+//! - elsewhere a portable kernel computes the same integers.
 //!
 //! No im2col buffer is built. The quantized input is stored with a one-pixel zero border, `(H+2) × (W+2) × C₄`
 //! bytes (`C₄` = C_in rounded up to 4), so the 9·C_in inputs of output pixel `(y, x)` are three contiguous runs of
@@ -32,6 +36,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
+#[cfg(target_arch = "aarch64")]
+mod dot;
 mod winograd;
 
 use rayon::prelude::*;
@@ -61,6 +67,9 @@ pub struct PackedConvI8 {
     weight_pairs: std::sync::OnceLock<Vec<i16>>,
     /// The weights Winograd-transformed ([`winograd::transform_weights`]), made on first use.
     winograd_weights: std::sync::OnceLock<Vec<i16>>,
+    /// `128·Σ q_w` per output channel over its 9·C_in taps (zero beyond C_out), the correction the dot-product
+    /// kernel adds to sums of shifted activations ([`weight_sums`]), made on first use there.
+    shifted_input_corrections: std::sync::OnceLock<Vec<i32>>,
 }
 
 impl PackedConvI8 {
@@ -110,6 +119,7 @@ impl PackedConvI8 {
             bias: p.bias().to_vec(),
             weight_pairs: std::sync::OnceLock::new(),
             winograd_weights: std::sync::OnceLock::new(),
+            shifted_input_corrections: std::sync::OnceLock::new(),
         }
     }
 
@@ -205,6 +215,20 @@ fn widen_weights(p: &PackedConvI8) -> Vec<i16> {
     out
 }
 
+/// `128·Σ q_w[o]` for every output channel `o` of the packed blocks (`⌈C_out/32⌉·32` values): the integer that
+/// turns a sum over activations shifted to `q_a − 128` back into the sum over `q_a`.
+fn weight_sums(p: &PackedConvI8) -> Vec<i32> {
+    let mut sums = vec![0i32; p.cout.div_ceil(BLOCK_OUT) * BLOCK_OUT];
+    for (b, panel) in p.weight.chunks_exact(3 * p.groups() * BLOCK_OUT * GROUP).enumerate() {
+        for group in panel.chunks_exact(BLOCK_OUT * GROUP) {
+            for (lane, w) in group.chunks_exact(GROUP).enumerate() {
+                sums[b * BLOCK_OUT + lane] += w.iter().map(|&v| 128 * i32::from(v)).sum::<i32>();
+            }
+        }
+    }
+    sums
+}
+
 /// `relu(conv3x3(x) + b)`, padding 1, on 8-bit weights and activations (see the module's text). `x` must be
 /// non-negative, as every VGG layer's input after the first is.
 pub fn conv3x3_relu_i8(x: &Nhwc, p: &PackedConvI8) -> Nhwc {
@@ -229,14 +253,13 @@ enum Algorithm {
 }
 
 impl Algorithm {
-    /// Winograd where the shape allows it, except beside VNNI (and AMX), whose direct kernel multiplies 4 bytes per
-    /// lane against Winograd's 2.25× fewer products of 2-byte pairs (measured: direct VNNI is faster).
-    /// `ALNRISK_NO_WINOGRAD` (set to anything) keeps every layer direct, to measure both on one machine.
+    /// Winograd where the shape allows it, except beside the byte dot products (VNNI, AMX, Arm's `sdot`), whose
+    /// direct kernels multiply 4 bytes per lane against Winograd's 2.25× fewer products of 2-byte pairs (measured
+    /// on x86-64: direct VNNI is faster; on Arm, `sdot` does 16 byte products per instruction against 4 for a
+    /// 16-bit multiply-accumulate, the same balance). `ALNRISK_NO_WINOGRAD` (set to anything) keeps every layer
+    /// direct, to measure both on one machine.
     fn choose(kernel: Kernel, x: &Nhwc, p: &PackedConvI8) -> Self {
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = kernel; // every kernel there takes Winograd where it applies
-        #[cfg(target_arch = "x86_64")]
-        if matches!(kernel, Kernel::Vnni | Kernel::Amx) {
+        if kernel.multiplies_bytes() {
             return Algorithm::Direct;
         }
         if std::env::var_os("ALNRISK_NO_WINOGRAD").is_none() && winograd::applies(x.h, x.w, p.cin) {
@@ -283,6 +306,12 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, poo
     let groups = p.groups();
     let panel = 3 * groups * BLOCK_OUT * GROUP;
     let in_row = (w + 2) * cin4;
+    // the dot-product kernel's corrections for its shifted activations (empty for the others)
+    let corrections: &[i32] = if kernel.shifts_input() {
+        p.shifted_input_corrections.get_or_init(|| weight_sums(p))
+    } else {
+        &[]
+    };
     // the AVX2 kernel's 16-bit operands (empty for the others)
     let (wide_input, wide_weight): (Vec<i16>, &[i16]) = if kernel.takes_pairs() {
         (
@@ -322,6 +351,7 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, poo
                     groups,
                     weight: wb,
                     weight_pairs: wide_weight.get(b * panel..(b + 1) * panel).unwrap_or_default(),
+                    correction: corrections.get(o0..o0 + BLOCK_OUT).unwrap_or_default(),
                     scale: sc,
                     bias: bi,
                     cout,
@@ -361,6 +391,8 @@ struct Tile<'a> {
     weight: &'a [i8],
     /// The same, as [`widen_weights`] lays them out (the AVX2 kernel's; empty for the others).
     weight_pairs: &'a [i16],
+    /// `128·Σ q_w` of the block's 32 channels ([`weight_sums`]; the dot-product kernel's, empty for the others).
+    correction: &'a [i32],
     /// `s_a·s_w[o]` and `b[o]` for the block's 32 channels (zero beyond C_out).
     scale: &'a [f32],
     bias: &'a [f32],
@@ -383,14 +415,22 @@ enum Kernel {
     /// AVX2, on 16-bit pairs.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// Arm's signed byte dot product (`sdot`, FEAT_DotProd), on activations shifted by −128.
+    #[cfg(target_arch = "aarch64")]
+    Dot,
     /// Portable Rust.
     Portable,
 }
 
 impl Kernel {
     /// The fastest kernel this CPU has. `ALNRISK_NO_AMX`, `ALNRISK_NO_VNNI` and `ALNRISK_NO_AVX2` (set to anything)
-    /// skip AMX, VNNI (and with it AMX) and AVX2 (all: the portable kernel), to measure the others on one machine.
+    /// skip AMX, VNNI (and with it AMX) and AVX2 (all: the portable kernel), to measure the others on one machine;
+    /// on aarch64, `ALNRISK_NO_DOTPROD` skips the dot-product kernel.
     fn detect() -> Self {
+        #[cfg(target_arch = "aarch64")]
+        if std::env::var_os("ALNRISK_NO_DOTPROD").is_none() && std::arch::is_aarch64_feature_detected!("dotprod") {
+            return Kernel::Dot;
+        }
         #[cfg(target_arch = "x86_64")]
         {
             let allowed = |var: &str| std::env::var_os(var).is_none();
@@ -411,6 +451,26 @@ impl Kernel {
         Kernel::Portable
     }
 
+    /// Whether the kernel multiplies bytes four to a lane (and so takes the direct algorithm everywhere).
+    fn multiplies_bytes(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx | Kernel::Vnni => true,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Dot => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the kernel reads shifted activations and their corrections ([`Tile::correction`]).
+    fn shifts_input(self) -> bool {
+        #[cfg(target_arch = "aarch64")]
+        if self == Kernel::Dot {
+            return true;
+        }
+        false
+    }
+
     /// Whether the kernel reads the 16-bit operands ([`Tile::a_wide`], [`Tile::weight_pairs`]).
     fn takes_pairs(self) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -425,6 +485,8 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Amx | Kernel::Vnni | Kernel::Avx2 => winograd::Gemm::Avx2,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Dot => winograd::Gemm::Portable,
             Kernel::Portable => winograd::Gemm::Portable,
         }
     }
@@ -439,6 +501,9 @@ impl Kernel {
         if self.takes_pairs() {
             assert!(t.a_wide.len() >= 2 * t.in_row + (n + 2) * t.cin4);
             assert!(t.weight_pairs.len() >= 3 * t.groups * BLOCK_OUT * GROUP);
+        }
+        if self.shifts_input() {
+            assert!(t.correction.len() >= BLOCK_OUT);
         }
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -458,6 +523,9 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` found AVX2; the asserts above bound every access the kernel makes
             Kernel::Avx2 => unsafe { avx2::tile(t, n, dst) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: `detect` found FEAT_DotProd; the asserts above bound every access the kernel makes
+            Kernel::Dot => unsafe { dot::tile(t, n, dst) },
             Kernel::Portable => portable_tile(t, n, dst),
         }
     }
@@ -827,8 +895,14 @@ mod tests {
     /// The kernels this CPU can run. Says so where this CPU cannot run the AVX-512 ones, so that a run on such a
     /// machine is not read as having tested them.
     fn kernels() -> Vec<Kernel> {
-        #[allow(unused_mut)] // only x86-64 has more
+        #[allow(unused_mut)] // only x86-64 and aarch64 have more
         let mut all = vec![Kernel::Portable];
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            all.push(Kernel::Dot);
+        } else {
+            eprintln!("no Arm dot product here: the dot-product kernel was not tested on this machine");
+        }
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") {

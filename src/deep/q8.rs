@@ -27,12 +27,17 @@ use std::io::{Read, Seek, SeekFrom};
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 /// Values per Q8_0 block.
 const BLOCK: usize = 32;
 /// Lanes of the accumulator (one AVX or two NEON vectors).
 const LANES: usize = 8;
+/// Rows of the activations whose sums are kept in registers together ([`Q8Matrix::dot_rows`]).
+const ROWS: usize = 4;
+/// Blocks whose f16 scales are converted together.
+const SCALES: usize = 64;
 
 /// One block's bytes: the f16 scale (little-endian), then 32 signed bytes (GGUF's `block_q8_0`).
 const BLOCK_BYTES: usize = 2 + BLOCK;
@@ -146,52 +151,136 @@ impl Q8Matrix {
     }
 
     /// Output `o` for every row of `x`: `y[r] = Σ_b d[o][b] · Σ_j q[o][b][j] · x[r][32b + j]` in the fixed order of
-    /// the module's doc. The block's values are converted to f32 once and used for every row.
+    /// the module's doc.
     fn dot_rows(&self, o: usize, x: &[f32], y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+            // SAFETY: the CPU has AVX2 and F16C, checked just above.
             return unsafe { self.dot_rows_avx2(o, x, y) };
         }
         self.dot_rows_portable(o, x, y)
     }
 
-    /// [`Self::dot_rows_portable`] compiled with AVX2 (8-lane vectors, one instruction to widen bytes). The same
-    /// operations in the same order: AVX2 changes how they are issued, not what they compute (Rust does not
-    /// contract a multiply and an add into an FMA, whatever the target features).
+    /// [`Self::dot_rows_portable`]'s operations in its order, in AVX2 registers: per block, the scale converted by
+    /// F16C (exact, as `half`'s conversion is), the 32 bytes widened to four vectors of f32 (exact), then per row
+    /// `acc += d · (q₀·x₀ + q₁·x₁ + q₂·x₂ + q₃·x₃)` on eight lanes (no FMA: each product is rounded, as in the
+    /// portable code), and the same lane tree at the end.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     fn dot_rows_avx2(&self, o: usize, x: &[f32], y: &mut [f32]) {
-        self.dot_rows_portable(o, x, y)
-    }
-
-    #[inline(always)]
-    fn dot_rows_portable(&self, o: usize, x: &[f32], y: &mut [f32]) {
         let per_row = self.cols / BLOCK * BLOCK_BYTES;
         let row = &self.blocks[o * per_row..(o + 1) * per_row];
-        let mut acc = vec![[0f32; LANES]; y.len()];
-        let mut qf = [0f32; BLOCK];
-        for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
-            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-            for (f, &q) in qf.iter_mut().zip(&block[2..]) {
-                *f = f32::from(q as i8);
+        for (g, y) in y.chunks_mut(ROWS).enumerate() {
+            let r0 = g * ROWS;
+            let rows = &x[r0 * self.cols..(r0 + y.len()) * self.cols];
+            match y.len() {
+                4 => avx2::dot_row_group::<4>(row, rows, y),
+                3 => avx2::dot_row_group::<3>(row, rows, y),
+                2 => avx2::dot_row_group::<2>(row, rows, y),
+                _ => avx2::dot_row_group::<1>(row, rows, y),
             }
-            for (r, lanes) in acc.iter_mut().enumerate() {
-                let at = r * self.cols + b * BLOCK;
-                let xb = &x[at..at + BLOCK];
-                let mut part = [0f32; LANES];
-                for step in 0..BLOCK / LANES {
-                    for l in 0..LANES {
-                        part[l] += qf[step * LANES + l] * xb[step * LANES + l];
-                    }
+        }
+    }
+
+    /// The product for every row of `x`, [`ROWS`] rows at a time, so that their sums stay in registers.
+    #[inline(always)]
+    fn dot_rows_portable(&self, o: usize, x: &[f32], y: &mut [f32]) {
+        for (g, y) in y.chunks_mut(ROWS).enumerate() {
+            let r0 = g * ROWS;
+            match y.len() {
+                4 => self.dot_row_group::<4>(o, x, r0, y),
+                3 => self.dot_row_group::<3>(o, x, r0, y),
+                2 => self.dot_row_group::<2>(o, x, r0, y),
+                _ => self.dot_row_group::<1>(o, x, r0, y),
+            }
+        }
+    }
+
+    /// Output `o` for rows `r0..r0 + R` of `x`. The scales of [`SCALES`] blocks are converted from f16 together
+    /// (one vector conversion, not a call per block), then each block's bytes are converted to f32 once and used
+    /// for the `R` rows, whose eight lanes each accumulate in registers across the whole row of blocks.
+    #[inline(always)]
+    fn dot_row_group<const R: usize>(&self, o: usize, x: &[f32], r0: usize, y: &mut [f32]) {
+        let cols = self.cols;
+        let per_row = cols / BLOCK * BLOCK_BYTES;
+        let row = &self.blocks[o * per_row..(o + 1) * per_row];
+        let xs: [&[f32]; R] = std::array::from_fn(|r| &x[(r0 + r) * cols..(r0 + r + 1) * cols]);
+        let mut acc = [[0f32; LANES]; R];
+        let mut halves = [half::f16::ZERO; SCALES];
+        let mut scales = [0f32; SCALES];
+        for (c, chunk) in row.chunks(SCALES * BLOCK_BYTES).enumerate() {
+            let n = chunk.len() / BLOCK_BYTES;
+            for (h, block) in halves.iter_mut().zip(chunk.chunks_exact(BLOCK_BYTES)) {
+                *h = half::f16::from_le_bytes([block[0], block[1]]);
+            }
+            halves[..n].convert_to_f32_slice(&mut scales[..n]);
+            for (i, (block, &d)) in chunk.chunks_exact(BLOCK_BYTES).zip(&scales).enumerate() {
+                let b = c * SCALES + i;
+                let mut qf = [0f32; BLOCK];
+                for (f, &q) in qf.iter_mut().zip(&block[2..]) {
+                    *f = f32::from(q as i8);
                 }
-                for l in 0..LANES {
-                    lanes[l] += d * part[l];
+                for (lanes, xr) in acc.iter_mut().zip(&xs) {
+                    let xb = &xr[b * BLOCK..(b + 1) * BLOCK];
+                    for l in 0..LANES {
+                        let part = qf[l] * xb[l]
+                            + qf[LANES + l] * xb[LANES + l]
+                            + qf[2 * LANES + l] * xb[2 * LANES + l]
+                            + qf[3 * LANES + l] * xb[3 * LANES + l];
+                        lanes[l] += d * part;
+                    }
                 }
             }
         }
         for (y, a) in y.iter_mut().zip(&acc) {
-            *y = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+            *y = sum_lanes(a);
+        }
+    }
+}
+
+/// The lanes' fixed summation tree.
+#[inline(always)]
+fn sum_lanes(a: &[f32; LANES]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, BLOCK_BYTES, LANES, sum_lanes};
+
+    /// `y[r]` ← one output row of blocks (`row`) times row `r` of `x` (`R` rows of `row`'s columns), the sums of
+    /// the `R` rows in registers for the whole row of blocks.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) fn dot_row_group<const R: usize>(row: &[u8], x: &[f32], y: &mut [f32]) {
+        let blocks = row.len() / BLOCK_BYTES;
+        let cols = blocks * BLOCK;
+        assert!(x.len() >= R * cols && y.len() >= R);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+            let bits = u16::from_le_bytes([block[0], block[1]]);
+            let d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))));
+            // SAFETY: each 8-byte load lies within the block's 32 bytes after its scale
+            let q: [__m256; 4] = std::array::from_fn(|k| unsafe {
+                let bytes = _mm_loadl_epi64(block.as_ptr().add(2 + k * LANES) as *const __m128i);
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes))
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: x holds R rows of `cols` values (asserted above), and block b's 32 lie within row r
+                let part = unsafe {
+                    let xb = x.as_ptr().add(r * cols + b * BLOCK);
+                    let term = |k: usize| _mm256_mul_ps(q[k], _mm256_loadu_ps(xb.add(k * LANES)));
+                    _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(term(0), term(1)), term(2)), term(3))
+                };
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(d, part));
+            }
+        }
+        for (y, acc) in y.iter_mut().zip(&acc) {
+            let mut lanes = [0f32; LANES];
+            // SAFETY: `lanes` holds 8 values
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *acc) };
+            *y = sum_lanes(&lanes);
         }
     }
 }
@@ -253,49 +342,65 @@ mod tests {
         assert_eq!(alone, batch[2 * rows..3 * rows].to_vec());
     }
 
-    /// One output recomputed here, term by term in the order the module's doc states, matches to the bit.
+    /// Every output recomputed here, term by term in the order the module's doc states, matches to the bit, for
+    /// batches that fill the register groups of rows and batches that leave a ragged last group.
     #[test]
     fn the_order_is_the_documented_one() {
-        let (rows, cols) = (2, 96);
+        let (rows, cols) = (5, 96);
         let w = Tensor::from_vec(values(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
         let q = Q8Matrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
-        let x = values(cols, 6);
-        let y = q.matmul_t(&x, 1);
-        let o = 1;
-        let mut lanes = [0f32; LANES];
-        for b in 0..cols / BLOCK {
-            let d = q.scale(o, b);
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                let at = (o * cols / BLOCK + b) * BLOCK_BYTES + 2;
-                let t = |s: usize| f32::from(q.blocks[at + s * LANES + l] as i8) * x[b * BLOCK + s * LANES + l];
-                let p = t(0) + t(1) + t(2) + t(3);
-                *lane += d * p;
+        for m in [1, 2, 3, 4, 5, 7, 9] {
+            let x = values(m * cols, 6 + m as u64);
+            let y = q.matmul_t(&x, m);
+            for r in 0..m {
+                for o in 0..rows {
+                    let mut lanes = [0f32; LANES];
+                    for b in 0..cols / BLOCK {
+                        let d = q.scale(o, b);
+                        for (l, lane) in lanes.iter_mut().enumerate() {
+                            let at = (o * cols / BLOCK + b) * BLOCK_BYTES + 2;
+                            let t = |s: usize| {
+                                f32::from(q.blocks[at + s * LANES + l] as i8) * x[r * cols + b * BLOCK + s * LANES + l]
+                            };
+                            let p = t(0) + t(1) + t(2) + t(3);
+                            *lane += d * p;
+                        }
+                    }
+                    let a = lanes;
+                    let want = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+                    assert_eq!(y[r * rows + o].to_bits(), want.to_bits(), "m {m} row {r} output {o}");
+                }
             }
         }
-        let a = lanes;
-        let want = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-        assert_eq!(y[o].to_bits(), want.to_bits());
     }
 
-    /// The AVX2 build of the product and the portable one give the same bits (where the CPU has AVX2).
+    /// The AVX2 product and the portable one give the same bits (where the CPU has AVX2), on every size of the last
+    /// group of rows, with zeros, signed zeros and subnormal scales among the values.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx2_and_the_portable_code_give_the_same_bits() {
         assert!(
-            std::arch::is_x86_feature_detected!("avx2"),
-            "the build machines have AVX2"
+            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
+            "the build machines have AVX2 and F16C"
         );
-        let (rows, cols, m) = (16, 25088 / 49, 3);
-        let w = Tensor::from_vec(values(rows * cols, 8), (rows, cols), &Device::Cpu).unwrap();
+        let (rows, cols) = (16, 25088 / 49);
+        let mut wv = values(rows * cols, 8);
+        // a row of tiny weights (subnormal f16 scales) and a block of zeros
+        wv[3 * cols..4 * cols].iter_mut().for_each(|v| *v *= 1e-6);
+        wv[5 * cols..5 * cols + BLOCK].iter_mut().for_each(|v| *v = 0.0);
+        let w = Tensor::from_vec(wv, (rows, cols), &Device::Cpu).unwrap();
         let q = Q8Matrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
-        let x = values(m * cols, 9);
-        for o in 0..rows {
-            let (mut a, mut b) = (vec![0f32; m], vec![0f32; m]);
-            // SAFETY: AVX2 is present (asserted above).
-            unsafe { q.dot_rows_avx2(o, &x, &mut a) };
-            q.dot_rows_portable(o, &x, &mut b);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&a), bits(&b), "output {o}");
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for m in [1, 2, 3, 4, 5, 6, 9] {
+            let mut x = values(m * cols, 9);
+            x[..BLOCK].iter_mut().for_each(|v| *v = -0.0);
+            for o in 0..rows {
+                let (mut a, mut b) = (vec![0f32; m], vec![0f32; m]);
+                // SAFETY: AVX2 and F16C are present (asserted above).
+                unsafe { q.dot_rows_avx2(o, &x, &mut a) };
+                q.dot_rows_portable(o, &x, &mut b);
+                assert_eq!(bits(&a), bits(&b), "m {m} output {o}");
+            }
         }
     }
 

@@ -218,7 +218,8 @@ fn predict_both(arm: &[OsString], exam: &Path) -> (Value, Value) {
 /// so the deep signature differed (0.9351 on x86-64, 0.9180 on aarch64; probability 0.4126 against 0.4093).
 /// `alnrisk::deep::q8` keeps the activations in f32 and sums in one documented order on every CPU. The quantized
 /// trunk keeps it so: its first convolution sums in one fixed order, and the 8-bit ones after it sum integers
-/// exactly (AVX-512 VNNI on x86-64, the portable kernel on aarch64), so the probability is bit-identical.
+/// exactly (AMX, AVX-512 VNNI or AVX2 on x86-64; `sdot` on aarch64 where the CPU has the dot product, as qemu's
+/// does, else the portable kernel), so the probability is bit-identical.
 #[test]
 #[ignore = "needs the aarch64 appliance and qemu-user; .ci/run builds it and runs this with --ignored"]
 fn the_aarch64_probability_equals_the_x86_probability_to_1e_9() {
