@@ -135,11 +135,12 @@ impl Q8Matrix {
     /// threads; each is computed by `dot_rows`, whose result does not depend on the split.
     pub fn matmul_t(&self, x: &[f32], m: usize) -> Vec<f32> {
         assert_eq!(x.len(), m * self.cols, "activations must be m × cols");
+        let product = Product::detect();
         let mut out_t = vec![0f32; self.rows * m];
         out_t
             .par_chunks_mut(m)
             .enumerate()
-            .for_each(|(o, y)| self.dot_rows(o, x, y));
+            .for_each(|(o, y)| self.dot_rows(product, o, x, y));
         // out_t is (rows, m): transpose to (m, rows)
         let mut y = vec![0f32; m * self.rows];
         for o in 0..self.rows {
@@ -151,90 +152,126 @@ impl Q8Matrix {
     }
 
     /// Output `o` for every row of `x`: `y[r] = Σ_b d[o][b] · Σ_j q[o][b][j] · x[r][32b + j]` in the fixed order of
-    /// the module's doc.
-    fn dot_rows(&self, o: usize, x: &[f32], y: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
-            // SAFETY: the CPU has AVX2 and F16C, checked just above.
-            return unsafe { self.dot_rows_avx2(o, x, y) };
-        }
-        self.dot_rows_portable(o, x, y)
-    }
-
-    /// [`Self::dot_rows_portable`]'s operations in its order, in AVX2 registers: per block, the scale converted by
-    /// F16C (exact, as `half`'s conversion is), the 32 bytes widened to four vectors of f32 (exact), then per row
-    /// `acc += d · (q₀·x₀ + q₁·x₁ + q₂·x₂ + q₃·x₃)` on eight lanes (no FMA: each product is rounded, as in the
-    /// portable code), and the same lane tree at the end.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,f16c")]
-    fn dot_rows_avx2(&self, o: usize, x: &[f32], y: &mut [f32]) {
+    /// the module's doc, [`ROWS`] rows at a time (their sums stay in registers across the row of blocks), on
+    /// `product`'s code.
+    fn dot_rows(&self, product: Product, o: usize, x: &[f32], y: &mut [f32]) {
         let per_row = self.cols / BLOCK * BLOCK_BYTES;
         let row = &self.blocks[o * per_row..(o + 1) * per_row];
         for (g, y) in y.chunks_mut(ROWS).enumerate() {
-            let r0 = g * ROWS;
-            let rows = &x[r0 * self.cols..(r0 + y.len()) * self.cols];
+            let rows = &x[g * ROWS * self.cols..(g * ROWS + y.len()) * self.cols];
             match y.len() {
-                4 => avx2::dot_row_group::<4>(row, rows, y),
-                3 => avx2::dot_row_group::<3>(row, rows, y),
-                2 => avx2::dot_row_group::<2>(row, rows, y),
-                _ => avx2::dot_row_group::<1>(row, rows, y),
+                4 => product.group::<4>(row, rows, y),
+                3 => product.group::<3>(row, rows, y),
+                2 => product.group::<2>(row, rows, y),
+                _ => product.group::<1>(row, rows, y),
             }
         }
     }
+}
 
-    /// The product for every row of `x`, [`ROWS`] rows at a time, so that their sums stay in registers.
-    #[inline(always)]
-    fn dot_rows_portable(&self, o: usize, x: &[f32], y: &mut [f32]) {
-        for (g, y) in y.chunks_mut(ROWS).enumerate() {
-            let r0 = g * ROWS;
-            match y.len() {
-                4 => self.dot_row_group::<4>(o, x, r0, y),
-                3 => self.dot_row_group::<3>(o, x, r0, y),
-                2 => self.dot_row_group::<2>(o, x, r0, y),
-                _ => self.dot_row_group::<1>(o, x, r0, y),
+/// Which code computes the product: the same operations in the same order on each, so the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Product {
+    /// Plain Rust ([`portable_group`]).
+    Portable,
+    /// AVX2 and F16C registers ([`avx2`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// NEON registers ([`neon`]; part of the aarch64 Linux target's baseline).
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    Neon,
+}
+
+impl Product {
+    /// The vector code this CPU runs.
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+            return Product::Avx2;
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        return Product::Neon;
+        #[allow(unreachable_code)] // only other targets reach it
+        Product::Portable
+    }
+
+    /// `y[r]` ← one output's row of blocks `row` times row `r` of `x` (`R` rows of `row`'s columns).
+    fn group<const R: usize>(self, row: &[u8], x: &[f32], y: &mut [f32]) {
+        match self {
+            Product::Portable => portable_group::<R>(row, x, y),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` found AVX2 and F16C (tests construct it only where the CPU has them)
+            Product::Avx2 => unsafe { avx2::group::<R>(row, x, y) },
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            // SAFETY: this build's target has NEON (the variant exists only where `target_feature = "neon"`)
+            Product::Neon => unsafe { neon::group::<R>(row, x, y) },
+        }
+    }
+}
+
+/// [`Product::group`] in plain Rust. The scales of [`SCALES`] blocks are converted from f16 together, then each
+/// block's bytes are converted to f32 once and used for the `R` rows, whose eight lanes accumulate across the row
+/// of blocks: `acc[l] += d · (q[l]·x[l] + q[8+l]·x[8+l] + q[16+l]·x[16+l] + q[24+l]·x[24+l])`.
+fn portable_group<const R: usize>(row: &[u8], x: &[f32], y: &mut [f32]) {
+    let cols = row.len() / BLOCK_BYTES * BLOCK;
+    let mut acc = [[0f32; LANES]; R];
+    let mut scales = Scales::new();
+    for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+        let d = scales.of(row, b);
+        let mut qf = [0f32; BLOCK];
+        for (f, &q) in qf.iter_mut().zip(&block[2..]) {
+            *f = f32::from(q as i8);
+        }
+        for (r, lanes) in acc.iter_mut().enumerate() {
+            let xb = &x[r * cols + b * BLOCK..r * cols + (b + 1) * BLOCK];
+            for l in 0..LANES {
+                let part = qf[l] * xb[l]
+                    + qf[LANES + l] * xb[LANES + l]
+                    + qf[2 * LANES + l] * xb[2 * LANES + l]
+                    + qf[3 * LANES + l] * xb[3 * LANES + l];
+                lanes[l] += d * part;
             }
         }
     }
+    for (y, a) in y.iter_mut().zip(&acc) {
+        *y = sum_lanes(a);
+    }
+}
 
-    /// Output `o` for rows `r0..r0 + R` of `x`. The scales of [`SCALES`] blocks are converted from f16 together
-    /// (one vector conversion, not a call per block), then each block's bytes are converted to f32 once and used
-    /// for the `R` rows, whose eight lanes each accumulate in registers across the whole row of blocks.
+/// The f16 scales of a row of blocks as f32, converted [`SCALES`] blocks at a time (one vector conversion where
+/// the CPU has one, not a call per block). The conversion is exact, so how it is done does not change a bit.
+struct Scales {
+    /// The first block of `values`.
+    first: usize,
+    /// How many of `values` hold scales.
+    len: usize,
+    values: [f32; SCALES],
+}
+
+impl Scales {
+    fn new() -> Self {
+        Scales {
+            first: 0,
+            len: 0,
+            values: [0.0; SCALES],
+        }
+    }
+
+    /// `d` of block `b` of `row` (blocks are asked for in order).
     #[inline(always)]
-    fn dot_row_group<const R: usize>(&self, o: usize, x: &[f32], r0: usize, y: &mut [f32]) {
-        let cols = self.cols;
-        let per_row = cols / BLOCK * BLOCK_BYTES;
-        let row = &self.blocks[o * per_row..(o + 1) * per_row];
-        let xs: [&[f32]; R] = std::array::from_fn(|r| &x[(r0 + r) * cols..(r0 + r + 1) * cols]);
-        let mut acc = [[0f32; LANES]; R];
-        let mut halves = [half::f16::ZERO; SCALES];
-        let mut scales = [0f32; SCALES];
-        for (c, chunk) in row.chunks(SCALES * BLOCK_BYTES).enumerate() {
-            let n = chunk.len() / BLOCK_BYTES;
-            for (h, block) in halves.iter_mut().zip(chunk.chunks_exact(BLOCK_BYTES)) {
+    fn of(&mut self, row: &[u8], b: usize) -> f32 {
+        if b >= self.first + self.len {
+            let blocks = &row[b * BLOCK_BYTES..];
+            let mut halves = [half::f16::ZERO; SCALES];
+            let mut n = 0;
+            for (h, block) in halves.iter_mut().zip(blocks.chunks_exact(BLOCK_BYTES)) {
                 *h = half::f16::from_le_bytes([block[0], block[1]]);
+                n += 1;
             }
-            halves[..n].convert_to_f32_slice(&mut scales[..n]);
-            for (i, (block, &d)) in chunk.chunks_exact(BLOCK_BYTES).zip(&scales).enumerate() {
-                let b = c * SCALES + i;
-                let mut qf = [0f32; BLOCK];
-                for (f, &q) in qf.iter_mut().zip(&block[2..]) {
-                    *f = f32::from(q as i8);
-                }
-                for (lanes, xr) in acc.iter_mut().zip(&xs) {
-                    let xb = &xr[b * BLOCK..(b + 1) * BLOCK];
-                    for l in 0..LANES {
-                        let part = qf[l] * xb[l]
-                            + qf[LANES + l] * xb[LANES + l]
-                            + qf[2 * LANES + l] * xb[2 * LANES + l]
-                            + qf[3 * LANES + l] * xb[3 * LANES + l];
-                        lanes[l] += d * part;
-                    }
-                }
-            }
+            halves[..n].convert_to_f32_slice(&mut self.values[..n]);
+            (self.first, self.len) = (b, n);
         }
-        for (y, a) in y.iter_mut().zip(&acc) {
-            *y = sum_lanes(a);
-        }
+        self.values[b - self.first]
     }
 }
 
@@ -250,10 +287,12 @@ mod avx2 {
 
     use super::{BLOCK, BLOCK_BYTES, LANES, sum_lanes};
 
-    /// `y[r]` ← one output row of blocks (`row`) times row `r` of `x` (`R` rows of `row`'s columns), the sums of
-    /// the `R` rows in registers for the whole row of blocks.
+    /// [`super::Product::group`] in AVX2 registers: per block, the scale converted by F16C (exact, as `half`'s
+    /// conversion is), the 32 bytes widened to four vectors of f32 (exact), then per row
+    /// `acc += d · (q₀·x₀ + q₁·x₁ + q₂·x₂ + q₃·x₃)` on eight lanes (no FMA: each product is rounded, as in the
+    /// portable code), and the same lane tree at the end.
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn dot_row_group<const R: usize>(row: &[u8], x: &[f32], y: &mut [f32]) {
+    pub(super) fn group<const R: usize>(row: &[u8], x: &[f32], y: &mut [f32]) {
         let blocks = row.len() / BLOCK_BYTES;
         let cols = blocks * BLOCK;
         assert!(x.len() >= R * cols && y.len() >= R);
@@ -280,6 +319,64 @@ mod avx2 {
             let mut lanes = [0f32; LANES];
             // SAFETY: `lanes` holds 8 values
             unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *acc) };
+            *y = sum_lanes(&lanes);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{BLOCK, BLOCK_BYTES, LANES, Scales, sum_lanes};
+
+    /// [`super::Product::group`] in NEON registers: the eight lanes as two vectors of four, the 32 bytes widened
+    /// to eight vectors of f32 (exact), then per row `acc += d · (q₀·x₀ + q₁·x₁ + q₂·x₂ + q₃·x₃)` per half (no FMA:
+    /// each product is rounded, as in the portable code), and the same lane tree at the end.
+    #[target_feature(enable = "neon")]
+    pub(super) fn group<const R: usize>(row: &[u8], x: &[f32], y: &mut [f32]) {
+        let blocks = row.len() / BLOCK_BYTES;
+        let cols = blocks * BLOCK;
+        assert!(x.len() >= R * cols && y.len() >= R);
+        // acc[r][h]: lanes 4h..4h+4 of row r
+        let mut acc = [[vdupq_n_f32(0.0); 2]; R];
+        let mut scales = Scales::new();
+        for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+            let d = vdupq_n_f32(scales.of(row, b));
+            // q[v]: the block's values 4v..4v+4
+            // SAFETY: the two 16-byte loads are the block's 32 bytes after its scale
+            let bytes = unsafe {
+                [
+                    vld1q_s8(block.as_ptr().add(2) as *const i8),
+                    vld1q_s8(block.as_ptr().add(18) as *const i8),
+                ]
+            };
+            let mut q = [vdupq_n_f32(0.0); 8];
+            for (k, &b16) in bytes.iter().enumerate() {
+                for (j, b8) in [vget_low_s8(b16), vget_high_s8(b16)].into_iter().enumerate() {
+                    let w16 = vmovl_s8(b8);
+                    q[4 * k + 2 * j] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(w16)));
+                    q[4 * k + 2 * j + 1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(w16)));
+                }
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: x holds R rows of `cols` values (asserted above), and block b's 32 lie within row r
+                let xb = unsafe { x.as_ptr().add(r * cols + b * BLOCK) };
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    // lane 4h + i of step s is value 8s + 4h + i, i.e. vector q[2s + h]
+                    let term = |s: usize| unsafe { vmulq_f32(q[2 * s + h], vld1q_f32(xb.add(s * LANES + 4 * h))) };
+                    let part = vaddq_f32(vaddq_f32(vaddq_f32(term(0), term(1)), term(2)), term(3));
+                    *acc = vaddq_f32(*acc, vmulq_f32(d, part));
+                }
+            }
+        }
+        for (y, acc) in y.iter_mut().zip(&acc) {
+            let mut lanes = [0f32; LANES];
+            // SAFETY: `lanes` holds 8 values, two vectors of 4
+            unsafe {
+                vst1q_f32(lanes.as_mut_ptr(), acc[0]);
+                vst1q_f32(lanes.as_mut_ptr().add(4), acc[1]);
+            }
             *y = sum_lanes(&lanes);
         }
     }
@@ -374,18 +471,20 @@ mod tests {
         }
     }
 
-    /// The AVX2 product and the portable one give the same bits (where the CPU has AVX2), on every size of the last
-    /// group of rows, with zeros, signed zeros and subnormal scales among the values.
-    #[cfg(target_arch = "x86_64")]
+    /// The vector product this CPU runs (AVX2 on x86-64, NEON on aarch64) and the portable one give the same bits,
+    /// on every size of the last group of rows, with zeros, signed zeros and tiny (subnormal f16) scales among the
+    /// values, and more blocks than one conversion of scales holds.
     #[test]
-    fn the_avx2_and_the_portable_code_give_the_same_bits() {
-        assert!(
-            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
-            "the build machines have AVX2 and F16C"
+    fn the_vector_and_the_portable_code_give_the_same_bits() {
+        let product = Product::detect();
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        assert_ne!(
+            product,
+            Product::Portable,
+            "the build machines have AVX2 and F16C, every aarch64 CPU NEON"
         );
-        let (rows, cols) = (16, 25088 / 49);
+        let (rows, cols) = (16, 25088 / 49 + SCALES * BLOCK);
         let mut wv = values(rows * cols, 8);
-        // a row of tiny weights (subnormal f16 scales) and a block of zeros
         wv[3 * cols..4 * cols].iter_mut().for_each(|v| *v *= 1e-6);
         wv[5 * cols..5 * cols + BLOCK].iter_mut().for_each(|v| *v = 0.0);
         let w = Tensor::from_vec(wv, (rows, cols), &Device::Cpu).unwrap();
@@ -396,10 +495,9 @@ mod tests {
             x[..BLOCK].iter_mut().for_each(|v| *v = -0.0);
             for o in 0..rows {
                 let (mut a, mut b) = (vec![0f32; m], vec![0f32; m]);
-                // SAFETY: AVX2 and F16C are present (asserted above).
-                unsafe { q.dot_rows_avx2(o, &x, &mut a) };
-                q.dot_rows_portable(o, &x, &mut b);
-                assert_eq!(bits(&a), bits(&b), "m {m} output {o}");
+                q.dot_rows(product, o, &x, &mut a);
+                q.dot_rows(Product::Portable, o, &x, &mut b);
+                assert_eq!(bits(&a), bits(&b), "{product:?} m {m} output {o}");
             }
         }
     }
