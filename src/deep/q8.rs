@@ -285,6 +285,11 @@ fn sum_lanes(a: &[f32; LANES]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    /// How far ahead of the block being read the weights are prefetched. They are read once per pass, from memory,
+    /// and the hardware prefetcher alone kept too few lines in flight: on a 2-core AMD EPYC (Zen 5) this product's
+    /// CPU time at batch 1 fell 2× with 2 KiB and 2.5× with 8 KiB (16 KiB: no better). A hint: no result changes.
+    const PREFETCH_AHEAD: usize = 8192;
+
     use super::{BLOCK, BLOCK_BYTES, LANES, sum_lanes};
 
     /// [`super::Product::group`] in AVX2 registers: per block, the scale converted by F16C (exact, as `half`'s
@@ -298,6 +303,8 @@ mod avx2 {
         assert!(x.len() >= R * cols && y.len() >= R);
         let mut acc = [_mm256_setzero_ps(); R];
         for (b, block) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+            // a hint about an address that may lie past the row (never dereferenced)
+            _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_AHEAD) as *const i8);
             let bits = u16::from_le_bytes([block[0], block[1]]);
             let d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))));
             // SAFETY: each 8-byte load lies within the block's 32 bytes after its scale
