@@ -191,28 +191,22 @@ pub fn mesh(mask: &BinaryMask, spacing: [f64; 3]) -> MeshMeasures {
     }
     let half = [spacing[0] / 2.0, spacing[1] / 2.0, spacing[2] / 2.0];
     let d3 = max_squared_distance(&hull_candidates(&pts), half).sqrt();
+    // the largest diameter within each plane normal to `axis`: the points bucketed by their `axis` coordinate
     let planar = |axis: usize| -> f64 {
-        let mut sorted = pts.clone();
-        sorted.sort_unstable_by_key(|p| p[axis]);
-        let mut best = 0.0f64;
-        let mut s = 0;
-        while s < sorted.len() {
-            let mut e = s;
-            while e < sorted.len() && sorted[e][axis] == sorted[s][axis] {
-                e += 1;
-            }
-            let plane: Vec<[i64; 2]> = sorted[s..e]
-                .iter()
-                .map(|p| {
-                    let o: Vec<i64> = (0..3).filter(|&d| d != axis).map(|d| p[d]).collect();
-                    [o[0], o[1]]
-                })
-                .collect();
-            let sc: Vec<f64> = (0..3).filter(|&d| d != axis).map(|d| half[d]).collect();
-            best = best.max(max_squared_distance(&hull_candidates(&plane), [sc[0], sc[1]]));
-            s = e;
+        let others: Vec<usize> = (0..3).filter(|&d| d != axis).collect();
+        let (lo, hi) = pts
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), p| (lo.min(p[axis]), hi.max(p[axis])));
+        let mut planes: Vec<Vec<[i64; 2]>> = vec![Vec::new(); if lo <= hi { (hi - lo) as usize + 1 } else { 0 }];
+        for p in &pts {
+            planes[(p[axis] - lo) as usize].push([p[others[0]], p[others[1]]]);
         }
-        best.sqrt()
+        let scale = [half[others[0]], half[others[1]]];
+        planes
+            .iter()
+            .map(|plane| max_squared_distance(&hull_candidates(plane), scale))
+            .fold(0.0f64, f64::max)
+            .sqrt()
     };
     MeshMeasures {
         area,
