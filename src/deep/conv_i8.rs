@@ -34,6 +34,28 @@
 //! fixed order ([`super::conv::conv3x3_relu_fixed_order`]) so that the quantized trunk's result, which rounds
 //! every layer's input, does not depend on the CPU; only the twelve after it take this path.
 
+/// `$sub_tile::<M>($t, r0, $dst)` over a tile's `$n` pixels in sub-tiles of up to 3 (`M` = 3, 2 or 1): the
+/// register tiles of the AVX2 and `sdot` kernels, whose caller has checked the tile's bounds
+/// ([`Kernel::run`]), which every sub-tile lies within.
+#[allow(unused_macros)] // used by the AVX2 kernel on x86-64 and the `sdot` kernel on aarch64 only
+macro_rules! for_sub_tiles_of_3 {
+    ($n:expr, $sub_tile:ident($t:expr, $dst:expr)) => {{
+        let mut r0 = 0;
+        while r0 < $n {
+            let m = 3.min($n - r0);
+            // SAFETY: pixels r0..r0+m lie within the tile's n, so every offset stays within the asserted bounds
+            unsafe {
+                match m {
+                    3 => $sub_tile::<3>($t, r0, $dst),
+                    2 => $sub_tile::<2>($t, r0, $dst),
+                    _ => $sub_tile::<1>($t, r0, $dst),
+                }
+            }
+            r0 += m;
+        }
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 mod amx;
 #[cfg(target_arch = "aarch64")]
@@ -690,28 +712,14 @@ mod avx2 {
         n
     }
 
-    /// Pixels per register sub-tile: 3 pixels × 4 vectors of 8 sums stay in registers beside the operands.
-    const SUB: usize = 3;
-
-    /// The tile's `n` pixels on AVX2, in sub-tiles of up to [`SUB`] pixels.
+    /// The tile's `n` pixels on AVX2, in sub-tiles of up to 3 pixels: 3 pixels × 4 vectors of 8 sums stay in
+    /// registers beside the operands.
     ///
     /// # Safety
     /// The CPU has AVX2, and `t`/`dst` satisfy the bounds [`super::Kernel::run`] asserts.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn tile(t: &Tile, n: usize, dst: &mut [f32]) {
-        let mut r0 = 0;
-        while r0 < n {
-            let m = SUB.min(n - r0);
-            // SAFETY: pixels r0..r0+m lie within the tile's n, so every offset stays within the asserted bounds
-            unsafe {
-                match m {
-                    3 => sub_tile::<3>(t, r0, dst),
-                    2 => sub_tile::<2>(t, r0, dst),
-                    _ => sub_tile::<1>(t, r0, dst),
-                }
-            }
-            r0 += m;
-        }
+        for_sub_tiles_of_3!(n, sub_tile(t, dst));
     }
 
     /// Pixels `r0..r0 + N` of the tile: per 4-byte input group, the pairs `(a0, a1)` and `(a2, a3)` broadcast

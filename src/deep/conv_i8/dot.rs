@@ -18,31 +18,17 @@ use std::arch::asm;
 
 use super::{BLOCK_OUT, GROUP, Tile, finish};
 
-/// Pixels per register sub-tile: 3 pixels × 8 vectors of 4 sums (24 registers) beside their 3 inputs and a weight.
-const SUB: usize = 3;
-
 /// Groups of 4 input bytes per 16-byte load (the four lanes of `sdot`'s `vm`).
 const QUAD: usize = 4;
 
-/// The tile's `n` pixels, in sub-tiles of up to [`SUB`] pixels.
+/// The tile's `n` pixels, in sub-tiles of up to 3 pixels: 3 pixels × 8 vectors of 4 sums (24 registers) beside
+/// their 3 inputs and a weight.
 ///
 /// # Safety
 /// The CPU has FEAT_DotProd, and `t`/`dst` satisfy the bounds [`super::Kernel::run`] asserts.
 #[target_feature(enable = "neon,dotprod")]
 pub(super) unsafe fn tile(t: &Tile, n: usize, dst: &mut [f32]) {
-    let mut r0 = 0;
-    while r0 < n {
-        let m = SUB.min(n - r0);
-        // SAFETY: pixels r0..r0+m lie within the tile's n, so every offset stays within the asserted bounds
-        unsafe {
-            match m {
-                3 => sub_tile::<3>(t, r0, dst),
-                2 => sub_tile::<2>(t, r0, dst),
-                _ => sub_tile::<1>(t, r0, dst),
-            }
-        }
-        r0 += m;
-    }
+    for_sub_tiles_of_3!(n, sub_tile(t, dst));
 }
 
 /// `acc += sdot(w, x[lane J])` for each of the `N` pixels.
@@ -78,7 +64,7 @@ unsafe fn group<const J: i32, const N: usize>(acc: &mut [[int32x4_t; N]; 8], w: 
     }
 }
 
-/// Pixels `r0..r0 + N` of the tile: per kernel row, four input groups at a time (one 16-byte load per pixel, its
+/// Pixels `r0..r0 + N` of the tile (`N` ≤ 3): per kernel row, four input groups at a time (one 16-byte load per pixel, its
 /// top bits flipped), each against its 32 channels' weights in 8 vectors; the last 1–3 groups of a kernel row from
 /// a copy. The sums are exact, so their order does not matter.
 ///
