@@ -15,7 +15,7 @@ pub type LatticePoint<const D: usize> = [i64; D];
 ///
 /// Per axis, the extremes of every line come from a table over the points' bounding box, indexed by the other
 /// coordinates: one pass to fill it, one to test each point. A box too sparse for a table (more than
-/// [`TABLE_CELLS_PER_POINT`] cells a point) sorts the points along each line instead; both keep the same points.
+/// `TABLE_CELLS_PER_POINT` cells a point) sorts the points along each line instead; both keep the same points.
 pub fn hull_candidates<const D: usize>(points: &[LatticePoint<D>]) -> Vec<LatticePoint<D>> {
     let Some((lo, hi)) = bounding_box(points) else {
         return Vec::new();
