@@ -90,7 +90,7 @@ pub struct PackedConvI8 {
     /// The weights Winograd-transformed ([`winograd::transform_weights`]), made on first use.
     winograd_weights: std::sync::OnceLock<Vec<i16>>,
     /// `128·Σ q_w` per output channel over its 9·C_in taps (zero beyond C_out), the correction the dot-product
-    /// kernel adds to sums of shifted activations ([`weight_sums`]), made on first use there.
+    /// kernel adds to sums of shifted activations ([`shifted_input_corrections`]), made on first use there.
     shifted_input_corrections: std::sync::OnceLock<Vec<i32>>,
 }
 
@@ -239,7 +239,7 @@ fn widen_weights(p: &PackedConvI8) -> Vec<i16> {
 
 /// `128·Σ q_w[o]` for every output channel `o` of the packed blocks (`⌈C_out/32⌉·32` values): the integer that
 /// turns a sum over activations shifted to `q_a − 128` back into the sum over `q_a`.
-fn weight_sums(p: &PackedConvI8) -> Vec<i32> {
+fn shifted_input_corrections(p: &PackedConvI8) -> Vec<i32> {
     let mut sums = vec![0i32; p.cout.div_ceil(BLOCK_OUT) * BLOCK_OUT];
     for (b, panel) in p.weight.chunks_exact(3 * p.groups() * BLOCK_OUT * GROUP).enumerate() {
         for group in panel.chunks_exact(BLOCK_OUT * GROUP) {
@@ -330,7 +330,7 @@ fn conv_on(x: &Nhwc, p: &PackedConvI8, kernel: Kernel, algorithm: Algorithm, poo
     let in_row = (w + 2) * cin4;
     // the dot-product kernel's corrections for its shifted activations (empty for the others)
     let corrections: &[i32] = if kernel.shifts_input() {
-        p.shifted_input_corrections.get_or_init(|| weight_sums(p))
+        p.shifted_input_corrections.get_or_init(|| shifted_input_corrections(p))
     } else {
         &[]
     };
@@ -413,7 +413,8 @@ struct Tile<'a> {
     weight: &'a [i8],
     /// The same, as [`widen_weights`] lays them out (the AVX2 kernel's; empty for the others).
     weight_pairs: &'a [i16],
-    /// `128·Σ q_w` of the block's 32 channels ([`weight_sums`]; the dot-product kernel's, empty for the others).
+    /// `128·Σ q_w` of the block's 32 channels ([`shifted_input_corrections`]; the dot-product kernel's, empty for the
+    /// others).
     correction: &'a [i32],
     /// `s_a·s_w[o]` and `b[o]` for the block's 32 channels (zero beyond C_out).
     scale: &'a [f32],

@@ -285,12 +285,12 @@ fn sum_lanes(a: &[f32; LANES]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::{BLOCK, BLOCK_BYTES, LANES, sum_lanes};
+
     /// How far ahead of the block being read the weights are prefetched. They are read once per pass, from memory,
     /// and the hardware prefetcher alone kept too few lines in flight: on a 2-core AMD EPYC (Zen 5) this product's
     /// CPU time at batch 1 fell 2× with 2 KiB and 2.5× with 8 KiB (16 KiB: no better). A hint: no result changes.
     const PREFETCH_AHEAD: usize = 8192;
-
-    use super::{BLOCK, BLOCK_BYTES, LANES, sum_lanes};
 
     /// [`super::Product::group`] in AVX2 registers: per block, the scale converted by F16C (exact, as `half`'s
     /// conversion is), the 32 bytes widened to four vectors of f32 (exact), then per row

@@ -24,6 +24,7 @@ pub fn hull_candidates<const D: usize>(points: &[LatticePoint<D>]) -> Vec<Lattic
     let mut keep = vec![true; points.len()];
     for axis in 0..D {
         let cells: usize = (0..D).filter(|&d| d != axis).map(|d| extent[d]).product();
+        // (a few thousand cells are cheap whatever the number of points)
         if cells > TABLE_CELLS_PER_POINT * points.len() + 4096 {
             keep_line_extremes_sorted(points, axis, &mut keep);
             continue;

@@ -5,10 +5,10 @@
 //! weights already have that shape: per 4-byte input group, 32 channels × 4 bytes, so a channel quarter's 16 bytes
 //! are one `vn`, and 16 bytes of one pixel's input (four groups) are one `vm`, lane `j` the `j`-th group.
 //!
-//! `sdot` multiplies signed bytes only, and the activations are `u8` in [0, 255]. They go in with the top bit
-//! flipped, `q − 128` in [−128, 127], and the kernel adds `128·Σ q_w` ([`super::weight_sums`]) to each channel's
-//! sum, so the result is the same integer `Σ q_a·q_w` as every other kernel's (the padding's zeros shift to −128
-//! too, so the identity holds at the image border). Every partial sum stays within `i32`: |Σ (q_a − 128)·q_w| and
+//! `sdot` multiplies signed bytes only, and the activations are `u8` in [0, 255]. They go in with the top bit flipped,
+//! `q − 128` in [−128, 127], and the kernel adds `128·Σ q_w` ([`super::shifted_input_corrections`]) to each channel's
+//! sum, so the result is the same integer `Σ q_a·q_w` as every other kernel's (the padding's zeros shift to −128 too,
+//! so the identity holds at the image border). Every partial sum stays within `i32`: |Σ (q_a − 128)·q_w| and
 //! |128·Σ q_w| are each at most 128·127·9·C_in < 2³¹ for C_in ≤ 7,000. The epilogue is [`super::finish`] itself.
 //!
 //! Rust's `sdot` intrinsics are not stable, so the instruction is inline assembly; everything else is stable NEON.
@@ -64,8 +64,8 @@ unsafe fn group<const J: i32, const N: usize>(acc: &mut [[int32x4_t; N]; 8], w: 
     }
 }
 
-/// Pixels `r0..r0 + N` of the tile (`N` ≤ 3): per kernel row, four input groups at a time (one 16-byte load per pixel, its
-/// top bits flipped), each against its 32 channels' weights in 8 vectors; the last 1–3 groups of a kernel row from
+/// Pixels `r0..r0 + N` of the tile (`N` ≤ 3): per kernel row, four input groups at a time (one 16-byte load per pixel,
+/// its top bits flipped), each against its 32 channels' weights in 8 vectors; the last 1–3 groups of a kernel row from
 /// a copy. The sums are exact, so their order does not matter.
 ///
 /// # Safety
